@@ -1,0 +1,157 @@
+"""Checkpoints: our format (state dict + model config), atomic saving, loading.
+
+Our format is a dict ``{"format": "temporal-shift", "version": 1, "model_config": {...},
+"state_dict": {...}}`` plus optional extra entries (training state). `load_model(path)`
+rebuilds the model from the file alone.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from temporal_shift.models.recognizer import ModelConfig, VideoRecognizer
+
+FORMAT_NAME = "temporal-shift"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used as asked; the message names the file."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """`torch.save` to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(
+    model: VideoRecognizer, path: str | Path, *, extra: dict[str, Any] | None = None
+) -> Path:
+    """Save ``model`` (weights + config) and optional ``extra`` entries atomically."""
+    model = unwrap(model)
+    payload: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "model_config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    for key, value in (extra or {}).items():
+        if key in payload:
+            raise ValueError(f"extra checkpoint entry {key!r} would overwrite a reserved entry")
+        payload[key] = value
+    return atomic_save(payload, path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint file onto the CPU; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors of all kinds: not a usable checkpoint
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(data).__name__}")
+    return data
+
+
+def is_our_format(data: dict[str, Any]) -> bool:
+    return data.get("format") == FORMAT_NAME
+
+
+def model_from_checkpoint_data(data: dict[str, Any], *, source: str) -> VideoRecognizer:
+    """Rebuild a model from the dict of our format; ``source`` names it in errors."""
+    if not is_our_format(data):
+        raise CheckpointError(f"{source}: not a temporal-shift checkpoint (no 'format' entry)")
+    if data.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source}: checkpoint format version {data.get('version')!r}, "
+            f"this library reads version {FORMAT_VERSION}"
+        )
+    try:
+        config = ModelConfig.from_dict(dict(data["model_config"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: bad model_config: {exc}") from exc
+    model = VideoRecognizer(config)
+    load_state_strict(model, data["state_dict"], source=source)
+    return model
+
+
+def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> VideoRecognizer:
+    """Rebuild the model saved at ``path`` (our format) with its weights, in eval mode."""
+    model = model_from_checkpoint_data(read_checkpoint(path), source=str(path))
+    return model.to(map_location).eval()
+
+
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Load ``state`` into ``model``; any missing/unexpected/misshapen key is an error listing them."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    misshapen = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    )
+    if missing or unexpected or misshapen:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen)):
+            if keys:
+                shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+                parts.append(f"{label} keys: {shown}")
+        raise CheckpointError(f"{source}: state dict does not fit the model; " + "; ".join(parts))
+    model.load_state_dict(state)
+
+
+def unwrap(model: nn.Module) -> VideoRecognizer:
+    """The recognizer inside DDP/DataParallel/compiled wrappers."""
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    model = getattr(model, "_orig_mod", model)
+    if not isinstance(model, VideoRecognizer):
+        raise TypeError(f"expected a VideoRecognizer, got {type(model).__name__}")
+    return model
+
+
+def load_2d_backbone_state(model: VideoRecognizer, path: str | Path) -> None:
+    """Load a torchvision 2D state dict (e.g. ImageNet weights) into the video model's backbone.
+
+    Keys are mapped onto the wrapped modules (``layer1.0.conv1.weight`` ->
+    ``layer1.0.conv1.net.weight``); the 2D classifier (``fc.*``, ``classifier.*``) is
+    dropped and added non-local blocks keep their initialisation. Any other key that does
+    not fit is an error listing it.
+    """
+    state = read_checkpoint(path)
+    state = state.get("state_dict", state)
+    own = model.backbone.state_dict()
+    # Wrappers insert a ``net`` (shift, temporal pool) or ``block`` (non-local) level;
+    # torchvision's ResNet and MobileNetV2 have no modules of those names themselves.
+    own_by_plain = {_plain_key(key): key for key in own}
+    mapped = {key: value for key, value in own.items() if ".nl." in key}
+    for key, value in state.items():
+        if not key.startswith(("fc.", "classifier.")):
+            mapped[own_by_plain.get(key, key)] = value
+    load_state_strict(model.backbone, mapped, source=str(path))
+
+
+def _plain_key(key: str) -> str:
+    return ".".join(part for part in key.split(".") if part not in ("net", "block"))

@@ -1,0 +1,245 @@
+"""The TSN/TSM video classifier: 2D backbone -> dropout -> linear head -> average over time.
+
+Without shift it is TSN, the 2D baseline; with shift it is TSM. `ModelConfig` holds every
+setting needed to rebuild a model, and is the single source of truth for T (n_segment).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchvision import models as tvm
+
+from temporal_shift.models.insert import PLACES, make_non_local, make_temporal_shift
+from temporal_shift.shift import MODES, check_shift_args
+
+# The torchvision constructors build_model accepts (no weights are downloaded).
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    "resnet18": tvm.resnet18,
+    "resnet34": tvm.resnet34,
+    "resnet50": tvm.resnet50,
+    "resnet101": tvm.resnet101,
+    "resnet152": tvm.resnet152,
+    "resnext50_32x4d": tvm.resnext50_32x4d,
+    "resnext101_32x8d": tvm.resnext101_32x8d,
+    "resnext101_64x4d": tvm.resnext101_64x4d,
+    "wide_resnet50_2": tvm.wide_resnet50_2,
+    "wide_resnet101_2": tvm.wide_resnet101_2,
+    "mobilenet_v2": tvm.mobilenet_v2,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything `build_model` needs; saved with every checkpoint."""
+
+    arch: str = "resnet50"
+    num_classes: int = 400
+    n_segment: int = 8
+    shift: bool = True
+    fold_div: int = 8
+    place: str = "blockres"
+    mode: str = "bidirectional"
+    temporal_pool: bool = False
+    non_local: bool = False
+    dropout: float = 0.5
+    partial_bn: bool = False
+
+    def __post_init__(self) -> None:
+        if self.arch not in BACKBONES:
+            raise ValueError(f"unknown arch {self.arch!r}; supported: {', '.join(BACKBONES)}")
+        if not isinstance(self.num_classes, int) or self.num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {self.num_classes!r}")
+        check_shift_args(n_segment=self.n_segment, fold_div=self.fold_div, mode=self.mode)
+        if self.place not in PLACES:
+            raise ValueError(f"unknown shift place {self.place!r}; expected one of {', '.join(PLACES)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.temporal_pool and self.n_segment % 2:
+            raise ValueError(f"temporal_pool needs an even n_segment, got {self.n_segment}")
+        if self.non_local and self.temporal_pool:
+            raise ValueError("non_local and temporal_pool cannot be combined")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+
+class VideoRecognizer(nn.Module):
+    """(N, T, C, H, W) clips -> (N, num_classes) logits, averaging per-frame scores."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        backbone = BACKBONES[config.arch](weights=None)
+        if isinstance(backbone, tvm.ResNet):
+            feature_dim = backbone.fc.in_features
+            backbone.fc = nn.Identity()
+        else:
+            feature_dim = backbone.classifier[-1].in_features
+            backbone.classifier = nn.Identity()
+        if config.shift:
+            make_temporal_shift(
+                backbone,
+                config.n_segment,
+                fold_div=config.fold_div,
+                place=config.place,
+                mode=config.mode,
+                temporal_pool=config.temporal_pool,
+            )
+        if config.non_local:
+            make_non_local(backbone, config.n_segment)
+        self.backbone = backbone
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(feature_dim, config.num_classes)
+        nn.init.normal_(self.head.weight, 0.0, 0.001)
+        nn.init.zeros_(self.head.bias)
+        if config.partial_bn:  # frozen BN layers are never updated: no gradients for them
+            for bn in _batch_norms(self.backbone)[1:]:
+                bn.requires_grad_(False)
+
+    @property
+    def n_segment(self) -> int:
+        return self.config.n_segment
+
+    def frame_logits(self, x: Tensor) -> Tensor:
+        """Per-frame logits (N, T', K) before the consensus; T' = T/2 with temporal_pool."""
+        if not torch.jit.is_tracing():
+            self._check_input(x)
+        n = x.shape[0]
+        features = self.backbone(x.flatten(0, 1))
+        return self.head(self.dropout(features)).view(n, -1, self.config.num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.frame_logits(x).mean(dim=1)
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 5 or x.shape[1] != self.config.n_segment:
+            raise ValueError(
+                f"expected input of shape (N, T={self.config.n_segment}, C, H, W), "
+                f"got {tuple(x.shape)}"
+            )
+
+    def train(self, mode: bool = True) -> "VideoRecognizer":
+        """Like `nn.Module.train`; with partial BN, every BN layer but the first stays in eval."""
+        super().train(mode)
+        if mode and self.config.partial_bn:
+            for bn in _batch_norms(self.backbone)[1:]:
+                bn.eval()
+        return self
+
+
+def _batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def build_model(
+    arch: str = "resnet50",
+    *,
+    num_classes: int,
+    n_segment: int = 8,
+    shift: bool = True,
+    fold_div: int = 8,
+    place: str = "blockres",
+    mode: str = "bidirectional",
+    temporal_pool: bool = False,
+    non_local: bool = False,
+    dropout: float = 0.5,
+    partial_bn: bool = False,
+    backbone_weights: str | Path | None = None,
+) -> VideoRecognizer:
+    """Build a TSM (``shift=True``) or TSN (``shift=False``) video classifier.
+
+    ``backbone_weights`` is an optional file holding a torchvision state dict of the 2D
+    backbone (e.g. ImageNet weights saved beforehand); its classifier is dropped.
+    """
+    config = ModelConfig(
+        arch=arch,
+        num_classes=num_classes,
+        n_segment=n_segment,
+        shift=shift,
+        fold_div=fold_div,
+        place=place,
+        mode=mode,
+        temporal_pool=temporal_pool,
+        non_local=non_local,
+        dropout=dropout,
+        partial_bn=partial_bn,
+    )
+    model = VideoRecognizer(config)
+    if backbone_weights is not None:
+        load_backbone_weights(model, backbone_weights)
+    return model
+
+
+def load_backbone_weights(model: VideoRecognizer, path: str | Path) -> None:
+    """Load a plain torchvision 2D state dict into the (possibly shifted) backbone."""
+    from temporal_shift.checkpoints import load_2d_backbone_state
+
+    load_2d_backbone_state(model, path)
+
+
+def param_groups(model: VideoRecognizer, *, fc_lr5: bool = False) -> list[dict[str, Any]]:
+    """Parameter groups of the reference recipe, each with ``lr_mult`` and ``decay_mult``.
+
+    - first conv weight (1x lr, decay), other conv/linear weights (1x, decay);
+    - biases: 2x lr, no weight decay;
+    - BN parameters: no decay (with partial BN only the first BN is trained);
+    - ``fc_lr5`` (fine-tuning): the new head gets 5x lr for its weight, 10x for its bias.
+    The optimiser's lr and weight decay are multiplied by these factors.
+    """
+    groups: dict[str, list[nn.Parameter]] = {
+        "first_conv_weight": [],
+        "first_conv_bias": [],
+        "normal_weight": [],
+        "normal_bias": [],
+        "bn": [],
+        "lr5_weight": [],
+        "lr10_bias": [],
+    }
+    mults = {
+        "first_conv_weight": (1, 1),
+        "first_conv_bias": (2, 0),
+        "normal_weight": (1, 1),
+        "normal_bias": (2, 0),
+        "bn": (1, 0),
+        "lr5_weight": (5, 1),
+        "lr10_bias": (10, 0),
+    }
+    first_conv_seen = False
+    bn_seen = 0
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            prefix = "normal" if first_conv_seen else "first_conv"
+            first_conv_seen = True
+            groups[f"{prefix}_weight"].append(module.weight)
+            if module.bias is not None:
+                groups[f"{prefix}_bias"].append(module.bias)
+        elif isinstance(module, nn.Linear):
+            head = fc_lr5 and module is model.head
+            groups["lr5_weight" if head else "normal_weight"].append(module.weight)
+            if module.bias is not None:
+                groups["lr10_bias" if head else "normal_bias"].append(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            bn_seen += 1
+            if not model.config.partial_bn or bn_seen == 1:
+                groups["bn"].extend(p for p in module.parameters(recurse=False))
+        elif list(module.parameters(recurse=False)):
+            raise ValueError(f"param_groups: no rule for parameters of {type(module).__name__}")
+    return [
+        {"name": name, "params": params, "lr_mult": mults[name][0], "decay_mult": mults[name][1]}
+        for name, params in groups.items()
+        if params
+    ]
