@@ -1,0 +1,215 @@
+"""VideoDataset: list file + root + sampler + transform -> (clip, label).
+
+Reproducibility: sample ``index`` in epoch ``e`` draws its frame indices and transform
+parameters from a generator seeded with ``(seed, e, index)``, so results do not depend
+on the number of DataLoader workers or their order, differ between epochs and repeat
+for the same seed. Call ``set_epoch(e)`` before each epoch (like DistributedSampler);
+with ``persistent_workers=True`` the workers keep the epoch they were started with.
+
+Errors: every problem with a sample raises an error whose message starts with
+``<list file>:<line>:``. With ``on_error="skip"`` the dataset instead logs a warning
+and returns a ``SkippedSample``; use ``collate_skipping`` to drop those from batches and
+count them (nothing is ever replaced by another sample). Bad list lines are then
+skipped at construction and listed in ``skipped_lines``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+from torchvision import tv_tensors
+
+from temporal_shift.data.decode import (
+    CorruptMediaError,
+    count_frame_files,
+    frame_path,
+    read_frame_folder,
+    read_video,
+    video_frame_count,
+)
+from temporal_shift.data.lists import (
+    DEFAULT_TEMPLATE,
+    FrameRecord,
+    ListFileError,
+    ListKind,
+    Record,
+    read_list,
+)
+from temporal_shift.data.sampling import Sampler
+
+log = logging.getLogger("temporal_shift.data")
+
+ClipTransform = Callable[[tv_tensors.Video, int], tuple[torch.Tensor, int]]
+
+
+@dataclass(frozen=True)
+class SkippedSample:
+    """Placeholder returned for an unreadable sample when ``on_error="skip"``."""
+
+    index: int
+    reason: str
+
+
+class ClipBatch(NamedTuple):
+    """A batch from ``collate_skipping``: clips, labels and the reasons of skipped samples."""
+
+    clips: torch.Tensor
+    labels: torch.Tensor
+    skipped: list[str]
+
+
+def collate_skipping(samples: Sequence[tuple[torch.Tensor, int] | SkippedSample]) -> ClipBatch:
+    """Collate, dropping ``SkippedSample`` entries; the batch may be smaller (even empty)."""
+    good = [s for s in samples if not isinstance(s, SkippedSample)]
+    skipped = [s.reason for s in samples if isinstance(s, SkippedSample)]
+    if not good:
+        return ClipBatch(torch.empty(0), torch.empty(0, dtype=torch.long), skipped)
+    clips, labels = default_collate(good)
+    return ClipBatch(clips, labels, skipped)
+
+
+class VideoDataset(Dataset):
+    """Clips from a list file of frame folders or videos (paths relative to ``root``).
+
+    Returns ``(clip, label)``: with a transform, whatever it returns, typically float
+    (T, C, H, W), or (views, T, C, H, W) for multi-view transforms or samplers giving
+    several clips (clips x views are flattened into the first dimension); without one,
+    the uint8 clip (T, C, H, W) or (clips, T, C, H, W). T counts ``new_length`` frames
+    per segment.
+    """
+
+    def __init__(
+        self,
+        *,
+        list_file: str | Path,
+        root: str | Path,
+        sampler: Sampler,
+        transform: ClipTransform | None = None,
+        kind: ListKind = "auto",
+        template: str = DEFAULT_TEMPLATE,
+        num_classes: int | None = None,
+        seed: int = 0,
+        on_error: Literal["raise", "skip"] = "raise",
+    ) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.list_file = Path(list_file)
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root}: data root not found")
+        self.sampler = sampler
+        self.transform = transform
+        self.template = template
+        self.seed = seed
+        self.on_error = on_error
+        self.epoch = 0
+        errors: list[ListFileError] | None = [] if on_error == "skip" else None
+        self.records: list[Record] = read_list(
+            self.list_file, kind=kind, num_classes=num_classes, errors=errors
+        )
+        self.skipped_lines: list[str] = [str(e) for e in errors or []]
+        for message in self.skipped_lines:
+            log.warning("skipping %s", message)
+        if not self.records:
+            raise ListFileError(f"{self.list_file}: no usable samples")
+        self._frame_counts: dict[str, int] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random draws ``__getitem__`` uses."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def labels(self) -> list[int]:
+        return [r.label for r in self.records]
+
+    def generator(self, index: int) -> np.random.Generator:
+        """The generator of sample ``index`` in the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | SkippedSample:
+        record = self.records[index]
+        try:
+            return self._load(record, index)
+        except (OSError, ValueError) as exc:
+            message = str(exc)
+            if not message.startswith(record.source):
+                message = f"{record.source}: {message}"
+            if self.on_error == "raise":
+                raise _with_message(exc, message) from exc
+            log.warning("skipping sample %d: %s", index, message)
+            return SkippedSample(index=index, reason=message)
+
+    def _load(self, record: Record, index: int) -> tuple[torch.Tensor, int]:
+        rng = self.generator(index)
+        path = self.root / record.path
+        if isinstance(record, FrameRecord):
+            num_frames = record.num_frames
+            self._check_folder(path, num_frames)
+            indices = self.sampler(num_frames, generator=rng, source=record.source)
+            frames = read_frame_folder(path, indices.reshape(-1).tolist(), template=self.template)
+        else:
+            if not path.is_file():
+                raise FileNotFoundError(f"video {path} not found")
+            key = str(path)
+            if key not in self._frame_counts:
+                self._frame_counts[key] = video_frame_count(path)
+            num_frames = self._frame_counts[key]
+            if num_frames < 1:
+                raise CorruptMediaError(f"video {path} has no decodable frames")
+            indices = self.sampler(num_frames, generator=rng, source=record.source)
+            frames = read_video(path, indices.reshape(-1).tolist())
+        clips = frames.reshape(indices.shape[0], indices.shape[1], *frames.shape[1:])
+        label = record.label
+        if self.transform is None:
+            return (clips[0] if len(clips) == 1 else clips), label
+        torch_seed = int(rng.integers(2**62))
+        outputs = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_seed)
+            for clip in clips:
+                out, label_out = self.transform(tv_tensors.Video(clip), label)
+                outputs.append(out.as_subclass(torch.Tensor))
+        if len(outputs) == 1:
+            return outputs[0], int(label_out)
+        stacked = torch.stack(outputs)
+        if stacked.dim() == 6:  # clips x views
+            stacked = stacked.flatten(0, 1)
+        return stacked, int(label_out)
+
+    def _check_folder(self, folder: Path, num_frames: int) -> None:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"frame folder {folder} not found")
+        if not frame_path(folder, num_frames - 1, template=self.template).is_file():
+            on_disk = count_frame_files(folder, template=self.template)
+            raise ListFileError(
+                f"{folder} lists {num_frames} frames but only {on_disk} "
+                f"('{self.template}' from 1) are on disk"
+            )
+
+
+def _with_message(exc: Exception, message: str) -> Exception:
+    try:
+        return type(exc)(message)
+    except TypeError:  # exception types with other constructors
+        return (OSError if isinstance(exc, OSError) else ValueError)(message)
+
+
+def describe(dataset: VideoDataset) -> dict[str, Any]:
+    """Short summary of a dataset (for logs)."""
+    return {
+        "list_file": str(dataset.list_file),
+        "root": str(dataset.root),
+        "samples": len(dataset),
+        "sampler": repr(dataset.sampler),
+        "skipped_lines": len(dataset.skipped_lines),
+    }

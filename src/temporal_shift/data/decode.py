@@ -1,0 +1,185 @@
+"""Decoding the sampled frames of a clip, from frame folders or raw videos.
+
+Both readers take 0-based frame indices (duplicates allowed, any order) and return a
+uint8 tensor ``(len(indices), 3, H, W)`` in RGB. Only the frames needed are read: JPEG
+files are decoded one by one with ``torchvision.io.decode_jpeg``; videos are decoded with
+PyAV, seeking over long gaps and stopping after the last needed frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from temporal_shift.data.lists import DEFAULT_TEMPLATE
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
+# Containers whose stored frame count (nb_frames) we trust; others are counted by decoding.
+_RELIABLE_COUNT_FORMATS = ("mov", "mp4", "m4a", "3gp", "avi")
+
+
+class CorruptMediaError(ValueError):
+    """A frame or video that exists but cannot be decoded; the message names the file."""
+
+
+def frame_path(folder: Path, index: int, *, template: str = DEFAULT_TEMPLATE) -> Path:
+    """Path of 0-based frame ``index`` in ``folder`` (files are numbered from 1)."""
+    return folder / template.format(index + 1)
+
+
+def decode_jpeg_file(path: Path) -> torch.Tensor:
+    """Decode one JPEG file to a uint8 (3, H, W) RGB tensor."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: frame file not found") from None
+    if not data:
+        raise CorruptMediaError(f"{path}: empty JPEG file")
+    try:
+        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except RuntimeError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "decode failed"
+        raise CorruptMediaError(f"{path}: corrupt JPEG ({reason})") from None
+
+
+def read_frame_folder(
+    folder: str | Path, indices: Sequence[int], *, template: str = DEFAULT_TEMPLATE
+) -> torch.Tensor:
+    """Read frames ``indices`` (0-based) of a frame folder -> uint8 (N, 3, H, W)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: frame folder not found")
+    decoded: dict[int, torch.Tensor] = {}
+    for index in indices:
+        index = int(index)
+        if index not in decoded:
+            decoded[index] = decode_jpeg_file(frame_path(folder, index, template=template))
+    frames = [decoded[int(i)] for i in indices]
+    shapes = {tuple(f.shape) for f in frames}
+    if len(shapes) > 1:
+        raise CorruptMediaError(f"{folder}: frames have different sizes {sorted(shapes)}")
+    return torch.stack(frames)
+
+
+def count_frame_files(folder: str | Path, *, template: str = DEFAULT_TEMPLATE) -> int:
+    """Number of consecutive frame files 1, 2, ... present in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: frame folder not found")
+    names = {p.name for p in folder.iterdir()}
+    count = 0
+    while template.format(count + 1) in names:
+        count += 1
+    return count
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: video file not found")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as exc:
+        raise CorruptMediaError(f"{path}: cannot open video ({exc})") from None
+    if not container.streams.video:
+        container.close()
+        raise CorruptMediaError(f"{path}: no video stream")
+    return container
+
+
+def video_frame_count(path: str | Path) -> int:
+    """Frames in a video: from the container when reliable (mp4/mov/avi), else by decoding."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        names = (container.format.name or "").split(",")
+        if stream.frames and stream.frames > 0 and any(n in _RELIABLE_COUNT_FORMATS for n in names):
+            return int(stream.frames)
+        count = 0
+        for _ in container.decode(stream):
+            count += 1
+        return count
+    except av.FFmpegError as exc:
+        raise CorruptMediaError(f"{path}: corrupt video ({exc})") from None
+    finally:
+        container.close()
+
+
+def read_video(
+    path: str | Path, indices: Sequence[int], *, seek_threshold: int = 32
+) -> torch.Tensor:
+    """Decode frames ``indices`` (0-based, presentation order) of a video -> uint8 (N, 3, H, W).
+
+    Frame positions come from timestamps (``pts * time_base * frame_rate``) when the stream
+    has a frame rate, which makes seeking exact for constant-frame-rate video; a gap of
+    more than ``seek_threshold`` frames to the next needed frame is crossed by seeking to
+    the preceding keyframe. Decoding stops after the last needed frame. Requesting a frame
+    past the end raises CorruptMediaError.
+    """
+    path = Path(path)
+    wanted = sorted({int(i) for i in indices})
+    if not wanted:
+        raise ValueError(f"{path}: no frame indices requested")
+    if wanted[0] < 0:
+        raise ValueError(f"{path}: negative frame index {wanted[0]}")
+    container = _open(path)
+    try:
+        got = _decode_wanted(container, wanted, seek_threshold=seek_threshold)
+    except av.FFmpegError as exc:
+        raise CorruptMediaError(f"{path}: corrupt video ({exc})") from None
+    finally:
+        container.close()
+    if len(got) < len(wanted):
+        missing = [i for i in wanted if i not in got]
+        raise CorruptMediaError(
+            f"{path}: could not decode frame {missing[0]} (0-based); the video ends earlier "
+            "or is truncated"
+        )
+    frames = {i: torch.from_numpy(a).permute(2, 0, 1) for i, a in got.items()}
+    return torch.stack([frames[int(i)] for i in indices])
+
+
+def _decode_wanted(
+    container: av.container.InputContainer, wanted: list[int], *, seek_threshold: int
+) -> dict[int, np.ndarray]:
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate
+    time_base = stream.time_base
+    start = stream.start_time or 0
+    timed = bool(rate) and time_base is not None
+    to_index = (lambda pts: round(float((pts - start) * time_base * Fraction(rate)))) if timed else None
+
+    got: dict[int, np.ndarray] = {}
+    k = 0
+    last = -1  # index of the last decoded frame
+    frames_iter = None
+    sequential = -1
+    while k < len(wanted):
+        target = wanted[k]
+        if frames_iter is None or (timed and target - last > seek_threshold):
+            if timed and target > seek_threshold:
+                pts = start + int(Fraction(target) / Fraction(rate) / time_base)
+                container.seek(pts, stream=stream, backward=True, any_frame=False)
+            frames_iter = container.decode(stream)
+        found = False
+        for frame in frames_iter:
+            sequential += 1
+            index = to_index(frame.pts) if (to_index and frame.pts is not None) else sequential
+            last = index
+            if index < target:
+                continue
+            array = frame.to_ndarray(format="rgb24")
+            while k < len(wanted) and wanted[k] <= index:
+                got[wanted[k]] = array
+                k += 1
+            found = True
+            break
+        if not found:
+            break
+    return got

@@ -1,0 +1,68 @@
+"""Writing clips: JPEG frame folders (torchvision.io.encode_jpeg) and videos (PyAV)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from torchvision.io import encode_jpeg
+
+from temporal_shift.data.lists import DEFAULT_TEMPLATE
+
+
+def write_frame_folder(
+    folder: str | Path,
+    frames: np.ndarray | torch.Tensor,
+    *,
+    template: str = DEFAULT_TEMPLATE,
+    quality: int = 90,
+) -> Path:
+    """Write uint8 RGB frames (T, H, W, 3) as JPEG files numbered from 1."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensor = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2).contiguous()
+    if tensor.dtype != torch.uint8 or tensor.shape[1] != 3:
+        raise ValueError(f"{folder}: frames must be uint8 (T, H, W, 3), got {tuple(frames.shape)}")
+    encoded = encode_jpeg(list(tensor), quality=quality)
+    for i, data in enumerate(encoded, start=1):
+        (folder / template.format(i)).write_bytes(data.numpy().tobytes())
+    return folder
+
+
+def write_video(
+    path: str | Path,
+    frames: np.ndarray,
+    *,
+    fps: int = 25,
+    codec: str = "libx264",
+    crf: int = 18,
+    gop: int = 16,
+) -> Path:
+    """Encode uint8 RGB frames (T, H, W, 3) to a video file (yuv420p, even H and W).
+
+    Single-threaded and deterministic: the same frames give the same bytes.
+    """
+    path = Path(path)
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+        raise ValueError(f"{path}: frames must be uint8 (T, H, W, 3), got {frames.shape}")
+    height, width = frames.shape[1:3]
+    if height % 2 or width % 2:
+        raise ValueError(f"{path}: yuv420p video needs even height and width, got {height}x{width}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    with av.open(str(tmp), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.thread_count = 1
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "crf": str(crf), "g": str(gop)}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.replace(path)
+    return path
