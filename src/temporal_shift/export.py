@@ -1,0 +1,108 @@
+"""Export a recognizer to ONNX, TorchScript or a torch.export program, and verify the result.
+
+Every exported model takes clips (N, T, C, H, W) with a dynamic batch size N and returns
+logits (N, num_classes). ONNX files are checked in onnxruntime against PyTorch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from temporal_shift.models.recognizer import VideoRecognizer
+
+FORMATS = ("onnx", "torchscript", "exported")
+INPUT_NAME = "clips"
+OUTPUT_NAME = "logits"
+
+
+def example_input(model: VideoRecognizer, *, batch_size: int = 2, size: int = 224) -> torch.Tensor:
+    """A random clip batch of the shape the model expects."""
+    return torch.randn(batch_size, model.config.n_segment, 3, size, size)
+
+
+def export_model(
+    model: VideoRecognizer,
+    out: str | Path,
+    *,
+    format: str = "onnx",
+    size: int = 224,
+    opset: int = 18,
+) -> Path:
+    """Write ``model`` (in eval mode, on the CPU) to ``out`` in ``format``; returns the path."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    x = example_input(model, size=size)
+    batch = torch.export.Dim("batch", min=1)
+    with torch.no_grad():
+        if format == "onnx":
+            _require_onnx()
+            program = torch.onnx.export(
+                model,
+                (x,),
+                dynamo=True,
+                dynamic_shapes={"x": {0: batch}},
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                external_data=False,
+                verbose=False,
+            )
+            program.save(str(out))
+        elif format == "torchscript":
+            with warnings.catch_warnings():  # torch.jit is deprecated upstream but still works
+                warnings.simplefilter("ignore", FutureWarning)
+                traced = torch.jit.trace(model, x)
+            traced.save(str(out))
+        else:
+            program = torch.export.export(model, (x,), dynamic_shapes={"x": {0: batch}})
+            torch.export.save(program, str(out))
+    return out
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise ValueError(
+            f"ONNX export needs the 'export' extra: pip install 'temporal-shift[export]' ({exc})"
+        ) from exc
+
+
+def run_onnx(path: str | Path, clips: torch.Tensor) -> torch.Tensor:
+    """Run an exported ONNX model in onnxruntime (CPU) on ``clips``."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ValueError("running ONNX models needs onnxruntime: pip install onnxruntime") from exc
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (output,) = session.run([OUTPUT_NAME], {INPUT_NAME: clips.cpu().numpy()})
+    return torch.from_numpy(np.asarray(output))
+
+
+def verify_export(
+    model: VideoRecognizer, path: str | Path, *, format: str, batch_size: int = 3, size: int = 224, seed: int = 0
+) -> float:
+    """Max relative difference between the exported file's and PyTorch's logits on random input."""
+    generator = torch.Generator().manual_seed(seed)
+    clips = torch.randn(
+        batch_size, model.config.n_segment, 3, size, size, generator=generator
+    )
+    model = model.cpu().eval()
+    with torch.no_grad():
+        expected = model(clips)
+        if format == "onnx":
+            got = run_onnx(path, clips)
+        elif format == "torchscript":
+            got = torch.jit.load(str(path))(clips)
+        else:
+            got = torch.export.load(str(path)).module()(clips)
+    scale = expected.abs().max().clamp_min(1e-12)
+    return float((got - expected).abs().max() / scale)
