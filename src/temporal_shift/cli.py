@@ -67,6 +67,18 @@ def _register_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
     p.set_defaults(func=_cmd_export)
 
+    p = sub.add_parser(
+        "import",
+        help="convert a reference-release or MMAction2 checkpoint into our format",
+        description="Read a checkpoint of the paper's reference release or of MMAction2's TSM, "
+        "infer arch, classes and shift place from its keys, and save it in our format.",
+    )
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--segments", type=int, default=None, help="T the checkpoint was trained with")
+    p.add_argument("--fold-div", type=int, default=None, help="shift 1/fold_div each way (default 8)")
+    p.set_defaults(func=_cmd_import)
+
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from temporal_shift.bench import benchmark_overhead, plot_latencies
@@ -92,10 +104,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from temporal_shift.checkpoints import load_model
     from temporal_shift.export import export_model, verify_export
+    from temporal_shift.importers import load_any_checkpoint
 
-    model = load_model(args.checkpoint)
+    model = load_any_checkpoint(args.checkpoint, n_segment=args.segments)
     out = export_model(model, args.out, format=args.format, size=args.size)
     print(f"wrote {out}")
     if not args.no_verify:
@@ -104,6 +116,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if error > 1e-4:
             raise ValueError(f"{out}: exported model differs from PyTorch by {error:.2e} (> 1e-4)")
     return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from temporal_shift.importers import import_checkpoint
+
+    imported = import_checkpoint(args.checkpoint, args.out, n_segment=args.segments, fold_div=args.fold_div)
+    print(imported.summary())
+    return 0
+
 
 # --- data commands (data/) ---------------------------------------------------------
 

@@ -113,13 +113,15 @@ def make_non_local(model: nn.Module, n_segment: int) -> nn.Module:
         raise ValueError(
             f"non-local blocks need a torchvision ResNet backbone, got {type(model).__name__}"
         )
-    for name, indices in NON_LOCAL_BLOCKS.items():
+    for name, indices in NON_LOCAL_BLOCKS.items():  # check all before changing any
         stage = getattr(model, name)
         if not isinstance(stage, nn.Sequential) or len(stage) <= max(indices):
             raise ValueError(
                 f"non-local blocks need at least {max(indices) + 1} blocks in {name} "
                 "(ResNet-50 or deeper, no temporal_pool)"
             )
+    for name, indices in NON_LOCAL_BLOCKS.items():
+        stage = getattr(model, name)
         for i in indices:
             stage[i] = NonLocalAfter(stage[i], _out_channels(stage[i]), n_segment)
     return model

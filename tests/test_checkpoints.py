@@ -1,0 +1,107 @@
+"""Our checkpoint format, atomic saving, 2D backbone weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from temporal_shift.checkpoints import (
+    CheckpointError,
+    atomic_save,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
+from temporal_shift.models import build_model
+
+
+def test_load_model_rebuilds_with_no_other_arguments(tmp_path):
+    model = build_model("resnet18", num_classes=6, n_segment=4, mode="causal", dropout=0.2).eval()
+    path = save_checkpoint(model, tmp_path / "run" / "best.pt", extra={"epoch": 3})
+    loaded = load_model(path)
+    assert loaded.config == model.config
+    assert not loaded.training
+    x = torch.randn(2, 4, 3, 48, 48)
+    assert torch.equal(loaded(x), model(x))
+    assert read_checkpoint(path)["epoch"] == 3
+
+
+def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    target = tmp_path / "ckpt.pt"
+    atomic_save({"a": torch.ones(2)}, target)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle")
+
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        atomic_save({"a": torch.zeros(2), "b": Unpicklable()}, target)
+    assert torch.equal(torch.load(target)["a"], torch.ones(2))  # old file intact
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_reserved_extra_entry_is_refused(tmp_path):
+    model = build_model("resnet18", num_classes=2, n_segment=2)
+    with pytest.raises(ValueError, match="'state_dict' would overwrite"):
+        save_checkpoint(model, tmp_path / "x.pt", extra={"state_dict": {}})
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pt"):
+        load_model(tmp_path / "nope.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.pt: cannot read checkpoint"):
+        load_model(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pt: not a temporal-shift checkpoint"):
+        load_model(foreign)
+
+
+def test_state_dict_mismatch_lists_missing_and_unexpected_keys(tmp_path):
+    model = build_model("resnet18", num_classes=4, n_segment=2)
+    path = save_checkpoint(model, tmp_path / "m.pt")
+    data = torch.load(path)
+    data["state_dict"]["backbone.extra.weight"] = torch.zeros(1)
+    del data["state_dict"]["head.bias"]
+    data["state_dict"]["head.weight"] = torch.zeros(3, 512)
+    torch.save(data, path)
+    with pytest.raises(CheckpointError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "m.pt" in message and "missing keys: head.bias" in message
+    assert "unexpected keys: backbone.extra.weight" in message
+    assert "wrong shape keys: head.weight (3, 512) vs (4, 512)" in message
+
+
+def test_bad_model_config_is_reported(tmp_path):
+    path = save_checkpoint(build_model("resnet18", num_classes=4, n_segment=2), tmp_path / "m.pt")
+    data = torch.load(path)
+    data["model_config"]["arch"] = "alexnet"
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match="m.pt: bad model_config: unknown arch 'alexnet'"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("arch", "kwargs"),
+    [("resnet50", dict(non_local=True)), ("resnet50", dict(place="block", temporal_pool=True)), ("mobilenet_v2", {})],
+)
+def test_2d_backbone_weights_load_into_shifted_model(tmp_path, arch, kwargs):
+    plain = getattr(torchvision.models, arch)()
+    torch.save(plain.state_dict(), tmp_path / "imagenet.pt")
+    model = build_model(arch, num_classes=3, n_segment=4, backbone_weights=tmp_path / "imagenet.pt", **kwargs)
+    own = model.backbone.state_dict()
+    plain_state = plain.state_dict()
+    for key, value in own.items():
+        if ".nl." in key:
+            continue
+        assert torch.equal(value, plain_state[key.replace(".net.", ".").replace(".block.", ".")]), key
+
+
+def test_2d_backbone_weights_of_another_arch_are_refused(tmp_path):
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pt")
+    with pytest.raises(CheckpointError, match="r18.pt: state dict does not fit the model; missing keys"):
+        build_model("resnet50", num_classes=3, n_segment=4, backbone_weights=tmp_path / "r18.pt")

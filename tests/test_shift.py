@@ -1,0 +1,150 @@
+"""The temporal shift op against an independent explicit-loop reference."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from temporal_shift.shift import TemporalShift, temporal_shift
+
+
+def reference_shift(x: np.ndarray, n_segment: int, fold_div: int, mode: str) -> np.ndarray:
+    """Explicit loops over clips, time and channels: the definition, written out."""
+    nt, c = x.shape[:2]
+    fold = c // fold_div
+    out = np.zeros_like(x)
+    for n in range(nt // n_segment):
+        for t in range(n_segment):
+            i = n * n_segment + t
+            for ch in range(c):
+                if mode == "bidirectional" and ch < fold:
+                    src = t + 1  # first fold: from the next frame
+                elif mode == "bidirectional" and ch < 2 * fold:
+                    src = t - 1  # second fold: from the previous frame
+                elif mode == "causal" and ch < fold:
+                    src = t - 1
+                else:
+                    src = t
+                if 0 <= src < n_segment:
+                    out[i, ch] = x[n * n_segment + src, ch]
+    return out
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "causal"])
+@pytest.mark.parametrize(
+    ("n", "t", "c", "fold_div"),
+    [(2, 8, 16, 8), (1, 8, 67, 8), (3, 4, 5, 8), (2, 1, 16, 8), (2, 3, 12, 4), (1, 5, 9, 2)],
+)
+def test_matches_explicit_loops(mode, n, t, c, fold_div):
+    x = torch.randn(n * t, c, 3, 2, dtype=torch.float64)
+    expected = reference_shift(x.numpy(), t, fold_div, mode)
+    got = temporal_shift(x, t, fold_div=fold_div, mode=mode)
+    np.testing.assert_array_equal(got.numpy(), expected)
+    assert got.shape == x.shape and got.data_ptr() != x.data_ptr()
+
+
+def test_published_convention_on_a_labelled_tensor():
+    # value = 100*t + channel, one clip of 3 frames, 8 channels, fold = 1
+    x = (torch.arange(3)[:, None] * 100 + torch.arange(8)[None, :]).float().view(3, 8, 1, 1)
+    out = temporal_shift(x, 3, fold_div=8).view(3, 8)
+    assert out[:, 0].tolist() == [100, 200, 0]  # channel 0 from t+1
+    assert out[:, 1].tolist() == [0, 1, 101]  # channel 1 from t-1
+    assert torch.equal(out[:, 2:], x.view(3, 8)[:, 2:])
+    causal = temporal_shift(x, 3, fold_div=8, mode="causal").view(3, 8)
+    assert causal[:, 0].tolist() == [0, 0, 100]
+    assert torch.equal(causal[:, 1:], x.view(3, 8)[:, 1:])
+
+
+def test_channels_smaller_than_fold_div_is_identity():
+    x = torch.randn(8, 5, 2, 2)
+    assert torch.equal(temporal_shift(x, 4, fold_div=8), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_dtypes(dtype):
+    x = torch.randn(8, 16, 2, 2).to(dtype)
+    expected = reference_shift(x.double().numpy(), 4, 8, "bidirectional")
+    got = temporal_shift(x, 4)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got.double().numpy(), expected)
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "causal"])
+def test_channels_last_keeps_values_and_layout(mode):
+    x = torch.randn(8, 24, 5, 3).contiguous(memory_format=torch.channels_last)
+    got = temporal_shift(x, 4, mode=mode)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, temporal_shift(x.contiguous(), 4, mode=mode))
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "causal"])
+def test_gradient_is_the_exact_adjoint(mode):
+    x = torch.randn(6, 9, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: temporal_shift(v, 3, fold_div=4, mode=mode), (x,))
+    # adjoint: <shift(x), y> == <x, shift^T(y)> with shift^T the backward pass
+    y = torch.randn(6, 9, 2, 2, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(temporal_shift(x, 3, fold_div=4, mode=mode), x, y)
+    lhs = (temporal_shift(x, 3, fold_div=4, mode=mode) * y).sum()
+    assert torch.allclose(lhs, (x * grad).sum())
+    # the backward of a forward shift is a backward shift on the same channels
+    fold = 9 // 4
+    g5, y5 = grad.view(2, 3, 9, 2, 2), y.view(2, 3, 9, 2, 2)
+    if mode == "bidirectional":
+        assert torch.equal(g5[:, 1:, :fold], y5[:, :-1, :fold]) and not g5[:, 0, :fold].any()
+    else:
+        assert torch.equal(g5[:, :-1, :fold], y5[:, 1:, :fold]) and not g5[:, -1, :fold].any()
+
+
+def test_trace_has_no_warnings_and_generalises_over_batch():
+    module = TemporalShift(torch.nn.Identity(), 4)
+    x = torch.randn(8, 16, 3, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace itself is deprecated
+        traced = torch.jit.trace(module, x)
+    other = torch.randn(12, 16, 3, 3)
+    assert torch.equal(traced(other), temporal_shift(other, 4))
+
+
+def test_torch_export_with_dynamic_batch():
+    module = TemporalShift(torch.nn.Conv2d(16, 4, 1), 4).eval()
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(
+        module, (torch.randn(8, 16, 3, 3),), dynamic_shapes={"x": {0: 4 * batch}}
+    )
+    other = torch.randn(12, 16, 3, 3)
+    assert torch.allclose(program.module()(other), module(other))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    x = torch.randn(8, 24, 4, 4)
+    assert torch.equal(temporal_shift(x.cuda(), 4).cpu(), temporal_shift(x, 4))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(x=torch.randn(7, 16, 2, 2), n_segment=4), "not divisible by n_segment=4"),
+        (dict(x=torch.randn(8, 16, 2, 2), n_segment=4, fold_div=1), "fold_div must be an int >= 2, got 1"),
+        (dict(x=torch.randn(8, 16, 2), n_segment=4), r"4-D \(N\*T, C, H, W\) tensor, got shape \(8, 16, 2\)"),
+        (dict(x=torch.randn(8, 16, 2, 2), n_segment=4, mode="left"), "unknown shift mode 'left'"),
+        (dict(x=torch.randn(8, 16, 2, 2), n_segment=0), "n_segment must be a positive int, got 0"),
+    ],
+)
+def test_invalid_input_names_the_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        temporal_shift(**kwargs)
+
+
+def test_module_shifts_then_calls_wrapped_module():
+    conv = torch.nn.Conv2d(16, 4, 1)
+    module = TemporalShift(conv, 4, fold_div=4, mode="causal")
+    x = torch.randn(8, 16, 3, 3)
+    assert torch.equal(module(x), conv(temporal_shift(x, 4, fold_div=4, mode="causal")))
+    with pytest.raises(ValueError, match="unknown shift mode"):
+        TemporalShift(conv, 4, mode="both")
+    assert "n_segment=4, fold_div=4, mode='causal'" in repr(module)
