@@ -22,9 +22,10 @@ def write_frame_folder(
     """Write uint8 RGB frames (T, H, W, 3) as JPEG files numbered from 1."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensor = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2).contiguous()
-    if tensor.dtype != torch.uint8 or tensor.shape[1] != 3:
-        raise ValueError(f"{folder}: frames must be uint8 (T, H, W, 3), got {tuple(frames.shape)}")
+    array = np.asarray(frames)
+    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[3] != 3:
+        raise ValueError(f"{folder}: frames must be uint8 (T, H, W, 3), got {tuple(array.shape)}")
+    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
     encoded = encode_jpeg(list(tensor), quality=quality)
     for i, data in enumerate(encoded, start=1):
         (folder / template.format(i)).write_bytes(data.numpy().tobytes())

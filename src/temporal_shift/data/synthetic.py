@@ -1,0 +1,382 @@
+"""The built-in synthetic temporal dataset.
+
+Twelve classes in six pairs. Five *temporal* pairs can only be told apart by frame
+order: moving right/left, moving down/up, growing/shrinking, rotating clockwise/
+counter-clockwise, appearing/disappearing (fading in/out). One *control* pair, a still
+red vs a still blue object, is separable from any single frame.
+
+The guarantee for temporal pairs: a clip of the second class is drawn exactly like a
+clip of the first class and then played backwards. So the set of frames of a clip
+(ignoring order) has the same distribution for both classes, and any model that
+looks at frames without their order (a per-frame classifier, TSN's average consensus)
+is at chance. Positions live on a torus (objects wrap around the edges) and angles on
+the circle, so for the moving and rotating pairs even each frame position t on its
+own has the same distribution for both classes.
+
+Object shape, colour, size, speed and position, textured backgrounds with per-frame
+noise and distractor objects are random. Everything is drawn from a generator seeded
+by (seed, video index), so the output does not depend on the number of processes.
+
+Layout written by ``generate_synthetic(out_dir, ...)`` (names are the constants below)::
+
+    out_dir/frames/<video_id>/img_00001.jpg ...   frame folders (JPEG)
+    out_dir/videos/<video_id>.mp4                 the same clips as H.264 mp4
+    out_dir/train_frames.txt, val_frames.txt      '<frames/video_id> <num_frames> <label>'
+    out_dir/train_videos.txt, val_videos.txt      '<videos/video_id.mp4> <label>'
+    out_dir/classes.txt                           one class name per line
+    out_dir/meta.json                             classes, temporal/control pairs, settings
+
+List paths are relative to ``out_dir``, which is the root for ``VideoDataset``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from temporal_shift.data.encode import write_frame_folder, write_video
+from temporal_shift.data.lists import DEFAULT_TEMPLATE, write_classes, write_frame_list, write_video_list
+
+CLASSES: tuple[str, ...] = (
+    "moving_right",
+    "moving_left",
+    "moving_down",
+    "moving_up",
+    "growing",
+    "shrinking",
+    "rotating_clockwise",
+    "rotating_counterclockwise",
+    "appearing",
+    "disappearing",
+    "still_red",
+    "still_blue",
+)
+TEMPORAL_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
+CONTROL_PAIRS: tuple[tuple[int, int], ...] = ((10, 11),)
+
+FRAMES_DIR = "frames"
+VIDEOS_DIR = "videos"
+TRAIN_FRAMES_LIST = "train_frames.txt"
+VAL_FRAMES_LIST = "val_frames.txt"
+TRAIN_VIDEOS_LIST = "train_videos.txt"
+VAL_VIDEOS_LIST = "val_videos.txt"
+CLASSES_FILE = "classes.txt"
+META_FILE = "meta.json"
+FRAME_TEMPLATE = DEFAULT_TEMPLATE
+VIDEO_SUFFIX = ".mp4"
+DONE_MARKER = ".complete"
+
+DEFAULT_NUM_VIDEOS = 2000
+DEFAULT_SIZE = 64
+DEFAULT_FRAMES = 16
+DEFAULT_VAL_FRACTION = 0.2
+DEFAULT_FPS = 12
+
+_SHAPES = ("circle", "square", "triangle", "bar")
+_ASYMMETRIC = ("triangle", "bar")  # shapes whose rotation is visible
+
+
+@dataclass(frozen=True)
+class SyntheticPaths:
+    """Where ``generate_synthetic`` wrote things."""
+
+    root: Path
+    frames_dir: Path
+    videos_dir: Path
+    train_frames: Path
+    val_frames: Path
+    train_videos: Path
+    val_videos: Path
+    classes: Path
+    meta: Path
+
+
+def synthetic_paths(out_dir: str | Path) -> SyntheticPaths:
+    """The layout of a synthetic dataset rooted at ``out_dir``."""
+    root = Path(out_dir)
+    return SyntheticPaths(
+        root=root,
+        frames_dir=root / FRAMES_DIR,
+        videos_dir=root / VIDEOS_DIR,
+        train_frames=root / TRAIN_FRAMES_LIST,
+        val_frames=root / VAL_FRAMES_LIST,
+        train_videos=root / TRAIN_VIDEOS_LIST,
+        val_videos=root / VAL_VIDEOS_LIST,
+        classes=root / CLASSES_FILE,
+        meta=root / META_FILE,
+    )
+
+
+# --- rendering -----------------------------------------------------------------------
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+    k = (np.array([5.0, 3.0, 1.0]) + h * 6.0) % 6.0
+    return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+def _background(rng: np.random.Generator, frames: int, height: int, width: int) -> np.ndarray:
+    grey = rng.uniform(70, 180)
+    tint = rng.uniform(-25, 25, size=3)
+    cells = int(rng.integers(3, 9))
+    coarse = rng.normal(0.0, rng.uniform(10, 30), size=(cells + 1, cells + 1, 3))
+    ys = np.linspace(0, cells, height)
+    xs = np.linspace(0, cells, width)
+    y0 = np.minimum(ys.astype(int), cells - 1)
+    x0 = np.minimum(xs.astype(int), cells - 1)
+    fy = (ys - y0)[:, None, None]
+    fx = (xs - x0)[None, :, None]
+    tex = (
+        coarse[y0][:, x0] * (1 - fy) * (1 - fx)
+        + coarse[y0 + 1][:, x0] * fy * (1 - fx)
+        + coarse[y0][:, x0 + 1] * (1 - fy) * fx
+        + coarse[y0 + 1][:, x0 + 1] * fy * fx
+    )
+    base = (grey + tint + tex).astype(np.float32)
+    sigma = np.float32(rng.uniform(2, 8))
+    noise = rng.standard_normal(size=(frames, height, width, 3), dtype=np.float32) * sigma
+    return base[None] + noise
+
+
+def _coverage(
+    shape: str, dx: np.ndarray, dy: np.ndarray, angle: np.ndarray, radius: np.ndarray
+) -> np.ndarray:
+    """Anti-aliased coverage in [0, 1] of a shape; inputs broadcast over (F, H, W)."""
+    c, s = np.cos(angle), np.sin(angle)
+    u = c * dx + s * dy
+    v = -s * dx + c * dy
+    if shape == "circle":
+        d = radius - np.sqrt(u * u + v * v)
+    elif shape == "square":
+        d = 0.8 * radius - np.maximum(np.abs(u), np.abs(v))
+    elif shape == "bar":
+        d = np.minimum(radius - np.abs(u), 0.4 * radius - np.abs(v))
+    else:  # triangle: three half-planes, inradius r/2
+        d = None
+        for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3, math.pi / 2 + 4 * math.pi / 3):
+            h = 0.5 * radius - (u * math.cos(a) - v * math.sin(a))
+            d = h if d is None else np.minimum(d, h)
+    return np.clip(d + 0.5, 0.0, 1.0)
+
+
+def _wrap(delta: np.ndarray, period: float) -> np.ndarray:
+    return (delta + period / 2) % period - period / 2
+
+
+def _object(
+    rng: np.random.Generator,
+    *,
+    frames: int,
+    height: int,
+    width: int,
+    radius: float,
+    kind: str,
+    hue: float | None,
+) -> dict[str, np.ndarray | str]:
+    """Per-frame parameters of one object playing ``kind`` forwards."""
+    scale = min(height, width) / 64.0
+    t = np.arange(frames, dtype=np.float64) - (frames - 1) / 2
+    cx = np.full(frames, rng.uniform(0, width))
+    cy = np.full(frames, rng.uniform(0, height))
+    size = np.ones(frames)
+    angle = np.full(frames, rng.uniform(0, 2 * math.pi))
+    alpha = np.ones(frames)
+    shape = str(rng.choice(_ASYMMETRIC if kind == "rotate" else _SHAPES))
+    if kind == "move_x":
+        cx = (cx + rng.uniform(1.0, 2.5) * scale * t) % width
+    elif kind == "move_y":
+        cy = (cy + rng.uniform(1.0, 2.5) * scale * t) % height
+    elif kind == "grow":
+        lo = rng.uniform(0.3, 0.6)
+        hi = lo * rng.uniform(1.8, 2.6)
+        size = lo + (hi - lo) * (t - t[0]) / max(t[-1] - t[0], 1)
+    elif kind == "rotate":
+        angle = angle + math.radians(rng.uniform(8, 20)) * t  # + is clockwise (y down)
+    elif kind == "fade_in":
+        lo, hi = rng.uniform(0.0, 0.15), rng.uniform(0.85, 1.0)
+        alpha = lo + (hi - lo) * (t - t[0]) / max(t[-1] - t[0], 1)
+    elif kind == "still":
+        cx = (cx + rng.normal(0, 0.3 * scale, frames)) % width
+        cy = (cy + rng.normal(0, 0.3 * scale, frames)) % height
+    elif kind == "drift":
+        direction = rng.uniform(0, 2 * math.pi)
+        speed = rng.uniform(0.3, 1.5) * scale
+        cx = (cx + speed * math.cos(direction) * t) % width
+        cy = (cy + speed * math.sin(direction) * t) % height
+    if hue is None:
+        hue = rng.uniform(0, 1)
+    colour = _hsv_to_rgb(hue % 1.0, rng.uniform(0.6, 1.0), rng.uniform(0.75, 1.0)) * 255
+    return {
+        "shape": shape, "cx": cx, "cy": cy, "radius": radius * size, "angle": angle,
+        "alpha": alpha, "colour": colour,
+    }
+
+
+_KIND = {0: "move_x", 2: "move_y", 4: "grow", 6: "rotate", 8: "fade_in"}
+
+
+def render_clip(
+    label: int, *, rng: np.random.Generator, size: int | tuple[int, int], frames: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Render one clip of class ``label``: uint8 (frames, H, W, 3) and the main
+    object's per-frame parameters (cx, cy, radius, angle, alpha; in display order)."""
+    if not 0 <= label < len(CLASSES):
+        raise ValueError(f"label {label} out of range for {len(CLASSES)} synthetic classes")
+    height, width = (size, size) if isinstance(size, int) else size
+    scale = min(height, width) / 64.0
+    canvas = _background(rng, frames, height, width)
+    ys = np.arange(height, dtype=np.float32) + 0.5
+    xs = np.arange(width, dtype=np.float32) + 0.5
+
+    distractors = [
+        _object(rng, frames=frames, height=height, width=width,
+                radius=rng.uniform(1.5, 3.5) * scale, kind=kind, hue=None)
+        for kind in ["still"] * int(rng.integers(1, 3)) + ["drift"] * int(rng.integers(0, 2))
+    ]
+    if label >= 10:
+        hue = rng.uniform(-0.04, 0.04) if label == 10 else rng.uniform(0.6, 0.68)
+        main = _object(rng, frames=frames, height=height, width=width,
+                       radius=rng.uniform(6, 10) * scale, kind="still", hue=hue)
+    else:
+        main = _object(rng, frames=frames, height=height, width=width,
+                       radius=rng.uniform(6, 10) * scale, kind=_KIND[label - label % 2], hue=None)
+    for obj in distractors + [main]:
+        dx = _wrap(xs[None, :] - obj["cx"][:, None].astype(np.float32), width)[:, None, :]
+        dy = _wrap(ys[None, :] - obj["cy"][:, None].astype(np.float32), height)[:, :, None]
+        f32 = {k: obj[k].astype(np.float32)[:, None, None] for k in ("angle", "radius", "alpha")}
+        cover = (_coverage(obj["shape"], dx, dy, f32["angle"], f32["radius"]) * f32["alpha"])[..., None]
+        canvas = canvas + (obj["colour"].astype(np.float32) - canvas) * cover
+    clip = np.clip(canvas, 0, 255).round().astype(np.uint8)
+    params = {k: np.asarray(main[k], dtype=np.float64) for k in ("cx", "cy", "radius", "angle", "alpha")}
+    if label < 10 and label % 2 == 1:  # second class of a temporal pair: play backwards
+        clip = clip[::-1].copy()
+        params = {k: v[::-1].copy() for k, v in params.items()}
+    return clip, params
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+def _assign(num_videos: int, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced labels in a seeded order, and a per-class stratified validation split."""
+    rng = np.random.default_rng([seed, 2**31])
+    labels = rng.permutation(np.arange(num_videos) % len(CLASSES))
+    is_val = np.zeros(num_videos, dtype=bool)
+    for c in range(len(CLASSES)):
+        members = np.flatnonzero(labels == c)
+        n_val = min(max(1, int(round(len(members) * val_fraction))), len(members) - 1)
+        is_val[members[:n_val]] = True  # every class in both splits (num_videos >= 2 per class)
+    return labels, is_val
+
+
+def video_id(index: int) -> str:
+    return f"synth_{index:06d}"
+
+
+def _make_one(job: tuple[Path, int, int, int, int, int, int]) -> int:
+    root, index, label, seed, height, width, frames = job
+    name = video_id(index)
+    folder = root / FRAMES_DIR / name
+    video = root / VIDEOS_DIR / (name + VIDEO_SUFFIX)
+    if (folder / DONE_MARKER).is_file() and video.is_file():
+        return index
+    clip, _ = render_clip(label, rng=np.random.default_rng([seed, index]), size=(height, width), frames=frames)
+    write_frame_folder(folder, clip, template=FRAME_TEMPLATE, quality=90)
+    write_video(video, clip, fps=DEFAULT_FPS)
+    (folder / DONE_MARKER).write_text("")
+    return index
+
+
+def generate_synthetic(
+    out_dir: str | Path,
+    *,
+    num_videos: int = DEFAULT_NUM_VIDEOS,
+    size: int | tuple[int, int] = DEFAULT_SIZE,
+    frames: int = DEFAULT_FRAMES,
+    seed: int = 0,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    workers: int | None = None,
+    progress: bool = True,
+) -> SyntheticPaths:
+    """Write the synthetic dataset to ``out_dir`` (layout in the module docstring).
+
+    ``size`` is the side of square frames or (height, width), even numbers (H.264).
+    Re-running with the same arguments skips finished clips and gives identical files.
+    """
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    if height < 16 or width < 16 or height % 2 or width % 2:
+        raise ValueError(f"size must be even and at least 16, got {height}x{width}")
+    if frames < 2:
+        raise ValueError(f"frames must be at least 2, got {frames}")
+    if num_videos < 2 * len(CLASSES):
+        raise ValueError(
+            f"num_videos must be at least {2 * len(CLASSES)} (every class in train and val), got {num_videos}"
+        )
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    paths = synthetic_paths(out_dir)
+    meta_settings = {"num_videos": num_videos, "height": height, "width": width, "frames": frames, "seed": seed,
+                     "val_fraction": val_fraction}
+    if paths.meta.is_file():
+        try:
+            old = json.loads(paths.meta.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{paths.meta}: unreadable synthetic dataset metadata ({exc}); use a new --out directory") from None
+        if old.get("settings") != meta_settings:
+            raise ValueError(
+                f"{paths.meta}: {out_dir} holds a synthetic dataset with other settings "
+                f"{old.get('settings')}; use a new --out directory"
+            )
+    meta = {
+        "classes": list(CLASSES),
+        "temporal_pairs": [list(p) for p in TEMPORAL_PAIRS],
+        "control_pairs": [list(p) for p in CONTROL_PAIRS],
+        "frame_template": FRAME_TEMPLATE,
+        "fps": DEFAULT_FPS,
+        "settings": meta_settings,
+    }
+    # written first, so that resuming an interrupted run checks the settings too
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.meta.write_text(json.dumps(meta, indent=2) + "\n")
+    paths.frames_dir.mkdir(parents=True, exist_ok=True)
+    paths.videos_dir.mkdir(parents=True, exist_ok=True)
+    labels, is_val = _assign(num_videos, seed, val_fraction)
+    jobs = [(paths.root, i, int(labels[i]), seed, height, width, frames) for i in range(num_videos)]
+    workers = workers or min(os.cpu_count() or 1, 8)
+    bar = tqdm(total=num_videos, desc="synth", unit="clip", disable=not progress)
+    if workers == 1:
+        for job in jobs:
+            _make_one(job)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(_make_one, jobs, chunksize=16):
+                bar.update()
+    bar.close()
+
+    frame_rows = [(f"{FRAMES_DIR}/{video_id(i)}", frames, int(labels[i])) for i in range(num_videos)]
+    video_rows = [(f"{VIDEOS_DIR}/{video_id(i)}{VIDEO_SUFFIX}", int(labels[i])) for i in range(num_videos)]
+    write_frame_list(paths.train_frames, [r for r, v in zip(frame_rows, is_val) if not v])
+    write_frame_list(paths.val_frames, [r for r, v in zip(frame_rows, is_val) if v])
+    write_video_list(paths.train_videos, [r for r, v in zip(video_rows, is_val) if not v])
+    write_video_list(paths.val_videos, [r for r, v in zip(video_rows, is_val) if v])
+    write_classes(paths.classes, CLASSES)
+    return paths
+
+
+def pair_of(label: int, pairs: Sequence[tuple[int, int]] = TEMPORAL_PAIRS + CONTROL_PAIRS) -> tuple[int, int]:
+    """The (first, second) pair a synthetic class belongs to."""
+    for pair in pairs:
+        if label in pair:
+            return pair
+    raise ValueError(f"label {label} is in no synthetic class pair")

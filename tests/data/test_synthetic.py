@@ -1,0 +1,243 @@
+"""The synthetic temporal dataset: layout, determinism and its no-single-frame guarantee."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from temporal_shift.data.dataset import VideoDataset
+from temporal_shift.data.lists import FrameRecord, VideoRecord, read_classes, read_list
+from temporal_shift.data.sampling import TSNSampler
+from temporal_shift.data.synthetic import (
+    CLASSES,
+    CONTROL_PAIRS,
+    TEMPORAL_PAIRS,
+    generate_synthetic,
+    pair_of,
+    render_clip,
+    synthetic_paths,
+)
+
+
+def _digest(root) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    paths = generate_synthetic(out, num_videos=24, size=32, frames=6, seed=5, workers=1, progress=False)
+    return paths
+
+
+def test_layout_is_readable_by_lists_and_dataset(tiny):
+    assert read_classes(tiny.classes) == list(CLASSES)
+    train = read_list(tiny.train_frames, kind="frames", num_classes=len(CLASSES))
+    val = read_list(tiny.val_frames, kind="frames", num_classes=len(CLASSES))
+    assert len(train) + len(val) == 24 and len(val) == 12  # at least one clip per class in each split
+    assert all(isinstance(r, FrameRecord) and r.num_frames == 6 for r in train + val)
+    assert sorted(r.label for r in train + val) == sorted(list(range(12)) * 2)
+    videos = read_list(tiny.train_videos, kind="videos", num_classes=len(CLASSES))
+    assert all(isinstance(r, VideoRecord) and r.path.endswith(".mp4") for r in videos)
+    assert [r.path.split("/")[-1] for r in videos] == [r.path.split("/")[-1] + ".mp4" for r in train]
+    meta = json.loads(tiny.meta.read_text())
+    assert meta["temporal_pairs"] == [list(p) for p in TEMPORAL_PAIRS]
+
+    sampler = TSNSampler(num_segments=4, train=False)
+    frames_ds = VideoDataset(list_file=tiny.train_frames, root=tiny.root, sampler=sampler)
+    videos_ds = VideoDataset(list_file=tiny.train_videos, root=tiny.root, sampler=sampler)
+    (a, la), (b, lb) = frames_ds[0], videos_ds[0]
+    assert a.shape == b.shape == (4, 3, 32, 32) and la == lb
+    # the mp4 and the JPEG folder hold the same clip (up to lossy coding)
+    assert (a.float() - b.float()).abs().mean() < 8
+
+
+def test_same_seed_same_bytes_other_seed_differs(tiny, tmp_path):
+    again = generate_synthetic(tmp_path / "a", num_videos=24, size=32, frames=6, seed=5, workers=2,
+                               progress=False)
+    assert _digest(again.root) == _digest(tiny.root)  # also independent of the worker count
+    other = generate_synthetic(tmp_path / "b", num_videos=24, size=32, frames=6, seed=6, workers=1,
+                               progress=False)
+    a, b = _digest(again.root), _digest(other.root)
+    assert a.keys() == b.keys()
+    assert sum(a[k] != b[k] for k in a) > len(a) // 2
+
+
+def test_rerun_resumes_and_rejects_other_settings(tiny, tmp_path):
+    out = tmp_path / "r"
+    generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False)
+    first = _digest(out)
+    victim = out / "frames" / "synth_000003" / "img_00002.jpg"
+    victim.unlink()  # an interrupted clip: frame missing, no completion marker
+    (out / "frames" / "synth_000003" / ".complete").unlink()
+    generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False)
+    assert _digest(out) == first
+    with pytest.raises(ValueError, match="other settings"):
+        generate_synthetic(out, num_videos=24, size=32, frames=4, seed=2, workers=1, progress=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"size": 15}, "size"),
+        ({"size": 33}, "size"),
+        ({"frames": 1}, "frames"),
+        ({"num_videos": 23}, "num_videos"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"workers": 0}, "workers"),
+    ],
+)
+def test_bad_arguments(tmp_path, kwargs, match):
+    args = {"num_videos": 24, "size": 32, "frames": 4, "progress": False, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        generate_synthetic(tmp_path, **args)
+
+
+def test_render_clip_bad_label():
+    with pytest.raises(ValueError, match="out of range"):
+        render_clip(12, rng=np.random.default_rng(0), size=32, frames=4)
+
+
+def test_pair_of():
+    assert pair_of(1) == (0, 1) and pair_of(11) == (10, 11)
+    with pytest.raises(ValueError, match="no synthetic class pair"):
+        pair_of(99)
+
+
+# --- the guarantee: single frames carry no class information in temporal pairs -------
+
+CLIPS_PER_CLASS = 48
+SIZE, FRAMES = 32, 8
+
+
+def _render_pair(pair, *, seed):
+    clips, params, labels = [], [], []
+    for k, label in enumerate(pair):
+        for i in range(CLIPS_PER_CLASS):
+            clip, p = render_clip(label, rng=np.random.default_rng([seed, label, i]), size=SIZE, frames=FRAMES)
+            clips.append(clip)
+            params.append(p)
+            labels.append(k)
+    return np.stack(clips), params, np.array(labels)
+
+
+def _frame_features(frames: np.ndarray) -> torch.Tensor:
+    """Per-frame features: 8x8 colour thumbnail, per-channel mean/std, per-channel
+    histograms and a histogram of the hues of saturated pixels."""
+    x = torch.from_numpy(frames).float().div(255).permute(0, 3, 1, 2)  # (N, 3, H, W)
+    thumb = torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)
+    stats = torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+    bins = (x * 7.999).long()
+    hist = torch.stack([torch.stack([(bins[:, c] == b).float().mean(dim=(1, 2)) for b in range(8)], 1)
+                        for c in range(3)], 1).flatten(1)
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    hue = torch.atan2(np.sqrt(3) * (g - b), 2 * r - g - b)  # -pi..pi
+    saturated = (x.amax(1) - x.amin(1)) > 0.3
+    hue_bin = ((hue + np.pi) / (2 * np.pi) * 11.999).long()
+    hue_hist = torch.stack([((hue_bin == k) & saturated).float().mean(dim=(1, 2)) for k in range(12)], 1)
+    return torch.cat([thumb, stats, hist, hue_hist.sqrt()], dim=1)
+
+
+def _logistic_accuracy(x_train, y_train, x_test, y_test) -> float:
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(x_train.shape[1], 1)
+    opt = torch.optim.Adam(linear.parameters(), lr=0.05, weight_decay=1e-3)
+    target = torch.as_tensor(y_train, dtype=torch.float32)
+    for _ in range(200):
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(linear(x_train).squeeze(1), target)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pred = (linear(x_test).squeeze(1) > 0).numpy().astype(int)
+    return float((pred == np.asarray(y_test)).mean())
+
+
+def _centroid_accuracy(x_train, y_train, x_test, y_test) -> float:
+    """Nearest centroid on the (standardised) hue histogram, the last 12 features."""
+    x_train, x_test = x_train[:, -12:], x_test[:, -12:]
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    centroids = torch.stack([x_train[torch.as_tensor(y_train) == k].mean(0) for k in (0, 1)])
+    pred = torch.cdist(x_test, centroids).argmin(1).numpy()
+    return float((pred == np.asarray(y_test)).mean())
+
+
+def _per_frame_accuracies(pair, *, seed=0) -> tuple[float, float]:
+    """Train per-frame classifiers on frames of half the clips, test on the other half."""
+    clips, _, labels = _render_pair(pair, seed=seed)
+    clip_ids = np.arange(len(clips))
+    train = clip_ids % 2 == 0
+    feats = _frame_features(clips.reshape(-1, SIZE, SIZE, 3)).reshape(len(clips), FRAMES, -1)
+    frame_labels = np.repeat(labels, FRAMES)
+    x_tr, x_te = feats[train].flatten(0, 1), feats[~train].flatten(0, 1)
+    y_tr = frame_labels.reshape(len(clips), FRAMES)[train].reshape(-1)
+    y_te = frame_labels.reshape(len(clips), FRAMES)[~train].reshape(-1)
+    return _logistic_accuracy(x_tr, y_tr, x_te, y_te), _centroid_accuracy(x_tr, y_tr, x_te, y_te)
+
+
+@pytest.mark.parametrize("pair", TEMPORAL_PAIRS, ids=[f"{CLASSES[a]}-vs-{CLASSES[b]}" for a, b in TEMPORAL_PAIRS])
+def test_per_frame_classifier_is_at_chance_on_temporal_pairs(pair):
+    logistic, centroid = _per_frame_accuracies(pair)
+    # 48 test clips (x 8 correlated frames): chance +- ~3 standard errors
+    assert abs(logistic - 0.5) < 0.15, logistic
+    assert abs(centroid - 0.5) < 0.15, centroid
+
+
+def test_per_frame_classifier_separates_the_control_pair():
+    (pair,) = CONTROL_PAIRS
+    logistic, centroid = _per_frame_accuracies(pair)
+    assert logistic > 0.85 and centroid > 0.7, (logistic, centroid)
+
+
+def _unwrap_slope(values: np.ndarray, period: float | None) -> float:
+    steps = np.diff(values)
+    if period is not None:
+        steps = (steps + period / 2) % period - period / 2
+    return float(steps.mean())
+
+
+@pytest.mark.parametrize("pair", TEMPORAL_PAIRS, ids=[f"{CLASSES[a]}-vs-{CLASSES[b]}" for a, b in TEMPORAL_PAIRS])
+def test_frame_order_separates_temporal_pairs(pair):
+    """The rendered motion goes the way the class name says, and reversed for the partner."""
+    _, params, labels = _render_pair(pair, seed=1)
+    name = CLASSES[pair[0]]
+    key, period = {
+        "moving_right": ("cx", SIZE), "moving_down": ("cy", SIZE), "growing": ("radius", None),
+        "rotating_clockwise": ("angle", None), "appearing": ("alpha", None),
+    }[name]
+    slopes = np.array([_unwrap_slope(p[key], period) for p in params])
+    assert (slopes[labels == 0] > 0).all() and (slopes[labels == 1] < 0).all()
+
+
+def _order_accuracy(pair, statistic) -> float:
+    """Accuracy of sign(stat(second half) - stat(first half)) of a per-frame statistic."""
+    clips, _, labels = _render_pair(pair, seed=2)
+    stat = np.array([[statistic(f) for f in clip] for clip in clips])  # (clips, T)
+    half = FRAMES // 2
+    order = stat[:, half:].mean(1) - stat[:, :half].mean(1)
+    return float(((order > 0) == (labels == 0)).mean())  # first class: the statistic rises
+
+
+def _saliency(frame: np.ndarray) -> float:
+    """How much of the frame differs from its median colour (object area x contrast)."""
+    f = frame.astype(np.float32)
+    return float(np.abs(f - np.median(f.reshape(-1, 3), axis=0)).mean())
+
+
+@pytest.mark.parametrize("pair", [(4, 5), (8, 9)], ids=["growing-vs-shrinking", "appearing-vs-disappearing"])
+def test_pixel_order_feature_separates_temporal_pairs(pair):
+    """A statistic read in frame order (does the object get more visible?) separates the
+    pair from pixels, while the per-frame classifiers above are at chance."""
+    accuracy = _order_accuracy(pair, _saliency)
+    assert accuracy > 0.8, accuracy
