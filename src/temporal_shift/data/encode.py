@@ -18,8 +18,9 @@ def write_frame_folder(
     *,
     template: str = DEFAULT_TEMPLATE,
     quality: int = 90,
+    start: int = 1,
 ) -> Path:
-    """Write uint8 RGB frames (T, H, W, 3) as JPEG files numbered from 1."""
+    """Write uint8 RGB frames (T, H, W, 3) as JPEG files numbered from ``start`` (1)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     array = np.asarray(frames)
@@ -27,7 +28,7 @@ def write_frame_folder(
         raise ValueError(f"{folder}: frames must be uint8 (T, H, W, 3), got {tuple(array.shape)}")
     tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
     encoded = encode_jpeg(list(tensor), quality=quality)
-    for i, data in enumerate(encoded, start=1):
+    for i, data in enumerate(encoded, start=start):
         (folder / template.format(i)).write_bytes(data.numpy().tobytes())
     return folder
 

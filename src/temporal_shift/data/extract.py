@@ -1,0 +1,219 @@
+"""Frame extraction: videos -> JPEG frame folders, in parallel and resumable.
+
+``extract_frames(video_root, out_root)`` decodes every video under ``video_root`` (or
+the given list of videos) with PyAV, resizes the short side to ``short_side`` (aspect
+kept) and writes ``out_root/<relative path without extension>/img_00001.jpg ...``.
+
+- Parallel: one process per video at a time (``ProcessPoolExecutor``, ``workers``).
+- Resumable: a finished folder gets a ``.done`` marker holding its frame count; such
+  videos are skipped on the next run. An interrupted folder has no marker and is redone
+  (its old frame files are removed first).
+- Failures never stop the run: each failed video and the reason are collected, printed
+  in the summary and written to ``failures_file`` (default
+  ``out_root/extract_failures.txt``, one ``<video>\\t<reason>`` per line; empty when
+  nothing failed). A failed video leaves no ``.done`` marker, so a rerun retries it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from temporal_shift.data.decode import VIDEO_EXTENSIONS
+from temporal_shift.data.encode import write_frame_folder
+from temporal_shift.data.lists import DEFAULT_TEMPLATE
+
+DONE_MARKER = ".done"
+FAILURES_FILE = "extract_failures.txt"
+_CHUNK = 32  # frames encoded per batch (bounds memory for long videos)
+
+
+@dataclass
+class ExtractResult:
+    """Counts of one extraction run; ``frames`` maps folders (relative to out_root) to
+    their frame count, for finished and skipped videos alike."""
+
+    extracted: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (video, reason)
+    frames: dict[str, int] = field(default_factory=dict)
+    failures_file: Path | None = None
+
+    def summary(self) -> str:
+        lines = [
+            f"extracted {self.extracted}, skipped (already done) {self.skipped}, failed {len(self.failed)}"
+        ]
+        lines += [f"  FAILED {video}: {reason}" for video, reason in self.failed]
+        if self.failures_file is not None:
+            lines.append(f"failure list: {self.failures_file}")
+        return "\n".join(lines)
+
+
+def find_videos(video_root: str | Path) -> list[Path]:
+    """All video files under ``video_root`` (recursively, sorted)."""
+    video_root = Path(video_root)
+    if not video_root.is_dir():
+        raise FileNotFoundError(f"{video_root}: video folder not found")
+    return sorted(p for p in video_root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+
+
+def resized_shape(height: int, width: int, short_side: int | None) -> tuple[int, int]:
+    """(height, width) with the short side scaled to ``short_side`` (None: unchanged)."""
+    if not short_side:
+        return height, width
+    if height <= width:
+        return short_side, max(1, round(width * short_side / height))
+    return max(1, round(height * short_side / width)), short_side
+
+
+def done_count(folder: str | Path) -> int | None:
+    """Frame count recorded in a finished folder's marker, or None if not finished."""
+    marker = Path(folder) / DONE_MARKER
+    try:
+        return int(marker.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _clear_frames(folder: Path, template: str) -> None:
+    i = 1
+    while (path := folder / template.format(i)).exists():
+        path.unlink()
+        i += 1
+
+
+def extract_video(
+    video: str | Path,
+    folder: str | Path,
+    *,
+    short_side: int | None = 256,
+    quality: int = 90,
+    template: str = DEFAULT_TEMPLATE,
+) -> int:
+    """Decode one video into a frame folder; returns the frame count.
+
+    Raises FileNotFoundError / ValueError (with the video path) when the video cannot be
+    opened or decoded or has no frames.
+    """
+    video, folder = Path(video), Path(folder)
+    if not video.is_file():
+        raise FileNotFoundError(f"{video}: video file not found")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / DONE_MARKER).unlink(missing_ok=True)
+    _clear_frames(folder, template)
+    count = 0
+    try:
+        with av.open(str(video)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{video}: no video stream")
+            stream = container.streams.video[0]
+            batch: list[np.ndarray] = []
+            for frame in container.decode(stream):
+                height, width = resized_shape(frame.height, frame.width, short_side)
+                batch.append(
+                    frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+                )
+                if len(batch) == _CHUNK:
+                    write_frame_folder(folder, np.stack(batch), template=template, quality=quality, start=count + 1)
+                    count += len(batch)
+                    batch = []
+            if batch:
+                write_frame_folder(folder, np.stack(batch), template=template, quality=quality, start=count + 1)
+                count += len(batch)
+    except av.FFmpegError as exc:
+        raise ValueError(f"{video}: cannot decode video ({exc})") from None
+    if count == 0:
+        raise ValueError(f"{video}: no decodable frames")
+    (folder / DONE_MARKER).write_text(f"{count}\n")
+    return count
+
+
+def _job(args: tuple[Path, Path, int | None, int, str]) -> int:
+    video, folder, short_side, quality, template = args
+    return extract_video(video, folder, short_side=short_side, quality=quality, template=template)
+
+
+def extract_frames(
+    video_root: str | Path,
+    out_root: str | Path,
+    *,
+    videos: Sequence[str | Path] | None = None,
+    short_side: int | None = 256,
+    quality: int = 90,
+    template: str = DEFAULT_TEMPLATE,
+    workers: int | None = None,
+    failures_file: str | Path | None = None,
+    progress: bool = True,
+) -> ExtractResult:
+    """Extract frames of all videos under ``video_root`` (or of ``videos``, paths relative
+    to ``video_root`` or absolute inside it) into ``out_root``; see the module docstring."""
+    video_root, out_root = Path(video_root), Path(out_root)
+    if short_side is not None and short_side < 1:
+        raise ValueError(f"short_side must be positive, got {short_side}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if videos is None:
+        paths = find_videos(video_root)
+    else:
+        paths = [p if Path(p).is_absolute() else video_root / p for p in map(Path, videos)]
+    if not paths:
+        raise ValueError(f"{video_root}: no video files ({', '.join(VIDEO_EXTENSIONS)}) found")
+    out_root.mkdir(parents=True, exist_ok=True)
+    result = ExtractResult(failures_file=Path(failures_file) if failures_file else out_root / FAILURES_FILE)
+
+    jobs = []
+    for path in paths:
+        try:
+            rel = path.relative_to(video_root).with_suffix("")
+        except ValueError:
+            raise ValueError(f"{path}: not inside the video folder {video_root}") from None
+        folder = out_root / rel
+        count = done_count(folder)
+        if count is not None:
+            result.skipped += 1
+            result.frames[rel.as_posix()] = count
+            continue
+        jobs.append((path, folder, short_side, quality, template))
+
+    workers = workers or min(os.cpu_count() or 1, 8)
+    bar = tqdm(total=len(paths), initial=result.skipped, desc="extract", unit="video", disable=not progress)
+
+    def record(job, outcome: int | BaseException) -> None:
+        rel = job[1].relative_to(out_root).as_posix()
+        if isinstance(outcome, BaseException):
+            reason = str(outcome).splitlines()[0] if str(outcome) else type(outcome).__name__
+            prefix = f"{job[0]}: "
+            result.failed.append((str(job[0]), reason[len(prefix):] if reason.startswith(prefix) else reason))
+        else:
+            result.extracted += 1
+            result.frames[rel] = outcome
+        bar.update()
+
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            try:
+                record(job, _job(job))
+            except Exception as exc:  # any failure goes to the failure list, the run goes on
+                record(job, exc)
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_job, job): job for job in jobs}
+            for future in as_completed(futures):
+                try:
+                    record(futures[future], future.result())
+                except Exception as exc:
+                    record(futures[future], exc)
+    bar.close()
+    result.failed.sort()
+    result.failures_file.parent.mkdir(parents=True, exist_ok=True)
+    result.failures_file.write_text("".join(f"{v}\t{r}\n" for v, r in result.failed), encoding="utf-8")
+    return result
