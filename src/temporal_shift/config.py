@@ -20,6 +20,7 @@ Set ``lr_batch: null`` to use ``lr`` as given.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -31,6 +32,7 @@ from temporal_shift.data.lists import DEFAULT_TEMPLATE
 from temporal_shift.models.recognizer import ModelConfig
 
 REQUIRED: Any = dataclasses.MISSING
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 class ConfigError(ValueError):
@@ -187,6 +189,8 @@ def _coerce(value: Any, tp: Any) -> Any:
         raise TypeError
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):  # YAML 1.1 reads 1e-4 as a string
             return float(value)
         raise TypeError
     if tp is str:

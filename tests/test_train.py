@@ -1,0 +1,224 @@
+"""Training: config validation, a short CPU run that learns, exact resume, torchrun DDP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from temporal_shift.checkpoints import load_model, read_checkpoint
+from temporal_shift.config import ConfigError, load_config
+from temporal_shift.data.encode import write_frame_folder
+from temporal_shift.data.lists import write_frame_list
+from temporal_shift.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+# --- config -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_presets_parse(path: Path) -> None:
+    config = load_config(path)
+    assert config.model_config().num_classes == config.data.num_classes
+
+
+def test_preset_set_is_complete() -> None:
+    names = {p.name for p in CONFIGS}
+    for wanted in ("synthetic_tsm_r18.yaml", "synthetic_tsn_r18.yaml", "tsm_r50_kinetics400_8f.yaml",
+                   "tsm_r50_somethingv2_8f.yaml", "tsm_mobilenetv2_jester_8f.yaml"):
+        assert wanted in names
+
+
+def _write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+BASE = {
+    "model": {"arch": "resnet18", "n_segment": 4},
+    "data": {"root": "r", "train_list": "t.txt", "val_list": "v.txt", "num_classes": 2},
+    "run": {"out_dir": "o"},
+}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lrr=0.1", "unknown key optim.lrr"),
+        ("optim.lr=fast", "optim.lr must be float"),
+        ("data.batch_size=2.5", "data.batch_size must be int"),
+        ("model.shift=maybe", "model.shift must be bool"),
+        ("optim.schedule=linear", "optim.schedule must be 'step' or 'cosine'"),
+        ("model.arch=resnet9", "unknown arch 'resnet9'"),
+        ("nosuch.key=1", "unknown section 'nosuch'"),
+        ("optim.lr", "expected section.key=value"),
+    ],
+)
+def test_config_errors_name_key_and_file(tmp_path: Path, override: str, message: str) -> None:
+    path = _write_yaml(tmp_path / "c.yaml", BASE)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, [override])
+    assert message in str(info.value)
+    if "override" not in str(info.value):
+        assert str(path) in str(info.value)
+
+
+def test_config_missing_required_and_overrides(tmp_path: Path) -> None:
+    data = {k: dict(v) for k, v in BASE.items()}
+    del data["data"]["num_classes"]
+    path = _write_yaml(tmp_path / "c.yaml", data)
+    with pytest.raises(ValueError, match=r"c\.yaml: missing required key data\.num_classes"):
+        load_config(path)
+    config = load_config(path, ["data.num_classes=5", "optim.lr_steps=[3, 6]", "optim.clip_grad=null"])
+    assert config.data.num_classes == 5 and config.optim.lr_steps == [3, 6] and config.optim.clip_grad is None
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+# --- tiny dataset ---------------------------------------------------------------------
+
+
+def _colour_clips(root: Path, *, per_class: int, frames: int = 6, size: int = 32, seed: int = 0) -> None:
+    """Two classes a single frame tells apart (reddish vs bluish noise), as JPEG folders."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(2 * per_class):
+        label = i % 2
+        clip = rng.integers(0, 120, size=(frames, size, size, 3)).astype(np.uint8)
+        clip[..., 0 if label == 0 else 2] += 120
+        write_frame_folder(root / f"v{i:03d}", clip, quality=90)
+        rows.append((f"v{i:03d}", frames, label))
+    write_frame_list(root / "train.txt", rows[: 3 * len(rows) // 4])
+    write_frame_list(root / "val.txt", rows[3 * len(rows) // 4:])
+
+
+@pytest.fixture(scope="module")
+def colour_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("colour")
+    _colour_clips(root, per_class=8)  # 12 train, 4 val clips
+    return root
+
+
+def _config_file(tmp_path: Path, data_root: Path, **sections: dict) -> Path:
+    data = {
+        "model": {"arch": "resnet18", "n_segment": 4, "dropout": 0.3},
+        "data": {"root": str(data_root), "train_list": "train.txt", "val_list": "val.txt", "num_classes": 2,
+                 "size": 32, "scale_size": 32, "scales": [1.0, 0.875], "flip": True, "batch_size": 4, "workers": 0},
+        "optim": {"lr": 0.02, "lr_batch": None, "schedule": "cosine", "warmup_epochs": 1, "epochs": 3},
+        "run": {"out_dir": str(tmp_path / "run"), "seed": 1, "progress": False},
+    }
+    for name, values in sections.items():
+        data[name].update(values)
+    return _write_yaml(tmp_path / "config.yaml", data)
+
+
+# --- training -------------------------------------------------------------------------
+
+
+def test_short_cpu_run_learns_and_writes_outputs(tmp_path: Path, colour_data: Path) -> None:
+    config = load_config(_config_file(tmp_path, colour_data, optim={"epochs": 4}))
+    result = train(config)
+    h = result.history
+    assert len(h) == 4 and not result.interrupted
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+    assert result.best_top1 > 50.0  # chance is 50% on 2 classes
+    out = Path(config.run.out_dir)
+    for name in ("config.yaml", "last.pt", "best.pt", "log.csv"):
+        assert (out / name).is_file(), name
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    assert load_config(out / "config.yaml") == config
+    assert len((out / "log.csv").read_text().splitlines()) == 5
+    model = load_model(out / "best.pt")
+    assert model.config.n_segment == 4 and model.config.num_classes == 2
+
+
+def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path: Path, colour_data: Path) -> None:
+    # 12 clips, batch 4: 3 steps per epoch; stop after step 4 (inside epoch 2), then resume.
+    sections = {"optim": {"epochs": 2, "lr": 0.05}, "data": {"workers": 1}}
+    (tmp_path / "a").mkdir()
+    full = load_config(_config_file(tmp_path / "a", colour_data, **sections))
+    done = train(full)
+    (tmp_path / "b").mkdir()
+    parted = load_config(_config_file(tmp_path / "b", colour_data, **sections), ["run.stop_after_steps=4"])
+    first = train(parted)
+    assert first.interrupted and first.global_step == 4 and first.epochs_completed == 1
+    state = read_checkpoint(first.last_checkpoint)["train_state"]
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 1)
+    resumed = train(load_config(tmp_path / "b" / "config.yaml", ["run.stop_after_steps=null"]), resume=True)
+    assert not resumed.interrupted and resumed.global_step == 6
+    a = read_checkpoint(done.last_checkpoint)["state_dict"]
+    b = read_checkpoint(resumed.last_checkpoint)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
+    for ra, rb in zip(done.history, resumed.history):
+        for key in ("train_loss", "train_top1", "val_loss", "val_top1", "lr"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-5), key
+
+
+def test_resume_and_finetune_errors(tmp_path: Path, colour_data: Path) -> None:
+    config = load_config(_config_file(tmp_path, colour_data))
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(config, resume=True)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        train(config, finetune_from=tmp_path / "missing.pt")
+    bad = load_config(_config_file(tmp_path, colour_data), ["data.train_list=absent.txt"])
+    with pytest.raises(FileNotFoundError, match="absent.txt"):
+        train(bad)
+    big = load_config(_config_file(tmp_path, colour_data), ["data.batch_size=64"])
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(big)
+
+
+def test_finetune_replaces_head_for_new_class_count(tmp_path: Path, colour_data: Path) -> None:
+    from temporal_shift.checkpoints import save_checkpoint
+    from temporal_shift.models.recognizer import build_model
+
+    source = build_model("resnet18", num_classes=7, n_segment=4, dropout=0.3)
+    ckpt = save_checkpoint(source, tmp_path / "src.pt")
+    config = load_config(_config_file(tmp_path, colour_data), ["optim.epochs=1", "optim.warmup_epochs=0",
+                                                                "optim.fc_lr5=true", "optim.lr=1e-9"])
+    result = train(config, finetune_from=ckpt)
+    tuned = read_checkpoint(result.last_checkpoint)["state_dict"]
+    key = "backbone.layer4.1.conv2.weight"
+    torch.testing.assert_close(tuned[key], source.state_dict()[key], rtol=0, atol=1e-5)
+    assert tuned["head.weight"].shape == (2, 512)
+
+
+@pytest.mark.slow
+def test_torchrun_gloo_two_processes(tmp_path: Path, colour_data: Path) -> None:
+    """2-process DDP on CPU: runs, all-reduces metrics, only rank 0 writes, and gives
+    nearly the single-process result (same clips per step; BN sees half a batch each)."""
+    cfg = _config_file(tmp_path, colour_data, optim={"epochs": 2, "lr_batch": 8, "lr": 0.02},
+                       data={"batch_size": 2}, model={"dropout": 0.0})
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, torch\n"
+        "from temporal_shift.config import load_config\n"
+        "from temporal_shift.train import train\n"
+        "r = train(load_config(sys.argv[1], sys.argv[2:]))\n"
+        "print('RESULT', r.global_step, r.epochs_completed, flush=True)\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+         str(script), str(cfg), f"run.out_dir={tmp_path / 'ddp'}"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("RESULT 6 2") == 2  # 12 clips / (2 x 2) = 3 steps per epoch
+    ddp = read_checkpoint(tmp_path / "ddp" / "last.pt")["train_state"]
+    assert ddp["world_size"] == 2 and len(ddp["rank_states"]) == 2
+    single = train(load_config(cfg, ["data.batch_size=4", f"run.out_dir={tmp_path / 'single'}"]))
+    for a, b in zip(ddp["history"], single.history):
+        assert a["lr"] == pytest.approx(b["lr"])  # linear scaling: same total batch -> same lr
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=0.25)
+    assert abs(ddp["history"][-1]["val_top1"] - single.history[-1]["val_top1"]) <= 50.0
