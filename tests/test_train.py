@@ -193,10 +193,9 @@ def test_finetune_replaces_head_for_new_class_count(tmp_path: Path, colour_data:
     assert tuned["head.weight"].shape == (2, 512)
 
 
-@pytest.mark.slow
 def test_torchrun_gloo_two_processes(tmp_path: Path, colour_data: Path) -> None:
-    """2-process DDP on CPU: runs, all-reduces metrics, only rank 0 writes, and gives
-    nearly the single-process result (same clips per step; BN sees half a batch each)."""
+    """2-process DDP on CPU: runs, all-reduces metrics, only rank 0 writes, uses the
+    single-process learning rate for the same total batch and starts like it."""
     cfg = _config_file(tmp_path, colour_data, optim={"epochs": 2, "lr_batch": 8, "lr": 0.02},
                        data={"batch_size": 2}, model={"dropout": 0.0})
     script = tmp_path / "run.py"
@@ -209,7 +208,7 @@ def test_torchrun_gloo_two_processes(tmp_path: Path, colour_data: Path) -> None:
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          str(script), str(cfg), f"run.out_dir={tmp_path / 'ddp'}"],
         capture_output=True, text=True, timeout=600, env=env,
     )
@@ -217,8 +216,10 @@ def test_torchrun_gloo_two_processes(tmp_path: Path, colour_data: Path) -> None:
     assert run.stdout.count("RESULT 6 2") == 2  # 12 clips / (2 x 2) = 3 steps per epoch
     ddp = read_checkpoint(tmp_path / "ddp" / "last.pt")["train_state"]
     assert ddp["world_size"] == 2 and len(ddp["rank_states"]) == 2
+    assert [row["train_clips"] for row in ddp["history"]] == [12, 12]  # summed over both processes
+    assert ddp["history"][-1]["train_loss"] < ddp["history"][0]["train_loss"]
     single = train(load_config(cfg, ["data.batch_size=4", f"run.out_dir={tmp_path / 'single'}"]))
     for a, b in zip(ddp["history"], single.history):
         assert a["lr"] == pytest.approx(b["lr"])  # linear scaling: same total batch -> same lr
-        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=0.25)
-    assert abs(ddp["history"][-1]["val_top1"] - single.history[-1]["val_top1"]) <= 50.0
+    # same clips per step; only BN statistics (per process, half the batch) differ
+    assert ddp["history"][0]["train_loss"] == pytest.approx(single.history[0]["train_loss"], abs=0.1)

@@ -273,6 +273,42 @@ def _cmd_bench_data(args: argparse.Namespace) -> int:
 
 
 
+# --- training commands (train.py) --------------------------------------------------
+
+
+def _register_train_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a TSN/TSM model from a YAML config (DDP under torchrun)",
+        description="Train from a YAML config (see configs/), with section.key=value overrides. "
+        "Writes config.yaml, last.pt, best.pt, log.csv and TensorBoard logs to run.out_dir. "
+        "Ctrl-C/SIGTERM saves a resumable checkpoint. Multi-process: "
+        "torchrun --nproc_per_node=N -m temporal_shift.cli train --config FILE.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="YAML config file")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. optim.lr=0.02 run.amp=true")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run in run.out_dir from last.pt")
+    group.add_argument("--finetune-from", type=Path, metavar="CKPT",
+                       help="start from another run's weights (our or imported formats); the head is "
+                       "replaced when the class count differs")
+    p.add_argument("--amp", action="store_true", help="mixed precision (same as run.amp=true)")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from temporal_shift.config import load_config
+    from temporal_shift.train import train
+
+    overrides = list(args.overrides) + (["run.amp=true"] if args.amp else [])
+    config = load_config(args.config, overrides)
+    result = train(config, resume=args.resume, finetune_from=args.finetune_from)
+    best = f"best val top-1 {result.best_top1:.2f}% (epoch {result.best_epoch})" if result.best_epoch > 0 else "no validation yet"
+    print(f"{'stopped' if result.interrupted else 'finished'}: {result.epochs_completed} epochs, "
+          f"{result.global_step} steps, {best}; checkpoints in {result.out_dir}")
+    return 130 if result.interrupted and config.run.stop_after_steps is None else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -293,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 _REGISTRARS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _register_model_commands,
     _register_data_commands,
+    _register_train_commands,
 )
 
 

@@ -500,6 +500,7 @@ def _train(config: TrainConfig, d: _Dist, *, resume: bool, finetune_from: str | 
                 "lr": optimizer.param_groups[0]["lr"],
                 "train_loss": loss_sum / count,
                 "train_top1": 100.0 * correct_sum / count,
+                "train_clips": count,
                 "clips_per_s": count / max(seconds / d.world, 1e-9),
                 "epoch_seconds": seconds / d.world,
             }
