@@ -185,7 +185,8 @@ def test_finetune_replaces_head_for_new_class_count(tmp_path: Path, colour_data:
     source = build_model("resnet18", num_classes=7, n_segment=4, dropout=0.3)
     ckpt = save_checkpoint(source, tmp_path / "src.pt")
     config = load_config(_config_file(tmp_path, colour_data), ["optim.epochs=1", "optim.warmup_epochs=0",
-                                                                "optim.fc_lr5=true", "optim.lr=1e-9"])
+                                                                "optim.fc_lr5=true", "optim.lr=1e-9",
+                                                                "run.amp=true"])  # bf16 autocast on CPU
     result = train(config, finetune_from=ckpt)
     tuned = read_checkpoint(result.last_checkpoint)["state_dict"]
     key = "backbone.layer4.1.conv2.weight"
@@ -223,3 +224,42 @@ def test_torchrun_gloo_two_processes(tmp_path: Path, colour_data: Path) -> None:
         assert a["lr"] == pytest.approx(b["lr"])  # linear scaling: same total batch -> same lr
     # same clips per step; only BN statistics (per process, half the batch) differ
     assert ddp["history"][0]["train_loss"] == pytest.approx(single.history[0]["train_loss"], abs=0.1)
+
+
+# --- CLI --------------------------------------------------------------------------------
+
+
+def test_cli_train_errors_are_one_line(tmp_path: Path, colour_data: Path, capsys: pytest.CaptureFixture) -> None:
+    from temporal_shift.cli import main
+
+    cfg = _config_file(tmp_path, colour_data)
+    assert main(["train", "--config", str(cfg), "optim.momentun=0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tsm train: error: ") and "optim.momentun" in err and str(cfg) in err
+    assert len(err.splitlines()) == 1
+    assert main(["train", "--config", str(cfg), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_sigterm_saves_resumable_checkpoint(tmp_path: Path, colour_data: Path) -> None:
+    import signal
+
+    cfg = _config_file(tmp_path, colour_data, optim={"epochs": 40})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "temporal_shift.cli", "train", "--config", str(cfg)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # handlers are installed once the first epoch ran
+        if line.startswith("epoch 1/40"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopped (SIGTERM)" in err and "resumable checkpoint" in err
+    state = read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]
+    assert 3 <= state["global_step"] < 40 * 3 and state["epoch"] < 40
+    resumed = train(load_config(tmp_path / "run" / "config.yaml", ["optim.epochs=40", "run.stop_after_steps=" +
+                                                                    str(state["global_step"] + 1)]), resume=True)
+    assert resumed.global_step == state["global_step"] + 1
