@@ -97,3 +97,27 @@ def test_errors(videos, tmp_path):
         extract_video(videos / "b" / "broken.mp4", tmp_path / "f")
     result = extract_frames(videos, tmp_path / "out", videos=["gone.mp4"], progress=False)
     assert result.failed == [(str(videos / "gone.mp4"), "video file not found")]
+
+
+def test_audio_only_and_frameless_videos_fail(tmp_path):
+    import av
+    import numpy as np
+
+    audio = tmp_path / "audio_only.mp4"
+    with av.open(str(audio), "w") as container:
+        stream = container.add_stream("aac", rate=8000)
+        for i in range(3):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 8000, i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with pytest.raises(ValueError, match="audio_only.mp4: no video stream"):
+        extract_video(audio, tmp_path / "a")
+    # a Matroska file cut after its header: a video stream without any frame
+    data = write_video(tmp_path / "full.mkv", index_frames(10, height=32, width=32)).read_bytes()
+    (tmp_path / "header_only.mkv").write_bytes(data[:600])
+    with pytest.raises(ValueError, match="header_only.mkv: no decodable frames"):
+        extract_video(tmp_path / "header_only.mkv", tmp_path / "h")
+    assert not (tmp_path / "h" / DONE_MARKER).exists()

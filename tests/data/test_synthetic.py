@@ -241,3 +241,9 @@ def test_pixel_order_feature_separates_temporal_pairs(pair):
     pair from pixels, while the per-frame classifiers above are at chance."""
     accuracy = _order_accuracy(pair, _saliency)
     assert accuracy > 0.8, accuracy
+
+
+def test_unreadable_metadata_is_an_error(tmp_path):
+    (tmp_path / "meta.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"meta.json: unreadable synthetic dataset metadata"):
+        generate_synthetic(tmp_path, num_videos=24, size=32, frames=4, progress=False)
