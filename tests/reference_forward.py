@@ -29,12 +29,12 @@ MOBILENET_V2_SETTINGS = [
 ]
 
 
-def shift_reference(x: Tensor, n_segment: int, fold_div: int = 8) -> Tensor:
-    """Bidirectional temporal shift of (N*T, C, H, W), one frame and channel at a time.
+def shift_reference(x: Tensor, n_segment: int, fold_div: int = 8, mode: str = "bidirectional") -> Tensor:
+    """Temporal shift of (N*T, C, H, W), one frame and channel at a time.
 
-    Channel c of frame t takes frame t+1 for c < C//fold_div, frame t-1 for
-    C//fold_div <= c < 2*(C//fold_div), frame t otherwise; zero if that frame is
-    outside the clip.
+    Bidirectional: channel c of frame t takes frame t+1 for c < C//fold_div, frame t-1
+    for C//fold_div <= c < 2*(C//fold_div), frame t otherwise. Causal: frame t-1 for
+    c < C//fold_div, frame t otherwise. Zero if that frame is outside the clip.
     """
     a = x.detach().cpu().numpy()
     nt, c, h, w = a.shape
@@ -44,8 +44,8 @@ def shift_reference(x: Tensor, n_segment: int, fold_div: int = 8) -> Tensor:
     for t in range(n_segment):
         for ch in range(c):
             if ch < fold:
-                src = t + 1
-            elif ch < 2 * fold:
+                src = t - 1 if mode == "causal" else t + 1
+            elif ch < 2 * fold and mode != "causal":
                 src = t - 1
             else:
                 src = t
@@ -214,7 +214,9 @@ def _resnet_block(
     return torch.relu(out + identity)
 
 
-def mobilenet_v2_forward(state: dict[str, Tensor], x: Tensor, *, n_segment: int, fold_div: int = 8) -> Tensor:
+def mobilenet_v2_forward(
+    state: dict[str, Tensor], x: Tensor, *, n_segment: int, fold_div: int = 8, mode: str = "bidirectional"
+) -> Tensor:
     """Logits (N, K) of a reference-release TSM/TSN MobileNetV2 checkpoint for x (N, T, 3, H, W)."""
     state = _prepare(state)
     n, t = x.shape[:2]
@@ -233,7 +235,7 @@ def mobilenet_v2_forward(state: dict[str, Tensor], x: Tensor, *, n_segment: int,
                 out = batch_norm_eval(conv(out, state[f"{p}.3.weight"]), state, f"{p}.4")
             else:
                 if f"{p}.0.net.weight" in state:
-                    out, w_pw = shift_reference(h, n_segment, fold_div), state[f"{p}.0.net.weight"]
+                    out, w_pw = shift_reference(h, n_segment, fold_div, mode), state[f"{p}.0.net.weight"]
                 else:
                     out, w_pw = h, state[f"{p}.0.weight"]
                 out = relu6(batch_norm_eval(conv(out, w_pw), state, f"{p}.1"))

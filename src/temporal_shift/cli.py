@@ -65,6 +65,11 @@ def _register_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=224, help="input height and width for tracing")
     p.add_argument("--segments", type=int, default=None, help="T, for checkpoints of other releases")
     p.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="export the streaming step (frame, *buffers) -> (logits, *new_buffers) of a causal model (ONNX)",
+    )
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
@@ -107,6 +112,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from temporal_shift.export import export_model, verify_export
     from temporal_shift.importers import load_any_checkpoint
 
+    if args.online:
+        return _export_online(args)
     model = load_any_checkpoint(args.checkpoint, n_segment=args.segments)
     out = export_model(model, args.out, format=args.format, size=args.size)
     print(f"wrote {out}")
@@ -118,11 +125,61 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_online(args: argparse.Namespace) -> int:
+    from temporal_shift.export import export_online, verify_online_export
+    from temporal_shift.models.online import load_online
+
+    if args.format != "onnx":
+        raise ValueError(f"--online exports ONNX only, not {args.format}")
+    online = load_online(args.checkpoint, n_segment=args.segments)
+    out = export_online(online, args.out, size=args.size)
+    print(f"wrote {out} (inputs: frame, buffer_0..{online.num_buffers - 1})")
+    if not args.no_verify:
+        error = verify_online_export(online, out, size=args.size)
+        print(f"max relative difference to PyTorch over a 30-frame stream: {error:.2e}")
+        if error > 1e-4:
+            raise ValueError(f"{out}: exported step differs from PyTorch by {error:.2e} (> 1e-4)")
+    return 0
+
+
 def _cmd_import(args: argparse.Namespace) -> int:
     from temporal_shift.importers import import_checkpoint
 
     imported = import_checkpoint(args.checkpoint, args.out, n_segment=args.segments, fold_div=args.fold_div)
     print(imported.summary())
+    return 0
+
+
+# --- online commands (models/online.py) ------------------------------------------
+
+
+def _register_online_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "online",
+        help="online (streaming) TSM: convert a causal checkpoint",
+        description="Streaming TSM. `tsm online convert` checks that a checkpoint (ours, the "
+        "reference release's online demo, ...) is causal and streamable and saves it in our format.",
+    )
+    online_sub = p.add_subparsers(dest="online_command", metavar="ACTION", required=True)
+    c = online_sub.add_parser("convert", help="causal checkpoint -> streamable checkpoint in our format")
+    c.add_argument("checkpoint", type=Path)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--segments", type=int, default=None, help="T of the offline model (foreign formats)")
+    c.set_defaults(func=_cmd_online_convert)
+
+
+def _cmd_online_convert(args: argparse.Namespace) -> int:
+    from temporal_shift.checkpoints import save_checkpoint
+    from temporal_shift.importers import load_any_checkpoint
+    from temporal_shift.models.online import OnlineRecognizer
+
+    model = load_any_checkpoint(args.checkpoint, n_segment=args.segments)
+    try:
+        online = OnlineRecognizer(model)
+    except ValueError as exc:
+        raise ValueError(f"{args.checkpoint}: {exc}") from exc
+    out = save_checkpoint(model, args.out)
+    print(f"wrote {out}: {model.config.arch}, {online.num_buffers} shift buffers, streamable")
     return 0
 
 
@@ -295,6 +352,20 @@ def _register_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action="store_true", help="mixed precision (same as run.amp=true)")
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser(
+        "demo",
+        help="train TSN and TSM on the synthetic temporal dataset and compare them",
+        description="Generate the synthetic dataset if absent, train TSN and TSM (ResNet-18, 8 frames, "
+        "32x32) with the same data, seed and budget, and print top-1 overall, on the order-only "
+        "temporal pairs and on the control pair, with params, FLOPs and latency; saves demo.png.",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
+    p.add_argument("--data", type=Path, default=Path("data/synthetic_demo"),
+                   help="synthetic dataset folder, generated if absent (default data/synthetic_demo)")
+    p.add_argument("--epochs", type=int, default=8, help="epochs per model (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from temporal_shift.config import load_config
@@ -307,6 +378,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"{'stopped' if result.interrupted else 'finished'}: {result.epochs_completed} epochs, "
           f"{result.global_step} steps, {best}; checkpoints in {result.out_dir}")
     return 130 if result.interrupted and config.run.stop_after_steps is None else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from temporal_shift.train import run_demo
+
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+    demo = run_demo(out_dir=args.out, data_dir=args.data, epochs=args.epochs, seed=args.seed)
+    print(demo.table())
+    if demo.plot is not None:
+        print(f"wrote {demo.plot}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -328,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 _REGISTRARS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _register_model_commands,
+    _register_online_commands,
     _register_data_commands,
     _register_train_commands,
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from temporal_shift.models.online import OnlineRecognizer
 from temporal_shift.models.recognizer import VideoRecognizer
 
 FORMATS = ("onnx", "torchscript", "exported")
@@ -106,3 +107,81 @@ def verify_export(
             got = torch.export.load(str(path)).module()(clips)
     scale = expected.abs().max().clamp_min(1e-12)
     return float((got - expected).abs().max() / scale)
+
+
+# --- the streaming step of an online model ---------------------------------------------
+
+
+def export_online(model: OnlineRecognizer, out: str | Path, *, size: int = 224, opset: int = 18) -> Path:
+    """Write the streaming step ``(frame, *buffers) -> (logits, *new_buffers)`` as ONNX.
+
+    Inputs are named ``frame`` (1, 3, size, size) and ``buffer_0`` ...; outputs ``logits``
+    and ``new_buffer_0`` ...; a caller feeds each step's ``new_buffer_i`` back as ``buffer_i``.
+    """
+    _require_onnx()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    buffers = model.initial_buffers(size=(size, size))
+    frame = torch.zeros(1, 3, size, size)
+    n = len(buffers)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            model,
+            (frame, *buffers),
+            dynamo=True,
+            input_names=["frame"] + [f"buffer_{i}" for i in range(n)],
+            output_names=[OUTPUT_NAME] + [f"new_buffer_{i}" for i in range(n)],
+            opset_version=opset,
+            external_data=False,
+            verbose=False,
+        )
+    program.save(str(out))
+    return out
+
+
+class OnnxStream:
+    """`OnlineStream`'s interface over an exported streaming step run in onnxruntime."""
+
+    def __init__(self, path: str | Path) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ValueError("running ONNX models needs onnxruntime: pip install onnxruntime") from exc
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        inputs = self.session.get_inputs()
+        if not inputs or inputs[0].name != "frame":
+            raise ValueError(f"{path}: not a streaming-step export (no 'frame' input); use tsm export --online")
+        self._frame_shape = tuple(inputs[0].shape)
+        self._buffer_inputs = [(i.name, tuple(i.shape)) for i in inputs[1:]]
+        self._outputs = [o.name for o in self.session.get_outputs()]
+        self.reset()
+
+    def reset(self) -> None:
+        self._buffers = [np.zeros(shape, dtype=np.float32) for _, shape in self._buffer_inputs]
+        self.steps = 0
+
+    def update(self, frame: torch.Tensor) -> torch.Tensor:
+        if frame.dim() == 3:
+            frame = frame.unsqueeze(0)
+        if tuple(frame.shape) != self._frame_shape:
+            raise ValueError(f"expected a frame of shape {self._frame_shape}, got {tuple(frame.shape)}")
+        feeds = {"frame": frame.detach().cpu().float().numpy()}
+        feeds.update({name: b for (name, _), b in zip(self._buffer_inputs, self._buffers)})
+        logits, *self._buffers = self.session.run(self._outputs, feeds)
+        self.steps += 1
+        return torch.from_numpy(np.asarray(logits))[0]
+
+
+def verify_online_export(model: OnlineRecognizer, path: str | Path, *, size: int = 224, steps: int = 30, seed: int = 0) -> float:
+    """Max relative difference between onnxruntime and PyTorch over a random ``steps``-frame stream."""
+    from temporal_shift.models.online import OnlineStream
+
+    frames = torch.randn(steps, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    torch_stream, onnx_stream = OnlineStream(model), OnnxStream(path)
+    expected = torch.stack([torch_stream.update(f) for f in frames])
+    got = torch.stack([onnx_stream.update(f) for f in frames])
+    return float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-12))

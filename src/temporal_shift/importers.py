@@ -56,7 +56,7 @@ from temporal_shift.checkpoints import (
 )
 from temporal_shift.models.recognizer import BACKBONES, VideoRecognizer, build_model
 
-FORMATS = ("temporal-shift", "reference", "mmaction2")
+FORMATS = ("temporal-shift", "reference", "mmaction2", "online-demo")
 
 # (block counts of layer1..4, bottleneck?) -> depth-named ResNet family members; the
 # layer1.0.conv2 weight shape (out, in/groups) then picks ResNet, ResNeXt or Wide ResNet.
@@ -131,6 +131,8 @@ def detect_format(data: dict[str, Any], *, source: str = "checkpoint") -> str:
         return "reference"
     if any(k.startswith("cls_head.") for k in state) or "backbone.conv1.conv.weight" in state:
         return "mmaction2"
+    if "classifier.weight" in state and any(k.startswith("features.") for k in state):
+        return "online-demo"
     hint = ""
     if "backbone.conv1.weight" in state and "head.weight" in state:
         hint = " (looks like a bare temporal-shift state dict: save it with save_checkpoint)"
@@ -187,6 +189,11 @@ def _model_from_data(
             f"{source}: a {kind} checkpoint does not record the number of frames; "
             "pass n_segment (e.g. 8)"
         )
+    if kind == "online-demo":
+        model = import_online_demo_checkpoint(
+            data, n_segment=n_segment, fold_div=8 if fold_div is None else fold_div, source=source
+        )
+        return model, kind
     importer = import_reference_checkpoint if kind == "reference" else import_mmaction2_checkpoint
     model = importer(
         data, n_segment=n_segment, fold_div=8 if fold_div is None else fold_div, source=source
@@ -273,6 +280,43 @@ def import_mmaction2_checkpoint(
     ours.update({k: state[k] for k in others})
     _cross_check(settings, source=source, saved_arch=None, arch=arch, temporal_pool=temporal_pool)
     return _build_and_load(settings, ours, n_segment=n_segment, fold_div=fold_div, mode=mode, source=source)
+
+
+def import_online_demo_checkpoint(
+    path_or_dict: str | Path | dict[str, Any],
+    *,
+    n_segment: int,
+    fold_div: int = 8,
+    source: str | None = None,
+) -> VideoRecognizer:
+    """Import the reference release's online-demo MobileNetV2 (causal TSM, e.g. 27 Jester classes).
+
+    Its state dict has bare ``features.N.conv.{0,1,3,4,6,7}.*`` and ``classifier.*`` keys:
+    the shift lives in the forward of the inverted residuals with a skip connection and
+    leaves no key, so those blocks (ours shift the same ones) get our ``net`` level here.
+    The result is a causal offline model (``mode="causal"``) with ``n_segment`` frames.
+    """
+    data, source = _load(path_or_dict, source)
+    state = _strip_module(_state_dict(data, source))
+    backbone = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    head = {k[len("classifier.") :]: v for k, v in state.items() if k.startswith("classifier.")}
+    plain = _reference_mobilenet_state(backbone)
+    settings = dataclasses.replace(
+        _infer_mobilenet(backbone, head, source), shift=True, place="blockres"
+    )
+    model = _build(settings, n_segment=n_segment, fold_div=fold_div, mode="causal", source=source)
+    wanted = model.state_dict()
+    ours: dict[str, Tensor] = {}
+    for key in wanted:
+        if key.startswith("backbone."):
+            name = key[len("backbone.") :].replace(".net.", ".")
+            if name in plain:
+                ours[key] = plain.pop(name)
+        elif key.startswith("head.") and key[len("head.") :] in head:
+            ours[key] = head[key[len("head.") :]]
+    ours.update({f"backbone.{k}": v for k, v in plain.items()})  # left over: unexpected
+    load_state_strict(model, ours, source=source)
+    return model.eval()
 
 
 # --- reading -----------------------------------------------------------------------
@@ -438,6 +482,15 @@ def _build_and_load(
     mode: str,
     source: str,
 ) -> VideoRecognizer:
+    model = _build(settings, n_segment=n_segment, fold_div=fold_div, mode=mode, source=source)
+    load_state_strict(model, state, source=source)
+    return model.eval()
+
+
+def _build(
+    settings: InferredSettings, *, n_segment: int, fold_div: int, mode: str, source: str
+) -> VideoRecognizer:
+    """The model ``settings`` describe, with fresh weights."""
     try:
         model = build_model(
             settings.arch,
@@ -452,5 +505,4 @@ def _build_and_load(
         )
     except ValueError as exc:
         raise ValueError(f"{source}: cannot build the model it holds: {exc}") from exc
-    load_state_strict(model, state, source=source)
-    return model.eval()
+    return model

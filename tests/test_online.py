@@ -1,0 +1,180 @@
+"""Online TSM: streaming step == offline causal model, buffers, export, online-demo import."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from reference_forward import mobilenet_v2_forward
+from temporal_shift.checkpoints import save_checkpoint
+from temporal_shift.cli import main
+from temporal_shift.export import OnnxStream, export_online
+from temporal_shift.models import build_model
+from temporal_shift.models.online import OnlineRecognizer, OnlineStream, load_online
+
+KEYS_FILE = Path(__file__).resolve().parents[2] / "shared" / "formats" / "reference_release_keys.json"
+T = 6
+
+
+def causal_model(arch: str, *, num_classes: int = 5, seed: int = 0, **kwargs):
+    torch.manual_seed(seed)
+    model = build_model(arch, num_classes=num_classes, n_segment=T, mode="causal", **kwargs).eval()
+    torch.nn.init.normal_(model.head.weight, 0, 0.1)
+    # BN statistics of real activations (one calibration batch), so no layer saturates
+    # and every frame's logits depend on its input
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 1.0
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(2, T, 3, 64, 64, generator=torch.Generator().manual_seed(seed + 100)))
+    return model.eval()
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "resnet50"])
+def test_stream_equals_offline_causal_model_frame_by_frame(arch):
+    # float64, so that what is compared is the computation, not float32 summation order
+    # (batched and single-frame convolutions round differently, ~2e-5 for ResNet-50)
+    model = causal_model(arch).double()
+    clip = torch.randn(1, T, 3, 64, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        offline = model.frame_logits(clip)[0]  # (T, K)
+    online = OnlineRecognizer(model)
+    assert online.num_buffers == (10 if arch == "mobilenet_v2" else 16)
+    stream = OnlineStream(online)
+    steps = torch.stack([stream.update(clip[0, t]) for t in range(T)])
+    assert rel_error(steps, offline) < 1e-5
+    # the buffers matter: restarting the stream at every frame gives something else
+    fresh = []
+    for t in range(T):
+        stream.reset()
+        fresh.append(stream.update(clip[0, t]))
+    assert rel_error(fresh[0], offline[0]) < 1e-5
+    assert rel_error(torch.stack(fresh)[1:], offline[1:]) > 1e-3
+
+
+def test_pure_step_batches_independent_streams():
+    model = causal_model("resnet18")
+    online = OnlineRecognizer(model)
+    clips = torch.randn(2, T, 3, 32, 32)
+    with torch.no_grad():
+        offline = model.frame_logits(clips)
+        buffers = online.initial_buffers(batch_size=2, size=(32, 32))
+        for t in range(T):
+            logits, *buffers = online(clips[:, t], *buffers)
+            assert rel_error(logits, offline[:, t]) < 1e-5
+    with pytest.raises(ValueError, match="expected 8 shift buffers, got 0"):
+        online(clips[:, 0])
+
+
+def test_tsn_streams_without_buffers():
+    model = causal_model("resnet18", shift=False)
+    online = OnlineRecognizer(model)
+    assert online.num_buffers == 0
+    clip = torch.randn(1, T, 3, 32, 32)
+    stream = OnlineStream(online)
+    with torch.no_grad():
+        offline = model.frame_logits(clip)[0]
+    assert rel_error(torch.stack([stream.update(f) for f in clip[0]]), offline) < 1e-5
+
+
+def test_models_that_cannot_stream_say_why():
+    with pytest.raises(ValueError, match="bidirectional TSM model cannot stream: its shift reads frame t\\+1"):
+        OnlineRecognizer(build_model("resnet18", num_classes=3, n_segment=4))
+    with pytest.raises(ValueError, match="temporal_pool .* cannot stream"):
+        OnlineRecognizer(build_model("resnet18", num_classes=3, n_segment=4, mode="causal", temporal_pool=True))
+    online = OnlineRecognizer(causal_model("resnet18"))
+    with pytest.raises(ValueError, match="for inference"):
+        online.train()
+
+
+def test_stream_rejects_bad_frames():
+    stream = OnlineStream(OnlineRecognizer(causal_model("resnet18")))
+    with pytest.raises(ValueError, match=r"expected one RGB frame \(3, H, W\), got shape \(1, 32, 32\)"):
+        stream.update(torch.randn(1, 32, 32))
+    with pytest.raises(ValueError, match=r"got shape \(2, 3, 32, 32\)"):
+        stream.update(torch.randn(2, 3, 32, 32))
+    stream.update(torch.randn(3, 32, 32))
+    with pytest.raises(ValueError, match="frame size 64x64 differs from this stream's 32x32; call reset"):
+        stream.update(torch.randn(3, 64, 64))
+    stream.reset()
+    assert stream.update(torch.randn(3, 64, 64)).shape == (5,)
+
+
+def test_load_online_and_cli_convert(tmp_path, capsys):
+    model = causal_model("mobilenet_v2")
+    path = save_checkpoint(model, tmp_path / "causal.pt")
+    clip = torch.randn(1, T, 3, 32, 32)
+    with torch.no_grad():
+        offline = model.frame_logits(clip)[0]
+    stream = OnlineStream(load_online(path))
+    assert rel_error(torch.stack([stream.update(f) for f in clip[0]]), offline) < 1e-5
+
+    bidirectional = save_checkpoint(build_model("resnet18", num_classes=3, n_segment=4), tmp_path / "bi.pt")
+    with pytest.raises(ValueError, match=f"{bidirectional}: a bidirectional TSM model cannot stream"):
+        load_online(bidirectional)
+    assert main(["online", "convert", str(bidirectional), "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot stream" in err[0]
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_onnx_streaming_step_matches_pytorch_over_30_frames(tmp_path):
+    model = causal_model("mobilenet_v2")
+    online = OnlineRecognizer(model)
+    path = export_online(online, tmp_path / "step.onnx", size=64)
+    frames = torch.randn(30, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    torch_stream, onnx_stream = OnlineStream(online), OnnxStream(path)
+    expected = torch.stack([torch_stream.update(f) for f in frames])
+    got = torch.stack([onnx_stream.update(f) for f in frames])
+    assert rel_error(got, expected) < 1e-4
+    onnx_stream.reset()
+    assert rel_error(onnx_stream.update(frames[0]), expected[0]) < 1e-4
+    with pytest.raises(ValueError, match=r"expected a frame of shape \(1, 3, 64, 64\)"):
+        onnx_stream.update(torch.randn(3, 32, 32))
+
+
+def test_reference_online_demo_layout_imports(tmp_path):
+    """The release's online demo: bare features.N.conv.I / classifier keys, no shift key, 27 classes."""
+    layout = json.loads(KEYS_FILE.read_text())["mobilenetv2"]
+    g = torch.Generator().manual_seed(3)
+    release = {}
+    for key, shape in layout.items():
+        shape = [27, shape[1]] if key == "new_fc.weight" else [27] if key == "new_fc.bias" else shape
+        if key.endswith("num_batches_tracked"):
+            release[key] = torch.tensor(0)
+        elif key.endswith("running_var"):
+            release[key] = torch.rand(shape, generator=g) + 0.5
+        elif len(shape) == 1:
+            release[key] = torch.randn(shape, generator=g) * 0.1 + (1.0 if key.endswith("weight") else 0.0)
+        else:
+            fan_in = max(1, int(torch.tensor(shape[1:]).prod()))
+            release[key] = torch.randn(shape, generator=g) / fan_in**0.5
+    demo = {}
+    for key, value in release.items():
+        key = key.replace("base_model.", "").replace(".net.", ".").replace("new_fc.", "classifier.")
+        demo[key] = value
+    path = tmp_path / "mobilenetv2_jester_online.pth.tar"
+    torch.save(demo, path)
+
+    online = load_online(path, n_segment=T)
+    assert online.config.num_classes == 27 and online.config.mode == "causal"
+    assert online.num_buffers == 10
+    clip = torch.randn(1, T, 3, 64, 64, generator=g)
+    stream = OnlineStream(online)
+    mean_of_steps = torch.stack([stream.update(f) for f in clip[0]]).mean(0, keepdim=True)
+    expected = mobilenet_v2_forward(release, clip, n_segment=T, mode="causal")
+    assert rel_error(mean_of_steps.double(), expected) < 1e-5
+
+    broken = dict(demo)
+    del broken["features.3.conv.0.weight"]
+    torch.save(broken, tmp_path / "broken.pth")
+    with pytest.raises(ValueError, match="missing keys: backbone.features.3.conv.0.0.net.weight"):
+        load_online(tmp_path / "broken.pth", n_segment=T)
