@@ -392,6 +392,88 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- stream command (stream.py) ------------------------------------------------------
+
+
+def _register_stream_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "stream",
+        help="classify a video, frame folder or camera frame by frame with an online TSM",
+        description="Run a causal TSM frame by frame over SOURCE (a video file, a folder of JPEG "
+        "frames, or a camera index); print one JSON line per processed frame and a summary "
+        "(frames/s, model-step latency) on stderr. The shift buffers are reset at the start, on "
+        "a gap in the timestamps (dropped frames, seeks) and never otherwise.",
+    )
+    p.add_argument("source", help="video file, JPEG frame folder, or camera index (0, 1, ...)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="causal checkpoint (required for --runtime torch)")
+    p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: indices)")
+    p.add_argument("--segments", type=int, default=None, help="T, for checkpoints of other releases")
+    p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"))
+    p.add_argument("--onnx", type=Path, default=None, help="streaming-step ONNX (tsm export --online), for onnxruntime")
+    p.add_argument("--every", type=int, default=1, help="process every K-th frame")
+    p.add_argument("--smooth", type=int, default=1, help="average the scores of the last N steps")
+    p.add_argument("--hysteresis", type=int, default=1, help="a label becomes current after M consecutive wins")
+    p.add_argument("--topk", type=int, default=3)
+    p.add_argument("--size", type=int, default=224, help="centre crop side")
+    p.add_argument("--short-side", type=int, default=None, help="resize the short side to this (default: size*8/7)")
+    p.add_argument("--fps", type=float, default=None, help="frame rate for frame folders (default 25) or override")
+    p.add_argument("--out-video", type=Path, default=None, help="write an mp4 with the current label drawn on")
+    p.add_argument("--json-summary", type=Path, default=None, help="write the summary as JSON here")
+    p.set_defaults(func=_cmd_stream)
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    import json
+
+    from temporal_shift.data.lists import read_classes
+    from temporal_shift.stream import parse_source, run_stream
+
+    num_classes = None
+    if args.runtime == "torch":
+        if args.checkpoint is None:
+            raise ValueError("--checkpoint is required with --runtime torch")
+        if args.onnx is not None:
+            raise ValueError("--onnx is for --runtime onnxruntime")
+        from temporal_shift.models.online import OnlineStream, load_online
+
+        online = load_online(args.checkpoint, n_segment=args.segments)
+        num_classes = online.config.num_classes
+        stream = OnlineStream(online)
+    else:
+        if args.onnx is None:
+            raise ValueError("--runtime onnxruntime needs --onnx FILE (from tsm export --online)")
+        from temporal_shift.export import OnnxStream
+
+        if args.checkpoint is not None:
+            from temporal_shift.models.online import load_online
+
+            num_classes = load_online(args.checkpoint, n_segment=args.segments).config.num_classes
+        stream = OnnxStream(args.onnx)
+        if num_classes is None:
+            shape = stream.session.get_outputs()[0].shape
+            num_classes = shape[-1] if isinstance(shape[-1], int) else None
+    if args.classes is not None:
+        classes = read_classes(args.classes)
+        if num_classes is not None and len(classes) != num_classes:
+            raise ValueError(f"{args.classes}: {len(classes)} class names, but the model has {num_classes} classes")
+    elif num_classes is not None:
+        classes = [str(i) for i in range(num_classes)]
+    else:
+        raise ValueError("cannot tell the number of classes; pass --classes or --checkpoint")
+    summary = run_stream(
+        parse_source(args.source), stream, classes=classes, out=sys.stdout, out_video=args.out_video,
+        size=args.size, short_side=args.short_side or round(args.size * 8 / 7),
+        every=args.every, smooth=args.smooth, hysteresis=args.hysteresis, topk=args.topk, fps=args.fps,
+    )
+    print(f"tsm stream: {summary.line()}", file=sys.stderr)
+    if args.out_video is not None:
+        print(f"tsm stream: wrote {args.out_video}", file=sys.stderr)
+    if args.json_summary is not None:
+        args.json_summary.parent.mkdir(parents=True, exist_ok=True)
+        args.json_summary.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -414,6 +496,7 @@ _REGISTRARS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _register_online_commands,
     _register_data_commands,
     _register_train_commands,
+    _register_stream_commands,
 )
 
 

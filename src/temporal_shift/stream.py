@@ -1,0 +1,525 @@
+"""Streaming application: classify a video, a frame folder or a camera frame by frame.
+
+`stream_predictions(source, stream, classes=...)` reads frames from ``source``, keeps
+every ``every``-th one, preprocesses it as at test time (resize the short side to
+``short_side``, centre crop ``size``, ImageNet normalisation: ``data.transforms.test_transform``),
+runs one step of an online TSM (`models.online.OnlineStream` in PyTorch or
+`export.OnnxStream` in onnxruntime) and yields one `StreamRecord` per processed frame:
+frame index, time in seconds, the top-k classes of the smoothed scores and the current
+(hysteresis-stable) label. `ScoreFilter` is the smoothing + hysteresis on its own.
+
+Buffer lifecycle (when the shift buffers are reset)
+---------------------------------------------------
+The shift buffers hold features of the *previous processed frame*; the model was
+trained on frames ``every`` source frames apart at a steady pace. So the stream (its
+buffers, the smoothing window and the current label) is reset
+
+- at the start of every source (a new source never continues the previous one);
+- on a gap: the time between two processed frames exceeds the expected step
+  ``every / fps`` by more than half a frame (dropped frames, a seek forward), or is not
+  positive (a seek backwards, a timestamp reset). Times come from the container's
+  timestamps for videos and cameras, and from the frame number / ``fps`` for frame
+  folders (which therefore never have gaps);
+- on request: `StreamPredictor.request_reset()` resets before the next processed frame.
+
+Without these resets the model would mix features of unrelated moments, which it
+never saw in training. With a live camera, pick ``every`` so the model keeps up:
+frames the driver drops show up as gaps and reset the stream.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Protocol
+
+import av
+import numpy as np
+import torch
+
+from temporal_shift.data.decode import VIDEO_EXTENSIONS, decode_jpeg_file
+from temporal_shift.data.transforms import test_transform
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg")
+
+
+class Stream(Protocol):
+    """What `stream_predictions` needs of a model: `OnlineStream` or `OnnxStream`."""
+
+    def update(self, frame: torch.Tensor) -> torch.Tensor: ...
+
+    def reset(self) -> None: ...
+
+
+# --- sources -----------------------------------------------------------------------
+
+
+@dataclass
+class SourceFrame:
+    """One decoded frame: its 0-based position in the source, time (s) and uint8 (3, H, W) RGB."""
+
+    index: int
+    time: float
+    image: torch.Tensor
+
+
+def parse_source(text: str | int | Path) -> str | int | Path:
+    """A camera index for a bare integer that is not an existing path, else a path."""
+    if isinstance(text, int):
+        return text
+    if isinstance(text, str) and text.isdigit() and not Path(text).exists():
+        return int(text)
+    return Path(text)
+
+
+class Source:
+    """An opened source: iterate for `SourceFrame`s (once); ``fps`` is its nominal frame rate."""
+
+    def __init__(self, frames: Iterator[SourceFrame], *, fps: float, label: str) -> None:
+        self._frames = frames
+        self.fps = fps
+        self.label = label
+
+    def __iter__(self) -> Iterator[SourceFrame]:
+        return self._frames
+
+    def close(self) -> None:
+        close = getattr(self._frames, "close", None)
+        if close is not None:
+            close()
+
+
+def open_source(source: str | int | Path, *, fps: float | None = None) -> Source:
+    """Open a video file, a folder of JPEGs (sorted by name) or a camera index.
+
+    ``fps`` overrides the frame rate (frame folders: default 25). Raises FileNotFoundError
+    / ValueError naming the source when it is missing, empty or cannot be opened.
+    """
+    if fps is not None and fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    source = parse_source(source)
+    if isinstance(source, int):
+        label = f"camera {source}"
+        if "v4l2" not in av.formats_available:
+            raise ValueError(f"{label}: this PyAV build has no v4l2 input format; stream a video file or frame folder")
+        device = Path(f"/dev/video{source}")
+        if not device.exists():
+            raise FileNotFoundError(f"{label}: {device} not found (no camera attached?)")
+        container = _open_container(str(device), label, format="v4l2")
+        return Source(_decode(container, label), fps=fps or _container_fps(container), label=label)
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not files:
+            raise ValueError(f"{path}: no JPEG frames (*.jpg, *.jpeg) in this folder")
+        rate = fps or 25.0
+        frames = (SourceFrame(index=i, time=i / rate, image=decode_jpeg_file(f)) for i, f in enumerate(files))
+        return Source(frames, fps=rate, label=str(path))
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: source not found (a video file, a frame folder or a camera index)")
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise ValueError(f"{path}: a single image is not a stream; give its folder instead")
+    container = _open_container(str(path), str(path))
+    return Source(_decode(container, str(path)), fps=fps or _container_fps(container), label=str(path))
+
+
+def _container_fps(container: av.container.InputContainer) -> float:
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else 25.0
+
+
+def _open_container(target: str, label: str, **kwargs: Any) -> av.container.InputContainer:
+    try:
+        container = av.open(target, **kwargs)
+    except av.FFmpegError as exc:
+        raise ValueError(f"{label}: cannot open ({exc})") from None
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"{label}: no video stream")
+    return container
+
+
+def _decode(container: av.container.InputContainer, label: str) -> Iterator[SourceFrame]:
+    stream = container.streams.video[0]
+    rate = Fraction(_container_fps(container)).limit_denominator(1001)
+    time_base = stream.time_base
+    start = stream.start_time or 0
+    try:
+        for i, frame in enumerate(container.decode(stream)):
+            if frame.pts is not None and time_base is not None:
+                t = float((frame.pts - start) * time_base)
+            else:
+                t = float(i / rate)
+            image = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+            yield SourceFrame(index=i, time=t, image=image)
+    except av.FFmpegError as exc:
+        raise ValueError(f"{label}: corrupt video ({exc})") from None
+    finally:
+        container.close()
+
+
+# --- scores: smoothing + hysteresis ------------------------------------------------
+
+
+class ScoreFilter:
+    """Average probabilities over the last ``smooth`` steps; a label becomes current only
+    after it is the top-1 of the averaged scores ``hysteresis`` steps in a row.
+
+    ``update(probs) -> (averaged probs, current label index or None)``. Before any label
+    has won ``hysteresis`` consecutive steps the current label is None.
+    """
+
+    def __init__(self, *, smooth: int = 1, hysteresis: int = 1) -> None:
+        if smooth < 1:
+            raise ValueError(f"smooth must be at least 1, got {smooth}")
+        if hysteresis < 1:
+            raise ValueError(f"hysteresis must be at least 1, got {hysteresis}")
+        self.smooth = smooth
+        self.hysteresis = hysteresis
+        self.reset()
+
+    def reset(self) -> None:
+        self._window: deque[torch.Tensor] = deque(maxlen=self.smooth)
+        self._candidate: int | None = None
+        self._run = 0
+        self.current: int | None = None
+
+    def update(self, probs: torch.Tensor) -> tuple[torch.Tensor, int | None]:
+        probs = torch.as_tensor(probs, dtype=torch.float64).reshape(-1)
+        self._window.append(probs)
+        averaged = torch.stack(tuple(self._window)).mean(dim=0)
+        top = int(averaged.argmax())
+        if top == self._candidate:
+            self._run += 1
+        else:
+            self._candidate, self._run = top, 1
+        if self._run >= self.hysteresis:
+            self.current = top
+        return averaged, self.current
+
+
+# --- gap rule ------------------------------------------------------------------------
+
+
+class GapDetector:
+    """Is the next processed frame a continuation of the previous one?
+
+    ``check(t)`` is True (a gap) when ``t - previous`` exceeds ``every / fps`` by more than
+    half a frame, or is not positive. The first call of a source is not a gap.
+    """
+
+    def __init__(self, *, fps: float, every: int = 1) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.step = every / fps
+        self.tolerance = 0.5 / fps
+        self.previous: float | None = None
+
+    def reset(self) -> None:
+        self.previous = None
+
+    def check(self, t: float) -> bool:
+        previous, self.previous = self.previous, t
+        if previous is None:
+            return False
+        dt = t - previous
+        return dt <= 0 or dt > self.step + self.tolerance
+
+
+# --- the loop --------------------------------------------------------------------------
+
+
+@dataclass
+class StreamRecord:
+    """One processed frame; ``reset`` says why the stream was reset before it (or None)."""
+
+    frame: int
+    time: float
+    topk: list[dict[str, Any]]
+    label: str | None
+    score: float | None
+    reset: str | None = None
+    latency_ms: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+@dataclass
+class StreamSummary:
+    frames_read: int = 0
+    frames_processed: int = 0
+    resets: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        lat = sorted(self.latencies_ms)
+        p95 = lat[min(len(lat) - 1, int(np.ceil(0.95 * len(lat))) - 1)] if lat else None
+        return {
+            "frames_read": self.frames_read,
+            "frames_processed": self.frames_processed,
+            "resets": self.resets,
+            "seconds": round(self.seconds, 4),
+            "fps": round(self.frames_processed / self.seconds, 2) if self.seconds > 0 else None,
+            "step_latency_ms_median": round(statistics.median(lat), 3) if lat else None,
+            "step_latency_ms_p95": round(p95, 3) if p95 is not None else None,
+        }
+
+    def line(self) -> str:
+        d = self.to_dict()
+        return (
+            f"{d['frames_processed']}/{d['frames_read']} frames processed in {d['seconds']:.2f} s "
+            f"({d['fps']} frames/s), model step median {d['step_latency_ms_median']} ms, "
+            f"p95 {d['step_latency_ms_p95']} ms, {d['resets']} resets"
+        )
+
+
+class StreamPredictor:
+    """Runs a `Stream` over sources; see the module docstring for the reset rule."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        *,
+        classes: Sequence[str],
+        size: int = 224,
+        short_side: int = 256,
+        every: int = 1,
+        smooth: int = 1,
+        hysteresis: int = 1,
+        topk: int = 3,
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+        if topk < 1:
+            raise ValueError(f"topk must be at least 1, got {topk}")
+        if short_side < size:
+            raise ValueError(f"short_side ({short_side}) must be at least size ({size})")
+        self.stream = stream
+        self.classes = list(classes)
+        self.every = every
+        self.topk = min(topk, len(self.classes))
+        self.filter = ScoreFilter(smooth=smooth, hysteresis=hysteresis)
+        self.transform = test_transform(size=size, scale_size=short_side)
+        self.summary = StreamSummary()
+        self._reset_requested = False
+
+    def request_reset(self) -> None:
+        """Reset the stream before the next processed frame."""
+        self._reset_requested = True
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """uint8 (3, H, W) RGB -> normalised float (3, size, size), as at test time."""
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"expected an RGB frame (3, H, W), got shape {tuple(image.shape)}")
+        return self.transform(image)
+
+    def _reset(self, gaps: GapDetector) -> None:
+        self.stream.reset()
+        self.filter.reset()
+        gaps.reset()
+        self.summary.resets += 1
+
+    def run(self, frames: Iterable[SourceFrame], *, fps: float) -> Iterator[StreamRecord]:
+        """Records for the processed frames of one source (a new source: reset first)."""
+        gaps = GapDetector(fps=fps, every=self.every)
+        reason: str | None = "start"
+        self._reset(gaps)
+        started = time.perf_counter()
+        try:
+            for position, source_frame in enumerate(frames):
+                self.summary.frames_read += 1
+                if position % self.every:
+                    continue
+                if self._reset_requested:
+                    self._reset_requested = False
+                    self._reset(gaps)
+                    reason = "request"
+                if gaps.check(source_frame.time):
+                    self._reset(gaps)
+                    gaps.check(source_frame.time)
+                    reason = "gap"
+                x = self.preprocess(source_frame.image)
+                t0 = time.perf_counter()
+                logits = self.stream.update(x)
+                latency = (time.perf_counter() - t0) * 1e3
+                if logits.numel() != len(self.classes):
+                    raise ValueError(
+                        f"the model has {logits.numel()} classes but {len(self.classes)} class names were given"
+                    )
+                probs = torch.softmax(logits.detach().double().reshape(-1), dim=0)
+                averaged, current = self.filter.update(probs)
+                scores, indices = averaged.topk(self.topk)
+                topk = [
+                    {"label": self.classes[int(i)], "index": int(i), "score": round(float(s), 6)}
+                    for s, i in zip(scores, indices)
+                ]
+                self.summary.frames_processed += 1
+                self.summary.latencies_ms.append(latency)
+                yield StreamRecord(
+                    frame=source_frame.index,
+                    time=round(source_frame.time, 6),
+                    topk=topk,
+                    label=self.classes[current] if current is not None else None,
+                    score=round(float(averaged[current]), 6) if current is not None else None,
+                    reset=reason,
+                    latency_ms=round(latency, 3),
+                )
+                reason = None
+        finally:
+            self.summary.seconds += time.perf_counter() - started
+
+
+def stream_predictions(
+    source: str | int | Path | Iterable[SourceFrame],
+    stream: Stream,
+    *,
+    classes: Sequence[str],
+    size: int = 224,
+    short_side: int = 256,
+    every: int = 1,
+    smooth: int = 1,
+    hysteresis: int = 1,
+    topk: int = 3,
+    fps: float | None = None,
+    summary: StreamSummary | None = None,
+) -> Iterator[StreamRecord]:
+    """One `StreamRecord` per processed frame of ``source``.
+
+    ``source`` is a video path, a JPEG folder, a camera index, or an iterable of
+    `SourceFrame` (then ``fps`` is needed for the gap rule; default 25). ``fps`` overrides
+    the source's frame rate (frame folders: default 25). Pass a `StreamSummary` to get
+    the frame counts and step latencies when the generator is done.
+    """
+    predictor = StreamPredictor(
+        stream, classes=classes, size=size, short_side=short_side, every=every,
+        smooth=smooth, hysteresis=hysteresis, topk=topk,
+    )
+    if summary is not None:
+        predictor.summary = summary
+    if isinstance(source, (str, int, Path)):
+        opened = open_source(source, fps=fps)
+        rate, frames = opened.fps, opened
+    else:
+        rate = fps if fps is not None else 25.0
+        frames = source
+    yield from predictor.run(frames, fps=rate)
+
+
+# --- annotated output video --------------------------------------------------------------
+
+
+class AnnotatedVideoWriter:
+    """Writes frames with the current label and score drawn on top (PIL text, else a bar)."""
+
+    def __init__(self, path: str | Path, *, fps: float) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.container = av.open(str(self.path), "w")
+        except av.FFmpegError as exc:
+            raise OSError(f"{self.path}: cannot write video ({exc})") from None
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.stream = None
+        self.frames = 0
+        try:
+            from PIL import Image, ImageDraw
+
+            self._pil = (Image, ImageDraw)
+        except ImportError:  # pragma: no cover - pillow ships with matplotlib here
+            self._pil = None
+
+    def write(self, image: torch.Tensor, label: str | None, score: float | None) -> None:
+        array = image.permute(1, 2, 0).contiguous().numpy()
+        h, w = array.shape[0] // 2 * 2, array.shape[1] // 2 * 2
+        array = np.ascontiguousarray(array[:h, :w])
+        if self.stream is None:
+            self.stream = self.container.add_stream("libx264", rate=self.fps)
+            self.stream.width, self.stream.height, self.stream.pix_fmt = w, h, "yuv420p"
+            self.stream.options = {"preset": "ultrafast", "crf": "20"}
+        array = self._draw(array, label, score)
+        for packet in self.stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+            self.container.mux(packet)
+        self.frames += 1
+
+    def _draw(self, array: np.ndarray, label: str | None, score: float | None) -> np.ndarray:
+        text = f"{label} {score:.2f}" if label is not None and score is not None else "..."
+        if self._pil is not None:
+            Image, ImageDraw = self._pil
+            img = Image.fromarray(array)
+            draw = ImageDraw.Draw(img)
+            box = draw.textbbox((4, 4), text)
+            draw.rectangle((0, 0, box[2] + 4, box[3] + 4), fill=(0, 0, 0))
+            draw.text((4, 4), text, fill=(255, 255, 255))
+            return np.asarray(img)
+        out = array.copy()
+        bar = max(2, out.shape[0] // 20)
+        out[:bar] = 0
+        if score is not None:
+            out[:bar, : int(out.shape[1] * score)] = (0, 200, 0)
+        return out
+
+    def close(self) -> None:
+        if self.stream is not None:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+        self.container.close()
+
+
+# --- the whole application ----------------------------------------------------------------
+
+
+def run_stream(
+    source: str | int | Path,
+    stream: Stream,
+    *,
+    classes: Sequence[str],
+    out: Any = None,
+    out_video: str | Path | None = None,
+    size: int = 224,
+    short_side: int = 256,
+    every: int = 1,
+    smooth: int = 1,
+    hysteresis: int = 1,
+    topk: int = 3,
+    fps: float | None = None,
+) -> StreamSummary:
+    """`tsm stream`: JSON lines to ``out`` (a text file object) and an optional annotated video.
+
+    The annotated video has every source frame (skipped ones carry the latest label).
+    """
+    frames = open_source(source, fps=fps)
+    rate = frames.fps
+    predictor = StreamPredictor(
+        stream, classes=classes, size=size, short_side=short_side, every=every,
+        smooth=smooth, hysteresis=hysteresis, topk=topk,
+    )
+    writer = AnnotatedVideoWriter(out_video, fps=rate) if out_video is not None else None
+    last: list[StreamRecord | None] = [None]
+
+    def tapped() -> Iterator[SourceFrame]:
+        for f in frames:
+            yield f
+            if writer is not None:
+                rec = last[0]
+                writer.write(f.image, rec.label if rec else None, rec.score if rec else None)
+
+    try:
+        for record in predictor.run(tapped(), fps=rate):
+            last[0] = record
+            if out is not None:
+                out.write(record.to_json() + "\n")
+                out.flush()
+    finally:
+        if writer is not None:
+            writer.close()
+        frames.close()
+    return predictor.summary
