@@ -143,7 +143,10 @@ def export_online(model: OnlineRecognizer, out: str | Path, *, size: int = 224, 
 class OnnxStream:
     """`OnlineStream`'s interface over an exported streaming step run in onnxruntime."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None, spin: bool = False) -> None:
+        """``threads``: onnxruntime intra-op threads (default: its own choice). ``spin=False``
+        stops idle worker threads from busy-waiting between frames, which would otherwise
+        steal the CPU from everything else in the process (decoding, drawing, PyTorch)."""
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -151,7 +154,11 @@ class OnnxStream:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         inputs = self.session.get_inputs()
         if not inputs or inputs[0].name != "frame":
             raise ValueError(f"{path}: not a streaming-step export (no 'frame' input); use tsm export --online")
