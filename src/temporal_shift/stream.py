@@ -256,7 +256,7 @@ class StreamRecord:
 class StreamSummary:
     frames_read: int = 0
     frames_processed: int = 0
-    resets: int = 0
+    resets: dict[str, int] = field(default_factory=lambda: {"start": 0, "gap": 0, "request": 0})
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
 
@@ -266,7 +266,7 @@ class StreamSummary:
         return {
             "frames_read": self.frames_read,
             "frames_processed": self.frames_processed,
-            "resets": self.resets,
+            "resets": dict(self.resets),
             "seconds": round(self.seconds, 4),
             "fps": round(self.frames_processed / self.seconds, 2) if self.seconds > 0 else None,
             "step_latency_ms_median": round(statistics.median(lat), 3) if lat else None,
@@ -278,7 +278,8 @@ class StreamSummary:
         return (
             f"{d['frames_processed']}/{d['frames_read']} frames processed in {d['seconds']:.2f} s "
             f"({d['fps']} frames/s), model step median {d['step_latency_ms_median']} ms, "
-            f"p95 {d['step_latency_ms_p95']} ms, {d['resets']} resets"
+            f"p95 {d['step_latency_ms_p95']} ms; resets: "
+            + ", ".join(f"{n} {why}" for why, n in self.resets.items())
         )
 
 
@@ -309,8 +310,10 @@ class StreamPredictor:
         self.topk = min(topk, len(self.classes))
         self.filter = ScoreFilter(smooth=smooth, hysteresis=hysteresis)
         self.transform = test_transform(size=size, scale_size=short_side)
+        self.size = size
         self.summary = StreamSummary()
         self._reset_requested = False
+        self._warm = False
 
     def request_reset(self) -> None:
         """Reset the stream before the next processed frame."""
@@ -322,17 +325,20 @@ class StreamPredictor:
             raise ValueError(f"expected an RGB frame (3, H, W), got shape {tuple(image.shape)}")
         return self.transform(image)
 
-    def _reset(self, gaps: GapDetector) -> None:
+    def _reset(self, gaps: GapDetector, reason: str) -> None:
         self.stream.reset()
         self.filter.reset()
         gaps.reset()
-        self.summary.resets += 1
+        self.summary.resets[reason] = self.summary.resets.get(reason, 0) + 1
 
     def run(self, frames: Iterable[SourceFrame], *, fps: float) -> Iterator[StreamRecord]:
         """Records for the processed frames of one source (a new source: reset first)."""
         gaps = GapDetector(fps=fps, every=self.every)
+        if not self._warm:  # one untimed step first: the first calls pay for allocations
+            self.stream.update(torch.zeros(3, self.size, self.size))
+            self._warm = True
         reason: str | None = "start"
-        self._reset(gaps)
+        self._reset(gaps, reason)
         started = time.perf_counter()
         try:
             for position, source_frame in enumerate(frames):
@@ -341,12 +347,12 @@ class StreamPredictor:
                     continue
                 if self._reset_requested:
                     self._reset_requested = False
-                    self._reset(gaps)
                     reason = "request"
+                    self._reset(gaps, reason)
                 if gaps.check(source_frame.time):
-                    self._reset(gaps)
-                    gaps.check(source_frame.time)
                     reason = "gap"
+                    self._reset(gaps, reason)
+                    gaps.check(source_frame.time)
                 x = self.preprocess(source_frame.image)
                 t0 = time.perf_counter()
                 logits = self.stream.update(x)
