@@ -148,3 +148,47 @@ def test_module_shifts_then_calls_wrapped_module():
     with pytest.raises(ValueError, match="unknown shift mode"):
         TemporalShift(conv, 4, mode="both")
     assert "n_segment=4, fold_div=4, mode='causal'" in repr(module)
+
+
+# --- the inference fast path of TemporalShift ------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "causal"])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("context", ["no_grad", "inference_mode"])
+def test_in_place_inference_path_is_exact_and_restores_input(mode, channels_last, context):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(20, 6, 1)
+    fast = TemporalShift(conv, 4, mode=mode)
+    slow = TemporalShift(conv, 4, mode=mode, inplace_inference=False)
+    with (torch.no_grad() if context == "no_grad" else torch.inference_mode()):
+        x = torch.randn(8, 20, 5, 5)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        before = x.clone()
+        assert fast._can_shift_in_place(x)
+        expected = conv(temporal_shift(x, 4, mode=mode))
+        assert torch.equal(fast(x), expected)
+        assert torch.equal(slow(x), expected)
+        assert torch.equal(x, before)  # restored
+
+
+def test_in_place_path_is_not_taken_when_it_would_be_unsafe():
+    conv = torch.nn.Conv2d(16, 4, 1)
+    shift = TemporalShift(conv, 2)
+    x = torch.randn(4, 16, 3, 3)
+    assert not shift._can_shift_in_place(x)  # grad enabled and conv weights require grad
+    with torch.no_grad():
+        assert not shift._can_shift_in_place(x.expand(4, 16, 3, 3)[:, :, :, :2])  # not dense
+        assert not TemporalShift(torch.nn.ReLU(), 2)._can_shift_in_place(x)  # may alias its input
+    with torch.inference_mode():
+        frozen = torch.randn(4, 16, 3, 3)
+    with torch.no_grad():
+        assert not shift._can_shift_in_place(frozen)  # inference tensor outside inference mode
+    # training: gradients equal the out-of-place path's
+    x.requires_grad_(True)
+    shift(x).sum().backward()
+    grad = x.grad.clone()
+    x.grad = None
+    TemporalShift(conv, 2, inplace_inference=False)(x).sum().backward()
+    assert torch.equal(grad, x.grad)

@@ -70,15 +70,57 @@ def _shift(x: Tensor, n_segment: int, fold: int, mode: str) -> Tensor:
     return out.view(x.shape)
 
 
+def _shift_in_place(x5: Tensor, fold: int, mode: str) -> Tensor:
+    """Shift the (N, T, C, H, W) view ``x5`` in place; returns what `_restore` needs.
+
+    Only the shifted channels move: they are saved first (one copy of 2/8 of the
+    tensor for the default fold_div), then written shifted. Half the memory traffic of
+    building a new tensor, and the untouched channels stay where the caches have them.
+    """
+    moved = 2 * fold if mode == "bidirectional" else fold
+    saved = x5[:, :, :moved].clone()
+    if mode == "bidirectional":
+        x5[:, :-1, :fold] = saved[:, 1:, :fold]
+        x5[:, -1:, :fold] = 0
+        x5[:, 1:, fold:moved] = saved[:, :-1, fold:]
+        x5[:, :1, fold:moved] = 0
+    else:
+        x5[:, 1:, :fold] = saved[:, :-1]
+        x5[:, :1, :fold] = 0
+    return saved
+
+
+def _is_exporting() -> bool:
+    is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.6
+    return bool(is_exporting and is_exporting())
+
+
+def _writable_dense(x: Tensor) -> bool:
+    return x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+
+
 class TemporalShift(nn.Module):
     """Shift the input along time, then call the wrapped module (``net``).
 
     The wrapped module is stored as ``net`` so state-dict keys read
     ``...conv1.net.weight``, like the reference release.
+
+    Inference fast path (``inplace_inference=True``, the default): when no gradient is
+    recorded, nothing is being traced or compiled and ``net`` is a convolution (which
+    never returns a view of its input), the shifted channels are moved inside ``x``
+    itself, ``net`` runs, and ``x`` is restored before returning. The result is
+    bit-identical to the out-of-place shift and ``x`` is unchanged afterwards; it only
+    saves memory traffic (see benchmarks/shift_variants.py).
     """
 
     def __init__(
-        self, net: nn.Module, n_segment: int, *, fold_div: int = 8, mode: str = "bidirectional"
+        self,
+        net: nn.Module,
+        n_segment: int,
+        *,
+        fold_div: int = 8,
+        mode: str = "bidirectional",
+        inplace_inference: bool = True,
     ) -> None:
         super().__init__()
         check_shift_args(n_segment=n_segment, fold_div=fold_div, mode=mode)
@@ -86,10 +128,32 @@ class TemporalShift(nn.Module):
         self.n_segment = n_segment
         self.fold_div = fold_div
         self.mode = mode
+        self.inplace_inference = inplace_inference
 
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.n_segment)
-        return self.net(_shift(x, self.n_segment, x.shape[1] // self.fold_div, self.mode))
+        fold = x.shape[1] // self.fold_div
+        if self._can_shift_in_place(x) and fold > 0:
+            x5 = x.view((-1, self.n_segment) + tuple(x.shape[1:]))
+            saved = _shift_in_place(x5, fold, self.mode)
+            try:
+                return self.net(x)
+            finally:
+                x5[:, :, : saved.shape[2]] = saved
+        return self.net(_shift(x, self.n_segment, fold, self.mode))
+
+    def _can_shift_in_place(self, x: Tensor) -> bool:
+        return (
+            self.inplace_inference
+            and isinstance(self.net, nn.Conv2d)
+            and not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.net.parameters())))
+            and not torch.jit.is_tracing()
+            and not torch.jit.is_scripting()
+            and not torch.compiler.is_compiling()
+            and not _is_exporting()
+            and not (x.is_inference() and not torch.is_inference_mode_enabled())
+            and _writable_dense(x)
+        )
 
     def extra_repr(self) -> str:
         return f"n_segment={self.n_segment}, fold_div={self.fold_div}, mode={self.mode!r}"
