@@ -9,11 +9,14 @@ import pytest
 import torch
 
 from reference_forward import mobilenet_v2_forward
-from temporal_shift.checkpoints import save_checkpoint
+from temporal_shift.checkpoints import load_model, save_checkpoint
 from temporal_shift.cli import main
+from temporal_shift.config import load_config
+from temporal_shift.data.synthetic import generate_synthetic
 from temporal_shift.export import OnnxStream, export_online
 from temporal_shift.models import build_model
 from temporal_shift.models.online import OnlineRecognizer, OnlineStream, load_online
+from temporal_shift.train import train
 
 KEYS_FILE = Path(__file__).resolve().parents[2] / "shared" / "formats" / "reference_release_keys.json"
 T = 6
@@ -178,3 +181,28 @@ def test_reference_online_demo_layout_imports(tmp_path):
     torch.save(broken, tmp_path / "broken.pth")
     with pytest.raises(ValueError, match="missing keys: backbone.features.3.conv.0.0.net.weight"):
         load_online(tmp_path / "broken.pth", n_segment=T)
+
+
+def test_causal_preset_trains_with_the_normal_trainer_and_streams(tmp_path):
+    """configs/online_tsm_mobilenetv2_synthetic.yaml, shrunk: train, then stream the checkpoint."""
+    data = generate_synthetic(tmp_path / "synth", num_videos=24, size=32, frames=4, seed=0, workers=1, progress=False)
+    preset = Path(__file__).resolve().parents[1] / "configs" / "online_tsm_mobilenetv2_synthetic.yaml"
+    config = load_config(preset, [
+        f"data.root={data.root}", "data.size=32", "data.scale_size=32", "data.workers=0", "data.batch_size=6",
+        "model.n_segment=4", "optim.epochs=1", "optim.warmup_epochs=0", f"run.out_dir={tmp_path / 'run'}",
+        "run.progress=false", "run.device=cpu",
+    ])
+    assert config.model.mode == "causal"
+    result = train(config)
+    assert result.epochs_completed == 1
+    checkpoint = result.out_dir / "last.pt"
+    online = load_online(checkpoint)
+    offline = online.config
+    assert (offline.arch, offline.mode, offline.n_segment) == ("mobilenet_v2", "causal", 4)
+    model = load_model(checkpoint)
+    clip = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        expected = model.frame_logits(clip)[0]
+    stream = OnlineStream(online)
+    got = torch.stack([stream.update(f) for f in clip[0]])
+    assert rel_error(got, expected) < 1e-4
