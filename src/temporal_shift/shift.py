@@ -71,11 +71,12 @@ def _shift(x: Tensor, n_segment: int, fold: int, mode: str) -> Tensor:
 
 
 def _shift_in_place(x5: Tensor, fold: int, mode: str) -> Tensor:
-    """Shift the (N, T, C, H, W) view ``x5`` in place; returns what `_restore` needs.
+    """Shift the (N, T, C, H, W) view ``x5`` in place; returns the original shifted channels.
 
-    Only the shifted channels move: they are saved first (one copy of 2/8 of the
-    tensor for the default fold_div), then written shifted. Half the memory traffic of
-    building a new tensor, and the untouched channels stay where the caches have them.
+    Only the shifted channels move: they are saved (a copy of 2/8 of the tensor for the
+    default fold_div), written shifted, and later restored from the copy by the caller:
+    three passes over 2/8 of the tensor instead of reading and writing all of it, and
+    the untouched channels stay where the caches have them.
     """
     moved = 2 * fold if mode == "bidirectional" else fold
     saved = x5[:, :, :moved].clone()
