@@ -270,7 +270,7 @@ def test_sigterm_saves_resumable_checkpoint(tmp_path: Path, colour_data: Path) -
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     """Mechanics only (tiny data, 1 epoch): both models train, table and PNG are written.
     Whether TSM beats TSN by a margin needs the full `tsm demo` budget."""
-    from temporal_shift.train import run_demo
+    from temporal_shift.demo import run_demo
 
     demo = run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "synth", epochs=1, num_videos=24, batch_size=4,
                     progress=False, workers=0)

@@ -381,7 +381,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from temporal_shift.train import run_demo
+    from temporal_shift.demo import run_demo
 
     if args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
