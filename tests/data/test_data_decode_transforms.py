@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import frame_ids
 from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from temporal_shift.data.decode import (
     CorruptMediaError,
@@ -19,6 +20,7 @@ from temporal_shift.data.encode import write_video
 from temporal_shift.data.transforms import (
     ClipHorizontalFlip,
     MultiScaleCrop,
+    ToFloatNormalize,
     fixed_crop_offsets,
     flip_label_map,
     test_transform as make_test_transform,
@@ -195,5 +197,10 @@ def test_test_transforms_views():
     assert ten.shape == (10, 3, 3, 32, 32)
     assert torch.allclose(ten[4], out)  # TenCrop's 5th view is the centre crop
     assert torch.allclose(ten[5], ten[1].flip(-1))  # views of the mirrored clip
-    with pytest.raises(ValueError, match="views must be 1, 3 or 10"):
-        make_test_transform(views=5)
+    five, _ = make_test_transform(size=32, scale_size=40, views=5)(clip, 0)
+    assert five.shape == (5, 3, 3, 32, 32)
+    assert torch.allclose(five, ten[:5])  # corners (tl, tr, bl, br) + centre, unmirrored
+    resized = ToFloatNormalize()(v2.Resize(40, antialias=True)(clip))  # 40x60, not cropped
+    assert torch.allclose(five[0], resized[..., :32, :32]) and torch.allclose(five[3], resized[..., -32:, -32:])
+    with pytest.raises(ValueError, match="views must be 1, 3, 5 or 10"):
+        make_test_transform(views=4)

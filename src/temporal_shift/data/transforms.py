@@ -272,17 +272,20 @@ def test_transform(
 
     - ``views=1``: centre crop ``size`` -> (T, C, H, W);
     - ``views=3``: three full-resolution crops of side ``scale_size`` -> (3, T, C, H, W);
-    - ``views=10``: four corners + centre of side ``size`` and their mirrors -> (10, T, C, H, W).
+    - ``views=5``: four corners + centre of side ``size`` -> (5, T, C, H, W);
+    - ``views=10``: those five and their mirrors -> (10, T, C, H, W).
     """
     steps: list[v2.Transform] = [v2.Resize(scale_size, antialias=True)]
     if views == 1:
         steps.append(v2.CenterCrop(size))
     elif views == 3:
         steps += [ThreeCrop(size=scale_size)]
+    elif views == 5:
+        steps += [v2.FiveCrop(size)]
     elif views == 10:
         steps += [v2.TenCrop(size)]
     else:
-        raise ValueError(f"views must be 1, 3 or 10, got {views}")
+        raise ValueError(f"views must be 1, 3, 5 or 10, got {views}")
     steps += _to_float(mean, std, normalize)
     if views > 1:
         steps.append(StackViews())
