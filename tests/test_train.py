@@ -194,6 +194,18 @@ def test_finetune_replaces_head_for_new_class_count(tmp_path: Path, colour_data:
     assert tuned["head.weight"].shape == (2, 512)
 
 
+def test_class_names_are_saved_in_checkpoints(tmp_path: Path, colour_data: Path) -> None:
+    (colour_data / "colour_classes.txt").write_text("reddish\nbluish\n")
+    config = load_config(_config_file(tmp_path, colour_data, optim={"epochs": 1, "warmup_epochs": 0},
+                                      data={"classes": "colour_classes.txt"}))  # relative to data.root
+    result = train(config)
+    assert read_checkpoint(result.last_checkpoint)["class_names"] == ["reddish", "bluish"]
+    assert read_checkpoint(tmp_path / "run" / "best.pt")["class_names"] == ["reddish", "bluish"]
+    (colour_data / "three.txt").write_text("a\nb\nc\n")
+    with pytest.raises(ValueError, match=r"three\.txt: 3 class names but data\.num_classes is 2"):
+        train(load_config(_config_file(tmp_path, colour_data), ["data.classes=three.txt"]))
+
+
 @pytest.mark.slow  # 13-40 s on 2 shared cores
 def test_torchrun_gloo_two_processes(tmp_path: Path, colour_data: Path) -> None:
     """2-process DDP on CPU: runs, all-reduces metrics, only rank 0 writes, uses the

@@ -9,7 +9,8 @@ A config file has four sections::
 
 Every value is checked against the field's type; an unknown key, a wrong type or a
 missing required field is a ``ConfigError`` (a ValueError) naming the key and the file.
-``data.train_list``/``data.val_list`` may be relative to ``data.root``.
+``data.train_list``/``data.val_list`` (and the optional class-name file ``data.classes``)
+may be relative to ``data.root``.
 
 The learning rate follows the paper's linear scaling rule: ``optim.lr`` is the rate for
 ``optim.lr_batch`` clips per step (64 by default), and the rate used is
@@ -63,6 +64,7 @@ class DataSection:
     train_list: str = REQUIRED
     val_list: str = REQUIRED
     num_classes: int = REQUIRED
+    classes: str | None = None  # class-name file (one per line), relative to root; saved in checkpoints
     kind: Literal["auto", "frames", "videos"] = "auto"
     template: str = DEFAULT_TEMPLATE
     size: int = 224  # training crop and validation centre crop
@@ -135,6 +137,9 @@ class TrainConfig:
 
     def val_list_path(self) -> Path:
         return Path(self.data.root) / self.data.val_list
+
+    def classes_path(self) -> Path | None:
+        return None if self.data.classes is None else Path(self.data.root) / self.data.classes
 
 
 _SECTIONS: dict[str, type] = {"model": ModelSection, "data": DataSection, "optim": OptimSection, "run": RunSection}

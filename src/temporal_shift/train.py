@@ -3,9 +3,9 @@
 What a run writes to ``config.run.out_dir`` (only rank 0 writes):
 
     config.yaml    the resolved config (loadable with `config.load_config`)
-    last.pt        our checkpoint format + ``train_state`` (optimizer, scheduler, scaler,
+    last.pt        our checkpoint format (+ ``class_names`` when ``data.classes`` is set) + ``train_state`` (optimizer, scheduler, scaler,
                    epoch, step, best metric, RNG states of every rank): `--resume` source
-    best.pt        weights with the best validation top-1 so far
+    best.pt        weights with the best validation top-1 so far (+ config, class_names)
     log.csv        one row per epoch (same numbers as the TensorBoard scalars)
     tb/            TensorBoard event files
 
@@ -52,6 +52,7 @@ from temporal_shift.checkpoints import (
 )
 from temporal_shift.config import TrainConfig, save_config
 from temporal_shift.data.dataset import VideoDataset, collate_skipping
+from temporal_shift.data.lists import read_classes
 from temporal_shift.data.sampling import DenseSampler, TSNSampler
 from temporal_shift.data.transforms import test_transform, train_transform
 from temporal_shift.models.recognizer import VideoRecognizer, load_backbone_weights, param_groups
@@ -167,6 +168,20 @@ def _datasets(config: TrainConfig) -> tuple[VideoDataset, VideoDataset]:
         **common,
     )
     return train_ds, val_ds
+
+
+def _class_names(config: TrainConfig) -> list[str] | None:
+    """The names of ``data.classes``, checked against ``data.num_classes`` (None if unset)."""
+    path = config.classes_path()
+    if path is None:
+        return None
+    names = read_classes(path)
+    if len(names) != config.data.num_classes:
+        raise ValueError(
+            f"{path}: {len(names)} class names but data.num_classes is {config.data.num_classes}; "
+            "fix data.classes or data.num_classes"
+        )
+    return names
 
 
 def _loader(dataset: VideoDataset, indices: list[int], config: TrainConfig, *, train: bool, seed: int) -> DataLoader:
@@ -323,6 +338,8 @@ def _train(config: TrainConfig, d: _Dist, *, resume: bool, finetune_from: str | 
         _check_resumable(resume_state["config"], config, last_path)
         resume_weights = data["state_dict"]
 
+    class_names = _class_names(config)
+    names_extra = {} if class_names is None else {"class_names": class_names}
     torch.manual_seed(config.run.seed)
     train_ds, val_ds = _datasets(config)
     model = VideoRecognizer(config.model_config())
@@ -493,7 +510,7 @@ def _train(config: TrainConfig, d: _Dist, *, resume: bool, finetune_from: str | 
             if stop_reason is not None and step_in_epoch < steps_per_epoch:
                 state = train_state(epoch, step_in_epoch, partial)
                 if d.main:
-                    save_checkpoint(model, last_path, extra={"train_state": state})
+                    save_checkpoint(model, last_path, extra={"train_state": state, **names_extra})
                     print(f"stopped ({stop_reason}) at epoch {epoch + 1} step {step_in_epoch}/{steps_per_epoch}; "
                           f"resumable checkpoint: {last_path}", file=sys.stderr)
                 interrupted = True
@@ -531,8 +548,8 @@ def _train(config: TrainConfig, d: _Dist, *, resume: bool, finetune_from: str | 
                 _append_csv(out / LOG_CSV, row)
                 if is_best:
                     save_checkpoint(model, best_path, extra={"epoch": epoch + 1, "val_top1": best_top1,
-                                                             "config": config.to_dict()})
-                save_checkpoint(model, last_path, extra={"train_state": state})
+                                                             "config": config.to_dict(), **names_extra})
+                save_checkpoint(model, last_path, extra={"train_state": state, **names_extra})
                 print(_summary(row, config.optim.epochs, is_best), file=sys.stderr)
             if stop_reason is not None:
                 interrupted = epoch + 1 < config.optim.epochs
