@@ -392,6 +392,79 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- evaluation commands (evaluate.py) -----------------------------------------
+
+
+def _register_eval_commands(sub: argparse._SubParsersAction) -> None:
+    from temporal_shift.data.lists import DEFAULT_TEMPLATE
+
+    p = sub.add_parser(
+        "test",
+        help="evaluate checkpoints (or an ensemble) with the paper's test protocols",
+        description="Score every video of a list file with the views of a test protocol (clips x crops), "
+        "average the views (softmax probabilities or logits), fuse ensemble members with weights, and "
+        "print top-1, top-5 and mean class accuracy. With --out, also writes metrics.json, "
+        "per_class.csv, predictions.csv, confusion.npy and confusion.png.",
+    )
+    p.add_argument("--checkpoint", type=Path, action="append", required=True,
+                   help="checkpoint to test; repeat for an ensemble (e.g. an 8-frame and a 16-frame model)")
+    p.add_argument("--weights", type=float, nargs="+", default=None,
+                   help="ensemble weights, one per --checkpoint (normalised; default equal)")
+    p.add_argument("--segments", type=int, nargs="+", default=None,
+                   help="T of foreign (reference/MMAction2) checkpoints: one value, or one per --checkpoint")
+    p.add_argument("--data", type=Path, required=True, help="data root (list paths are relative to it)")
+    p.add_argument("--list", type=Path, required=True, help="list file, relative to --data or absolute")
+    p.add_argument("--kind", default="auto", choices=("auto", "frames", "videos"))
+    p.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
+    p.add_argument("--clips", default="single", choices=("single", "twice", "dense"),
+                   help="single: 1 centre clip; twice: 2 clips (twice_sample); dense: --dense-clips windows")
+    p.add_argument("--dense-clips", type=int, default=10)
+    p.add_argument("--dense-window", type=int, default=64, help="frames per dense window")
+    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 5, 10),
+                   help="1 centre crop, 3 full-resolution crops, 5 (corners + centre) or 10 (and mirrors)")
+    p.add_argument("--fusion", default="softmax", choices=("softmax", "logits"),
+                   help="average softmax probabilities or logits over views and members")
+    p.add_argument("--size", type=int, default=None, help="crop side (default: as trained, else 224)")
+    p.add_argument("--scale-size", type=int, default=None, help="short side before cropping (default: as trained, else 256)")
+    p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: the checkpoint's)")
+    p.add_argument("--batch-size", type=int, default=4, help="videos per batch (x views clips per forward)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--on-error", default="raise", choices=("raise", "skip"),
+                   help="unreadable videos: fail, or leave them out and report them")
+    p.add_argument("--out", type=Path, default=None, help="write metrics, predictions and the confusion matrix here")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_test)
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from temporal_shift.evaluate import EvalProtocol, Member, evaluate
+
+    n = len(args.checkpoint)
+    weights = args.weights or [1.0] * n
+    if len(weights) != n:
+        raise ValueError(f"--weights: {len(weights)} values for {n} checkpoints")
+    segments = args.segments or [None]
+    if len(segments) == 1:
+        segments = segments * n
+    if len(segments) != n:
+        raise ValueError(f"--segments: {len(segments)} values for {n} checkpoints (give one, or one per checkpoint)")
+    protocol = EvalProtocol(clips=args.clips, crops=args.crops, fusion=args.fusion, dense_clips=args.dense_clips,
+                            dense_window=args.dense_window, size=args.size, scale_size=args.scale_size)
+    result = evaluate(
+        [Member(checkpoint=c, weight=w, n_segment=t) for c, w, t in zip(args.checkpoint, weights, segments)],
+        list_file=args.list, root=args.data, protocol=protocol, kind=args.kind, template=args.template,
+        classes=args.classes, batch_size=args.batch_size, workers=args.workers, device=args.device,
+        on_error=args.on_error, out_dir=args.out, progress=not args.no_progress,
+    )
+    print(result.summary())
+    for reason in result.skipped:
+        print(f"skipped: {reason}", file=sys.stderr)
+    for path in result.files.values():
+        print(f"wrote {path}")
+    return 0
+
+
 # --- stream command (stream.py) ------------------------------------------------------
 
 
@@ -496,6 +569,7 @@ _REGISTRARS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _register_online_commands,
     _register_data_commands,
     _register_train_commands,
+    _register_eval_commands,
     _register_stream_commands,
 )
 

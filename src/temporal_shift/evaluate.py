@@ -1,0 +1,672 @@
+"""Evaluation: the paper's test protocols, score fusion, ensembles and metrics.
+
+A *view* is one forward pass of a model on one (T, C, H, W) clip: one sampled clip under
+one spatial crop. A test protocol (`EvalProtocol`) fixes the views of every video:
+
+- clips: ``"single"`` (the TSN centre clip: each segment's centre frame), ``"twice"``
+  (``twice_sample``: the centre clip and the segment-start clip, 2 clips) or ``"dense"``
+  (``dense_clips`` evenly spaced windows of ``dense_window`` frames, ``n_segment`` frames
+  at a fixed stride each; 10 by default, the paper's Kinetics protocol);
+- crops: after resizing the short side to ``scale_size``, 1 centre crop of ``size``, 3
+  full-resolution crops of side ``scale_size`` along the long side, 5 crops of ``size``
+  (four corners + centre) or 10 (those five and their mirrors);
+
+so a video has ``clips x crops`` views (`EvalProtocol.views`). The view scores of a video
+are averaged (``fusion="softmax"``: the softmax probabilities, ``"logits"``: the raw
+logits); ensemble members (e.g. an 8-frame and a 16-frame model, each sampling with its own
+``n_segment``) are then fused with normalised weights, in the same space (probabilities or
+logits), before the metrics.
+
+Memory: batches are streamed; per video only the fused score vector is kept (a
+``num_videos x num_classes`` array), never the clips.
+
+Metrics are pure functions of the fused scores and labels (`topk_accuracy`,
+`confusion_matrix`, `per_class_accuracy`, `mean_class_accuracy`); all accuracies are in
+percent. Ties between scores are broken towards the lower class index. A class with no
+video in the labels has no per-class accuracy (NaN) and is left out of the mean class
+accuracy (the mean over the classes that occur; MMAction2 does the same); predictions of
+such a class still count as errors of the true class.
+
+`evaluate(...)` runs everything and returns an `EvalResult`; with ``out_dir`` it also
+writes ``metrics.json``, ``per_class.csv``, ``predictions.csv`` (video, true label, top-5
+labels, names and fused scores), ``confusion.npy`` (rows: true class, columns: predicted)
+and ``confusion.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from temporal_shift.checkpoints import (
+    CheckpointError,
+    is_our_format,
+    model_from_checkpoint_data,
+    read_checkpoint,
+)
+from temporal_shift.data.dataset import SkippedSample, VideoDataset
+from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListFileError, ListKind, read_classes, read_list
+from temporal_shift.data.sampling import DenseSampler, Sampler, TSNSampler
+from temporal_shift.data.transforms import test_transform
+from temporal_shift.models.recognizer import VideoRecognizer
+
+ClipProtocol = Literal["single", "twice", "dense"]
+Fusion = Literal["softmax", "logits"]
+CLIP_PROTOCOLS: tuple[str, ...] = ("single", "twice", "dense")
+CROPS: tuple[int, ...] = (1, 3, 5, 10)
+FUSIONS: tuple[str, ...] = ("softmax", "logits")
+DEFAULT_SIZE = 224
+DEFAULT_SCALE_SIZE = 256
+
+
+# --- protocol ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalProtocol:
+    """Which views of a video are scored and how their scores are averaged.
+
+    ``size``/``scale_size`` of None mean "as the checkpoint was trained" (its saved
+    ``data.size``/``data.scale_size``), else 224/256; `evaluate` fills them in.
+    """
+
+    clips: ClipProtocol = "single"
+    crops: int = 1
+    fusion: Fusion = "softmax"
+    dense_clips: int = 10
+    dense_window: int = 64
+    size: int | None = None
+    scale_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.clips not in CLIP_PROTOCOLS:
+            raise ValueError(f"clips must be one of {', '.join(CLIP_PROTOCOLS)}, got {self.clips!r}")
+        if self.crops not in CROPS:
+            raise ValueError(f"crops must be 1, 3, 5 or 10, got {self.crops!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be 'softmax' or 'logits', got {self.fusion!r}")
+        if self.dense_clips < 1 or self.dense_window < 1:
+            raise ValueError(f"dense_clips and dense_window must be >= 1, got {self.dense_clips}, {self.dense_window}")
+        for name in ("size", "scale_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.size is not None and self.scale_size is not None and self.scale_size < self.size:
+            raise ValueError(f"scale_size ({self.scale_size}) must be at least size ({self.size})")
+
+    @property
+    def num_clips(self) -> int:
+        return {"single": 1, "twice": 2, "dense": self.dense_clips}[self.clips]
+
+    @property
+    def views(self) -> int:
+        """Forward passes (views) per video: clips x crops."""
+        return self.num_clips * self.crops
+
+    def sampler(self, n_segment: int) -> Sampler:
+        """The frame sampler for a model with ``n_segment`` frames."""
+        if self.clips == "dense":
+            if self.dense_window < n_segment:
+                raise ValueError(f"dense_window ({self.dense_window}) must be at least n_segment ({n_segment})")
+            return DenseSampler(num_segments=n_segment, train=False, window=self.dense_window,
+                                num_clips=self.dense_clips)
+        return TSNSampler(num_segments=n_segment, train=False, twice_sample=self.clips == "twice")
+
+    def transform(self, *, normalize: bool = True):
+        """The clip transform: (T, C, H, W) uint8 -> float (crops, T, C, H, W) (or (T, C, H, W) for 1 crop)."""
+        return test_transform(size=self.size or DEFAULT_SIZE, scale_size=self.scale_size or DEFAULT_SCALE_SIZE,
+                              views=self.crops, normalize=normalize)
+
+    def describe(self) -> str:
+        clips = {"single": "1 centre clip", "twice": "2 clips (twice_sample)",
+                 "dense": f"{self.dense_clips} dense clips (window {self.dense_window})"}[self.clips]
+        crops = {1: "1 centre crop", 3: "3 full-resolution crops", 5: "5 crops", 10: "10 crops"}[self.crops]
+        size = f"{self.size or DEFAULT_SIZE}px from short side {self.scale_size or DEFAULT_SCALE_SIZE}"
+        return f"{clips} x {crops} = {self.views} view{'s' if self.views > 1 else ''} ({size}), {self.fusion} average"
+
+
+# --- score fusion (pure) ---------------------------------------------------------------
+
+
+def fuse_views(logits: Tensor, fusion: Fusion = "softmax") -> Tensor:
+    """(N, V, K) logits of V views per video -> (N, K): mean of the softmax probabilities
+    (``"softmax"``) or of the logits (``"logits"``)."""
+    if logits.dim() != 3:
+        raise ValueError(f"expected (videos, views, classes) scores, got shape {tuple(logits.shape)}")
+    if fusion == "softmax":
+        return logits.float().softmax(dim=-1).mean(dim=1)
+    if fusion == "logits":
+        return logits.float().mean(dim=1)
+    raise ValueError(f"fusion must be 'softmax' or 'logits', got {fusion!r}")
+
+
+def normalize_weights(weights: Sequence[float]) -> list[float]:
+    """Positive ensemble weights scaled to sum to 1."""
+    if not weights:
+        raise ValueError("no ensemble weights")
+    for w in weights:
+        if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0):
+            raise ValueError(f"ensemble weights must be positive numbers, got {list(weights)}")
+    total = float(sum(weights))
+    return [float(w) / total for w in weights]
+
+
+def fuse_members(scores: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """Weighted average of per-member (N, K) video scores (weights normalised to sum 1)."""
+    if not scores:
+        raise ValueError("no member scores to fuse")
+    w = normalize_weights(list(weights) if weights is not None else [1.0] * len(scores))
+    if len(w) != len(scores):
+        raise ValueError(f"{len(scores)} members but {len(w)} weights")
+    shapes = {np.shape(s) for s in scores}
+    if len(shapes) != 1:
+        raise ValueError(f"member scores have different shapes {sorted(shapes)}")
+    return sum(wi * np.asarray(s, dtype=np.float64) for wi, s in zip(w, scores))
+
+
+# --- metrics (pure) ----------------------------------------------------------------------
+
+
+def topk_predictions(scores: np.ndarray, k: int) -> np.ndarray:
+    """(N, K) scores -> (N, min(k, K)) class indices, best first; ties go to the lower index."""
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"expected (videos, classes) scores, got shape {scores.shape}")
+    k = min(k, scores.shape[1])
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
+    """Percent of videos whose label is among the ``k`` best scores (k is capped at K)."""
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        raise ValueError("no videos to score")
+    top = topk_predictions(scores, k)
+    return 100.0 * float((top == labels[:, None]).any(axis=1).mean())
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K, K) counts; row = true class, column = predicted class."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} differ in shape")
+    for name, values in (("label", labels), ("prediction", predictions)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{name} out of range [0, {num_classes})")
+    flat = np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
+    """Percent correct per true class (the diagonal over the row sums); NaN for classes
+    with no video."""
+    confusion = np.asarray(confusion)
+    counts = confusion.sum(axis=1).astype(np.float64)
+    hits = np.diag(confusion).astype(np.float64)
+    out = np.full(len(counts), np.nan)
+    present = counts > 0
+    out[present] = 100.0 * hits[present] / counts[present]
+    return out
+
+
+def mean_class_accuracy(confusion: np.ndarray) -> float:
+    """Mean of the per-class accuracies of the classes that occur in the labels (percent)."""
+    per_class = per_class_accuracy(confusion)
+    present = ~np.isnan(per_class)
+    if not present.any():
+        raise ValueError("no videos to score")
+    return float(per_class[present].mean())
+
+
+@dataclasses.dataclass
+class Metrics:
+    top1: float
+    top5: float
+    mean_class: float
+    per_class: np.ndarray
+    confusion: np.ndarray
+
+
+def compute_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: int) -> Metrics:
+    """Top-1, top-5, mean class accuracy, per-class accuracy and the confusion matrix."""
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[1] != num_classes:
+        raise ValueError(f"expected scores of shape (videos, {num_classes}), got {scores.shape}")
+    confusion = confusion_matrix(labels, topk_predictions(scores, 1)[:, 0], num_classes)
+    return Metrics(
+        top1=topk_accuracy(scores, labels, 1),
+        top5=topk_accuracy(scores, labels, 5),
+        mean_class=mean_class_accuracy(confusion),
+        per_class=per_class_accuracy(confusion),
+        confusion=confusion,
+    )
+
+
+# --- checkpoints -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LoadedCheckpoint:
+    """A model ready for inference, with what its file says about classes and input size."""
+
+    path: Path
+    model: VideoRecognizer
+    class_names: list[str] | None
+    data_config: dict[str, Any]  # the training run's data section, or {}
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.config.num_classes
+
+
+def load_for_inference(path: str | Path, *, n_segment: int | None = None) -> LoadedCheckpoint:
+    """Load a checkpoint of any supported layout (ours, reference release, MMAction2; the
+    foreign ones need ``n_segment``) in eval mode, with its class names and training data
+    settings when it has them (checkpoints written by `train` do)."""
+    path = Path(path)
+    data = read_checkpoint(path)
+    if is_our_format(data):
+        model = model_from_checkpoint_data(data, source=str(path))
+        if n_segment is not None and n_segment != model.config.n_segment:
+            raise CheckpointError(
+                f"{path}: n_segment={n_segment} was given but the checkpoint was saved with "
+                f"n_segment={model.config.n_segment}; omit it"
+            )
+        names = data.get("class_names")
+        if names is not None:
+            if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                raise CheckpointError(f"{path}: class_names entry is not a list of strings")
+            if len(names) != model.config.num_classes:
+                raise CheckpointError(
+                    f"{path}: {len(names)} class names for a model with {model.config.num_classes} classes"
+                )
+        config = data.get("config") or data.get("train_state", {}).get("config") or {}
+        data_config = dict(config.get("data", {})) if isinstance(config, dict) else {}
+        return LoadedCheckpoint(path, model.eval(), names, data_config)
+    from temporal_shift.importers import load_any_checkpoint
+
+    del data
+    return LoadedCheckpoint(path, load_any_checkpoint(path, n_segment=n_segment), None, {})
+
+
+def resolve_class_names(
+    checkpoints: Sequence[LoadedCheckpoint], classes: str | Path | None = None
+) -> list[str]:
+    """Class names from ``classes`` (a file), else the checkpoints', else "0", "1", ...
+
+    A class file must have one name per class; checkpoints that carry different names
+    are an error naming both."""
+    num_classes = checkpoints[0].num_classes
+    if classes is not None:
+        names = read_classes(classes)
+        if len(names) != num_classes:
+            raise ValueError(
+                f"{classes}: {len(names)} class names, but {checkpoints[0].path} has {num_classes} classes"
+            )
+        return names
+    named = [c for c in checkpoints if c.class_names is not None]
+    for other in named[1:]:
+        if other.class_names != named[0].class_names:
+            raise ValueError(
+                f"{named[0].path} and {other.path} carry different class names; "
+                "pass the right ones with --classes / classes="
+            )
+    return list(named[0].class_names) if named else [str(i) for i in range(num_classes)]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cuda``/``cuda:N`` need CUDA."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name} asked for but CUDA is not available; use cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+# --- evaluation --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One ensemble member: a checkpoint, its weight, and T for foreign checkpoints."""
+
+    checkpoint: str | Path
+    weight: float = 1.0
+    n_segment: int | None = None
+
+
+@dataclasses.dataclass
+class EvalResult:
+    """What `evaluate` measured. Accuracies in percent; ``scores`` are the fused per-video
+    scores (probabilities for softmax fusion, logits for logits fusion)."""
+
+    top1: float
+    top5: float
+    mean_class: float
+    per_class: np.ndarray  # (K,), NaN for classes without videos
+    confusion: np.ndarray  # (K, K) int, rows true, columns predicted
+    scores: np.ndarray  # (N, K)
+    labels: np.ndarray  # (N,)
+    videos: list[str]  # list paths, in list order
+    class_names: list[str]
+    protocol: EvalProtocol
+    members: list[dict[str, Any]]  # checkpoint, weight (normalised), arch, n_segment
+    skipped: list[str]  # reasons for videos left out (on_error="skip")
+    seconds: float
+    files: dict[str, Path] = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def views_per_video(self) -> int:
+        return self.protocol.views
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able metrics and settings (no per-video scores)."""
+        return {
+            "top1": self.top1,
+            "top5": self.top5,
+            "mean_class_accuracy": self.mean_class,
+            "videos": self.num_videos,
+            "classes": self.num_classes,
+            "views_per_video": self.views_per_video,
+            "protocol": dataclasses.asdict(self.protocol),
+            "members": [{k: str(v) if isinstance(v, Path) else v for k, v in m.items()} for m in self.members],
+            "skipped": list(self.skipped),
+            "seconds": round(self.seconds, 3),
+            "per_class_accuracy": {
+                name: (None if math.isnan(acc) else acc) for name, acc in zip(self.class_names, self.per_class.tolist())
+            },
+        }
+
+    def summary(self) -> str:
+        members = " + ".join(
+            f"{Path(m['checkpoint']).name} ({m['arch']}, T={m['n_segment']}"
+            + (f", weight {m['weight']:.3g}" if len(self.members) > 1 else "") + ")"
+            for m in self.members
+        )
+        lines = [
+            f"model: {members}",
+            f"protocol: {self.protocol.describe()}",
+            f"videos: {self.num_videos}" + (f" ({len(self.skipped)} unreadable, left out)" if self.skipped else ""),
+            f"top-1 {self.top1:.2f}%  top-5 {self.top5:.2f}%  mean class {self.mean_class:.2f}%",
+        ]
+        return "\n".join(lines)
+
+
+class _Indexed(Dataset):
+    """(clip, dataset index) pairs, so scores land on the right video whatever is skipped."""
+
+    def __init__(self, dataset: VideoDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int] | SkippedSample:
+        item = self.dataset[index]
+        if isinstance(item, SkippedSample):
+            return item
+        return item[0], index
+
+
+def _collate(items: list[tuple[Tensor, int] | SkippedSample]) -> tuple[Tensor | None, Tensor, list[SkippedSample]]:
+    good = [x for x in items if not isinstance(x, SkippedSample)]
+    skipped = [x for x in items if isinstance(x, SkippedSample)]
+    clips = torch.stack([c for c, _ in good]) if good else None
+    return clips, torch.tensor([i for _, i in good], dtype=torch.long), skipped
+
+
+def _check_list(list_file: Path, *, kind: ListKind, num_classes: int, checkpoint: Path, skip: bool) -> None:
+    errors: list[ListFileError] | None = [] if skip else None
+    records = read_list(list_file, kind=kind, errors=errors)
+    if not records and not errors:
+        raise ListFileError(f"{list_file}: empty list, no videos to evaluate")
+    if not skip:
+        for record in records:
+            if record.label >= num_classes:
+                raise ListFileError(
+                    f"{record.source}: label {record.label} out of range: {checkpoint} has "
+                    f"{num_classes} classes (0..{num_classes - 1})"
+                )
+
+
+def evaluate(
+    members: Sequence[Member | str | Path],
+    *,
+    list_file: str | Path,
+    root: str | Path,
+    protocol: EvalProtocol = EvalProtocol(),
+    kind: ListKind = "auto",
+    template: str = DEFAULT_TEMPLATE,
+    normalize: bool | None = None,
+    classes: str | Path | None = None,
+    batch_size: int = 4,
+    workers: int = 2,
+    device: str = "auto",
+    on_error: Literal["raise", "skip"] = "raise",
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Score every video of ``list_file`` (paths relative to ``root``) with the views of
+    ``protocol``, fuse views and then members, compute the metrics, and write the files
+    listed in the module docstring to ``out_dir`` if given.
+
+    ``members`` are checkpoints (paths or `Member`s with weights); they must have the same
+    classes, may differ in architecture and n_segment (each samples its own frames).
+    ``normalize``, ``protocol.size`` and ``protocol.scale_size`` default to the first
+    checkpoint's training settings. ``batch_size`` counts videos: a batch is one forward
+    pass of ``batch_size x views`` clips. With ``on_error="skip"`` unreadable videos (and
+    bad list lines) are left out of the metrics and listed in ``EvalResult.skipped``;
+    a video any member could not read is left out for all.
+    """
+    if batch_size < 1 or workers < 0:
+        raise ValueError(f"batch_size must be >= 1 and workers >= 0, got {batch_size}, {workers}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    members = [m if isinstance(m, Member) else Member(checkpoint=m) for m in members]
+    if not members:
+        raise ValueError("no checkpoint to evaluate")
+    weights = normalize_weights([m.weight for m in members])
+    root, list_file = Path(root), Path(root) / list_file
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: data root not found")
+    if not list_file.is_file():
+        raise FileNotFoundError(f"{list_file}: list file not found")
+    for m in members:
+        if not Path(m.checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint not found: {m.checkpoint}")
+    dev = resolve_device(device)
+
+    loaded = [load_for_inference(m.checkpoint, n_segment=m.n_segment) for m in members]
+    first = loaded[0]
+    for other in loaded[1:]:
+        if other.num_classes != first.num_classes:
+            raise ValueError(
+                f"ensemble members disagree on the classes: {first.path} has {first.num_classes}, "
+                f"{other.path} has {other.num_classes}"
+            )
+    num_classes = first.num_classes
+    class_names = resolve_class_names(loaded, classes)
+    _check_list(list_file, kind=kind, num_classes=num_classes, checkpoint=first.path, skip=on_error == "skip")
+    settings = first.data_config
+    protocol = dataclasses.replace(
+        protocol,
+        size=protocol.size or settings.get("size") or DEFAULT_SIZE,
+        scale_size=protocol.scale_size or settings.get("scale_size") or DEFAULT_SCALE_SIZE,
+    )
+    if normalize is None:
+        normalize = bool(settings.get("normalize", True))
+    transform = protocol.transform(normalize=normalize)
+
+    datasets = [
+        VideoDataset(list_file=list_file, root=root, sampler=protocol.sampler(c.model.config.n_segment),
+                     transform=transform, kind=kind, template=template, num_classes=num_classes,
+                     on_error=on_error)
+        for c in loaded
+    ]
+    records = datasets[0].records
+    n = len(records)
+    scores = np.zeros((n, num_classes), dtype=np.float64)
+    done = np.zeros((len(loaded), n), dtype=bool)
+    skipped: dict[int, str] = {}
+    views = protocol.views
+    start = time.perf_counter()
+    for m, (c, dataset, weight) in enumerate(zip(loaded, datasets, weights)):
+        model = c.model.to(dev).eval()
+        loader = DataLoader(_Indexed(dataset), batch_size=batch_size, shuffle=False, num_workers=workers,
+                            collate_fn=_collate, pin_memory=dev.type == "cuda")
+        desc = f"test {c.path.name}" if len(loaded) == 1 else f"test {m + 1}/{len(loaded)} {c.path.name}"
+        bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True, leave=False,
+                   file=sys.stderr)
+        with torch.inference_mode():
+            for clips, index, bad in bar:
+                for s in bad:
+                    skipped.setdefault(s.index, s.reason)
+                if clips is None:
+                    continue
+                if clips.dim() == 5:  # a single view: (B, T, C, H, W)
+                    clips = clips.unsqueeze(1)
+                if clips.shape[1] != views:
+                    raise RuntimeError(f"expected {views} views per video, the data gave {clips.shape[1]}")
+                b = clips.shape[0]
+                logits = model(clips.flatten(0, 1).to(dev, non_blocking=True)).float()
+                fused = fuse_views(logits.view(b, views, num_classes), protocol.fusion)
+                rows = index.numpy()
+                scores[rows] += weight * fused.cpu().double().numpy()
+                done[m, rows] = True
+        bar.close()
+        c.model.to("cpu")
+    seconds = time.perf_counter() - start
+
+    ok = done.all(axis=0)
+    reasons = [skipped.get(i, f"{records[i].source}: not scored") for i in np.flatnonzero(~ok)]
+    reasons = list(datasets[0].skipped_lines) + reasons
+    if not ok.any():
+        raise ValueError(f"{list_file}: none of the {n} videos could be read")
+    labels = np.array([r.label for r in records], dtype=np.int64)[ok]
+    scores = scores[ok]
+    metrics = compute_metrics(scores, labels, num_classes)
+    result = EvalResult(
+        top1=metrics.top1, top5=metrics.top5, mean_class=metrics.mean_class, per_class=metrics.per_class,
+        confusion=metrics.confusion, scores=scores, labels=labels,
+        videos=[r.path for r, good in zip(records, ok) if good], class_names=class_names, protocol=protocol,
+        members=[{"checkpoint": c.path, "weight": w, "arch": c.model.config.arch,
+                  "n_segment": c.model.config.n_segment, "shift": c.model.config.shift}
+                 for c, w in zip(loaded, weights)],
+        skipped=reasons, seconds=seconds,
+    )
+    if out_dir is not None:
+        result.files = write_results(result, out_dir)
+    return result
+
+
+# --- outputs -----------------------------------------------------------------------------
+
+
+def write_predictions_csv(result: EvalResult, path: str | Path, *, k: int = 5) -> Path:
+    """One row per video: video, true label and name, then the top-k labels, names, scores."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    top = topk_predictions(result.scores, k)
+    k = top.shape[1]
+    header = ["video", "label", "name"] + [f"{f}_{i}" for i in range(1, k + 1) for f in ("pred", "pred_name", "score")]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for video, label, row, score in zip(result.videos, result.labels.tolist(), top, result.scores):
+            cells: list[Any] = [video, label, result.class_names[label]]
+            for j in row.tolist():
+                cells += [j, result.class_names[j], f"{score[j]:.6g}"]
+            w.writerow(cells)
+    return path
+
+
+def write_per_class_csv(result: EvalResult, path: str | Path) -> Path:
+    path = Path(path)
+    counts = result.confusion.sum(axis=1)
+    hits = np.diag(result.confusion)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "name", "videos", "correct", "accuracy"])
+        for i, name in enumerate(result.class_names):
+            acc = result.per_class[i]
+            w.writerow([i, name, int(counts[i]), int(hits[i]), "" if math.isnan(acc) else f"{acc:.4f}"])
+    return path
+
+
+def plot_confusion(
+    confusion: np.ndarray, class_names: Sequence[str], path: str | Path, *, title: str = "confusion matrix"
+) -> Path:
+    """Draw the row-normalised confusion matrix (recall per true class) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    confusion = np.asarray(confusion, dtype=np.float64)
+    k = len(confusion)
+    rows = confusion.sum(axis=1, keepdims=True)
+    normalised = np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
+    side = min(max(4.0, 0.3 * k + 2.0), 24.0)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    image = ax.imshow(normalised, vmin=0.0, vmax=1.0, cmap="Blues", interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    if k <= 40:
+        ax.set_xticks(range(k), labels=list(class_names), rotation=90, fontsize=7)
+        ax.set_yticks(range(k), labels=list(class_names), fontsize=7)
+        if k <= 15:
+            for i in range(k):
+                for j in range(k):
+                    if confusion[i, j]:
+                        ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7,
+                                color="white" if normalised[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_results(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write metrics.json, per_class.csv, predictions.csv, confusion.npy and confusion.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"metrics": out / "metrics.json", "per_class": out / "per_class.csv",
+             "predictions": out / "predictions.csv", "confusion": out / "confusion.npy",
+             "confusion_png": out / "confusion.png"}
+    files["metrics"].write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    write_per_class_csv(result, files["per_class"])
+    write_predictions_csv(result, files["predictions"])
+    np.save(files["confusion"], result.confusion)
+    plot_confusion(result.confusion, result.class_names, files["confusion_png"],
+                   title=f"top-1 {result.top1:.1f}%, mean class {result.mean_class:.1f}% "
+                         f"({result.num_videos} videos, {result.views_per_video} views each)")
+    return files
