@@ -392,7 +392,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- evaluation commands (evaluate.py) -----------------------------------------
+# --- evaluation commands (evaluate.py, predict.py) --------------------------------
 
 
 def _register_eval_commands(sub: argparse._SubParsersAction) -> None:
@@ -436,6 +436,25 @@ def _register_eval_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_test)
 
+    p = sub.add_parser(
+        "predict",
+        help="top-k classes of a video, a frame folder or a folder of videos",
+        description="Classify each input with one centre clip (the checkpoint's T segment centres) and one "
+        "centre crop; print the top-k class names with softmax probabilities.",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER",
+                   help="video file, JPEG frame folder, or folder of videos")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: the checkpoint's)")
+    p.add_argument("--segments", type=int, default=None, help="T, for checkpoints of other releases")
+    p.add_argument("--size", type=int, default=None, help="crop side (default: as trained, else 224)")
+    p.add_argument("--scale-size", type=int, default=None, help="short side before cropping (default: as trained, else 256)")
+    p.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_cmd_predict)
+
 
 def _cmd_test(args: argparse.Namespace) -> int:
     from temporal_shift.evaluate import EvalProtocol, Member, evaluate
@@ -462,6 +481,27 @@ def _cmd_test(args: argparse.Namespace) -> int:
         print(f"skipped: {reason}", file=sys.stderr)
     for path in result.files.values():
         print(f"wrote {path}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from temporal_shift.predict import predict
+
+    predictions = predict(
+        args.inputs, checkpoint=args.checkpoint, topk=args.topk, n_segment=args.segments, classes=args.classes,
+        size=args.size, scale_size=args.scale_size, device=args.device, template=args.template,
+    )
+    if args.json:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "predictions": [p.to_dict() for p in predictions]},
+                         indent=2))
+        return 0
+    for prediction in predictions:
+        if len(predictions) > 1:
+            print(f"{prediction.input}:")
+        for line in prediction.lines():
+            print(f"  {line}" if len(predictions) > 1 else line)
     return 0
 
 

@@ -1,0 +1,191 @@
+"""Prediction: the top-k classes of a video file, a frame folder or a folder of videos.
+
+Each input is sampled and cropped like the single-view test protocol: the checkpoint's
+``n_segment`` segment centres (TSN test sampling), the short side resized to
+``scale_size``, one centre crop of ``size`` (both default to the checkpoint's training
+settings, else 224/256), the softmax of the model's logits.
+
+Inputs (`find_inputs`):
+
+- a video file (anything PyAV opens; decoded with `data.decode.read_video`);
+- a frame folder: JPEG frames named by ``template`` (``img_00001.jpg`` ...) as in the
+  data lists, or, if no file matches the template, the folder's ``*.jpg``/``*.jpeg``
+  files sorted by name;
+- a folder of videos (``.mp4``, ``.webm``, ``.avi``, ``.mkv``, ``.mov``, ``.m4v``; not
+  searched recursively): each video is predicted.
+
+Unreadable input is an error naming the file; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from tqdm import tqdm
+
+from temporal_shift.data.decode import (
+    VIDEO_EXTENSIONS,
+    CorruptMediaError,
+    count_frame_files,
+    decode_jpeg_file,
+    read_frame_folder,
+    read_video,
+    video_frame_count,
+)
+from temporal_shift.data.lists import DEFAULT_TEMPLATE
+from temporal_shift.data.sampling import TSNSampler
+from temporal_shift.data.transforms import test_transform
+from temporal_shift.evaluate import (
+    DEFAULT_SCALE_SIZE,
+    DEFAULT_SIZE,
+    load_for_inference,
+    resolve_class_names,
+    resolve_device,
+)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg")
+InputKind = Literal["video", "frames"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """The top-k classes of one input: (label, name, probability), best first."""
+
+    input: str
+    topk: list[tuple[int, str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input,
+                "topk": [{"label": i, "name": name, "prob": p} for i, name, p in self.topk]}
+
+    def lines(self) -> list[str]:
+        width = max(len(name) for _, name, _ in self.topk)
+        return [f"{name:<{width}}  {p:.4f}" for _, name, p in self.topk]
+
+
+def _jpegs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def find_inputs(path: str | Path) -> list[tuple[Path, InputKind]]:
+    """What ``path`` holds: one video, one frame folder, or the videos of a folder."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found (expected a video file, a frame folder or a folder of videos)")
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            raise ValueError(f"{path}: a single image is not a video; give the frame folder instead")
+        return [(path, "video")]
+    jpegs = _jpegs(path)
+    videos = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    if jpegs and videos:
+        raise ValueError(f"{path}: holds both JPEG frames and videos; give a frame folder or a folder of videos")
+    if jpegs:
+        return [(path, "frames")]
+    if videos:
+        return [(v, "video") for v in videos]
+    raise ValueError(
+        f"{path}: no JPEG frames and no videos ({', '.join(VIDEO_EXTENSIONS)}) in this folder"
+    )
+
+
+def read_clip(
+    path: str | Path, kind: InputKind, *, n_segment: int, template: str = DEFAULT_TEMPLATE
+) -> torch.Tensor:
+    """The uint8 (T, 3, H, W) test clip of one input (TSN segment centres)."""
+    path = Path(path)
+    sampler = TSNSampler(num_segments=n_segment, train=False)
+    if kind == "video":
+        num_frames = video_frame_count(path)
+        if num_frames < 1:
+            raise CorruptMediaError(f"{path}: no decodable frames")
+        return read_video(path, sampler(num_frames, source=str(path))[0].tolist())
+    num_frames = count_frame_files(path, template=template)
+    if num_frames > 0:
+        return read_frame_folder(path, sampler(num_frames, source=str(path))[0].tolist(), template=template)
+    files = _jpegs(path)
+    if not files:
+        raise ValueError(f"{path}: no JPEG frames in this folder")
+    indices = sampler(len(files), source=str(path))[0].tolist()
+    decoded = {i: decode_jpeg_file(files[i]) for i in set(indices)}
+    shapes = {tuple(f.shape) for f in decoded.values()}
+    if len(shapes) > 1:
+        raise CorruptMediaError(f"{path}: frames have different sizes {sorted(shapes)}")
+    return torch.stack([decoded[i] for i in indices])
+
+
+class Predictor:
+    """A checkpoint ready to classify inputs (see the module docstring)."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        *,
+        n_segment: int | None = None,
+        classes: str | Path | None = None,
+        size: int | None = None,
+        scale_size: int | None = None,
+        device: str = "auto",
+        template: str = DEFAULT_TEMPLATE,
+    ) -> None:
+        loaded = load_for_inference(checkpoint, n_segment=n_segment)
+        self.checkpoint = loaded.path
+        self.device = resolve_device(device)
+        self.model = loaded.model.to(self.device).eval()
+        self.class_names = resolve_class_names([loaded], classes)
+        settings = loaded.data_config
+        self.size = size or settings.get("size") or DEFAULT_SIZE
+        self.scale_size = scale_size or settings.get("scale_size") or DEFAULT_SCALE_SIZE
+        if self.scale_size < self.size:
+            raise ValueError(f"scale_size ({self.scale_size}) must be at least size ({self.size})")
+        self.transform = test_transform(size=self.size, scale_size=self.scale_size, views=1,
+                                        normalize=bool(settings.get("normalize", True)))
+        self.template = template
+
+    @property
+    def n_segment(self) -> int:
+        return self.model.config.n_segment
+
+    @torch.inference_mode()
+    def probabilities(self, clip: torch.Tensor) -> torch.Tensor:
+        """uint8 (T, 3, H, W) clip -> (num_classes,) softmax probabilities."""
+        x = self.transform(clip)
+        return self.model(x[None].to(self.device)).float().softmax(dim=-1)[0].cpu()
+
+    def predict_one(self, path: str | Path, kind: InputKind, *, topk: int = 5) -> Prediction:
+        probs = self.probabilities(read_clip(path, kind, n_segment=self.n_segment, template=self.template))
+        values, indices = probs.topk(min(topk, len(probs)))
+        return Prediction(
+            input=str(path),
+            topk=[(int(i), self.class_names[int(i)], float(p)) for p, i in zip(values, indices)],
+        )
+
+
+def predict(
+    inputs: str | Path | Sequence[str | Path],
+    *,
+    checkpoint: str | Path,
+    topk: int = 5,
+    n_segment: int | None = None,
+    classes: str | Path | None = None,
+    size: int | None = None,
+    scale_size: int | None = None,
+    device: str = "auto",
+    template: str = DEFAULT_TEMPLATE,
+    progress: bool = False,
+) -> list[Prediction]:
+    """Top-k predictions for each input (a video, a frame folder or a folder of videos)."""
+    if topk < 1:
+        raise ValueError(f"topk must be at least 1, got {topk}")
+    paths: Iterable[str | Path] = [inputs] if isinstance(inputs, (str, Path)) else inputs
+    found = [item for p in paths for item in find_inputs(p)]  # check every path before loading
+    if not found:
+        raise ValueError("no input given")
+    predictor = Predictor(checkpoint, n_segment=n_segment, classes=classes, size=size, scale_size=scale_size,
+                          device=device, template=template)
+    bar = tqdm(found, desc="predict", unit="video", disable=not progress or len(found) < 2, leave=False)
+    return [predictor.predict_one(path, kind, topk=topk) for path, kind in bar]
