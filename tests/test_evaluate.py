@@ -332,3 +332,24 @@ def test_cli_debug_shows_the_exception(data: Path, tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         main(["--debug", "test", "--checkpoint", str(tmp_path / "nope.pt"), "--data", str(data), "--list", "test.txt"])
+
+
+def test_single_clip_centre_crop_reproduces_the_trainers_validation(data: Path, tmp_path: Path) -> None:
+    """best.pt of a run, tested with the default protocol and the sizes saved in it, gives the
+    trainer's own validation top-1; the class names of data.classes come along."""
+    from temporal_shift.config import config_from_dict
+    from temporal_shift.train import train
+
+    config = config_from_dict({
+        "model": {"arch": "resnet18", "n_segment": 4, "dropout": 0.0},
+        "data": {"root": str(data), "train_list": "test.txt", "val_list": "test.txt", "num_classes": 3,
+                 "classes": "classes.txt", "size": 32, "scale_size": 36, "batch_size": 3, "workers": 0},
+        "optim": {"lr": 0.01, "lr_batch": None, "epochs": 1},
+        "run": {"out_dir": str(tmp_path / "run"), "progress": False, "device": "cpu"},
+    })
+    run = train(config)
+    assert run.best_checkpoint is not None
+    result = evaluate([run.best_checkpoint], list_file="test.txt", root=data, workers=0, progress=False)
+    assert (result.protocol.size, result.protocol.scale_size) == (32, 36)
+    assert result.top1 == pytest.approx(run.best_top1)
+    assert result.class_names == NAMES
