@@ -61,6 +61,7 @@ BASE = {
         ("model.arch=resnet9", "unknown arch 'resnet9'"),
         ("nosuch.key=1", "unknown section 'nosuch'"),
         ("optim.lr", "expected section.key=value"),
+        ("optim.optimizer=adam", "optim.optimizer must be 'sgd' or 'adamw'"),
     ],
 )
 def test_config_errors_name_key_and_file(tmp_path: Path, override: str, message: str) -> None:
@@ -162,6 +163,20 @@ def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path: Path, colour_data:
     for ra, rb in zip(done.history, resumed.history):
         for key in ("train_loss", "train_top1", "val_loss", "val_top1", "lr"):
             assert ra[key] == pytest.approx(rb[key], rel=1e-5), key
+
+
+def test_adamw_option_is_used_saved_and_checked_on_resume(tmp_path: Path, colour_data: Path) -> None:
+    path = _config_file(tmp_path, colour_data, optim={"optimizer": "adamw", "lr": 1e-3, "epochs": 2})
+    with pytest.raises(ConfigError, match="optim.nesterov is for optim.optimizer=sgd only"):
+        load_config(path, ["optim.nesterov=true"])
+    first = train(load_config(path, ["run.stop_after_steps=2"]))
+    assert first.interrupted
+    state = read_checkpoint(first.last_checkpoint)["train_state"]["optimizer"]["state"]
+    assert state and all("exp_avg_sq" in s for s in state.values())  # Adam moments, not SGD momentum
+    with pytest.raises(ValueError, match="optim.optimizer was 'adamw' in that run and is 'sgd' now"):
+        train(load_config(path, ["optim.optimizer=sgd"]), resume=True)
+    resumed = train(load_config(path), resume=True)
+    assert not resumed.interrupted and resumed.global_step == 6
 
 
 def test_resume_and_finetune_errors(tmp_path: Path, colour_data: Path) -> None:

@@ -81,6 +81,9 @@ class DataSection:
 
 @dataclasses.dataclass
 class OptimSection:
+    # sgd: the paper's recipe. adamw: trains small models from scratch in fewer steps
+    # (betas (momentum, 0.999), decoupled weight decay; nesterov is SGD-only).
+    optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.01
     lr_batch: int | None = 64  # lr is for this many clips per step; null: no scaling
     momentum: float = 0.9
@@ -251,6 +254,8 @@ def _check_values(config: TrainConfig, source: str) -> None:
         ("data.workers", config.data.workers >= 0, "must be >= 0"),
         ("optim.lr", config.optim.lr > 0, "must be > 0"),
         ("optim.momentum", 0 <= config.optim.momentum < 1, "must be in [0, 1)"),
+        ("optim.nesterov", not (config.optim.nesterov and config.optim.optimizer == "adamw"),
+         "is for optim.optimizer=sgd only"),
         ("optim.weight_decay", config.optim.weight_decay >= 0, "must be >= 0"),
         ("optim.warmup_epochs", 0 <= config.optim.warmup_epochs < config.optim.epochs, "must be in [0, epochs)"),
         ("optim.clip_grad", config.optim.clip_grad is None or config.optim.clip_grad > 0, "must be > 0 or null"),

@@ -205,6 +205,13 @@ def _ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _optimizer(groups: list[dict[str, Any]], config: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    o = config.optim
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(o.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=lr, momentum=o.momentum, nesterov=o.nesterov)
+
+
 def _lr_lambda(config: TrainConfig, steps_per_epoch: int):
     o = config.optim
     total = o.epochs * steps_per_epoch
@@ -288,9 +295,10 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 def _check_resumable(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
     now = config.to_dict()
-    for section, keys in (("model", None), ("data", ("num_classes",)), ("run", ("seed",))):
+    checked = (("model", None), ("data", ("num_classes",)), ("optim", ("optimizer",)), ("run", ("seed",)))
+    for section, keys in checked:
         for key in keys or now[section]:
-            old = saved.get(section, {}).get(key)
+            old = saved.get(section, {}).get(key, "sgd" if key == "optimizer" else None)  # older runs: sgd
             if old != now[section][key]:
                 raise ValueError(
                     f"{path}: cannot resume, {section}.{key} was {old!r} in that run and is "
@@ -361,7 +369,7 @@ def _train(config: TrainConfig, d: _Dist, *, resume: bool, finetune_from: str | 
         {**g, "lr": base_lr * g["lr_mult"], "weight_decay": config.optim.weight_decay * g["decay_mult"]}
         for g in param_groups(model, fc_lr5=config.optim.fc_lr5)
     ]
-    optimizer = torch.optim.SGD(groups, lr=base_lr, momentum=config.optim.momentum, nesterov=config.optim.nesterov)
+    optimizer = _optimizer(groups, config, base_lr)
     trainable = [p for g in groups for p in g["params"]]
 
     per_rank = DistributedSampler(train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=config.run.seed)
