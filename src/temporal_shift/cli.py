@@ -204,6 +204,8 @@ def _register_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=synthetic.DEFAULT_FRAMES, help="frames per clip")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fraction", type=float, default=synthetic.DEFAULT_VAL_FRACTION)
+    p.add_argument("--plain", action="store_true",
+                   help="plain backgrounds, no distractor objects (learned in fewer steps; tsm demo uses it)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, max 8)")
     p.set_defaults(func=_cmd_synth)
 
@@ -269,7 +271,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     paths = generate_synthetic(
         args.out, num_videos=args.num_videos, size=args.size, frames=args.frames, seed=args.seed,
-        val_fraction=args.val_fraction, workers=args.workers,
+        val_fraction=args.val_fraction, workers=args.workers, clutter=not args.plain,
     )
     print(f"wrote {args.num_videos} clips to {paths.root}")
     for path in (paths.train_frames, paths.val_frames, paths.train_videos, paths.val_videos, paths.classes):

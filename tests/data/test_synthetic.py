@@ -247,3 +247,30 @@ def test_unreadable_metadata_is_an_error(tmp_path):
     (tmp_path / "meta.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"meta.json: unreadable synthetic dataset metadata"):
         generate_synthetic(tmp_path, num_videos=24, size=32, frames=4, progress=False)
+
+
+def test_plain_variant_keeps_the_order_guarantee_without_clutter(tmp_path):
+    for label in range(len(CLASSES)):
+        clip, params = render_clip(label, rng=np.random.default_rng([3, label]), size=32, frames=8, clutter=False)
+        # a plain background: away from the main object, pixels deviate from the clip's
+        # background colour by the weak noise only (no texture, no distractor objects)
+        ys, xs = np.mgrid[0:32, 0:32] + 0.5
+        far = np.ones((32, 32), dtype=bool)
+        for t in range(8):
+            dx = (xs - params["cx"][t] + 16) % 32 - 16
+            dy = (ys - params["cy"][t] + 16) % 32 - 16
+            far &= np.hypot(dx, dy) > params["radius"][t] * 1.2 + 1
+        background = clip[:, far].astype(np.float32)
+        assert far.sum() > 200
+        assert background.std(axis=(0, 1)).max() < 6, label
+    for first, second in TEMPORAL_PAIRS:  # the second class is the first played backwards
+        a, _ = render_clip(first, rng=np.random.default_rng(9), size=32, frames=8, clutter=False)
+        b, _ = render_clip(second, rng=np.random.default_rng(9), size=32, frames=8, clutter=False)
+        np.testing.assert_array_equal(b, a[::-1])
+    busy, _ = render_clip(0, rng=np.random.default_rng(9), size=32, frames=8)
+    assert not np.array_equal(busy, render_clip(0, rng=np.random.default_rng(9), size=32, frames=8, clutter=False)[0])
+    out = tmp_path / "plain"
+    generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, clutter=False)
+    assert json.loads((out / "meta.json").read_text())["settings"]["clutter"] is False
+    with pytest.raises(ValueError, match="other settings"):
+        generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False)
