@@ -291,17 +291,3 @@ def test_sigterm_saves_resumable_checkpoint(tmp_path: Path, colour_data: Path) -
     resumed = train(load_config(tmp_path / "run" / "config.yaml", ["optim.epochs=40", "run.stop_after_steps=" +
                                                                     str(state["global_step"] + 1)]), resume=True)
     assert resumed.global_step == state["global_step"] + 1
-
-
-@pytest.mark.slow
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    """Mechanics only (tiny data, 1 epoch): both models train, table and PNG are written.
-    Whether TSM beats TSN by a margin needs the full `tsm demo` budget."""
-    from temporal_shift.demo import run_demo
-
-    demo = run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "synth", epochs=1, num_videos=24, batch_size=4,
-                    progress=False, workers=0)
-    assert set(demo.rows) == {"TSN", "TSM"}
-    assert demo.rows["TSN"]["params_m"] == demo.rows["TSM"]["params_m"]
-    assert "temporal pairs %" in demo.table()
-    assert demo.plot is not None and demo.plot.stat().st_size > 0

@@ -1,0 +1,55 @@
+"""`tsm demo`: its comparison is fair (same config but the shift) and its metrics are right."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from temporal_shift.data.synthetic import TEMPORAL_PAIRS
+from temporal_shift.demo import demo_config, order_accuracy
+
+
+def test_tsn_and_tsm_runs_differ_only_in_the_shift(tmp_path: Path) -> None:
+    tsn = demo_config(tmp_path / "data", tmp_path / "out", shift=False)
+    tsm = demo_config(tmp_path / "data", tmp_path / "out", shift=True)
+    assert tsn.model.shift is False and tsm.model.shift is True
+    assert dataclasses.replace(tsn.model, shift=True) == tsm.model
+    assert (tsn.data, tsn.optim, tsn.run) == (tsm.data, tsm.optim, tsm.run)
+    assert tsm.data.flip is False  # mirroring would swap moving left/right
+
+
+def test_order_accuracy_by_hand() -> None:
+    pairs = ((0, 1), (2, 3))
+    scores = np.array([
+        [0.6, 0.4, 0.0, 0.0, 0.0],  # label 0: 0.6 > 0.4 -> right
+        [0.6, 0.4, 0.0, 0.0, 0.0],  # label 1: 0.4 < 0.6 -> wrong
+        [0.0, 0.0, 0.3, 0.3, 0.4],  # label 3: tie with 2 -> half (class 4 winning does not matter)
+        [0.0, 0.0, 0.0, 0.0, 1.0],  # label 4: in no pair -> not counted
+    ])
+    labels = np.array([0, 1, 3, 4])
+    assert order_accuracy(scores, labels, pairs) == pytest.approx(100 * 1.5 / 3)
+    assert math.isnan(order_accuracy(scores[3:], labels[3:], pairs))
+    # a model that scores a class and its reversal alike (as TSN does in expectation) -> 50%
+    same = np.tile(np.full(12, 1 / 12), (10, 1))
+    assert order_accuracy(same, np.arange(10), TEMPORAL_PAIRS) == 50.0
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """Mechanics only (tiny data, 1 epoch): both models train and are tested, table and PNG
+    are written. The margin itself needs the full budget (`tsm demo`, ~8 minutes)."""
+    from temporal_shift.demo import run_demo
+
+    demo = run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "synth", epochs=1, num_videos=48, batch_size=4,
+                    progress=False)
+    assert set(demo.rows) == {"TSN", "TSM"}
+    assert demo.rows["TSN"]["params_m"] == demo.rows["TSM"]["params_m"]
+    assert 0 <= demo.rows["TSM"]["order_acc"] <= 100
+    assert "order accuracy %" in demo.table() and "temporal pairs top-1 %" in demo.table()
+    assert demo.plot is not None and demo.plot.stat().st_size > 0
+    for name in ("tsn", "tsm"):
+        assert (tmp_path / "demo" / name / "test" / "confusion.png").is_file()
