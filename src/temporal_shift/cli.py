@@ -8,6 +8,7 @@ status 2; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -597,6 +598,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader that went away is handled below
+    except BrokenPipeError:  # e.g. `tsm predict ... | head -1`: stop quietly, like other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 128 + 13  # the shell's status for SIGPIPE
     except (ValueError, OSError) as exc:  # user errors: one line, non-zero exit
         if args.debug:
             raise
