@@ -7,8 +7,8 @@ class is the first played backwards, so no single frame tells them apart) and on
 appearance control pair, and the *order accuracy*: on temporal-pair videos, how often
 the true class scores above its time-reversed partner. TSN averages per-frame scores and
 a clip's frames are as likely under its reversed class, so its order accuracy can only be
-50% up to noise; TSM's shows what the shift learned. Params,
-FLOPs and interleaved CPU latency show what it costs (nothing, respectively ~nothing).
+50% up to noise; TSM's shows what the shift learned. Params and FLOPs (equal) and
+interleaved CPU latency show what the shift costs.
 
 The budget fits 10 minutes on a 2-core CPU: 3600 plain-background clips of 8 frames at
 32x32 (`generate_synthetic(clutter=False)`), T=4, AdamW for 3 epochs of 180 steps.

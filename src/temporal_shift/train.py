@@ -3,8 +3,9 @@
 What a run writes to ``config.run.out_dir`` (only rank 0 writes):
 
     config.yaml    the resolved config (loadable with `config.load_config`)
-    last.pt        our checkpoint format (+ ``class_names`` when ``data.classes`` is set) + ``train_state`` (optimizer, scheduler, scaler,
-                   epoch, step, best metric, RNG states of every rank): `--resume` source
+    last.pt        our checkpoint format + ``train_state`` (optimizer, scheduler, scaler,
+                   epoch, step, best metric, RNG states of every rank): `--resume` source;
+                   + ``class_names`` when ``data.classes`` is set
     best.pt        weights with the best validation top-1 so far (+ config, class_names)
     log.csv        one row per epoch (same numbers as the TensorBoard scalars)
     tb/            TensorBoard event files
