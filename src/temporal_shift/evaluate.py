@@ -404,7 +404,7 @@ class EvalResult:
 
     def summary(self) -> str:
         members = " + ".join(
-            f"{Path(m['checkpoint']).name} ({m['arch']}, T={m['n_segment']}"
+            f"{m['checkpoint']} ({m['arch']}, T={m['n_segment']}"
             + (f", weight {m['weight']:.3g}" if len(self.members) > 1 else "") + ")"
             for m in self.members
         )
