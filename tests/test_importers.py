@@ -107,6 +107,36 @@ def test_reference_resnet_matches_independent_forward(tmp_path, layouts, name, s
     assert_close(our_logits(model, x), resnet_forward(state, x, n_segment=T))
 
 
+def block_layout(blockres: dict[str, list[int]]) -> dict[str, list[int]]:
+    """A reference-release ``block`` layout from its ``blockres`` one.
+
+    The release's ``place='block'`` wraps every block of every stage in a shift
+    (``layerX.Y.net.*``) whatever the depth; only ``blockres`` skips every other block of
+    ResNet-101/152 (``make_temporal_shift`` in its ``ops/temporal_shift.py``).
+    """
+    plain = {k.replace(".conv1.net.", ".conv1."): v for k, v in blockres.items()}
+    return {re.sub(r"^(base_model\.layer\d\.\d+)\.", r"\1.net.", k): v for k, v in plain.items()}
+
+
+def test_block_layout_derivation_matches_the_published_resnet50_block(layouts):
+    assert block_layout(layouts["resnet50_blockres"]) == layouts["resnet50_block"]
+
+
+def test_reference_resnet101_block_shifts_every_block(tmp_path, layouts):
+    shapes = block_layout(layouts["resnet101_blockres"])
+    # every one of the 3+4+23+3 blocks is wrapped, not every other one
+    wrapped = {m.group(1) for k in shapes if (m := re.match(r"^base_model\.(layer\d\.\d+)\.net\.", k))}
+    assert len(wrapped) == 33 and "layer3.1" in wrapped
+    state = random_state(shapes, seed=11)
+    path = tmp_path / "TSM_resnet101_block.pth.tar"
+    torch.save(release_checkpoint(state, "resnet101"), path)
+    model = load_any_checkpoint(path, n_segment=T)
+    c = model.config
+    assert (c.arch, c.place, c.shift, c.num_classes, c.n_segment) == ("resnet101", "block", True, 10, T)
+    x = clips(batch=1)
+    assert_close(our_logits(model, x), resnet_forward(state, x, n_segment=T))
+
+
 def test_reference_mobilenet_v2_matches_independent_forward(tmp_path, layouts):
     state = random_state(layouts["mobilenetv2"])
     path = tmp_path / "mobilenetv2.pth"

@@ -31,8 +31,8 @@ def shifts(model: nn.Module) -> list[tuple[str, TemporalShift]]:
         ("resnet50", 16),
         ("resnext50_32x4d", 16),
         ("wide_resnet50_2", 16),
-        ("resnet101", 2 + 2 + 12 + 2),  # every other block of 3/4/23/3
-        ("resnet152", 2 + 4 + 18 + 2),  # every other block of 3/8/36/3
+        ("resnet101", 2 + 2 + 12 + 2),  # blockres: every other block of 3/4/23/3
+        ("resnet152", 2 + 4 + 18 + 2),  # blockres: every other block of 3/8/36/3
         ("mobilenet_v2", 10),  # inverted-residual blocks with a skip connection
     ],
 )
@@ -52,6 +52,15 @@ def test_blockres_wraps_conv1_of_every_resnet_block_and_every_other_for_101():
     }
     r101 = make_temporal_shift(torchvision.models.resnet101(), 8)
     assert "layer3.0.conv1" in dict(shifts(r101)) and "layer3.1.conv1" not in dict(shifts(r101))
+
+
+@pytest.mark.parametrize(("arch", "blocks"), [("resnet101", (3, 4, 23, 3)), ("resnet152", (3, 8, 36, 3))])
+def test_block_place_shifts_every_block_of_deep_resnets(arch, blocks):
+    # the reference release: every other block for blockres only, every block for block
+    model = make_temporal_shift(getattr(torchvision.models, arch)(), 8, place="block")
+    assert {n for n, _ in shifts(model)} == {
+        f"layer{s}.{i}" for s, count in zip(range(1, 5), blocks) for i in range(count)
+    }
 
 
 def test_mobilenet_shifts_only_blocks_with_skip_connection():

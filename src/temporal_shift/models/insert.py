@@ -20,8 +20,9 @@ PLACES = ("blockres", "block")
 SUPPORTED_BACKBONES = (
     "torchvision ResNet (resnet18/34/50/101/152, resnext*, wide_resnet*) and MobileNetV2"
 )
-# ResNets with at least this many blocks in layer3 (ResNet-101/152) shift every other
-# block, as the published models do.
+# With residual ("blockres") shifts, ResNets with at least this many blocks in layer3
+# (ResNet-101/152) shift every other block, as the reference release does; in-place
+# ("block") shifts wrap every block at any depth there.
 EVERY_OTHER_BLOCK_FROM = 23
 # The published TSM-R50+NL model: non-local blocks after these blocks.
 NON_LOCAL_BLOCKS = {"layer2": (0, 2), "layer3": (0, 2, 4)}
@@ -60,7 +61,9 @@ def make_temporal_shift(
     """Insert temporal shifts into a torchvision ResNet or MobileNetV2 (in place).
 
     ``place="blockres"`` shifts before the first conv of each residual branch;
-    ``place="block"`` shifts the whole block's input. With ``temporal_pool`` the frames
+    ``place="block"`` shifts the whole block's input. Like the reference release,
+    ResNet-101/152 get residual shifts in every other block (``blockres``) but in-place
+    shifts in every block (``block``). With ``temporal_pool`` the frames
     are max-pooled over time before layer2 (ResNet only), and later shifts use T/2.
     """
     check_shift_args(n_segment=n_segment, fold_div=fold_div, mode=mode)
@@ -72,7 +75,8 @@ def make_temporal_shift(
 
     if isinstance(model, ResNet):
         stages = [model.layer1, model.layer2, model.layer3, model.layer4]
-        every = 2 if len(model.layer3) >= EVERY_OTHER_BLOCK_FROM else 1
+        deep = len(model.layer3) >= EVERY_OTHER_BLOCK_FROM
+        every = 2 if place == "blockres" and deep else 1
         segments = [n_segment] + [n_segment // 2 if temporal_pool else n_segment] * 3
         for stage, t in zip(stages, segments):
             for i, block in enumerate(stage):
