@@ -178,6 +178,17 @@ def test_config_errors(kwargs, message):
         ModelConfig(**{"num_classes": 5, **kwargs})
 
 
+def test_build_model_options_are_model_config_fields():
+    model = build_model("resnet18", num_classes=3, n_segment=4, mode="causal", dropout=0)
+    assert model.config == ModelConfig(arch="resnet18", num_classes=3, n_segment=4, mode="causal", dropout=0.0)
+    with pytest.raises(TypeError, match="unknown option 'segments'; model options: arch, num_classes, n_segment"):
+        build_model("resnet18", num_classes=3, segments=4)
+    with pytest.raises(ValueError, match="shift must be bool, got 'yes'"):
+        build_model("resnet18", num_classes=3, shift="yes")
+    with pytest.raises(ValueError, match="n_segment must be int, got 4.0"):
+        ModelConfig(num_classes=3, n_segment=4.0)
+
+
 def test_config_round_trip_and_unknown_keys():
     config = ModelConfig(arch="resnet18", num_classes=3, n_segment=16, mode="causal")
     assert ModelConfig.from_dict(config.to_dict()) == config

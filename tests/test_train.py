@@ -73,6 +73,38 @@ def test_config_errors_name_key_and_file(tmp_path: Path, override: str, message:
         assert str(path) in str(info.value)
 
 
+# A non-default value for every model option: the config's model section must take each
+# ModelConfig field (and only those, with data.num_classes as the number of classes).
+NON_DEFAULT_MODEL = {
+    "arch": "resnet34", "n_segment": 6, "shift": False, "fold_div": 4, "place": "block", "mode": "causal",
+    "temporal_pool": True, "non_local": False, "dropout": 0.25, "partial_bn": True,
+}
+
+
+def test_model_section_is_model_config(tmp_path: Path) -> None:
+    from temporal_shift.models import ModelConfig, build_model
+
+    options = [name for name in ModelConfig.field_names() if name != "num_classes"]
+    assert sorted(options) == sorted(NON_DEFAULT_MODEL)  # a new model option needs a value here
+    data = {k: dict(v) for k, v in BASE.items()}
+    data["model"] = dict(NON_DEFAULT_MODEL, non_local=True, temporal_pool=False, dropout=0)
+    config = load_config(_write_yaml(tmp_path / "full.yaml", data))
+    expected = ModelConfig(num_classes=2, **data["model"])
+    assert config.model_config() == expected and isinstance(config.model_config().dropout, float)
+    assert build_model(num_classes=2, **data["model"]).config == expected
+    assert "num_classes" not in config.to_dict()["model"]
+    _write_yaml(tmp_path / "c.yaml", BASE)
+    for name, value in NON_DEFAULT_MODEL.items():
+        override = f"model.{name}={str(value).lower() if isinstance(value, bool) else value}"
+        assert getattr(load_config(tmp_path / "c.yaml", [override]).model_config(), name) == value, name
+    with pytest.raises(ConfigError, match="model.num_classes is not a key: the number of classes is data.num_classes"):
+        load_config(tmp_path / "c.yaml", ["model.num_classes=3"])
+    with pytest.raises(ConfigError, match=r"c\.yaml .*: model.place must be 'blockres' or 'block', got 'middle'"):
+        load_config(tmp_path / "c.yaml", ["model.place=middle"])
+    with pytest.raises(ConfigError, match=r"c\.yaml .*: model: temporal_pool needs an even n_segment, got 5"):
+        load_config(tmp_path / "c.yaml", ["model.n_segment=5", "model.temporal_pool=true"])
+
+
 def test_config_missing_required_and_overrides(tmp_path: Path) -> None:
     data = {k: dict(v) for k, v in BASE.items()}
     del data["data"]["num_classes"]

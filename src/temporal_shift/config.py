@@ -2,7 +2,7 @@
 
 A config file has four sections::
 
-    model: {arch, n_segment, shift, fold_div, place, ...}     -> models.recognizer.ModelConfig
+    model: {arch, n_segment, shift, fold_div, place, ...}     ModelConfig's fields (num_classes: data's)
     data:  {root, train_list, val_list, num_classes, ...}      (root, lists, num_classes required)
     optim: {lr, lr_batch, momentum, weight_decay, schedule, ...}
     run:   {out_dir, seed, device, amp, ...}                   (out_dir required)
@@ -40,20 +40,12 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the schema; the message names it."""
 
 
-@dataclasses.dataclass
-class ModelSection:
-    """The network (see ``models.recognizer.build_model``); num_classes comes from ``data``."""
+@dataclasses.dataclass(frozen=True)
+class ModelSection(ModelConfig):
+    """The network: `ModelConfig`'s fields, read with its types and defaults (its
+    ``num_classes`` is ``data.num_classes``, not a key of this section), plus how the
+    trainer initialises and wraps the model."""
 
-    arch: str = "resnet50"
-    n_segment: int = 8
-    shift: bool = True
-    fold_div: int = 8
-    place: Literal["blockres", "block"] = "blockres"
-    mode: Literal["bidirectional", "causal"] = "bidirectional"
-    temporal_pool: bool = False
-    non_local: bool = False
-    dropout: float = 0.5
-    partial_bn: bool = False
     backbone_weights: str | None = None  # torchvision 2D state dict (e.g. ImageNet), or null
     sync_bn: bool = False  # SyncBatchNorm under DDP
 
@@ -117,23 +109,14 @@ class TrainConfig:
     run: RunSection
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The sections as a nested dict, as in the YAML file (``model`` without num_classes)."""
+        data = dataclasses.asdict(self)
+        del data["model"]["num_classes"]
+        return data
 
     def model_config(self) -> ModelConfig:
-        m = self.model
-        return ModelConfig(
-            arch=m.arch,
-            num_classes=self.data.num_classes,
-            n_segment=m.n_segment,
-            shift=m.shift,
-            fold_div=m.fold_div,
-            place=m.place,
-            mode=m.mode,
-            temporal_pool=m.temporal_pool,
-            non_local=m.non_local,
-            dropout=m.dropout,
-            partial_bn=m.partial_bn,
-        )
+        """The model to build (saved in checkpoints): the model section without the trainer's keys."""
+        return ModelConfig(**{name: getattr(self.model, name) for name in ModelConfig.field_names()})
 
     def train_list_path(self) -> Path:
         return Path(self.data.root) / self.data.train_list
@@ -208,9 +191,14 @@ def _coerce(value: Any, tp: Any) -> Any:
     raise TypeError
 
 
-def _build_section(cls: type, values: dict[str, Any], *, section: str, source: str) -> Any:
+def _build_section(
+    cls: type, values: dict[str, Any], *, section: str, source: str, given: dict[str, Any] | None = None
+) -> Any:
+    """The section ``cls`` from the file's ``values``; ``given`` are fields set from
+    elsewhere (not keys of the section)."""
+    given = given or {}
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in given}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(
@@ -229,11 +217,14 @@ def _build_section(cls: type, values: dict[str, Any], *, section: str, source: s
             raise ConfigError(
                 f"{source}: {key} must be {_type_name(hints[name])}, got {values[name]!r}"
             ) from None
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs, **given)
+    except ValueError as exc:  # the section's own checks (ModelConfig's)
+        raise ConfigError(f"{source}: {section}: {exc}") from None
 
 
 def _check_values(config: TrainConfig, source: str) -> None:
-    """Range checks that types cannot express; the model's own checks run via ModelConfig."""
+    """Range checks that types cannot express (the model section checks itself: ModelConfig)."""
     positive = {
         "data.num_classes": config.data.num_classes,
         "data.size": config.data.size,
@@ -267,10 +258,6 @@ def _check_values(config: TrainConfig, source: str) -> None:
     for key, ok, what in checks:
         if not ok:
             raise ConfigError(f"{source}: {key} {what}, got {_get(config, key)!r}")
-    try:
-        config.model_config()
-    except ValueError as exc:
-        raise ConfigError(f"{source}: model: {exc}") from None
 
 
 def _get(config: TrainConfig, key: str) -> Any:
@@ -288,12 +275,26 @@ def config_from_dict(data: Any, *, source: str = "config") -> TrainConfig:
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
         raise ConfigError(f"{source}: unknown section {unknown[0]!r} (known: {', '.join(_SECTIONS)})")
-    sections = {}
-    for name, cls in _SECTIONS.items():
-        values = data.get(name) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: section {name} must be a mapping, got {values!r}")
-        sections[name] = _build_section(cls, values, section=name, source=source)
+    values: dict[str, dict[str, Any]] = {}
+    for name in _SECTIONS:
+        values[name] = data.get(name) or {}
+        if not isinstance(values[name], dict):
+            raise ConfigError(f"{source}: section {name} must be a mapping, got {values[name]!r}")
+    # The model is built last: its num_classes is data.num_classes, once that is checked.
+    sections = {
+        name: _build_section(cls, values[name], section=name, source=source)
+        for name, cls in _SECTIONS.items()
+        if name != "model"
+    }
+    num_classes = sections["data"].num_classes
+    if num_classes < 1:
+        raise ConfigError(f"{source}: data.num_classes must be at least 1, got {num_classes}")
+    if "num_classes" in values["model"]:
+        raise ConfigError(f"{source}: model.num_classes is not a key: the number of classes is data.num_classes")
+    sections["model"] = _build_section(
+        ModelSection, values["model"], section="model", source=source,
+        given={"num_classes": num_classes},
+    )
     config = TrainConfig(**sections)
     _check_values(config, source)
     return config

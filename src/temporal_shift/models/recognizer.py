@@ -2,14 +2,18 @@
 
 Without shift it is TSN, the 2D baseline; with shift it is TSM. `ModelConfig` holds every
 setting needed to rebuild a model, and is the single source of truth for T (n_segment).
+It is also the one list of model options: `build_model`'s keyword options and the
+training config's ``model`` section (`config.ModelSection`) are its fields, so a new
+option is a new field here (with its type, default and check) and nothing else.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -36,21 +40,26 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Everything `build_model` needs; saved with every checkpoint."""
+    """Everything `build_model` needs; saved with every checkpoint.
+
+    The field types are checked on construction (ints are accepted for floats), and the
+    training config reads its ``model`` section with them.
+    """
 
     arch: str = "resnet50"
     num_classes: int = 400
     n_segment: int = 8
-    shift: bool = True
-    fold_div: int = 8
-    place: str = "blockres"
-    mode: str = "bidirectional"
-    temporal_pool: bool = False
-    non_local: bool = False
-    dropout: float = 0.5
-    partial_bn: bool = False
+    shift: bool = True  # False: TSN, the 2D baseline
+    fold_div: int = 8  # 1/fold_div of the channels shifted each way
+    place: Literal["blockres", "block"] = "blockres"  # residual branch or in place
+    mode: Literal["bidirectional", "causal"] = "bidirectional"  # causal: online, past only
+    temporal_pool: bool = False  # max-pool over time before layer2 (T/2 frames after it)
+    non_local: bool = False  # the non-local blocks of the published TSM-R50+NL
+    dropout: float = 0.5  # before the head
+    partial_bn: bool = False  # freeze every BN layer but the first
 
     def __post_init__(self) -> None:
+        _check_field_types(self)
         if self.arch not in BACKBONES:
             raise ValueError(f"unknown arch {self.arch!r}; supported: {', '.join(BACKBONES)}")
         if not isinstance(self.num_classes, int) or self.num_classes < 1:
@@ -75,6 +84,25 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
         return cls(**data)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The model options, in order (ModelConfig's own fields, not a subclass's)."""
+        return tuple(f.name for f in dataclasses.fields(ModelConfig))
+
+
+def _check_field_types(config: ModelConfig) -> None:
+    """bool, int, float (ints accepted, stored as float) and str fields hold those types;
+    Literal fields are checked by name in `ModelConfig.__post_init__`."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        tp, value = hints[f.name], getattr(config, f.name)
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(config, f.name, float(value))
+        elif tp in (bool, int, float, str) and (
+            not isinstance(value, tp) or (tp is not bool and isinstance(value, bool))
+        ):
+            raise ValueError(f"{f.name} must be {tp.__name__}, got {value!r}")
 
 
 class VideoRecognizer(nn.Module):
@@ -149,36 +177,24 @@ def build_model(
     arch: str = "resnet50",
     *,
     num_classes: int,
-    n_segment: int = 8,
-    shift: bool = True,
-    fold_div: int = 8,
-    place: str = "blockres",
-    mode: str = "bidirectional",
-    temporal_pool: bool = False,
-    non_local: bool = False,
-    dropout: float = 0.5,
-    partial_bn: bool = False,
     backbone_weights: str | Path | None = None,
+    **options: Any,
 ) -> VideoRecognizer:
     """Build a TSM (``shift=True``) or TSN (``shift=False``) video classifier.
 
-    ``backbone_weights`` is an optional file holding a torchvision state dict of the 2D
-    backbone (e.g. ImageNet weights saved beforehand); its classifier is dropped.
+    ``options`` are the other fields of `ModelConfig` (``n_segment``, ``shift``,
+    ``fold_div``, ``place``, ``mode``, ...), with its defaults; an unknown name is a
+    TypeError listing the known ones. ``backbone_weights`` is an optional file holding a
+    torchvision state dict of the 2D backbone (e.g. ImageNet weights saved beforehand);
+    its classifier is dropped.
     """
-    config = ModelConfig(
-        arch=arch,
-        num_classes=num_classes,
-        n_segment=n_segment,
-        shift=shift,
-        fold_div=fold_div,
-        place=place,
-        mode=mode,
-        temporal_pool=temporal_pool,
-        non_local=non_local,
-        dropout=dropout,
-        partial_bn=partial_bn,
-    )
-    model = VideoRecognizer(config)
+    known = ModelConfig.field_names()
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(
+            f"build_model: unknown option {unknown[0]!r}; model options: {', '.join(known)}, backbone_weights"
+        )
+    model = VideoRecognizer(ModelConfig(arch=arch, num_classes=num_classes, **options))
     if backbone_weights is not None:
         load_backbone_weights(model, backbone_weights)
     return model
