@@ -34,12 +34,7 @@ from temporal_shift.models.recognizer import build_model
 NAMES = ["red", "green", "blue"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; tiny models gain nothing from threads
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -274,17 +269,9 @@ def test_class_names_from_file_and_conflicts(data: Path, ckpts: dict, tmp_path: 
 # --- CLI -----------------------------------------------------------------------------------
 
 
-def _run(capsys: pytest.CaptureFixture, argv: list[str]) -> tuple[int, str, str]:
-    from temporal_shift.cli import main
-
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_cli_test_prints_metrics_and_writes_files(data: Path, ckpts: dict, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture) -> None:
-    code, out, err = _run(capsys, ["test", "--checkpoint", str(ckpts["t4"]), "--checkpoint", str(ckpts["t8"]),
+                                                  run_cli) -> None:
+    code, out, err = run_cli(["test", "--checkpoint", str(ckpts["t4"]), "--checkpoint", str(ckpts["t8"]),
                                    "--weights", "1", "1", "--data", str(data), "--list", "test.txt",
                                    "--clips", "twice", "--workers", "0", "--no-progress", "--out", str(tmp_path / "o")])
     assert code == 0, err
@@ -296,7 +283,7 @@ def test_cli_test_prints_metrics_and_writes_files(data: Path, ckpts: dict, tmp_p
                                   "class mismatch", "empty list", "not a checkpoint", "weights count",
                                   "classes file"])
 def test_cli_test_errors_are_one_line(case: str, data: Path, ckpts: dict, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture) -> None:
+                                      run_cli) -> None:
     (tmp_path / "empty.txt").write_text("# nothing\n\n")
     (tmp_path / "big.txt").write_text("v0 10 0\nv1 10 3\n")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -321,7 +308,7 @@ def test_cli_test_errors_are_one_line(case: str, data: Path, ckpts: dict, tmp_pa
         "classes file": (["--checkpoint", t4, "--classes", str(tmp_path / "two.txt"), *base],
                          "two.txt: 2 class names"),
     }[case]
-    code, out, err = _run(capsys, ["test", *argv])
+    code, out, err = run_cli(["test", *argv])
     assert code == 2
     assert err.startswith("tsm test: error: ") and expected in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

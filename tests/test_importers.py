@@ -1,20 +1,20 @@
 """Importers for the reference release's and MMAction2's checkpoints.
 
 Checkpoints are built from the reference release's published key layouts
-(``../shared/formats/reference_release_keys.json``) with random weights, and every
+(``release_layouts``, from ``shared/formats``) with random weights, and every
 import is compared with an independent float64 forward pass (``reference_forward``)
 that reads the raw state dict by key.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import random_state
 from reference_forward import mobilenet_v2_forward, resnet_forward
 from temporal_shift.checkpoints import CheckpointError, load_model, save_checkpoint
 from temporal_shift.cli import main
@@ -27,37 +27,8 @@ from temporal_shift.importers import (
 )
 from temporal_shift.models import build_model
 
-KEYS_FILE = Path(__file__).resolve().parents[2] / "shared" / "formats" / "reference_release_keys.json"
 T = 8
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def layouts() -> dict[str, dict[str, list[int]]]:
-    if not KEYS_FILE.is_file():
-        pytest.fail(f"reference key layouts not found at {KEYS_FILE}")
-    return json.loads(KEYS_FILE.read_text())
-
-
-def random_state(shapes: dict[str, list[int]], seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random but well-conditioned weights for a key -> shape layout."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in shapes.items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(100)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        elif key.endswith("running_mean"):
-            state[key] = torch.randn(shape, generator=g) * 0.1
-        elif len(shape) == 1 and key.endswith("weight"):  # BN scale
-            state[key] = torch.rand(shape, generator=g) * 0.5 + 0.5
-        elif len(shape) == 1:  # biases
-            state[key] = torch.randn(shape, generator=g) * 0.1
-        else:
-            fan_in = max(1, int(torch.tensor(shape[1:]).prod()))
-            state[key] = torch.randn(shape, generator=g) * (1.0 / fan_in) ** 0.5
-    return state
 
 
 def release_checkpoint(state: dict[str, torch.Tensor], arch: str, *, module: bool = True) -> dict:
@@ -94,8 +65,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("name, saved_arch, arch, place, non_local", CASES)
-def test_reference_resnet_matches_independent_forward(tmp_path, layouts, name, saved_arch, arch, place, non_local):
-    state = random_state(layouts[name])
+def test_reference_resnet_matches_independent_forward(tmp_path, release_layouts, name, saved_arch, arch, place, non_local):
+    state = random_state(release_layouts[name])
     path = tmp_path / f"TSM_{name}.pth.tar"
     torch.save(release_checkpoint(state, saved_arch), path)
     model = load_any_checkpoint(path, n_segment=T)
@@ -118,12 +89,12 @@ def block_layout(blockres: dict[str, list[int]]) -> dict[str, list[int]]:
     return {re.sub(r"^(base_model\.layer\d\.\d+)\.", r"\1.net.", k): v for k, v in plain.items()}
 
 
-def test_block_layout_derivation_matches_the_published_resnet50_block(layouts):
-    assert block_layout(layouts["resnet50_blockres"]) == layouts["resnet50_block"]
+def test_block_layout_derivation_matches_the_published_resnet50_block(release_layouts):
+    assert block_layout(release_layouts["resnet50_blockres"]) == release_layouts["resnet50_block"]
 
 
-def test_reference_resnet101_block_shifts_every_block(tmp_path, layouts):
-    shapes = block_layout(layouts["resnet101_blockres"])
+def test_reference_resnet101_block_shifts_every_block(tmp_path, release_layouts):
+    shapes = block_layout(release_layouts["resnet101_blockres"])
     # every one of the 3+4+23+3 blocks is wrapped, not every other one
     wrapped = {m.group(1) for k in shapes if (m := re.match(r"^base_model\.(layer\d\.\d+)\.net\.", k))}
     assert len(wrapped) == 33 and "layer3.1" in wrapped
@@ -137,8 +108,8 @@ def test_reference_resnet101_block_shifts_every_block(tmp_path, layouts):
     assert_close(our_logits(model, x), resnet_forward(state, x, n_segment=T))
 
 
-def test_reference_mobilenet_v2_matches_independent_forward(tmp_path, layouts):
-    state = random_state(layouts["mobilenetv2"])
+def test_reference_mobilenet_v2_matches_independent_forward(tmp_path, release_layouts):
+    state = random_state(release_layouts["mobilenetv2"])
     path = tmp_path / "mobilenetv2.pth"
     torch.save(release_checkpoint(state, "mobilenetv2"), path)
     model = load_any_checkpoint(path, n_segment=T)
@@ -147,8 +118,8 @@ def test_reference_mobilenet_v2_matches_independent_forward(tmp_path, layouts):
     assert_close(our_logits(model, x), mobilenet_v2_forward(state, x, n_segment=T))
 
 
-def test_reference_without_module_prefix_and_bare_state_dict(layouts):
-    state = random_state(layouts["resnet50_blockres"], seed=3)
+def test_reference_without_module_prefix_and_bare_state_dict(release_layouts):
+    state = random_state(release_layouts["resnet50_blockres"], seed=3)
     x = clips(batch=1)
     expected = resnet_forward(state, x, n_segment=T)
     for data in (release_checkpoint(state, "resnet50", module=False), dict(state)):
@@ -156,8 +127,8 @@ def test_reference_without_module_prefix_and_bare_state_dict(layouts):
         assert_close(our_logits(import_reference_checkpoint(data, n_segment=T), x), expected)
 
 
-def test_reference_temporal_pool_and_tsn(layouts):
-    base = random_state(layouts["resnet50_blockres"], seed=4)
+def test_reference_temporal_pool_and_tsn(release_layouts):
+    base = random_state(release_layouts["resnet50_blockres"], seed=4)
     x = clips(batch=1)
 
     pooled = {re.sub(r"^base_model\.layer2\.", "base_model.layer2.net.", k): v for k, v in base.items()}
@@ -171,8 +142,8 @@ def test_reference_temporal_pool_and_tsn(layouts):
     assert_close(our_logits(model, x), resnet_forward(tsn, x, n_segment=T))
 
 
-def test_reference_fold_div_is_an_argument(layouts):
-    state = random_state(layouts["resnet50_blockres"], seed=5)
+def test_reference_fold_div_is_an_argument(release_layouts):
+    state = random_state(release_layouts["resnet50_blockres"], seed=5)
     x = clips(batch=1)
     model = import_reference_checkpoint(release_checkpoint(state, "resnet50"), n_segment=T, fold_div=4)
     assert model.config.fold_div == 4
@@ -198,8 +169,8 @@ def to_mmaction2(release: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("name, place", [("resnet50_blockres", "blockres"), ("resnet50_block", "block")])
-def test_mmaction2_matches_independent_forward(tmp_path, layouts, name, place):
-    state = to_mmaction2(random_state(layouts[name], seed=6))
+def test_mmaction2_matches_independent_forward(tmp_path, release_layouts, name, place):
+    state = to_mmaction2(random_state(release_layouts[name], seed=6))
     assert "backbone.conv1.conv.weight" in state
     if place == "blockres":
         assert "backbone.layer1.0.conv1.conv.net.weight" in state and "backbone.layer1.0.conv1.bn.weight" in state
@@ -228,8 +199,8 @@ def test_mmaction2_resnet18_basic_blocks(tmp_path):
 # --- round trip and CLI --------------------------------------------------------------
 
 
-def test_import_to_our_format_round_trip_and_cli(tmp_path, layouts, capsys):
-    state = random_state(layouts["resnet50_blockres"], seed=8)
+def test_import_to_our_format_round_trip_and_cli(tmp_path, release_layouts, capsys):
+    state = random_state(release_layouts["resnet50_blockres"], seed=8)
     src = tmp_path / "release.pth.tar"
     torch.save(release_checkpoint(state, "resnet50"), src)
     imported = import_checkpoint(src, tmp_path / "ours.pt", n_segment=T)
@@ -254,8 +225,8 @@ def test_import_to_our_format_round_trip_and_cli(tmp_path, layouts, capsys):
 # --- errors ----------------------------------------------------------------------------
 
 
-def test_missing_and_unexpected_keys_are_listed(layouts):
-    state = random_state(layouts["resnet50_blockres"], seed=9)
+def test_missing_and_unexpected_keys_are_listed(release_layouts):
+    state = random_state(release_layouts["resnet50_blockres"], seed=9)
     broken = dict(state)
     del broken["base_model.layer1.0.bn2.running_var"]
     broken["base_model.extra.weight"] = torch.zeros(3)
@@ -271,8 +242,8 @@ def test_missing_and_unexpected_keys_are_listed(layouts):
         import_reference_checkpoint(release_checkpoint(misshapen, "resnet50"), n_segment=T)
 
 
-def test_inconsistent_or_unknown_checkpoints(tmp_path, layouts):
-    state = random_state(layouts["resnet50_blockres"], seed=10)
+def test_inconsistent_or_unknown_checkpoints(tmp_path, release_layouts):
+    state = random_state(release_layouts["resnet50_blockres"], seed=10)
     with pytest.raises(CheckpointError, match="arch entry says 'resnet101' but its keys are those of resnet50"):
         import_reference_checkpoint(release_checkpoint(state, "resnet101"), n_segment=T)
     with pytest.raises(CheckpointError, match="arch='resnet18' was given"):

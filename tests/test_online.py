@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import calibrated_model, random_state
 from reference_forward import mobilenet_v2_forward
 from temporal_shift.checkpoints import load_model, save_checkpoint
 from temporal_shift.cli import main
@@ -18,23 +18,14 @@ from temporal_shift.models import build_model
 from temporal_shift.models.online import OnlineRecognizer, OnlineStream, load_online
 from temporal_shift.train import train
 
-KEYS_FILE = Path(__file__).resolve().parents[2] / "shared" / "formats" / "reference_release_keys.json"
 T = 6
 
 
 def causal_model(arch: str, *, num_classes: int = 5, seed: int = 0, **kwargs):
-    torch.manual_seed(seed)
-    model = build_model(arch, num_classes=num_classes, n_segment=T, mode="causal", **kwargs).eval()
-    torch.nn.init.normal_(model.head.weight, 0, 0.1)
-    # BN statistics of real activations (one calibration batch), so no layer saturates
-    # and every frame's logits depend on its input
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(2, T, 3, 64, 64, generator=torch.Generator().manual_seed(seed + 100)))
-    return model.eval()
+    return calibrated_model(
+        arch, num_classes=num_classes, n_segment=T, size=64, seed=seed, calibration_seed=seed + 100,
+        mode="causal", **kwargs,
+    )
 
 
 def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -144,22 +135,13 @@ def test_onnx_streaming_step_matches_pytorch_over_30_frames(tmp_path):
         onnx_stream.update(torch.randn(3, 32, 32))
 
 
-def test_reference_online_demo_layout_imports(tmp_path):
+def test_reference_online_demo_layout_imports(tmp_path, release_layouts):
     """The release's online demo: bare features.N.conv.I / classifier keys, no shift key, 27 classes."""
-    layout = json.loads(KEYS_FILE.read_text())["mobilenetv2"]
+    layout = dict(release_layouts["mobilenetv2"])
+    layout["new_fc.weight"] = [27, layout["new_fc.weight"][1]]
+    layout["new_fc.bias"] = [27]
+    release = random_state(layout, seed=3)
     g = torch.Generator().manual_seed(3)
-    release = {}
-    for key, shape in layout.items():
-        shape = [27, shape[1]] if key == "new_fc.weight" else [27] if key == "new_fc.bias" else shape
-        if key.endswith("num_batches_tracked"):
-            release[key] = torch.tensor(0)
-        elif key.endswith("running_var"):
-            release[key] = torch.rand(shape, generator=g) + 0.5
-        elif len(shape) == 1:
-            release[key] = torch.randn(shape, generator=g) * 0.1 + (1.0 if key.endswith("weight") else 0.0)
-        else:
-            fan_in = max(1, int(torch.tensor(shape[1:]).prod()))
-            release[key] = torch.randn(shape, generator=g) / fan_in**0.5
     demo = {}
     for key, value in release.items():
         key = key.replace("base_model.", "").replace(".net.", ".").replace("new_fc.", "classifier.")

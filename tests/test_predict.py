@@ -18,12 +18,7 @@ from temporal_shift.predict import Predictor, find_inputs, predict, read_clip
 NAMES = ["red", "green", "blue"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -89,20 +84,12 @@ def test_folder_of_videos_and_class_fallbacks(inputs: dict[str, Path], tmp_path:
     assert {name for _, name, _ in named.topk} == {"x", "y", "z"}
 
 
-def _run(capsys: pytest.CaptureFixture, argv: list[str]) -> tuple[int, str, str]:
-    from temporal_shift.cli import main
-
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli_predict_text_and_json(inputs: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
-    code, out, err = _run(capsys, ["predict", str(inputs["video"]), "--checkpoint", str(inputs["ckpt"]), "--topk", "2"])
+def test_cli_predict_text_and_json(inputs: dict[str, Path], run_cli) -> None:
+    code, out, err = run_cli(["predict", str(inputs["video"]), "--checkpoint", str(inputs["ckpt"]), "--topk", "2"])
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 2 and lines[0].split()[0] in NAMES and 0.0 <= float(lines[0].split()[1]) <= 1.0
-    code, out, err = _run(capsys, ["predict", str(inputs["videos"]), "--checkpoint", str(inputs["ckpt"]), "--json"])
+    code, out, err = run_cli(["predict", str(inputs["videos"]), "--checkpoint", str(inputs["ckpt"]), "--json"])
     assert code == 0, err
     data = json.loads(out)
     assert data["checkpoint"] == str(inputs["ckpt"]) and len(data["predictions"]) == 2
@@ -112,7 +99,7 @@ def test_cli_predict_text_and_json(inputs: dict[str, Path], capsys: pytest.Captu
 
 
 @pytest.mark.parametrize("case", ["missing", "image", "empty folder", "corrupt video", "missing checkpoint", "topk"])
-def test_cli_predict_errors_are_one_line(case: str, inputs: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+def test_cli_predict_errors_are_one_line(case: str, inputs: dict[str, Path], run_cli) -> None:
     ckpt = str(inputs["ckpt"])
     argv, expected = {
         "missing": ([str(inputs["root"] / "nope.mp4"), "--checkpoint", ckpt], "nope.mp4: not found"),
@@ -123,7 +110,7 @@ def test_cli_predict_errors_are_one_line(case: str, inputs: dict[str, Path], cap
                                "checkpoint not found"),
         "topk": ([str(inputs["video"]), "--checkpoint", ckpt, "--topk", "0"], "topk must be at least 1"),
     }[case]
-    code, out, err = _run(capsys, ["predict", *argv])
+    code, out, err = run_cli(["predict", *argv])
     assert code == 2 and out == ""
     assert err.startswith("tsm predict: error: ") and expected in err, err
     assert len(err.strip().splitlines()) == 1

@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import calibrated_model
 from temporal_shift.checkpoints import save_checkpoint
-from temporal_shift.cli import main
 from temporal_shift.data.decode import read_video
 from temporal_shift.data.encode import write_frame_folder, write_video
 from temporal_shift.data.lists import write_classes
 from temporal_shift.data.transforms import test_transform as make_test_transform
-from temporal_shift.models import build_model
 from temporal_shift.models.online import OnlineStream, load_online
 from temporal_shift.stream import (
     GapDetector,
@@ -34,26 +33,13 @@ N_FRAMES = 8
 CLASSES = ["wave", "clap", "jump", "sit"]
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 def causal_model(*, mode: str = "causal"):
-    torch.manual_seed(0)
-    model = build_model("resnet18", num_classes=K, n_segment=4, mode=mode).eval()
-    torch.nn.init.normal_(model.head.weight, 0, 0.01)
-    for m in model.modules():  # BN statistics of real activations, so the logits vary
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(2, 4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1)))
-    return model.eval()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny frames: one thread is fastest and does not suffer from a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    return calibrated_model(
+        "resnet18", num_classes=K, n_segment=4, size=SIZE, calibration_seed=1, head_std=0.01, mode=mode
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +52,6 @@ def media(tmp_path_factory):
     ckpt = save_checkpoint(causal_model(), root / "causal.pt")
     classes = write_classes(root / "classes.txt", CLASSES)
     return {"root": root, "video": video, "folder": folder, "ckpt": ckpt, "classes": classes, "frames": frames}
-
-
-def run_cli(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def probs_of(record):
@@ -180,12 +160,12 @@ def test_gap_in_real_video_timestamps(media):
     assert records[4].time == pytest.approx(0.7)
 
 
-def test_cli_json_lines_summary_and_annotated_video(media, capsys, tmp_path):
+def test_cli_json_lines_summary_and_annotated_video(media, run_cli, tmp_path):
     out_video, summary = tmp_path / "annotated.mp4", tmp_path / "summary.json"
     code, out, err = run_cli(
         ["stream", media["video"], "--checkpoint", media["ckpt"], "--classes", media["classes"],
          "--size", SIZE, "--every", 2, "--smooth", 2, "--hysteresis", 2, "--out-video", out_video,
-         "--json-summary", summary], capsys,
+         "--json-summary", summary],
     )
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
@@ -199,15 +179,15 @@ def test_cli_json_lines_summary_and_annotated_video(media, capsys, tmp_path):
     assert decoded == N_FRAMES  # every source frame, annotated with the current label
 
 
-def test_onnxruntime_runtime_gives_the_same_top1(media, capsys, tmp_path):
+def test_onnxruntime_runtime_gives_the_same_top1(media, run_cli, tmp_path):
     pytest.importorskip("onnxruntime")
     from temporal_shift.export import export_online
 
     onnx = export_online(load_online(media["ckpt"]), tmp_path / "step.onnx", size=SIZE)
     common = ["stream", media["folder"], "--size", SIZE, "--topk", 1]
-    code, torch_out, err = run_cli(common + ["--checkpoint", media["ckpt"]], capsys)
+    code, torch_out, err = run_cli(common + ["--checkpoint", media["ckpt"]])
     assert code == 0, err
-    code, ort_out, err = run_cli(common + ["--runtime", "onnxruntime", "--onnx", onnx], capsys)
+    code, ort_out, err = run_cli(common + ["--runtime", "onnxruntime", "--onnx", onnx])
     assert code == 0, err
     torch_top = [json.loads(x)["topk"][0] for x in torch_out.splitlines()]
     ort_top = [json.loads(x)["topk"][0] for x in ort_out.splitlines()]
@@ -215,11 +195,11 @@ def test_onnxruntime_runtime_gives_the_same_top1(media, capsys, tmp_path):
     assert [t["index"] for t in torch_top] == [t["index"] for t in ort_top]
     assert [t["score"] for t in torch_top] == pytest.approx([t["score"] for t in ort_top], abs=1e-4)
     # the export is for one frame size: another --size is a one-line error, not a crash
-    code, out, err = run_cli(["stream", media["folder"], "--size", 48, "--runtime", "onnxruntime", "--onnx", onnx], capsys)
+    code, out, err = run_cli(["stream", media["folder"], "--size", 48, "--runtime", "onnxruntime", "--onnx", onnx])
     assert code == 2 and err.count("\n") == 1 and "shape" in err and out == "", err
 
 
-def test_cli_errors_are_one_line(media, capsys, tmp_path):
+def test_cli_errors_are_one_line(media, run_cli, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     bidirectional = save_checkpoint(causal_model(mode="bidirectional"), tmp_path / "bidir.pt")
@@ -236,7 +216,7 @@ def test_cli_errors_are_one_line(media, capsys, tmp_path):
         (["stream", media["video"], "--runtime", "onnxruntime"], "--onnx"),
     ]
     for args, needle in cases:
-        code, out, err = run_cli(args, capsys)
+        code, out, err = run_cli(args)
         assert code == 2, (args, err)
         assert err.count("\n") == 1 and needle in err, err
         assert out == ""
