@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from conftest import frame_ids
+from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from temporal_shift.data.decode import (
     CorruptMediaError,
     count_frame_files,
+    decode_jpeg_file,
     read_frame_folder,
     read_video,
     video_frame_count,
@@ -54,6 +59,62 @@ def test_frame_folder_errors_name_the_file(tmp_path, make_frames):
     (folder / "img_00003.jpg").write_bytes(b"")
     with pytest.raises(CorruptMediaError, match=r"img_00003.jpg: empty JPEG file"):
         read_frame_folder(folder, [2])
+
+
+def _pil_jpeg(array: np.ndarray, mode: str = "RGB", **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).convert(mode).save(buffer, format="JPEG", quality=90, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("kind", "mode", "options", "tolerance"),
+    [
+        ("4:2:0", "RGB", {"subsampling": 2}, 0),
+        ("4:4:4", "RGB", {"subsampling": 0}, 0),
+        ("progressive", "RGB", {"progressive": True}, 0),
+        ("grayscale", "L", {}, 0),
+        ("cmyk", "CMYK", {}, 1),  # Pillow and libjpeg-turbo round CMYK -> RGB differently
+    ],
+)
+def test_jpeg_frames_decode_like_an_independent_decoder(tmp_path, kind, mode, options, tolerance):
+    # JPEGs written by Pillow, decoded by Pillow's own libjpeg and by ours: same RGB pixels
+    array = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    array[:, :28] //= 2  # some structure besides noise
+    path = tmp_path / "img_00001.jpg"
+    path.write_bytes(_pil_jpeg(array, mode, **options))
+    ours = decode_jpeg_file(path)
+    expected = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+    assert ours.shape == (3, 40, 56) and ours.dtype == torch.uint8
+    assert (ours.int() - expected.int()).abs().max().item() <= tolerance, kind
+
+
+def test_jpeg_defects_libjpeg_recovers_from_are_tolerated_others_refused(tmp_path):
+    array = np.random.default_rng(1).integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    clean = _pil_jpeg(array)
+    path = tmp_path / "img_00001.jpg"
+    # extraneous bytes before the end-of-image marker: libjpeg warns and decodes all of it
+    path.write_bytes(clean[:-2] + b"\x00\x17\x00" + clean[-2:])
+    path_clean = tmp_path / "clean.jpg"
+    path_clean.write_bytes(clean)
+    assert torch.equal(decode_jpeg_file(path), decode_jpeg_file(path_clean))
+    # cut inside the scan (header intact): truncated, not returned with grey rows
+    path.write_bytes(clean[: len(clean) - 200])
+    with pytest.raises(CorruptMediaError, match=r"img_00001.jpg: corrupt JPEG \(truncated"):
+        decode_jpeg_file(path)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(CorruptMediaError, match=r"img_00001.jpg: corrupt JPEG \(not a JPEG file: starts with 89 50"):
+        decode_jpeg_file(path)
+
+
+def test_frame_folder_writing_and_reading_warn_nothing(tmp_path, make_frames):
+    # torchvision's JPEG coding is deprecated (one DeprecationWarning per call); ours is not
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        folder = make_frames(tmp_path, "v", 4)
+        assert frame_ids(read_frame_folder(folder, [0, 3])) == [0, 3]
 
 
 # --- videos --------------------------------------------------------------------------

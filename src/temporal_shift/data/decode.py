@@ -2,8 +2,9 @@
 
 Both readers take 0-based frame indices (duplicates allowed, any order) and return a
 uint8 tensor ``(len(indices), 3, H, W)`` in RGB. Only the frames needed are read: JPEG
-files are decoded one by one with ``torchvision.io.decode_jpeg``; videos are decoded with
-PyAV, seeking over long gaps and stopping after the last needed frame.
+files are decoded one by one with simplejpeg (libjpeg-turbo; torchvision's image decoding
+is deprecated since torchvision 0.29, and its successor, TorchCodec, needs torch >= 2.11);
+videos are decoded with PyAV, seeking over long gaps and stopping after the last needed frame.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from pathlib import Path
 
 import av
 import numpy as np
+import simplejpeg
 import torch
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from temporal_shift.data.lists import DEFAULT_TEMPLATE
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
 # Containers whose stored frame count (nb_frames) we trust; others are counted by decoding.
 _RELIABLE_COUNT_FORMATS = ("mov", "mp4", "m4a", "3gp", "avi")
+# libjpeg's warning for a file that ends before its last scan: a truncated frame.
+_TRUNCATED = "Premature end of JPEG file"
 
 
 class CorruptMediaError(ValueError):
@@ -34,18 +37,36 @@ def frame_path(folder: Path, index: int, *, template: str = DEFAULT_TEMPLATE) ->
 
 
 def decode_jpeg_file(path: Path) -> torch.Tensor:
-    """Decode one JPEG file to a uint8 (3, H, W) RGB tensor."""
+    """Decode one JPEG file to a uint8 (3, H, W) RGB tensor (grayscale and CMYK converted)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: frame file not found") from None
     if not data:
         raise CorruptMediaError(f"{path}: empty JPEG file")
+    return torch.from_numpy(decode_jpeg_bytes(data, source=path)).permute(2, 0, 1)
+
+
+def decode_jpeg_bytes(data: bytes, *, source: str | Path = "JPEG data") -> np.ndarray:
+    """Decode JPEG bytes to a uint8 (H, W, 3) RGB array; CorruptMediaError names ``source``.
+
+    Like libjpeg (and torchvision's decoder before it), recoverable defects such as
+    extraneous bytes before a marker are tolerated, but a file that ends early is refused
+    as truncated rather than returned with grey rows.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        raise CorruptMediaError(f"{source}: corrupt JPEG (not a JPEG file: starts with {data[:2].hex(' ')})")
     try:
-        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    except RuntimeError as exc:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+    except ValueError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "decode failed"
-        raise CorruptMediaError(f"{path}: corrupt JPEG ({reason})") from None
+    if _TRUNCATED in reason or not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise CorruptMediaError(f"{source}: corrupt JPEG (truncated: the file ends before its end-of-image marker)")
+    try:  # only a libjpeg warning (strict mode raises on those): decode as libjpeg does
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=False)
+    except ValueError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else reason
+    raise CorruptMediaError(f"{source}: corrupt JPEG ({reason})")
 
 
 def read_frame_folder(

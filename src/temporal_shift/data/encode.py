@@ -1,4 +1,4 @@
-"""Writing clips: JPEG frame folders (torchvision.io.encode_jpeg) and videos (PyAV)."""
+"""Writing clips: JPEG frame folders (simplejpeg, libjpeg-turbo) and videos (PyAV)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+import simplejpeg
 import torch
-from torchvision.io import encode_jpeg
 
 from temporal_shift.data.lists import DEFAULT_TEMPLATE
 
@@ -20,16 +20,22 @@ def write_frame_folder(
     quality: int = 90,
     start: int = 1,
 ) -> Path:
-    """Write uint8 RGB frames (T, H, W, 3) as JPEG files numbered from ``start`` (1)."""
+    """Write uint8 RGB frames (T, H, W, 3) as JPEG files numbered from ``start`` (1).
+
+    Baseline JPEG with 4:2:0 chroma subsampling (libjpeg's default, as before).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     array = np.asarray(frames)
     if array.dtype != np.uint8 or array.ndim != 4 or array.shape[3] != 3:
         raise ValueError(f"{folder}: frames must be uint8 (T, H, W, 3), got {tuple(array.shape)}")
-    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
-    encoded = encode_jpeg(list(tensor), quality=quality)
-    for i, data in enumerate(encoded, start=start):
-        (folder / template.format(i)).write_bytes(data.numpy().tobytes())
+    if not 1 <= quality <= 100:
+        raise ValueError(f"{folder}: JPEG quality must be in 1..100, got {quality}")
+    for i, frame in enumerate(array, start=start):
+        data = simplejpeg.encode_jpeg(
+            np.ascontiguousarray(frame), quality=quality, colorspace="RGB", colorsubsampling="420"
+        )
+        (folder / template.format(i)).write_bytes(data)
     return folder
 
 
