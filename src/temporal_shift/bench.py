@@ -5,6 +5,9 @@ counts a multiply-add as 2 FLOPs; the paper's "GFLOPs" are multiply-adds, report
 GMACs). Latency is measured with warm-up and interleaved repetitions: each repetition
 times TSN and TSM back to back (alternating which goes first), so both see the same
 machine state; the TSM/TSN ratio of each pair is the robust figure on a noisy machine.
+With ``compile`` both models go through `compiled.compile_for_inference` (CUDA graphs on
+CUDA) and are compiled and warmed up before the timed rounds. Training steps:
+`bench_train.benchmark_training`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from temporal_shift.compiled import compile_for_inference, resolve_mode
 from temporal_shift.models.recognizer import VideoRecognizer, build_model
 
 
@@ -28,9 +32,12 @@ def pick_device(device: str | None = None) -> torch.device:
     """``device`` if given, else CUDA when available, else the CPU."""
     if device:
         try:
-            return torch.device(device)
+            dev = torch.device(device)
         except RuntimeError as exc:
             raise ValueError(f"unknown device {device!r}: {exc}") from exc
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: no CUDA device is available to torch {torch.__version__}")
+        return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -84,7 +91,7 @@ def _timer(device: torch.device) -> Callable[[], float]:
 
 
 def interleaved_latency(
-    models: dict[str, nn.Module],
+    models: dict[str, Callable[[torch.Tensor], torch.Tensor]],
     clips: torch.Tensor,
     *,
     repeats: int,
@@ -119,6 +126,7 @@ class OverheadResult:
     threads: int
     channels_last: bool
     repeats: int
+    compile: str | None
     params: dict[str, int]
     gflops: dict[str, float]
     latency_ms: dict[str, dict[str, float]]
@@ -134,7 +142,8 @@ class OverheadResult:
         lines = [
             f"{self.arch}, T={self.n_segment}, {self.size}x{self.size}, batch {self.batch_size}, "
             f"{self.device}, {self.threads} threads, "
-            f"{'channels_last' if self.channels_last else 'contiguous'}, {self.repeats} interleaved pairs",
+            f"{'channels_last' if self.channels_last else 'contiguous'}, "
+            f"{'compiled (' + self.compile + ')' if self.compile else 'eager'}, {self.repeats} interleaved pairs",
             f"{'model':<6}{'params (M)':>12}{'GFLOPs':>10}{'GMACs':>9}"
             f"{'median ms':>12}{'IQR ms':>17}{'clips/s':>10}",
         ]
@@ -163,11 +172,18 @@ def benchmark_overhead(
     device: str | None = None,
     threads: int | None = None,
     channels_last: bool = True,
+    compile: str | None = None,
 ) -> OverheadResult:
-    """Params, FLOPs and interleaved latency of TSN vs TSM with identical weights."""
+    """Params, FLOPs and interleaved latency of TSN vs TSM with identical weights.
+
+    ``compile``: None (eager) or a mode of `compiled.MODES` (``"auto"``: CUDA graphs on
+    CUDA, inductor's default on CPU); compilation happens before the timed rounds.
+    """
     if size < 32 or batch_size < 1:
         raise ValueError(f"need size >= 32 and batch_size >= 1, got {size} and {batch_size}")
     dev = pick_device(device)
+    if compile is not None:
+        compile = resolve_mode(compile, dev)  # an unknown mode fails before any work
     if threads is not None:
         torch.set_num_threads(threads)
     tsn, tsm = tsn_tsm_pair(arch=arch, n_segment=n_segment)
@@ -180,6 +196,11 @@ def benchmark_overhead(
     # applies to the frames, so lay the clip out as N*T channels-last frames.
     frames = clips.to(dev).flatten(0, 1).contiguous(memory_format=fmt)
     clips = frames.view(clips.shape)
+    if compile is not None:
+        models = {
+            name: compile_for_inference(model, mode=compile, example=clips, warmup=max(warmup, 1))
+            for name, model in models.items()
+        }
     times = interleaved_latency(models, clips, repeats=repeats, warmup=warmup)
     ratios = [b / a for a, b in zip(times["TSN"], times["TSM"])]
     latency = {name: summarize([t * 1e3 for t in ts]) for name, ts in times.items()}
@@ -192,6 +213,7 @@ def benchmark_overhead(
         threads=torch.get_num_threads(),
         channels_last=channels_last,
         repeats=repeats,
+        compile=compile,
         params=params,
         gflops=gflops,
         latency_ms=latency,

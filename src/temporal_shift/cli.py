@@ -37,21 +37,33 @@ def _register_model_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "bench",
-        help="TSM vs TSN overhead: params, FLOPs, interleaved latency ratio",
+        help="TSM vs TSN overhead: params, FLOPs, interleaved latency ratio (or training steps)",
         description="Measure params, FLOPs and latency of TSN and TSM with identical weights, "
-        "timed in interleaved pairs; prints a table and optionally writes JSON and a PNG.",
+        "timed in interleaved pairs; prints a table and optionally writes JSON and a PNG. "
+        "With --train, time training steps (forward, backward, SGD step) instead, with peak memory.",
     )
     p.add_argument("--arch", default="resnet50", choices=sorted(BACKBONES))
     p.add_argument("--segments", type=int, default=8, help="frames per clip (T)")
     p.add_argument("--size", type=int, default=224, help="input height and width")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=30, help="interleaved TSN/TSM pairs")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=None, help="clips per batch (default 1; 8 with --train)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="interleaved TSN/TSM pairs (default 30; 20 with --train)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls (steps) of each model first")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
+    p.add_argument("--train", action="store_true",
+                   help="time training steps: forward, cross-entropy, backward, SGD momentum step")
+    p.add_argument("--amp", default=None, metavar="{off,bf16,fp16}",
+                   help="with --train: autocast dtype (fp16 with a GradScaler); default off")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile both models first (inference: CUDA graphs on CUDA)")
+    p.add_argument("--compile-mode", default="auto",
+                   metavar="{auto,default,reduce-overhead,max-autotune,max-autotune-no-cudagraphs}",
+                   help="torch.compile mode with --compile (auto: inference reduce-overhead on CUDA, "
+                   "otherwise default)")
     p.add_argument("--json", type=Path, default=None, help="write the result as JSON here")
-    p.add_argument("--plot", type=Path, default=None, help="write a latency box plot (PNG) here")
+    p.add_argument("--plot", type=Path, default=None, help="write a box plot (PNG) here")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(
@@ -87,25 +99,38 @@ def _register_model_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from temporal_shift.bench import benchmark_overhead, plot_latencies
+    if args.compile_mode != "auto" and not args.compile:
+        raise ValueError("--compile-mode goes with --compile")
+    compile_mode = args.compile_mode if args.compile else None
+    common = dict(arch=args.arch, n_segment=args.segments, size=args.size, warmup=args.warmup,
+                  device=args.device, threads=args.threads, channels_last=not args.contiguous,
+                  compile=compile_mode)
+    if args.train:
+        from temporal_shift.bench_train import benchmark_training, plot_steps
 
-    result = benchmark_overhead(
-        arch=args.arch,
-        n_segment=args.segments,
-        size=args.size,
-        batch_size=args.batch_size,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        device=args.device,
-        threads=args.threads,
-        channels_last=not args.contiguous,
-    )
+        result = benchmark_training(
+            **common, amp=args.amp or "off",
+            batch_size=8 if args.batch_size is None else args.batch_size,
+            repeats=20 if args.repeats is None else args.repeats,
+        )
+        plot = plot_steps
+    else:
+        from temporal_shift.bench import benchmark_overhead, plot_latencies
+
+        if args.amp is not None:
+            raise ValueError("--amp goes with --train (inference is timed in float32)")
+        result = benchmark_overhead(
+            **common,
+            batch_size=1 if args.batch_size is None else args.batch_size,
+            repeats=30 if args.repeats is None else args.repeats,
+        )
+        plot = plot_latencies
     print(result.table())
     if args.json:
         args.json.write_text(result.to_json())
         print(f"wrote {args.json}")
     if args.plot:
-        print(f"wrote {plot_latencies(result, args.plot)}")
+        print(f"wrote {plot(result, args.plot)}")
     return 0
 
 
@@ -459,6 +484,12 @@ def _register_eval_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model first (CUDA graphs on CUDA): faster per clip, "
+                   "slower to start (compilation takes seconds to minutes)")
+    p.add_argument("--compile-mode", default="auto",
+                   metavar="{auto,default,reduce-overhead,max-autotune,max-autotune-no-cudagraphs}",
+                   help="torch.compile mode with --compile (auto: reduce-overhead on CUDA, default elsewhere)")
     p.set_defaults(func=_cmd_predict)
 
 
@@ -495,9 +526,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from temporal_shift.predict import predict
 
+    if args.compile_mode != "auto" and not args.compile:
+        raise ValueError("--compile-mode goes with --compile")
     predictions = predict(
         args.inputs, checkpoint=args.checkpoint, topk=args.topk, n_segment=args.segments, classes=args.classes,
         size=args.size, scale_size=args.scale_size, device=args.device, template=args.template,
+        compile=args.compile_mode if args.compile else None,
     )
     if args.json:
         print(json.dumps({"checkpoint": str(args.checkpoint), "predictions": [p.to_dict() for p in predictions]},
