@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from temporal_shift.bench import summarize
+from temporal_shift.bench import count_flops, summarize, tsn_tsm_pair
 from temporal_shift.bench_train import TrainStep, benchmark_training, interleaved_steps, peak_step_bytes
 from temporal_shift.cli import main
 
@@ -99,11 +99,15 @@ def test_cli_bench_train_writes_json_and_png(tmp_path: Path, capsys: pytest.Capt
     assert "TSM/TSN step-time ratio" in printed and "amp bf16" in printed
 
 
-def test_cli_bench_inference_json_says_eager(tmp_path: Path) -> None:
+def test_cli_bench_inference_json(tmp_path: Path) -> None:
     out = tmp_path / "infer.json"
-    assert main(["bench", *TINY, "--device", "cpu", "--repeats", "2", "--warmup", "0", "--json", str(out)]) == 0
+    argv = ["bench", *TINY, "--device", "cpu", "--batch-size", "2", "--repeats", "2", "--warmup", "0", "--json", str(out)]
+    assert main(argv) == 0
     data = json.loads(out.read_text())
-    assert data["compile"] is None and data["batch_size"] == 1 and data["repeats"] == 2
+    assert data["compile"] is None and data["batch_size"] == 2 and data["repeats"] == 2
+    _, tsm = tsn_tsm_pair(arch="resnet18", n_segment=2)
+    batch = torch.randn(2, 2, 3, 32, 32)
+    assert data["gflops"]["TSM"] == pytest.approx(count_flops(tsm, batch) / 1e9)  # the whole batch's FLOPs
 
 
 @pytest.mark.parametrize(
