@@ -78,8 +78,6 @@ def test_modes_and_bad_options() -> None:
     _, tsm = tsn_tsm_pair(arch="resnet18", n_segment=4)
     with pytest.raises(ValueError, match="unknown compile mode 'fast'"):
         compile_for_inference(tsm, mode="fast")
-    with pytest.raises(ValueError, match="freeze=True goes with mode 'default'"):
-        compile_for_inference(tsm, mode="reduce-overhead", freeze=True)
     with pytest.raises(ValueError, match="warmup must be >= 0"):
         compile_for_inference(tsm, warmup=-1)
     with pytest.raises(ValueError, match="example is on meta but the model is on cpu"):
