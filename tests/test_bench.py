@@ -16,12 +16,7 @@ from temporal_shift.cli import main
 TINY = ["--arch", "resnet18", "--segments", "2", "--size", "32", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_interleaved_steps_rotate_the_order_after_warmup() -> None:

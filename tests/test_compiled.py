@@ -20,12 +20,7 @@ from temporal_shift.compiled import compile_for_inference, resolve_mode
 from temporal_shift.models.recognizer import build_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
