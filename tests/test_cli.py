@@ -6,6 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+from conftest import index_frames
+
+from temporal_shift.checkpoints import save_checkpoint
+from temporal_shift.data.encode import write_frame_folder
+from temporal_shift.data.lists import write_frame_list
+from temporal_shift.models import build_model
+
 
 def test_reader_going_away_is_a_quiet_sigpipe_exit(tmp_path: Path) -> None:
     # like `tsm ... | head -1`: the read end of stdout closes before the command prints
@@ -20,3 +29,72 @@ def test_reader_going_away_is_a_quiet_sigpipe_exit(tmp_path: Path) -> None:
     assert proc.wait(timeout=120) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
     assert (tmp_path / "s" / "classes.txt").is_file()  # the work itself was done
+
+
+# --- errors that name the culprit ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four 8-frame clips (two classes), a list naming them, one clip with a corrupt frame."""
+    root = tmp_path_factory.mktemp("clips")
+    for i in range(4):
+        write_frame_folder(root / f"v{i}", index_frames(8, height=32, width=32), quality=90)
+    (root / "v2" / "img_00004.jpg").write_bytes(b"\xff\xd8 not a jpeg at all")
+    write_frame_list(root / "list.txt", [(f"v{i}", 8, i % 2) for i in range(4)])
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = build_model("resnet18", num_classes=2, n_segment=4, mode="causal")
+    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "causal.pt")
+
+
+def _train_config(tmp_path: Path, clips: Path, *, workers: int) -> Path:
+    config = {
+        "model": {"arch": "resnet18", "n_segment": 4},
+        "data": {"root": str(clips), "train_list": "list.txt", "val_list": "list.txt", "num_classes": 2,
+                 "size": 32, "scale_size": 32, "batch_size": 4, "workers": workers},
+        "optim": {"epochs": 1, "warmup_epochs": 0},
+        "run": {"out_dir": str(tmp_path / f"run{workers}"), "progress": False, "device": "cpu"},
+    }
+    path = tmp_path / f"train{workers}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _one_error_line(run, command: str) -> str:
+    """The command's one error line (progress lines such as train's settings may precede it)."""
+    assert run.code == 2, run.err
+    errors = [line for line in run.err.splitlines() if line.startswith(f"tsm {command}: error: ")]
+    assert len(errors) == 1 and "Traceback" not in run.err, run.err
+    return errors[0]
+
+
+@pytest.mark.parametrize("command", ["train", "test"])
+def test_a_data_worker_error_reads_as_with_workers_0(command, clips, checkpoint, tmp_path, run_cli):
+    # the corrupt frame 4 of v2 (list line 3) is read in a DataLoader worker process
+    def run(workers: int):
+        if command == "train":
+            return run_cli(["train", "--config", _train_config(tmp_path, clips, workers=workers)])
+        return run_cli(["test", "--checkpoint", checkpoint, "--data", clips, "--list", "list.txt",
+                        "--workers", workers, "--no-progress"])
+
+    in_process = _one_error_line(run(0), command)
+    in_worker = _one_error_line(run(2), command)
+    assert in_worker == in_process
+    assert f"{clips / 'list.txt'}:3: " in in_worker and "img_00004.jpg: corrupt JPEG" in in_worker
+    assert "DataLoader worker" not in in_worker
+
+
+def test_missing_entries_are_found_before_training_starts(clips, checkpoint, tmp_path, run_cli):
+    listed = tmp_path / "with_missing.txt"
+    listed.write_text("v0 8 0\ngone 8 1\nv1 8 1\nv3 20 1\n")
+    config = _train_config(tmp_path, clips, workers=0)
+    line = _one_error_line(run_cli(["train", "--config", config, f"data.train_list={listed}"]), "train")
+    assert "2 of 4 entries cannot be used" in line and "with_missing.txt:2: frame folder" in line
+    assert "with_missing.txt:4: " in line and "lists 20 frames but only 8" in line
+    assert not (tmp_path / "run0" / "last.pt").exists()  # nothing was trained
+    line = _one_error_line(run_cli(["test", "--checkpoint", checkpoint, "--data", clips, "--list", listed,
+                                    "--workers", 0, "--no-progress"]), "test")
+    assert "2 of 4 entries cannot be used" in line

@@ -639,6 +639,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:  # user errors: one line, non-zero exit
         if args.debug:
             raise
+        from temporal_shift.data.dataset import worker_error
+
+        exc = worker_error(exc) or exc  # a DataLoader worker's own error, not "Caught X in worker"
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"tsm {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 import torch
 from conftest import frame_ids
 from torch.utils.data import DataLoader, DistributedSampler
 
-from temporal_shift.data.dataset import SkippedSample, VideoDataset, collate_skipping
+from temporal_shift.data.dataset import (
+    MissingFilesError,
+    SkippedSample,
+    VideoDataset,
+    collate_skipping,
+    find_unusable,
+    worker_error,
+)
 from temporal_shift.data.decode import CorruptMediaError
 from temporal_shift.data.lists import ListFileError, write_frame_list, write_video_list
 from temporal_shift.data.sampling import TSNSampler
@@ -116,16 +124,67 @@ def _single(tmp_path, line: str, kind="auto", **kw):
 
 
 def test_missing_folder_names_list_line(tmp_path):
-    ds = _single(tmp_path, "nofolder 10 0")
+    # found when the dataset is built, not when a batch first touches it
+    with pytest.raises(MissingFilesError, match=r"one.txt: 1 of 1 entries .*one.txt:2: frame folder .*nofolder not found"):
+        _single(tmp_path, "nofolder 10 0")
+    ds = _single(tmp_path, "nofolder 10 0", check_files=False)  # and if it goes missing later
     with pytest.raises(FileNotFoundError, match=r"one.txt:2: frame folder .*nofolder not found"):
         ds[0]
 
 
 def test_fewer_frames_on_disk_than_listed(tmp_path, make_frames):
     make_frames(tmp_path, "v", 6)
-    ds = _single(tmp_path, "v 9 0")
+    with pytest.raises(ListFileError, match=r"one.txt:2: .*v lists 9 frames but only 6 .* on disk"):
+        _single(tmp_path, "v 9 0")
+    ds = _single(tmp_path, "v 9 0", check_files=False)
     with pytest.raises(ListFileError, match=r"one.txt:2: .*v lists 9 frames but only 6 .* on disk"):
         ds[0]
+
+
+def test_every_entry_is_checked_up_front_count_and_first_entries_reported(tmp_path, make_frames, caplog):
+    make_frames(tmp_path, "good", 8)
+    make_frames(tmp_path, "short", 5)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "dir.mp4").mkdir()
+    lines = ["good 8 0", "short 8 1", "gone 8 0", "good 8 1", "gone2 4 0", "sub/gone3 4 1"]
+    (tmp_path / "frames.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "videos.txt").write_text("empty.mp4 0\ndir.mp4 1\nnope.mp4 0\n")
+    sampler = TSNSampler(num_segments=4, train=False)
+    with pytest.raises(MissingFilesError) as info:
+        VideoDataset(list_file=tmp_path / "frames.txt", root=tmp_path, sampler=sampler)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{tmp_path / 'frames.txt'}: 4 of 6 entries cannot be used: ")
+    shown = [f"frames.txt:{n}:" for n in (2, 3, 5)]
+    assert all(s in message for s in shown) and "frames.txt:6:" not in message and "(1 more)" in message
+    assert "lists 8 frames but only 5" in message and "on_error: skip" in message
+    with pytest.raises(MissingFilesError, match=r"3 of 3 entries .*empty.mp4 is empty; .*dir.mp4 is not a file; .*nope.mp4 not found"):
+        VideoDataset(list_file=tmp_path / "videos.txt", root=tmp_path, sampler=sampler)
+
+    with caplog.at_level(logging.WARNING, logger="temporal_shift.data"):
+        ds = VideoDataset(list_file=tmp_path / "frames.txt", root=tmp_path, sampler=sampler, on_error="skip")
+    assert [r.source.split(":")[-1] for r in ds.records] == ["1", "4"]
+    assert len(ds.skipped_lines) == 4 and "frames.txt:6: frame folder" in ds.skipped_lines[-1]
+    assert len(caplog.records) == 1 and "4 of 6 entries" in caplog.records[0].getMessage()
+
+
+def test_up_front_check_is_stat_only_and_fast_on_a_long_list(tmp_path):
+    # 20,000 entries over 200 folders (the entries repeat them): stat calls only, no
+    # listing or decoding of good entries
+    for i in range(200):
+        folder = tmp_path / f"v{i:03d}"
+        folder.mkdir()
+        (folder / "img_00030.jpg").write_bytes(b"")  # frames are not read: only the last must exist
+    lines = [f"v{i % 200:03d} 30 {i % 5}" for i in range(20_000)] + ["v000 31 0"]
+    (tmp_path / "long.txt").write_text("\n".join(lines) + "\n")
+    from temporal_shift.data.lists import read_list
+
+    records = read_list(tmp_path / "long.txt")
+    start = time.perf_counter()
+    problems = find_unusable(records, root=tmp_path)
+    seconds = time.perf_counter() - start
+    assert [i for i, _ in problems] == [20_000] and "long.txt:20001: " in problems[0][1]
+    assert seconds < 2.0, f"{seconds:.2f} s for 20,001 entries"
 
 
 def test_corrupt_jpeg_names_list_line_and_file(tmp_path, make_frames):
@@ -137,7 +196,9 @@ def test_corrupt_jpeg_names_list_line_and_file(tmp_path, make_frames):
 
 
 def test_missing_and_corrupt_video_name_list_line(tmp_path):
-    ds = _single(tmp_path, "gone.mp4 0")
+    with pytest.raises(FileNotFoundError, match=r"one.txt:2: video .*gone.mp4 not found"):
+        _single(tmp_path, "gone.mp4 0")
+    ds = _single(tmp_path, "gone.mp4 0", check_files=False)
     with pytest.raises(FileNotFoundError, match=r"one.txt:2: video .*gone.mp4 not found"):
         ds[0]
     (tmp_path / "bad.mp4").write_bytes(b"\x00" * 500)
@@ -164,24 +225,39 @@ def test_skip_mode_logs_and_counts_without_substitution(tmp_path, make_frames, c
             list_file=tmp_path / "list.txt", root=tmp_path, kind="frames", num_classes=2,
             sampler=TSNSampler(num_segments=4, train=False), on_error="skip",
         )
-        assert len(ds.skipped_lines) == 2 and len(ds) == 4
+        # bad lines (4, 5) and the missing folder (2) are left out at construction
+        assert len(ds.skipped_lines) == 3 and len(ds) == 3
         items = [ds[i] for i in range(len(ds))]
-    assert isinstance(items[1], SkippedSample) and "list.txt:2" in items[1].reason
-    assert isinstance(items[2], SkippedSample) and "list.txt:3" in items[2].reason
+    assert isinstance(items[1], SkippedSample) and "list.txt:3" in items[1].reason
     logged = caplog.text
     for line in (":2:", ":3:", ":4:", ":5:"):
         assert "list.txt" + line in logged
     batch = collate_skipping(items)
     assert batch.labels.tolist() == [0, 1]  # the two good samples, nothing substituted
-    assert batch.clips.shape[0] == 2 and len(batch.skipped) == 2
+    assert batch.clips.shape[0] == 2 and len(batch.skipped) == 1
     loader = DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate_skipping)
     batches = list(loader)
-    assert sum(len(b.skipped) for b in batches) == 2
+    assert sum(len(b.skipped) for b in batches) == 1
     assert sum(len(b.labels) for b in batches) == 2
-    empty = collate_skipping(items[1:3])
+    empty = collate_skipping(items[1:2])
     assert empty.clips.numel() == 0 and empty.labels.numel() == 0
 
 
 def test_on_error_value_is_checked(tmp_path):
     with pytest.raises(ValueError, match="on_error must be"):
         _single(tmp_path, "v 8 0", on_error="ignore")
+
+
+def test_a_worker_error_is_recovered_with_its_own_message(tmp_path, make_frames):
+    folder = make_frames(tmp_path, "v", 8)
+    (folder / "img_00002.jpg").write_bytes(b"not a jpeg at all")
+    ds = _single(tmp_path, "v 8 0")
+    with pytest.raises(CorruptMediaError) as direct:
+        ds[0]
+    with pytest.raises(CorruptMediaError) as wrapped:
+        next(iter(DataLoader(ds, batch_size=1, num_workers=1)))
+    assert str(wrapped.value).startswith("Caught CorruptMediaError in DataLoader worker process 0")
+    original = worker_error(wrapped.value)
+    assert type(original) is CorruptMediaError and str(original) == str(direct.value)
+    assert str(original).startswith(f"{tmp_path / 'one.txt'}:2: ") and "img_00002.jpg: corrupt JPEG" in str(original)
+    assert worker_error(ValueError("an error of the main process")) is None

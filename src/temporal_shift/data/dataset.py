@@ -7,15 +7,26 @@ for the same seed. Call ``set_epoch(e)`` before each epoch (like DistributedSamp
 with ``persistent_workers=True`` the workers keep the epoch they were started with.
 
 Errors: every problem with a sample raises an error whose message starts with
-``<list file>:<line>:``. With ``on_error="skip"`` the dataset instead logs a warning
-and returns a ``SkippedSample``; use ``collate_skipping`` to drop those from batches and
-count them (nothing is ever replaced by another sample). Bad list lines are then
-skipped at construction and listed in ``skipped_lines``.
+``<list file>:<line>:``. At construction every entry's files are checked with stat calls
+(a frame folder's last listed frame, a video file), so a missing folder or a short one
+is reported before training starts, not when a batch first touches it; the error gives
+the count and the first entries. With ``on_error="skip"`` the dataset instead leaves
+those entries (and bad list lines) out, lists them in ``skipped_lines`` and logs one
+warning, and a sample that fails later is returned as a ``SkippedSample``; use
+``collate_skipping`` to drop those from batches and count them (nothing is ever replaced
+by another sample).
+
+A DataLoader re-raises a worker's exception as "Caught X in DataLoader worker process N"
+with the original only inside a traceback text; `worker_error` recovers the original
+message, so the user sees the same error with any number of workers.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +57,8 @@ from temporal_shift.data.sampling import Sampler
 
 log = logging.getLogger("temporal_shift.data")
 
+SHOWN_PROBLEMS = 3  # how many unusable entries an error or warning names
+
 ClipTransform = Callable[[tv_tensors.Video, int], tuple[torch.Tensor, int]]
 
 
@@ -55,6 +68,10 @@ class SkippedSample:
 
     index: int
     reason: str
+
+
+class MissingFilesError(ListFileError, FileNotFoundError):
+    """List entries whose frame folder, last listed frame or video file is not on disk (or is empty)."""
 
 
 class ClipBatch(NamedTuple):
@@ -97,6 +114,7 @@ class VideoDataset(Dataset):
         num_classes: int | None = None,
         seed: int = 0,
         on_error: Literal["raise", "skip"] = "raise",
+        check_files: bool = True,
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -117,9 +135,22 @@ class VideoDataset(Dataset):
         self.skipped_lines: list[str] = [str(e) for e in errors or []]
         for message in self.skipped_lines:
             log.warning("skipping %s", message)
+        if check_files:
+            self._drop_unusable(find_unusable(self.records, root=self.root, template=template))
         if not self.records:
             raise ListFileError(f"{self.list_file}: no usable samples")
         self._frame_counts: dict[str, int] = {}
+
+    def _drop_unusable(self, problems: list[tuple[int, str]]) -> None:
+        if not problems:
+            return
+        summary = summarize_problems(self.list_file, [m for _, m in problems], total=len(self.records))
+        if self.on_error == "raise":
+            raise MissingFilesError(f"{summary}; fix the list or leave such samples out (on_error: skip)")
+        log.warning("skipping %s", summary)
+        bad = {i for i, _ in problems}
+        self.records = [r for i, r in enumerate(self.records) if i not in bad]
+        self.skipped_lines.extend(m for _, m in problems)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random draws ``__getitem__`` uses."""
@@ -195,6 +226,83 @@ class VideoDataset(Dataset):
                 f"{folder} lists {num_frames} frames but only {on_disk} "
                 f"('{self.template}' from 1) are on disk"
             )
+
+
+def find_unusable(
+    records: Sequence[Record], *, root: str | Path, template: str = DEFAULT_TEMPLATE
+) -> list[tuple[int, str]]:
+    """(index, message) of each record whose files are missing, with one stat call per record.
+
+    A frame folder is usable when its last listed frame (``template`` numbered from 1)
+    is a file, a video when it is a non-empty file. Frames are not decoded and a video's
+    frame count is not read here (both need decoding); those errors come when a sample is
+    loaded. Messages start with the record's ``<list file>:<line>``.
+    """
+    root = os.fspath(root)
+    problems: list[tuple[int, str]] = []
+    for i, record in enumerate(records):
+        path = os.path.join(root, record.path)
+        if isinstance(record, FrameRecord):
+            target = os.path.join(path, template.format(record.num_frames))
+        else:
+            target = path
+        try:
+            st = os.stat(target)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISREG(st.st_mode) and (st.st_size > 0 or isinstance(record, FrameRecord)):
+            continue
+        problems.append((i, f"{record.source}: {_describe_unusable(record, Path(path), template, st)}"))
+    return problems
+
+
+def _describe_unusable(record: Record, path: Path, template: str, st: os.stat_result | None) -> str:
+    if isinstance(record, FrameRecord):
+        if not path.is_dir():
+            return f"frame folder {path} not found"
+        on_disk = count_frame_files(path, template=template)
+        return f"{path} lists {record.num_frames} frames but only {on_disk} ('{template}' from 1) are on disk"
+    if st is None:
+        return f"video {path} not found"
+    return f"video {path} is empty" if stat.S_ISREG(st.st_mode) else f"video {path} is not a file"
+
+
+def summarize_problems(list_file: Path | str, messages: Sequence[str], *, total: int) -> str:
+    """``LIST: N of M entries cannot be used: first; second; third; ... (K more)``, one line."""
+    shown = "; ".join(messages[:SHOWN_PROBLEMS])
+    more = f"; ... ({len(messages) - SHOWN_PROBLEMS} more)" if len(messages) > SHOWN_PROBLEMS else ""
+    return f"{list_file}: {len(messages)} of {total} entries cannot be used: {shown}{more}"
+
+
+_WORKER_PREFIX = re.compile(r"^Caught (\w+) in DataLoader worker process \d+\.\nOriginal Traceback")
+
+
+def worker_error(exc: BaseException) -> BaseException | None:
+    """The exception a DataLoader worker raised, rebuilt from ``exc``, or None.
+
+    ``exc`` is what a DataLoader raises in the main process: the worker's exception type
+    with the message "Caught T in DataLoader worker process N. Original Traceback ...",
+    the original message on the last lines of that traceback. Returns an exception of the
+    same type with the original message, or None when ``exc`` is not such a wrapper.
+    """
+    text = str(exc)
+    match = _WORKER_PREFIX.match(text)
+    if not match:
+        return None
+    name = match.group(1)
+    lines = text.splitlines()
+    final = re.compile(rf"^(?:[\w.]+\.)?{re.escape(name)}(?:: (.*))?$")
+    for k in range(len(lines) - 1, 0, -1):  # the last exception of the chain ends the text
+        found = final.match(lines[k])
+        if found:
+            message = "\n".join([found.group(1) or "", *lines[k + 1 :]]).strip()
+            break
+    else:
+        return None
+    try:
+        return type(exc)(message)
+    except Exception:  # exception types with other constructors
+        return RuntimeError(message)
 
 
 def _with_message(exc: Exception, message: str) -> Exception:
