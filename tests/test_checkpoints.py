@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 import torchvision
@@ -52,8 +54,14 @@ def test_checkpoint_errors_name_the_file(tmp_path):
         load_model(tmp_path / "nope.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="garbage.pt: cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="garbage.pt: not a checkpoint: a text file") as info:
         load_model(garbage)
+    assert "weights_only" not in str(info.value)  # PyTorch's advice to load unsafely is not ours
+    with_object = tmp_path / "with_object.pt"
+    torch.save({"state_dict": {}, "args": argparse.Namespace(lr=0.1)}, with_object)
+    with pytest.raises(CheckpointError, match=r"with_object.pt: cannot read checkpoint safely: .*\(argparse.Namespace\)") as info:
+        load_model(with_object)
+    assert "weights_only" not in str(info.value)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(CheckpointError, match="foreign.pt: not a temporal-shift checkpoint"):

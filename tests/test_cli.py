@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import pytest
 import yaml
 from conftest import index_frames
@@ -32,6 +33,9 @@ def test_reader_going_away_is_a_quiet_sigpipe_exit(tmp_path: Path) -> None:
 
 
 # --- errors that name the culprit ----------------------------------------------------------
+
+NOTES = "Meeting notes: discuss the roadmap, ship the release, write the docs.\n" * 6  # ~400 bytes
+
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -98,3 +102,42 @@ def test_missing_entries_are_found_before_training_starts(clips, checkpoint, tmp
     line = _one_error_line(run_cli(["test", "--checkpoint", checkpoint, "--data", clips, "--list", listed,
                                     "--workers", 0, "--no-progress"]), "test")
     assert "2 of 4 entries cannot be used" in line
+
+
+@pytest.mark.parametrize("command", ["predict", "stream"])
+def test_a_text_file_is_not_a_video(command, checkpoint, tmp_path, run_cli):
+    notes = tmp_path / "notes.txt"
+    notes.write_text(NOTES)
+    with av.open(str(notes)) as container:  # the premise: FFmpeg opens it as a "video"
+        assert container.format.name == "tty" and container.streams.video
+    line = _one_error_line(run_cli([command, notes, "--checkpoint", checkpoint]), command)
+    assert f"{notes}: not a video: FFmpeg reads it as text art" in line
+
+
+@pytest.mark.parametrize("content", [NOTES.encode(), bytes(range(256)) * 4])
+def test_a_file_that_is_not_a_checkpoint_is_named(content, clips, tmp_path, run_cli):
+    fake = tmp_path / "model.pt"
+    fake.write_bytes(content)
+    line = _one_error_line(run_cli(["predict", clips / "v0", "--checkpoint", fake]), "predict")
+    assert f"{fake}: not a checkpoint: " in line and "torch.save" in line
+    assert "weights_only" not in line
+
+
+def test_a_truncated_checkpoint_is_named(checkpoint, clips, tmp_path, run_cli):
+    cut = tmp_path / "cut.pt"
+    data = checkpoint.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    line = _one_error_line(run_cli(["predict", clips / "v0", "--checkpoint", cut]), "predict")
+    assert f"{cut}: cannot read checkpoint: a damaged or truncated PyTorch file" in line
+    assert "weights_only" not in line
+
+
+def test_a_yaml_syntax_error_names_file_line_and_column(clips, tmp_path, run_cli):
+    config = _train_config(tmp_path, clips, workers=0)
+    lines = config.read_text().splitlines()
+    k = next(i for i, text in enumerate(lines) if text.strip().startswith("arch:"))
+    lines[k] = lines[k] + ": resnet50"  # "arch: resnet18: resnet50": a second colon
+    config.write_text("\n".join(lines) + "\n")
+    line = _one_error_line(run_cli(["train", "--config", config]), "train")
+    column = len(lines[k].split(": resnet50")[0]) + 1
+    assert f"{config}:{k + 1}:{column}: not valid YAML: mapping values are not allowed here" in line

@@ -302,7 +302,7 @@ def test_cli_test_errors_are_one_line(case: str, data: Path, ckpts: dict, tmp_pa
                            f"ensemble members disagree on the classes: {t4} has 3, {k5} has 5"),
         "empty list": (["--checkpoint", t4, "--data", str(data), "--list", str(tmp_path / "empty.txt")],
                        "empty.txt: empty list"),
-        "not a checkpoint": (["--checkpoint", str(tmp_path / "junk.pt"), *base], "junk.pt: cannot read checkpoint"),
+        "not a checkpoint": (["--checkpoint", str(tmp_path / "junk.pt"), *base], "junk.pt: not a checkpoint"),
         "weights count": (["--checkpoint", t4, "--checkpoint", t8, "--weights", "1", *base],
                           "--weights: 1 values for 2 checkpoints"),
         "classes file": (["--checkpoint", t4, "--classes", str(tmp_path / "two.txt"), *base],

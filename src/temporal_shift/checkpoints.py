@@ -8,6 +8,7 @@ rebuilds the model from the file alone.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,41 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of all kinds: not a usable checkpoint
-        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.__class__.__name__}: {exc})") from exc
+        raise CheckpointError(f"{path}: {_unreadable_reason(path, exc)}") from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(data).__name__}")
     return data
+
+
+# torch.save writes a zip archive (since torch 1.6) or, before, a pickle (protocol 2+).
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _unreadable_reason(path: Path, exc: Exception) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in words (not PyTorch's advice
+    to retry with ``weights_only=False``, which would run code from the file)."""
+    text = str(exc)
+    unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsupported:
+        return (
+            f"cannot read checkpoint safely: it holds a Python object ({unsupported.group(1)}) "
+            "besides tensors, numbers, strings and containers, and loading it would run code "
+            "from the file; save only the state dict and plain values"
+        )
+    with path.open("rb") as f:
+        head = f.read(512)
+    if head.startswith(_ZIP_MAGIC):
+        first = text.split(". ")[0].splitlines()[0] if text else ""
+        detail = f" ({first[:160]})" if first and "weights_only" not in first.lower() else ""
+        return f"cannot read checkpoint: a damaged or truncated PyTorch file, or a zip archive that is not one{detail}"
+    if not head.startswith(b"\x80"):  # neither a zip archive nor a pickle
+        try:
+            head.decode("utf-8")
+            kind = "a text file"
+        except UnicodeDecodeError:
+            kind = f"a file starting with bytes {head[:4].hex(' ')}"
+        return f"not a checkpoint: {kind}, not a file saved by torch.save"
+    return "cannot read checkpoint: a damaged pickle, or not a file saved by torch.save"
 
 
 def is_our_format(data: dict[str, Any]) -> bool:

@@ -320,6 +320,14 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise FileNotFoundError(f"{path}: config file not found")
     try:
         data = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as exc:  # syntax errors carry the place: say line and column
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = exc.problem or exc.context or type(exc).__name__
+        started = exc.context_mark
+        if exc.problem and exc.context and started and started.line != getattr(mark, "line", None):
+            problem += f" ({exc.context} started at line {started.line + 1}, column {started.column + 1})"
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"{path}: not valid YAML: {first}") from None

@@ -43,7 +43,7 @@ import av
 import numpy as np
 import torch
 
-from temporal_shift.data.decode import VIDEO_EXTENSIONS, decode_jpeg_file
+from temporal_shift.data.decode import VIDEO_EXTENSIONS, check_video_container, decode_jpeg_file
 from temporal_shift.data.transforms import test_transform
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg")
@@ -140,9 +140,11 @@ def _open_container(target: str, label: str, **kwargs: Any) -> av.container.Inpu
         container = av.open(target, **kwargs)
     except av.FFmpegError as exc:
         raise ValueError(f"{label}: cannot open ({exc})") from None
-    if not container.streams.video:
+    try:
+        check_video_container(container, label=label)
+    except ValueError:
         container.close()
-        raise ValueError(f"{label}: no video stream")
+        raise
     return container
 
 

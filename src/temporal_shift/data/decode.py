@@ -25,6 +25,10 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
 _RELIABLE_COUNT_FORMATS = ("mov", "mp4", "m4a", "3gp", "avi")
 # libjpeg's warning for a file that ends before its last scan: a truncated frame.
 _TRUNCATED = "Premature end of JPEG file"
+# FFmpeg's text-art demuxers (ANSI/ASCII art, BinText, XBin, iCEDraw, Artworx) and their
+# decoders: they open any text file (notes.txt, a log) as a "video" of rendered text.
+TEXT_ART_FORMATS = frozenset({"tty", "bin", "xbin", "idf", "adf"})
+TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 
 
 class CorruptMediaError(ValueError):
@@ -107,10 +111,29 @@ def _open(path: Path) -> av.container.InputContainer:
         container = av.open(str(path))
     except av.FFmpegError as exc:
         raise CorruptMediaError(f"{path}: cannot open video ({exc})") from None
-    if not container.streams.video:
+    try:
+        check_video_container(container, label=str(path))
+    except CorruptMediaError:
         container.close()
-        raise CorruptMediaError(f"{path}: no video stream")
+        raise
     return container
+
+
+def check_video_container(container: av.container.InputContainer, *, label: str) -> None:
+    """Refuse a container without a real video stream (CorruptMediaError naming ``label``).
+
+    Besides files without a video stream, this refuses what FFmpeg's text-art demuxers
+    make of a text file: a "video" of rendered characters.
+    """
+    if not container.streams.video:
+        raise CorruptMediaError(f"{label}: no video stream")
+    formats = set((container.format.name or "").split(","))
+    codec = container.streams.video[0].codec_context.name
+    if formats & TEXT_ART_FORMATS or codec in TEXT_ART_CODECS:
+        raise CorruptMediaError(
+            f"{label}: not a video: FFmpeg reads it as text art ({container.format.name} format, "
+            f"{codec} codec); give a video file"
+        )
 
 
 def video_frame_count(path: str | Path) -> int:

@@ -26,7 +26,7 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from temporal_shift.data.decode import VIDEO_EXTENSIONS
+from temporal_shift.data.decode import VIDEO_EXTENSIONS, check_video_container
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import DEFAULT_TEMPLATE
 
@@ -111,8 +111,7 @@ def extract_video(
     count = 0
     try:
         with av.open(str(video)) as container:
-            if not container.streams.video:
-                raise ValueError(f"{video}: no video stream")
+            check_video_container(container, label=str(video))
             stream = container.streams.video[0]
             batch: list[np.ndarray] = []
             for frame in container.decode(stream):
