@@ -1,8 +1,10 @@
-"""Our checkpoint format, atomic saving, 2D backbone weights."""
+"""Our checkpoint format, atomic saving, loading, 2D backbone weights."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,10 +13,10 @@ import torchvision
 from temporal_shift.checkpoints import (
     CheckpointError,
     atomic_save,
-    load_model,
     read_checkpoint,
     save_checkpoint,
 )
+from temporal_shift.loading import load_checkpoint, load_model
 from temporal_shift.models import build_model
 
 
@@ -113,3 +115,46 @@ def test_2d_backbone_weights_of_another_arch_are_refused(tmp_path):
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pt")
     with pytest.raises(CheckpointError, match="r18.pt: state dict does not fit the model; missing keys"):
         build_model("resnet50", num_classes=3, n_segment=4, backbone_weights=tmp_path / "r18.pt")
+
+
+def test_checkpoints_module_is_file_io_only():
+    # checkpoints.py must not import model code (the models import it for backbone weights)
+    code = (
+        "import sys, temporal_shift.checkpoints; "
+        "print(sorted(m for m in sys.modules if m.startswith('temporal_shift')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['temporal_shift', 'temporal_shift.checkpoints']"
+
+
+def test_load_checkpoint_reports_format_names_and_input_size(tmp_path):
+    model = build_model("resnet18", num_classes=3, n_segment=4).eval()
+    names = ["a", "b", "c"]
+    path = save_checkpoint(model, tmp_path / "m.pt", extra={
+        "class_names": names, "config": {"data": {"size": 112, "scale_size": 128, "normalize": False}}})
+    loaded = load_checkpoint(path)
+    assert (loaded.format, loaded.class_names, loaded.n_segment, loaded.num_classes) == ("temporal-shift", names, 4, 3)
+    assert (loaded.input_size, loaded.scale_size, loaded.normalize) == (112, 128, False)
+    assert loaded.config == model.config and not loaded.model.training
+    x = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), model(x))
+    # the same model under default_n_segment: ours keep their T, so it is ignored
+    assert load_checkpoint(path, default_n_segment=8).n_segment == 4
+    bare = load_checkpoint(save_checkpoint(model, tmp_path / "bare.pt"))
+    assert (bare.class_names, bare.input_size, bare.scale_size, bare.normalize) == (None, 224, 256, True)
+    # a foreign layout (the reference release's keys) needs T: n_segment or default_n_segment
+    release = {"state_dict": {k.replace("backbone.", "base_model.").replace("head.", "new_fc."): v
+                              for k, v in model.state_dict().items()}}
+    torch.save(release, tmp_path / "release.pth")
+    with pytest.raises(ValueError, match="release.pth: a reference checkpoint does not record the number of frames"):
+        load_checkpoint(tmp_path / "release.pth")
+    foreign = load_checkpoint(tmp_path / "release.pth", default_n_segment=4)
+    assert (foreign.format, foreign.class_names, foreign.n_segment) == ("reference", None, 4)
+    with torch.no_grad():
+        assert torch.equal(foreign.model(x), model(x))
+    with pytest.raises(CheckpointError, match="release.pth: not a temporal-shift checkpoint"):
+        load_model(tmp_path / "release.pth")
+    torch.save({**torch.load(path), "class_names": ["a", "b"]}, tmp_path / "two.pt")
+    with pytest.raises(CheckpointError, match="two.pt: 2 class names for a model with 3 classes"):
+        load_checkpoint(tmp_path / "two.pt")

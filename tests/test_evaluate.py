@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from temporal_shift.checkpoints import load_model, save_checkpoint
+from temporal_shift.checkpoints import save_checkpoint
+from temporal_shift.loading import load_model
 from temporal_shift.data.dataset import VideoDataset
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_classes, write_frame_list
@@ -250,9 +251,9 @@ def test_unreadable_videos_are_left_out_with_on_error_skip(data: Path, ckpts: di
 
 
 def test_class_names_from_file_and_conflicts(data: Path, ckpts: dict, tmp_path: Path) -> None:
-    from temporal_shift.evaluate import load_for_inference, resolve_class_names
+    from temporal_shift.loading import load_checkpoint, resolve_class_names
 
-    t4, t8 = load_for_inference(ckpts["t4"]), load_for_inference(ckpts["t8"])
+    t4, t8 = load_checkpoint(ckpts["t4"]), load_checkpoint(ckpts["t8"])
     assert t4.class_names == NAMES and t8.class_names is None
     assert resolve_class_names([t8]) == ["0", "1", "2"]
     assert resolve_class_names([t8, t4]) == NAMES
@@ -261,7 +262,7 @@ def test_class_names_from_file_and_conflicts(data: Path, ckpts: dict, tmp_path: 
     write_classes(tmp_path / "two.txt", ["a", "b"])
     with pytest.raises(ValueError, match="two.txt: 2 class names, but .*t4.pt has 3 classes"):
         resolve_class_names([t4], tmp_path / "two.txt")
-    other = load_for_inference(_checkpoint(tmp_path / "o.pt", t=4, class_names=["x", "y", "z"]))
+    other = load_checkpoint(_checkpoint(tmp_path / "o.pt", t=4, class_names=["x", "y", "z"]))
     with pytest.raises(ValueError, match="carry different class names"):
         resolve_class_names([t4, other])
 

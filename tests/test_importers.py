@@ -16,15 +16,15 @@ import torch
 
 from conftest import random_state
 from reference_forward import mobilenet_v2_forward, resnet_forward
-from temporal_shift.checkpoints import CheckpointError, load_model, save_checkpoint
+from temporal_shift.checkpoints import CheckpointError, save_checkpoint
 from temporal_shift.cli import main
 from temporal_shift.importers import (
     detect_format,
     import_checkpoint,
     import_mmaction2_checkpoint,
     import_reference_checkpoint,
-    load_any_checkpoint,
 )
+from temporal_shift.loading import load_checkpoint, load_model
 from temporal_shift.models import build_model
 
 T = 8
@@ -69,7 +69,7 @@ def test_reference_resnet_matches_independent_forward(tmp_path, release_layouts,
     state = random_state(release_layouts[name])
     path = tmp_path / f"TSM_{name}.pth.tar"
     torch.save(release_checkpoint(state, saved_arch), path)
-    model = load_any_checkpoint(path, n_segment=T)
+    model = load_checkpoint(path, n_segment=T).model
     c = model.config
     assert (c.arch, c.place, c.non_local, c.shift, c.num_classes, c.n_segment, c.fold_div) == (
         arch, place, non_local, True, 10, T, 8
@@ -101,7 +101,7 @@ def test_reference_resnet101_block_shifts_every_block(tmp_path, release_layouts)
     state = random_state(shapes, seed=11)
     path = tmp_path / "TSM_resnet101_block.pth.tar"
     torch.save(release_checkpoint(state, "resnet101"), path)
-    model = load_any_checkpoint(path, n_segment=T)
+    model = load_checkpoint(path, n_segment=T).model
     c = model.config
     assert (c.arch, c.place, c.shift, c.num_classes, c.n_segment) == ("resnet101", "block", True, 10, T)
     x = clips(batch=1)
@@ -112,7 +112,7 @@ def test_reference_mobilenet_v2_matches_independent_forward(tmp_path, release_la
     state = random_state(release_layouts["mobilenetv2"])
     path = tmp_path / "mobilenetv2.pth"
     torch.save(release_checkpoint(state, "mobilenetv2"), path)
-    model = load_any_checkpoint(path, n_segment=T)
+    model = load_checkpoint(path, n_segment=T).model
     assert (model.config.arch, model.config.place, model.config.shift) == ("mobilenet_v2", "blockres", True)
     x = clips()
     assert_close(our_logits(model, x), mobilenet_v2_forward(state, x, n_segment=T))
@@ -179,7 +179,7 @@ def test_mmaction2_matches_independent_forward(tmp_path, release_layouts, name, 
         assert "backbone.layer1.0.net.conv1.conv.weight" in state
     path = tmp_path / "tsm_mm.pth"
     torch.save({"meta": {"epoch": 50}, "state_dict": state}, path)
-    model = load_any_checkpoint(path, n_segment=T)
+    model = load_checkpoint(path, n_segment=T).model
     assert (model.config.arch, model.config.place, model.config.num_classes) == ("resnet50", place, 10)
     x = clips(batch=1)
     assert_close(our_logits(model, x), resnet_forward(state, x, n_segment=T, layout="mmaction2"))
@@ -209,9 +209,9 @@ def test_import_to_our_format_round_trip_and_cli(tmp_path, release_layouts, caps
     expected = resnet_forward(state, x, n_segment=T)
     assert_close(our_logits(load_model(imported.out), x), expected)
     # ours loads without n_segment; a disagreeing n_segment is refused
-    assert load_any_checkpoint(imported.out).config.n_segment == T
+    assert load_checkpoint(imported.out).config.n_segment == T
     with pytest.raises(CheckpointError, match="n_segment=4 was given but the checkpoint was saved with n_segment=8"):
-        load_any_checkpoint(imported.out, n_segment=4)
+        load_checkpoint(imported.out, n_segment=4)
 
     out = tmp_path / "cli.pt"
     assert main(["import", str(src), "--out", str(out), "--segments", str(T)]) == 0
@@ -256,12 +256,12 @@ def test_inconsistent_or_unknown_checkpoints(tmp_path, release_layouts):
     with pytest.raises(CheckpointError, match="'step' is not tensors|step is not tensors"):
         detect_format({"state_dict": {"step": 3}}, source="x.pth")
     with pytest.raises(ValueError, match="pass n_segment"):
-        load_any_checkpoint(_save(tmp_path / "r.pth", release_checkpoint(state, "resnet50")))
+        load_checkpoint(_save(tmp_path / "r.pth", release_checkpoint(state, "resnet50")))
     with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pth"):
-        load_any_checkpoint(tmp_path / "nope.pth", n_segment=T)
+        load_checkpoint(tmp_path / "nope.pth", n_segment=T)
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="garbage.pth: not a checkpoint"):
-        load_any_checkpoint(tmp_path / "garbage.pth", n_segment=T)
+        load_checkpoint(tmp_path / "garbage.pth", n_segment=T)
 
     mm = to_mmaction2(state)
     mm["backbone.layer2.0.non_local_block.g.conv.weight"] = torch.zeros(1)
@@ -278,6 +278,6 @@ def test_our_own_checkpoint_is_detected(tmp_path):
     model = build_model("resnet18", num_classes=3, n_segment=4)
     path = save_checkpoint(model, tmp_path / "m.pt")
     assert detect_format(torch.load(path, weights_only=True)) == "temporal-shift"
-    loaded = load_any_checkpoint(path)
+    loaded = load_checkpoint(path).model
     x = torch.randn(1, 4, 3, 32, 32)
     assert torch.equal(our_logits(loaded, x), our_logits(model.eval(), x))

@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 
-from temporal_shift.checkpoints import load_model, read_checkpoint
+from temporal_shift.checkpoints import read_checkpoint
+from temporal_shift.loading import load_model
 from temporal_shift.config import ConfigError, load_config
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list

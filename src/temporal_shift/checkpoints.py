@@ -1,8 +1,8 @@
-"""Checkpoints: our format (state dict + model config), atomic saving, loading.
+"""Checkpoint files: our format, atomic saving, reading. File I/O only, no model code.
 
 Our format is a dict ``{"format": "temporal-shift", "version": 1, "model_config": {...},
-"state_dict": {...}}`` plus optional extra entries (training state). `load_model(path)`
-rebuilds the model from the file alone.
+"state_dict": {...}}`` plus optional extra entries (training state, class names). To get a
+model back from a file, use `loading.load_checkpoint` (any layout) or `loading.load_model`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from temporal_shift.models.recognizer import ModelConfig, VideoRecognizer
-
 FORMAT_NAME = "temporal-shift"
 FORMAT_VERSION = 1
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used as asked; the message names the file."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint file does not exist."""
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -43,15 +45,17 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return path
 
 
-def save_checkpoint(
-    model: VideoRecognizer, path: str | Path, *, extra: dict[str, Any] | None = None
-) -> Path:
-    """Save ``model`` (weights + config) and optional ``extra`` entries atomically."""
+def save_checkpoint(model: nn.Module, path: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
+    """Save a `VideoRecognizer` (weights + config; DDP/compile wrappers are taken off)
+    and optional ``extra`` entries atomically."""
     model = unwrap(model)
+    config = getattr(model, "config", None)
+    if not callable(getattr(config, "to_dict", None)):
+        raise TypeError(f"expected a VideoRecognizer (a model with a config), got {type(model).__name__}")
     payload: dict[str, Any] = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
-        "model_config": model.config.to_dict(),
+        "model_config": config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     for key, value in (extra or {}).items():
@@ -65,7 +69,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint file onto the CPU; errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of all kinds: not a usable checkpoint
@@ -110,8 +114,8 @@ def is_our_format(data: dict[str, Any]) -> bool:
     return data.get("format") == FORMAT_NAME
 
 
-def model_from_checkpoint_data(data: dict[str, Any], *, source: str) -> VideoRecognizer:
-    """Rebuild a model from the dict of our format; ``source`` names it in errors."""
+def check_version(data: dict[str, Any], *, source: str) -> None:
+    """``data`` is our format in the version this library reads; errors name ``source``."""
     if not is_our_format(data):
         raise CheckpointError(f"{source}: not a temporal-shift checkpoint (no 'format' entry)")
     if data.get("version") != FORMAT_VERSION:
@@ -119,19 +123,6 @@ def model_from_checkpoint_data(data: dict[str, Any], *, source: str) -> VideoRec
             f"{source}: checkpoint format version {data.get('version')!r}, "
             f"this library reads version {FORMAT_VERSION}"
         )
-    try:
-        config = ModelConfig.from_dict(dict(data["model_config"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: bad model_config: {exc}") from exc
-    model = VideoRecognizer(config)
-    load_state_strict(model, data["state_dict"], source=source)
-    return model
-
-
-def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> VideoRecognizer:
-    """Rebuild the model saved at ``path`` (our format) with its weights, in eval mode."""
-    model = model_from_checkpoint_data(read_checkpoint(path), source=str(path))
-    return model.to(map_location).eval()
 
 
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
@@ -154,36 +145,8 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], *, sourc
     model.load_state_dict(state)
 
 
-def unwrap(model: nn.Module) -> VideoRecognizer:
-    """The recognizer inside DDP/DataParallel/compiled wrappers."""
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DDP/DataParallel/compiled wrappers."""
     while hasattr(model, "module") and isinstance(model.module, nn.Module):
         model = model.module
-    model = getattr(model, "_orig_mod", model)
-    if not isinstance(model, VideoRecognizer):
-        raise TypeError(f"expected a VideoRecognizer, got {type(model).__name__}")
-    return model
-
-
-def load_2d_backbone_state(model: VideoRecognizer, path: str | Path) -> None:
-    """Load a torchvision 2D state dict (e.g. ImageNet weights) into the video model's backbone.
-
-    Keys are mapped onto the wrapped modules (``layer1.0.conv1.weight`` ->
-    ``layer1.0.conv1.net.weight``); the 2D classifier (``fc.*``, ``classifier.*``) is
-    dropped and added non-local blocks keep their initialisation. Any other key that does
-    not fit is an error listing it.
-    """
-    state = read_checkpoint(path)
-    state = state.get("state_dict", state)
-    own = model.backbone.state_dict()
-    # Wrappers insert a ``net`` (shift, temporal pool) or ``block`` (non-local) level;
-    # torchvision's ResNet and MobileNetV2 have no modules of those names themselves.
-    own_by_plain = {_plain_key(key): key for key in own}
-    mapped = {key: value for key, value in own.items() if ".nl." in key}
-    for key, value in state.items():
-        if not key.startswith(("fc.", "classifier.")):
-            mapped[own_by_plain.get(key, key)] = value
-    load_state_strict(model.backbone, mapped, source=str(path))
-
-
-def _plain_key(key: str) -> str:
-    return ".".join(part for part in key.split(".") if part not in ("net", "block"))
+    return getattr(model, "_orig_mod", model)

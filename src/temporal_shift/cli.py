@@ -136,11 +136,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from temporal_shift.export import export_model, verify_export
-    from temporal_shift.importers import load_any_checkpoint
+    from temporal_shift.loading import load_checkpoint
 
     if args.online:
         return _export_online(args)
-    model = load_any_checkpoint(args.checkpoint, n_segment=args.segments)
+    model = load_checkpoint(args.checkpoint, n_segment=args.segments).model
     out = export_model(model, args.out, format=args.format, size=args.size)
     print(f"wrote {out}")
     if not args.no_verify:
@@ -196,10 +196,10 @@ def _register_online_commands(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_online_convert(args: argparse.Namespace) -> int:
     from temporal_shift.checkpoints import save_checkpoint
-    from temporal_shift.importers import load_any_checkpoint
+    from temporal_shift.loading import load_checkpoint
     from temporal_shift.models.online import OnlineRecognizer
 
-    model = load_any_checkpoint(args.checkpoint, n_segment=args.segments)
+    model = load_checkpoint(args.checkpoint, n_segment=args.segments).model
     try:
         online = OnlineRecognizer(model)
     except ValueError as exc:

@@ -125,7 +125,7 @@ def run_demo(
     under ``out_dir`` gets its checkpoints and `evaluate`'s files (metrics, confusion);
     ``out_dir/demo.png`` the comparison."""
     from temporal_shift.bench import count_flops, count_params, interleaved_latency, summarize
-    from temporal_shift.checkpoints import load_model
+    from temporal_shift.loading import load_model
     from temporal_shift.data.synthetic import CONTROL_PAIRS, TEMPORAL_PAIRS, VAL_FRAMES_LIST, generate_synthetic
 
     started = time.perf_counter()

@@ -51,25 +51,17 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from temporal_shift.checkpoints import (
-    CheckpointError,
-    is_our_format,
-    model_from_checkpoint_data,
-    read_checkpoint,
-)
 from temporal_shift.data.dataset import SkippedSample, VideoDataset
-from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListFileError, ListKind, read_classes, read_list
+from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListFileError, ListKind, read_list
 from temporal_shift.data.sampling import DenseSampler, Sampler, TSNSampler
 from temporal_shift.data.transforms import test_transform
-from temporal_shift.models.recognizer import VideoRecognizer
+from temporal_shift.loading import DEFAULT_SCALE_SIZE, DEFAULT_SIZE, load_checkpoint, resolve_class_names
 
 ClipProtocol = Literal["single", "twice", "dense"]
 Fusion = Literal["softmax", "logits"]
 CLIP_PROTOCOLS: tuple[str, ...] = ("single", "twice", "dense")
 CROPS: tuple[int, ...] = (1, 3, 5, 10)
 FUSIONS: tuple[str, ...] = ("softmax", "logits")
-DEFAULT_SIZE = 224
-DEFAULT_SCALE_SIZE = 256
 
 
 # --- protocol ---------------------------------------------------------------------------
@@ -256,76 +248,7 @@ def compute_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: int) ->
     )
 
 
-# --- checkpoints -------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class LoadedCheckpoint:
-    """A model ready for inference, with what its file says about classes and input size."""
-
-    path: Path
-    model: VideoRecognizer
-    class_names: list[str] | None
-    data_config: dict[str, Any]  # the training run's data section, or {}
-
-    @property
-    def num_classes(self) -> int:
-        return self.model.config.num_classes
-
-
-def load_for_inference(path: str | Path, *, n_segment: int | None = None) -> LoadedCheckpoint:
-    """Load a checkpoint of any supported layout (ours, reference release, MMAction2; the
-    foreign ones need ``n_segment``) in eval mode, with its class names and training data
-    settings when it has them (checkpoints written by `train` do)."""
-    path = Path(path)
-    data = read_checkpoint(path)
-    if is_our_format(data):
-        model = model_from_checkpoint_data(data, source=str(path))
-        if n_segment is not None and n_segment != model.config.n_segment:
-            raise CheckpointError(
-                f"{path}: n_segment={n_segment} was given but the checkpoint was saved with "
-                f"n_segment={model.config.n_segment}; omit it"
-            )
-        names = data.get("class_names")
-        if names is not None:
-            if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-                raise CheckpointError(f"{path}: class_names entry is not a list of strings")
-            if len(names) != model.config.num_classes:
-                raise CheckpointError(
-                    f"{path}: {len(names)} class names for a model with {model.config.num_classes} classes"
-                )
-        config = data.get("config") or data.get("train_state", {}).get("config") or {}
-        data_config = dict(config.get("data", {})) if isinstance(config, dict) else {}
-        return LoadedCheckpoint(path, model.eval(), names, data_config)
-    from temporal_shift.importers import load_any_checkpoint
-
-    del data
-    return LoadedCheckpoint(path, load_any_checkpoint(path, n_segment=n_segment), None, {})
-
-
-def resolve_class_names(
-    checkpoints: Sequence[LoadedCheckpoint], classes: str | Path | None = None
-) -> list[str]:
-    """Class names from ``classes`` (a file), else the checkpoints', else "0", "1", ...
-
-    A class file must have one name per class; checkpoints that carry different names
-    are an error naming both."""
-    num_classes = checkpoints[0].num_classes
-    if classes is not None:
-        names = read_classes(classes)
-        if len(names) != num_classes:
-            raise ValueError(
-                f"{classes}: {len(names)} class names, but {checkpoints[0].path} has {num_classes} classes"
-            )
-        return names
-    named = [c for c in checkpoints if c.class_names is not None]
-    for other in named[1:]:
-        if other.class_names != named[0].class_names:
-            raise ValueError(
-                f"{named[0].path} and {other.path} carry different class names; "
-                "pass the right ones with --classes / classes="
-            )
-    return list(named[0].class_names) if named else [str(i) for i in range(num_classes)]
+# --- device -----------------------------------------------------------------------------
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -501,7 +424,7 @@ def evaluate(
             raise FileNotFoundError(f"checkpoint not found: {m.checkpoint}")
     dev = resolve_device(device)
 
-    loaded = [load_for_inference(m.checkpoint, n_segment=m.n_segment) for m in members]
+    loaded = [load_checkpoint(m.checkpoint, n_segment=m.n_segment) for m in members]
     first = loaded[0]
     for other in loaded[1:]:
         if other.num_classes != first.num_classes:
@@ -512,14 +435,11 @@ def evaluate(
     num_classes = first.num_classes
     class_names = resolve_class_names(loaded, classes)
     _check_list(list_file, kind=kind, num_classes=num_classes, checkpoint=first.path, skip=on_error == "skip")
-    settings = first.data_config
     protocol = dataclasses.replace(
-        protocol,
-        size=protocol.size or settings.get("size") or DEFAULT_SIZE,
-        scale_size=protocol.scale_size or settings.get("scale_size") or DEFAULT_SCALE_SIZE,
+        protocol, size=protocol.size or first.input_size, scale_size=protocol.scale_size or first.scale_size
     )
     if normalize is None:
-        normalize = bool(settings.get("normalize", True))
+        normalize = first.normalize
     transform = protocol.transform(normalize=normalize)
 
     datasets = [

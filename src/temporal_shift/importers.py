@@ -1,7 +1,11 @@
-"""Importers for checkpoints of other TSM implementations.
+"""Checkpoint layouts -> `VideoRecognizer`: ours, and those of other TSM implementations.
 
-Two public layouts are read, both into our `VideoRecognizer` (built with `build_model`,
-loaded strictly with `load_state_strict`):
+`model_from_data` builds the model a loaded checkpoint dict holds, whatever its layout
+(`detect_format`); `loading.load_checkpoint` is the file-level loader built on it, and
+`import_checkpoint` (``tsm import``) converts a file into our format.
+
+Ours records its model config. Two public foreign layouts are read, both into our
+`VideoRecognizer` (built with `build_model`, loaded strictly with `load_state_strict`):
 
 - the paper's reference release: ``{'epoch', 'arch', 'state_dict', 'best_prec1'}`` (or a
   bare state dict), keys ``[module.]base_model.*`` and ``[module.]new_fc.*``. Its ResNet
@@ -48,13 +52,13 @@ from torch import Tensor
 
 from temporal_shift.checkpoints import (
     CheckpointError,
+    check_version,
     is_our_format,
     load_state_strict,
-    model_from_checkpoint_data,
     read_checkpoint,
     save_checkpoint,
 )
-from temporal_shift.models.recognizer import BACKBONES, VideoRecognizer, build_model
+from temporal_shift.models.recognizer import BACKBONES, ModelConfig, VideoRecognizer, build_model
 
 FORMATS = ("temporal-shift", "reference", "mmaction2", "online-demo")
 
@@ -79,10 +83,6 @@ _RESNET_LAYOUTS: dict[tuple[tuple[int, ...], bool], dict[tuple[int, int], str]] 
 # Reference-release MobileNetV2 inverted residual (flat Sequential) -> torchvision's.
 _MOBILENET_EXPAND = {"0": "0.0", "1": "0.1", "3": "1.0", "4": "1.1", "6": "2", "7": "3"}
 _MOBILENET_NO_EXPAND = {"0": "0.0", "1": "0.1", "3": "1", "4": "2"}
-
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """The checkpoint file does not exist."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,19 +143,6 @@ def detect_format(data: dict[str, Any], *, source: str = "checkpoint") -> str:
     )
 
 
-def load_any_checkpoint(
-    path: str | Path, *, n_segment: int | None = None, fold_div: int | None = None
-) -> VideoRecognizer:
-    """Load a checkpoint of any supported layout as a `VideoRecognizer` in eval mode.
-
-    Ours is rebuilt from its saved config (``n_segment``/``fold_div``, if given, must
-    agree with it); the reference release's and MMAction2's need ``n_segment``, and
-    ``fold_div`` defaults to 8 for them.
-    """
-    data, source = _load(path)
-    return _model_from_data(data, source=source, n_segment=n_segment, fold_div=fold_div)[0]
-
-
 def import_checkpoint(
     path: str | Path,
     out: str | Path,
@@ -165,17 +152,23 @@ def import_checkpoint(
 ) -> ImportedCheckpoint:
     """Convert a checkpoint of any supported layout into our format at ``out`` (for the CLI)."""
     data, source = _load(path)
-    model, kind = _model_from_data(data, source=source, n_segment=n_segment, fold_div=fold_div)
+    model, kind = model_from_data(data, source=source, n_segment=n_segment, fold_div=fold_div)
     written = save_checkpoint(model, out, extra={"imported_from": {"format": kind, "file": source}})
     return ImportedCheckpoint(out=written, source_format=kind, config=model.config.to_dict())
 
 
-def _model_from_data(
-    data: dict[str, Any], *, source: str, n_segment: int | None, fold_div: int | None
+def model_from_data(
+    data: dict[str, Any], *, source: str, n_segment: int | None = None, fold_div: int | None = None
 ) -> tuple[VideoRecognizer, str]:
+    """The model (eval mode) a loaded checkpoint dict of any supported layout holds, and
+    the layout's name; ``source`` names it in errors.
+
+    Ours is rebuilt from its saved config (``n_segment``/``fold_div``, if given, must
+    agree with it); the other layouts need ``n_segment``, and ``fold_div`` defaults to 8.
+    """
     kind = detect_format(data, source=source)
     if kind == "temporal-shift":
-        model = model_from_checkpoint_data(data, source=source)
+        model = _model_from_ours(data, source=source)
         for name, value in (("n_segment", n_segment), ("fold_div", fold_div)):
             saved = getattr(model.config, name)
             if value is not None and value != saved:
@@ -199,6 +192,18 @@ def _model_from_data(
         data, n_segment=n_segment, fold_div=8 if fold_div is None else fold_div, source=source
     )
     return model, kind
+
+
+def _model_from_ours(data: dict[str, Any], *, source: str) -> VideoRecognizer:
+    """Rebuild the model of a dict in our format (saved config + strict weights)."""
+    check_version(data, source=source)
+    try:
+        config = ModelConfig.from_dict(dict(data["model_config"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: bad model_config: {exc}") from exc
+    model = VideoRecognizer(config)
+    load_state_strict(model, data["state_dict"], source=source)
+    return model
 
 
 def import_reference_checkpoint(
@@ -328,8 +333,6 @@ def _load(
     if isinstance(path_or_dict, dict):
         return path_or_dict, source or "checkpoint dict"
     path = Path(path_or_dict)
-    if not path.is_file():
-        raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     return read_checkpoint(path), source or str(path)
 
 

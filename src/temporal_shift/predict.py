@@ -44,13 +44,8 @@ from temporal_shift.data.decode import (
 from temporal_shift.data.lists import DEFAULT_TEMPLATE
 from temporal_shift.data.sampling import TSNSampler
 from temporal_shift.data.transforms import test_transform
-from temporal_shift.evaluate import (
-    DEFAULT_SCALE_SIZE,
-    DEFAULT_SIZE,
-    load_for_inference,
-    resolve_class_names,
-    resolve_device,
-)
+from temporal_shift.evaluate import resolve_device
+from temporal_shift.loading import load_checkpoint, resolve_class_names
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg")
 InputKind = Literal["video", "frames"]
@@ -138,18 +133,17 @@ class Predictor:
         template: str = DEFAULT_TEMPLATE,
         compile: str | None = None,
     ) -> None:
-        loaded = load_for_inference(checkpoint, n_segment=n_segment)
+        loaded = load_checkpoint(checkpoint, n_segment=n_segment)
         self.checkpoint = loaded.path
         self.device = resolve_device(device)
         self.model = loaded.model.to(self.device).eval()
         self.class_names = resolve_class_names([loaded], classes)
-        settings = loaded.data_config
-        self.size = size or settings.get("size") or DEFAULT_SIZE
-        self.scale_size = scale_size or settings.get("scale_size") or DEFAULT_SCALE_SIZE
+        self.size = size or loaded.input_size
+        self.scale_size = scale_size or loaded.scale_size
         if self.scale_size < self.size:
             raise ValueError(f"scale_size ({self.scale_size}) must be at least size ({self.size})")
         self.transform = test_transform(size=self.size, scale_size=self.scale_size, views=1,
-                                        normalize=bool(settings.get("normalize", True)))
+                                        normalize=loaded.normalize)
         self.template = template
         self.forward: Callable[[torch.Tensor], torch.Tensor] = self.model
         if compile is not None:

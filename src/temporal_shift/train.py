@@ -42,20 +42,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from temporal_shift.checkpoints import (
-    CheckpointError,
-    is_our_format,
-    load_state_strict,
-    model_from_checkpoint_data,
-    read_checkpoint,
-    save_checkpoint,
-    unwrap,
-)
+from temporal_shift.checkpoints import CheckpointError, load_state_strict, read_checkpoint, save_checkpoint, unwrap
 from temporal_shift.config import TrainConfig, save_config
 from temporal_shift.data.dataset import VideoDataset, collate_skipping
 from temporal_shift.data.lists import read_classes
 from temporal_shift.data.sampling import DenseSampler, TSNSampler
 from temporal_shift.data.transforms import test_transform, train_transform
+from temporal_shift.loading import load_checkpoint
 from temporal_shift.models.recognizer import VideoRecognizer, load_backbone_weights, param_groups
 
 LAST = "last.pt"
@@ -240,14 +233,8 @@ def effective_lr(config: TrainConfig, world_size: int) -> float:
 def _finetune(model: VideoRecognizer, path: str | Path) -> bool:
     """Load another run's weights; the head is kept fresh when its shape differs. Returns
     whether the head was replaced."""
-    from temporal_shift.importers import load_any_checkpoint
-
-    data = read_checkpoint(path)
-    if is_our_format(data):
-        source = model_from_checkpoint_data(data, source=str(path))
-    else:
-        source = load_any_checkpoint(path, n_segment=model.config.n_segment)
-    state = source.state_dict()
+    # ours keep their own T (the weights do not depend on it); other layouts get the run's
+    state = load_checkpoint(path, default_n_segment=model.config.n_segment).model.state_dict()
     own = model.state_dict()
     head = [k for k in own if k.startswith("head.")]
     replace = any(k not in state or state[k].shape != own[k].shape for k in head)

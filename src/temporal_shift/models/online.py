@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from temporal_shift.loading import load_checkpoint
 from temporal_shift.models.recognizer import VideoRecognizer
 from temporal_shift.shift import TemporalShift
 
@@ -175,10 +176,8 @@ def load_online(
     path: str | Path, *, n_segment: int | None = None, fold_div: int | None = None
 ) -> OnlineRecognizer:
     """The streaming model of a causal checkpoint (ours, the reference release's, its online demo's)."""
-    from temporal_shift.importers import load_any_checkpoint
-
     try:
-        return OnlineRecognizer(load_any_checkpoint(path, n_segment=n_segment, fold_div=fold_div))
+        return OnlineRecognizer(load_checkpoint(path, n_segment=n_segment, fold_div=fold_div).model)
     except ValueError as exc:
         if str(exc).startswith(str(path)):
             raise

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torchvision import models as tvm
 
+from temporal_shift.checkpoints import load_state_strict, read_checkpoint
 from temporal_shift.models.insert import PLACES, make_non_local, make_temporal_shift
 from temporal_shift.shift import MODES, check_shift_args
 
@@ -201,10 +202,28 @@ def build_model(
 
 
 def load_backbone_weights(model: VideoRecognizer, path: str | Path) -> None:
-    """Load a plain torchvision 2D state dict into the (possibly shifted) backbone."""
-    from temporal_shift.checkpoints import load_2d_backbone_state
+    """Load a torchvision 2D state dict (e.g. ImageNet weights) into the video model's backbone.
 
-    load_2d_backbone_state(model, path)
+    Keys are mapped onto the wrapped modules (``layer1.0.conv1.weight`` ->
+    ``layer1.0.conv1.net.weight``); the 2D classifier (``fc.*``, ``classifier.*``) is
+    dropped and added non-local blocks keep their initialisation. Any other key that does
+    not fit is an error listing it.
+    """
+    state = read_checkpoint(path)
+    state = state.get("state_dict", state)
+    own = model.backbone.state_dict()
+    # Wrappers insert a ``net`` (shift, temporal pool) or ``block`` (non-local) level;
+    # torchvision's ResNet and MobileNetV2 have no modules of those names themselves.
+    own_by_plain = {_plain_key(key): key for key in own}
+    mapped = {key: value for key, value in own.items() if ".nl." in key}
+    for key, value in state.items():
+        if not key.startswith(("fc.", "classifier.")):
+            mapped[own_by_plain.get(key, key)] = value
+    load_state_strict(model.backbone, mapped, source=str(path))
+
+
+def _plain_key(key: str) -> str:
+    return ".".join(part for part in key.split(".") if part not in ("net", "block"))
 
 
 def param_groups(model: VideoRecognizer, *, fc_lr5: bool = False) -> list[dict[str, Any]]:

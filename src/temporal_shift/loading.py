@@ -1,0 +1,157 @@
+"""Loading a checkpoint file as a ready model: `load_checkpoint(path) -> LoadedCheckpoint`.
+
+The one loader every command uses (``tsm test``, ``predict``, ``stream``, ``export``,
+``online convert``, ``train --finetune-from``). It reads any supported layout (ours, the
+reference release's, MMAction2's, the online demo's: `importers`) and returns the model
+in eval mode with what the file says about it: its format, class names and the input
+size it was trained with.
+
+Layers: `checkpoints` reads and writes files (no model code), `importers` maps each
+layout's keys onto a `VideoRecognizer`, and this module puts the two together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from temporal_shift.checkpoints import CheckpointError, is_our_format, read_checkpoint
+from temporal_shift.data.lists import read_classes
+from temporal_shift.importers import model_from_data
+from temporal_shift.models.recognizer import ModelConfig, VideoRecognizer
+
+# Input size of checkpoints that do not record theirs: a 224 crop of a 256 short side.
+DEFAULT_SIZE = 224
+DEFAULT_SCALE_SIZE = 256
+
+
+@dataclasses.dataclass
+class LoadedCheckpoint:
+    """A model ready for inference, with what its file says about it.
+
+    ``train_config`` is the training run's config (``config.TrainConfig.to_dict()``) for
+    checkpoints written by `train.train`, else {}; the input size and normalisation come
+    from its ``data`` section, else ImageNet's 224/256 with normalisation.
+    """
+
+    path: Path
+    model: VideoRecognizer  # in eval mode
+    format: str  # one of importers.FORMATS
+    class_names: list[str] | None
+    train_config: dict[str, Any]
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.config.num_classes
+
+    @property
+    def n_segment(self) -> int:
+        return self.model.config.n_segment
+
+    @property
+    def data_config(self) -> dict[str, Any]:
+        """The training run's ``data`` section, or {}."""
+        data = self.train_config.get("data")
+        return dict(data) if isinstance(data, dict) else {}
+
+    @property
+    def input_size(self) -> int:
+        """The crop side it was trained with (``data.size``), else 224."""
+        return self.data_config.get("size") or DEFAULT_SIZE
+
+    @property
+    def scale_size(self) -> int:
+        """The short side its validation clips were resized to (``data.scale_size``), else 256."""
+        return self.data_config.get("scale_size") or DEFAULT_SCALE_SIZE
+
+    @property
+    def normalize(self) -> bool:
+        """Whether it was trained on ImageNet-normalised input (``data.normalize``), else True."""
+        return bool(self.data_config.get("normalize", True))
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    n_segment: int | None = None,
+    fold_div: int | None = None,
+    default_n_segment: int | None = None,
+    map_location: str | torch.device = "cpu",
+) -> LoadedCheckpoint:
+    """Load a checkpoint of any supported layout, in eval mode on ``map_location``.
+
+    Ours record T (n_segment) and fold_div: ``n_segment``/``fold_div``, if given, must
+    agree with them. The other layouts do not: they are built with ``n_segment`` (else
+    ``default_n_segment``; one of them is needed) and ``fold_div`` (default 8). Errors
+    name the file.
+    """
+    path = Path(path)
+    data = read_checkpoint(path)
+    if n_segment is None and not is_our_format(data):
+        n_segment = default_n_segment
+    return _loaded(data, path, n_segment=n_segment, fold_div=fold_div, map_location=map_location)
+
+
+def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> VideoRecognizer:
+    """Rebuild the model saved at ``path`` in our format (`checkpoints.save_checkpoint`,
+    ``tsm train``) with its weights, in eval mode; other layouts: `load_checkpoint`."""
+    path = Path(path)
+    data = read_checkpoint(path)
+    if not is_our_format(data):
+        raise CheckpointError(f"{path}: not a temporal-shift checkpoint (no 'format' entry)")
+    return _loaded(data, path, n_segment=None, fold_div=None, map_location=map_location).model
+
+
+def _loaded(
+    data: dict[str, Any],
+    path: Path,
+    *,
+    n_segment: int | None,
+    fold_div: int | None,
+    map_location: str | torch.device,
+) -> LoadedCheckpoint:
+    model, kind = model_from_data(data, source=str(path), n_segment=n_segment, fold_div=fold_div)
+    model = model.to(map_location).eval()
+    if kind != "temporal-shift":
+        return LoadedCheckpoint(path, model, kind, None, {})
+    names = data.get("class_names")
+    if names is not None:
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise CheckpointError(f"{path}: class_names entry is not a list of strings")
+        if len(names) != model.config.num_classes:
+            raise CheckpointError(f"{path}: {len(names)} class names for a model with {model.config.num_classes} classes")
+    config = data.get("config") or data.get("train_state", {}).get("config") or {}
+    return LoadedCheckpoint(path, model, kind, names, dict(config) if isinstance(config, dict) else {})
+
+
+def resolve_class_names(
+    checkpoints: Sequence[LoadedCheckpoint], classes: str | Path | None = None
+) -> list[str]:
+    """Class names from ``classes`` (a file), else the checkpoints', else "0", "1", ...
+
+    A class file must have one name per class; checkpoints that carry different names
+    are an error naming both."""
+    num_classes = checkpoints[0].num_classes
+    if classes is not None:
+        names = read_classes(classes)
+        if len(names) != num_classes:
+            raise ValueError(
+                f"{classes}: {len(names)} class names, but {checkpoints[0].path} has {num_classes} classes"
+            )
+        return names
+    named = [c for c in checkpoints if c.class_names is not None]
+    for other in named[1:]:
+        if other.class_names != named[0].class_names:
+            raise ValueError(
+                f"{named[0].path} and {other.path} carry different class names; "
+                "pass the right ones with --classes / classes="
+            )
+    return list(named[0].class_names) if named else [str(i) for i in range(num_classes)]
