@@ -3,6 +3,7 @@ hysteresis, gap resets, annotated video, onnxruntime runtime, CLI errors."""
 
 from __future__ import annotations
 
+import io
 import json
 from fractions import Fraction
 
@@ -220,3 +221,28 @@ def test_cli_errors_are_one_line(media, run_cli, tmp_path):
         assert code == 2, (args, err)
         assert err.count("\n") == 1 and needle in err, err
         assert out == ""
+
+
+def test_load_stream_is_the_cli_without_argparse(media, tmp_path):
+    from temporal_shift.stream import load_stream, run_stream
+
+    model = load_stream(checkpoint=media["ckpt"])
+    assert model.classes == ["0", "1", "2", "3"] and isinstance(model.stream, OnlineStream)
+    assert load_stream(checkpoint=media["ckpt"], classes=media["classes"]).classes == CLASSES
+    for kwargs, message in [
+        ({}, "--checkpoint is required with --runtime torch"),
+        ({"checkpoint": media["ckpt"], "onnx": tmp_path / "x.onnx"}, "--onnx is for --runtime onnxruntime"),
+        ({"runtime": "onnxruntime", "checkpoint": media["ckpt"]}, "needs --onnx FILE"),
+        ({"runtime": "tensorrt"}, "runtime must be 'torch' or 'onnxruntime'"),
+        ({"checkpoint": media["ckpt"], "classes": write_classes(tmp_path / "two.txt", CLASSES[:2])},
+         "two.txt: 2 class names, but the model has 4 classes"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            load_stream(**kwargs)
+    # short_side defaults to size * 8/7, as the CLI's --short-side
+    lines = io.StringIO()
+    summary = run_stream(media["folder"], model.stream, classes=model.classes, out=lines, size=SIZE, topk=2)
+    direct = list(stream_predictions(media["folder"], OnlineStream(load_online(media["ckpt"])), classes=model.classes,
+                                     size=SIZE, short_side=round(SIZE * 8 / 7), topk=2))
+    assert summary.frames_processed == len(direct) == N_FRAMES
+    assert [json.loads(line)["topk"] for line in lines.getvalue().splitlines()] == [r.topk for r in direct]

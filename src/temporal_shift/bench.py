@@ -26,19 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from temporal_shift.compiled import compile_for_inference, resolve_mode
 from temporal_shift.models.recognizer import VideoRecognizer, build_model
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else the CPU."""
-    if device:
-        try:
-            dev = torch.device(device)
-        except RuntimeError as exc:
-            raise ValueError(f"unknown device {device!r}: {exc}") from exc
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: no CUDA device is available to torch {torch.__version__}")
-        return dev
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+from temporal_shift.runtime import resolve_device
 
 
 def count_params(model: nn.Module) -> int:
@@ -181,7 +169,7 @@ def benchmark_overhead(
     """
     if size < 32 or batch_size < 1:
         raise ValueError(f"need size >= 32 and batch_size >= 1, got {size} and {batch_size}")
-    dev = pick_device(device)
+    dev = resolve_device(device)
     if compile is not None:
         compile = resolve_mode(compile, dev)  # an unknown mode fails before any work
     if threads is not None:

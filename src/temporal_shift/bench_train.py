@@ -36,9 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from temporal_shift.bench import _timer, pick_device, summarize, tsn_tsm_pair
+from temporal_shift.bench import _timer, summarize, tsn_tsm_pair
 from temporal_shift.compiled import resolve_mode
 from temporal_shift.models.recognizer import param_groups
+from temporal_shift.runtime import resolve_device
 
 AMP_MODES = ("off", "bf16", "fp16")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -230,7 +231,7 @@ def benchmark_training(
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     if compile is not None and warmup < 2:
         raise ValueError(f"compiled steps need warmup >= 2 (compilation happens there), got {warmup}")
-    dev = pick_device(device)
+    dev = resolve_device(device)
     mode = None if compile is None else "default" if compile == "auto" else resolve_mode(compile, dev)
     if threads is not None:
         torch.set_num_threads(threads)

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from temporal_shift.runtime import unwrap
+
 FORMAT_NAME = "temporal-shift"
 FORMAT_VERSION = 1
 
@@ -143,10 +145,3 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], *, sourc
                 parts.append(f"{label} keys: {shown}")
         raise CheckpointError(f"{source}: state dict does not fit the model; " + "; ".join(parts))
     model.load_state_dict(state)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DDP/DataParallel/compiled wrappers."""
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    return getattr(model, "_orig_mod", model)

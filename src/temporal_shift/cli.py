@@ -578,45 +578,14 @@ def _register_stream_commands(sub: argparse._SubParsersAction) -> None:
 def _cmd_stream(args: argparse.Namespace) -> int:
     import json
 
-    from temporal_shift.data.lists import read_classes
-    from temporal_shift.stream import parse_source, run_stream
+    from temporal_shift.stream import load_stream, run_stream
 
-    num_classes = None
-    if args.runtime == "torch":
-        if args.checkpoint is None:
-            raise ValueError("--checkpoint is required with --runtime torch")
-        if args.onnx is not None:
-            raise ValueError("--onnx is for --runtime onnxruntime")
-        from temporal_shift.models.online import OnlineStream, load_online
-
-        online = load_online(args.checkpoint, n_segment=args.segments)
-        num_classes = online.config.num_classes
-        stream = OnlineStream(online)
-    else:
-        if args.onnx is None:
-            raise ValueError("--runtime onnxruntime needs --onnx FILE (from tsm export --online)")
-        from temporal_shift.export import OnnxStream
-
-        if args.checkpoint is not None:
-            from temporal_shift.models.online import load_online
-
-            num_classes = load_online(args.checkpoint, n_segment=args.segments).config.num_classes
-        stream = OnnxStream(args.onnx)
-        if num_classes is None:
-            shape = stream.session.get_outputs()[0].shape
-            num_classes = shape[-1] if isinstance(shape[-1], int) else None
-    if args.classes is not None:
-        classes = read_classes(args.classes)
-        if num_classes is not None and len(classes) != num_classes:
-            raise ValueError(f"{args.classes}: {len(classes)} class names, but the model has {num_classes} classes")
-    elif num_classes is not None:
-        classes = [str(i) for i in range(num_classes)]
-    else:
-        raise ValueError("cannot tell the number of classes; pass --classes or --checkpoint")
+    model = load_stream(runtime=args.runtime, checkpoint=args.checkpoint, onnx=args.onnx,
+                        n_segment=args.segments, classes=args.classes)
     summary = run_stream(
-        parse_source(args.source), stream, classes=classes, out=sys.stdout, out_video=args.out_video,
-        size=args.size, short_side=args.short_side or round(args.size * 8 / 7),
-        every=args.every, smooth=args.smooth, hysteresis=args.hysteresis, topk=args.topk, fps=args.fps,
+        args.source, model.stream, classes=model.classes, out=sys.stdout, out_video=args.out_video,
+        size=args.size, short_side=args.short_side, every=args.every, smooth=args.smooth,
+        hysteresis=args.hysteresis, topk=args.topk, fps=args.fps,
     )
     print(f"tsm stream: {summary.line()}", file=sys.stderr)
     if args.out_video is not None:

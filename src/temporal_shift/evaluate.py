@@ -56,6 +56,7 @@ from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListFileError, ListKind,
 from temporal_shift.data.sampling import DenseSampler, Sampler, TSNSampler
 from temporal_shift.data.transforms import test_transform
 from temporal_shift.loading import DEFAULT_SCALE_SIZE, DEFAULT_SIZE, load_checkpoint, resolve_class_names
+from temporal_shift.runtime import resolve_device
 
 ClipProtocol = Literal["single", "twice", "dense"]
 Fusion = Literal["softmax", "logits"]
@@ -246,21 +247,6 @@ def compute_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: int) ->
         per_class=per_class_accuracy(confusion),
         confusion=confusion,
     )
-
-
-# --- device -----------------------------------------------------------------------------
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda``/``cuda:N`` need CUDA."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name} asked for but CUDA is not available; use cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
 
 
 # --- evaluation --------------------------------------------------------------------------

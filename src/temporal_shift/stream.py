@@ -1,5 +1,7 @@
 """Streaming application: classify a video, a frame folder or a camera frame by frame.
 
+`load_stream(checkpoint=...)` gives the model to run (PyTorch or onnxruntime) and its class
+names; `run_stream` is the whole ``tsm stream`` command.
 `stream_predictions(source, stream, classes=...)` reads frames from ``source``, keeps
 every ``every``-th one, preprocesses it as at test time (resize the short side to
 ``short_side``, centre crop ``size``, ImageNet normalisation: ``data.transforms.test_transform``),
@@ -37,14 +39,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import av
 import numpy as np
 import torch
 
 from temporal_shift.data.decode import VIDEO_EXTENSIONS, check_video_container, decode_jpeg_file
+from temporal_shift.data.lists import read_classes
 from temporal_shift.data.transforms import test_transform
+from temporal_shift.export import OnnxStream
+from temporal_shift.models.online import OnlineStream, load_online
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg")
 
@@ -485,6 +490,61 @@ class AnnotatedVideoWriter:
 # --- the whole application ----------------------------------------------------------------
 
 
+@dataclass
+class StreamModel:
+    """A `Stream` ready to run and the names of its classes."""
+
+    stream: Stream
+    classes: list[str]
+
+
+def load_stream(
+    *,
+    runtime: Literal["torch", "onnxruntime"] = "torch",
+    checkpoint: str | Path | None = None,
+    onnx: str | Path | None = None,
+    n_segment: int | None = None,
+    classes: str | Path | None = None,
+) -> StreamModel:
+    """The stream ``tsm stream`` runs: a causal checkpoint stepped in PyTorch
+    (``runtime="torch"``, `OnlineStream`) or an exported streaming step in onnxruntime
+    (``runtime="onnxruntime"``, ``onnx`` from ``tsm export --online``, `OnnxStream`).
+
+    Class names come from ``classes`` (a file, one name per line), else are the indices;
+    the number of classes is the checkpoint's (also for onnxruntime, if one is given),
+    else the ONNX model's output size. A class file of the wrong length is an error.
+    """
+    num_classes: int | None = None
+    if runtime == "torch":
+        if checkpoint is None:
+            raise ValueError("--checkpoint is required with --runtime torch")
+        if onnx is not None:
+            raise ValueError("--onnx is for --runtime onnxruntime")
+        online = load_online(checkpoint, n_segment=n_segment)
+        num_classes = online.config.num_classes
+        stream: Stream = OnlineStream(online)
+    elif runtime == "onnxruntime":
+        if onnx is None:
+            raise ValueError("--runtime onnxruntime needs --onnx FILE (from tsm export --online)")
+        if checkpoint is not None:
+            num_classes = load_online(checkpoint, n_segment=n_segment).config.num_classes
+        stream = OnnxStream(onnx)
+        if num_classes is None:
+            shape = stream.session.get_outputs()[0].shape
+            num_classes = shape[-1] if isinstance(shape[-1], int) else None
+    else:
+        raise ValueError(f"runtime must be 'torch' or 'onnxruntime', got {runtime!r}")
+    if classes is not None:
+        names = read_classes(classes)
+        if num_classes is not None and len(names) != num_classes:
+            raise ValueError(f"{classes}: {len(names)} class names, but the model has {num_classes} classes")
+    elif num_classes is not None:
+        names = [str(i) for i in range(num_classes)]
+    else:
+        raise ValueError("cannot tell the number of classes; pass --classes or --checkpoint")
+    return StreamModel(stream=stream, classes=names)
+
+
 def run_stream(
     source: str | int | Path,
     stream: Stream,
@@ -493,7 +553,7 @@ def run_stream(
     out: Any = None,
     out_video: str | Path | None = None,
     size: int = 224,
-    short_side: int = 256,
+    short_side: int | None = None,
     every: int = 1,
     smooth: int = 1,
     hysteresis: int = 1,
@@ -502,8 +562,11 @@ def run_stream(
 ) -> StreamSummary:
     """`tsm stream`: JSON lines to ``out`` (a text file object) and an optional annotated video.
 
-    The annotated video has every source frame (skipped ones carry the latest label).
+    ``short_side`` defaults to ``size * 8/7`` (256 for 224). The annotated video has every
+    source frame (skipped ones carry the latest label).
     """
+    if short_side is None:
+        short_side = round(size * 8 / 7)
     frames = open_source(source, fps=fps)
     rate = frames.fps
     predictor = StreamPredictor(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import os
 import signal
 import sys
 import time
@@ -37,12 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from temporal_shift.checkpoints import CheckpointError, load_state_strict, read_checkpoint, save_checkpoint, unwrap
+from temporal_shift.checkpoints import CheckpointError, load_state_strict, read_checkpoint, save_checkpoint
 from temporal_shift.config import TrainConfig, save_config
 from temporal_shift.data.dataset import VideoDataset, collate_skipping
 from temporal_shift.data.lists import read_classes
@@ -50,6 +48,7 @@ from temporal_shift.data.sampling import DenseSampler, TSNSampler
 from temporal_shift.data.transforms import test_transform, train_transform
 from temporal_shift.loading import load_checkpoint
 from temporal_shift.models.recognizer import VideoRecognizer, load_backbone_weights, param_groups
+from temporal_shift.runtime import Distributed, distributed, ignore_sigint, resolve_device, unwrap
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -75,64 +74,6 @@ class TrainResult:
     interrupted: bool
     last_checkpoint: Path
     best_checkpoint: Path | None
-
-
-# --- process group, device ------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Dist:
-    rank: int
-    world: int
-    local_rank: int
-    owns_group: bool
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _init_distributed(device_name: str) -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if world <= 1:
-        return _Dist(0, 1, 0, False)
-    owns = False
-    if not dist.is_initialized():
-        use_cuda = device_name != "cpu" and torch.cuda.is_available()
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-        owns = True
-    return _Dist(dist.get_rank(), dist.get_world_size(), local_rank, owns)
-
-
-def _resolve_device(name: str, d: _Dist) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"run.device={name} but CUDA is not available; use run.device=cpu or auto")
-        if name == "cuda":
-            name = f"cuda:{d.local_rank}" if d.world > 1 else "cuda"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is not None:
-        torch.cuda.set_device(device)
-    return device
-
-
-def _all_sum(values: list[float], d: _Dist, device: torch.device) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    if d.world > 1:
-        dist.all_reduce(t)
-    return t.tolist()
-
-
-def _gather(obj: Any, d: _Dist) -> list[Any]:
-    if d.world == 1:
-        return [obj]
-    out: list[Any] = [None] * d.world
-    dist.all_gather_object(out, obj)
-    return out
 
 
 # --- pieces ---------------------------------------------------------------------------
@@ -189,14 +130,8 @@ def _loader(dataset: VideoDataset, indices: list[int], config: TrainConfig, *, t
         pin_memory=False,
         # a private generator: creating the iterator must not consume torch's global RNG
         generator=torch.Generator().manual_seed(seed),
-        worker_init_fn=_ignore_sigint,
+        worker_init_fn=ignore_sigint,
     )
-
-
-def _ignore_sigint(worker_id: int) -> None:
-    """Ctrl-C reaches the whole process group: workers leave it to the main process, which
-    finishes the step and saves a resumable checkpoint."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _optimizer(groups: list[dict[str, Any]], config: TrainConfig, lr: float) -> torch.optim.Optimizer:
@@ -310,16 +245,23 @@ def train(
     """Train (or resume) the run described by ``config``; see the module docstring."""
     if resume and finetune_from is not None:
         raise ValueError("--resume and --finetune-from cannot be combined (resume restores the run's own weights)")
-    d = _init_distributed(config.run.device)
-    try:
+    with distributed(config.run.device) as d:
         return _train(config, d, resume=resume, finetune_from=finetune_from)
-    finally:
-        if d.owns_group:
-            dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, d: _Dist, *, resume: bool, finetune_from: str | Path | None) -> TrainResult:
-    device = _resolve_device(config.run.device, d)
+def _device(config: TrainConfig, d: Distributed) -> torch.device:
+    """``run.device``; under torchrun ``cuda`` is this process's GPU, made the current one."""
+    try:
+        device = resolve_device(config.run.device, local_rank=d.local_rank if d.world > 1 else None)
+    except ValueError as exc:
+        raise ValueError(f"run.device: {exc}") from None
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+    return device
+
+
+def _train(config: TrainConfig, d: Distributed, *, resume: bool, finetune_from: str | Path | None) -> TrainResult:
+    device = _device(config, d)
     out = Path(config.run.out_dir)
     last_path, best_path = out / LAST, out / BEST
     resume_state: dict[str, Any] | None = None
@@ -417,7 +359,7 @@ def _train(config: TrainConfig, d: _Dist, *, resume: bool, finetune_from: str | 
         )
 
     def train_state(epoch: int, step_in_epoch: int, partial_now: dict[str, float]) -> dict[str, Any]:
-        rank_states = _gather({"rng": _rng_state(device), "partial": dict(partial_now)}, d)
+        rank_states = d.gather({"rng": _rng_state(device), "partial": dict(partial_now)})
         return {
             "config": config.to_dict(),
             "epoch": epoch,
@@ -498,8 +440,7 @@ def _train(config: TrainConfig, d: _Dist, *, resume: bool, finetune_from: str | 
                 wanted = stop_flag["signal"] or (
                     f"run.stop_after_steps={stop_after}" if stop_after is not None and global_step >= stop_after else None
                 )
-                flags = _all_sum([1.0 if wanted else 0.0], d, device) if d.world > 1 else [1.0 if wanted else 0.0]
-                if flags[0] > 0:
+                if d.any(bool(wanted), device):
                     stop_reason = wanted or "another process was interrupted"
                     break
             bar.close()
@@ -513,8 +454,8 @@ def _train(config: TrainConfig, d: _Dist, *, resume: bool, finetune_from: str | 
                 break
 
             # end of the epoch: reduce, validate, log, checkpoint
-            loss_sum, correct_sum, count, seconds = _all_sum(
-                [partial["loss_sum"], partial["correct"], partial["count"], partial["seconds"]], d, device
+            loss_sum, correct_sum, count, seconds = d.all_sum(
+                [partial["loss_sum"], partial["correct"], partial["count"], partial["seconds"]], device
             )
             row: dict[str, float] = {
                 "epoch": epoch + 1,
@@ -574,7 +515,7 @@ def _validate(
     dataset: VideoDataset,
     indices: list[int],
     config: TrainConfig,
-    d: _Dist,
+    d: Distributed,
     device: torch.device,
     use_amp: bool,
     amp_dtype: torch.dtype,
@@ -594,7 +535,7 @@ def _validate(
         c1, c5 = _accuracy_counts(logits, labels, 5)
         top1, top5, count = top1 + c1, top5 + c5, count + labels.shape[0]
     model.train()
-    loss_sum, top1, top5, count = _all_sum([loss_sum, top1, top5, count], d, device)
+    loss_sum, top1, top5, count = d.all_sum([loss_sum, top1, top5, count], device)
     if count == 0:
         raise ValueError(f"{dataset.list_file}: no validation clips could be read")
     return {"val_loss": loss_sum / count, "val_top1": 100.0 * top1 / count, "val_top5": 100.0 * top5 / count}
