@@ -18,10 +18,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_overhead.sh"
-# torch, torchvision and what they need (their requirements); nothing else of the test venv.
+# torch, torchvision and what they need (their requirements), and setuptools, which every
+# pip-made Python 3.11 environment has and inductor's CPU code generation imports
+# (torch.utils.cpp_extension); nothing else of the test venv.
 BARE = ("torch", "torchgen", "functorch", "triton", "nvidia", "cuda", "filelock", "fsspec", "jinja2", "markupsafe",
         "networkx", "sympy", "mpmath", "isympy.py", "typing_extensions.py", "numpy", "numpy.libs",
-        "torchvision", "torchvision.libs", "PIL", "pillow.libs")
+        "torchvision", "torchvision.libs", "PIL", "pillow.libs",
+        "setuptools", "_distutils_hack", "distutils-precedence.pth", "pkg_resources")
 
 
 @pytest.fixture(scope="module")
