@@ -1,3 +1,110 @@
-"""temporal-shift: the Temporal Shift Module (TSM, ICCV 2019) for video action recognition."""
+"""temporal-shift: the Temporal Shift Module (TSM, ICCV 2019) for video action recognition.
+
+The public API, importable from the package (``from temporal_shift import build_model``):
+
+- the op: `temporal_shift`, `TemporalShift`;
+- models: `build_model`, `ModelConfig`, `VideoRecognizer`, `make_temporal_shift`,
+  `make_non_local`, `param_groups`, `BACKBONES`;
+- checkpoints: `save_checkpoint`, `load_checkpoint` (any supported layout) ->
+  `LoadedCheckpoint`, `load_model` (ours), `import_checkpoint`, `CheckpointError`;
+- online: `OnlineRecognizer`, `OnlineStream`, `load_online`;
+- data: `VideoDataset`, `TSNSampler`, `DenseSampler`, `train_transform`, `test_transform`,
+  `read_list`, `generate_synthetic`;
+- evaluation and prediction: `EvalProtocol`, `Member`, `Predictor`;
+- export: `export_model`, `verify_export`, `export_online`;
+- training: `TrainConfig`, `load_config`;
+- the modules `evaluate`, `predict` and `train`, whose main functions have their names
+  (``temporal_shift.evaluate.evaluate(...)``): exporting the functions here would hide
+  the modules of the same name.
+
+Names are loaded on first use (PEP 562 module ``__getattr__``): importing the package,
+or starting the ``tsm`` command, does not import torch, torchvision or PyAV.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> module defining it
+_EXPORTS: dict[str, str] = {
+    "temporal_shift": "temporal_shift.shift",
+    "TemporalShift": "temporal_shift.shift",
+    "build_model": "temporal_shift.models.recognizer",
+    "ModelConfig": "temporal_shift.models.recognizer",
+    "VideoRecognizer": "temporal_shift.models.recognizer",
+    "param_groups": "temporal_shift.models.recognizer",
+    "BACKBONES": "temporal_shift.models.recognizer",
+    "make_temporal_shift": "temporal_shift.models.insert",
+    "make_non_local": "temporal_shift.models.insert",
+    "save_checkpoint": "temporal_shift.checkpoints",
+    "CheckpointError": "temporal_shift.checkpoints",
+    "load_checkpoint": "temporal_shift.loading",
+    "LoadedCheckpoint": "temporal_shift.loading",
+    "load_model": "temporal_shift.loading",
+    "import_checkpoint": "temporal_shift.importers",
+    "OnlineRecognizer": "temporal_shift.models.online",
+    "OnlineStream": "temporal_shift.models.online",
+    "load_online": "temporal_shift.models.online",
+    "VideoDataset": "temporal_shift.data.dataset",
+    "TSNSampler": "temporal_shift.data.sampling",
+    "DenseSampler": "temporal_shift.data.sampling",
+    "train_transform": "temporal_shift.data.transforms",
+    "test_transform": "temporal_shift.data.transforms",
+    "read_list": "temporal_shift.data.lists",
+    "generate_synthetic": "temporal_shift.data.synthetic",
+    "EvalProtocol": "temporal_shift.evaluate",
+    "Member": "temporal_shift.evaluate",
+    "Predictor": "temporal_shift.predict",
+    "export_model": "temporal_shift.export",
+    "verify_export": "temporal_shift.export",
+    "export_online": "temporal_shift.export",
+    "TrainConfig": "temporal_shift.config",
+    "load_config": "temporal_shift.config",
+}
+# submodules exported as modules: their main function has the module's name
+_SUBMODULES = ("evaluate", "predict", "train")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")  # binds the attribute too
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from temporal_shift import evaluate, predict, train
+    from temporal_shift.checkpoints import CheckpointError, save_checkpoint
+    from temporal_shift.config import TrainConfig, load_config
+    from temporal_shift.data.dataset import VideoDataset
+    from temporal_shift.data.lists import read_list
+    from temporal_shift.data.sampling import DenseSampler, TSNSampler
+    from temporal_shift.data.synthetic import generate_synthetic
+    from temporal_shift.data.transforms import test_transform, train_transform
+    from temporal_shift.evaluate import EvalProtocol, Member
+    from temporal_shift.export import export_model, export_online, verify_export
+    from temporal_shift.importers import import_checkpoint
+    from temporal_shift.loading import LoadedCheckpoint, load_checkpoint, load_model
+    from temporal_shift.models.insert import make_non_local, make_temporal_shift
+    from temporal_shift.models.online import OnlineRecognizer, OnlineStream, load_online
+    from temporal_shift.models.recognizer import (
+        BACKBONES,
+        ModelConfig,
+        VideoRecognizer,
+        build_model,
+        param_groups,
+    )
+    from temporal_shift.predict import Predictor
+    from temporal_shift.shift import TemporalShift, temporal_shift

@@ -1,0 +1,64 @@
+"""The package's public API (``temporal_shift/__init__.py``): every name in ``__all__``
+resolves to the object of its defining module, loaded on first use, so importing the
+package or the CLI stays cheap; no exported name hides a submodule."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import temporal_shift
+
+PACKAGE = Path(temporal_shift.__file__).parent
+
+
+def _run(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_importing_the_package_or_the_cli_loads_no_torch():
+    out = _run(
+        "import sys, temporal_shift, temporal_shift.cli\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'av', 'numpy') if m in sys.modules))"
+    )
+    assert out.strip() == "[]"
+
+
+def test_every_exported_name_is_its_modules_object():
+    exports = temporal_shift._EXPORTS
+    assert sorted(temporal_shift.__all__) == sorted([*exports, *temporal_shift._SUBMODULES])
+    for name, module in exports.items():
+        assert getattr(temporal_shift, name) is getattr(importlib.import_module(module), name), name
+    for name in temporal_shift._SUBMODULES:
+        value = getattr(temporal_shift, name)
+        assert isinstance(value, types.ModuleType) and value.__name__ == f"temporal_shift.{name}"
+    assert set(temporal_shift.__all__) <= set(dir(temporal_shift))
+
+
+def test_star_import_in_a_fresh_process_has_no_cycles():
+    # every name, first touched in a fresh interpreter in __all__'s order and alone
+    code = "from temporal_shift import *\nimport temporal_shift\nprint(len([n for n in temporal_shift.__all__ if n in globals()]))"
+    assert int(_run(code)) == len(temporal_shift.__all__)
+    for name in ("load_checkpoint", "OnlineStream"):
+        _run(f"from temporal_shift import {name}")
+
+
+def test_no_exported_name_hides_a_submodule():
+    submodules = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    for name in temporal_shift.__all__:
+        if name in submodules:
+            assert name in temporal_shift._SUBMODULES, f"temporal_shift.{name} would hide the module {name}.py"
+
+
+def test_unknown_names_are_attribute_errors():
+    with pytest.raises(AttributeError, match="module 'temporal_shift' has no attribute 'load_any_checkpoint'"):
+        temporal_shift.load_any_checkpoint  # noqa: B018
+    with pytest.raises(ImportError):
+        exec("from temporal_shift import nothing_here", {})
