@@ -322,11 +322,44 @@ def test_cli_debug_shows_the_exception(data: Path, tmp_path: Path) -> None:
         main(["--debug", "test", "--checkpoint", str(tmp_path / "nope.pt"), "--data", str(data), "--list", "test.txt"])
 
 
-def test_single_clip_centre_crop_reproduces_the_trainers_validation(data: Path, tmp_path: Path) -> None:
+def test_score_videos_keeps_dataset_indices_and_skips(data: Path, ckpts: dict, tmp_path: Path) -> None:
+    from temporal_shift.evaluate import score_videos
+
+    protocol = EvalProtocol(crops=3, size=32, scale_size=36)
+    broken = tmp_path / "broken"  # found on disk, unreadable when loaded
+    broken.mkdir()
+    for i in range(1, 11):
+        (broken / f"img_{i:05d}.jpg").write_bytes(b"not a jpeg")
+    listed = tmp_path / "with_broken.txt"
+    listed.write_text((data / "test.txt").read_text() + f"{broken} 10 1\n")
+    ds = VideoDataset(list_file=listed, root=data, sampler=protocol.sampler(4), transform=protocol.transform(),
+                      on_error="skip")
+    scored = score_videos(load_model(ckpts["t4"]), ds, device=torch.device("cpu"), views=3, fusion="logits",
+                          indices=[6, 1, 3, 5], batch_size=2)
+    assert scored.indices.tolist() == [1, 3, 5] and list(scored.skipped) == [6]
+    assert "broken" in scored.skipped[6]
+    expected = _manual_scores(ckpts["t4"], data, protocol, "logits")[[1, 3, 5]]
+    np.testing.assert_allclose(scored.scores, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_single_clip_centre_crop_reproduces_the_trainers_validation(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """best.pt of a run, tested with the default protocol and the sizes saved in it, gives the
-    trainer's own validation top-1; the class names of data.classes come along."""
+    trainer's own validation top-1 (both score with `score_videos`); the class names of
+    data.classes come along."""
+    import temporal_shift.train
     from temporal_shift.config import config_from_dict
+    from temporal_shift.evaluate import score_videos
     from temporal_shift.train import train
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return score_videos(*args, **kwargs)
+
+    monkeypatch.setattr(temporal_shift.train, "score_videos", spy)
 
     config = config_from_dict({
         "model": {"arch": "resnet18", "n_segment": 4, "dropout": 0.0},
@@ -337,6 +370,7 @@ def test_single_clip_centre_crop_reproduces_the_trainers_validation(data: Path, 
     })
     run = train(config)
     assert run.best_checkpoint is not None
+    assert [(c["views"], c["fusion"]) for c in calls] == [(1, "logits")]  # the validation of its one epoch
     result = evaluate([run.best_checkpoint], list_file="test.txt", root=data, workers=0, progress=False)
     assert (result.protocol.size, result.protocol.scale_size) == (32, 36)
     assert result.top1 == pytest.approx(run.best_top1)

@@ -35,6 +35,7 @@ and ``confusion.png``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -47,7 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -55,8 +56,14 @@ from temporal_shift.data.dataset import SkippedSample, VideoDataset
 from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListFileError, ListKind, read_list
 from temporal_shift.data.sampling import DenseSampler, Sampler, TSNSampler
 from temporal_shift.data.transforms import test_transform
-from temporal_shift.loading import DEFAULT_SCALE_SIZE, DEFAULT_SIZE, load_checkpoint, resolve_class_names
-from temporal_shift.runtime import resolve_device
+from temporal_shift.loading import (
+    DEFAULT_SCALE_SIZE,
+    DEFAULT_SIZE,
+    LoadedCheckpoint,
+    load_checkpoint,
+    resolve_class_names,
+)
+from temporal_shift.runtime import ignore_sigint, resolve_device
 
 ClipProtocol = Literal["single", "twice", "dense"]
 Fusion = Literal["softmax", "logits"]
@@ -326,6 +333,18 @@ class EvalResult:
         return "\n".join(lines)
 
 
+# --- the scoring loop ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class VideoScores:
+    """What `score_videos` got: the fused view scores of the videos it could read."""
+
+    indices: np.ndarray  # (n,) dataset indices, in the order scored
+    scores: np.ndarray  # (n, K) float64: view scores fused with the given fusion
+    skipped: dict[int, str]  # dataset index -> reason, for videos left out (on_error="skip")
+
+
 class _Indexed(Dataset):
     """(clip, dataset index) pairs, so scores land on the right video whatever is skipped."""
 
@@ -347,6 +366,62 @@ def _collate(items: list[tuple[Tensor, int] | SkippedSample]) -> tuple[Tensor | 
     skipped = [x for x in items if isinstance(x, SkippedSample)]
     clips = torch.stack([c for c, _ in good]) if good else None
     return clips, torch.tensor([i for _, i in good], dtype=torch.long), skipped
+
+
+def score_videos(
+    model: nn.Module,
+    dataset: VideoDataset,
+    *,
+    device: torch.device,
+    views: int = 1,
+    fusion: Fusion = "softmax",
+    indices: Sequence[int] | None = None,
+    batch_size: int = 4,
+    workers: int = 0,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = False,
+    desc: str = "test",
+) -> VideoScores:
+    """Score the videos of ``dataset`` (those at ``indices``, else all) with ``model``:
+    ``views`` views per video (the dataset's transform makes them), one forward pass per
+    batch of ``batch_size`` videos, the views' logits fused with ``fusion``. The one
+    scoring loop of `evaluate` (``tsm test``) and of the trainer's validation.
+
+    ``model`` is used as it is (put it in eval mode); ``amp_dtype`` runs it under autocast.
+    Only the fused (n, K) scores are kept, never the clips.
+    """
+    loader = DataLoader(
+        _Indexed(dataset), batch_size=batch_size, sampler=indices, num_workers=workers, collate_fn=_collate,
+        pin_memory=device.type == "cuda", worker_init_fn=ignore_sigint,
+        generator=torch.Generator().manual_seed(0),  # private: torch's global RNG is left alone
+    )
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    found: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    skipped: dict[int, str] = {}
+    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True, leave=False, file=sys.stderr)
+    with torch.inference_mode():
+        for clips, index, bad in bar:
+            for s in bad:
+                skipped.setdefault(s.index, s.reason)
+            if clips is None:
+                continue
+            if clips.dim() == 5:  # a single view: (B, T, C, H, W)
+                clips = clips.unsqueeze(1)
+            if clips.shape[1] != views:
+                raise RuntimeError(f"expected {views} views per video, the data gave {clips.shape[1]}")
+            b = clips.shape[0]
+            with autocast:
+                logits = model(clips.flatten(0, 1).to(device, non_blocking=True)).float()
+            found.append(index.numpy())
+            scores.append(fuse_views(logits.view(b, views, -1), fusion).cpu().double().numpy())
+    bar.close()
+    if not found:
+        return VideoScores(np.zeros(0, dtype=np.int64), np.zeros((0, 0)), skipped)
+    return VideoScores(np.concatenate(found), np.concatenate(scores), skipped)
+
+
+# --- evaluate ---------------------------------------------------------------------------------
 
 
 def _check_list(list_file: Path, *, kind: ListKind, num_classes: int, checkpoint: Path, skip: bool) -> None:
@@ -409,7 +484,36 @@ def evaluate(
         if not Path(m.checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint not found: {m.checkpoint}")
     dev = resolve_device(device)
+    loaded = _load_members(members)
+    class_names = resolve_class_names(loaded, classes)
+    _check_list(list_file, kind=kind, num_classes=loaded[0].num_classes, checkpoint=loaded[0].path,
+                skip=on_error == "skip")
+    protocol = dataclasses.replace(
+        protocol, size=protocol.size or loaded[0].input_size, scale_size=protocol.scale_size or loaded[0].scale_size
+    )
+    transform = protocol.transform(normalize=loaded[0].normalize if normalize is None else normalize)
+    datasets = [
+        VideoDataset(list_file=list_file, root=root, sampler=protocol.sampler(c.n_segment), transform=transform,
+                     kind=kind, template=template, num_classes=loaded[0].num_classes, on_error=on_error)
+        for c in loaded
+    ]
+    start = time.perf_counter()
+    scored = [
+        _score_member(c, dataset, protocol=protocol, device=dev, batch_size=batch_size, workers=workers,
+                      progress=progress, desc=f"test {c.path.name}" if len(loaded) == 1
+                      else f"test {m + 1}/{len(loaded)} {c.path.name}")
+        for m, (c, dataset) in enumerate(zip(loaded, datasets))
+    ]
+    seconds = time.perf_counter() - start
+    result = _fuse_and_measure(scored, weights, loaded, datasets[0], list_file=list_file,
+                               class_names=class_names, protocol=protocol, seconds=seconds)
+    if out_dir is not None:
+        result.files = write_results(result, out_dir)
+    return result
 
+
+def _load_members(members: Sequence[Member]) -> list[LoadedCheckpoint]:
+    """The members' checkpoints, which must agree on the number of classes."""
     loaded = [load_checkpoint(m.checkpoint, n_segment=m.n_segment) for m in members]
     first = loaded[0]
     for other in loaded[1:]:
@@ -418,76 +522,62 @@ def evaluate(
                 f"ensemble members disagree on the classes: {first.path} has {first.num_classes}, "
                 f"{other.path} has {other.num_classes}"
             )
-    num_classes = first.num_classes
-    class_names = resolve_class_names(loaded, classes)
-    _check_list(list_file, kind=kind, num_classes=num_classes, checkpoint=first.path, skip=on_error == "skip")
-    protocol = dataclasses.replace(
-        protocol, size=protocol.size or first.input_size, scale_size=protocol.scale_size or first.scale_size
-    )
-    if normalize is None:
-        normalize = first.normalize
-    transform = protocol.transform(normalize=normalize)
+    return loaded
 
-    datasets = [
-        VideoDataset(list_file=list_file, root=root, sampler=protocol.sampler(c.model.config.n_segment),
-                     transform=transform, kind=kind, template=template, num_classes=num_classes,
-                     on_error=on_error)
-        for c in loaded
-    ]
-    records = datasets[0].records
-    n = len(records)
+
+def _score_member(
+    checkpoint: LoadedCheckpoint, dataset: VideoDataset, *, protocol: EvalProtocol, device: torch.device,
+    batch_size: int, workers: int, progress: bool, desc: str,
+) -> VideoScores:
+    """One member's fused view scores; its model visits ``device`` only while it scores."""
+    model = checkpoint.model.to(device).eval()
+    try:
+        return score_videos(model, dataset, device=device, views=protocol.views, fusion=protocol.fusion,
+                            batch_size=batch_size, workers=workers, progress=progress, desc=desc)
+    finally:
+        checkpoint.model.to("cpu")
+
+
+def _fuse_and_measure(
+    scored: Sequence[VideoScores],
+    weights: Sequence[float],
+    loaded: Sequence[LoadedCheckpoint],
+    dataset: VideoDataset,
+    *,
+    list_file: Path,
+    class_names: list[str],
+    protocol: EvalProtocol,
+    seconds: float,
+) -> EvalResult:
+    """Weighted sum of the members' scores over the videos every member read; metrics."""
+    records = dataset.records
+    n, num_classes = len(records), loaded[0].num_classes
     scores = np.zeros((n, num_classes), dtype=np.float64)
-    done = np.zeros((len(loaded), n), dtype=bool)
+    done = np.zeros((len(scored), n), dtype=bool)
     skipped: dict[int, str] = {}
-    views = protocol.views
-    start = time.perf_counter()
-    for m, (c, dataset, weight) in enumerate(zip(loaded, datasets, weights)):
-        model = c.model.to(dev).eval()
-        loader = DataLoader(_Indexed(dataset), batch_size=batch_size, shuffle=False, num_workers=workers,
-                            collate_fn=_collate, pin_memory=dev.type == "cuda")
-        desc = f"test {c.path.name}" if len(loaded) == 1 else f"test {m + 1}/{len(loaded)} {c.path.name}"
-        bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True, leave=False,
-                   file=sys.stderr)
-        with torch.inference_mode():
-            for clips, index, bad in bar:
-                for s in bad:
-                    skipped.setdefault(s.index, s.reason)
-                if clips is None:
-                    continue
-                if clips.dim() == 5:  # a single view: (B, T, C, H, W)
-                    clips = clips.unsqueeze(1)
-                if clips.shape[1] != views:
-                    raise RuntimeError(f"expected {views} views per video, the data gave {clips.shape[1]}")
-                b = clips.shape[0]
-                logits = model(clips.flatten(0, 1).to(dev, non_blocking=True)).float()
-                fused = fuse_views(logits.view(b, views, num_classes), protocol.fusion)
-                rows = index.numpy()
-                scores[rows] += weight * fused.cpu().double().numpy()
-                done[m, rows] = True
-        bar.close()
-        c.model.to("cpu")
-    seconds = time.perf_counter() - start
-
+    for m, (member, weight) in enumerate(zip(scored, weights)):
+        if len(member.indices):
+            scores[member.indices] += weight * member.scores
+        done[m, member.indices] = True
+        for index, reason in member.skipped.items():
+            skipped.setdefault(index, reason)
     ok = done.all(axis=0)
     reasons = [skipped.get(i, f"{records[i].source}: not scored") for i in np.flatnonzero(~ok)]
-    reasons = list(datasets[0].skipped_lines) + reasons
+    reasons = list(dataset.skipped_lines) + reasons
     if not ok.any():
         raise ValueError(f"{list_file}: none of the {n} videos could be read")
     labels = np.array([r.label for r in records], dtype=np.int64)[ok]
     scores = scores[ok]
     metrics = compute_metrics(scores, labels, num_classes)
-    result = EvalResult(
+    return EvalResult(
         top1=metrics.top1, top5=metrics.top5, mean_class=metrics.mean_class, per_class=metrics.per_class,
         confusion=metrics.confusion, scores=scores, labels=labels,
         videos=[r.path for r, good in zip(records, ok) if good], class_names=class_names, protocol=protocol,
-        members=[{"checkpoint": c.path, "weight": w, "arch": c.model.config.arch,
-                  "n_segment": c.model.config.n_segment, "shift": c.model.config.shift}
+        members=[{"checkpoint": c.path, "weight": w, "arch": c.config.arch,
+                  "n_segment": c.n_segment, "shift": c.config.shift}
                  for c, w in zip(loaded, weights)],
         skipped=reasons, seconds=seconds,
     )
-    if out_dir is not None:
-        result.files = write_results(result, out_dir)
-    return result
 
 
 # --- outputs -----------------------------------------------------------------------------

@@ -20,6 +20,11 @@ the uninterrupted run, also from the middle of an epoch.
 Under ``torchrun`` (``RANK``/``WORLD_SIZE`` in the environment) the model is wrapped in
 DistributedDataParallel (gloo on CPU, nccl on CUDA), each process reads its share of
 the data, and metrics are summed over processes. ``data.batch_size`` is per process.
+
+The loop in parts: `_build` (datasets, model, optimizer, schedule: a `_Trainer`),
+`_train_epoch` (the epoch's `_step`s) and `_end_epoch` (validate with the scoring loop of
+``tsm test``, log, write best.pt and last.pt). `RunState` is where the run is: what
+last.pt saves (`_train_state`) and ``--resume`` restores (`_restore`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
@@ -46,6 +52,7 @@ from temporal_shift.data.dataset import VideoDataset, collate_skipping
 from temporal_shift.data.lists import read_classes
 from temporal_shift.data.sampling import DenseSampler, TSNSampler
 from temporal_shift.data.transforms import test_transform, train_transform
+from temporal_shift.evaluate import score_videos, topk_predictions
 from temporal_shift.loading import load_checkpoint
 from temporal_shift.models.recognizer import VideoRecognizer, load_backbone_weights, param_groups
 from temporal_shift.runtime import Distributed, distributed, ignore_sigint, resolve_device, unwrap
@@ -229,11 +236,67 @@ def _check_resumable(saved: dict[str, Any], config: TrainConfig, path: Path) -> 
                 )
 
 
-def _accuracy_counts(logits: Tensor, labels: Tensor, k: int) -> tuple[int, int]:
-    k = min(k, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    hit = top == labels[:, None]
-    return int(hit[:, 0].sum()), int(hit.any(dim=1).sum())
+# --- run state: what resume restores and checkpoints save ------------------------------
+
+
+@dataclasses.dataclass
+class EpochMeter:
+    """This process's sums over the steps of the epoch under way."""
+
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    count: float = 0.0
+    seconds: float = 0.0
+
+    def add(self, *, loss: float, correct: int, count: int, seconds: float) -> None:
+        self.loss_sum += loss * count
+        self.correct += correct
+        self.count += count
+        self.seconds += seconds
+
+
+@dataclasses.dataclass
+class RunState:
+    """Where a run is. ``last.pt`` saves it (with the optimizer, scheduler, scaler and every
+    process's RNG, `_train_state`) and ``--resume`` restores it (`_restore`): after a
+    finished epoch ``step_in_epoch`` is 0 and ``epoch`` the next one, after a stop inside
+    an epoch they say where to continue."""
+
+    epoch: int = 0  # the epoch under way (0-based) = epochs completed
+    step_in_epoch: int = 0  # optimizer steps done in it
+    global_step: int = 0
+    best_top1: float = -1.0
+    best_epoch: int = -1  # 1-based, -1: none yet
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)  # one row per epoch
+    meter: EpochMeter = dataclasses.field(default_factory=EpochMeter)
+
+
+@dataclasses.dataclass
+class _Trainer:
+    """What the run is built from (`_build`); fixed while it runs."""
+
+    config: TrainConfig
+    d: Distributed
+    device: torch.device
+    model: VideoRecognizer  # the weights (saved in checkpoints)
+    net: nn.Module  # what a step calls: the model, or DDP around it
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    trainable: list[nn.Parameter]
+    train_ds: VideoDataset
+    val_ds: VideoDataset
+    sampler: DistributedSampler  # this process's share of the training order
+    steps_per_epoch: int
+    base_lr: float
+    amp_dtype: torch.dtype | None  # autocast dtype, None without run.amp
+    extra: dict[str, Any]  # class_names for every checkpoint, when data.classes is set
+    replaced_head: bool  # --finetune-from gave a new head
+    writer: Any = None  # TensorBoard SummaryWriter, on the main process
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.run.out_dir)
 
 
 # --- the loop -------------------------------------------------------------------------
@@ -249,6 +312,46 @@ def train(
         return _train(config, d, resume=resume, finetune_from=finetune_from)
 
 
+def _train(config: TrainConfig, d: Distributed, *, resume: bool, finetune_from: str | Path | None) -> TrainResult:
+    saved = _read_last(config) if resume else None
+    t = _build(config, d, saved=saved, finetune_from=finetune_from)
+    state = _restore(t, saved) if saved is not None else RunState()
+    _open_log(t, state, resumed=saved is not None)
+    last = t.out / LAST
+    interrupted = False
+    with _stop_on_signals() as stop:
+        while state.epoch < config.optim.epochs:
+            reason = _train_epoch(t, state, stop)
+            if reason is not None and state.step_in_epoch < t.steps_per_epoch:  # inside the epoch
+                _save_last(t, state)
+                _say(t, f"stopped ({reason}) at epoch {state.epoch + 1} step {state.step_in_epoch}/"
+                        f"{t.steps_per_epoch}; resumable checkpoint: {last}")
+                interrupted = True
+                break
+            _end_epoch(t, state)
+            if reason is not None:
+                interrupted = state.epoch < config.optim.epochs
+                if interrupted:
+                    _say(t, f"stopped ({reason}) after epoch {state.epoch}; resumable checkpoint: {last}")
+                break
+    if t.writer is not None:
+        t.writer.close()
+    return TrainResult(
+        out_dir=t.out,
+        epochs_completed=len(state.history),
+        global_step=state.global_step,
+        best_top1=state.best_top1,
+        best_epoch=state.best_epoch,
+        history=state.history,
+        interrupted=interrupted,
+        last_checkpoint=last,
+        best_checkpoint=t.out / BEST if state.best_epoch > 0 else None,
+    )
+
+
+# --- build ----------------------------------------------------------------------------
+
+
 def _device(config: TrainConfig, d: Distributed) -> torch.device:
     """``run.device``; under torchrun ``cuda`` is this process's GPU, made the current one."""
     try:
@@ -260,34 +363,32 @@ def _device(config: TrainConfig, d: Distributed) -> torch.device:
     return device
 
 
-def _train(config: TrainConfig, d: Distributed, *, resume: bool, finetune_from: str | Path | None) -> TrainResult:
-    device = _device(config, d)
-    out = Path(config.run.out_dir)
-    last_path, best_path = out / LAST, out / BEST
-    resume_state: dict[str, Any] | None = None
-    resume_weights: dict[str, Tensor] | None = None
-    if resume:
-        if not last_path.is_file():
-            raise FileNotFoundError(f"{last_path}: nothing to resume (no last checkpoint in run.out_dir)")
-        data = read_checkpoint(last_path)
-        if "train_state" not in data:
-            raise CheckpointError(f"{last_path}: has no training state to resume from")
-        resume_state = data["train_state"]
-        _check_resumable(resume_state["config"], config, last_path)
-        resume_weights = data["state_dict"]
+def _read_last(config: TrainConfig) -> dict[str, Any]:
+    """The run's last.pt, checked to be a resumable state of this config."""
+    path = Path(config.run.out_dir) / LAST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: nothing to resume (no last checkpoint in run.out_dir)")
+    data = read_checkpoint(path)
+    if "train_state" not in data:
+        raise CheckpointError(f"{path}: has no training state to resume from")
+    _check_resumable(data["train_state"]["config"], config, path)
+    return data
 
+
+def _build(
+    config: TrainConfig, d: Distributed, *, saved: dict[str, Any] | None, finetune_from: str | Path | None
+) -> _Trainer:
+    """Datasets, model (initial, fine-tuned or resumed weights), optimizer, schedule, scaler."""
+    device = _device(config, d)
     class_names = _class_names(config)
-    names_extra = {} if class_names is None else {"class_names": class_names}
     torch.manual_seed(config.run.seed)
     train_ds, val_ds = _datasets(config)
     model = VideoRecognizer(config.model_config())
-    if config.model.backbone_weights and resume_weights is None and finetune_from is None:
+    if config.model.backbone_weights and saved is None and finetune_from is None:
         load_backbone_weights(model, config.model.backbone_weights)
-    replaced_head = False
-    if finetune_from is not None:
-        replaced_head = _finetune(model, finetune_from)
-    if resume_weights is not None:
-        load_state_strict(model, resume_weights, source=str(last_path))
+    replaced_head = _finetune(model, finetune_from) if finetune_from is not None else False
+    if saved is not None:
+        load_state_strict(model, saved["state_dict"], source=str(Path(config.run.out_dir) / LAST))
     if config.model.sync_bn and d.world > 1:
         if device.type != "cuda":
             raise ValueError("model.sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel); set it to false")
@@ -300,244 +401,246 @@ def _train(config: TrainConfig, d: Distributed, *, resume: bool, finetune_from: 
         for g in param_groups(model, fc_lr5=config.optim.fc_lr5)
     ]
     optimizer = _optimizer(groups, config, base_lr)
-    trainable = [p for g in groups for p in g["params"]]
-
-    per_rank = DistributedSampler(train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=config.run.seed)
-    steps_per_epoch = len(per_rank) // config.data.batch_size
+    sampler = DistributedSampler(train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=config.run.seed)
+    steps_per_epoch = len(sampler) // config.data.batch_size
     if steps_per_epoch == 0:
         raise ValueError(
             f"{train_ds.list_file}: {len(train_ds)} training samples are fewer than one batch "
             f"(data.batch_size={config.data.batch_size} x {d.world} processes)"
         )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, steps_per_epoch))
-    use_amp = config.run.amp
-    amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
-
-    ddp_model: nn.Module = model
+    net: nn.Module = model
     if d.world > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-
-    start_epoch, skip_steps, global_step = 0, 0, 0
-    best_top1, best_epoch = -1.0, -1
-    history: list[dict[str, float]] = []
-    partial = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0, "seconds": 0.0}
-    if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        scaler.load_state_dict(resume_state["scaler"])
-        start_epoch = resume_state["epoch"]
-        skip_steps = resume_state["step_in_epoch"]
-        global_step = resume_state["global_step"]
-        best_top1, best_epoch = resume_state["best_top1"], resume_state["best_epoch"]
-        history = list(resume_state["history"])
-        ranks = resume_state["rank_states"]
-        mine = ranks[d.rank] if len(ranks) == d.world else ranks[0]
-        if len(ranks) != d.world and d.main:
-            print(f"warning: resuming a {len(ranks)}-process run with {d.world} processes; "
-                  "the data order differs from the original run", file=sys.stderr)
-        if skip_steps:
-            partial = dict(mine["partial"])
-        _set_rng_state(mine["rng"], device)
-
-    writer = None
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / CONFIG_FILE)
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / TB_DIR), purge_step=global_step if resume_state else None)
-        print(
-            f"train: {config.model.arch} {'TSM' if config.model.shift else 'TSN'} T={config.model.n_segment}, "
-            f"{len(train_ds)} train / {len(val_ds)} val clips, {d.world} process(es) on {device}, "
-            f"batch {config.data.batch_size}x{d.world}, lr {base_lr:.4g}, {steps_per_epoch} steps/epoch"
-            + (f", resumed at epoch {start_epoch + 1} step {skip_steps}" if resume_state else "")
-            + (", head replaced" if replaced_head else ""),
-            file=sys.stderr,
-        )
-
-    def train_state(epoch: int, step_in_epoch: int, partial_now: dict[str, float]) -> dict[str, Any]:
-        rank_states = d.gather({"rng": _rng_state(device), "partial": dict(partial_now)})
-        return {
-            "config": config.to_dict(),
-            "epoch": epoch,
-            "step_in_epoch": step_in_epoch,
-            "global_step": global_step,
-            "best_top1": best_top1,
-            "best_epoch": best_epoch,
-            "history": history,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "world_size": d.world,
-            "rank_states": rank_states,
-        }
-
-    criterion = nn.CrossEntropyLoss()
-    interrupted = False
-    stop_after = config.run.stop_after_steps
-    val_indices = list(range(d.rank, len(val_ds), d.world))
-    with _stop_on_signals() as stop_flag:
-        for epoch in range(start_epoch, config.optim.epochs):
-            train_ds.set_epoch(epoch)
-            per_rank.set_epoch(epoch)
-            indices = list(per_rank)[: steps_per_epoch * config.data.batch_size]
-            first = skip_steps if epoch == start_epoch else 0
-            if first == 0:
-                partial = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0, "seconds": 0.0}
-            loader = _loader(train_ds, indices[first * config.data.batch_size:], config, train=True,
-                             seed=config.run.seed * 100003 + epoch)
-            ddp_model.train()
-            bar = tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{config.optim.epochs}",
-                       unit="step", disable=not (d.main and config.run.progress), dynamic_ncols=True, leave=False)
-            tick = time.perf_counter()
-            step_in_epoch = first
-            stop_reason: str | None = None
-            for batch in loader:
-                clips, labels = batch.clips.to(device, non_blocking=True), batch.labels.to(device)
-                if clips.numel() == 0:
-                    continue
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    logits = ddp_model(clips)
-                loss = criterion(logits.float(), labels)
-                if not torch.isfinite(loss):
-                    raise ValueError(
-                        f"training diverged: loss is {loss.item()} at epoch {epoch + 1} step {step_in_epoch + 1}; "
-                        "lower optim.lr or enable optim.clip_grad"
-                    )
-                scaler.scale(loss).backward()
-                if config.optim.clip_grad is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(trainable, config.optim.clip_grad)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                global_step += 1
-                step_in_epoch += 1
-                n = labels.shape[0]
-                correct = int((logits.detach().argmax(1) == labels).sum())
-                partial["loss_sum"] += loss.item() * n
-                partial["correct"] += correct
-                partial["count"] += n
-                now = time.perf_counter()
-                partial["seconds"] += now - tick
-                tick = now
-                if d.main:
-                    lr_now = optimizer.param_groups[0]["lr"]
-                    bar.set_postfix(
-                        loss=f"{partial['loss_sum'] / partial['count']:.3f}",
-                        acc=f"{100 * partial['correct'] / partial['count']:.1f}",
-                        lr=f"{lr_now:.3g}",
-                        clips_s=f"{partial['count'] * d.world / max(partial['seconds'], 1e-9):.1f}",
-                    )
-                    bar.update()
-                    assert writer is not None
-                    writer.add_scalar("train/step_loss", loss.item(), global_step)
-                    writer.add_scalar("train/lr", lr_now, global_step)
-                wanted = stop_flag["signal"] or (
-                    f"run.stop_after_steps={stop_after}" if stop_after is not None and global_step >= stop_after else None
-                )
-                if d.any(bool(wanted), device):
-                    stop_reason = wanted or "another process was interrupted"
-                    break
-            bar.close()
-            if stop_reason is not None and step_in_epoch < steps_per_epoch:
-                state = train_state(epoch, step_in_epoch, partial)
-                if d.main:
-                    save_checkpoint(model, last_path, extra={"train_state": state, **names_extra})
-                    print(f"stopped ({stop_reason}) at epoch {epoch + 1} step {step_in_epoch}/{steps_per_epoch}; "
-                          f"resumable checkpoint: {last_path}", file=sys.stderr)
-                interrupted = True
-                break
-
-            # end of the epoch: reduce, validate, log, checkpoint
-            loss_sum, correct_sum, count, seconds = d.all_sum(
-                [partial["loss_sum"], partial["correct"], partial["count"], partial["seconds"]], device
-            )
-            row: dict[str, float] = {
-                "epoch": epoch + 1,
-                "step": global_step,
-                "lr": optimizer.param_groups[0]["lr"],
-                "train_loss": loss_sum / count,
-                "train_top1": 100.0 * correct_sum / count,
-                "train_clips": count,
-                "clips_per_s": count / max(seconds / d.world, 1e-9),
-                "epoch_seconds": seconds / d.world,
-            }
-            if (epoch + 1) % config.run.eval_every == 0 or epoch + 1 == config.optim.epochs:
-                row.update(_validate(ddp_model, val_ds, val_indices, config, d, device, use_amp, amp_dtype))
-            else:
-                row.update({"val_loss": float("nan"), "val_top1": float("nan"), "val_top5": float("nan")})
-            history.append(row)
-            is_best = not math.isnan(row["val_top1"]) and row["val_top1"] > best_top1
-            if is_best:
-                best_top1, best_epoch = row["val_top1"], epoch + 1
-            state = train_state(epoch + 1, 0, partial)
-            if d.main:
-                assert writer is not None
-                for key in CSV_FIELDS[2:]:
-                    if not math.isnan(row[key]):
-                        writer.add_scalar(f"epoch/{key}", row[key], epoch + 1)
-                writer.flush()
-                _append_csv(out / LOG_CSV, row)
-                if is_best:
-                    save_checkpoint(model, best_path, extra={"epoch": epoch + 1, "val_top1": best_top1,
-                                                             "config": config.to_dict(), **names_extra})
-                save_checkpoint(model, last_path, extra={"train_state": state, **names_extra})
-                print(_summary(row, config.optim.epochs, is_best), file=sys.stderr)
-            if stop_reason is not None:
-                interrupted = epoch + 1 < config.optim.epochs
-                if d.main and interrupted:
-                    print(f"stopped ({stop_reason}) after epoch {epoch + 1}; resumable checkpoint: {last_path}",
-                          file=sys.stderr)
-                break
-    if writer is not None:
-        writer.close()
-    return TrainResult(
-        out_dir=out,
-        epochs_completed=len(history),
-        global_step=global_step,
-        best_top1=best_top1,
-        best_epoch=best_epoch,
-        history=history,
-        interrupted=interrupted,
-        last_checkpoint=last_path,
-        best_checkpoint=best_path if best_epoch > 0 else None,
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return _Trainer(
+        config=config, d=d, device=device, model=model, net=net, optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, steps_per_epoch)),
+        scaler=torch.amp.GradScaler(device.type, enabled=config.run.amp and device.type == "cuda"),
+        trainable=[p for g in groups for p in g["params"]], train_ds=train_ds, val_ds=val_ds, sampler=sampler,
+        steps_per_epoch=steps_per_epoch, base_lr=base_lr,
+        amp_dtype=(torch.bfloat16 if device.type == "cpu" else torch.float16) if config.run.amp else None,
+        extra={} if class_names is None else {"class_names": class_names}, replaced_head=replaced_head,
     )
 
 
-@torch.no_grad()
-def _validate(
-    model: nn.Module,
-    dataset: VideoDataset,
-    indices: list[int],
-    config: TrainConfig,
-    d: Distributed,
-    device: torch.device,
-    use_amp: bool,
-    amp_dtype: torch.dtype,
-) -> dict[str, float]:
-    """Single centre clip top-1/top-5 over this process's share, summed over processes."""
-    dataset.set_epoch(0)
-    model.eval()
-    net = unwrap(model)  # no DDP forward: ranks may hold different numbers of batches
-    loss_sum, top1, top5, count = 0.0, 0, 0, 0
-    for batch in _loader(dataset, indices, config, train=False, seed=0):
-        if batch.clips.numel() == 0:
-            continue
-        clips, labels = batch.clips.to(device), batch.labels.to(device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            logits = net(clips).float()
-        loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
-        c1, c5 = _accuracy_counts(logits, labels, 5)
-        top1, top5, count = top1 + c1, top5 + c5, count + labels.shape[0]
-    model.train()
-    loss_sum, top1, top5, count = d.all_sum([loss_sum, top1, top5, count], device)
+def _restore(t: _Trainer, saved: dict[str, Any]) -> RunState:
+    """The run state of last.pt; the optimizer, schedule, scaler and this process's RNG
+    continue where they were."""
+    s = saved["train_state"]
+    t.optimizer.load_state_dict(s["optimizer"])
+    t.scheduler.load_state_dict(s["scheduler"])
+    t.scaler.load_state_dict(s["scaler"])
+    ranks = s["rank_states"]
+    mine = ranks[t.d.rank] if len(ranks) == t.d.world else ranks[0]
+    if len(ranks) != t.d.world and t.d.main:
+        print(f"warning: resuming a {len(ranks)}-process run with {t.d.world} processes; "
+              "the data order differs from the original run", file=sys.stderr)
+    state = RunState(
+        epoch=s["epoch"], step_in_epoch=s["step_in_epoch"], global_step=s["global_step"],
+        best_top1=s["best_top1"], best_epoch=s["best_epoch"], history=list(s["history"]),
+    )
+    if state.step_in_epoch:
+        state.meter = EpochMeter(**mine["partial"])
+    _set_rng_state(mine["rng"], t.device)
+    return state
+
+
+def _train_state(t: _Trainer, state: RunState) -> dict[str, Any]:
+    """last.pt's ``train_state``: the run state, optimizer, schedule, scaler, and every
+    process's RNG and meter (a collective call: every process must make it)."""
+    rank_states = t.d.gather({"rng": _rng_state(t.device), "partial": dataclasses.asdict(state.meter)})
+    return {
+        "config": t.config.to_dict(),
+        "epoch": state.epoch,
+        "step_in_epoch": state.step_in_epoch,
+        "global_step": state.global_step,
+        "best_top1": state.best_top1,
+        "best_epoch": state.best_epoch,
+        "history": state.history,
+        "optimizer": t.optimizer.state_dict(),
+        "scheduler": t.scheduler.state_dict(),
+        "scaler": t.scaler.state_dict(),
+        "world_size": t.d.world,
+        "rank_states": rank_states,
+    }
+
+
+def _save_last(t: _Trainer, state: RunState) -> None:
+    train_state = _train_state(t, state)
+    if t.d.main:
+        save_checkpoint(t.model, t.out / LAST, extra={"train_state": train_state, **t.extra})
+
+
+def _open_log(t: _Trainer, state: RunState, *, resumed: bool) -> None:
+    """The main process writes config.yaml, opens TensorBoard and says what it runs."""
+    if not t.d.main:
+        return
+    c = t.config
+    t.out.mkdir(parents=True, exist_ok=True)
+    save_config(c, t.out / CONFIG_FILE)
+    from torch.utils.tensorboard import SummaryWriter  # slow to import; only the main process needs it
+
+    t.writer = SummaryWriter(str(t.out / TB_DIR), purge_step=state.global_step if resumed else None)
+    print(
+        f"train: {c.model.arch} {'TSM' if c.model.shift else 'TSN'} T={c.model.n_segment}, "
+        f"{len(t.train_ds)} train / {len(t.val_ds)} val clips, {t.d.world} process(es) on {t.device}, "
+        f"batch {c.data.batch_size}x{t.d.world}, lr {t.base_lr:.4g}, {t.steps_per_epoch} steps/epoch"
+        + (f", resumed at epoch {state.epoch + 1} step {state.step_in_epoch}" if resumed else "")
+        + (", head replaced" if t.replaced_head else ""),
+        file=sys.stderr,
+    )
+
+
+def _say(t: _Trainer, message: str) -> None:
+    if t.d.main:
+        print(message, file=sys.stderr)
+
+
+# --- one epoch ------------------------------------------------------------------------
+
+
+def _train_epoch(t: _Trainer, state: RunState, stop: dict[str, str | None]) -> str | None:
+    """Train the epoch under way from ``state.step_in_epoch``; returns why it stopped early
+    (a signal, run.stop_after_steps, another process), else None."""
+    c = t.config
+    epoch, bs = state.epoch, c.data.batch_size
+    t.train_ds.set_epoch(epoch)
+    t.sampler.set_epoch(epoch)
+    if state.step_in_epoch == 0:
+        state.meter = EpochMeter()
+    indices = list(t.sampler)[state.step_in_epoch * bs : t.steps_per_epoch * bs]
+    loader = _loader(t.train_ds, indices, c, train=True, seed=c.run.seed * 100003 + epoch)
+    t.net.train()
+    bar = tqdm(total=t.steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {epoch + 1}/{c.optim.epochs}",
+               unit="step", disable=not (t.d.main and c.run.progress), dynamic_ncols=True, leave=False)
+    tick = time.perf_counter()
+    try:
+        for batch in loader:
+            clips, labels = batch.clips.to(t.device, non_blocking=True), batch.labels.to(t.device)
+            if clips.numel() == 0:
+                continue
+            loss, logits = _step(t, clips, labels, where=f"epoch {epoch + 1} step {state.step_in_epoch + 1}")
+            state.global_step += 1
+            state.step_in_epoch += 1
+            now = time.perf_counter()
+            state.meter.add(loss=loss.item(), correct=int((logits.detach().argmax(1) == labels).sum()),
+                            count=labels.shape[0], seconds=now - tick)
+            tick = now
+            if t.d.main:
+                _log_step(t, state, bar, loss.item())
+            stop_after = c.run.stop_after_steps
+            wanted = stop["signal"] or (
+                f"run.stop_after_steps={stop_after}"
+                if stop_after is not None and state.global_step >= stop_after else None
+            )
+            if t.d.any(bool(wanted), t.device):
+                return wanted or "another process was interrupted"
+    finally:
+        bar.close()
+    return None
+
+
+def _step(t: _Trainer, clips: Tensor, labels: Tensor, *, where: str) -> tuple[Tensor, Tensor]:
+    """One optimizer step on a batch; returns the loss and the logits."""
+    t.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(t.device.type, dtype=t.amp_dtype or torch.bfloat16, enabled=t.amp_dtype is not None):
+        logits = t.net(clips)
+    loss = nn.functional.cross_entropy(logits.float(), labels)
+    if not torch.isfinite(loss):
+        raise ValueError(
+            f"training diverged: loss is {loss.item()} at {where}; lower optim.lr or enable optim.clip_grad"
+        )
+    t.scaler.scale(loss).backward()
+    if t.config.optim.clip_grad is not None:
+        t.scaler.unscale_(t.optimizer)
+        nn.utils.clip_grad_norm_(t.trainable, t.config.optim.clip_grad)
+    t.scaler.step(t.optimizer)
+    t.scaler.update()
+    t.scheduler.step()
+    return loss, logits
+
+
+def _log_step(t: _Trainer, state: RunState, bar: tqdm, loss: float) -> None:
+    m = state.meter
+    lr = t.optimizer.param_groups[0]["lr"]
+    bar.set_postfix(
+        loss=f"{m.loss_sum / m.count:.3f}",
+        acc=f"{100 * m.correct / m.count:.1f}",
+        lr=f"{lr:.3g}",
+        clips_s=f"{m.count * t.d.world / max(m.seconds, 1e-9):.1f}",
+    )
+    bar.update()
+    t.writer.add_scalar("train/step_loss", loss, state.global_step)
+    t.writer.add_scalar("train/lr", lr, state.global_step)
+
+
+# --- end of epoch: validate, log, checkpoint -----------------------------------------
+
+
+def _end_epoch(t: _Trainer, state: RunState) -> None:
+    """Sum the epoch's meters over processes, validate when due, move the run state to the
+    next epoch, and (main process) log and write best.pt and last.pt."""
+    c, d = t.config, t.d
+    epoch = state.epoch + 1  # 1-based: the epoch just finished
+    loss_sum, correct, count, seconds = d.all_sum(
+        [state.meter.loss_sum, state.meter.correct, state.meter.count, state.meter.seconds], t.device
+    )
+    row: dict[str, float] = {
+        "epoch": epoch,
+        "step": state.global_step,
+        "lr": t.optimizer.param_groups[0]["lr"],
+        "train_loss": loss_sum / count,
+        "train_top1": 100.0 * correct / count,
+        "train_clips": count,
+        "clips_per_s": count / max(seconds / d.world, 1e-9),
+        "epoch_seconds": seconds / d.world,
+    }
+    if epoch % c.run.eval_every == 0 or epoch == c.optim.epochs:
+        row.update(_validate(t))
+    else:
+        row.update({"val_loss": float("nan"), "val_top1": float("nan"), "val_top5": float("nan")})
+    state.history.append(row)
+    is_best = not math.isnan(row["val_top1"]) and row["val_top1"] > state.best_top1
+    if is_best:
+        state.best_top1, state.best_epoch = row["val_top1"], epoch
+    state.epoch, state.step_in_epoch = epoch, 0
+    train_state = _train_state(t, state)
+    if d.main:
+        for key in CSV_FIELDS[2:]:
+            if not math.isnan(row[key]):
+                t.writer.add_scalar(f"epoch/{key}", row[key], epoch)
+        t.writer.flush()
+        _append_csv(t.out / LOG_CSV, row)
+        if is_best:
+            save_checkpoint(t.model, t.out / BEST, extra={"epoch": epoch, "val_top1": state.best_top1,
+                                                          "config": c.to_dict(), **t.extra})
+        save_checkpoint(t.model, t.out / LAST, extra={"train_state": train_state, **t.extra})
+        print(_summary(row, c.optim.epochs, is_best), file=sys.stderr)
+
+
+def _validate(t: _Trainer) -> dict[str, float]:
+    """One centre clip per video (the single-view test protocol, `evaluate.score_videos`)
+    over this process's share of the validation list; loss, top-1 and top-5 summed over
+    processes."""
+    t.val_ds.set_epoch(0)
+    net = unwrap(t.net)  # no DDP forward: processes may hold different numbers of batches
+    net.eval()
+    try:
+        scored = score_videos(
+            net, t.val_ds, device=t.device, views=1, fusion="logits",
+            indices=range(t.d.rank, len(t.val_ds), t.d.world), batch_size=t.config.data.batch_size,
+            workers=t.config.data.workers, amp_dtype=t.amp_dtype,
+        )
+    finally:
+        t.net.train()
+    labels = np.asarray(t.val_ds.labels, dtype=np.int64)[scored.indices]
+    loss_sum = float(nn.functional.cross_entropy(torch.from_numpy(scored.scores), torch.from_numpy(labels),
+                                                 reduction="sum")) if len(labels) else 0.0
+    hits = topk_predictions(scored.scores, 5) == labels[:, None] if len(labels) else np.zeros((0, 1), dtype=bool)
+    loss_sum, top1, top5, count = t.d.all_sum(
+        [loss_sum, float(hits[:, 0].sum()), float(hits.any(axis=1).sum()), float(len(labels))], t.device
+    )
     if count == 0:
-        raise ValueError(f"{dataset.list_file}: no validation clips could be read")
+        raise ValueError(f"{t.val_ds.list_file}: no validation clips could be read")
     return {"val_loss": loss_sum / count, "val_top1": 100.0 * top1 / count, "val_top5": 100.0 * top5 / count}
 
 
