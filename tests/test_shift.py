@@ -192,3 +192,76 @@ def test_in_place_path_is_not_taken_when_it_would_be_unsafe():
     x.grad = None
     TemporalShift(conv, 2, inplace_inference=False)(x).sum().backward()
     assert torch.equal(grad, x.grad)
+
+
+# --- the registered operator: one autograd node, adjoint backward, compile ------------
+
+
+def _autograd_node_names(out: torch.Tensor) -> list[str]:
+    names, stack, seen = [], [out.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack.extend(fn for fn, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "causal"])
+def test_one_autograd_node_and_no_copy_slices(mode):
+    x = torch.randn(8, 16, 3, 3, requires_grad=True)
+    names = _autograd_node_names(temporal_shift(x, 4, mode=mode))
+    assert not any("CopySlices" in n for n in names), names
+    assert len([n for n in names if n != "AccumulateGrad"]) == 1, names
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "causal"])
+@pytest.mark.parametrize(("t", "c", "fold_div"), [(3, 9, 4), (1, 8, 8), (4, 5, 2)])
+def test_op_gradcheck_and_double_backward(mode, t, c, fold_div):
+    x = torch.randn(2 * t, c, 2, 3, dtype=torch.float64, requires_grad=True)
+    fn = lambda v: temporal_shift(v, t, fold_div=fold_div, mode=mode)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_backward_matches_the_slice_shift_bit_for_bit(channels_last):
+    from temporal_shift.shift import shift_with_torch_ops
+
+    x = torch.randn(16, 67, 5, 4)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(16, 67, 5, 4)
+    for mode, offsets in (("bidirectional", (1, -1)), ("causal", (-1, 0))):
+        a = x.clone().requires_grad_(True)
+        b = x.clone().requires_grad_(True)
+        temporal_shift(a, 8, mode=mode).backward(grad)
+        # autograd through the slice copies: the behaviour before the op existed
+        shift_with_torch_ops(b, 8, 67 // 8, *offsets).backward(grad)
+        assert torch.equal(a.grad, b.grad)
+
+
+def test_opcheck():
+    x = torch.randn(8, 12, 3, 2, requires_grad=True)
+    for args in ((4, 1, 1, -1), (4, 1, -1, 0), (4, 0, 1, -1), (8, 6, 1, -1)):
+        torch.library.opcheck(torch.ops.temporal_shift.shift.default, (x,) + args)
+    xcl = torch.randn(8, 12, 3, 2).contiguous(memory_format=torch.channels_last)
+    torch.library.opcheck(torch.ops.temporal_shift.shift.default, (xcl, 4, 1, 1, -1))
+
+
+def test_compile_fullgraph_no_graph_break():
+    torch._dynamo.reset()
+    module = TemporalShift(torch.nn.Conv2d(16, 8, 3, padding=1), 4)
+    x = torch.randn(8, 16, 6, 6, requires_grad=True)
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+    out = compiled(x)
+    assert torch.equal(out, module(x))
+    (g_compiled,) = torch.autograd.grad(out.sum(), x)
+    (g_eager,) = torch.autograd.grad(module(x).sum(), x)
+    assert torch.allclose(g_compiled, g_eager)
+    # the registered op on its own also compiles without a break (its fake gives the strides)
+    op = torch.compile(lambda v: torch.ops.temporal_shift.shift(v, 4, 2, 1, -1) * 2, fullgraph=True,
+                       backend="aot_eager")
+    assert torch.equal(op(x.detach()), temporal_shift(x.detach(), 4) * 2)

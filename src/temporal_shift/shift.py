@@ -16,10 +16,18 @@ the feature map.
 
 from __future__ import annotations
 
+import functools
+from types import ModuleType
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from temporal_shift.kernels import triton_available
+
 MODES = ("bidirectional", "causal")
+# time offset of the first and second channel fold: +1 reads frame t+1, -1 frame t-1
+OFFSETS = {"bidirectional": (1, -1), "causal": (-1, 0)}
 
 
 def check_shift_args(*, n_segment: int, fold_div: int, mode: str) -> None:
@@ -50,24 +58,96 @@ def temporal_shift(
     """Shift a fraction of the channels of ``x`` (N*T, C, H, W) along time; see the module doc."""
     check_shift_args(n_segment=n_segment, fold_div=fold_div, mode=mode)
     _check_input(x, n_segment)
-    return _shift(x, n_segment, x.shape[1] // fold_div, mode)
+    offset0, offset1 = OFFSETS[mode]
+    fold = x.shape[1] // fold_div
+    if _portable_graph_wanted():
+        return shift_with_torch_ops(x, n_segment, fold, offset0, offset1)
+    return torch.ops.temporal_shift.shift(x, n_segment, fold, offset0, offset1)
+
+
+def shift_with_torch_ops(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
+    """The shift written with standard torch ops (slice copies into a new tensor).
+
+    Channels ``[0, fold)`` read frame ``t + offset0``, channels ``[fold, 2*fold)`` frame
+    ``t + offset1`` (offsets in {-1, 0, 1}), zero where that frame is outside the clip;
+    the rest are copied. Every output element is written exactly once (no zero-fill of
+    the whole tensor). This is the implementation on the CPU, in traced and exported
+    graphs (it maps to standard ONNX ops) and the reference the kernels are tested against.
+    """
+    out = torch.empty_like(x)
+    # (N, T, C, H, W) views; splitting the outermost dim is a view in any memory format.
+    x5 = x.view((-1, n_segment) + tuple(x.shape[1:]))
+    out5 = out.view(x5.shape)
+    start = 0
+    for lo, hi, offset in ((0, fold, offset0), (fold, 2 * fold, offset1)):
+        if offset == 0:
+            break
+        if offset > 0:  # from t+1
+            out5[:, :-1, lo:hi] = x5[:, 1:, lo:hi]
+            out5[:, -1:, lo:hi] = 0
+        else:  # from t-1
+            out5[:, 1:, lo:hi] = x5[:, :-1, lo:hi]
+            out5[:, :1, lo:hi] = 0
+        start = hi
+    out5[:, :, start:] = x5[:, :, start:]
+    return out
 
 
 def _shift(x: Tensor, n_segment: int, fold: int, mode: str) -> Tensor:
-    # (N, T, C, H, W) view; splitting the outermost dim is a view in any memory format.
-    x5 = x.view((-1, n_segment) + tuple(x.shape[1:]))
-    out = torch.empty_like(x5)
-    if mode == "bidirectional":
-        out[:, :-1, :fold] = x5[:, 1:, :fold]  # from t+1
-        out[:, -1:, :fold] = 0
-        out[:, 1:, fold : 2 * fold] = x5[:, :-1, fold : 2 * fold]  # from t-1
-        out[:, :1, fold : 2 * fold] = 0
-        out[:, :, 2 * fold :] = x5[:, :, 2 * fold :]
-    else:
-        out[:, 1:, :fold] = x5[:, :-1, :fold]  # from t-1
-        out[:, :1, :fold] = 0
-        out[:, :, fold:] = x5[:, :, fold:]
-    return out.view(x.shape)
+    """The torch-ops shift of ``mode`` with a given fold (kept for the benchmarks)."""
+    return shift_with_torch_ops(x, n_segment, fold, *OFFSETS[mode])
+
+
+# --- the registered operator -----------------------------------------------------------
+#
+# ``temporal_shift::shift(x, n_segment, fold, offset0, offset1)``: a real torch operator,
+# so autograd records one node per shift (not one CopySlices node per slice copy, each of
+# whose backward clones the whole gradient), torch.compile traces it without a graph break
+# (its fake implementation gives the output's shape and strides) and CUDA tensors take a
+# one-pass Triton kernel. Its backward is the same op with the opposite offsets: the
+# adjoint of moving channels forward in time is moving them back, zero at the other edge.
+
+
+@torch.library.custom_op("temporal_shift::shift", mutates_args=())
+def _shift_op(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
+    return shift_with_torch_ops(x, n_segment, fold, offset0, offset1)
+
+
+@_shift_op.register_kernel("cuda")
+def _shift_op_cuda(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
+    kernels = _triton_kernels()
+    if kernels is not None and kernels.supports(x):
+        return kernels.shift_out_of_place(x, n_segment, fold, offset0, offset1)
+    return shift_with_torch_ops(x, n_segment, fold, offset0, offset1)
+
+
+@_shift_op.register_fake
+def _shift_op_fake(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
+    return torch.empty_like(x)
+
+
+def _shift_op_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    ctx.args = inputs[1:3]
+    ctx.offsets = inputs[3:5]
+
+
+def _shift_op_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+    offset0, offset1 = ctx.offsets
+    adjoint = torch.ops.temporal_shift.shift(grad, *ctx.args, -offset0, -offset1)
+    return adjoint, None, None, None, None
+
+
+_shift_op.register_autograd(_shift_op_backward, setup_context=_shift_op_setup_context)
+
+
+@functools.cache
+def _triton_kernels() -> ModuleType | None:
+    """The Triton kernels module, or None where Triton is missing (imported on first use)."""
+    if not triton_available():
+        return None
+    from temporal_shift.kernels import triton_shift
+
+    return triton_shift
 
 
 def _shift_in_place(x5: Tensor, fold: int, mode: str) -> Tensor:
@@ -94,6 +174,22 @@ def _shift_in_place(x5: Tensor, fold: int, mode: str) -> Tensor:
 def _is_exporting() -> bool:
     is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.6
     return bool(is_exporting and is_exporting())
+
+
+def _portable_graph_wanted() -> bool:
+    """Whether the shift is being recorded into a graph that must hold only standard ops.
+
+    TorchScript tracing/scripting and torch.export (hence ONNX export) get the torch-ops
+    shift, so exported files run anywhere. torch.compile gets it too: Inductor then sees
+    plain indexing it can fuse with the producer of the shifted tensor and with the
+    gradient sum of the backward, where the registered op would be an opaque call.
+    """
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+        or _is_exporting()
+    )
 
 
 def _writable_dense(x: Tensor) -> bool:
@@ -134,14 +230,26 @@ class TemporalShift(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.n_segment)
         fold = x.shape[1] // self.fold_div
+        offset0, offset1 = OFFSETS[self.mode]
         if self._can_shift_in_place(x) and fold > 0:
+            kernels = _triton_kernels() if x.is_cuda else None
+            if kernels is not None:  # two fused passes over the shifted channels
+                edge = kernels.shift_in_place(x, self.n_segment, fold, offset0, offset1)
+                try:
+                    return self.net(x)
+                finally:
+                    kernels.restore_in_place(x, edge, self.n_segment, fold, offset0, offset1)
             x5 = x.view((-1, self.n_segment) + tuple(x.shape[1:]))
             saved = _shift_in_place(x5, fold, self.mode)
             try:
                 return self.net(x)
             finally:
                 x5[:, :, : saved.shape[2]] = saved
-        return self.net(_shift(x, self.n_segment, fold, self.mode))
+        if _portable_graph_wanted():
+            shifted = shift_with_torch_ops(x, self.n_segment, fold, offset0, offset1)
+        else:
+            shifted = torch.ops.temporal_shift.shift(x, self.n_segment, fold, offset0, offset1)
+        return self.net(shifted)
 
     def _can_shift_in_place(self, x: Tensor) -> bool:
         return (
