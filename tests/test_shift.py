@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -265,3 +266,50 @@ def test_compile_fullgraph_no_graph_break():
     op = torch.compile(lambda v: torch.ops.temporal_shift.shift(v, 4, 2, 1, -1) * 2, fullgraph=True,
                        backend="aot_eager")
     assert torch.equal(op(x.detach()), temporal_shift(x.detach(), 4) * 2)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_functional_form_matches_and_keeps_the_layout(channels_last):
+    from temporal_shift.shift import shift_functional, shift_with_torch_ops
+
+    for t, c, fold_div in ((1, 8, 8), (3, 9, 4), (4, 67, 8), (2, 5, 2)):
+        x = torch.randn(2 * t, c, 3, 2)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for offsets in ((1, -1), (-1, 0), (-1, 1), (1, 0)):
+            got = shift_functional(x, t, c // fold_div, *offsets)
+            assert torch.equal(got, shift_with_torch_ops(x, t, c // fold_div, *offsets))
+            assert got.stride() == x.stride()
+
+
+def test_inductor_writes_the_shift_once_in_the_convolutions_layout():
+    """A compiled TSM bottleneck has one extra forward kernel (the shift) over TSN, none in
+    backward, and feeds the conv a channels_last buffer without a layout conversion."""
+    from torch._inductor.utils import run_and_get_code
+    from torchvision.models.resnet import Bottleneck
+
+    def generated(shift: bool) -> str:
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        block = Bottleneck(32, 8)
+        if shift:
+            block.conv1 = TemporalShift(block.conv1, 4)
+        block = block.to(memory_format=torch.channels_last).train()
+        x = torch.randn(8, 32, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        compiled = torch.compile(block, fullgraph=True)
+
+        def step():
+            out = compiled(x)
+            out.sum().backward()
+            return out
+
+        out, code = run_and_get_code(step)
+        assert torch.allclose(out, block(x), atol=1e-5)
+        return "\n".join(code)
+
+    code = {name: generated(name == "tsm") for name in ("tsn", "tsm")}
+    kernels = {name: set(re.findall(r"\b(cpp_fused_\w+|triton_\w+) = async_compile", text)) for name, text in code.items()}
+    assert len(kernels["tsm"]) == len(kernels["tsn"]) + 1, kernels
+    # no NCHW (contiguous) buffer of the block input, 4-D or as a (N, T, C, H, W) view: the
+    # shift is written once, channels_last, straight into the convolution's input
+    assert "(1152, 36, 6, 1)" not in code["tsm"] and "(4608, 1152, 36, 6, 1)" not in code["tsm"]

@@ -11,7 +11,16 @@ varies fastest). With ``fold = C // fold_div``:
 
 The op is pure data movement: the output is written once (no zero-fill of the whole
 tensor, no Python loop over time), which keeps its cost at one read and one write of
-the feature map.
+the feature map. Which implementation runs depends on the context (`_dispatch`):
+
+- eager: the registered operator ``torch.ops.temporal_shift.shift`` (one autograd node,
+  backward = the adjoint shift in one pass); on CUDA a one-pass Triton kernel
+  (`temporal_shift.kernels`), elsewhere slice copies (`shift_with_torch_ops`);
+- ``torch.compile``: `shift_functional`, which Inductor fuses into one pass in the
+  convolution's layout, forward and backward;
+- TorchScript tracing and ``torch.export`` / ONNX: `shift_with_torch_ops`, standard ops;
+- `TemporalShift` at inference: the shifted channels move inside the input and are
+  restored after the wrapped convolution (fused Triton kernels on CUDA).
 """
 
 from __future__ import annotations
@@ -58,10 +67,17 @@ def temporal_shift(
     """Shift a fraction of the channels of ``x`` (N*T, C, H, W) along time; see the module doc."""
     check_shift_args(n_segment=n_segment, fold_div=fold_div, mode=mode)
     _check_input(x, n_segment)
-    offset0, offset1 = OFFSETS[mode]
-    fold = x.shape[1] // fold_div
-    if _portable_graph_wanted():
+    return _dispatch(x, n_segment, x.shape[1] // fold_div, *OFFSETS[mode])
+
+
+def _dispatch(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
+    """The implementation for the context: exported graphs, compiled graphs, or eager."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or _is_exporting():
+        # TorchScript and torch.export (hence ONNX): standard ops that run anywhere
         return shift_with_torch_ops(x, n_segment, fold, offset0, offset1)
+    if torch.compiler.is_compiling():
+        # Inductor fuses the functional form into one pass in the consumer's layout
+        return shift_functional(x, n_segment, fold, offset0, offset1)
     return torch.ops.temporal_shift.shift(x, n_segment, fold, offset0, offset1)
 
 
@@ -91,6 +107,46 @@ def shift_with_torch_ops(x: Tensor, n_segment: int, fold: int, offset0: int, off
         start = hi
     out5[:, :, start:] = x5[:, :, start:]
     return out
+
+
+def shift_functional(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
+    """The same shift as one functional expression on the 4-D tensor, for graph capture.
+
+    Each shifted channel group is the input moved by one frame along the batch dim (a
+    slice and a zero frame) and masked to zero where the frame crosses a clip boundary;
+    the groups are concatenated along channels. No in-place writes, no 5-D view, and a
+    channels_last input is handled as the (N*T, H, W, C) tensor it is in memory, so
+    torch.compile's Inductor writes the shifted tensor once, in the layout of the
+    input and of the following convolution. (Slice copies into a 5-D view, or a
+    concatenation along dim 1 of a channels_last tensor, made it write an NCHW buffer
+    and convert it to channels_last: two passes, one of them a transpose.) Its backward
+    is derived by autograd and fuses into the gradient sum; torch.export / ONNX get
+    standard Slice, Pad, Where and Concat ops.
+    """
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    y = x.permute(0, 2, 3, 1) if channels_last else x
+    dim = 3 if channels_last else 1
+    parts = []
+    start = 0
+    t = None
+    for lo, hi, offset in ((0, fold, offset0), (fold, 2 * fold, offset1)):
+        if offset == 0:
+            break
+        if t is None:  # each frame's time index, (N*T, 1, 1, 1)
+            t = (torch.arange(x.shape[0], device=x.device) % n_segment).view(-1, 1, 1, 1)
+        group = y.narrow(dim, lo, hi - lo)
+        # F.pad lists dims from the last one; the last pair pads dim 0 (frames)
+        if offset > 0:  # from t+1; the last frame of each clip gets zeros
+            moved = nn.functional.pad(group[1:], (0, 0, 0, 0, 0, 0, 0, 1))
+            keep = t < n_segment - 1
+        else:  # from t-1; the first frame of each clip gets zeros
+            moved = nn.functional.pad(group[:-1], (0, 0, 0, 0, 0, 0, 1, 0))
+            keep = t > 0
+        parts.append(torch.where(keep, moved, torch.zeros((), dtype=x.dtype, device=x.device)))
+        start = hi
+    parts.append(y.narrow(dim, start, y.shape[dim] - start))
+    out = torch.cat(parts, dim=dim)
+    return out.permute(0, 3, 1, 2) if channels_last else out
 
 
 def _shift(x: Tensor, n_segment: int, fold: int, mode: str) -> Tensor:
@@ -176,22 +232,6 @@ def _is_exporting() -> bool:
     return bool(is_exporting and is_exporting())
 
 
-def _portable_graph_wanted() -> bool:
-    """Whether the shift is being recorded into a graph that must hold only standard ops.
-
-    TorchScript tracing/scripting and torch.export (hence ONNX export) get the torch-ops
-    shift, so exported files run anywhere. torch.compile gets it too: Inductor then sees
-    plain indexing it can fuse with the producer of the shifted tensor and with the
-    gradient sum of the backward, where the registered op would be an opaque call.
-    """
-    return (
-        torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or torch.compiler.is_compiling()
-        or _is_exporting()
-    )
-
-
 def _writable_dense(x: Tensor) -> bool:
     return x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
 
@@ -245,11 +285,7 @@ class TemporalShift(nn.Module):
                 return self.net(x)
             finally:
                 x5[:, :, : saved.shape[2]] = saved
-        if _portable_graph_wanted():
-            shifted = shift_with_torch_ops(x, self.n_segment, fold, offset0, offset1)
-        else:
-            shifted = torch.ops.temporal_shift.shift(x, self.n_segment, fold, offset0, offset1)
-        return self.net(shifted)
+        return self.net(_dispatch(x, self.n_segment, fold, offset0, offset1))
 
     def _can_shift_in_place(self, x: Tensor) -> bool:
         return (

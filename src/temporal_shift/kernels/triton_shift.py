@@ -126,7 +126,7 @@ def _shift_in_place_kernel(
     if FILL_FROM_EDGE:
         fill = tl.load(edge_ptr + edge_index, mask=inside)
     else:
-        fill = tl.zeros((BLOCK,), dtype=x_ptr.dtype.element_ty)
+        fill = tl.full((BLOCK,), 0, dtype=x_ptr.dtype.element_ty)  # (tl.zeros is a jit helper the interpreter may not patch)
     tl.store(x_ptr + base + empty_t * frame_stride, fill, mask=inside)
 
 
