@@ -102,6 +102,47 @@ def format_table(lines: list[tuple[str, str, str, str]]) -> str:
     return "\n".join(text)
 
 
+def check_shift_kernels(device: str) -> int:
+    """The shift on ``device`` (Triton on CUDA) against the CPU's torch ops, bit for bit.
+
+    Forward and backward of both modes, contiguous and channels_last, fp32/bf16/fp16, odd
+    channel counts, and TemporalShift's in-place inference pair (input restored).
+    Returns the number of cases checked; raises AssertionError on the first mismatch.
+    """
+    import torch
+
+    from temporal_shift.shift import TemporalShift, temporal_shift
+
+    cases = 0
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for channels, fold_div, t in ((64, 8, 8), (67, 8, 8), (24, 4, 3), (16, 8, 1)):
+            for channels_last in (False, True):
+                for mode in ("bidirectional", "causal"):
+                    x = torch.randn(2 * t, channels, 7, 5).to(dtype)
+                    grad = torch.randn_like(x)
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    leaf_cpu = x.clone().requires_grad_(True)
+                    leaf_dev = x.to(device).requires_grad_(True)
+                    out_cpu = temporal_shift(leaf_cpu, t, fold_div=fold_div, mode=mode)
+                    out_dev = temporal_shift(leaf_dev, t, fold_div=fold_div, mode=mode)
+                    out_cpu.backward(grad)
+                    out_dev.backward(grad.to(device))
+                    where = f"{dtype}, C={channels}, fold_div={fold_div}, T={t}, channels_last={channels_last}, {mode}"
+                    assert torch.equal(out_dev.cpu(), out_cpu), f"forward differs: {where}"
+                    assert out_dev.stride() == leaf_dev.stride(), f"layout differs: {where}"
+                    assert torch.equal(leaf_dev.grad.cpu(), leaf_cpu.grad), f"backward differs: {where}"
+                    conv = torch.nn.Conv2d(channels, 4, 1).to(device, dtype)
+                    with torch.inference_mode():
+                        frames = x.to(device)
+                        before = frames.clone()
+                        fast = TemporalShift(conv, t, fold_div=fold_div, mode=mode)(frames)
+                        assert torch.equal(frames, before), f"in-place input not restored: {where}"
+                        assert torch.equal(fast, conv(out_dev.detach())), f"in-place differs: {where}"
+                    cases += 1
+    return cases
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="CPU, toy sizes: check the script end to end")
@@ -130,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     else:
         device = f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    if not args.smoke:  # never time kernels that give wrong results
+        tick = time.perf_counter()
+        cases = check_shift_kernels("cuda")
+        print(f"gpu_overhead: shift on CUDA equals the CPU's bit for bit, values and gradients, "
+              f"{cases} cases ({time.perf_counter() - tick:.0f} s)", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"gpu_overhead: {device}; {len(rows)} rows, each in a fresh process; results in {args.out}",
           flush=True)

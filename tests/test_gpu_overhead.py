@@ -98,3 +98,13 @@ def test_smoke_run_prints_every_row(bare_python: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in out.glob("*.json")) == sorted(
         f"{r}.json" for r in ("train-eager", "train-compile", "infer-b16", "infer-b1", "mbv2-b1", "infer-b1-graph"))
     assert "clips/s" in table and " ms " in table
+
+
+def test_kernel_check_compares_devices_bit_for_bit() -> None:
+    """The script's pre-timing check, run CPU against CPU here (on a GPU it checks Triton)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_overhead", Path(__file__).parents[1] / "benchmarks" / "gpu_overhead.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.check_shift_kernels("cpu") == 48

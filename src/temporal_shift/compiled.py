@@ -22,7 +22,9 @@ inductor's default mode took TSN to 0.82x its eager time, while TSM compiled was
 *slower* than TSM eager (TSM/TSN 1.57 compiled vs 1.12 eager in that run): the shift's
 five slice assignments lower to one kernel of nested masked loads (a chain of a few
 hundred vector temporaries per output vector) that costs more than the convolutions'
-epilogues. To be measured again once the shift is a registered operator. Weight
+epilogues. Those figures predate c930319: under torch.compile the shift is now a
+functional form that Inductor writes in one pass in the convolution's layout (see
+`temporal_shift.shift`); to be measured again. Weight
 freezing (``torch._inductor.config.freezing``, oneDNN weight prepacking) changed nothing
 measurable (TSN 0.83x) and is not offered.
 """
