@@ -12,6 +12,8 @@ The public API, importable from the package (``from temporal_shift import build_
   `read_list`, `generate_synthetic`;
 - evaluation and prediction: `EvalProtocol`, `Member`, `Predictor`;
 - export: `export_model`, `verify_export`, `export_online`;
+- speed: `compile_for_inference` (one graph, CUDA graphs on CUDA), `benchmark_overhead`
+  (TSN vs TSM inference), `benchmark_training` (TSN vs TSM training steps);
 - training: `TrainConfig`, `load_config`;
 - the modules `evaluate`, `predict` and `train`, whose main functions have their names
   (``temporal_shift.evaluate.evaluate(...)``): exporting the functions here would hide
@@ -61,6 +63,9 @@ _EXPORTS: dict[str, str] = {
     "export_model": "temporal_shift.export",
     "verify_export": "temporal_shift.export",
     "export_online": "temporal_shift.export",
+    "compile_for_inference": "temporal_shift.compiled",
+    "benchmark_overhead": "temporal_shift.bench",
+    "benchmark_training": "temporal_shift.bench_train",
     "TrainConfig": "temporal_shift.config",
     "load_config": "temporal_shift.config",
 }
