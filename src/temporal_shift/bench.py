@@ -213,19 +213,29 @@ def benchmark_overhead(
     )
 
 
-def plot_latencies(result: OverheadResult, path: str | Path) -> Path:
-    """Box plot of per-repetition latencies of both models (PNG)."""
+def box_plot(samples_ms: dict[str, list[float]], path: str | Path, *, ylabel: str, title: str) -> Path:
+    """Box plot of each model's per-round times (PNG); shared by the inference and training benches."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 4))
-    ax.boxplot(list(result.samples_ms.values()), tick_labels=list(result.samples_ms))
-    ax.set_ylabel("latency per batch (ms)")
-    ax.set_title(f"{result.arch} T={result.n_segment} {result.size}px: TSM/TSN {result.ratio['median']:.3f}")
+    ax.boxplot(list(samples_ms.values()), tick_labels=list(samples_ms))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_latencies(result: OverheadResult, path: str | Path) -> Path:
+    """Box plot of per-repetition latencies of both models (PNG)."""
+    return box_plot(
+        result.samples_ms,
+        path,
+        ylabel="latency per batch (ms)",
+        title=f"{result.arch} T={result.n_segment} {result.size}px: TSM/TSN {result.ratio['median']:.3f}",
+    )

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from temporal_shift.bench import _timer, summarize, tsn_tsm_pair
+from temporal_shift.bench import _timer, box_plot, summarize, tsn_tsm_pair
 from temporal_shift.compiled import resolve_mode
 from temporal_shift.models.recognizer import param_groups
 from temporal_shift.runtime import resolve_device
@@ -281,22 +281,11 @@ def benchmark_training(
 
 def plot_steps(result: TrainBenchResult, path: str | Path) -> Path:
     """Box plot of per-round training-step times of both models (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.boxplot(list(result.samples_ms.values()), tick_labels=list(result.samples_ms))
-    ax.set_ylabel("training step (ms)")
     mode = f"compiled ({result.compile})" if result.compile else "eager"
-    ax.set_title(
-        f"{result.arch} T={result.n_segment} {result.size}px b{result.batch_size} {result.amp} {mode}\n"
+    return box_plot(
+        result.samples_ms,
+        path,
+        ylabel="training step (ms)",
+        title=f"{result.arch} T={result.n_segment} {result.size}px b{result.batch_size} {result.amp} {mode}\n"
         f"TSM/TSN {result.ratio['median']:.3f}",
-        fontsize=10,
     )
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

@@ -149,11 +149,6 @@ def shift_functional(x: Tensor, n_segment: int, fold: int, offset0: int, offset1
     return out.permute(0, 3, 1, 2) if channels_last else out
 
 
-def _shift(x: Tensor, n_segment: int, fold: int, mode: str) -> Tensor:
-    """The torch-ops shift of ``mode`` with a given fold (kept for the benchmarks)."""
-    return shift_with_torch_ops(x, n_segment, fold, *OFFSETS[mode])
-
-
 # --- the registered operator -----------------------------------------------------------
 #
 # ``temporal_shift::shift(x, n_segment, fold, offset0, offset1)``: a real torch operator,

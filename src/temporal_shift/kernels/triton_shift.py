@@ -82,8 +82,7 @@ def _shift_in_place_kernel(
     pixel_stride,
     offset0,
     offset1,
-    SAVE_EDGE: tl.constexpr,
-    FILL_FROM_EDGE: tl.constexpr,
+    RESTORE: tl.constexpr,
     CHANNELS_INNERMOST: tl.constexpr,
     BLOCK: tl.constexpr,
     WIDE_INDEX: tl.constexpr,
@@ -91,8 +90,9 @@ def _shift_in_place_kernel(
     """Shift the first ``moved`` channels of each position along time, in place.
 
     A position is (clip, channel < moved, pixel); ``edge`` is (clips, moved, pixels),
-    contiguous. With SAVE_EDGE the value that leaves the clip is stored there and the
-    vacated frame is zero-filled; with FILL_FROM_EDGE the vacated frame is filled from it.
+    contiguous. Shifting (RESTORE false) stores there the value that leaves the clip and
+    zero-fills the vacated frame; restoring (the opposite offsets) fills the vacated
+    frame from it.
     """
     pid = tl.program_id(0)
     if WIDE_INDEX:
@@ -116,14 +116,14 @@ def _shift_in_place_kernel(
     # the frame whose value has no destination inside the clip, and the frame left empty
     lost_t = tl.where(forward, 0, n_segment - 1)
     empty_t = tl.where(forward, n_segment - 1, 0)
-    if SAVE_EDGE:
+    if not RESTORE:
         edge_value = tl.load(x_ptr + base + lost_t * frame_stride, mask=inside)
         tl.store(edge_ptr + edge_index, edge_value, mask=inside)
     for k in range(0, n_segment - 1):
         t = tl.where(forward, k, n_segment - 1 - k)
         value = tl.load(x_ptr + base + (t + offset) * frame_stride, mask=inside)
         tl.store(x_ptr + base + t * frame_stride, value, mask=inside)
-    if FILL_FROM_EDGE:
+    if RESTORE:
         fill = tl.load(edge_ptr + edge_index, mask=inside)
     else:
         fill = tl.full((BLOCK,), 0, dtype=x_ptr.dtype.element_ty)  # (tl.zeros is a jit helper the interpreter may not patch)
@@ -211,8 +211,7 @@ def _in_place(
         pixel_stride,
         offsets[0],
         offsets[1],
-        SAVE_EDGE=not restore,
-        FILL_FROM_EDGE=restore,
+        RESTORE=restore,
         CHANNELS_INNERMOST=channel_stride == 1 and x.shape[1] > 1,
         BLOCK=BLOCK_IN_PLACE,
         WIDE_INDEX=x.numel() + frame_stride > INT32_LIMIT,
