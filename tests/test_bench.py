@@ -127,3 +127,9 @@ def test_cli_bench_bad_inputs_are_one_line_errors(argv: list[str], message: str,
     assert main(["bench", *TINY, *device, *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("tsm bench: error:") and message in err, err
+
+
+def test_cli_bench_inference_writes_png(tmp_path: Path) -> None:
+    png = tmp_path / "latency.png"
+    assert main(["bench", *TINY, "--device", "cpu", "--repeats", "2", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
