@@ -165,7 +165,7 @@ def test_recognizer_input_errors():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(arch="vgg16"), "unknown arch 'vgg16'; supported: resnet18"),
+        (dict(arch="vgg16"), "unknown arch 'vgg16' for model family 'tsn'; supported: resnet18"),
         (dict(num_classes=0), "num_classes must be a positive int"),
         (dict(place="x"), "unknown shift place 'x'"),
         (dict(dropout=1.0), "dropout must be in"),

@@ -48,12 +48,12 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
-    """Save a `VideoRecognizer` (weights + config; DDP/compile wrappers are taken off)
+    """Save a video model of any family (weights + config; DDP/compile wrappers are taken off)
     and optional ``extra`` entries atomically."""
     model = unwrap(model)
     config = getattr(model, "config", None)
     if not callable(getattr(config, "to_dict", None)):
-        raise TypeError(f"expected a VideoRecognizer (a model with a config), got {type(model).__name__}")
+        raise TypeError(f"expected a video model (one with a config), got {type(model).__name__}")
     payload: dict[str, Any] = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,

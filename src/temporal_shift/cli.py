@@ -75,7 +75,8 @@ def _register_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--format", default="onnx", choices=("onnx", "torchscript", "exported"))
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--size", type=int, default=224, help="input height and width for tracing")
+    p.add_argument("--size", type=int, default=None,
+                   help="input height and width for tracing (default: the model's published size, 224; C3D 112)")
     p.add_argument("--segments", type=int, default=None, help="T, for checkpoints of other releases")
     p.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
     p.add_argument(
@@ -158,10 +159,11 @@ def _export_online(args: argparse.Namespace) -> int:
     if args.format != "onnx":
         raise ValueError(f"--online exports ONNX only, not {args.format}")
     online = load_online(args.checkpoint, n_segment=args.segments)
-    out = export_online(online, args.out, size=args.size)
+    size = 224 if args.size is None else args.size
+    out = export_online(online, args.out, size=size)
     print(f"wrote {out} (inputs: frame, buffer_0..{online.num_buffers - 1})")
     if not args.no_verify:
-        error = verify_online_export(online, out, size=args.size)
+        error = verify_online_export(online, out, size=size)
         print(f"max relative difference to PyTorch over a 30-frame stream: {error:.2e}")
         if error > 1e-4:
             raise ValueError(f"{out}: exported step differs from PyTorch by {error:.2e} (> 1e-4)")

@@ -13,27 +13,33 @@ import numpy as np
 import torch
 
 from temporal_shift.models.online import OnlineRecognizer
-from temporal_shift.models.recognizer import VideoRecognizer
+from torch import nn
 
 FORMATS = ("onnx", "torchscript", "exported")
 INPUT_NAME = "clips"
 OUTPUT_NAME = "logits"
 
 
-def example_input(model: VideoRecognizer, *, batch_size: int = 2, size: int = 224) -> torch.Tensor:
-    """A random clip batch of the shape the model expects."""
-    return torch.randn(batch_size, model.config.n_segment, 3, size, size)
+def example_input(model: nn.Module, *, batch_size: int = 2, size: int | None = None) -> torch.Tensor:
+    """A random clip batch of the shape the model expects (``size``: default, its published one)."""
+    return torch.randn(batch_size, model.config.n_segment, 3, *(_size(model, size),) * 2)
+
+
+def _size(model: nn.Module, size: int | None) -> int:
+    return int(getattr(model, "input_size", 224)) if size is None else size
 
 
 def export_model(
-    model: VideoRecognizer,
+    model: nn.Module,
     out: str | Path,
     *,
     format: str = "onnx",
-    size: int = 224,
+    size: int | None = None,
     opset: int = 18,
 ) -> Path:
-    """Write ``model`` (in eval mode, on the CPU) to ``out`` in ``format``; returns the path."""
+    """Write ``model`` (any model family, in eval mode, on the CPU) to ``out`` in ``format``;
+    returns the path. ``size``: the traced input's height and width (default: the model's
+    published input size, 224; C3D 112)."""
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
     out = Path(out)
@@ -89,13 +95,12 @@ def run_onnx(path: str | Path, clips: torch.Tensor) -> torch.Tensor:
 
 
 def verify_export(
-    model: VideoRecognizer, path: str | Path, *, format: str, batch_size: int = 3, size: int = 224, seed: int = 0
+    model: nn.Module, path: str | Path, *, format: str, batch_size: int = 3, size: int | None = None, seed: int = 0
 ) -> float:
     """Max relative difference between the exported file's and PyTorch's logits on random input."""
     generator = torch.Generator().manual_seed(seed)
-    clips = torch.randn(
-        batch_size, model.config.n_segment, 3, size, size, generator=generator
-    )
+    side = _size(model, size)
+    clips = torch.randn(batch_size, model.config.n_segment, 3, side, side, generator=generator)
     model = model.cpu().eval()
     with torch.no_grad():
         expected = model(clips)

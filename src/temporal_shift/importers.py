@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from temporal_shift.checkpoints import (
     CheckpointError,
@@ -58,7 +58,7 @@ from temporal_shift.checkpoints import (
     read_checkpoint,
     save_checkpoint,
 )
-from temporal_shift.models.recognizer import BACKBONES, ModelConfig, VideoRecognizer, build_model
+from temporal_shift.models.recognizer import BACKBONES, ModelConfig, VideoRecognizer, build_model, model_from_config
 
 FORMATS = ("temporal-shift", "reference", "mmaction2", "online-demo")
 
@@ -159,7 +159,7 @@ def import_checkpoint(
 
 def model_from_data(
     data: dict[str, Any], *, source: str, n_segment: int | None = None, fold_div: int | None = None
-) -> tuple[VideoRecognizer, str]:
+) -> tuple[nn.Module, str]:
     """The model (eval mode) a loaded checkpoint dict of any supported layout holds, and
     the layout's name; ``source`` names it in errors.
 
@@ -194,14 +194,14 @@ def model_from_data(
     return model, kind
 
 
-def _model_from_ours(data: dict[str, Any], *, source: str) -> VideoRecognizer:
+def _model_from_ours(data: dict[str, Any], *, source: str) -> nn.Module:
     """Rebuild the model of a dict in our format (saved config + strict weights)."""
     check_version(data, source=source)
     try:
         config = ModelConfig.from_dict(dict(data["model_config"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: bad model_config: {exc}") from exc
-    model = VideoRecognizer(config)
+    model = model_from_config(config)
     load_state_strict(model, data["state_dict"], source=source)
     return model
 

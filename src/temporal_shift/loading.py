@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from temporal_shift.checkpoints import CheckpointError, is_our_format, read_checkpoint
 from temporal_shift.data.lists import read_classes
 from temporal_shift.importers import model_from_data
-from temporal_shift.models.recognizer import ModelConfig, VideoRecognizer
+from temporal_shift.models.recognizer import ModelConfig
 
 # Input size of checkpoints that do not record theirs: a 224 crop of a 256 short side.
 DEFAULT_SIZE = 224
@@ -39,7 +40,7 @@ class LoadedCheckpoint:
     """
 
     path: Path
-    model: VideoRecognizer  # in eval mode
+    model: nn.Module  # in eval mode; any model family
     format: str  # one of importers.FORMATS
     class_names: list[str] | None
     train_config: dict[str, Any]
@@ -100,7 +101,7 @@ def load_checkpoint(
     return _loaded(data, path, n_segment=n_segment, fold_div=fold_div, map_location=map_location)
 
 
-def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> VideoRecognizer:
+def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model saved at ``path`` in our format (`checkpoints.save_checkpoint`,
     ``tsm train``) with its weights, in eval mode; other layouts: `load_checkpoint`."""
     path = Path(path)

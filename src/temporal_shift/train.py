@@ -54,7 +54,7 @@ from temporal_shift.data.sampling import DenseSampler, TSNSampler
 from temporal_shift.data.transforms import test_transform, train_transform
 from temporal_shift.evaluate import score_videos, topk_predictions
 from temporal_shift.loading import load_checkpoint
-from temporal_shift.models.recognizer import VideoRecognizer, load_backbone_weights, param_groups
+from temporal_shift.models.recognizer import load_backbone_weights, model_from_config, param_groups
 from temporal_shift.runtime import Distributed, distributed, ignore_sigint, resolve_device, unwrap
 
 LAST = "last.pt"
@@ -172,7 +172,7 @@ def effective_lr(config: TrainConfig, world_size: int) -> float:
     return config.optim.lr * config.data.batch_size * world_size / config.optim.lr_batch
 
 
-def _finetune(model: VideoRecognizer, path: str | Path) -> bool:
+def _finetune(model: nn.Module, path: str | Path) -> bool:
     """Load another run's weights; the head is kept fresh when its shape differs. Returns
     whether the head was replaced."""
     # ours keep their own T (the weights do not depend on it); other layouts get the run's
@@ -278,7 +278,7 @@ class _Trainer:
     config: TrainConfig
     d: Distributed
     device: torch.device
-    model: VideoRecognizer  # the weights (saved in checkpoints)
+    model: nn.Module  # the weights (any model family) (saved in checkpoints)
     net: nn.Module  # what a step calls: the model, or DDP around it
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -383,7 +383,7 @@ def _build(
     class_names = _class_names(config)
     torch.manual_seed(config.run.seed)
     train_ds, val_ds = _datasets(config)
-    model = VideoRecognizer(config.model_config())
+    model = model_from_config(config.model_config())
     if config.model.backbone_weights and saved is None and finetune_from is None:
         load_backbone_weights(model, config.model.backbone_weights)
     replaced_head = _finetune(model, finetune_from) if finetune_from is not None else False

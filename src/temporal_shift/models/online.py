@@ -75,6 +75,11 @@ class OnlineRecognizer(nn.Module):
     def __init__(self, model: VideoRecognizer) -> None:
         super().__init__()
         config = model.config
+        if config.family != "tsn":
+            raise ValueError(
+                f"a {config.family} model cannot stream frame by frame: only the tsn family "
+                "(TSN, or TSM with mode='causal') has a per-frame online form"
+            )
         if config.shift and config.mode != "causal":
             raise ValueError(
                 f"a {config.mode} TSM model cannot stream: its shift reads frame t+1, which a "

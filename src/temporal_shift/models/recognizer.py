@@ -47,7 +47,7 @@ class ModelConfig:
     training config reads its ``model`` section with them.
     """
 
-    arch: str = "resnet50"
+    arch: str = "resnet50"  # the 2D backbone / trunk; which ones a family takes: its ``archs``
     num_classes: int = 400
     n_segment: int = 8
     shift: bool = True  # False: TSN, the 2D baseline
@@ -58,11 +58,13 @@ class ModelConfig:
     non_local: bool = False  # the non-local blocks of the published TSM-R50+NL
     dropout: float = 0.5  # before the head
     partial_bn: bool = False  # freeze every BN layer but the first
+    # tsn: a 2D network per frame + average consensus (TSM when shift=True); the others are
+    # the paper's comparison models (models/zoo): single_frame, late/early/slow_fusion, c3d,
+    # i3d, eco_lite, eco_full. Their `family_class(...).archs` lists the archs each takes.
+    family: str = "tsn"
 
     def __post_init__(self) -> None:
         _check_field_types(self)
-        if self.arch not in BACKBONES:
-            raise ValueError(f"unknown arch {self.arch!r}; supported: {', '.join(BACKBONES)}")
         if not isinstance(self.num_classes, int) or self.num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {self.num_classes!r}")
         check_shift_args(n_segment=self.n_segment, fold_div=self.fold_div, mode=self.mode)
@@ -74,6 +76,21 @@ class ModelConfig:
             raise ValueError(f"temporal_pool needs an even n_segment, got {self.n_segment}")
         if self.non_local and self.temporal_pool:
             raise ValueError("non_local and temporal_pool cannot be combined")
+        cls = family_class(self.family)
+        if self.arch not in cls.archs:
+            raise ValueError(
+                f"unknown arch {self.arch!r} for model family {self.family!r}; supported: {', '.join(cls.archs)}"
+            )
+        if self.family != "tsn":
+            for name in ("shift", "temporal_pool", "non_local"):
+                if getattr(self, name):
+                    raise ValueError(
+                        f"{name}=True is for the tsn family (TSN/TSM); model family {self.family!r} "
+                        f"has no {name}: set {name} to false"
+                    )
+            if self.mode != "bidirectional":
+                raise ValueError(f"mode={self.mode!r} is for the tsn family (online TSM), not {self.family!r}")
+        cls.check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,19 +123,38 @@ def _check_field_types(config: ModelConfig) -> None:
             raise ValueError(f"{f.name} must be {tp.__name__}, got {value!r}")
 
 
+def family_class(family: str) -> type[nn.Module]:
+    """The class that builds model family ``family`` (`temporal_shift.models.zoo.FAMILIES`)."""
+    from temporal_shift.models.zoo import FAMILIES  # the zoo's modules import this one
+
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; supported: {', '.join(FAMILIES)}")
+    return FAMILIES[family]
+
+
+def model_from_config(config: ModelConfig) -> nn.Module:
+    """A fresh model of any family: `VideoRecognizer` (tsn) or one of the comparison models."""
+    return family_class(config.family)(config)
+
+
 class VideoRecognizer(nn.Module):
-    """(N, T, C, H, W) clips -> (N, num_classes) logits, averaging per-frame scores."""
+    """(N, T, C, H, W) clips -> (N, num_classes) logits, averaging per-frame scores.
+
+    The ``tsn`` model family: TSN without shift, TSM with it.
+    """
+
+    archs: tuple[str, ...] = tuple(BACKBONES)
+    input_size: int = 224  # the published crop
+    frames: tuple[int, ...] = (8, 16)  # the published T values
+
+    @staticmethod
+    def check_config(config: ModelConfig) -> None:
+        """Nothing beyond `ModelConfig`'s own checks: any T, any backbone of `BACKBONES`."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        backbone = BACKBONES[config.arch](weights=None)
-        if isinstance(backbone, tvm.ResNet):
-            feature_dim = backbone.fc.in_features
-            backbone.fc = nn.Identity()
-        else:
-            feature_dim = backbone.classifier[-1].in_features
-            backbone.classifier = nn.Identity()
+        backbone, feature_dim = headless_backbone(config.arch)
         if config.shift:
             make_temporal_shift(
                 backbone,
@@ -132,12 +168,9 @@ class VideoRecognizer(nn.Module):
             make_non_local(backbone, config.n_segment)
         self.backbone = backbone
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(feature_dim, config.num_classes)
-        nn.init.normal_(self.head.weight, 0.0, 0.001)
-        nn.init.zeros_(self.head.bias)
-        if config.partial_bn:  # frozen BN layers are never updated: no gradients for them
-            for bn in _batch_norms(self.backbone)[1:]:
-                bn.requires_grad_(False)
+        self.head = new_head(feature_dim, config.num_classes)
+        if config.partial_bn:
+            freeze_partial_bn(self.backbone)
 
     @property
     def n_segment(self) -> int:
@@ -165,9 +198,40 @@ class VideoRecognizer(nn.Module):
         """Like `nn.Module.train`; with partial BN, every BN layer but the first stays in eval."""
         super().train(mode)
         if mode and self.config.partial_bn:
-            for bn in _batch_norms(self.backbone)[1:]:
-                bn.eval()
+            partial_bn_eval(self.backbone)
         return self
+
+
+def headless_backbone(arch: str) -> tuple[nn.Module, int]:
+    """A fresh torchvision 2D backbone of `BACKBONES` without its classifier, and its feature size."""
+    backbone = BACKBONES[arch](weights=None)
+    if isinstance(backbone, tvm.ResNet):
+        feature_dim = backbone.fc.in_features
+        backbone.fc = nn.Identity()
+    else:
+        feature_dim = backbone.classifier[-1].in_features
+        backbone.classifier = nn.Identity()
+    return backbone, feature_dim
+
+
+def new_head(in_features: int, num_classes: int) -> nn.Linear:
+    """The classifier as the reference release initialises it: N(0, 0.001) weights, zero bias."""
+    head = nn.Linear(in_features, num_classes)
+    nn.init.normal_(head.weight, 0.0, 0.001)
+    nn.init.zeros_(head.bias)
+    return head
+
+
+def freeze_partial_bn(module: nn.Module) -> None:
+    """Partial BN: every BN layer but the first gets no gradients (it is never updated)."""
+    for bn in _batch_norms(module)[1:]:
+        bn.requires_grad_(False)
+
+
+def partial_bn_eval(module: nn.Module) -> None:
+    """Partial BN in training mode: every BN layer but the first keeps its running statistics."""
+    for bn in _batch_norms(module)[1:]:
+        bn.eval()
 
 
 def _batch_norms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -180,14 +244,17 @@ def build_model(
     num_classes: int,
     backbone_weights: str | Path | None = None,
     **options: Any,
-) -> VideoRecognizer:
-    """Build a TSM (``shift=True``) or TSN (``shift=False``) video classifier.
+) -> nn.Module:
+    """Build a TSM (``shift=True``) or TSN (``shift=False``) video classifier, or with
+    ``family=`` one of the comparison models (`temporal_shift.models.zoo`).
 
     ``options`` are the other fields of `ModelConfig` (``n_segment``, ``shift``,
-    ``fold_div``, ``place``, ``mode``, ...), with its defaults; an unknown name is a
+    ``fold_div``, ``place``, ``mode``, ``family``, ...), with its defaults, except that
+    ``shift`` defaults to False for the families that have none; an unknown name is a
     TypeError listing the known ones. ``backbone_weights`` is an optional file holding a
     torchvision state dict of the 2D backbone (e.g. ImageNet weights saved beforehand);
-    its classifier is dropped.
+    its classifier is dropped. Families built on other networks map it their own way
+    (I3D inflates it over time).
     """
     known = ModelConfig.field_names()
     unknown = sorted(set(options) - set(known))
@@ -195,13 +262,15 @@ def build_model(
         raise TypeError(
             f"build_model: unknown option {unknown[0]!r}; model options: {', '.join(known)}, backbone_weights"
         )
-    model = VideoRecognizer(ModelConfig(arch=arch, num_classes=num_classes, **options))
+    if options.get("family", "tsn") != "tsn":
+        options.setdefault("shift", False)
+    model = model_from_config(ModelConfig(arch=arch, num_classes=num_classes, **options))
     if backbone_weights is not None:
         load_backbone_weights(model, backbone_weights)
     return model
 
 
-def load_backbone_weights(model: VideoRecognizer, path: str | Path) -> None:
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     """Load a torchvision 2D state dict (e.g. ImageNet weights) into the video model's backbone.
 
     Keys are mapped onto the wrapped modules (``layer1.0.conv1.weight`` ->
@@ -209,6 +278,12 @@ def load_backbone_weights(model: VideoRecognizer, path: str | Path) -> None:
     dropped and added non-local blocks keep their initialisation. Any other key that does
     not fit is an error listing it.
     """
+    if not isinstance(model, VideoRecognizer):  # a comparison model maps 2D weights its own way
+        loader = getattr(model, "load_backbone_weights", None)
+        if loader is None:
+            raise ValueError(f"{path}: model family {model.config.family!r} takes no 2D backbone weights")
+        loader(path)
+        return
     state = read_checkpoint(path)
     state = state.get("state_dict", state)
     own = model.backbone.state_dict()
@@ -226,7 +301,7 @@ def _plain_key(key: str) -> str:
     return ".".join(part for part in key.split(".") if part not in ("net", "block"))
 
 
-def param_groups(model: VideoRecognizer, *, fc_lr5: bool = False) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, *, fc_lr5: bool = False) -> list[dict[str, Any]]:
     """Parameter groups of the reference recipe, each with ``lr_mult`` and ``decay_mult``.
 
     - first conv weight (1x lr, decay), other conv/linear weights (1x, decay);
