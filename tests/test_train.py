@@ -85,7 +85,7 @@ NON_DEFAULT_MODEL = {
 def test_model_section_is_model_config(tmp_path: Path) -> None:
     from temporal_shift.models import ModelConfig, build_model
 
-    options = [name for name in ModelConfig.field_names() if name != "num_classes"]
+    options = [name for name in ModelConfig.field_names() if name not in ("num_classes", "family")]
     assert sorted(options) == sorted(NON_DEFAULT_MODEL)  # a new model option needs a value here
     data = {k: dict(v) for k, v in BASE.items()}
     data["model"] = dict(NON_DEFAULT_MODEL, non_local=True, temporal_pool=False, dropout=0)
@@ -98,6 +98,9 @@ def test_model_section_is_model_config(tmp_path: Path) -> None:
     for name, value in NON_DEFAULT_MODEL.items():
         override = f"model.{name}={str(value).lower() if isinstance(value, bool) else value}"
         assert getattr(load_config(tmp_path / "c.yaml", [override]).model_config(), name) == value, name
+    # family: the comparison models take no shift (tests/test_zoo.py checks each family)
+    family = load_config(tmp_path / "c.yaml", ["model.family=single_frame", "model.shift=false"]).model_config()
+    assert family.family == "single_frame"
     with pytest.raises(ConfigError, match="model.num_classes is not a key: the number of classes is data.num_classes"):
         load_config(tmp_path / "c.yaml", ["model.num_classes=3"])
     with pytest.raises(ConfigError, match=r"c\.yaml .*: model.place must be 'blockres' or 'block', got 'middle'"):
