@@ -7,17 +7,25 @@ Every family is built from a `ModelConfig` and keeps the recognizer's contract: 
 of the config in ``check_config``.
 
 - tsn: `VideoRecognizer`, TSN (2D per frame, average consensus) and TSM (with shift);
-- single_frame: `SingleFrame`, one frame per clip, the paper's 2D baseline.
+- single_frame: `SingleFrame`, one frame per clip, the paper's 2D baseline;
+- c3d: `C3D`, Tran et al.'s 8-convolution 3D network (16 frames of 112x112);
+- i3d: `I3D`, the non-local paper's I3D-ResNet-50 (32 or 8 frames), which
+  `inflate_2d_weights` fills from 2D ResNet weights.
 """
 
 from torch import nn
 
 from temporal_shift.models.recognizer import VideoRecognizer
+from temporal_shift.models.zoo.c3d import C3D
+from temporal_shift.models.zoo.i3d import I3D
+from temporal_shift.models.zoo.inflate import inflate_2d_weights
 from temporal_shift.models.zoo.single_frame import SingleFrame
 
 FAMILIES: dict[str, type[nn.Module]] = {
     "tsn": VideoRecognizer,
     "single_frame": SingleFrame,
+    "c3d": C3D,
+    "i3d": I3D,
 }
 
-__all__ = ["FAMILIES", "SingleFrame"]
+__all__ = ["C3D", "FAMILIES", "I3D", "SingleFrame", "inflate_2d_weights"]
