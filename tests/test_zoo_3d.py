@@ -246,8 +246,9 @@ def test_inflated_from_our_tsn_checkpoint_matches_tsn_on_a_still_clip(tmp_path):
         _assert_same_logits(model(clip), tsn(_still_clip(4)[1]))
 
 
-def test_inflated_from_a_tsm_and_a_reference_release_checkpoint(tmp_path):
-    """A TSM's wrapped keys (conv1.net.*) and the release's (module.base_model.*) both inflate."""
+def test_inflated_from_a_tsm_a_reference_release_and_a_single_frame_checkpoint(tmp_path):
+    """A TSM's wrapped keys (conv1.net.*), the release's (module.base_model.*) and the
+    single-frame baseline's all inflate."""
     net = _calibrated_resnet(num_classes=7)
     tsm = build_model("resnet50", num_classes=7, n_segment=8, shift=True, temporal_pool=True).eval()
     own = {".".join(p for p in k.split(".") if p != "net"): k for k in tsm.backbone.state_dict()}
@@ -258,9 +259,12 @@ def test_inflated_from_a_tsm_and_a_reference_release_checkpoint(tmp_path):
     state = {f"module.base_model.{k}": v for k, v in tsm.backbone.state_dict().items()}
     state.update({f"module.new_fc.{k}": v for k, v in tsm.head.state_dict().items()})
     torch.save({"epoch": 45, "arch": "resnet50", "state_dict": state, "best_prec1": 0.0}, release)
+    single = build_model("resnet50", family="single_frame", num_classes=7, n_segment=8)
+    single.load_state_dict({k.replace(".net.", "."): v for k, v in tsm.state_dict().items()})
+    single_path = save_checkpoint(single, tmp_path / "single.pt")
     frame, clip = _still_clip(8)
     expected = net(frame)
-    for path in (ours, release):
+    for path in (ours, release, single_path):
         model = i3d(num_classes=7).eval()
         inflate_2d_weights(model, path, head=True)
         with torch.no_grad():
