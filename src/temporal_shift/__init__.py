@@ -7,6 +7,8 @@ The public API, importable from the package (``from temporal_shift import build_
   `make_non_local`, `param_groups`, `BACKBONES`;
 - checkpoints: `save_checkpoint`, `load_checkpoint` (any supported layout) ->
   `LoadedCheckpoint`, `load_model` (ours), `import_checkpoint`, `CheckpointError`;
+- published weights: `get_weights` (a name -> `PublishedWeights`, which `load_checkpoint`
+  and every command's checkpoint argument take), `download_weights`, `class_names`;
 - online: `OnlineRecognizer`, `OnlineStream`, `load_online`;
 - data: `VideoDataset`, `TSNSampler`, `DenseSampler`, `train_transform`, `test_transform`,
   `read_list`, `generate_synthetic`;
@@ -47,6 +49,10 @@ _EXPORTS: dict[str, str] = {
     "LoadedCheckpoint": "temporal_shift.loading",
     "load_model": "temporal_shift.loading",
     "import_checkpoint": "temporal_shift.importers",
+    "get_weights": "temporal_shift.weights",
+    "download_weights": "temporal_shift.weights",
+    "class_names": "temporal_shift.weights",
+    "PublishedWeights": "temporal_shift.weights",
     "OnlineRecognizer": "temporal_shift.models.online",
     "OnlineStream": "temporal_shift.models.online",
     "load_online": "temporal_shift.models.online",
@@ -113,3 +119,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     )
     from temporal_shift.predict import Predictor
     from temporal_shift.shift import TemporalShift, temporal_shift
+    from temporal_shift.weights import PublishedWeights, class_names, download_weights, get_weights

@@ -8,6 +8,11 @@ size it was trained with.
 
 Layers: `checkpoints` reads and writes files (no model code), `importers` maps each
 layout's keys onto a `VideoRecognizer`, and this module puts the two together.
+
+Published weights: `load_checkpoint` also takes a `weights.PublishedWeights` entry
+(`weights.get_weights(NAME)`): its file is fetched into the torch hub cache if absent
+(`weights.download_weights`) and loaded with the entry's T, fold_div, class names and
+input size. `load_model` also takes a published name. A plain path never downloads.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from temporal_shift.checkpoints import CheckpointError, is_our_format, read_chec
 from temporal_shift.data.lists import read_classes
 from temporal_shift.importers import model_from_data
 from temporal_shift.models.recognizer import ModelConfig
+from temporal_shift.weights import PublishedWeights, check_model, download_weights, resolve_weights
 
 # Input size of checkpoints that do not record theirs: a 224 crop of a 256 short side.
 DEFAULT_SIZE = 224
@@ -36,7 +42,8 @@ class LoadedCheckpoint:
 
     ``train_config`` is the training run's config (``config.TrainConfig.to_dict()``) for
     checkpoints written by `train.train`, else {}; the input size and normalisation come
-    from its ``data`` section, else ImageNet's 224/256 with normalisation.
+    from its ``data`` section, else from ``published`` (the registry entry of published
+    weights), else ImageNet's 224/256 with normalisation.
     """
 
     path: Path
@@ -44,6 +51,7 @@ class LoadedCheckpoint:
     format: str  # one of importers.FORMATS
     class_names: list[str] | None
     train_config: dict[str, Any]
+    published: PublishedWeights | None = None
 
     @property
     def config(self) -> ModelConfig:
@@ -66,11 +74,15 @@ class LoadedCheckpoint:
     @property
     def input_size(self) -> int:
         """The crop side it was trained with (``data.size``), else 224."""
+        if self.published is not None:
+            return self.published.input_size
         return self.data_config.get("size") or DEFAULT_SIZE
 
     @property
     def scale_size(self) -> int:
         """The short side its validation clips were resized to (``data.scale_size``), else 256."""
+        if self.published is not None:
+            return self.published.scale_size
         return self.data_config.get("scale_size") or DEFAULT_SCALE_SIZE
 
     @property
@@ -80,12 +92,14 @@ class LoadedCheckpoint:
 
 
 def load_checkpoint(
-    path: str | Path,
+    path: str | Path | PublishedWeights,
     *,
     n_segment: int | None = None,
     fold_div: int | None = None,
     default_n_segment: int | None = None,
     map_location: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
 ) -> LoadedCheckpoint:
     """Load a checkpoint of any supported layout, in eval mode on ``map_location``.
 
@@ -93,7 +107,15 @@ def load_checkpoint(
     agree with them. The other layouts do not: they are built with ``n_segment`` (else
     ``default_n_segment``; one of them is needed) and ``fold_div`` (default 8). Errors
     name the file.
+
+    A `PublishedWeights` entry is fetched into ``cache_dir`` (default: the torch hub
+    cache) if absent, with a progress bar unless ``progress=False``, and built with the
+    entry's T (``n_segment`` may ask for another T: the weights do not depend on it) and
+    fold_div (``fold_div``, if given, must agree); it carries the dataset's class names.
     """
+    if isinstance(path, PublishedWeights):
+        return _load_published(path, n_segment=n_segment, fold_div=fold_div, map_location=map_location,
+                               cache_dir=cache_dir, progress=progress)
     path = Path(path)
     data = read_checkpoint(path)
     if n_segment is None and not is_our_format(data):
@@ -101,10 +123,19 @@ def load_checkpoint(
     return _loaded(data, path, n_segment=n_segment, fold_div=fold_div, map_location=map_location)
 
 
-def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
+def load_model(
+    path: str | Path | PublishedWeights, *, map_location: str | torch.device = "cpu"
+) -> nn.Module:
     """Rebuild the model saved at ``path`` in our format (`checkpoints.save_checkpoint`,
-    ``tsm train``) with its weights, in eval mode; other layouts: `load_checkpoint`."""
-    path = Path(path)
+    ``tsm train``) with its weights, in eval mode; other layouts: `load_checkpoint`.
+
+    ``path`` may also name published weights (``load_model("tsm_r50_kinetics400_8f")``,
+    `weights.registry`), downloaded into the torch hub cache if absent; an existing file
+    of that name wins."""
+    source = resolve_weights(path)
+    if isinstance(source, PublishedWeights):
+        return load_checkpoint(source, map_location=map_location).model
+    path = Path(source)
     data = read_checkpoint(path)
     if not is_our_format(data):
         raise CheckpointError(f"{path}: not a temporal-shift checkpoint (no 'format' entry)")
@@ -131,6 +162,29 @@ def _loaded(
             raise CheckpointError(f"{path}: {len(names)} class names for a model with {model.config.num_classes} classes")
     config = data.get("config") or data.get("train_state", {}).get("config") or {}
     return LoadedCheckpoint(path, model, kind, names, dict(config) if isinstance(config, dict) else {})
+
+
+def _load_published(
+    entry: PublishedWeights,
+    *,
+    n_segment: int | None,
+    fold_div: int | None,
+    map_location: str | torch.device,
+    cache_dir: str | Path | None,
+    progress: bool,
+) -> LoadedCheckpoint:
+    if fold_div is not None and fold_div != entry.fold_div:
+        raise ValueError(
+            f"{entry.name}: fold_div={fold_div} was given but the weights were trained with "
+            f"fold_div={entry.fold_div}; omit it"
+        )
+    path = download_weights(entry, cache_dir=cache_dir, progress=progress)
+    data = read_checkpoint(path)
+    model, kind = model_from_data(data, source=str(path), n_segment=n_segment or entry.n_segment,
+                                  fold_div=entry.fold_div)
+    check_model(entry, model, source=str(path))
+    model = model.to(map_location).eval()
+    return LoadedCheckpoint(path, model, kind, entry.class_names(), {}, published=entry)
 
 
 def resolve_class_names(
