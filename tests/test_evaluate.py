@@ -273,7 +273,7 @@ def test_class_names_from_file_and_conflicts(data: Path, ckpts: dict, tmp_path: 
 def test_cli_test_prints_metrics_and_writes_files(data: Path, ckpts: dict, tmp_path: Path,
                                                   run_cli) -> None:
     code, out, err = run_cli(["test", "--checkpoint", str(ckpts["t4"]), "--checkpoint", str(ckpts["t8"]),
-                                   "--weights", "1", "1", "--data", str(data), "--list", "test.txt",
+                                   "--ensemble-weights", "1", "1", "--data", str(data), "--list", "test.txt",
                                    "--clips", "twice", "--workers", "0", "--no-progress", "--out", str(tmp_path / "o")])
     assert code == 0, err
     assert "2 clips (twice_sample) x 1 centre crop = 2 views" in out and "top-1 " in out and "mean class" in out
@@ -282,7 +282,7 @@ def test_cli_test_prints_metrics_and_writes_files(data: Path, ckpts: dict, tmp_p
 
 @pytest.mark.parametrize("case", ["missing checkpoint", "missing list", "missing root", "label too big",
                                   "class mismatch", "empty list", "not a checkpoint", "weights count",
-                                  "classes file"])
+                                  "old ensemble weights", "classes file"])
 def test_cli_test_errors_are_one_line(case: str, data: Path, ckpts: dict, tmp_path: Path,
                                       run_cli) -> None:
     (tmp_path / "empty.txt").write_text("# nothing\n\n")
@@ -304,8 +304,11 @@ def test_cli_test_errors_are_one_line(case: str, data: Path, ckpts: dict, tmp_pa
         "empty list": (["--checkpoint", t4, "--data", str(data), "--list", str(tmp_path / "empty.txt")],
                        "empty.txt: empty list"),
         "not a checkpoint": (["--checkpoint", str(tmp_path / "junk.pt"), *base], "junk.pt: not a checkpoint"),
-        "weights count": (["--checkpoint", t4, "--checkpoint", t8, "--weights", "1", *base],
-                          "--weights: 1 values for 2 checkpoints"),
+        "weights count": (["--checkpoint", t4, "--checkpoint", t8, "--ensemble-weights", "1", *base],
+                          "--ensemble-weights: 1 values for 2 checkpoints"),
+        "old ensemble weights": (["--checkpoint", t4, "--checkpoint", t8, "--weights", "1", *base],
+                                 "--weights takes names of published weights, got '1'; ensemble weights are "
+                                 "--ensemble-weights W ..."),
         "classes file": (["--checkpoint", t4, "--classes", str(tmp_path / "two.txt"), *base],
                          "two.txt: 2 class names"),
     }[case]

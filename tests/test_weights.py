@@ -432,3 +432,88 @@ def test_cli_weights_list_and_get(run_cli, torch_home, release_layouts):
     bad = run_cli(["weights", "get", "tsm_r50_kinetics"])
     assert bad.code == 2 and bad.err.count("\n") == 1
     assert bad.err.startswith("tsm weights: error: unknown published weights 'tsm_r50_kinetics'; did you mean")
+
+
+# --- --weights NAME wherever a checkpoint is taken --------------------------------------------
+
+
+def fetch_into_cache(name: str, cache: Path, layouts: dict, tmp_path: Path) -> PublishedWeights:
+    """Put a file of the registry entry ``name`` into the hub cache the way `tsm weights get`
+    would, but from a file:// copy of it (the test's stand-in for the real URL)."""
+    entry = get_weights(name)
+    served = write_release_file(tmp_path / "served" / entry.file_name, layouts, entry)
+    download_weights(dataclasses.replace(entry, url=served.as_uri(), mirrors=()), cache_dir=cache, progress=False)
+    return entry
+
+
+def test_build_model_with_published_weights(torch_home, release_layouts, tmp_path):
+    entry = fetch_into_cache("tsm_mobilenetv2_kinetics400_8f", torch_home, release_layouts, tmp_path)
+    reference = load_checkpoint(entry).model.state_dict()
+    model = build_model("mobilenet_v2", num_classes=400, weights="tsm_mobilenetv2_kinetics400_8f", n_segment=16,
+                        dropout=0.8)
+    assert model.config.n_segment == 16 and model.config.dropout == 0.8 and model.config.shift
+    assert all(torch.equal(v, reference[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="build_model: arch='resnet50', but tsm_mobilenetv2_kinetics400_8f holds a "
+                                         "model with arch='mobilenet_v2'"):
+        build_model("resnet50", num_classes=400, weights=entry)
+    with pytest.raises(ValueError, match="build_model: num_classes=10, but .* num_classes=400"):
+        build_model("mobilenet_v2", num_classes=10, weights=entry)
+    with pytest.raises(ValueError, match="build_model: shift=False"):
+        build_model("mobilenet_v2", num_classes=400, weights=entry, shift=False)
+
+
+def test_cli_predict_with_published_weights(run_cli, torch_home, release_layouts, tmp_path, make_video):
+    fetch_into_cache("tsm_mobilenetv2_kinetics400_8f", torch_home, release_layouts, tmp_path)
+    clip = make_video(tmp_path / "clip.mp4", 24)
+    result = run_cli(["predict", clip, "--weights", "tsm_mobilenetv2_kinetics400_8f", "--topk", "3"])
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    kinetics = set(class_names("kinetics400"))
+    assert len(lines) == 3 and all(line.rsplit(None, 1)[0].strip() in kinetics for line in lines)
+    as_json = run_cli(["predict", clip, "--weights", "tsm_mobilenetv2_kinetics400_8f", "--json"])
+    assert '"checkpoint": "tsm_mobilenetv2_kinetics400_8f"' in as_json.out
+    with pytest.raises(SystemExit) as both:  # argparse: one of the two
+        run_cli(["predict", clip, "--weights", "tsm_mobilenetv2_kinetics400_8f", "--checkpoint", clip])
+    assert both.value.code == 2
+
+
+def test_cli_test_export_and_stream_with_published_weights(run_cli, torch_home, release_layouts, tmp_path,
+                                                           make_frames, make_video):
+    fetch_into_cache("tsm_mobilenetv2_kinetics400_8f", torch_home, release_layouts, tmp_path)
+    data = tmp_path / "data"
+    for i in range(2):
+        make_frames(data, f"v{i}", 12)
+    (data / "list.txt").write_text("v0 12 3\nv1 12 399\n")
+    tested = run_cli(["test", "--weights", "tsm_mobilenetv2_kinetics400_8f", "--data", data, "--list", "list.txt",
+                      "--workers", "0", "--no-progress", "--size", "112", "--scale-size", "128"])
+    assert tested.code == 0, tested.err
+    assert "videos: 2" in tested.out and "top-1" in tested.out and "TSM_kinetics_RGB_mobilenetv2" in tested.out
+    exported = run_cli(["export", "--weights", "tsm_mobilenetv2_kinetics400_8f", "--out", tmp_path / "m.onnx",
+                        "--size", "64"])
+    assert exported.code == 0, exported.err
+    assert (tmp_path / "m.onnx").is_file() and "max relative difference" in exported.out
+    neither = run_cli(["export", "--out", tmp_path / "x.onnx"])
+    assert neither.code == 2 and "give CHECKPOINT or --weights NAME" in neither.err
+    # the online model streams frame by frame and names the Jester gestures
+    fetch_into_cache("online_tsm_mobilenetv2_jester", torch_home, release_layouts, tmp_path)
+    video = make_video(tmp_path / "gesture.mp4", 6)
+    streamed = run_cli(["stream", video, "--weights", "online_tsm_mobilenetv2_jester", "--size", "96", "--topk", "2"])
+    assert streamed.code == 0, streamed.err
+    import json
+
+    records = [json.loads(line) for line in streamed.out.splitlines()]
+    jester = set(class_names("jester"))
+    assert len(records) == 6 and all(t["label"] in jester for r in records for t in r["topk"])
+
+
+def test_finetune_from_published_weights(torch_home, release_layouts, tmp_path):
+    from temporal_shift.cli import _build_parser
+    from temporal_shift.train import _finetune
+
+    entry = fetch_into_cache("tsm_mobilenetv2_kinetics400_8f", torch_home, release_layouts, tmp_path)
+    model = build_model("mobilenet_v2", num_classes=5, n_segment=4)
+    assert _finetune(model, entry) is True  # 400 classes -> a fresh 5-class head
+    published = load_checkpoint(entry).model.state_dict()
+    assert all(torch.equal(v, published[k]) for k, v in model.state_dict().items() if not k.startswith("head."))
+    args = _build_parser().parse_args(["train", "--config", "c.yaml", "--weights", "tsm_mobilenetv2_kinetics400_8f"])
+    assert args.published == "tsm_mobilenetv2_kinetics400_8f" and args.finetune_from is None

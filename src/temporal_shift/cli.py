@@ -26,6 +26,24 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_weights_option(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, what: str) -> None:
+    parser.add_argument("--weights", dest="published", default=None, metavar="NAME",
+                        help=f"published weights by name instead of {what} (`tsm weights list`; downloaded "
+                        "into the torch hub cache on first use)")
+
+
+def _checkpoint_or_weights(args: argparse.Namespace, *, what: str = "--checkpoint") -> object:
+    """The checkpoint file or the published weights (`weights.PublishedWeights`) the user gave."""
+    given = [x for x in (getattr(args, "checkpoint", None), args.published) if x is not None]
+    if len(given) != 1:
+        raise ValueError(f"give {what} or --weights NAME" + (" (not both)" if given else ""))
+    if args.published is not None:
+        from temporal_shift.weights import get_weights
+
+        return get_weights(args.published)
+    return given[0]
+
+
 # Each area has one `_register_*` function that adds its sub-commands, storing the
 # handler as `func`; `_REGISTRARS` at the end of the file lists them in help order.
 
@@ -72,7 +90,8 @@ def _register_model_commands(sub: argparse._SubParsersAction) -> None:
         description="Export a checkpoint; the exported model takes (N, T, C, H, W) clips with "
         "a dynamic batch size N. ONNX exports are verified in onnxruntime.",
     )
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument("checkpoint", type=Path, nargs="?", default=None, help="checkpoint file (or --weights NAME)")
+    _add_weights_option(p, "a checkpoint file")
     p.add_argument("--format", default="onnx", choices=("onnx", "torchscript", "exported"))
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--size", type=int, default=None,
@@ -139,9 +158,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from temporal_shift.export import export_model, verify_export
     from temporal_shift.loading import load_checkpoint
 
+    checkpoint = _checkpoint_or_weights(args, what="CHECKPOINT")
     if args.online:
-        return _export_online(args)
-    model = load_checkpoint(args.checkpoint, n_segment=args.segments).model
+        return _export_online(args, checkpoint)
+    model = load_checkpoint(checkpoint, n_segment=args.segments).model
     out = export_model(model, args.out, format=args.format, size=args.size)
     print(f"wrote {out}")
     if not args.no_verify:
@@ -152,13 +172,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_online(args: argparse.Namespace) -> int:
+def _export_online(args: argparse.Namespace, checkpoint: object) -> int:
     from temporal_shift.export import export_online, verify_online_export
     from temporal_shift.models.online import load_online
 
     if args.format != "onnx":
         raise ValueError(f"--online exports ONNX only, not {args.format}")
-    online = load_online(args.checkpoint, n_segment=args.segments)
+    online = load_online(checkpoint, n_segment=args.segments)
     size = 224 if args.size is None else args.size
     out = export_online(online, args.out, size=size)
     print(f"wrote {out} (inputs: frame, buffer_0..{online.num_buffers - 1})")
@@ -426,6 +446,8 @@ def _register_train_commands(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--finetune-from", type=Path, metavar="CKPT",
                        help="start from another run's weights (our or imported formats); the head is "
                        "replaced when the class count differs")
+    group.add_argument("--weights", dest="published", default=None, metavar="NAME",
+                       help="like --finetune-from, from published weights (`tsm weights list`)")
     p.add_argument("--amp", action="store_true", help="mixed precision (same as run.amp=true)")
     p.set_defaults(func=_cmd_train)
 
@@ -452,7 +474,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides) + (["run.amp=true"] if args.amp else [])
     config = load_config(args.config, overrides)
-    result = train(config, resume=args.resume, finetune_from=args.finetune_from)
+    finetune_from = args.finetune_from
+    if args.published is not None:
+        from temporal_shift.weights import get_weights
+
+        finetune_from = get_weights(args.published)
+    result = train(config, resume=args.resume, finetune_from=finetune_from)
     best = f"best val top-1 {result.best_top1:.2f}% (epoch {result.best_epoch})" if result.best_epoch > 0 else "no validation yet"
     print(f"{'stopped' if result.interrupted else 'finished'}: {result.epochs_completed} epochs, "
           f"{result.global_step} steps, {best}; checkpoints in {result.out_dir}")
@@ -486,12 +513,15 @@ def _register_eval_commands(sub: argparse._SubParsersAction) -> None:
         "print top-1, top-5 and mean class accuracy. With --out, also writes metrics.json, "
         "per_class.csv, predictions.csv, confusion.npy and confusion.png.",
     )
-    p.add_argument("--checkpoint", type=Path, action="append", required=True,
+    p.add_argument("--checkpoint", dest="members", action=_AppendMember, const="file", type=Path, metavar="CKPT",
                    help="checkpoint to test; repeat for an ensemble (e.g. an 8-frame and a 16-frame model)")
-    p.add_argument("--weights", type=float, nargs="+", default=None,
-                   help="ensemble weights, one per --checkpoint (normalised; default equal)")
+    p.add_argument("--weights", dest="members", action=_AppendMember, const="name", metavar="NAME",
+                   help="published weights to test (`tsm weights list`); repeatable, mixes with --checkpoint")
+    p.add_argument("--ensemble-weights", type=float, nargs="+", default=None, metavar="W",
+                   help="ensemble weights, one per member (--checkpoint/--weights, in order; normalised; "
+                   "default equal)")
     p.add_argument("--segments", type=int, nargs="+", default=None,
-                   help="T of foreign (reference/MMAction2) checkpoints: one value, or one per --checkpoint")
+                   help="T of foreign (reference/MMAction2) checkpoints: one value, or one per member")
     p.add_argument("--data", type=Path, required=True, help="data root (list paths are relative to it)")
     p.add_argument("--list", type=Path, required=True, help="list file, relative to --data or absolute")
     p.add_argument("--kind", default="auto", choices=("auto", "frames", "videos"))
@@ -524,7 +554,9 @@ def _register_eval_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER",
                    help="video file, JPEG frame folder, or folder of videos")
-    p.add_argument("--checkpoint", type=Path, required=True)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, default=None)
+    _add_weights_option(source, "--checkpoint")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: the checkpoint's)")
     p.add_argument("--segments", type=int, default=None, help="T, for checkpoints of other releases")
@@ -542,13 +574,37 @@ def _register_eval_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_predict)
 
 
+class _AppendMember(argparse.Action):
+    """``--checkpoint FILE`` / ``--weights NAME``: ensemble members in command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        members = list(getattr(namespace, self.dest, None) or [])
+        members.append((self.const, values))
+        setattr(namespace, self.dest, members)
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
     from temporal_shift.evaluate import EvalProtocol, Member, evaluate
+    from temporal_shift.weights import get_weights
 
-    n = len(args.checkpoint)
-    weights = args.weights or [1.0] * n
+    if not args.members:
+        raise ValueError("give --checkpoint FILE or --weights NAME (repeat either for an ensemble)")
+    checkpoints: list[object] = []
+    for kind, value in args.members:
+        if kind == "name":
+            try:
+                float(value)
+            except ValueError:
+                checkpoints.append(get_weights(value))
+                continue
+            raise ValueError(f"--weights takes names of published weights, got {value!r}; ensemble "
+                             "weights are --ensemble-weights W ...")
+        else:
+            checkpoints.append(value)
+    n = len(checkpoints)
+    weights = args.ensemble_weights or [1.0] * n
     if len(weights) != n:
-        raise ValueError(f"--weights: {len(weights)} values for {n} checkpoints")
+        raise ValueError(f"--ensemble-weights: {len(weights)} values for {n} checkpoints")
     segments = args.segments or [None]
     if len(segments) == 1:
         segments = segments * n
@@ -557,7 +613,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
     protocol = EvalProtocol(clips=args.clips, crops=args.crops, fusion=args.fusion, dense_clips=args.dense_clips,
                             dense_window=args.dense_window, size=args.size, scale_size=args.scale_size)
     result = evaluate(
-        [Member(checkpoint=c, weight=w, n_segment=t) for c, w, t in zip(args.checkpoint, weights, segments)],
+        [Member(checkpoint=c, weight=w, n_segment=t) for c, w, t in zip(checkpoints, weights, segments)],
         list_file=args.list, root=args.data, protocol=protocol, kind=args.kind, template=args.template,
         classes=args.classes, batch_size=args.batch_size, workers=args.workers, device=args.device,
         on_error=args.on_error, out_dir=args.out, progress=not args.no_progress,
@@ -577,13 +633,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.compile_mode != "auto" and not args.compile:
         raise ValueError("--compile-mode goes with --compile")
+    checkpoint = _checkpoint_or_weights(args)
     predictions = predict(
-        args.inputs, checkpoint=args.checkpoint, topk=args.topk, n_segment=args.segments, classes=args.classes,
+        args.inputs, checkpoint=checkpoint, topk=args.topk, n_segment=args.segments, classes=args.classes,
         size=args.size, scale_size=args.scale_size, device=args.device, template=args.template,
         compile=args.compile_mode if args.compile else None,
     )
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "predictions": [p.to_dict() for p in predictions]},
+        print(json.dumps({"checkpoint": str(checkpoint), "predictions": [p.to_dict() for p in predictions]},
                          indent=2))
         return 0
     for prediction in predictions:
@@ -607,7 +664,10 @@ def _register_stream_commands(sub: argparse._SubParsersAction) -> None:
         "a gap in the timestamps (dropped frames, seeks) and never otherwise.",
     )
     p.add_argument("source", help="video file, JPEG frame folder, or camera index (0, 1, ...)")
-    p.add_argument("--checkpoint", type=Path, default=None, help="causal checkpoint (required for --runtime torch)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path, default=None,
+                        help="causal checkpoint (or --weights NAME; one is required for --runtime torch)")
+    _add_weights_option(source, "--checkpoint (a causal model, e.g. online_tsm_mobilenetv2_jester)")
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: indices)")
     p.add_argument("--segments", type=int, default=None, help="T, for checkpoints of other releases")
     p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"))
@@ -629,7 +689,12 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
     from temporal_shift.stream import load_stream, run_stream
 
-    model = load_stream(runtime=args.runtime, checkpoint=args.checkpoint, onnx=args.onnx,
+    checkpoint = args.checkpoint
+    if args.published is not None:
+        from temporal_shift.weights import get_weights
+
+        checkpoint = get_weights(args.published)
+    model = load_stream(runtime=args.runtime, checkpoint=checkpoint, onnx=args.onnx,
                         n_segment=args.segments, classes=args.classes)
     summary = run_stream(
         args.source, model.stream, classes=model.classes, out=sys.stdout, out_video=args.out_video,

@@ -64,6 +64,7 @@ from temporal_shift.loading import (
     resolve_class_names,
 )
 from temporal_shift.runtime import ignore_sigint, resolve_device
+from temporal_shift.weights import PublishedWeights
 
 ClipProtocol = Literal["single", "twice", "dense"]
 Fusion = Literal["softmax", "logits"]
@@ -261,9 +262,10 @@ def compute_metrics(scores: np.ndarray, labels: np.ndarray, num_classes: int) ->
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-    """One ensemble member: a checkpoint, its weight, and T for foreign checkpoints."""
+    """One ensemble member: a checkpoint (a file, or published weights: `weights.get_weights`),
+    its weight, and T for foreign checkpoints."""
 
-    checkpoint: str | Path
+    checkpoint: str | Path | PublishedWeights
     weight: float = 1.0
     n_segment: int | None = None
 
@@ -480,8 +482,8 @@ def evaluate(
         raise FileNotFoundError(f"{root}: data root not found")
     if not list_file.is_file():
         raise FileNotFoundError(f"{list_file}: list file not found")
-    for m in members:
-        if not Path(m.checkpoint).is_file():
+    for m in members:  # published weights (weights.PublishedWeights) are fetched when loaded
+        if isinstance(m.checkpoint, (str, Path)) and not Path(m.checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint not found: {m.checkpoint}")
     dev = resolve_device(device)
     loaded = _load_members(members)

@@ -50,6 +50,7 @@ from temporal_shift.data.lists import read_classes
 from temporal_shift.data.transforms import test_transform
 from temporal_shift.export import OnnxStream
 from temporal_shift.models.online import OnlineStream, load_online
+from temporal_shift.weights import PublishedWeights
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg")
 
@@ -501,7 +502,7 @@ class StreamModel:
 def load_stream(
     *,
     runtime: Literal["torch", "onnxruntime"] = "torch",
-    checkpoint: str | Path | None = None,
+    checkpoint: str | Path | PublishedWeights | None = None,
     onnx: str | Path | None = None,
     n_segment: int | None = None,
     classes: str | Path | None = None,
@@ -510,14 +511,15 @@ def load_stream(
     (``runtime="torch"``, `OnlineStream`) or an exported streaming step in onnxruntime
     (``runtime="onnxruntime"``, ``onnx`` from ``tsm export --online``, `OnnxStream`).
 
-    Class names come from ``classes`` (a file, one name per line), else are the indices;
+    Class names come from ``classes`` (a file, one name per line), else from published
+    weights (``checkpoint=weights.get_weights(NAME)``: its dataset's names), else are the indices;
     the number of classes is the checkpoint's (also for onnxruntime, if one is given),
     else the ONNX model's output size. A class file of the wrong length is an error.
     """
     num_classes: int | None = None
     if runtime == "torch":
         if checkpoint is None:
-            raise ValueError("--checkpoint is required with --runtime torch")
+            raise ValueError("--checkpoint is required with --runtime torch (or --weights NAME)")
         if onnx is not None:
             raise ValueError("--onnx is for --runtime onnxruntime")
         online = load_online(checkpoint, n_segment=n_segment)
@@ -538,6 +540,8 @@ def load_stream(
         names = read_classes(classes)
         if num_classes is not None and len(names) != num_classes:
             raise ValueError(f"{classes}: {len(names)} class names, but the model has {num_classes} classes")
+    elif isinstance(checkpoint, PublishedWeights):
+        names = checkpoint.class_names()
     elif num_classes is not None:
         names = [str(i) for i in range(num_classes)]
     else:

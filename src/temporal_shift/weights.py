@@ -449,6 +449,43 @@ def _transfer(url: str, part: Path, *, desc: str, progress: bool, timeout: float
 # --- loading ------------------------------------------------------------------------
 
 
+def build_published(
+    weights: str | PublishedWeights,
+    *,
+    arch: str,
+    num_classes: int,
+    backbone_weights: Any = None,
+    options: Mapping[str, Any],
+) -> VideoRecognizer:
+    """`build_model(arch, num_classes=..., weights=NAME, **options)`: the model of the
+    published weights, loaded with them (train mode, as `build_model` returns models).
+
+    ``arch``, ``num_classes`` and the shift settings given must be the entry's (an error
+    names the first that is not); ``n_segment`` may differ (the weights do not depend on
+    T) and the other options (dropout, partial_bn, ...) are free."""
+    from temporal_shift.checkpoints import load_state_strict
+    from temporal_shift.loading import load_checkpoint
+    from temporal_shift.models.recognizer import build_model
+
+    entry = get_weights(weights)
+    if backbone_weights is not None:
+        raise ValueError("build_model: backbone_weights and weights exclude each other")
+    expected = entry.model_options()
+    given = dict(options, arch=arch, num_classes=num_classes)
+    for name in ("arch", "num_classes", "shift", "fold_div", "place", "temporal_pool", "non_local", "mode"):
+        if name == "place" and not entry.shift:
+            continue
+        if name in given and given[name] != expected[name]:
+            raise ValueError(
+                f"build_model: {name}={given[name]!r}, but {entry.name} holds a model with "
+                f"{name}={expected[name]!r}"
+            )
+    model = build_model(**{**expected, **given})
+    state = load_checkpoint(entry).model.state_dict()
+    load_state_strict(model, state, source=entry.name)
+    return model
+
+
 def resolve_weights(source: str | Path | PublishedWeights) -> str | Path | PublishedWeights:
     """``source`` for `loading.load_model`: an existing file stays a path; otherwise a
     string that is a published name becomes its entry (the only place a bare string

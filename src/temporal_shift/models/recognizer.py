@@ -243,6 +243,7 @@ def build_model(
     *,
     num_classes: int,
     backbone_weights: str | Path | None = None,
+    weights: Any = None,
     **options: Any,
 ) -> nn.Module:
     """Build a TSM (``shift=True``) or TSN (``shift=False``) video classifier, or with
@@ -254,8 +255,15 @@ def build_model(
     TypeError listing the known ones. ``backbone_weights`` is an optional file holding a
     torchvision state dict of the 2D backbone (e.g. ImageNet weights saved beforehand);
     its classifier is dropped. Families built on other networks map it their own way
-    (I3D inflates it over time).
+    (I3D inflates it over time). ``weights`` names published weights (or is a
+    `weights.PublishedWeights` entry): the model is built with their settings and loaded
+    with them (`weights.build_published`; the arguments given must agree with them).
     """
+    if weights is not None:
+        from temporal_shift.weights import build_published
+
+        return build_published(weights, arch=arch, num_classes=num_classes,
+                               backbone_weights=backbone_weights, options=options)
     known = ModelConfig.field_names()
     unknown = sorted(set(options) - set(known))
     if unknown:
