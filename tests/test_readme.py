@@ -32,6 +32,8 @@ PLACEHOLDERS = {
     "N": "4",
     "M": "3",
     "F": "out.json",
+    "NAME": "tsm_r50_kinetics400_8f",
+    "DIR": "cache",
 }
 
 

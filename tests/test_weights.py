@@ -517,3 +517,42 @@ def test_finetune_from_published_weights(torch_home, release_layouts, tmp_path):
     assert all(torch.equal(v, published[k]) for k, v in model.state_dict().items() if not k.startswith("head."))
     args = _build_parser().parse_args(["train", "--config", "c.yaml", "--weights", "tsm_mobilenetv2_kinetics400_8f"])
     assert args.published == "tsm_mobilenetv2_kinetics400_8f" and args.finetune_from is None
+
+
+# --- the README's model-zoo section runs, against a checkpoint served from file:// ---------
+
+
+def readme_section() -> str:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    return text.split("\n## Published models\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_model_zoo_table_is_the_registry():
+    rows = [line for line in readme_section().splitlines() if line.startswith("| `")]
+    assert len(rows) == len(registry())
+    for row, w in zip(rows, registry().values()):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        acc = w.accuracies[0] if w.accuracies else None
+        assert cells == [f"`{w.name}`", DATASETS[w.dataset].title, str(w.n_segment), f"{w.gmacs:.1f}",
+                         f"{acc.top1:.1f}" if acc else "-", acc.protocol if acc else "not published"], row
+
+
+def test_readme_one_command_and_python_block_run(run_cli, torch_home, release_layouts, tmp_path, monkeypatch,
+                                                 make_video):
+    import shlex
+
+    section = readme_section()
+    command = re.search(r"```bash\n(tsm predict [^\n]*)\n```", section).group(1)
+    code = re.search(r"```python published\n(.*?)```", section, re.S).group(1)
+    fetch_into_cache("tsm_r50_kinetics400_8f", torch_home, release_layouts, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    make_video(tmp_path / "clip.mp4", 16)
+    result = run_cli(shlex.split(command)[1:])
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    kinetics = set(class_names("kinetics400"))
+    assert len(lines) == 5 and all(line.rsplit(None, 1)[0].strip() in kinetics for line in lines)
+    namespace = {"__name__": "__readme__"}
+    exec(compile(code, "README.md (Published models)", "exec"), namespace)
+    assert namespace["model"].config.arch == "resnet50" and namespace["tsm16"].config.n_segment == 16
+    assert len(namespace["top5"]) == 1 and namespace["top5"][0].topk[0][1] in kinetics
