@@ -274,3 +274,65 @@ def test_plain_variant_keeps_the_order_guarantee_without_clutter(tmp_path):
     assert json.loads((out / "meta.json").read_text())["settings"]["clutter"] is False
     with pytest.raises(ValueError, match="other settings"):
         generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False)
+
+
+def test_pair_hues_name_the_pair_and_keep_the_order_guarantee(tmp_path):
+    from temporal_shift.data.synthetic import PAIR_HUES
+
+    def hue(rgb):
+        r, g, b = rgb / 255.0
+        mx, mn = max(r, g, b), min(r, g, b)
+        if mx == r:
+            h = ((g - b) / (mx - mn)) % 6
+        elif mx == g:
+            h = (b - r) / (mx - mn) + 2
+        else:
+            h = (r - g) / (mx - mn) + 4
+        return h / 6
+
+    for first, second in TEMPORAL_PAIRS:
+        for seed in range(4):
+            a, pa = render_clip(first, rng=np.random.default_rng([seed, 5]), size=32, frames=8, clutter=False,
+                                pair_hues=True)
+            b, _ = render_clip(second, rng=np.random.default_rng([seed, 5]), size=32, frames=8, clutter=False,
+                               pair_hues=True)
+            np.testing.assert_array_equal(b, a[::-1])  # still only the order differs within a pair
+            t = int(np.argmax(pa["alpha"]))  # the most opaque frame: the object's own colour at its centre
+            cx, cy = int(pa["cx"][t]) % 32, int(pa["cy"][t]) % 32
+            centre = a[t, cy, cx].astype(np.float64)
+            distance = abs((hue(centre) - PAIR_HUES[first // 2] + 0.5) % 1.0 - 0.5)
+            assert distance < 0.06, (first, seed, hue(centre))
+    out = tmp_path / "hues"
+    generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, clutter=False,
+                       pair_hues=True, motion=2.0)
+    settings = json.loads((out / "meta.json").read_text())["settings"]
+    assert settings["pair_hues"] is True and settings["motion"] == 2.0
+    with pytest.raises(ValueError, match="other settings"):
+        generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, clutter=False)
+
+
+def test_motion_scales_the_speed_of_moving_objects_and_object_scale_their_size():
+    for label, key in ((0, "cx"), (2, "cy")):
+        slow = render_clip(label, rng=np.random.default_rng(4), size=64, frames=8, clutter=False)[1][key]
+        fast = render_clip(label, rng=np.random.default_rng(4), size=64, frames=8, clutter=False, motion=2.0)[1][key]
+        period = 64 if key != "angle" else 2 * np.pi
+        step_slow = (np.diff(slow) + period / 2) % period - period / 2
+        step_fast = (np.diff(fast) + period / 2) % period - period / 2
+        np.testing.assert_allclose(step_fast, 2 * step_slow, atol=1e-9)
+    turn = [render_clip(6, rng=np.random.default_rng(4), size=64, frames=8, motion=m)[1]["angle"] for m in (1, 2)]
+    np.testing.assert_array_equal(*turn)  # rotation keeps its speed (a triangle turning fast looks ambiguous)
+    small, big = (render_clip(4, rng=np.random.default_rng(4), size=64, frames=8, object_scale=k)[1]["radius"]
+                  for k in (1.0, 1.6))
+    np.testing.assert_allclose(big, 1.6 * small)
+    with pytest.raises(ValueError, match="motion and object_scale must be positive"):
+        render_clip(0, rng=np.random.default_rng(0), size=32, frames=4, motion=0)
+
+
+def test_datasets_written_before_motion_and_pair_hues_are_still_reused(tmp_path):
+    out = tmp_path / "old"
+    generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    for key in ("motion", "pair_hues", "object_scale", "clutter"):
+        del meta["settings"][key]
+    (out / "meta.json").write_text(json.dumps(meta))
+    generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False)

@@ -17,7 +17,10 @@ Object shape, colour, size, speed and position, textured backgrounds with per-fr
 noise and distractor objects are random. ``clutter=False`` renders the same classes on
 plain backgrounds (one colour per clip, weak per-frame noise) without distractors: the
 pairs are still told apart only by order, but a small network learns them in far fewer
-steps (`tsm demo` uses it to fit its 10-minute CPU budget). Everything is drawn from a generator seeded
+steps. ``pair_hues=True`` gives each pair's object its own hue band, so one frame tells
+the pair (an order-blind model then reaches exactly 50% on the temporal pairs, not less);
+``motion`` scales the speed of the moving objects and ``object_scale`` the main object's
+size. `tsm demo` uses ``clutter=False`` (`demo.DEMO_DATA`) to fit its 10-minute CPU budget. Everything is drawn from a generator seeded
 by (seed, video index), so the output does not depend on the number of processes.
 
 Layout written by ``generate_synthetic(out_dir, ...)`` (names are the constants below)::
@@ -186,8 +189,11 @@ def _object(
     radius: float,
     kind: str,
     hue: float | None,
+    motion: float = 1.0,
+    vivid: bool = False,
 ) -> dict[str, np.ndarray | str]:
-    """Per-frame parameters of one object playing ``kind`` forwards."""
+    """Per-frame parameters of one object playing ``kind`` forwards (``motion`` scales the
+    speed of moving objects; ``vivid`` draws saturated, bright colours)."""
     scale = min(height, width) / 64.0
     t = np.arange(frames, dtype=np.float64) - (frames - 1) / 2
     cx = np.full(frames, rng.uniform(0, width))
@@ -197,9 +203,9 @@ def _object(
     alpha = np.ones(frames)
     shape = str(rng.choice(_ASYMMETRIC if kind == "rotate" else _SHAPES))
     if kind == "move_x":
-        cx = (cx + rng.uniform(1.0, 2.5) * scale * t) % width
+        cx = (cx + rng.uniform(1.0, 2.5) * motion * scale * t) % width
     elif kind == "move_y":
-        cy = (cy + rng.uniform(1.0, 2.5) * scale * t) % height
+        cy = (cy + rng.uniform(1.0, 2.5) * motion * scale * t) % height
     elif kind == "grow":
         lo = rng.uniform(0.3, 0.6)
         hi = lo * rng.uniform(1.8, 2.6)
@@ -219,7 +225,8 @@ def _object(
         cy = (cy + speed * math.sin(direction) * t) % height
     if hue is None:
         hue = rng.uniform(0, 1)
-    colour = _hsv_to_rgb(hue % 1.0, rng.uniform(0.6, 1.0), rng.uniform(0.75, 1.0)) * 255
+    low_s, low_v = (0.85, 0.85) if vivid else (0.6, 0.75)
+    colour = _hsv_to_rgb(hue % 1.0, rng.uniform(low_s, 1.0), rng.uniform(low_v, 1.0)) * 255
     return {
         "shape": shape, "cx": cx, "cy": cy, "radius": radius * size, "angle": angle,
         "alpha": alpha, "colour": colour,
@@ -227,16 +234,33 @@ def _object(
 
 
 _KIND = {0: "move_x", 2: "move_y", 4: "grow", 6: "rotate", 8: "fade_in"}
+# pair_hues=True: the hue band of each temporal pair's object (clear of the control pair's red and blue)
+PAIR_HUES: tuple[float, ...] = (0.13, 0.33, 0.5, 0.76, 0.9)
+_PAIR_HUE_SPREAD = 0.02
 
 
 def render_clip(
-    label: int, *, rng: np.random.Generator, size: int | tuple[int, int], frames: int, clutter: bool = True
+    label: int,
+    *,
+    rng: np.random.Generator,
+    size: int | tuple[int, int],
+    frames: int,
+    clutter: bool = True,
+    motion: float = 1.0,
+    pair_hues: bool = False,
+    object_scale: float = 1.0,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Render one clip of class ``label``: uint8 (frames, H, W, 3) and the main
     object's per-frame parameters (cx, cy, radius, angle, alpha; in display order).
-    ``clutter=False``: plain background, no distractors."""
+    ``clutter=False``: plain background, no distractors. ``motion`` scales the speed of
+    the moving classes (not rotation: a 3-fold symmetric triangle turning 60 degrees a frame
+    would look the same turning either way). ``pair_hues=True``: the main object's hue names its
+    pair (`PAIR_HUES`), so one frame tells the pair and only the order tells the class.
+    ``object_scale`` scales the main object's size."""
     if not 0 <= label < len(CLASSES):
         raise ValueError(f"label {label} out of range for {len(CLASSES)} synthetic classes")
+    if not motion > 0 or not object_scale > 0:
+        raise ValueError(f"motion and object_scale must be positive, got {motion} and {object_scale}")
     height, width = (size, size) if isinstance(size, int) else size
     scale = min(height, width) / 64.0
     canvas = _background(rng, frames, height, width, clutter)
@@ -251,10 +275,12 @@ def render_clip(
     if label >= 10:
         hue = rng.uniform(-0.04, 0.04) if label == 10 else rng.uniform(0.6, 0.68)
         main = _object(rng, frames=frames, height=height, width=width,
-                       radius=rng.uniform(6, 10) * scale, kind="still", hue=hue)
+                       radius=rng.uniform(6, 10) * scale * object_scale, kind="still", hue=hue, vivid=pair_hues)
     else:
+        hue = PAIR_HUES[label // 2] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD) if pair_hues else None
         main = _object(rng, frames=frames, height=height, width=width,
-                       radius=rng.uniform(6, 10) * scale, kind=_KIND[label - label % 2], hue=None)
+                       radius=rng.uniform(6, 10) * scale * object_scale, kind=_KIND[label - label % 2], hue=hue,
+                       motion=motion, vivid=pair_hues)
     for obj in distractors + [main]:
         dx = _wrap(xs[None, :] - obj["cx"][:, None].astype(np.float32), width)[:, None, :]
         dy = _wrap(ys[None, :] - obj["cy"][:, None].astype(np.float32), height)[:, :, None]
@@ -288,15 +314,15 @@ def video_id(index: int) -> str:
     return f"synth_{index:06d}"
 
 
-def _make_one(job: tuple[Path, int, int, int, int, int, int, bool]) -> int:
-    root, index, label, seed, height, width, frames, clutter = job
+def _make_one(job: tuple[Path, int, int, int, int, int, int, bool, float, bool, float]) -> int:
+    root, index, label, seed, height, width, frames, clutter, motion, pair_hues, object_scale = job
     name = video_id(index)
     folder = root / FRAMES_DIR / name
     video = root / VIDEOS_DIR / (name + VIDEO_SUFFIX)
     if (folder / DONE_MARKER).is_file() and video.is_file():
         return index
     clip, _ = render_clip(label, rng=np.random.default_rng([seed, index]), size=(height, width), frames=frames,
-                          clutter=clutter)
+                          clutter=clutter, motion=motion, pair_hues=pair_hues, object_scale=object_scale)
     write_frame_folder(folder, clip, template=FRAME_TEMPLATE, quality=90)
     write_video(video, clip, fps=DEFAULT_FPS)
     (folder / DONE_MARKER).write_text("")
@@ -314,10 +340,14 @@ def generate_synthetic(
     workers: int | None = None,
     progress: bool = True,
     clutter: bool = True,
+    motion: float = 1.0,
+    pair_hues: bool = False,
+    object_scale: float = 1.0,
 ) -> SyntheticPaths:
     """Write the synthetic dataset to ``out_dir`` (layout in the module docstring).
 
     ``size`` is the side of square frames or (height, width), even numbers (H.264).
+    ``clutter``, ``motion``, ``pair_hues`` and ``object_scale``: see `render_clip`.
     Re-running with the same arguments skips finished clips and gives identical files.
     """
     height, width = (size, size) if isinstance(size, int) else tuple(size)
@@ -333,9 +363,12 @@ def generate_synthetic(
         raise ValueError(f"workers must be at least 1, got {workers}")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if not motion > 0 or not object_scale > 0:
+        raise ValueError(f"motion and object_scale must be positive, got {motion} and {object_scale}")
     paths = synthetic_paths(out_dir)
     meta_settings = {"num_videos": num_videos, "height": height, "width": width, "frames": frames, "seed": seed,
-                     "val_fraction": val_fraction, "clutter": clutter}
+                     "val_fraction": val_fraction, "clutter": clutter, "motion": float(motion),
+                     "pair_hues": pair_hues, "object_scale": float(object_scale)}
     if paths.meta.is_file():
         try:
             old = json.loads(paths.meta.read_text())
@@ -343,7 +376,8 @@ def generate_synthetic(
             raise ValueError(f"{paths.meta}: unreadable synthetic dataset metadata ({exc}); use a new --out directory") from None
         old_settings = old.get("settings")
         if isinstance(old_settings, dict):
-            old_settings = {"clutter": True, **old_settings}  # written before the option existed
+            # written before the options existed
+            old_settings = {"clutter": True, "motion": 1.0, "pair_hues": False, "object_scale": 1.0, **old_settings}
         if old_settings != meta_settings:
             raise ValueError(
                 f"{paths.meta}: {out_dir} holds a synthetic dataset with other settings "
@@ -363,7 +397,8 @@ def generate_synthetic(
     paths.frames_dir.mkdir(parents=True, exist_ok=True)
     paths.videos_dir.mkdir(parents=True, exist_ok=True)
     labels, is_val = _assign(num_videos, seed, val_fraction)
-    jobs = [(paths.root, i, int(labels[i]), seed, height, width, frames, clutter) for i in range(num_videos)]
+    jobs = [(paths.root, i, int(labels[i]), seed, height, width, frames, clutter, float(motion), pair_hues,
+             float(object_scale)) for i in range(num_videos)]
     workers = workers or min(os.cpu_count() or 1, 8)
     bar = tqdm(total=num_videos, desc="synth", unit="clip", disable=not progress)
     if workers == 1:
