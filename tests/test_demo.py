@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from temporal_shift.data.synthetic import TEMPORAL_PAIRS
-from temporal_shift.demo import demo_config, order_accuracy
+from temporal_shift.demo import DEMO_DATA, DEMO_SEGMENTS, demo_budget, demo_config, order_accuracy
 
 
 def test_tsn_and_tsm_runs_differ_only_in_the_shift(tmp_path: Path) -> None:
@@ -20,6 +20,18 @@ def test_tsn_and_tsm_runs_differ_only_in_the_shift(tmp_path: Path) -> None:
     assert dataclasses.replace(tsn.model, shift=True) == tsm.model
     assert (tsn.data, tsn.optim, tsn.run) == (tsm.data, tsm.optim, tsm.run)
     assert tsm.data.flip is False  # mirroring would swap moving left/right
+    assert tsm.model.n_segment == DEMO_SEGMENTS <= DEMO_DATA["frames"] and DEMO_DATA["clutter"] is False
+
+
+def test_budget_fits_the_cpu_and_grows_on_a_gpu(monkeypatch) -> None:
+    cpu = demo_budget("cpu")
+    assert (cpu.num_videos, cpu.epochs, cpu.batch_size) == (3600, 3, 16)
+    assert cpu.describe().startswith("budget: CPU (cpu), 3600 clips (2880 to train), 3 epochs")
+    assert demo_budget("cpu", epochs=1, num_videos=48).epochs == 1
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # resolve_device only asks this
+    gpu = demo_budget("auto")
+    assert gpu.device == "cuda" and gpu.num_videos == 4 * cpu.num_videos and gpu.epochs == 2 * cpu.epochs
+    assert "GPU" in gpu.describe() and "4x the data" in gpu.describe()
 
 
 def test_order_accuracy_by_hand() -> None:
@@ -41,7 +53,7 @@ def test_order_accuracy_by_hand() -> None:
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     """Mechanics only (tiny data, 1 epoch): both models train and are tested, table and PNG
-    are written. The margin itself needs the full budget (`tsm demo`, ~8 minutes)."""
+    are written. The margin itself needs the full budget (test_demo_is_decisive)."""
     from temporal_shift.demo import run_demo
 
     demo = run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "synth", epochs=1, num_videos=48, batch_size=4,
@@ -50,6 +62,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert demo.rows["TSN"]["params_m"] == demo.rows["TSM"]["params_m"]
     assert 0 <= demo.rows["TSM"]["order_acc"] <= 100
     assert "order accuracy %" in demo.table() and "temporal pairs top-1 %" in demo.table()
+    assert demo.table().startswith("budget: ")
     assert demo.plot is not None and demo.plot.stat().st_size > 0
     for name in ("tsn", "tsm"):
         assert (tmp_path / "demo" / name / "test" / "confusion.png").is_file()

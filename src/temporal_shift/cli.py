@@ -301,6 +301,13 @@ def _register_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=synthetic.DEFAULT_VAL_FRACTION)
     p.add_argument("--plain", action="store_true",
                    help="plain backgrounds, no distractor objects (learned in fewer steps; tsm demo uses it)")
+    p.add_argument("--motion", type=float, default=1.0,
+                   help="speed factor of the moving classes (default 1)")
+    p.add_argument("--object-scale", type=float, default=1.0,
+                   help="size factor of the main object (default 1)")
+    p.add_argument("--pair-hues", action="store_true",
+                   help="each pair's object has its own hue, so one frame tells the pair (an order-blind model's "
+                   "ceiling is then exactly 50%% per temporal pair)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, max 8)")
     p.set_defaults(func=_cmd_synth)
 
@@ -366,7 +373,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     paths = generate_synthetic(
         args.out, num_videos=args.num_videos, size=args.size, frames=args.frames, seed=args.seed,
-        val_fraction=args.val_fraction, workers=args.workers, clutter=not args.plain,
+        val_fraction=args.val_fraction, workers=args.workers, clutter=not args.plain, motion=args.motion,
+        pair_hues=args.pair_hues, object_scale=args.object_scale,
     )
     print(f"wrote {args.num_videos} clips to {paths.root}")
     for path in (paths.train_frames, paths.val_frames, paths.train_videos, paths.val_videos, paths.classes):
@@ -453,19 +461,41 @@ def _register_train_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "demo",
-        help="train TSN and TSM on the synthetic temporal dataset and compare them (~8 min on 2 cores)",
+        help="train TSN and TSM on the synthetic temporal dataset and compare them (~9 min on 2 CPU cores)",
         description="Generate the synthetic dataset if absent (plain backgrounds), train TSN and TSM "
-        "(ResNet-18 from scratch, 4 frames of 32x32) with the same data, seed and budget, test both and "
-        "print top-1 overall, on the order-only temporal pairs and on the control pair, order accuracy "
-        "(true class vs its time-reversed partner), params, FLOPs and latency; saves demo.png.",
+        "(ResNet-18 from scratch, 4 frames of 32x32) with the same data, seed and budget, test both "
+        "and print top-1 overall, on the order-only temporal pairs and on the control pair, order accuracy "
+        "(true class vs its time-reversed partner), params, FLOPs and latency; saves demo.png. On a GPU the "
+        "budget is larger (the output says which budget ran).",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
     p.add_argument("--data", type=Path, default=Path("data/synthetic_demo"),
                    help="synthetic dataset folder, generated if absent (default data/synthetic_demo)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per model (default 3)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per model (default 3 on a CPU, 6 on a GPU)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="the paper's ablations in miniature: shift proportion, placement, online, zoo (PNG, JSON, table)",
+        description="Train every arm of an experiment on the demo's synthetic order-only data with the same "
+        "data, budget, seeds and optimizer (only the model differs), test them and write <out>/<experiment>/"
+        "results.json (every run), results.md (the table) and <experiment>.png; prints the table with mean ± sd "
+        "over seeds and whether differences are within the seed spread. Experiments: shift-proportion "
+        "(fold_div sweep + latency overhead), placement (residual vs in-place), online (causal vs bidirectional, "
+        "streaming accuracy per frame), zoo (accuracy vs GMACs of every installed model family), all.",
+    )
+    p.add_argument("experiment", choices=("shift-proportion", "placement", "online", "zoo", "all"))
+    p.add_argument("--budget", choices=("small", "full"), default="small",
+                   help="small: ~15 min per experiment on 2 CPU cores (2 seeds); full: the demo's data and epochs, "
+                   "5 seeds, latency at 224x224")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the budget's)")
+    p.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="output folder (default runs/reproduce)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_reproduce)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -489,13 +519,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from temporal_shift.demo import run_demo
 
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
-    demo = run_demo(out_dir=args.out, data_dir=args.data, epochs=args.epochs, seed=args.seed,
+    demo = run_demo(out_dir=args.out, data_dir=args.data, epochs=args.epochs, seed=args.seed, device=args.device,
                     progress=not args.no_progress)
     print(demo.table())
     if demo.plot is not None:
         print(f"wrote {demo.plot} ({demo.seconds / 60:.1f} min in all)")
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from temporal_shift.reproduce import report, reproduce
+
+    if args.seeds is not None and args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    results = reproduce(args.experiment, budget=args.budget, seeds=args.seeds, out_dir=args.out, device=args.device,
+                        progress=not args.no_progress, log=lambda line: print(line, flush=True))
+    for result in results:
+        print()
+        print(report(result))
     return 0
 
 

@@ -8,10 +8,13 @@ appearance control pair, and the *order accuracy*: on temporal-pair videos, how 
 the true class scores above its time-reversed partner. TSN averages per-frame scores and
 a clip's frames are as likely under its reversed class, so its order accuracy can only be
 50% up to noise; TSM's shows what the shift learned. Params and FLOPs (equal) and
-interleaved CPU latency show what the shift costs.
+interleaved latency show what the shift costs.
 
-The budget fits 10 minutes on a 2-core CPU: 3600 plain-background clips of 8 frames at
-32x32 (`generate_synthetic(clutter=False)`), T=4, AdamW for 3 epochs of 180 steps.
+The data (`DEMO_DATA`, also the data of `tsm reproduce`): 8-frame 32x32 clips on plain
+backgrounds (`generate_synthetic(clutter=False)`); both models see T=4 of the 8 frames.
+The CPU budget (`demo_budget`) fits 10 minutes on a 2-core CPU: 3600 clips (2880 to
+train), AdamW for 3 epochs of 180 steps; on a GPU the demo takes 4x the clips and 2x the
+epochs and says so.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,8 +36,38 @@ from temporal_shift.train import train
 DEMO_SIZE = 32
 DEMO_FRAMES = 8  # frames per generated clip
 DEMO_SEGMENTS = 4  # T of both models
-DEMO_VIDEOS = 3600
+# the synthetic data of the demo and of `tsm reproduce` (generate_synthetic's keywords)
+DEMO_DATA: dict[str, Any] = {"size": DEMO_SIZE, "frames": DEMO_FRAMES, "clutter": False}
+DEMO_VIDEOS = 3600  # 2,880 training and 720 validation clips
 DEMO_EPOCHS = 3
+NUM_CLASSES = 12
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoBudget:
+    """How much the demo trains: clips generated (80% train), epochs, batch size."""
+
+    device: str
+    num_videos: int
+    epochs: int
+    batch_size: int
+
+    def describe(self) -> str:
+        where = "GPU" if self.device.startswith("cuda") else "CPU"
+        extra = " (a GPU is present: 4x the data and 2x the epochs of the CPU budget)" if where == "GPU" else ""
+        return (f"budget: {where} ({self.device}), {self.num_videos} clips ({int(self.num_videos * 0.8)} to train), "
+                f"{self.epochs} epochs of batch {self.batch_size}{extra}")
+
+
+def demo_budget(device: str = "auto", *, epochs: int | None = None, num_videos: int | None = None) -> DemoBudget:
+    """The demo's budget on ``device``: the CPU budget fits 10 minutes on 2 cores; on a GPU the
+    demo trains on 4x the clips for 2x the epochs. ``epochs``/``num_videos`` override it."""
+    from temporal_shift.runtime import resolve_device
+
+    dev = resolve_device(device)
+    gpu = dev.type == "cuda"
+    return DemoBudget(device=str(dev), num_videos=num_videos or (4 * DEMO_VIDEOS if gpu else DEMO_VIDEOS),
+                      epochs=epochs or (2 * DEMO_EPOCHS if gpu else DEMO_EPOCHS), batch_size=16)
 
 
 @dataclasses.dataclass
@@ -43,6 +77,7 @@ class DemoResult:
     rows: dict[str, dict[str, float]]
     history: dict[str, list[dict[str, float]]]
     out_dir: Path
+    budget: DemoBudget | None = None
     seconds: float = 0.0
     plot: Path | None = None
 
@@ -59,30 +94,44 @@ class DemoResult:
         ]
         names = list(self.rows)
         width = max(len(c[0]) for c in cols) + 2
-        lines = [" " * width + "".join(f"{n:>10}" for n in names)]
+        lines = [self.budget.describe()] if self.budget is not None else []
+        lines.append(" " * width + "".join(f"{n:>10}" for n in names))
         for label, key, fmt in cols:
             lines.append(f"{label:<{width}}" + "".join(f"{fmt.format(self.rows[n][key]):>10}" for n in names))
-        lines.append(f"chance: top-1 {100 / 12:.1f}%; order accuracy 50% (all TSN can reach: it ignores frame order)")
+        lines.append(f"chance: top-1 {100 / NUM_CLASSES:.1f}%; order accuracy 50% (all TSN can reach: it ignores "
+                     "frame order)")
         return "\n".join(lines)
 
 
-def demo_config(data_root: Path, out_dir: Path, *, shift: bool, epochs: int = DEMO_EPOCHS, seed: int = 0,
-                workers: int = 1, batch_size: int = 16, progress: bool = True) -> TrainConfig:
-    """The training run of one demo model (TSN if ``shift`` is false, else TSM)."""
-    from temporal_shift.data.synthetic import CLASSES, CLASSES_FILE, TRAIN_FRAMES_LIST, VAL_FRAMES_LIST
+def prepare_demo_data(data_dir: str | Path, *, num_videos: int = DEMO_VIDEOS, seed: int = 0, progress: bool = True):
+    """Generate (or reuse) the demo's synthetic dataset (`DEMO_DATA`) in ``data_dir``."""
+    from temporal_shift.data.synthetic import generate_synthetic
+
+    return generate_synthetic(data_dir, num_videos=num_videos, seed=seed,
+                              workers=max(1, min(8, os.cpu_count() or 1)), progress=progress, **DEMO_DATA)
+
+
+def demo_config(data_root: Path, out_dir: Path, *, shift: bool = True, model: dict[str, Any] | None = None,
+                epochs: int = DEMO_EPOCHS, seed: int = 0, workers: int = 1, batch_size: int = 16,
+                device: str = "auto", progress: bool = True) -> TrainConfig:
+    """The training run of one demo model (TSN if ``shift`` is false, else TSM) on the demo
+    data; ``model`` overrides other model settings (fold_div, place, mode, family, ...):
+    `tsm reproduce` trains every arm of an experiment with this recipe."""
+    from temporal_shift.data.synthetic import CLASSES_FILE, TRAIN_FRAMES_LIST, VAL_FRAMES_LIST
 
     return config_from_dict(
         {
-            "model": {"arch": "resnet18", "n_segment": DEMO_SEGMENTS, "shift": shift, "dropout": 0.2},
+            "model": {"arch": "resnet18", "n_segment": DEMO_SEGMENTS, "shift": shift, "dropout": 0.2,
+                      **(model or {})},
             "data": {"root": str(data_root), "train_list": TRAIN_FRAMES_LIST, "val_list": VAL_FRAMES_LIST,
-                     "classes": CLASSES_FILE, "num_classes": len(CLASSES), "kind": "frames", "size": DEMO_SIZE,
+                     "classes": CLASSES_FILE, "num_classes": NUM_CLASSES, "kind": "frames", "size": DEMO_SIZE,
                      "scale_size": DEMO_SIZE, "scales": [1.0], "flip": False, "batch_size": batch_size,
                      "workers": workers},
             # from scratch in ~540 steps: AdamW with a short warm-up and cosine decay
             "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_batch": None, "weight_decay": 0.05,
                       "schedule": "cosine", "warmup_epochs": min(0.5, epochs - 1), "epochs": epochs,
                       "clip_grad": 20.0},
-            "run": {"out_dir": str(out_dir), "seed": seed, "progress": progress},
+            "run": {"out_dir": str(out_dir), "seed": seed, "device": device, "progress": progress},
         },
         source="tsm demo",
     )
@@ -107,63 +156,75 @@ def _group_top1(result: EvalResult, classes: list[int]) -> float:
     return 100.0 * float(np.mean(result.scores[mask].argmax(1) == result.labels[mask]))
 
 
+def synthetic_metrics(result: EvalResult) -> dict[str, float]:
+    """Top-1 overall, on the temporal pairs and on the control pair, and order accuracy (%)
+    of a synthetic-data test result."""
+    from temporal_shift.data.synthetic import CONTROL_PAIRS, TEMPORAL_PAIRS
+
+    return {
+        "top1": result.top1,
+        "temporal_top1": _group_top1(result, [c for pair in TEMPORAL_PAIRS for c in pair]),
+        "control_top1": _group_top1(result, [c for pair in CONTROL_PAIRS for c in pair]),
+        "order_acc": order_accuracy(result.scores, result.labels, TEMPORAL_PAIRS),
+    }
+
+
 def run_demo(
     *,
     out_dir: str | Path = "runs/demo",
     data_dir: str | Path = "data/synthetic_demo",
-    epochs: int = DEMO_EPOCHS,
-    num_videos: int = DEMO_VIDEOS,
+    epochs: int | None = None,
+    num_videos: int | None = None,
     seed: int = 0,
     workers: int = 0,
-    batch_size: int = 16,
+    batch_size: int | None = None,
+    device: str = "auto",
     progress: bool = True,
     plot: bool = True,
 ) -> DemoResult:
     """Generate the synthetic dataset (if absent), train TSN and TSM (ResNet-18, 4 segments
-    of 8-frame 32x32 clips) with the same data, seed and budget, test both on the
-    validation split and compare them (see the module docstring). Each model's run folder
-    under ``out_dir`` gets its checkpoints and `evaluate`'s files (metrics, confusion);
-    ``out_dir/demo.png`` the comparison."""
+    of 8-frame 32x32 clips) with the same data, seed and budget (`demo_budget` for ``device``; ``epochs``,
+    ``num_videos`` and ``batch_size`` override it), test both on the validation split and
+    compare them (see the module docstring). Each model's run folder under ``out_dir`` gets
+    its checkpoints and `evaluate`'s files (metrics, confusion); ``out_dir/demo.png`` the
+    comparison."""
     from temporal_shift.bench import count_flops, count_params, interleaved_latency, summarize
+    from temporal_shift.data.synthetic import VAL_FRAMES_LIST
     from temporal_shift.loading import load_model
-    from temporal_shift.data.synthetic import CONTROL_PAIRS, TEMPORAL_PAIRS, VAL_FRAMES_LIST, generate_synthetic
 
     started = time.perf_counter()
+    budget = demo_budget(device, epochs=epochs, num_videos=num_videos)
+    if batch_size is not None:
+        budget = dataclasses.replace(budget, batch_size=batch_size)
     out = Path(out_dir)
-    paths = generate_synthetic(data_dir, num_videos=num_videos, size=DEMO_SIZE, frames=DEMO_FRAMES, seed=seed,
-                               workers=max(1, min(2, os.cpu_count() or 1)), progress=progress, clutter=False)
-    temporal = [c for pair in TEMPORAL_PAIRS for c in pair]
-    control = [c for pair in CONTROL_PAIRS for c in pair]
+    paths = prepare_demo_data(data_dir, num_videos=budget.num_videos, seed=seed, progress=progress)
     rows: dict[str, dict[str, float]] = {}
     history: dict[str, list[dict[str, float]]] = {}
     models: dict[str, VideoRecognizer] = {}
     for name, shift in (("TSN", False), ("TSM", True)):
-        config = demo_config(paths.root, out / name.lower(), shift=shift, epochs=epochs, seed=seed,
-                             workers=workers, batch_size=batch_size, progress=progress)
+        config = demo_config(paths.root, out / name.lower(), shift=shift, epochs=budget.epochs, seed=seed,
+                             workers=workers, batch_size=budget.batch_size, device=budget.device, progress=progress)
         t0 = time.perf_counter()
         result = train(config)
         seconds = time.perf_counter() - t0
         tested = evaluate([result.last_checkpoint], list_file=VAL_FRAMES_LIST, root=paths.root,
-                          kind="frames", batch_size=32, workers=workers, progress=progress,
+                          kind="frames", batch_size=32, workers=workers, device=budget.device, progress=progress,
                           out_dir=out / name.lower() / "test")
         model = load_model(result.last_checkpoint)
         clip = torch.zeros(1, DEMO_SEGMENTS, 3, DEMO_SIZE, DEMO_SIZE)
         rows[name] = {
-            "top1": tested.top1,
-            "temporal_top1": _group_top1(tested, temporal),
-            "control_top1": _group_top1(tested, control),
-            "order_acc": order_accuracy(tested.scores, tested.labels, TEMPORAL_PAIRS),
+            **synthetic_metrics(tested),
             "params_m": count_params(model) / 1e6,
             "gflops": count_flops(model, clip) / 1e9,
             "train_seconds": seconds,
         }
         history[name] = result.history
-        models[name] = model
+        models[name] = model.eval()
     clip = torch.randn(1, DEMO_SEGMENTS, 3, DEMO_SIZE, DEMO_SIZE)
     times = interleaved_latency(models, clip, repeats=30, warmup=3)
     for name in rows:
         rows[name]["latency_ms"] = 1000.0 * summarize(times[name])["median"]
-    demo = DemoResult(rows=rows, history=history, out_dir=out)
+    demo = DemoResult(rows=rows, history=history, out_dir=out, budget=budget)
     if plot:
         demo.plot = _plot_demo(demo, out / "demo.png")
     demo.seconds = time.perf_counter() - started
