@@ -80,26 +80,30 @@ def _timer(device: torch.device) -> Callable[[], float]:
 
 def interleaved_latency(
     models: dict[str, Callable[[torch.Tensor], torch.Tensor]],
-    clips: torch.Tensor,
+    clips: torch.Tensor | dict[str, torch.Tensor],
     *,
     repeats: int,
     warmup: int,
 ) -> dict[str, list[float]]:
-    """Seconds per forward of each model, timed in interleaved rounds (order rotates)."""
+    """Seconds per forward of each model, timed in interleaved rounds (order rotates).
+
+    ``clips``: one input for all models, or one per model (models of different input shapes).
+    """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    now = _timer(clips.device)
+    inputs = clips if isinstance(clips, dict) else {name: clips for name in models}
+    now = _timer(next(iter(inputs.values())).device)
     names = list(models)
     times: dict[str, list[float]] = {name: [] for name in names}
     with torch.inference_mode():
         for _ in range(warmup):
             for name in names:
-                models[name](clips)
+                models[name](inputs[name])
         for r in range(repeats):
             order = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
                 start = now()
-                models[name](clips)
+                models[name](inputs[name])
                 times[name].append(now() - start)
     return times
 

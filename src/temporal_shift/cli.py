@@ -55,18 +55,29 @@ def _register_model_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "bench",
-        help="TSM vs TSN overhead: params, FLOPs, interleaved latency ratio (or training steps)",
+        help="TSM vs TSN overhead: params, FLOPs, interleaved latency ratio (or training steps, "
+        "or the comparison models' efficiency table)",
         description="Measure params, FLOPs and latency of TSN and TSM with identical weights, "
         "timed in interleaved pairs; prints a table and optionally writes JSON and a PNG. "
-        "With --train, time training steps (forward, backward, SGD step) instead, with peak memory.",
+        "With --train, time training steps (forward, backward, SGD step) instead, with peak memory. "
+        "With --compare, the paper's efficiency table: params, GMACs, batch-1 latency and throughput "
+        "of the named models (tsm, tsm16, tsn, single_frame, late_fusion, early_fusion, slow_fusion, "
+        "c3d, i3d_r50, i3d_r50_32f, eco_lite, eco_lite_8f, eco_full, or all) side by side, "
+        "next to the published figures.",
     )
-    p.add_argument("--arch", default="resnet50", choices=sorted(BACKBONES))
-    p.add_argument("--segments", type=int, default=8, help="frames per clip (T)")
-    p.add_argument("--size", type=int, default=224, help="input height and width")
-    p.add_argument("--batch-size", type=int, default=None, help="clips per batch (default 1; 8 with --train)")
+    p.add_argument("--compare", default=None, metavar="NAMES",
+                   help="comma-separated models for the efficiency table (e.g. tsm,tsn,i3d_r50,eco_lite,c3d), or all")
+    p.add_argument("--arch", default=None, choices=sorted(BACKBONES), help="backbone (default resnet50)")
+    p.add_argument("--segments", type=int, default=None, help="frames per clip (T, default 8)")
+    p.add_argument("--size", type=int, default=None,
+                   help="input height and width (default 224; with --compare each model's published size)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="clips per batch (default 1; 8 with --train; with --compare the throughput batch, "
+                   "default 16 on CUDA, 4 on the CPU)")
     p.add_argument("--repeats", type=int, default=None,
-                   help="interleaved TSN/TSM pairs (default 30; 20 with --train)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed calls (steps) of each model first")
+                   help="interleaved TSN/TSM pairs (default 30; 20 with --train; 10 rounds with --compare)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed calls (steps) of each model first (default 3; 1 with --compare)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
@@ -119,10 +130,13 @@ def _register_model_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.compare is not None:
+        return _bench_compare(args)
     if args.compile_mode != "auto" and not args.compile:
         raise ValueError("--compile-mode goes with --compile")
     compile_mode = args.compile_mode if args.compile else None
-    common = dict(arch=args.arch, n_segment=args.segments, size=args.size, warmup=args.warmup,
+    common = dict(arch=args.arch or "resnet50", n_segment=args.segments or 8, size=args.size or 224,
+                  warmup=3 if args.warmup is None else args.warmup,
                   device=args.device, threads=args.threads, channels_last=not args.contiguous,
                   compile=compile_mode)
     if args.train:
@@ -151,6 +165,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"wrote {args.json}")
     if args.plot:
         print(f"wrote {plot(result, args.plot)}")
+    return 0
+
+
+def _bench_compare(args: argparse.Namespace) -> int:
+    from temporal_shift.bench_compare import benchmark_compare, parse_names, plot_compare
+
+    for flag, given in (("--train", args.train), ("--compile", args.compile), ("--amp", args.amp is not None),
+                        ("--arch", args.arch is not None), ("--segments", args.segments is not None),
+                        ("--contiguous", args.contiguous)):
+        if given:
+            raise ValueError(f"{flag} does not go with --compare (each named model has its own backbone, "
+                             "T and input; the table is eager float32 inference)")
+    result = benchmark_compare(
+        parse_names(args.compare), batch_size=args.batch_size, size=args.size,
+        repeats=10 if args.repeats is None else args.repeats, warmup=1 if args.warmup is None else args.warmup,
+        device=args.device, threads=args.threads,
+    )
+    print(result.table())
+    if args.json:
+        args.json.write_text(result.to_json())
+        print(f"wrote {args.json}")
+    if args.plot:
+        print(f"wrote {plot_compare(result, args.plot)}")
     return 0
 
 
