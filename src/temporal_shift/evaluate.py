@@ -575,7 +575,7 @@ def _fuse_and_measure(
         top1=metrics.top1, top5=metrics.top5, mean_class=metrics.mean_class, per_class=metrics.per_class,
         confusion=metrics.confusion, scores=scores, labels=labels,
         videos=[r.path for r, good in zip(records, ok) if good], class_names=class_names, protocol=protocol,
-        members=[{"checkpoint": c.path, "weight": w, "arch": c.config.arch,
+        members=[{"checkpoint": c.path, "weight": w, "arch": c.config.arch, "family": c.config.family,
                   "n_segment": c.n_segment, "shift": c.config.shift}
                  for c, w in zip(loaded, weights)],
         skipped=reasons, seconds=seconds,
