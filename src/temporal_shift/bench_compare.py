@@ -53,6 +53,7 @@ class Contender:
     description: str
     options: dict[str, Any]  # build_model's arch and options (family, n_segment, shift, ...)
     published: Published | None = None
+    reference: str | None = None  # the TSM contender the paper compares it with
 
     @property
     def frames(self) -> int:
@@ -60,6 +61,7 @@ class Contender:
 
 
 # The models `--compare` can name. Sizes: each model's published input (its class's input_size).
+# ``reference``: the TSM model the paper compares it with (latency ratios are taken to it).
 CONTENDERS: dict[str, Contender] = {
     "tsm": Contender("TSM ResNet-50, 8 frames", dict(arch="resnet50", n_segment=8, shift=True),
                      Published(33, 24.3, 17.4, 77.4, TSM_TABLE5)),
@@ -67,27 +69,33 @@ CONTENDERS: dict[str, Contender] = {
                        Published(65, 24.3, 29.0, 39.5, TSM_TABLE5)),
     "tsn": Contender("TSN ResNet-50, 8 frames (2D, average of frame scores)",
                      dict(arch="resnet50", n_segment=8, shift=False),
-                     Published(33, 24.3, None, None, "TSM paper Table 3 (TSN row: same FLOPs/params as TSM)")),
+                     Published(33, 24.3, None, None, TSM_TABLE3 + " (TSN row)"), "tsm"),
     "single_frame": Contender("2D ResNet-50 on the centre frame",
-                              dict(arch="resnet50", family="single_frame", n_segment=8)),
-    "late_fusion": Contender("Karpathy late fusion, ResNet-50 trunk",
-                             dict(arch="resnet50", family="late_fusion", n_segment=8)),
-    "early_fusion": Contender("Karpathy early fusion, ResNet-50 trunk",
-                              dict(arch="resnet50", family="early_fusion", n_segment=8)),
-    "slow_fusion": Contender("Karpathy slow fusion, ResNet-50 trunk",
-                             dict(arch="resnet50", family="slow_fusion", n_segment=8)),
+                              dict(arch="resnet50", family="single_frame", n_segment=8), None, "tsm"),
+    "late_fusion": Contender("Karpathy late fusion, ResNet-50 trunk, 8 frames",
+                             dict(arch="resnet50", family="late_fusion", n_segment=8), None, "tsm"),
+    "early_fusion": Contender("Karpathy early fusion, ResNet-50 trunk, 8 frames",
+                              dict(arch="resnet50", family="early_fusion", n_segment=8), None, "tsm"),
+    "slow_fusion": Contender("Karpathy slow fusion, ResNet-50 trunk, 10 frames",
+                             dict(arch="resnet50", family="slow_fusion", n_segment=10), None, "tsm"),
     "c3d": Contender("C3D, 16 frames at 112x112", dict(arch="c3d", family="c3d", n_segment=16),
-                     Published(38.5, 78.4, None, None, "Tran et al. 2015 (C3D), as counted by later papers")),
-    "i3d_r50": Contender("I3D ResNet-50 (non-local paper's baseline), 8 frames",
-                         dict(arch="resnet50", family="i3d", n_segment=8),
-                         Published(33, 29.3, 25.8, 42.4, TSM_TABLE5 + ", 'I3D from [Wang et al. 2018, non-local]'")),
-    "i3d_r50_32f": Contender("I3D ResNet-50, 32 frames", dict(arch="resnet50", family="i3d", n_segment=32)),
-    "eco_lite": Contender("ECO-Lite, 16 frames (2D trunk + 3D ResNet-18 head)",
-                          dict(arch="resnet18", family="eco_lite", n_segment=16),
-                          Published(64, 47.5, 30.6, 45.6, TSM_TABLE5 + ", 'ECO 16F'")),
-    "eco_lite_8f": Contender("ECO-Lite, 8 frames", dict(arch="resnet18", family="eco_lite", n_segment=8)),
-    "eco_full": Contender("ECO (full: 3D head + 2D branch), 16 frames",
-                          dict(arch="resnet18", family="eco_full", n_segment=16)),
+                     Published(38.5, 80.0, None, None,
+                               "C3D (Tran et al. 2015) Sports-1M network: 38.5 GMACs as quoted by Tran et al. "
+                               "2017; parameters of its Caffe release (487 classes)"), "tsm16"),
+    "i3d_r50": Contender("I3D ResNet-50 of the non-local paper: 32 input frames, 8 time steps after its stem",
+                         dict(arch="resnet50", family="i3d", n_segment=32),
+                         Published(33, 29.3, 25.8, 42.4, TSM_TABLE5 + ", 'I3D from [non-local]', 8 frames"),
+                         "tsm"),
+    "i3d_r50_8f": Contender("I3D ResNet-50 fed 8 frames (1 time step from res3 on)",
+                            dict(arch="resnet50", family="i3d", n_segment=8), None, "tsm"),
+    "eco": Contender("ECO (3D head + 2D branch), 16 frames", dict(arch="resnet18", family="eco_full", n_segment=16),
+                     Published(64, 47.5, 30.6, 45.6, TSM_TABLE5 + ", 'ECO 16F'"), "tsm16"),
+    "eco_8f": Contender("ECO (3D head + 2D branch), 8 frames", dict(arch="resnet18", family="eco_full", n_segment=8),
+                        Published(32, 47.5, None, None, TSM_TABLE3 + ", 'ECO 8f'"), "tsm"),
+    "eco_lite": Contender("ECO-Lite (2D trunk + 3D ResNet-18 head), 16 frames",
+                          dict(arch="resnet18", family="eco_lite", n_segment=16), None, "tsm16"),
+    "eco_lite_8f": Contender("ECO-Lite, 8 frames", dict(arch="resnet18", family="eco_lite", n_segment=8),
+                             None, "tsm"),
 }
 
 # Rows printed from the papers only: not models of ours (see the module doc).
@@ -100,7 +108,7 @@ PUBLISHED_ONLY: dict[str, tuple[str, Published]] = {
     "tsm_en": ("TSM ensemble, 8 + 16 frames", Published(98, 48.6, None, None, TSM_TABLE3)),
 }
 
-DEFAULT_COMPARE = ("tsm", "tsn", "i3d_r50", "eco_lite", "c3d")
+DEFAULT_COMPARE = ("tsm", "tsm16", "tsn", "i3d_r50", "eco", "c3d")
 
 
 def parse_names(spec: str) -> list[str]:
@@ -252,14 +260,17 @@ def benchmark_compare(
 
 
 def _ratios_to_tsm(names: list[str], frames: dict[str, int], seconds: dict[str, list[float]]) -> dict[str, Any]:
-    """Each model's per-round latency ratio to the TSM of the same T in the run (if any)."""
+    """Each model's per-round latency ratio to its reference TSM (`Contender.reference`) if
+    that is in the run, else to a TSM of the same T in the run, else none."""
     tsm_by_t = {
         frames[n]: n for n in names
         if CONTENDERS[n].options.get("family", "tsn") == "tsn" and CONTENDERS[n].options.get("shift")
     }
     out: dict[str, Any] = {}
     for name in names:
-        ref = tsm_by_t.get(frames[name])
+        ref = CONTENDERS[name].reference
+        if ref not in names:
+            ref = tsm_by_t.get(frames[name], name if name in tsm_by_t.values() else None)
         if ref is None:
             continue
         ratio = summarize([a / b for a, b in zip(seconds[name], seconds[ref])])

@@ -62,11 +62,11 @@ def _register_model_commands(sub: argparse._SubParsersAction) -> None:
         "With --train, time training steps (forward, backward, SGD step) instead, with peak memory. "
         "With --compare, the paper's efficiency table: params, GMACs, batch-1 latency and throughput "
         "of the named models (tsm, tsm16, tsn, single_frame, late_fusion, early_fusion, slow_fusion, "
-        "c3d, i3d_r50, i3d_r50_32f, eco_lite, eco_lite_8f, eco_full, or all) side by side, "
+        "c3d, i3d_r50, i3d_r50_8f, eco, eco_8f, eco_lite, eco_lite_8f, or all) side by side, "
         "next to the published figures.",
     )
     p.add_argument("--compare", default=None, metavar="NAMES",
-                   help="comma-separated models for the efficiency table (e.g. tsm,tsn,i3d_r50,eco_lite,c3d), or all")
+                   help="comma-separated models for the efficiency table (e.g. tsm,tsm16,i3d_r50,eco,c3d), or all")
     p.add_argument("--arch", default=None, choices=sorted(BACKBONES), help="backbone (default resnet50)")
     p.add_argument("--segments", type=int, default=None, help="frames per clip (T, default 8)")
     p.add_argument("--size", type=int, default=None,
