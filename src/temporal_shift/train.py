@@ -54,7 +54,7 @@ from temporal_shift.data.sampling import DenseSampler, TSNSampler
 from temporal_shift.data.transforms import test_transform, train_transform
 from temporal_shift.evaluate import score_videos, topk_predictions
 from temporal_shift.loading import load_checkpoint
-from temporal_shift.models.recognizer import load_backbone_weights, model_from_config, param_groups
+from temporal_shift.models.recognizer import load_backbone_weights, model_from_config, model_name, param_groups
 from temporal_shift.runtime import Distributed, distributed, ignore_sigint, resolve_device, unwrap
 
 LAST = "last.pt"
@@ -481,7 +481,7 @@ def _open_log(t: _Trainer, state: RunState, *, resumed: bool) -> None:
 
     t.writer = SummaryWriter(str(t.out / TB_DIR), purge_step=state.global_step if resumed else None)
     print(
-        f"train: {c.model.arch} {'TSM' if c.model.shift else 'TSN'} T={c.model.n_segment}, "
+        f"train: {c.model.arch} {model_name(c.model)} T={c.model.n_segment}, "
         f"{len(t.train_ds)} train / {len(t.val_ds)} val clips, {t.d.world} process(es) on {t.device}, "
         f"batch {c.data.batch_size}x{t.d.world}, lr {t.base_lr:.4g}, {t.steps_per_epoch} steps/epoch"
         + (f", resumed at epoch {state.epoch + 1} step {state.step_in_epoch}" if resumed else "")

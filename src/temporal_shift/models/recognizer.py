@@ -132,6 +132,13 @@ def family_class(family: str) -> type[nn.Module]:
     return FAMILIES[family]
 
 
+def model_name(config: ModelConfig) -> str:
+    """What the config builds, for messages: TSM, TSN, or the comparison family's name."""
+    if config.family == "tsn":
+        return "TSM" if config.shift else "TSN"
+    return config.family
+
+
 def model_from_config(config: ModelConfig) -> nn.Module:
     """A fresh model of any family: `VideoRecognizer` (tsn) or one of the comparison models."""
     return family_class(config.family)(config)
