@@ -325,3 +325,22 @@ def test_dispatch_errors(tmp_path):
     ann = parse_kinetics([_write(tmp_path / "train.csv", KINETICS_TRAIN)])
     with pytest.raises(ValueError, match="missing must be"):
         write_lists(ann, root=tmp_path, out_dir=tmp_path / "o", missing="ignore")
+
+
+def test_class_numbering_matches_the_reference_release_and_shipped_names(tmp_path):
+    """Published checkpoints number classes as the reference release does: Something-
+    Something V1 and Jester sort the labels file; the shipped class names agree."""
+    from importlib import resources
+
+    def shipped(name):
+        text = resources.files("temporal_shift").joinpath(f"classes/{name}.txt").read_text()
+        return [line for line in text.splitlines() if line]
+
+    for name, parse in (("something_v1", parse_something_v1), ("jester", parse_jester)):
+        names = shipped(name)
+        shuffled = names[1::2] + names[::2]  # the official labels files are not sorted
+        labels = _write(tmp_path / f"{name}.csv", "\n".join(shuffled) + "\n")
+        train = _write(tmp_path / f"{name}_train.csv", f"1;{names[3]}\n")
+        ann = parse(labels=labels, train=train, val=train)
+        assert ann.classes == names
+        assert ann.train[0].label == 3

@@ -211,8 +211,12 @@ def _read_semicolon_csv(path: Path, index: dict[str, int]) -> list[Sample]:
 
 
 def parse_something_v1(*, labels: str | Path, train: str | Path, val: str | Path) -> Annotations:
-    """Something-Something V1: labels file and ``id;label`` train/validation CSVs."""
-    classes = _class_lines(Path(labels))
+    """Something-Something V1: labels file and ``id;label`` train/validation CSVs.
+
+    Classes are numbered in sorted order, as the reference release numbers them (its
+    ``gen_label_sthv1.py`` / ``gen_label_jester.py`` sort the labels file), so published
+    checkpoints and the shipped class names (`temporal_shift.weights`) line up."""
+    classes = sorted(_class_lines(Path(labels)))
     index = _index(classes)
     return Annotations(classes, _read_semicolon_csv(Path(train), index), _read_semicolon_csv(Path(val), index))
 
