@@ -167,3 +167,22 @@ def test_placement_and_zoo_end_to_end_tiny(tmp_path: Path) -> None:
     ran = {r["arm"] for r in zoo.runs}
     assert {"TSN", "TSM"} <= ran
     assert any("families ran" in n for n in zoo.notes) and zoo.files["png"].is_file()
+
+
+def test_an_interrupted_arm_stops_the_experiment(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C/SIGTERM makes the trainer save last.pt and return; reproduce must stop there,
+    not test a half-trained arm and go on to the next."""
+    import temporal_shift.train as train_module
+    from temporal_shift.demo import prepare_demo_data
+
+    data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)
+
+    def interrupted(config, **kwargs):
+        return train_module.TrainResult(out_dir=Path(config.run.out_dir), epochs_completed=0, global_step=1,
+                                        best_top1=0.0, best_epoch=0, history=[], interrupted=True,
+                                        last_checkpoint=Path(config.run.out_dir) / "last.pt", best_checkpoint=None)
+
+    monkeypatch.setattr(train_module, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="TSN, seed 0: training interrupted"):
+        rp.train_arm(rp._online_arms()[0], data_root=data.root, out_dir=tmp_path / "arm", budget=TINY, seed=0,
+                     progress=False)

@@ -194,6 +194,8 @@ def train_arm(
     started = time.perf_counter()
     result = train(config)
     seconds = time.perf_counter() - started
+    if result.interrupted:  # Ctrl-C/SIGTERM: the trainer saved last.pt; a half-trained arm is no result
+        raise KeyboardInterrupt(f"{arm.label}, seed {seed}: training interrupted (resumable: {result.last_checkpoint})")
     tested = evaluate([result.last_checkpoint], list_file=VAL_FRAMES_LIST, root=data_root, kind="frames",
                       batch_size=32, workers=0, device=device, progress=progress)
     net = load_model(result.last_checkpoint).eval()
