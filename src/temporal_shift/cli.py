@@ -352,7 +352,8 @@ def _register_data_commands(sub: argparse._SubParsersAction) -> None:
         "prepare",
         help="build class and list files from official annotations, or extract frames",
         description="`tsm prepare DATASET ...` writes classes.txt and train/val list files; "
-        "`tsm prepare extract ...` decodes videos into JPEG frame folders.",
+        "`tsm prepare extract ...` decodes videos into JPEG frame folders; `tsm prepare flow ...` computes "
+        "optical flow.",
     )
     prep = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     for name in DATASETS:
@@ -381,6 +382,27 @@ def _register_data_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, max 8)")
     e.add_argument("--failures", type=Path, default=None, help="failure list (default OUT/extract_failures.txt)")
     e.set_defaults(func=_cmd_extract)
+    f = prep.add_parser("flow", help="optical flow of a list's videos or frame folders (TV-L1 or Farneback; "
+                        "parallel, resumable)",
+                        description="Compute the flow of every consecutive frame pair of each entry of a list "
+                        "file (frame folders or videos) with OpenCV (needs the 'flow' extra), store it in the "
+                        "reference layout (OUT/<entry>/flow_x_00001.jpg, flow_y_00001.jpg: clipped to +-bound "
+                        "px, quantised to 0-255) and write a flow list. Finished videos are skipped on a rerun; "
+                        "failures are listed in OUT/flow_failures.txt (exit status 1).")
+    f.add_argument("--list", type=Path, required=True, help="list file of frame folders or videos (relative to --root)")
+    f.add_argument("--root", type=Path, required=True, help="data root the list's paths are relative to")
+    f.add_argument("--out", type=Path, required=True, help="flow root (may be --root: flow next to the frames)")
+    f.add_argument("--out-list", type=Path, default=None, help="flow list (default OUT/<list name>_flow.txt)")
+    f.add_argument("--method", default="tvl1", choices=("tvl1", "farneback"),
+                   help="TV-L1 (OpenCV contrib; the reference's) or Farneback (faster)")
+    f.add_argument("--bound", type=float, default=20.0, help="clip flow to +-BOUND pixels (default %(default)s)")
+    f.add_argument("--short-side", type=int, default=0, help="resize frames to this short side first (0: keep)")
+    f.add_argument("--quality", type=int, default=95, help="JPEG quality")
+    f.add_argument("--kind", default="auto", choices=("auto", "frames", "videos"))
+    f.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names of frame folders")
+    f.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, max 8)")
+    f.add_argument("--failures", type=Path, default=None, help="failure list (default OUT/flow_failures.txt)")
+    f.set_defaults(func=_cmd_flow)
 
     p = sub.add_parser(
         "bench-data",
@@ -443,6 +465,19 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     )
     print(result.summary())
     return 1 if result.failed else 0
+
+
+def _cmd_flow(args: argparse.Namespace) -> int:
+    from temporal_shift.data.flow import prepare_flow
+
+    result = prepare_flow(
+        args.list if args.list.is_absolute() else args.root / args.list, root=args.root, out_root=args.out,
+        out_list=args.out_list, method=args.method, bound=args.bound, short_side=args.short_side or None,
+        quality=args.quality, kind=args.kind, template=args.template, workers=args.workers,
+        failures_file=args.failures,
+    )
+    print(result.summary())
+    return 1 if result.extraction.failed else 0
 
 
 def _cmd_bench_data(args: argparse.Namespace) -> int:
@@ -799,7 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `tsm predict ... | head -1`: stop quietly, like other tools
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 128 + 13  # the shell's status for SIGPIPE
-    except (ValueError, OSError) as exc:  # user errors: one line, non-zero exit
+    except (ValueError, OSError, ModuleNotFoundError) as exc:  # user errors (and a missing extra): one line
         if args.debug:
             raise
         from temporal_shift.data.dataset import worker_error

@@ -187,7 +187,7 @@ class VideoDataset(Dataset):
             num_frames = record.num_frames
             self._check_folder(path, num_frames)
             indices = self.sampler(num_frames, generator=rng, source=record.source)
-            frames = read_frame_folder(path, indices.reshape(-1).tolist(), template=self.template)
+            frames = self.read_frames(path, indices.reshape(-1).tolist())
         else:
             if not path.is_file():
                 raise FileNotFoundError(f"video {path} not found")
@@ -216,6 +216,10 @@ class VideoDataset(Dataset):
         if stacked.dim() == 6:  # clips x views
             stacked = stacked.flatten(0, 1)
         return stacked, int(label_out)
+
+    def read_frames(self, folder: Path, indices: list[int]) -> torch.Tensor:
+        """Frames ``indices`` (0-based) of a frame folder -> uint8 (N, C, H, W) (flow: `data.flow.FlowDataset`)."""
+        return read_frame_folder(folder, indices, template=self.template)
 
     def _check_folder(self, folder: Path, num_frames: int) -> None:
         if not folder.is_dir():

@@ -16,8 +16,9 @@ kept) and writes ``out_root/<relative path without extension>/img_00001.jpg ...`
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,16 +74,21 @@ def resized_shape(height: int, width: int, short_side: int | None) -> tuple[int,
     return max(1, round(height * short_side / width)), short_side
 
 
-def done_count(folder: str | Path) -> int | None:
-    """Frame count recorded in a finished folder's marker, or None if not finished."""
-    marker = Path(folder) / DONE_MARKER
+def done_count(folder: str | Path, *, marker: str = DONE_MARKER) -> int | None:
+    """Count recorded in a finished folder's ``marker``, or None if not finished."""
     try:
-        return int(marker.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        return int((Path(folder) / marker).read_text().strip())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
         return None
 
 
-def _clear_frames(folder: Path, template: str) -> None:
+def mark_done(folder: str | Path, count: int, *, marker: str = DONE_MARKER) -> None:
+    """Record that ``folder`` is finished with ``count`` frames (what `done_count` reads)."""
+    (Path(folder) / marker).write_text(f"{count}\n")
+
+
+def clear_frames(folder: Path, template: str) -> None:
+    """Remove the numbered files ``template`` 1, 2, ... of an interrupted folder."""
     i = 1
     while (path := folder / template.format(i)).exists():
         path.unlink()
@@ -107,7 +113,7 @@ def extract_video(
         raise FileNotFoundError(f"{video}: video file not found")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / DONE_MARKER).unlink(missing_ok=True)
-    _clear_frames(folder, template)
+    clear_frames(folder, template)
     count = 0
     try:
         with av.open(str(video)) as container:
@@ -130,12 +136,11 @@ def extract_video(
         raise ValueError(f"{video}: cannot decode video ({exc})") from None
     if count == 0:
         raise ValueError(f"{video}: no decodable frames")
-    (folder / DONE_MARKER).write_text(f"{count}\n")
+    mark_done(folder, count)
     return count
 
 
-def _job(args: tuple[Path, Path, int | None, int, str]) -> int:
-    video, folder, short_side, quality, template = args
+def _extract_job(video: Path, folder: Path, *, short_side: int | None, quality: int, template: str) -> int:
     return extract_video(video, folder, short_side=short_side, quality=quality, template=template)
 
 
@@ -158,54 +163,82 @@ def extract_frames(
         raise ValueError(f"short_side must be positive, got {short_side}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
     if videos is None:
         paths = find_videos(video_root)
     else:
         paths = [p if Path(p).is_absolute() else video_root / p for p in map(Path, videos)]
     if not paths:
         raise ValueError(f"{video_root}: no video files ({', '.join(VIDEO_EXTENSIONS)}) found")
-    out_root.mkdir(parents=True, exist_ok=True)
-    result = ExtractResult(failures_file=Path(failures_file) if failures_file else out_root / FAILURES_FILE)
-
     jobs = []
     for path in paths:
         try:
             rel = path.relative_to(video_root).with_suffix("")
         except ValueError:
             raise ValueError(f"{path}: not inside the video folder {video_root}") from None
-        folder = out_root / rel
-        count = done_count(folder)
+        jobs.append((path, out_root / rel))
+    work = functools.partial(_extract_job, short_side=short_side, quality=quality, template=template)
+    return run_resumable(jobs, work, out_root=out_root, marker=DONE_MARKER,
+                         failures_file=failures_file or out_root / FAILURES_FILE,
+                         workers=workers, progress=progress, desc="extract")
+
+
+def run_resumable(
+    jobs: Sequence[tuple[Path, Path]],
+    work: Callable[[Path, Path], int],
+    *,
+    out_root: Path,
+    marker: str,
+    failures_file: str | Path,
+    workers: int | None = None,
+    progress: bool = True,
+    desc: str = "extract",
+) -> ExtractResult:
+    """Run ``work(source, folder) -> count`` for every ``(source, folder)`` job whose folder
+    has no finished ``marker`` yet, in ``workers`` processes; the loop behind frame and
+    flow extraction.
+
+    ``work`` must be picklable (a module-level function or a ``functools.partial`` of one)
+    and write ``marker`` (`mark_done`) into the folder when it finishes. Failures are
+    collected, never raised: they go to the result and to ``failures_file`` (one
+    ``<source>\t<reason>`` per line, empty when nothing failed).
+    """
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    result = ExtractResult(failures_file=Path(failures_file))
+    todo = []
+    for source, folder in jobs:
+        count = done_count(folder, marker=marker)
         if count is not None:
             result.skipped += 1
-            result.frames[rel.as_posix()] = count
-            continue
-        jobs.append((path, folder, short_side, quality, template))
+            result.frames[folder.relative_to(out_root).as_posix()] = count
+        else:
+            todo.append((source, folder))
 
     workers = workers or min(os.cpu_count() or 1, 8)
-    bar = tqdm(total=len(paths), initial=result.skipped, desc="extract", unit="video", disable=not progress)
+    bar = tqdm(total=len(jobs), initial=result.skipped, desc=desc, unit="video", disable=not progress)
 
-    def record(job, outcome: int | BaseException) -> None:
-        rel = job[1].relative_to(out_root).as_posix()
+    def record(job: tuple[Path, Path], outcome: int | BaseException) -> None:
+        source, folder = job
         if isinstance(outcome, BaseException):
             reason = str(outcome).splitlines()[0] if str(outcome) else type(outcome).__name__
-            prefix = f"{job[0]}: "
-            result.failed.append((str(job[0]), reason[len(prefix):] if reason.startswith(prefix) else reason))
+            prefix = f"{source}: "
+            result.failed.append((str(source), reason[len(prefix):] if reason.startswith(prefix) else reason))
         else:
             result.extracted += 1
-            result.frames[rel] = outcome
+            result.frames[folder.relative_to(out_root).as_posix()] = outcome
         bar.update()
 
-    if workers == 1 or len(jobs) <= 1:
-        for job in jobs:
+    if workers == 1 or len(todo) <= 1:
+        for job in todo:
             try:
-                record(job, _job(job))
+                record(job, work(*job))
             except Exception as exc:  # any failure goes to the failure list, the run goes on
                 record(job, exc)
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_job, job): job for job in jobs}
+            futures = {pool.submit(work, *job): job for job in todo}
             for future in as_completed(futures):
                 try:
                     record(futures[future], future.result())

@@ -113,7 +113,11 @@ class ClipHorizontalFlip(v2.Transform):
         key = int(label)
         if not flip or (key in self.label_map and self.label_map[key] is None):
             return video, label
-        return F.horizontal_flip(video), self.label_map.get(key, key)
+        return self.flip(video), self.label_map.get(key, key)
+
+    def flip(self, video: Any) -> Any:
+        """The mirrored clip (`data.flow.FlowHorizontalFlip` also negates flow's x)."""
+        return F.horizontal_flip(video)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, label_map={self.label_map}"
