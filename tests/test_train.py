@@ -78,7 +78,8 @@ def test_config_errors_name_key_and_file(tmp_path: Path, override: str, message:
 # ModelConfig field (and only those, with data.num_classes as the number of classes).
 NON_DEFAULT_MODEL = {
     "arch": "resnet34", "n_segment": 6, "shift": False, "fold_div": 4, "place": "block", "mode": "causal",
-    "temporal_pool": True, "non_local": False, "dropout": 0.25, "partial_bn": True,
+    "temporal_pool": True, "non_local": False, "dropout": 0.25, "partial_bn": True, "modality": "flow",
+    "flow_length": 3,
 }
 
 
@@ -88,7 +89,8 @@ def test_model_section_is_model_config(tmp_path: Path) -> None:
     options = [name for name in ModelConfig.field_names() if name not in ("num_classes", "family")]
     assert sorted(options) == sorted(NON_DEFAULT_MODEL)  # a new model option needs a value here
     data = {k: dict(v) for k, v in BASE.items()}
-    data["model"] = dict(NON_DEFAULT_MODEL, non_local=True, temporal_pool=False, dropout=0)
+    # causal models stream RGB frames: the flow stream (tests/test_flow_model.py) is bidirectional
+    data["model"] = dict(NON_DEFAULT_MODEL, non_local=True, temporal_pool=False, dropout=0, modality="rgb")
     config = load_config(_write_yaml(tmp_path / "full.yaml", data))
     expected = ModelConfig(num_classes=2, **data["model"])
     assert config.model_config() == expected and isinstance(config.model_config().dropout, float)

@@ -639,6 +639,10 @@ def _register_eval_commands(sub: argparse._SubParsersAction) -> None:
                    help="T of foreign (reference/MMAction2) checkpoints: one value, or one per member")
     p.add_argument("--data", type=Path, required=True, help="data root (list paths are relative to it)")
     p.add_argument("--list", type=Path, required=True, help="list file, relative to --data or absolute")
+    p.add_argument("--flow-list", type=Path, default=None,
+                   help="two-stream: the flow list (tsm prepare flow) that flow checkpoints read, relative to "
+                   "--flow-data; its entries pair with --list's videos by folder name")
+    p.add_argument("--flow-data", type=Path, default=None, help="root of the flow list's folders (default --data)")
     p.add_argument("--kind", default="auto", choices=("auto", "frames", "videos"))
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
     p.add_argument("--clips", default="single", choices=("single", "twice", "dense"),
@@ -731,7 +735,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
         [Member(checkpoint=c, weight=w, n_segment=t) for c, w, t in zip(checkpoints, weights, segments)],
         list_file=args.list, root=args.data, protocol=protocol, kind=args.kind, template=args.template,
         classes=args.classes, batch_size=args.batch_size, workers=args.workers, device=args.device,
-        on_error=args.on_error, out_dir=args.out, progress=not args.no_progress,
+        on_error=args.on_error, out_dir=args.out, progress=not args.no_progress, flow_list=args.flow_list,
+        flow_root=args.flow_data,
     )
     print(result.summary())
     for reason in result.skipped:

@@ -53,6 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from temporal_shift.data.dataset import SkippedSample, VideoDataset
+from temporal_shift.data.flow import FlowDataset, flow_folder_name, flow_test_transform
 from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListFileError, ListKind, read_list
 from temporal_shift.data.sampling import DenseSampler, Sampler, TSNSampler
 from temporal_shift.data.transforms import test_transform
@@ -117,19 +118,25 @@ class EvalProtocol:
         """Forward passes (views) per video: clips x crops."""
         return self.num_clips * self.crops
 
-    def sampler(self, n_segment: int) -> Sampler:
-        """The frame sampler for a model with ``n_segment`` frames."""
+    def sampler(self, n_segment: int, *, new_length: int = 1) -> Sampler:
+        """The frame sampler for a model with ``n_segment`` frames (of ``new_length`` consecutive
+        frames or flow fields each)."""
         if self.clips == "dense":
             if self.dense_window < n_segment:
                 raise ValueError(f"dense_window ({self.dense_window}) must be at least n_segment ({n_segment})")
             return DenseSampler(num_segments=n_segment, train=False, window=self.dense_window,
-                                num_clips=self.dense_clips)
-        return TSNSampler(num_segments=n_segment, train=False, twice_sample=self.clips == "twice")
+                                num_clips=self.dense_clips, new_length=new_length)
+        return TSNSampler(num_segments=n_segment, train=False, twice_sample=self.clips == "twice",
+                          new_length=new_length)
 
-    def transform(self, *, normalize: bool = True):
-        """The clip transform: (T, C, H, W) uint8 -> float (crops, T, C, H, W) (or (T, C, H, W) for 1 crop)."""
-        return test_transform(size=self.size or DEFAULT_SIZE, scale_size=self.scale_size or DEFAULT_SCALE_SIZE,
-                              views=self.crops, normalize=normalize)
+    def transform(self, *, normalize: bool = True, flow_length: int | None = None):
+        """The clip transform: (T, C, H, W) uint8 -> float (crops, T, C, H, W) (or (T, C, H, W) for 1 crop);
+        with ``flow_length`` L, flow (T*L, 2, H, W) -> (crops, T, 2L, H, W) (`data.flow.flow_test_transform`)."""
+        size, scale_size = self.size or DEFAULT_SIZE, self.scale_size or DEFAULT_SCALE_SIZE
+        if flow_length is not None:
+            return flow_test_transform(flow_length=flow_length, size=size, scale_size=scale_size, views=self.crops,
+                                       normalize=normalize)
+        return test_transform(size=size, scale_size=scale_size, views=self.crops, normalize=normalize)
 
     def describe(self) -> str:
         clips = {"single": "1 centre clip", "twice": "2 clips (twice_sample)",
@@ -285,7 +292,7 @@ class EvalResult:
     videos: list[str]  # list paths, in list order
     class_names: list[str]
     protocol: EvalProtocol
-    members: list[dict[str, Any]]  # checkpoint, weight (normalised), arch, n_segment
+    members: list[dict[str, Any]]  # checkpoint, weight (normalised), arch, n_segment, shift, modality
     skipped: list[str]  # reasons for videos left out (on_error="skip")
     seconds: float
     files: dict[str, Path] = dataclasses.field(default_factory=dict)
@@ -323,6 +330,7 @@ class EvalResult:
     def summary(self) -> str:
         members = " + ".join(
             f"{m['checkpoint']} ({m['arch']}, T={m['n_segment']}"
+            + (f", flow L={m['flow_length']}" if m.get("modality") == "flow" else "")
             + (f", weight {m['weight']:.3g}" if len(self.members) > 1 else "") + ")"
             for m in self.members
         )
@@ -456,10 +464,18 @@ def evaluate(
     on_error: Literal["raise", "skip"] = "raise",
     out_dir: str | Path | None = None,
     progress: bool = True,
+    flow_list: str | Path | None = None,
+    flow_root: str | Path | None = None,
 ) -> EvalResult:
     """Score every video of ``list_file`` (paths relative to ``root``) with the views of
     ``protocol``, fuse views and then members, compute the metrics, and write the files
     listed in the module docstring to ``out_dir`` if given.
+
+    Two-stream testing: a flow member (a checkpoint with ``modality`` flow) samples its own
+    flow stacks from ``flow_list`` (a `tsm prepare flow` list, relative to ``flow_root``,
+    default ``root``), with the same protocol; its entries are paired with the videos of
+    ``list_file`` by folder name (video extension dropped), and the scores of the RGB and
+    flow members are fused with the members' weights.
 
     ``members`` are checkpoints (paths or `Member`s with weights); they must have the same
     classes, may differ in architecture and n_segment (each samples its own frames).
@@ -494,20 +510,35 @@ def evaluate(
         protocol, size=protocol.size or loaded[0].input_size, scale_size=protocol.scale_size or loaded[0].scale_size
     )
     transform = protocol.transform(normalize=loaded[0].normalize if normalize is None else normalize)
-    datasets = [
-        VideoDataset(list_file=list_file, root=root, sampler=protocol.sampler(c.n_segment), transform=transform,
-                     kind=kind, template=template, num_classes=loaded[0].num_classes, on_error=on_error)
-        for c in loaded
-    ]
+    flow_root = Path(flow_root) if flow_root is not None else root
+    main = VideoDataset(list_file=list_file, root=root, sampler=protocol.sampler(loaded[0].n_segment),
+                        transform=transform, kind=kind, template=template, num_classes=loaded[0].num_classes,
+                        on_error=on_error, check_files=any(c.config.modality != "flow" for c in loaded))
+    datasets: list[VideoDataset] = []
+    for c in loaded:
+        if c.config.modality == "flow":
+            if flow_list is None:
+                raise ValueError(f"{c.path} is a flow model: give the flow list of the videos "
+                                 "(flow_list=, tsm test --flow-list; tsm prepare flow writes it)")
+            datasets.append(FlowDataset(
+                list_file=flow_root / flow_list, root=flow_root,
+                sampler=protocol.sampler(c.n_segment, new_length=c.config.flow_length),
+                transform=protocol.transform(normalize=c.normalize if normalize is None else normalize,
+                                             flow_length=c.config.flow_length),
+                num_classes=loaded[0].num_classes, on_error=on_error))
+        else:
+            datasets.append(VideoDataset(
+                list_file=list_file, root=root, sampler=protocol.sampler(c.n_segment), transform=transform,
+                kind=kind, template=template, num_classes=loaded[0].num_classes, on_error=on_error))
     start = time.perf_counter()
     scored = [
-        _score_member(c, dataset, protocol=protocol, device=dev, batch_size=batch_size, workers=workers,
-                      progress=progress, desc=f"test {c.path.name}" if len(loaded) == 1
+        _score_member(c, dataset, main, protocol=protocol, device=dev, batch_size=batch_size, workers=workers,
+                      skip=on_error == "skip", progress=progress, desc=f"test {c.path.name}" if len(loaded) == 1
                       else f"test {m + 1}/{len(loaded)} {c.path.name}")
         for m, (c, dataset) in enumerate(zip(loaded, datasets))
     ]
     seconds = time.perf_counter() - start
-    result = _fuse_and_measure(scored, weights, loaded, datasets[0], list_file=list_file,
+    result = _fuse_and_measure(scored, weights, loaded, main, list_file=list_file,
                                class_names=class_names, protocol=protocol, seconds=seconds)
     if out_dir is not None:
         result.files = write_results(result, out_dir)
@@ -528,16 +559,53 @@ def _load_members(members: Sequence[Member]) -> list[LoadedCheckpoint]:
 
 
 def _score_member(
-    checkpoint: LoadedCheckpoint, dataset: VideoDataset, *, protocol: EvalProtocol, device: torch.device,
-    batch_size: int, workers: int, progress: bool, desc: str,
+    checkpoint: LoadedCheckpoint, dataset: VideoDataset, main: VideoDataset, *, protocol: EvalProtocol,
+    device: torch.device, batch_size: int, workers: int, skip: bool, progress: bool, desc: str,
 ) -> VideoScores:
-    """One member's fused view scores; its model visits ``device`` only while it scores."""
+    """One member's fused view scores, indexed by ``main``'s videos; its model visits
+    ``device`` only while it scores. A member reading another list (a flow stream) scores
+    the entries that pair with ``main``'s videos (`pair_records`)."""
+    positions, unpaired = (None, {}) if dataset.list_file == main.list_file and dataset.records == main.records \
+        else pair_records(main, dataset, skip=skip)
     model = checkpoint.model.to(device).eval()
     try:
-        return score_videos(model, dataset, device=device, views=protocol.views, fusion=protocol.fusion,
-                            batch_size=batch_size, workers=workers, progress=progress, desc=desc)
+        scores = score_videos(model, dataset, device=device, views=protocol.views, fusion=protocol.fusion,
+                              indices=None if positions is None else np.flatnonzero(positions >= 0).tolist(),
+                              batch_size=batch_size, workers=workers, progress=progress, desc=desc)
     finally:
         checkpoint.model.to("cpu")
+    if positions is None:
+        return scores
+    skipped = {int(positions[i]): reason for i, reason in scores.skipped.items() if positions[i] >= 0}
+    return VideoScores(positions[scores.indices], scores.scores, {**unpaired, **skipped})
+
+
+def pair_records(main: VideoDataset, other: VideoDataset, *, skip: bool = False) -> tuple[np.ndarray, dict[int, str]]:
+    """Pair ``other``'s entries (e.g. a flow list) with ``main``'s videos by folder name
+    (`data.flow.flow_folder_name`: the path with a video extension dropped).
+
+    Returns the position in ``main`` of each of ``other``'s records (-1: not a video of
+    ``main``) and, for ``main``'s videos that ``other`` lacks, the reason (an error
+    unless ``skip``). Paired entries must have the same label.
+    """
+    where = {flow_folder_name(r.path): i for i, r in enumerate(main.records)}
+    positions = np.full(len(other.records), -1, dtype=np.int64)
+    for j, record in enumerate(other.records):
+        i = where.get(flow_folder_name(record.path))
+        if i is None:
+            continue
+        if main.records[i].label != record.label:
+            raise ListFileError(f"{record.source}: label {record.label} but {main.records[i].source} "
+                                f"labels {main.records[i].path} {main.records[i].label}")
+        positions[j] = i
+    found = set(positions[positions >= 0].tolist())
+    missing = {i: f"{r.source}: {r.path} has no entry in {other.list_file}"
+               for i, r in enumerate(main.records) if i not in found}
+    if missing and not skip:
+        first = next(iter(missing.values()))
+        raise ListFileError(f"{first}" + (f" ({len(missing) - 1} more videos neither)" if len(missing) > 1 else "")
+                            + "; list the same videos, or leave them out (on_error: skip)")
+    return positions, missing
 
 
 def _fuse_and_measure(
@@ -576,7 +644,8 @@ def _fuse_and_measure(
         confusion=metrics.confusion, scores=scores, labels=labels,
         videos=[r.path for r, good in zip(records, ok) if good], class_names=class_names, protocol=protocol,
         members=[{"checkpoint": c.path, "weight": w, "arch": c.config.arch, "family": c.config.family,
-                  "n_segment": c.n_segment, "shift": c.config.shift}
+                  "n_segment": c.n_segment, "shift": c.config.shift, "modality": c.config.modality,
+                  "flow_length": c.config.flow_length}
                  for c, w in zip(loaded, weights)],
         skipped=reasons, seconds=seconds,
     )

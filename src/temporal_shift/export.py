@@ -22,7 +22,7 @@ OUTPUT_NAME = "logits"
 
 def example_input(model: nn.Module, *, batch_size: int = 2, size: int | None = None) -> torch.Tensor:
     """A random clip batch of the shape the model expects (``size``: default, its published one)."""
-    return torch.randn(batch_size, model.config.n_segment, 3, *(_size(model, size),) * 2)
+    return torch.randn(batch_size, model.config.n_segment, model.config.input_channels, *(_size(model, size),) * 2)
 
 
 def _size(model: nn.Module, size: int | None) -> int:
@@ -100,7 +100,8 @@ def verify_export(
     """Max relative difference between the exported file's and PyTorch's logits on random input."""
     generator = torch.Generator().manual_seed(seed)
     side = _size(model, size)
-    clips = torch.randn(batch_size, model.config.n_segment, 3, side, side, generator=generator)
+    clips = torch.randn(batch_size, model.config.n_segment, model.config.input_channels, side, side,
+                        generator=generator)
     model = model.cpu().eval()
     with torch.no_grad():
         expected = model(clips)

@@ -393,11 +393,11 @@ class FlowTenCrop(v2.Transform):
 
     def __init__(self, *, size: int) -> None:
         super().__init__()
-        self.five = v2.FiveCrop(size)
+        self.size = size
 
-    def forward(self, *inputs: Any) -> Any:
-        views = self.five(inputs[0])
-        return tuple(views) + tuple(flip_flow(v) for v in views)
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        views = tuple(self._call_kernel(F.five_crop, inpt, [self.size, self.size]))
+        return views + tuple(flip_flow(v) for v in views)
 
 
 class StackFlow(v2.Transform):

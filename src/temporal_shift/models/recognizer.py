@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torchvision import models as tvm
 
 from temporal_shift.checkpoints import load_state_strict, read_checkpoint
+from temporal_shift.models.flow import cross_modality_weight, set_input_channels, stem_conv_name
 from temporal_shift.models.insert import PLACES, make_non_local, make_temporal_shift
 from temporal_shift.shift import MODES, check_shift_args
 
@@ -37,6 +38,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "wide_resnet101_2": tvm.wide_resnet101_2,
     "mobilenet_v2": tvm.mobilenet_v2,
 }
+MODALITIES = ("rgb", "flow")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +64,11 @@ class ModelConfig:
     # the paper's comparison models (models/zoo): single_frame, late/early/slow_fusion, c3d,
     # i3d, eco_lite, eco_full. Their `family_class(...).archs` lists the archs each takes.
     family: str = "tsn"
+    # flow: the two-stream baseline's flow stream (tsn family, TSN or TSM): each segment is a
+    # stack of flow_length (L) consecutive flow fields, 2L channels (x1, y1, x2, ...), and the
+    # first convolution takes 2L channels (initialised from RGB weights by averaging them)
+    modality: Literal["rgb", "flow"] = "rgb"
+    flow_length: int = 5  # L, flow fields per segment (flow only; RGB takes one frame per segment)
 
     def __post_init__(self) -> None:
         _check_field_types(self)
@@ -76,6 +83,14 @@ class ModelConfig:
             raise ValueError(f"temporal_pool needs an even n_segment, got {self.n_segment}")
         if self.non_local and self.temporal_pool:
             raise ValueError("non_local and temporal_pool cannot be combined")
+        if self.modality not in MODALITIES:
+            raise ValueError(f"unknown modality {self.modality!r}; expected one of {', '.join(MODALITIES)}")
+        if self.flow_length < 1:
+            raise ValueError(f"flow_length must be at least 1, got {self.flow_length}")
+        if self.modality == "flow" and self.family != "tsn":
+            raise ValueError(f"modality='flow' is for the tsn family (TSN/TSM flow streams), not {self.family!r}")
+        if self.modality == "flow" and self.mode != "bidirectional":
+            raise ValueError("modality='flow' takes mode='bidirectional': online (causal) models stream RGB frames")
         cls = family_class(self.family)
         if self.arch not in cls.archs:
             raise ValueError(
@@ -91,6 +106,16 @@ class ModelConfig:
             if self.mode != "bidirectional":
                 raise ValueError(f"mode={self.mode!r} is for the tsn family (online TSM), not {self.family!r}")
         cls.check_config(self)
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of one input frame: 3 (RGB) or 2 * flow_length (a flow stack)."""
+        return 2 * self.flow_length if self.modality == "flow" else 3
+
+    @property
+    def frames_per_segment(self) -> int:
+        """Consecutive frames (RGB: 1) or flow fields (flow: L) a sampler takes per segment."""
+        return self.flow_length if self.modality == "flow" else 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -162,6 +187,8 @@ class VideoRecognizer(nn.Module):
         super().__init__()
         self.config = config
         backbone, feature_dim = headless_backbone(config.arch)
+        if config.modality == "flow":
+            set_input_channels(backbone, config.input_channels)
         if config.shift:
             make_temporal_shift(
                 backbone,
@@ -195,10 +222,12 @@ class VideoRecognizer(nn.Module):
         return self.frame_logits(x).mean(dim=1)
 
     def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 5 or x.shape[1] != self.config.n_segment:
+        c = self.config.input_channels
+        if x.dim() != 5 or x.shape[1] != self.config.n_segment or x.shape[2] != c:
             raise ValueError(
-                f"expected input of shape (N, T={self.config.n_segment}, C, H, W), "
-                f"got {tuple(x.shape)}"
+                f"expected input of shape (N, T={self.config.n_segment}, C={c}, H, W)"
+                + (f" (a stack of {self.config.flow_length} flow fields per frame)" if self.config.modality == "flow"
+                   else "") + f", got {tuple(x.shape)}"
             )
 
     def train(self, mode: bool = True) -> "VideoRecognizer":
@@ -290,8 +319,9 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
 
     Keys are mapped onto the wrapped modules (``layer1.0.conv1.weight`` ->
     ``layer1.0.conv1.net.weight``); the 2D classifier (``fc.*``, ``classifier.*``) is
-    dropped and added non-local blocks keep their initialisation. Any other key that does
-    not fit is an error listing it.
+    dropped and added non-local blocks keep their initialisation. A flow model's first
+    convolution takes the RGB kernel averaged over its 3 input channels (cross-modality
+    initialisation, `models.flow`). Any other key that does not fit is an error listing it.
     """
     if not isinstance(model, VideoRecognizer):  # a comparison model maps 2D weights its own way
         loader = getattr(model, "load_backbone_weights", None)
@@ -309,6 +339,9 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     for key, value in state.items():
         if not key.startswith(("fc.", "classifier.")):
             mapped[own_by_plain.get(key, key)] = value
+    stem = stem_conv_name(model.backbone) + ".weight"
+    if model.config.modality == "flow" and stem in mapped and mapped[stem].shape[1:2] == (3,):
+        mapped[stem] = cross_modality_weight(mapped[stem], model.config.input_channels)
     load_state_strict(model.backbone, mapped, source=str(path))
 
 
