@@ -91,6 +91,10 @@ def _register_model_commands(sub: argparse._SubParsersAction) -> None:
                    metavar="{auto,default,reduce-overhead,max-autotune,max-autotune-no-cudagraphs}",
                    help="torch.compile mode with --compile (auto: inference reduce-overhead on CUDA, "
                    "otherwise default)")
+    p.add_argument("--two-stream", action="store_true",
+                   help="per-clip cost of the two-stream baseline (TSN RGB + TSN flow, flow extraction with TV-L1 "
+                   "and Farneback on one core) next to TSM, in interleaved rounds (needs the 'flow' extra)")
+    p.add_argument("--flow-length", type=int, default=5, help="with --two-stream: flow fields per segment (L)")
     p.add_argument("--json", type=Path, default=None, help="write the result as JSON here")
     p.add_argument("--plot", type=Path, default=None, help="write a box plot (PNG) here")
     p.set_defaults(func=_cmd_bench)
@@ -130,8 +134,12 @@ def _register_model_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.compare is not None and args.two_stream:
+        raise ValueError("--compare and --two-stream are two different tables: give one")
     if args.compare is not None:
         return _bench_compare(args)
+    if args.two_stream:
+        return _cmd_bench_two_stream(args)
     if args.compile_mode != "auto" and not args.compile:
         raise ValueError("--compile-mode goes with --compile")
     compile_mode = args.compile_mode if args.compile else None
@@ -165,6 +173,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"wrote {args.json}")
     if args.plot:
         print(f"wrote {plot(result, args.plot)}")
+    return 0
+
+
+def _cmd_bench_two_stream(args: argparse.Namespace) -> int:
+    from temporal_shift.bench_flow import benchmark_two_stream
+
+    others = [flag for flag, used in (("--train", args.train), ("--compile", args.compile), ("--plot", args.plot),
+                                      ("--batch-size", args.batch_size is not None)) if used]
+    if others:
+        raise ValueError(f"--two-stream times batch-1 eager inference; it does not take {', '.join(others)}")
+    result = benchmark_two_stream(arch=args.arch or "resnet50", n_segment=args.segments or 8, size=args.size or 224,
+                                  flow_length=args.flow_length, repeats=5 if args.repeats is None else args.repeats,
+                                  warmup=1 if args.warmup is None else args.warmup, device=args.device,
+                                  threads=args.threads)
+    print(result.table())
+    if args.json:
+        args.json.write_text(result.to_json())
+        print(f"wrote {args.json}")
     return 0
 
 

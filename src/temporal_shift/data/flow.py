@@ -85,7 +85,7 @@ class FlowDependencyError(ModuleNotFoundError):
     """OpenCV (or its contrib build, for TV-L1) is not installed."""
 
 
-def _cv2(*, contrib: bool = False) -> Any:
+def require_opencv(*, contrib: bool = False) -> Any:
     try:
         import cv2
     except ImportError:
@@ -118,7 +118,7 @@ class FlowComputer:
     def __init__(self, method: FlowMethod = "tvl1") -> None:
         check_method(method)
         self.method = method
-        self._cv2 = _cv2(contrib=method == "tvl1")
+        self._cv2 = require_opencv(contrib=method == "tvl1")
         self._tvl1 = self._cv2.optflow.DualTVL1OpticalFlow_create() if method == "tvl1" else None
 
     def __call__(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
@@ -143,14 +143,14 @@ def dequantize_flow(values: np.ndarray | torch.Tensor, *, bound: float = DEFAULT
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
-    return _cv2().cvtColor(np.ascontiguousarray(rgb), _cv2().COLOR_RGB2GRAY)
+    return require_opencv().cvtColor(np.ascontiguousarray(rgb), require_opencv().COLOR_RGB2GRAY)
 
 
 def _resize(gray: np.ndarray, short_side: int | None) -> np.ndarray:
     height, width = resized_shape(*gray.shape, short_side)
     if (height, width) == gray.shape:
         return gray
-    return _cv2().resize(gray, (width, height), interpolation=_cv2().INTER_AREA)
+    return require_opencv().resize(gray, (width, height), interpolation=require_opencv().INTER_AREA)
 
 
 def _frames_of_folder(folder: Path, template: str) -> Iterator[np.ndarray]:
@@ -275,7 +275,7 @@ def prepare_flow(
         raise ValueError(f"short_side must be positive, got {short_side}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
-    _cv2(contrib=method == "tvl1")  # fail before any work when OpenCV is missing
+    require_opencv(contrib=method == "tvl1")  # fail before any work when OpenCV is missing
     list_file, root, out_root = Path(list_file), Path(root), Path(out_root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: data root not found")
