@@ -667,7 +667,7 @@ def _register_eval_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list", type=Path, required=True, help="list file, relative to --data or absolute")
     p.add_argument("--flow-list", type=Path, default=None,
                    help="two-stream: the flow list (tsm prepare flow) that flow checkpoints read, relative to "
-                   "--flow-data; its entries pair with --list's videos by folder name")
+                   "--flow-data; its entries pair with --list's videos by path (video extension dropped)")
     p.add_argument("--flow-data", type=Path, default=None, help="root of the flow list's folders (default --data)")
     p.add_argument("--kind", default="auto", choices=("auto", "frames", "videos"))
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")

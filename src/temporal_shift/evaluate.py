@@ -474,7 +474,7 @@ def evaluate(
     Two-stream testing: a flow member (a checkpoint with ``modality`` flow) samples its own
     flow stacks from ``flow_list`` (a `tsm prepare flow` list, relative to ``flow_root``,
     default ``root``), with the same protocol; its entries are paired with the videos of
-    ``list_file`` by folder name (video extension dropped), and the scores of the RGB and
+    ``list_file`` by path (relative, video extension dropped), and the scores of the RGB and
     flow members are fused with the members' weights.
 
     ``members`` are checkpoints (paths or `Member`s with weights); they must have the same
@@ -581,7 +581,7 @@ def _score_member(
 
 
 def pair_records(main: VideoDataset, other: VideoDataset, *, skip: bool = False) -> tuple[np.ndarray, dict[int, str]]:
-    """Pair ``other``'s entries (e.g. a flow list) with ``main``'s videos by folder name
+    """Pair ``other``'s entries (e.g. a flow list) with ``main``'s videos by path
     (`data.flow.flow_folder_name`: the path with a video extension dropped).
 
     Returns the position in ``main`` of each of ``other``'s records (-1: not a video of
