@@ -156,8 +156,10 @@ def test_recognizer_with_temporal_pool_and_mobilenet():
 
 def test_recognizer_input_errors():
     model = build_model("resnet18", num_classes=5, n_segment=4)
-    with pytest.raises(ValueError, match=r"expected input of shape \(N, T=4, C, H, W\), got \(2, 8, 3, 32, 32\)"):
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, T=4, C=3, H, W\), got \(2, 8, 3, 32, 32\)"):
         model(torch.randn(2, 8, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, T=4, C=3, H, W\), got \(2, 4, 1, 32, 32\)"):
+        model(torch.randn(2, 4, 1, 32, 32))  # a grey clip: RGB models take 3 channels
     with pytest.raises(ValueError, match="got \\(8, 3, 32, 32\\)"):
         model(torch.randn(8, 3, 32, 32))
 
