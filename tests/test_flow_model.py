@@ -166,7 +166,7 @@ def test_flow_list_must_pair_with_the_videos(two_stream: dict[str, Path]) -> Non
 def test_tsm_test_cli_two_stream(two_stream: dict[str, Path], capsys) -> None:
     root, out = two_stream["root"], two_stream["tmp"] / "results"
     code = main(["test", "--checkpoint", str(two_stream["rgb"]), "--checkpoint", str(two_stream["flow"]),
-                 "--weights", "1", "1.5", "--data", str(root), "--list", "val.txt", "--flow-list", "val_flow.txt",
+                 "--ensemble-weights", "1", "1.5", "--data", str(root), "--list", "val.txt", "--flow-list", "val_flow.txt",
                  "--crops", "10", "--workers", "0", "--no-progress", "--out", str(out)])
     assert code == 0
     text = capsys.readouterr().out
