@@ -31,6 +31,7 @@ frames the driver drops show up as gaps and reset the stream.
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 import time
@@ -49,7 +50,7 @@ from temporal_shift.data.decode import VIDEO_EXTENSIONS, check_video_container, 
 from temporal_shift.data.lists import read_classes
 from temporal_shift.data.transforms import test_transform
 from temporal_shift.export import OnnxStream
-from temporal_shift.models.online import OnlineStream, load_online
+from temporal_shift.models.online import OnlineStream
 from temporal_shift.weights import PublishedWeights
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg")
@@ -339,55 +340,73 @@ class StreamPredictor:
         gaps.reset()
         self.summary.resets[reason] = self.summary.resets.get(reason, 0) + 1
 
-    def run(self, frames: Iterable[SourceFrame], *, fps: float) -> Iterator[StreamRecord]:
-        """Records for the processed frames of one source (a new source: reset first)."""
-        gaps = GapDetector(fps=fps, every=self.every)
+    def start(self, *, fps: float) -> None:
+        """Begin a new source of nominal frame rate ``fps``: the stream is reset (reason
+        ``start``) and the gap rule restarts. `run` calls it; a caller that has frames one at a
+        time (``tsm serve``) calls it, then `step` for each frame."""
+        self._gaps = GapDetector(fps=fps, every=self.every)
         if not self._warm:  # one untimed step first: the first calls pay for allocations
             self.stream.update(torch.zeros(3, self.size, self.size))
             self._warm = True
-        reason: str | None = "start"
-        self._reset(gaps, reason)
+        self._reason: str | None = "start"
+        self._reset(self._gaps, "start")
+        self._position = 0
+
+    def step(self, source_frame: SourceFrame) -> StreamRecord | None:
+        """One source frame of the current source (`start` first): its record, or None when
+        ``every`` skips it. Applies the reset rule (request, gap) before the model step."""
+        gaps = getattr(self, "_gaps", None)
+        if gaps is None:
+            raise RuntimeError("StreamPredictor.step before start(fps=...): a source must be started first")
+        position, self._position = self._position, self._position + 1
+        self.summary.frames_read += 1
+        if position % self.every:
+            return None
+        if self._reset_requested:
+            self._reset_requested = False
+            self._reason = "request"
+            self._reset(gaps, "request")
+        if gaps.check(source_frame.time):
+            self._reason = "gap"
+            self._reset(gaps, "gap")
+            gaps.check(source_frame.time)
+        x = self.preprocess(source_frame.image)
+        t0 = time.perf_counter()
+        logits = self.stream.update(x)
+        latency = (time.perf_counter() - t0) * 1e3
+        if logits.numel() != len(self.classes):
+            raise ValueError(
+                f"the model has {logits.numel()} classes but {len(self.classes)} class names were given"
+            )
+        probs = torch.softmax(logits.detach().double().reshape(-1), dim=0)
+        averaged, current = self.filter.update(probs)
+        scores, indices = averaged.topk(self.topk)
+        topk = [
+            {"label": self.classes[int(i)], "index": int(i), "score": round(float(s), 6)}
+            for s, i in zip(scores, indices)
+        ]
+        self.summary.frames_processed += 1
+        self.summary.latencies_ms.append(latency)
+        reason, self._reason = self._reason, None
+        return StreamRecord(
+            frame=source_frame.index,
+            time=round(source_frame.time, 6),
+            topk=topk,
+            label=self.classes[current] if current is not None else None,
+            score=round(float(averaged[current]), 6) if current is not None else None,
+            reset=reason,
+            latency_ms=round(latency, 3),
+        )
+
+    def run(self, frames: Iterable[SourceFrame], *, fps: float) -> Iterator[StreamRecord]:
+        """Records for the processed frames of one source (a new source: reset first)."""
+        self.start(fps=fps)
         started = time.perf_counter()
         try:
-            for position, source_frame in enumerate(frames):
-                self.summary.frames_read += 1
-                if position % self.every:
-                    continue
-                if self._reset_requested:
-                    self._reset_requested = False
-                    reason = "request"
-                    self._reset(gaps, reason)
-                if gaps.check(source_frame.time):
-                    reason = "gap"
-                    self._reset(gaps, reason)
-                    gaps.check(source_frame.time)
-                x = self.preprocess(source_frame.image)
-                t0 = time.perf_counter()
-                logits = self.stream.update(x)
-                latency = (time.perf_counter() - t0) * 1e3
-                if logits.numel() != len(self.classes):
-                    raise ValueError(
-                        f"the model has {logits.numel()} classes but {len(self.classes)} class names were given"
-                    )
-                probs = torch.softmax(logits.detach().double().reshape(-1), dim=0)
-                averaged, current = self.filter.update(probs)
-                scores, indices = averaged.topk(self.topk)
-                topk = [
-                    {"label": self.classes[int(i)], "index": int(i), "score": round(float(s), 6)}
-                    for s, i in zip(scores, indices)
-                ]
-                self.summary.frames_processed += 1
-                self.summary.latencies_ms.append(latency)
-                yield StreamRecord(
-                    frame=source_frame.index,
-                    time=round(source_frame.time, 6),
-                    topk=topk,
-                    label=self.classes[current] if current is not None else None,
-                    score=round(float(averaged[current]), 6) if current is not None else None,
-                    reset=reason,
-                    latency_ms=round(latency, 3),
-                )
-                reason = None
+            for source_frame in frames:
+                record = self.step(source_frame)
+                if record is not None:
+                    yield record
         finally:
             self.summary.seconds += time.perf_counter() - started
 
@@ -493,10 +512,40 @@ class AnnotatedVideoWriter:
 
 @dataclass
 class StreamModel:
-    """A `Stream` ready to run and the names of its classes."""
+    """A `Stream` ready to run and the names of its classes.
+
+    ``input_size`` / ``scale_size``: the crop side and short side the checkpoint was trained
+    with, when a checkpoint was given (else None). `new_stream` gives another stream of the
+    same model with its own state (``tsm serve`` keeps one per connection).
+    """
 
     stream: Stream
     classes: list[str]
+    input_size: int | None = None
+    scale_size: int | None = None
+
+    def new_stream(self) -> Stream:
+        """A stream sharing this one's model (weights, onnxruntime session) with its own
+        zero state: shift buffers are per stream, the model is not copied. The model's
+        steps must not run concurrently from several threads (PyTorch modules route the
+        buffers through the model during a step)."""
+        fresh = copy.copy(self.stream)
+        fresh.reset()
+        return fresh
+
+
+def _load_causal(checkpoint: str | Path | PublishedWeights, *, n_segment: int | None):
+    """`models.online.load_online`, keeping what the file says (class names, input size)."""
+    from temporal_shift.loading import load_checkpoint
+    from temporal_shift.models.online import OnlineRecognizer
+
+    try:
+        loaded = load_checkpoint(checkpoint, n_segment=n_segment)
+        return OnlineRecognizer(loaded.model), loaded
+    except ValueError as exc:
+        if str(exc).startswith(str(checkpoint)):
+            raise
+        raise ValueError(f"{checkpoint}: {exc}") from exc
 
 
 def load_stream(
@@ -512,24 +561,27 @@ def load_stream(
     (``runtime="onnxruntime"``, ``onnx`` from ``tsm export --online``, `OnnxStream`).
 
     Class names come from ``classes`` (a file, one name per line), else from published
-    weights (``checkpoint=weights.get_weights(NAME)``: its dataset's names), else are the indices;
+    weights (``checkpoint=weights.get_weights(NAME)``: its dataset's names), else from the
+    checkpoint (``tsm train`` with ``data.classes`` records them), else are the indices;
     the number of classes is the checkpoint's (also for onnxruntime, if one is given),
     else the ONNX model's output size. A class file of the wrong length is an error.
     """
     num_classes: int | None = None
+    loaded = None
     if runtime == "torch":
         if checkpoint is None:
             raise ValueError("--checkpoint is required with --runtime torch (or --weights NAME)")
         if onnx is not None:
             raise ValueError("--onnx is for --runtime onnxruntime")
-        online = load_online(checkpoint, n_segment=n_segment)
+        online, loaded = _load_causal(checkpoint, n_segment=n_segment)
         num_classes = online.config.num_classes
         stream: Stream = OnlineStream(online)
     elif runtime == "onnxruntime":
         if onnx is None:
             raise ValueError("--runtime onnxruntime needs --onnx FILE (from tsm export --online)")
         if checkpoint is not None:
-            num_classes = load_online(checkpoint, n_segment=n_segment).config.num_classes
+            online, loaded = _load_causal(checkpoint, n_segment=n_segment)
+            num_classes = online.config.num_classes
         stream = OnnxStream(onnx)
         if num_classes is None:
             shape = stream.session.get_outputs()[0].shape
@@ -542,11 +594,14 @@ def load_stream(
             raise ValueError(f"{classes}: {len(names)} class names, but the model has {num_classes} classes")
     elif isinstance(checkpoint, PublishedWeights):
         names = checkpoint.class_names()
+    elif loaded is not None and loaded.class_names is not None:
+        names = list(loaded.class_names)
     elif num_classes is not None:
         names = [str(i) for i in range(num_classes)]
     else:
         raise ValueError("cannot tell the number of classes; pass --classes or --checkpoint")
-    return StreamModel(stream=stream, classes=names)
+    return StreamModel(stream=stream, classes=names, input_size=loaded.input_size if loaded else None,
+                       scale_size=loaded.scale_size if loaded else None)
 
 
 def run_stream(
