@@ -1,0 +1,103 @@
+"""``tsm serve``: live recognition in the browser with online TSM on the server.
+
+The page (``index.html``) opens the webcam or plays a local video file, sends downscaled
+JPEG frames over a WebSocket at the rate the model keeps up with, and draws the current
+label, the top-k probabilities, frames/s and the model latency over the video. The server
+(`app.create_app`, Starlette on uvicorn) keeps one online stream per connection with the
+``tsm stream`` semantics (`temporal_shift.stream`); the messages and bounds are in
+`protocol`; ``--demo`` trains a small causal model once (`demo_model`).
+
+Extra dependencies: ``pip install 'temporal-shift[serve]'`` (starlette, uvicorn, websockets).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from temporal_shift.serve.protocol import ServeLimits
+
+NO_MODEL_MESSAGE = (
+    "tsm serve needs a causal (online) model: --checkpoint CAUSAL.pt (train one with model.mode: causal, "
+    "or `tsm online convert`), --weights online_tsm_mobilenetv2_jester, or --demo to train a small one "
+    "on synthetic data once (about 2 minutes on a CPU, cached)"
+)
+
+
+def check_serve_dependencies() -> None:
+    """A one-line error naming the extra when starlette/uvicorn/websockets are missing."""
+    missing = []
+    for module in ("starlette", "uvicorn", "websockets"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise ValueError(f"tsm serve needs {', '.join(missing)}: pip install 'temporal-shift[serve]'")
+
+
+def run_serve(
+    *,
+    checkpoint=None,
+    runtime: Literal["torch", "onnxruntime"] = "torch",
+    onnx: str | Path | None = None,
+    classes: str | Path | None = None,
+    n_segment: int | None = None,
+    demo: bool = False,
+    demo_cache: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    size: int | None = None,
+    short_side: int | None = None,
+    smooth: int = 1,
+    hysteresis: int = 1,
+    topk: int = 3,
+    fps: float = 25.0,
+    limits: ServeLimits = ServeLimits(),
+    log=print,
+) -> None:
+    """``tsm serve``: load the model (or the ``--demo`` one), build the app and serve it until
+    interrupted. ``size`` / ``short_side`` default to what the checkpoint was trained with."""
+    from temporal_shift.serve.app import ServeSettings, create_app, is_loopback, uvicorn_config
+    from temporal_shift.stream import load_stream
+
+    check_serve_dependencies()
+    if demo and (checkpoint is not None or onnx is not None):
+        raise ValueError("--demo serves its own model: give --demo or --checkpoint/--weights/--onnx, not both")
+    if demo:
+        from temporal_shift.serve.demo_model import ensure_demo_model
+
+        cached = ensure_demo_model(cache_dir=demo_cache, log=log)
+        checkpoint, classes = cached.checkpoint, classes or cached.classes
+        if runtime == "onnxruntime":
+            onnx = cached.onnx()
+    elif checkpoint is None:
+        raise ValueError(NO_MODEL_MESSAGE)
+    model = load_stream(runtime=runtime, checkpoint=checkpoint, onnx=onnx, n_segment=n_segment, classes=classes)
+    size = size or model.input_size or 224
+    short_side = short_side or (model.scale_size if model.input_size == size and model.scale_size else None) \
+        or round(size * 8 / 7)
+    settings = ServeSettings(size=size, short_side=short_side, smooth=smooth, hysteresis=hysteresis, topk=topk,
+                             fps=fps, runtime=runtime)
+    if fps > limits.max_fps:
+        raise ValueError(f"--fps {fps} is over --max-fps {limits.max_fps}")
+    app = create_app(model, settings=settings, limits=limits)
+    if not is_loopback(host):
+        log(f"tsm serve: warning: listening on {host}: reachable from other machines (no authentication)")
+    log(f"tsm serve: {len(model.classes)} classes, {size}x{size} crops of a {short_side} short side, {runtime}; "
+        f"open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/ (Ctrl-C stops)")
+    import socket
+
+    import uvicorn
+
+    try:  # bind first: a port in use is a one-line error, not a log message
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port") from None
+    uvicorn.Server(uvicorn_config(app, host=host, port=port, limits=limits, log_level="info")).run(sockets=[sock])
+
+
+__all__ = ["NO_MODEL_MESSAGE", "ServeLimits", "run_serve"]
