@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import statistics
 import struct
 import urllib.error
 import urllib.request
@@ -382,3 +383,32 @@ def test_demo_model_exports_its_step_for_onnxruntime_once(tmp_path):
     assert demo.onnx() == onnx and onnx.stat().st_mtime_ns == stamp  # cached
     model = load_stream(runtime="onnxruntime", checkpoint=demo.checkpoint, onnx=onnx)
     assert model.classes[10] == "still_red" and model.input_size == 32
+
+
+@pytest.mark.slow
+def test_load_eight_clients_on_loopback(media):
+    """8 page-like clients stream at once for 3 s, twice: every client gets results in order
+    with no error, frames/s and p95 round trip are reported, and the server's memory does
+    not grow from the first round to the second (bounded per-connection state)."""
+    from temporal_shift.serve.load import rss_mb, run_clients
+
+    limits = ServeLimits(max_connections=8)
+    jpegs = media["jpegs"][0] + media["jpegs"][1]
+    with BackgroundServer(make_app(media, limits=limits), limits=limits) as s:
+        rounds = []
+        for _ in range(3):
+            results = run(run_clients(s.ws_url, jpegs, clients=8, seconds=3.0))
+            rounds.append((results, rss_mb()))
+        health = json.loads(urllib.request.urlopen(s.url + "/health", timeout=10).read())
+    for results, _ in rounds:
+        assert [r.error for r in results] == [None] * 8
+        assert all(r.frames >= 1 for r in results)
+        summaries = [r.summary() for r in results]
+        print("load:", [(x["fps"], x["rtt_ms_p95"]) for x in summaries])
+        assert all(math.isfinite(x["rtt_ms_p95"]) and x["rtt_ms_p95"] >= x["step_ms_median"] for x in summaries)
+    # fair share: no client starves while others stream
+    fps = [r.fps for r in rounds[-1][0]]
+    assert min(fps) > 0.5 * statistics.median(fps)
+    growth = rounds[2][1] - rounds[1][1]
+    assert growth < 20, f"server memory grew by {growth:.1f} MB between two equal rounds"
+    assert health["connections"] == 0 and health["served"] == 24
