@@ -314,6 +314,10 @@ def test_cli_errors_are_one_line(media, run_cli, tmp_path):
     assert code == 2 and "--onnx" in err
     code, out, err = run_cli(["serve", "--checkpoint", media["ckpt"], "--fps", "90"])
     assert code == 2 and "--max-fps" in err
+    for option, message in (("--smooth", "smooth must be at least 1"), ("--hysteresis", "hysteresis must be at least 1"),
+                            ("--topk", "topk must be at least 1"), ("--max-connections", "max_connections")):
+        code, out, err = run_cli(["serve", "--checkpoint", media["ckpt"], option, "0"])
+        assert code == 2 and message in err, (option, err)
     code, out, err = run_cli(["serve", "--checkpoint", media["ckpt"], "--classes", tmp_path / "none.txt"])
     assert code == 2 and "none.txt" in err
     with pytest.raises(SystemExit):  # argparse: --demo or a model, not both

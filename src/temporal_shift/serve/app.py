@@ -23,7 +23,7 @@ import ipaddress
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -130,7 +130,10 @@ def create_app(model: StreamModel, *, settings: ServeSettings = ServeSettings(),
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsm-serve-model")
     state = {"connections": 0, "served": 0, "closed_with_reason": 0}
     lock = threading.Lock()
-    # the first model step pays for allocations: do it once now, not in a viewer's first frame
+    # the options every connection's predictor takes, checked now (a bad --smooth is a start-up
+    # error, not a failure of each page), and the first model step, which pays for allocations
+    StreamPredictor(model.new_stream(), classes=model.classes, size=settings.size, short_side=settings.short_side,
+                    smooth=settings.smooth, hysteresis=settings.hysteresis, topk=settings.topk)
     warm = model.new_stream()
     warm.update(torch.zeros(3, settings.size, settings.size))
 
@@ -193,7 +196,7 @@ def create_app(model: StreamModel, *, settings: ServeSettings = ServeSettings(),
                 state["connections"] -= 1
 
     @contextlib.asynccontextmanager
-    async def lifespan(app) -> Iterator[None]:
+    async def lifespan(app) -> AsyncIterator[None]:
         yield
         executor.shutdown(wait=False, cancel_futures=True)
 
