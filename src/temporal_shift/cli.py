@@ -368,6 +368,8 @@ def _register_data_commands(sub: argparse._SubParsersAction) -> None:
                    help="speed factor of the moving classes (default 1)")
     p.add_argument("--object-scale", type=float, default=1.0,
                    help="size factor of the main object (default 1)")
+    p.add_argument("--spin", type=float, default=1.0,
+                   help="rotation speed factor of the rotating classes (a clock hand; default 1: 8-20 degrees a frame)")
     p.add_argument("--pair-hues", action="store_true",
                    help="each pair's object has its own hue, so one frame tells the pair (an order-blind model's "
                    "ceiling is then exactly 50%% per temporal pair)")
@@ -459,7 +461,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     paths = generate_synthetic(
         args.out, num_videos=args.num_videos, size=args.size, frames=args.frames, seed=args.seed,
         val_fraction=args.val_fraction, workers=args.workers, clutter=not args.plain, motion=args.motion,
-        pair_hues=args.pair_hues, object_scale=args.object_scale,
+        pair_hues=args.pair_hues, object_scale=args.object_scale, spin=args.spin,
     )
     print(f"wrote {args.num_videos} clips to {paths.root}")
     for path in (paths.train_frames, paths.val_frames, paths.train_videos, paths.val_videos, paths.classes):

@@ -34,6 +34,18 @@ def test_synth_bad_size(tmp_path, capsys):
     assert err.startswith("tsm synth: error: size must be even") and "\n" not in err
 
 
+def test_synth_knobs_are_recorded_and_checked(tmp_path, capsys):
+    out = tmp_path / "fast"
+    assert main(["synth", "--out", str(out), "--num-videos", "24", "--size", "32", "--frames", "4", "--workers", "1",
+                 "--plain", "--pair-hues", "--motion", "3", "--object-scale", "1.5", "--spin", "2.5"]) == 0
+    settings = json.loads((out / "meta.json").read_text())["settings"]
+    assert (settings["motion"], settings["object_scale"], settings["spin"], settings["pair_hues"]) == (3, 1.5, 2.5, True)
+    capsys.readouterr()
+    assert main(["synth", "--out", str(tmp_path / "bad"), "--spin", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("spin must be positive, got -1.0") and "\n" not in err
+
+
 def test_prepare_jester_and_malformed_line(tmp_path, capsys):
     labels = tmp_path / "labels.csv"
     labels.write_text("Swiping Left\nSwiping Right\n")

@@ -311,7 +311,7 @@ def test_pair_hues_name_the_pair_and_keep_the_order_guarantee(tmp_path):
         generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, clutter=False)
 
 
-def test_motion_scales_the_speed_of_moving_objects_and_object_scale_their_size():
+def test_motion_scales_the_speed_of_moving_objects_and_object_scale_their_size(tmp_path):
     for label, key in ((0, "cx"), (2, "cy")):
         slow = render_clip(label, rng=np.random.default_rng(4), size=64, frames=8, clutter=False)[1][key]
         fast = render_clip(label, rng=np.random.default_rng(4), size=64, frames=8, clutter=False, motion=2.0)[1][key]
@@ -320,19 +320,40 @@ def test_motion_scales_the_speed_of_moving_objects_and_object_scale_their_size()
         step_fast = (np.diff(fast) + period / 2) % period - period / 2
         np.testing.assert_allclose(step_fast, 2 * step_slow, atol=1e-9)
     turn = [render_clip(6, rng=np.random.default_rng(4), size=64, frames=8, motion=m)[1]["angle"] for m in (1, 2)]
-    np.testing.assert_array_equal(*turn)  # rotation keeps its speed (a triangle turning fast looks ambiguous)
+    np.testing.assert_array_equal(*turn)  # motion leaves rotation alone: spin is its own knob
     small, big = (render_clip(4, rng=np.random.default_rng(4), size=64, frames=8, object_scale=k)[1]["radius"]
                   for k in (1.0, 1.6))
     np.testing.assert_allclose(big, 1.6 * small)
-    with pytest.raises(ValueError, match="motion and object_scale must be positive"):
-        render_clip(0, rng=np.random.default_rng(0), size=32, frames=4, motion=0)
+    for key, bad in (("motion", 0), ("object_scale", -1.0), ("spin", 0.0)):
+        with pytest.raises(ValueError, match=f"{key} must be positive"):
+            render_clip(0, rng=np.random.default_rng(0), size=32, frames=4, **{key: bad})
+        with pytest.raises(ValueError, match=f"{key} must be positive"):
+            generate_synthetic(tmp_path / key, num_videos=24, size=32, frames=4, progress=False, **{key: bad})
+
+
+def test_spin_scales_the_rotation_of_a_hand_that_has_one_direction():
+    for label, sign in ((6, 1), (7, -1)):
+        slow = render_clip(label, rng=np.random.default_rng(4), size=64, frames=8, clutter=False)[1]["angle"]
+        fast = render_clip(label, rng=np.random.default_rng(4), size=64, frames=8, clutter=False, spin=2.5)[1]["angle"]
+        np.testing.assert_allclose(np.diff(fast), 2.5 * np.diff(slow))
+        assert (sign * np.diff(fast) > 0).all()
+    # a clock hand has no rotational symmetry: turned by 120 or 180 degrees it covers other pixels
+    # (a triangle, resp. a bar, would look the same), so a fast turn keeps one direction
+    from temporal_shift.data.synthetic import _coverage
+
+    ys, xs = np.mgrid[-16:16, -16:16] + 0.5
+    r = np.float64(10.0)
+    base = _coverage("hand", xs, ys, np.float64(0.3), r)
+    for turn in (np.pi / 2, 2 * np.pi / 3, np.pi):
+        assert np.abs(_coverage("hand", xs, ys, np.float64(0.3 + turn), r) - base).sum() > 0.3 * base.sum()
+    assert base.sum() > 0.5 * np.pi * (0.5 * r) ** 2  # at least its hub
 
 
 def test_datasets_written_before_motion_and_pair_hues_are_still_reused(tmp_path):
     out = tmp_path / "old"
     generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False)
     meta = json.loads((out / "meta.json").read_text())
-    for key in ("motion", "pair_hues", "object_scale", "clutter"):
+    for key in ("motion", "pair_hues", "object_scale", "clutter", "spin"):
         del meta["settings"][key]
     (out / "meta.json").write_text(json.dumps(meta))
     generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False)

@@ -87,7 +87,9 @@ DEFAULT_VAL_FRACTION = 0.2
 DEFAULT_FPS = 12
 
 _SHAPES = ("circle", "square", "triangle", "bar")
-_ASYMMETRIC = ("triangle", "bar")  # shapes whose rotation is visible
+# the rotating classes' shape: a clock hand (a hub and one arm) has no rotational symmetry,
+# so any turn of less than half a revolution between two frames has one direction
+_ROTATING = "hand"
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,10 @@ def _coverage(
         d = 0.8 * radius - np.maximum(np.abs(u), np.abs(v))
     elif shape == "bar":
         d = np.minimum(radius - np.abs(u), 0.4 * radius - np.abs(v))
+    elif shape == "hand":  # a hub of radius r/2 and an arm from the centre to r along +u
+        hub = 0.5 * radius - np.sqrt(u * u + v * v)
+        arm = np.minimum(np.minimum(radius - u, u), 0.25 * radius - np.abs(v))
+        d = np.maximum(hub, arm)
     else:  # triangle: three half-planes, inradius r/2
         d = None
         for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3, math.pi / 2 + 4 * math.pi / 3):
@@ -190,10 +196,11 @@ def _object(
     kind: str,
     hue: float | None,
     motion: float = 1.0,
+    spin: float = 1.0,
     vivid: bool = False,
 ) -> dict[str, np.ndarray | str]:
     """Per-frame parameters of one object playing ``kind`` forwards (``motion`` scales the
-    speed of moving objects; ``vivid`` draws saturated, bright colours)."""
+    speed of moving objects, ``spin`` that of rotating ones; ``vivid`` draws saturated, bright colours)."""
     scale = min(height, width) / 64.0
     t = np.arange(frames, dtype=np.float64) - (frames - 1) / 2
     cx = np.full(frames, rng.uniform(0, width))
@@ -201,7 +208,7 @@ def _object(
     size = np.ones(frames)
     angle = np.full(frames, rng.uniform(0, 2 * math.pi))
     alpha = np.ones(frames)
-    shape = str(rng.choice(_ASYMMETRIC if kind == "rotate" else _SHAPES))
+    shape = _ROTATING if kind == "rotate" else str(rng.choice(_SHAPES))
     if kind == "move_x":
         cx = (cx + rng.uniform(1.0, 2.5) * motion * scale * t) % width
     elif kind == "move_y":
@@ -211,7 +218,7 @@ def _object(
         hi = lo * rng.uniform(1.8, 2.6)
         size = lo + (hi - lo) * (t - t[0]) / max(t[-1] - t[0], 1)
     elif kind == "rotate":
-        angle = angle + math.radians(rng.uniform(8, 20)) * t  # + is clockwise (y down)
+        angle = angle + math.radians(rng.uniform(8, 20)) * spin * t  # + is clockwise (y down)
     elif kind == "fade_in":
         lo, hi = rng.uniform(0.0, 0.15), rng.uniform(0.85, 1.0)
         alpha = lo + (hi - lo) * (t - t[0]) / max(t[-1] - t[0], 1)
@@ -249,6 +256,7 @@ def render_clip(
     motion: float = 1.0,
     pair_hues: bool = False,
     object_scale: float = 1.0,
+    spin: float = 1.0,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Render one clip of class ``label``: uint8 (frames, H, W, 3) and the main
     object's per-frame parameters (cx, cy, radius, angle, alpha; in display order).
@@ -256,11 +264,12 @@ def render_clip(
     the moving classes (not rotation: a 3-fold symmetric triangle turning 60 degrees a frame
     would look the same turning either way). ``pair_hues=True``: the main object's hue names its
     pair (`PAIR_HUES`), so one frame tells the pair and only the order tells the class.
-    ``object_scale`` scales the main object's size."""
+    ``object_scale`` scales the main object's size. ``spin`` scales the rotation speed of the
+    rotating classes (a clock hand, which has no rotational symmetry: up to 180 degrees between
+    two frames the turn has one direction; at ``spin=1`` it turns 8-20 degrees a frame)."""
     if not 0 <= label < len(CLASSES):
         raise ValueError(f"label {label} out of range for {len(CLASSES)} synthetic classes")
-    if not motion > 0 or not object_scale > 0:
-        raise ValueError(f"motion and object_scale must be positive, got {motion} and {object_scale}")
+    _check_rates(motion=motion, object_scale=object_scale, spin=spin)
     height, width = (size, size) if isinstance(size, int) else size
     scale = min(height, width) / 64.0
     canvas = _background(rng, frames, height, width, clutter)
@@ -280,7 +289,7 @@ def render_clip(
         hue = PAIR_HUES[label // 2] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD) if pair_hues else None
         main = _object(rng, frames=frames, height=height, width=width,
                        radius=rng.uniform(6, 10) * scale * object_scale, kind=_KIND[label - label % 2], hue=hue,
-                       motion=motion, vivid=pair_hues)
+                       motion=motion, spin=spin, vivid=pair_hues)
     for obj in distractors + [main]:
         dx = _wrap(xs[None, :] - obj["cx"][:, None].astype(np.float32), width)[:, None, :]
         dy = _wrap(ys[None, :] - obj["cy"][:, None].astype(np.float32), height)[:, :, None]
@@ -314,15 +323,21 @@ def video_id(index: int) -> str:
     return f"synth_{index:06d}"
 
 
-def _make_one(job: tuple[Path, int, int, int, int, int, int, bool, float, bool, float]) -> int:
-    root, index, label, seed, height, width, frames, clutter, motion, pair_hues, object_scale = job
+def _check_rates(*, motion: float, object_scale: float, spin: float) -> None:
+    for key, value in (("motion", motion), ("object_scale", object_scale), ("spin", spin)):
+        if not value > 0:
+            raise ValueError(f"{key} must be positive, got {value}")
+
+
+def _make_one(job: tuple[Path, int, int, int, int, int, int, bool, float, bool, float, float]) -> int:
+    root, index, label, seed, height, width, frames, clutter, motion, pair_hues, object_scale, spin = job
     name = video_id(index)
     folder = root / FRAMES_DIR / name
     video = root / VIDEOS_DIR / (name + VIDEO_SUFFIX)
     if (folder / DONE_MARKER).is_file() and video.is_file():
         return index
     clip, _ = render_clip(label, rng=np.random.default_rng([seed, index]), size=(height, width), frames=frames,
-                          clutter=clutter, motion=motion, pair_hues=pair_hues, object_scale=object_scale)
+                          clutter=clutter, motion=motion, pair_hues=pair_hues, object_scale=object_scale, spin=spin)
     write_frame_folder(folder, clip, template=FRAME_TEMPLATE, quality=90)
     write_video(video, clip, fps=DEFAULT_FPS)
     (folder / DONE_MARKER).write_text("")
@@ -343,11 +358,12 @@ def generate_synthetic(
     motion: float = 1.0,
     pair_hues: bool = False,
     object_scale: float = 1.0,
+    spin: float = 1.0,
 ) -> SyntheticPaths:
     """Write the synthetic dataset to ``out_dir`` (layout in the module docstring).
 
     ``size`` is the side of square frames or (height, width), even numbers (H.264).
-    ``clutter``, ``motion``, ``pair_hues`` and ``object_scale``: see `render_clip`.
+    ``clutter``, ``motion``, ``pair_hues``, ``object_scale`` and ``spin``: see `render_clip`.
     Re-running with the same arguments skips finished clips and gives identical files.
     """
     height, width = (size, size) if isinstance(size, int) else tuple(size)
@@ -363,12 +379,11 @@ def generate_synthetic(
         raise ValueError(f"workers must be at least 1, got {workers}")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    if not motion > 0 or not object_scale > 0:
-        raise ValueError(f"motion and object_scale must be positive, got {motion} and {object_scale}")
+    _check_rates(motion=motion, object_scale=object_scale, spin=spin)
     paths = synthetic_paths(out_dir)
     meta_settings = {"num_videos": num_videos, "height": height, "width": width, "frames": frames, "seed": seed,
                      "val_fraction": val_fraction, "clutter": clutter, "motion": float(motion),
-                     "pair_hues": pair_hues, "object_scale": float(object_scale)}
+                     "pair_hues": pair_hues, "object_scale": float(object_scale), "spin": float(spin)}
     if paths.meta.is_file():
         try:
             old = json.loads(paths.meta.read_text())
@@ -377,7 +392,8 @@ def generate_synthetic(
         old_settings = old.get("settings")
         if isinstance(old_settings, dict):
             # written before the options existed
-            old_settings = {"clutter": True, "motion": 1.0, "pair_hues": False, "object_scale": 1.0, **old_settings}
+            old_settings = {"clutter": True, "motion": 1.0, "pair_hues": False, "object_scale": 1.0, "spin": 1.0,
+                            **old_settings}
         if old_settings != meta_settings:
             raise ValueError(
                 f"{paths.meta}: {out_dir} holds a synthetic dataset with other settings "
@@ -398,7 +414,7 @@ def generate_synthetic(
     paths.videos_dir.mkdir(parents=True, exist_ok=True)
     labels, is_val = _assign(num_videos, seed, val_fraction)
     jobs = [(paths.root, i, int(labels[i]), seed, height, width, frames, clutter, float(motion), pair_hues,
-             float(object_scale)) for i in range(num_videos)]
+             float(object_scale), float(spin)) for i in range(num_videos)]
     workers = workers or min(os.cpu_count() or 1, 8)
     bar = tqdm(total=num_videos, desc="synth", unit="clip", disable=not progress)
     if workers == 1:
