@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -21,6 +22,20 @@ def test_tsn_and_tsm_runs_differ_only_in_the_shift(tmp_path: Path) -> None:
     assert (tsn.data, tsn.optim, tsn.run) == (tsm.data, tsm.optim, tsm.run)
     assert tsm.data.flip is False  # mirroring would swap moving left/right
     assert tsm.model.n_segment == DEMO_SEGMENTS <= DEMO_DATA["frames"] and DEMO_DATA["clutter"] is False
+    assert DEMO_DATA["pair_hues"] is True  # an order-blind model's ceiling is then 50% on every temporal pair
+
+
+def test_an_older_demo_dataset_is_refused_not_overwritten(tmp_path: Path) -> None:
+    from temporal_shift.data.synthetic import generate_synthetic
+    from temporal_shift.demo import prepare_demo_data
+
+    old = tmp_path / "synthetic_demo"
+    generate_synthetic(old, num_videos=24, size=32, frames=8, clutter=False, workers=1, progress=False)
+    before = sorted(p.name for p in (old / "frames").iterdir())
+    with pytest.raises(ValueError, match=r"synthetic_demo: holds a synthetic dataset made with other settings.*--data"):
+        prepare_demo_data(old, num_videos=24, progress=False)
+    assert sorted(p.name for p in (old / "frames").iterdir()) == before
+    assert json.loads((old / "meta.json").read_text())["settings"]["pair_hues"] is False
 
 
 def test_budget_fits_the_cpu_and_grows_on_a_gpu(monkeypatch) -> None:

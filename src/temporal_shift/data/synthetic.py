@@ -19,9 +19,11 @@ plain backgrounds (one colour per clip, weak per-frame noise) without distractor
 pairs are still told apart only by order, but a small network learns them in far fewer
 steps. ``pair_hues=True`` gives each pair's object its own hue band, so one frame tells
 the pair (an order-blind model then reaches exactly 50% on the temporal pairs, not less);
-``motion`` scales the speed of the moving objects and ``object_scale`` the main object's
-size. `tsm demo` uses ``clutter=False`` (`demo.DEMO_DATA`) to fit its 10-minute CPU budget. Everything is drawn from a generator seeded
-by (seed, video index), so the output does not depend on the number of processes.
+``motion`` scales the speed of the moving objects, ``spin`` that of the rotating clock hand
+and ``object_scale`` the main object's size. `tsm demo` uses plain backgrounds, pair hues,
+3x motion and 2.5x spin (`demo.DEMO_DATA`, where the reasons are) to fit its 10-minute CPU
+budget. Everything is drawn from a generator seeded by (seed, video index), so the output
+does not depend on the number of processes.
 
 Layout written by ``generate_synthetic(out_dir, ...)`` (names are the constants below)::
 
