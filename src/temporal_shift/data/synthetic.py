@@ -263,9 +263,9 @@ def render_clip(
     """Render one clip of class ``label``: uint8 (frames, H, W, 3) and the main
     object's per-frame parameters (cx, cy, radius, angle, alpha; in display order).
     ``clutter=False``: plain background, no distractors. ``motion`` scales the speed of
-    the moving classes (not rotation: a 3-fold symmetric triangle turning 60 degrees a frame
-    would look the same turning either way). ``pair_hues=True``: the main object's hue names its
-    pair (`PAIR_HUES`), so one frame tells the pair and only the order tells the class.
+    the moving classes (rotation has its own knob, ``spin``). ``pair_hues=True``: the main
+    object's hue names its pair (`PAIR_HUES`), so one frame tells the pair and only the
+    order tells the class.
     ``object_scale`` scales the main object's size. ``spin`` scales the rotation speed of the
     rotating classes (a clock hand, which has no rotational symmetry: up to 180 degrees between
     two frames the turn has one direction; at ``spin=1`` it turns 8-20 degrees a frame)."""
