@@ -19,8 +19,8 @@ plain backgrounds (one colour per clip, weak per-frame noise) without distractor
 pairs are still told apart only by order, but a small network learns them in far fewer
 steps. ``pair_hues=True`` gives each pair's object its own hue band, so one frame tells
 the pair (an order-blind model then reaches exactly 50% on the temporal pairs, not less);
-``motion`` scales the speed of the moving objects, ``spin`` that of the rotating clock hand
-and ``object_scale`` the main object's size. `tsm demo` uses plain backgrounds, pair hues,
+``motion`` scales the speed of the moving objects, ``spin`` that of the rotating ones (a
+clock hand when not 1) and ``object_scale`` the main object's size. `tsm demo` uses plain backgrounds, pair hues,
 3x motion and 2.5x spin (`demo.DEMO_DATA`, where the reasons are) to fit its 10-minute CPU
 budget. Everything is drawn from a generator seeded by (seed, video index), so the output
 does not depend on the number of processes.
@@ -89,9 +89,10 @@ DEFAULT_VAL_FRACTION = 0.2
 DEFAULT_FPS = 12
 
 _SHAPES = ("circle", "square", "triangle", "bar")
-# the rotating classes' shape: a clock hand (a hub and one arm) has no rotational symmetry,
-# so any turn of less than half a revolution between two frames has one direction
-_ROTATING = "hand"
+_ASYMMETRIC = ("triangle", "bar")  # shapes whose rotation is visible (at spin=1)
+# with spin != 1 the rotating classes draw a clock hand (a hub and one arm): it has no rotational
+# symmetry, so any turn of less than half a revolution between two frames has one direction
+_FAST_ROTATING = "hand"
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,9 @@ def _object(
     size = np.ones(frames)
     angle = np.full(frames, rng.uniform(0, 2 * math.pi))
     alpha = np.ones(frames)
-    shape = _ROTATING if kind == "rotate" else str(rng.choice(_SHAPES))
+    shape = str(rng.choice(_ASYMMETRIC if kind == "rotate" else _SHAPES))
+    if kind == "rotate" and spin != 1.0:  # spin=1 keeps the data written before spin existed
+        shape = _FAST_ROTATING
     if kind == "move_x":
         cx = (cx + rng.uniform(1.0, 2.5) * motion * scale * t) % width
     elif kind == "move_y":
@@ -267,8 +270,9 @@ def render_clip(
     object's hue names its pair (`PAIR_HUES`), so one frame tells the pair and only the
     order tells the class.
     ``object_scale`` scales the main object's size. ``spin`` scales the rotation speed of the
-    rotating classes (a clock hand, which has no rotational symmetry: up to 180 degrees between
-    two frames the turn has one direction; at ``spin=1`` it turns 8-20 degrees a frame)."""
+    rotating classes (8-20 degrees a frame at ``spin=1``, a triangle or a bar, as before ``spin``
+    existed); any other ``spin`` draws a clock hand, which has no rotational symmetry: up to 180
+    degrees between two frames the turn has one direction."""
     if not 0 <= label < len(CLASSES):
         raise ValueError(f"label {label} out of range for {len(CLASSES)} synthetic classes")
     _check_rates(motion=motion, object_scale=object_scale, spin=spin)
