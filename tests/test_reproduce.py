@@ -92,6 +92,11 @@ def test_bad_arguments_are_one_line_errors(capsys, tmp_path: Path) -> None:
         rp.Budget("bad", num_videos=24, epochs=0, seeds=1)
     assert main(["reproduce", "online", "--seeds", "0", "--out", str(tmp_path)]) == 2
     assert "--seeds must be at least 1" in capsys.readouterr().err
+    assert main(["reproduce", "online", "--jobs", "0", "--out", str(tmp_path)]) == 2
+    assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["demo", "--jobs", "0", "--out", str(tmp_path), "--data", str(tmp_path / "d")]) == 2
+    assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before any data is generated
     with pytest.raises(SystemExit):
         main(["reproduce", "nope"])
 

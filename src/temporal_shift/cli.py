@@ -575,6 +575,9 @@ def _register_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="on a CPU, models trained at once, each in its own process (default: TSN and TSM side by "
+                   "side when there are 2+ cores; 1: one after the other)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
@@ -595,6 +598,9 @@ def _register_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="output folder (default runs/reproduce)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="on a CPU, runs trained at once, each in its own process with its share of the cores "
+                   "(default: one per core, at most 8)")
     p.set_defaults(func=_cmd_reproduce)
 
 
@@ -621,8 +627,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     demo = run_demo(out_dir=args.out, data_dir=args.data, epochs=args.epochs, seed=args.seed, device=args.device,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, jobs=args.jobs, log=lambda line: print(line, flush=True))
     print(demo.table())
     if demo.plot is not None:
         print(f"wrote {demo.plot} ({demo.seconds / 60:.1f} min in all)")
@@ -634,8 +642,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
     results = reproduce(args.experiment, budget=args.budget, seeds=args.seeds, out_dir=args.out, device=args.device,
-                        progress=not args.no_progress, log=lambda line: print(line, flush=True))
+                        progress=not args.no_progress, log=lambda line: print(line, flush=True), jobs=args.jobs)
     for result in results:
         print()
         print(report(result))

@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,13 @@ class DemoBudget:
     num_videos: int
     epochs: int
     batch_size: int
+    slots: str = ""  # how TSN and TSM share the machine (`side_by_side.Slots.describe`), once planned
 
     def describe(self) -> str:
         where = "GPU" if self.device.startswith("cuda") else "CPU"
         extra = " (a GPU is present: 4x the data and 2x the epochs of the CPU budget)" if where == "GPU" else ""
         return (f"budget: {where} ({self.device}), {self.num_videos} clips ({int(self.num_videos * 0.8)} to train), "
-                f"{self.epochs} epochs of batch {self.batch_size}{extra}")
+                f"{self.epochs} epochs of batch {self.batch_size}{extra}" + (f"; {self.slots}" if self.slots else ""))
 
 
 def demo_budget(device: str = "auto", *, epochs: int | None = None, num_videos: int | None = None) -> DemoBudget:
@@ -194,6 +196,27 @@ def synthetic_metrics(result: EvalResult) -> dict[str, float]:
     }
 
 
+def train_and_test(name: str, *, shift: bool, data_root: str | Path, out_dir: str | Path, budget: DemoBudget,
+                   seed: int = 0, workers: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Train one demo model (``name``: TSN if ``shift`` is false, else TSM) with ``budget`` and
+    test it on the validation split: its metrics, history, checkpoint and training seconds.
+    A module-level function, so that `run_demo` can run TSN and TSM in processes side by side."""
+    from temporal_shift.data.synthetic import VAL_FRAMES_LIST
+
+    config = demo_config(Path(data_root), Path(out_dir) / name.lower(), shift=shift, epochs=budget.epochs, seed=seed,
+                         workers=workers, batch_size=budget.batch_size, device=budget.device, progress=progress)
+    t0 = time.perf_counter()
+    result = train(config)
+    seconds = time.perf_counter() - t0
+    if result.interrupted:  # Ctrl-C/SIGTERM: the trainer saved last.pt; a half-trained model is no result
+        raise KeyboardInterrupt(f"{name}: training interrupted")
+    tested = evaluate([result.last_checkpoint], list_file=VAL_FRAMES_LIST, root=Path(data_root), kind="frames",
+                      batch_size=32, workers=workers, device=budget.device, progress=progress,
+                      out_dir=Path(out_dir) / name.lower() / "test")
+    return {"metrics": synthetic_metrics(tested), "history": result.history,
+            "checkpoint": str(result.last_checkpoint), "train_seconds": seconds}
+
+
 def run_demo(
     *,
     out_dir: str | Path = "runs/demo",
@@ -206,16 +229,19 @@ def run_demo(
     device: str = "auto",
     progress: bool = True,
     plot: bool = True,
+    jobs: int | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Generate the synthetic dataset (if absent), train TSN and TSM (ResNet-18, 4 segments
     of 8-frame 32x32 clips) with the same data, seed and budget (`demo_budget` for ``device``; ``epochs``,
     ``num_videos`` and ``batch_size`` override it), test both on the validation split and
-    compare them (see the module docstring). Each model's run folder under ``out_dir`` gets
-    its checkpoints and `evaluate`'s files (metrics, confusion); ``out_dir/demo.png`` the
-    comparison."""
+    compare them (see the module docstring). On a CPU with two or more cores TSN and TSM train
+    side by side, each in its own process with half the cores (`side_by_side`; ``jobs=1``
+    trains them one after the other). Each model's run folder under ``out_dir`` gets its
+    checkpoints and `evaluate`'s files (metrics, confusion); ``out_dir/demo.png`` the comparison."""
     from temporal_shift.bench import count_flops, count_params, interleaved_latency, summarize
-    from temporal_shift.data.synthetic import VAL_FRAMES_LIST
     from temporal_shift.loading import load_model
+    from temporal_shift.side_by_side import plan_slots, run_side_by_side
 
     started = time.perf_counter()
     budget = demo_budget(device, epochs=epochs, num_videos=num_videos)
@@ -223,27 +249,28 @@ def run_demo(
         budget = dataclasses.replace(budget, batch_size=batch_size)
     out = Path(out_dir)
     paths = prepare_demo_data(data_dir, num_videos=budget.num_videos, seed=seed, progress=progress)
+    names = (("TSN", False), ("TSM", True))
+    slots = plan_slots(budget.device, len(names), jobs=jobs)
+    budget = dataclasses.replace(budget, slots=slots.describe())
+    if log is not None:
+        log(budget.describe())
+    # side by side, two progress bars would overwrite each other: the epoch lines remain
+    calls = [{"name": name, "shift": shift, "data_root": str(paths.root), "out_dir": str(out), "budget": budget,
+              "seed": seed, "workers": workers, "progress": progress and slots.runs == 1} for name, shift in names]
+    done = run_side_by_side(train_and_test, calls, slots)
     rows: dict[str, dict[str, float]] = {}
     history: dict[str, list[dict[str, float]]] = {}
     models: dict[str, VideoRecognizer] = {}
-    for name, shift in (("TSN", False), ("TSM", True)):
-        config = demo_config(paths.root, out / name.lower(), shift=shift, epochs=budget.epochs, seed=seed,
-                             workers=workers, batch_size=budget.batch_size, device=budget.device, progress=progress)
-        t0 = time.perf_counter()
-        result = train(config)
-        seconds = time.perf_counter() - t0
-        tested = evaluate([result.last_checkpoint], list_file=VAL_FRAMES_LIST, root=paths.root,
-                          kind="frames", batch_size=32, workers=workers, device=budget.device, progress=progress,
-                          out_dir=out / name.lower() / "test")
-        model = load_model(result.last_checkpoint)
+    for (name, _), record in zip(names, done):
+        model = load_model(record["checkpoint"])
         clip = torch.zeros(1, DEMO_SEGMENTS, 3, DEMO_SIZE, DEMO_SIZE)
         rows[name] = {
-            **synthetic_metrics(tested),
+            **record["metrics"],
             "params_m": count_params(model) / 1e6,
             "gflops": count_flops(model, clip) / 1e9,
-            "train_seconds": seconds,
+            "train_seconds": record["train_seconds"],
         }
-        history[name] = result.history
+        history[name] = record["history"]
         models[name] = model.eval()
     clip = torch.randn(1, DEMO_SEGMENTS, 3, DEMO_SIZE, DEMO_SIZE)
     times = interleaved_latency(models, clip, repeats=30, warmup=3)

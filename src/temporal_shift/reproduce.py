@@ -271,21 +271,52 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def _arm_job(*, tolerate: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """`train_arm` in a side-by-side process; with ``tolerate`` a RuntimeError or ValueError
+    (a family that cannot take the recipe's input) comes back as ``{"error": reason}``."""
+    try:
+        return train_arm(**kwargs)
+    except (RuntimeError, ValueError) as exc:
+        if not tolerate:
+            raise
+        return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+
+
 def _run_arms(
     arms: Sequence[Arm], *, name: str, out: Path, data_root: Path, budget: Budget, seeds: list[int], device: str,
-    progress: bool, log: Callable[[str], None],
+    progress: bool, log: Callable[[str], None], jobs: int | None = None,
+    tolerate: Callable[[Arm], bool] = lambda arm: False,
 ) -> list[dict[str, Any]]:
-    runs = []
-    total = len(arms) * len(seeds)
-    for seed in seeds:  # seed-major: a partial run already has every arm once
-        for arm in arms:
-            started = time.perf_counter()
-            record = train_arm(arm, data_root=data_root, out_dir=out / arm.slug / f"seed{seed}", budget=budget,
-                               seed=seed, device=device, progress=progress)
-            runs.append(record)
-            log(f"[{name} {len(runs)}/{total}] {arm.label}, seed {seed}: top-1 {record['top1']:.1f}%, "
-                f"order {record['order_acc']:.1f}% ({time.perf_counter() - started:.0f} s)")
-    return runs
+    """Every arm with every seed (seed-major: the first runs to finish have every arm once),
+    side by side on a CPU (`side_by_side`); the records in that order. An arm for which
+    ``tolerate`` is true and that fails with a RuntimeError or ValueError gives
+    ``{"arm": label, "group": group, "seed": seed, "error": reason}``."""
+    from temporal_shift.runtime import resolve_device
+    from temporal_shift.side_by_side import plan_slots, run_side_by_side
+
+    plan = [(seed, arm) for seed in seeds for arm in arms]
+    slots = plan_slots(str(resolve_device(device)), len(plan), jobs=jobs)
+    log(f"[{name}] {len(plan)} runs, {slots.describe()}")
+    calls = [{"arm": arm, "data_root": data_root, "out_dir": out / arm.slug / f"seed{seed}", "budget": budget,
+              "seed": seed, "device": device, "progress": progress and slots.runs == 1, "tolerate": tolerate(arm)}
+             for seed, arm in plan]
+    started = time.perf_counter()
+    finished = 0
+
+    def done(i: int, record: dict[str, Any]) -> None:
+        nonlocal finished
+        finished += 1
+        seed, arm = plan[i]
+        if "error" in record:
+            log(f"[{name} {finished}/{len(plan)}] {arm.label}, seed {seed}: not run: {record['error']}")
+            return
+        log(f"[{name} {finished}/{len(plan)}] {arm.label}, seed {seed}: top-1 {record['top1']:.1f}%, order "
+            f"{record['order_acc']:.1f}%, {record['gmacs']:.3f} GMACs ({record['train_seconds']:.0f} s training; "
+            f"{time.perf_counter() - started:.0f} s since the first run started)")
+
+    records = run_side_by_side(_arm_job, calls, slots, on_done=done)
+    return [{"arm": arm.label, "group": arm.group, "seed": seed, **record} if "error" in record else record
+            for (seed, arm), record in zip(plan, records)]
 
 
 def _write(result: ExperimentResult, plot: Callable[[Path], Path] | None) -> ExperimentResult:
@@ -371,14 +402,14 @@ def shift_latency(*, arch: str, size: int, n_segment: int, repeats: int, device:
 
 def run_shift_proportion(
     *, out_dir: Path, data_root: Path, budget: Budget, seeds: list[int], device: str = "auto",
-    progress: bool = True, log: Callable[[str], None] = print,
+    progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
 ) -> ExperimentResult:
     from temporal_shift.demo import DEMO_SEGMENTS
 
     started = time.perf_counter()
     arms = _shift_arms()
     runs = _run_arms(arms, name="shift-proportion", out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                     device=device, progress=progress, log=log)
+                     device=device, progress=progress, log=log, jobs=jobs)
     summary = summarize_runs(runs, arms)
     log(f"[shift-proportion] latency: {budget.bench_arch} {budget.bench_size}x{budget.bench_size}, "
         f"T={DEMO_SEGMENTS}, {budget.bench_repeats} interleaved rounds")
@@ -449,12 +480,12 @@ def _placement_arms() -> list[Arm]:
 
 def run_placement(
     *, out_dir: Path, data_root: Path, budget: Budget, seeds: list[int], device: str = "auto",
-    progress: bool = True, log: Callable[[str], None] = print,
+    progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
 ) -> ExperimentResult:
     started = time.perf_counter()
     arms = _placement_arms()
     runs = _run_arms(arms, name="placement", out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                     device=device, progress=progress, log=log)
+                     device=device, progress=progress, log=log, jobs=jobs)
     summary = summarize_runs(runs, arms)
     by_label = {row["arm"]: row for row in summary}
 
@@ -553,12 +584,12 @@ def streaming_accuracy(checkpoint: str | Path, *, data_root: Path, device: str =
 
 def run_online(
     *, out_dir: Path, data_root: Path, budget: Budget, seeds: list[int], device: str = "auto",
-    progress: bool = True, log: Callable[[str], None] = print,
+    progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
 ) -> ExperimentResult:
     started = time.perf_counter()
     arms = _online_arms()
     runs = _run_arms(arms, name="online", out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                     device=device, progress=progress, log=log)
+                     device=device, progress=progress, log=log, jobs=jobs)
     streams = []
     for record in runs:
         if record["group"] == "online":
@@ -664,33 +695,21 @@ def _zoo_arms(families: dict[str, type], *, n_segment: int) -> tuple[list[Arm], 
 
 def run_zoo(
     *, out_dir: Path, data_root: Path, budget: Budget, seeds: list[int], device: str = "auto",
-    progress: bool = True, log: Callable[[str], None] = print,
+    progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
 ) -> ExperimentResult:
     from temporal_shift.demo import DEMO_SEGMENTS, DEMO_SIZE
 
     started = time.perf_counter()
     families = zoo_families()
     arms, not_run = _zoo_arms(families, n_segment=DEMO_SEGMENTS)
-    runs: list[dict[str, Any]] = []
-    total = len(arms) * len(seeds)
-    for seed in seeds:
-        for arm in arms:
-            if any(n["family"] == arm.group for n in not_run):
-                continue
-            t0 = time.perf_counter()
-            try:
-                record = train_arm(arm, data_root=data_root, out_dir=out_dir / arm.slug / f"seed{seed}",
-                                   budget=budget, seed=seed, device=device, progress=progress)
-            except (RuntimeError, ValueError) as exc:  # e.g. a 3D network whose pooling needs larger inputs
-                if arm.group == "tsn":
-                    raise
-                not_run.append({"family": arm.group, "reason": f"{type(exc).__name__}: {exc}".splitlines()[0]})
-                runs = [r for r in runs if r["group"] != arm.group]
-                log(f"[zoo] {arm.label}: not run: {not_run[-1]['reason']}")
-                continue
-            runs.append(record)
-            log(f"[zoo {len(runs)}/{total}] {arm.label}, seed {seed}: top-1 {record['top1']:.1f}%, "
-                f"{record['gmacs']:.3f} GMACs ({time.perf_counter() - t0:.0f} s)")
+    runnable = [arm for arm in arms if not any(n["family"] == arm.group for n in not_run)]
+    runs = _run_arms(runnable, name="zoo", out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
+                     device=device, progress=progress, log=log, jobs=jobs,
+                     tolerate=lambda arm: arm.group != "tsn")  # e.g. a 3D network whose pooling needs larger inputs
+    for failed in [r for r in runs if "error" in r]:
+        if not any(n["family"] == failed["group"] for n in not_run):
+            not_run.append({"family": failed["group"], "reason": failed["error"]})
+    runs = [r for r in runs if not any(n["family"] == r["group"] for n in not_run)]
     ran = [a for a in arms if any(r["arm"] == a.label for r in runs)]
     summary = summarize_runs(runs, ran)
     tsm = next(r for r in summary if r["arm"] == "TSM")
@@ -744,10 +763,12 @@ def reproduce(
     device: str = "auto",
     progress: bool = True,
     log: Callable[[str], None] = print,
+    jobs: int | None = None,
 ) -> list[ExperimentResult]:
     """Run ``experiment`` (one of `EXPERIMENTS`, or ``"all"``) with ``budget`` (a name of
     `BUDGETS` or a `Budget`) and ``seeds`` seeds (default: the budget's), writing under
-    ``out_dir``: the shared data in ``out_dir/data``, each experiment in its own folder."""
+    ``out_dir``: the shared data in ``out_dir/data``, each experiment in its own folder. On a
+    CPU the runs train side by side, ``jobs`` at a time (default: one per core; `side_by_side`)."""
     from temporal_shift.demo import prepare_demo_data
 
     names = list(EXPERIMENTS) if experiment == "all" else [experiment]
@@ -764,7 +785,7 @@ def reproduce(
         log(f"[{name}] {plan.name} budget: {plan.num_videos} clips, {plan.epochs} epochs of batch "
             f"{plan.batch_size}, seeds {seed_list}")
         result = RUNNERS[name](out_dir=out / name, data_root=data.root, budget=plan, seeds=seed_list, device=device,
-                               progress=progress, log=log)
+                               progress=progress, log=log, jobs=jobs)
         results.append(result)
     return results
 

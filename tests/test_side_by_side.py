@@ -1,0 +1,57 @@
+"""`side_by_side`: how runs share the machine, and that spawned runs come back in order,
+with their share of the threads, and that a failing run stops the rest."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from temporal_shift.side_by_side import MAX_SLOTS, Slots, plan_slots, run_side_by_side
+
+
+def test_plan_splits_the_cpu_and_keeps_a_gpu_to_one_run() -> None:
+    assert plan_slots("cpu", 2, cores=2) == Slots(runs=2, threads=1)
+    assert plan_slots("cpu", 6, cores=2) == Slots(runs=2, threads=1)
+    assert plan_slots("cpu", 6, cores=16) == Slots(runs=6, threads=2)
+    assert plan_slots("cpu", 40, cores=64) == Slots(runs=MAX_SLOTS, threads=8)
+    assert plan_slots("cpu", 2, cores=1) == Slots(runs=1, threads=1)
+    assert plan_slots("cpu", 1, cores=8) == Slots(runs=1, threads=8)
+    assert plan_slots("cpu", 6, jobs=1, cores=4) == Slots(runs=1, threads=4)
+    assert plan_slots("cpu", 6, jobs=3, cores=4) == Slots(runs=3, threads=1)
+    assert plan_slots("cuda:0", 6, cores=16).runs == 1
+    assert plan_slots("cpu", 2, cores=2).describe() == "2 runs side by side, 1 thread each"
+    assert plan_slots("cpu", 2, jobs=1, cores=2).describe() == "one run at a time"
+    with pytest.raises(ValueError, match="--jobs must be at least 1, got 0"):
+        plan_slots("cpu", 2, jobs=0)
+
+
+def report(*, tag: str, fail: bool = False) -> tuple[str, int, int]:
+    """A run: its tag, its process and its torch threads; raises if ``fail``."""
+    import torch
+
+    if fail:
+        raise ValueError(f"run {tag} failed")
+    return tag, os.getpid(), torch.get_num_threads()
+
+
+def test_spawned_runs_come_back_in_call_order_with_their_threads() -> None:
+    seen: list[int] = []
+    calls = [{"tag": t} for t in "abc"]
+    results = run_side_by_side(report, calls, Slots(runs=2, threads=1), on_done=lambda i, r: seen.append(i))
+    assert [r[0] for r in results] == ["a", "b", "c"]
+    assert all(pid != os.getpid() for _, pid, _ in results)  # each in a worker process
+    assert {threads for _, _, threads in results} == {1}
+    assert sorted(seen) == [0, 1, 2]
+
+
+def test_one_slot_runs_in_this_process() -> None:
+    results = run_side_by_side(report, [{"tag": "a"}, {"tag": "b"}], Slots(runs=1, threads=2))
+    assert [(tag, pid) for tag, pid, _ in results] == [("a", os.getpid()), ("b", os.getpid())]
+
+
+@pytest.mark.parametrize("runs", [1, 2])
+def test_a_failing_run_raises_its_error(runs: int) -> None:
+    calls = [{"tag": "a"}, {"tag": "b", "fail": True}, {"tag": "c"}]
+    with pytest.raises(ValueError, match="run b failed"):
+        run_side_by_side(report, calls, Slots(runs=runs, threads=1))
