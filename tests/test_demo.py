@@ -81,3 +81,20 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert demo.plot is not None and demo.plot.stat().st_size > 0
     for name in ("tsn", "tsm"):
         assert (tmp_path / "demo" / name / "test" / "confusion.png").is_file()
+
+
+@pytest.mark.slow
+def test_demo_margin_at_the_default_budget(tmp_path: Path) -> None:
+    """The default CPU budget, as `tsm demo` runs it (10.5 minutes on a quiet 2-core CPU):
+    TSM learns the order of the temporal pairs, TSN stays at its order-blind ceiling (50% on
+    every temporal pair, 58.3% overall). Measured (README, Quick start): TSM 91.8% on the
+    temporal pairs and 91.8% order accuracy, TSN 47.5% and 47.7%. Issue 12 asks for 95% order
+    accuracy; the rotating pair, learned last, is what is missing, so the bounds here guard
+    the margin measured, not that target."""
+    from temporal_shift.demo import run_demo
+
+    demo = run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "synth", device="cpu", progress=False, plot=False)
+    tsn, tsm = demo.rows["TSN"], demo.rows["TSM"]
+    assert tsm["temporal_top1"] >= 85.0 and tsm["order_acc"] >= 85.0, tsm
+    assert abs(tsn["order_acc"] - 50.0) <= 8.0 and tsn["top1"] <= 100 * 7 / 12 + 5.0, tsn
+    assert tsn["control_top1"] >= 95.0 and tsm["control_top1"] >= 95.0

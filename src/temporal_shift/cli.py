@@ -369,7 +369,8 @@ def _register_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--object-scale", type=float, default=1.0,
                    help="size factor of the main object (default 1)")
     p.add_argument("--spin", type=float, default=1.0,
-                   help="rotation speed factor of the rotating classes (a clock hand; default 1: 8-20 degrees a frame)")
+                   help="rotation speed factor of the rotating classes (default 1: a triangle or bar turning 8-20 degrees "
+                   "a frame; any other value draws a two-tone sail, which has one direction up to half a turn)")
     p.add_argument("--pair-hues", action="store_true",
                    help="each pair's object has its own hue, so one frame tells the pair (an order-blind model's "
                    "ceiling is then exactly 50%% per temporal pair)")
@@ -561,7 +562,7 @@ def _register_train_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "demo",
-        help="train TSN and TSM on the synthetic temporal dataset and compare them (~9 min on 2 CPU cores)",
+        help="train TSN and TSM on the synthetic temporal dataset and compare them (~10.5 min on 2 CPU cores)",
         description="Generate the synthetic dataset if absent (plain backgrounds), train TSN and TSM "
         "(ResNet-18 from scratch, 4 frames of 32x32) with the same data, seed and budget, test both "
         "and print top-1 overall, on the order-only temporal pairs and on the control pair, order accuracy "

@@ -14,24 +14,30 @@ The data (`DEMO_DATA`, also the data of `tsm reproduce`): 8-frame 32x32 clips on
 backgrounds; both models see T=4 of the 8 frames. Each pair's object has its own hue
 (``pair_hues``: one frame tells the pair, so an order-blind model's ceiling is exactly 50%
 on every temporal pair), objects move 3x the generator's default speed (``motion``: 1.5-3.75
-px a frame), the rotating clock hand turns 2.5x its default (``spin``: 20-50 degrees a frame)
-and the main object is 1.5x its default size (``object_scale``).
-The CPU budget (`demo_budget`) fits 10 minutes on a 2-core CPU: 3600 clips (2880 to
-train), AdamW for 3 epochs of 180 steps; on a GPU the demo takes 4x the clips and 2x the
-epochs and says so.
+px a frame), the rotating classes draw a two-tone sail turning 2.5x the default speed
+(``spin``: 20-50 degrees a frame) and the main object is 1.5x its default size
+(``object_scale``). The CPU budget (`demo_budget`) is 3600 clips (2880 to train) and AdamW
+for 3 epochs of 180 steps, TSN and TSM trained side by side (`side_by_side`), about 10.5
+minutes on a quiet 2-core CPU; on a GPU the demo takes 4x the clips and 2x the epochs and
+says so.
 
-Why these settings (issue 12; TSM alone, in-memory, 1200 training clips, batch 16, order
-accuracy per temporal pair on 240 validation clips): TSM learns one pair's order at a time,
-and a pair is learned only when what changes between two sampled frames is large against
-the 4-pixel cells of the 8x8 map where ResNet-18's first shifted layer sees a 32x32 frame.
-At the generator's default speed (0.5-1.25 px a frame at 32x32) the moving pairs were still
-at chance after 150 steps (T=8, 50% and 41%); at 3x they were at 66% and 99%. With every
-class at 3x speed (T=4), moving, growing and fading pairs reached 98-100% in 450-525
-steps, but the rotating pair stayed at 47-50%: a small triangle or bar turning 8-20 degrees
-a frame moves its tips 1-3 px, and their 120/180-degree symmetry forbids turning faster.
-The clock hand has one direction up to half a turn between frames, but turning 2.5x
-faster it too stayed at 47-50% after 525 steps, and in the full demo (540 steps) TSM
-learned every pair but the rotating one (README, Quick start).
+Why these settings (issue 12; `benchmarks/synthetic_learnability.py`: TSM alone, in memory,
+1200 training clips, batch 16, order accuracy per temporal pair on 240 validation clips):
+TSM learns one pair's order at a time, and a pair is learned only when its cue is large
+against the 4-pixel cells of the 8x8 map where ResNet-18's first shifted layer sees a 32x32
+frame. At the generator's default speed (0.5-1.25 px a frame at 32x32) the moving pairs were
+still at chance after 150 steps (T=8, 50% and 41%); at 3x they were at 66% and 99%. With
+every class at 3x speed (T=4), moving, growing and fading pairs reached 98-100% in 450-525
+steps, but the rotating pair stayed at 47-50%. Trained on the rotating pair alone, a clock
+hand, a needle, a half disc, a ball orbiting an invisible centre and a one-colour blade all
+stayed at 46-57% for 225-450 steps: the sense of a turn is not visible locally (a conv must
+relate each part's motion to where the pivot is, or compare directions over three frames),
+while a moving, growing or fading edge looks the same anywhere. The sail's leading half is
+a light tint of its colour, so where it sweeps over the background the new pixels are light
+in a clockwise clip and dark in the same clip backwards: a local cue, whatever the sail's
+angle, and still only in the order (single frames are the same for both classes). Alone,
+a sail half as wide as long was still at 52% after 150 steps (87% after 225); three
+quarters as wide as long (the sail drawn now), it was at 100% after 75 steps.
 """
 
 from __future__ import annotations
@@ -80,8 +86,9 @@ class DemoBudget:
 
 
 def demo_budget(device: str = "auto", *, epochs: int | None = None, num_videos: int | None = None) -> DemoBudget:
-    """The demo's budget on ``device``: the CPU budget fits 10 minutes on 2 cores; on a GPU the
-    demo trains on 4x the clips for 2x the epochs. ``epochs``/``num_videos`` override it."""
+    """The demo's budget on ``device``: the CPU budget took 10.5 minutes on a quiet 2-core CPU
+    (TSN and TSM side by side); on a GPU the demo trains on 4x the clips for 2x the epochs.
+    ``epochs``/``num_videos`` override it."""
     from temporal_shift.runtime import resolve_device
 
     dev = resolve_device(device)

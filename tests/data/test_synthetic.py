@@ -331,29 +331,62 @@ def test_motion_scales_the_speed_of_moving_objects_and_object_scale_their_size(t
             generate_synthetic(tmp_path / key, num_videos=24, size=32, frames=4, progress=False, **{key: bad})
 
 
-def test_spin_scales_the_rotation_of_a_hand_that_has_one_direction():
+def test_spin_scales_the_rotation_of_a_sail_that_has_one_direction():
     for label, sign in ((6, 1), (7, -1)):
         slow = render_clip(label, rng=np.random.default_rng(4), size=64, frames=8, clutter=False)[1]["angle"]
         fast = render_clip(label, rng=np.random.default_rng(4), size=64, frames=8, clutter=False, spin=2.5)[1]["angle"]
         np.testing.assert_allclose(np.diff(fast), 2.5 * np.diff(slow))
         assert (sign * np.diff(fast) > 0).all()
-    # a clock hand has no rotational symmetry: turned by 120 or 180 degrees it covers other pixels
+    # the sail has no rotational symmetry: turned by 90, 120 or 180 degrees it covers other pixels
     # (a triangle, resp. a bar, would look the same), so a fast turn keeps one direction
     from temporal_shift.data.synthetic import _coverage
 
     ys, xs = np.mgrid[-16:16, -16:16] + 0.5
-    r = np.float64(10.0)
-    base = _coverage("hand", xs, ys, np.float64(0.3), r)
+    r = np.float64(8.0)
+    base = _coverage("sail", xs, ys, np.float64(0.3), r)
     for turn in (np.pi / 2, 2 * np.pi / 3, np.pi):
-        assert np.abs(_coverage("hand", xs, ys, np.float64(0.3 + turn), r) - base).sum() > 0.3 * base.sum()
-    assert base.sum() > 0.5 * np.pi * (0.5 * r) ** 2  # at least its hub
+        assert np.abs(_coverage("sail", xs, ys, np.float64(0.3 + turn), r) - base).sum() > 0.3 * base.sum()
+    lead = _coverage("sail_lead", xs, ys, np.float64(0.3), r)
+    assert 0.4 < lead.sum() / base.sum() < 0.6 and (lead <= base + 1e-9).all()  # its leading half
+
+
+def test_the_sails_light_half_leads_a_clockwise_turn_and_trails_the_reversed_one():
+    """Where the sail newly covers the background from one frame to the next, a clockwise
+    clip shows the light half, the counter-clockwise one (the same clip backwards) the dark
+    half: a cue visible locally, whatever the sail's angle, and only in the order."""
+    for seed in range(6):
+        for label, light_leads in ((6, True), (7, False)):
+            clip, _ = render_clip(label, rng=np.random.default_rng([seed, 9]), size=64, frames=8, clutter=False,
+                                  pair_hues=True, spin=2.5)
+            frames = clip.astype(np.float64)
+            background = np.median(frames[0].reshape(-1, 3), axis=0)
+            covered = np.abs(frames - background).sum(-1) > 60  # the sail's pixels
+            brightness = frames.sum(-1)
+            new = covered[1:] & ~covered[:-1]  # pixels the sail reaches in the next frame
+            old = covered[1:] & covered[:-1]
+            assert new.sum() > 20, (seed, label)
+            lighter = brightness[1:][new].mean() > brightness[1:][old].mean()
+            assert lighter == light_leads, (seed, label)
 
 
 def test_datasets_written_before_motion_and_pair_hues_are_still_reused(tmp_path):
     out = tmp_path / "old"
     generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False)
     meta = json.loads((out / "meta.json").read_text())
-    for key in ("motion", "pair_hues", "object_scale", "clutter", "spin"):
+    for key in ("motion", "pair_hues", "object_scale", "clutter", "spin", "rotating_object"):
         del meta["settings"][key]
     (out / "meta.json").write_text(json.dumps(meta))
     generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False)
+
+
+def test_a_dataset_whose_rotating_classes_drew_the_old_clock_hand_is_refused(tmp_path):
+    """spin != 1 drew a clock hand before the sail; same settings, other pictures: such a
+    folder must not be resumed as if it held today's data."""
+    out = tmp_path / "hand"
+    generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, spin=2.5)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["settings"]["rotating_object"] == "sail"
+    del meta["settings"]["rotating_object"]  # as written by the version that drew the hand
+    (out / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="other settings"):
+        generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, spin=2.5)

@@ -20,7 +20,7 @@ pairs are still told apart only by order, but a small network learns them in far
 steps. ``pair_hues=True`` gives each pair's object its own hue band, so one frame tells
 the pair (an order-blind model then reaches exactly 50% on the temporal pairs, not less);
 ``motion`` scales the speed of the moving objects, ``spin`` that of the rotating ones (a
-clock hand when not 1) and ``object_scale`` the main object's size. `tsm demo` uses plain backgrounds, pair hues,
+two-tone sail when not 1) and ``object_scale`` the main object's size. `tsm demo` uses plain backgrounds, pair hues,
 3x motion and 2.5x spin (`demo.DEMO_DATA`, where the reasons are) to fit its 10-minute CPU
 budget. Everything is drawn from a generator seeded by (seed, video index), so the output
 does not depend on the number of processes.
@@ -90,9 +90,14 @@ DEFAULT_FPS = 12
 
 _SHAPES = ("circle", "square", "triangle", "bar")
 _ASYMMETRIC = ("triangle", "bar")  # shapes whose rotation is visible (at spin=1)
-# with spin != 1 the rotating classes draw a clock hand (a hub and one arm): it has no rotational
-# symmetry, so any turn of less than half a revolution between two frames has one direction
-_FAST_ROTATING = "hand"
+# with spin != 1 the rotating classes draw a sail: a broad blade turning about a point near one
+# end, its leading half (clockwise) in a light tint of its colour. It has no rotational symmetry, so
+# any turn of less than half a revolution between two frames has one direction, and where it sweeps
+# over the background the tint tells the direction locally, whatever its angle (issue 12: a
+# clock hand, a needle, a half disc and an orbiting ball stayed at chance after 225-450 steps)
+_FAST_ROTATING = "sail"
+_SAIL_TINT = 0.6  # the sail's leading half: its colour 60% of the way to white
+_SAIL_SCALE = 2.0  # the sail is drawn twice the size of the other main objects
 
 
 @dataclass(frozen=True)
@@ -173,10 +178,10 @@ def _coverage(
         d = 0.8 * radius - np.maximum(np.abs(u), np.abs(v))
     elif shape == "bar":
         d = np.minimum(radius - np.abs(u), 0.4 * radius - np.abs(v))
-    elif shape == "hand":  # a hub of radius r/2 and an arm from the centre to r along +u
-        hub = 0.5 * radius - np.sqrt(u * u + v * v)
-        arm = np.minimum(np.minimum(radius - u, u), 0.25 * radius - np.abs(v))
-        d = np.maximum(hub, arm)
+    elif shape in ("sail", "sail_lead"):  # a broad blade along +u; its +v half leads a clockwise turn
+        d = np.minimum(np.minimum(1.25 * radius - u, u + 0.25 * radius), 0.55 * radius - np.abs(v))
+        if shape == "sail_lead":
+            d = np.minimum(d, v)
     else:  # triangle: three half-planes, inradius r/2
         d = None
         for a in (math.pi / 2, math.pi / 2 + 2 * math.pi / 3, math.pi / 2 + 4 * math.pi / 3):
@@ -214,6 +219,7 @@ def _object(
     shape = str(rng.choice(_ASYMMETRIC if kind == "rotate" else _SHAPES))
     if kind == "rotate" and spin != 1.0:  # spin=1 keeps the data written before spin existed
         shape = _FAST_ROTATING
+        radius = radius * _SAIL_SCALE
     if kind == "move_x":
         cx = (cx + rng.uniform(1.0, 2.5) * motion * scale * t) % width
     elif kind == "move_y":
@@ -271,8 +277,10 @@ def render_clip(
     order tells the class.
     ``object_scale`` scales the main object's size. ``spin`` scales the rotation speed of the
     rotating classes (8-20 degrees a frame at ``spin=1``, a triangle or a bar, as before ``spin``
-    existed); any other ``spin`` draws a clock hand, which has no rotational symmetry: up to 180
-    degrees between two frames the turn has one direction."""
+    existed); any other ``spin`` draws a sail twice that size, a broad blade whose leading half
+    is a light tint of its colour: it has no rotational symmetry (up to 180 degrees between two
+    frames the turn has one direction), and where it sweeps over the background the tint shows
+    the direction locally (a sail reaches 1.25 ``radius`` ahead of its turning point, 0.25 behind)."""
     if not 0 <= label < len(CLASSES):
         raise ValueError(f"label {label} out of range for {len(CLASSES)} synthetic classes")
     _check_rates(motion=motion, object_scale=object_scale, spin=spin)
@@ -296,12 +304,15 @@ def render_clip(
         main = _object(rng, frames=frames, height=height, width=width,
                        radius=rng.uniform(6, 10) * scale * object_scale, kind=_KIND[label - label % 2], hue=hue,
                        motion=motion, spin=spin, vivid=pair_hues)
-    for obj in distractors + [main]:
+    layers = [(obj, obj["shape"], obj["colour"]) for obj in distractors + [main]]
+    if main["shape"] == "sail":  # its leading half in a light tint of its colour
+        layers.append((main, "sail_lead", main["colour"] + (255.0 - main["colour"]) * _SAIL_TINT))
+    for obj, shape, colour in layers:
         dx = _wrap(xs[None, :] - obj["cx"][:, None].astype(np.float32), width)[:, None, :]
         dy = _wrap(ys[None, :] - obj["cy"][:, None].astype(np.float32), height)[:, :, None]
         f32 = {k: obj[k].astype(np.float32)[:, None, None] for k in ("angle", "radius", "alpha")}
-        cover = (_coverage(obj["shape"], dx, dy, f32["angle"], f32["radius"]) * f32["alpha"])[..., None]
-        canvas = canvas + (obj["colour"].astype(np.float32) - canvas) * cover
+        cover = (_coverage(shape, dx, dy, f32["angle"], f32["radius"]) * f32["alpha"])[..., None]
+        canvas = canvas + (colour.astype(np.float32) - canvas) * cover
     clip = np.clip(canvas, 0, 255).round().astype(np.uint8)
     params = {k: np.asarray(main[k], dtype=np.float64) for k in ("cx", "cy", "radius", "angle", "alpha")}
     if label < 10 and label % 2 == 1:  # second class of a temporal pair: play backwards
@@ -327,6 +338,12 @@ def _assign(num_videos: int, seed: int, val_fraction: float) -> tuple[np.ndarray
 
 def video_id(index: int) -> str:
     return f"synth_{index:06d}"
+
+
+def rotating_object(spin: float) -> str:
+    """What the rotating classes draw at ``spin`` (recorded in meta.json): a triangle or a bar
+    at 1, the two-tone sail otherwise."""
+    return "triangle/bar" if spin == 1.0 else _FAST_ROTATING
 
 
 def _check_rates(*, motion: float, object_scale: float, spin: float) -> None:
@@ -389,7 +406,8 @@ def generate_synthetic(
     paths = synthetic_paths(out_dir)
     meta_settings = {"num_videos": num_videos, "height": height, "width": width, "frames": frames, "seed": seed,
                      "val_fraction": val_fraction, "clutter": clutter, "motion": float(motion),
-                     "pair_hues": pair_hues, "object_scale": float(object_scale), "spin": float(spin)}
+                     "pair_hues": pair_hues, "object_scale": float(object_scale), "spin": float(spin),
+                     "rotating_object": rotating_object(spin)}
     if paths.meta.is_file():
         try:
             old = json.loads(paths.meta.read_text())
@@ -400,6 +418,8 @@ def generate_synthetic(
             # written before the options existed
             old_settings = {"clutter": True, "motion": 1.0, "pair_hues": False, "object_scale": 1.0, "spin": 1.0,
                             **old_settings}
+            # before the key existed, spin != 1 drew a clock hand: such a dataset is not this one
+            old_settings.setdefault("rotating_object", "triangle/bar" if old_settings["spin"] == 1.0 else "hand")
         if old_settings != meta_settings:
             raise ValueError(
                 f"{paths.meta}: {out_dir} holds a synthetic dataset with other settings "
