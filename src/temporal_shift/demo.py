@@ -29,7 +29,7 @@ frame. At the generator's default speed (0.5-1.25 px a frame at 32x32) the movin
 still at chance after 150 steps (T=8, 50% and 41%); at 3x they were at 66% and 99%. With
 every class at 3x speed (T=4), moving, growing and fading pairs reached 98-100% in 450-525
 steps, but the rotating pair stayed at 47-50%. Trained on the rotating pair alone, a clock
-hand, a needle, a half disc, a ball orbiting an invisible centre and a one-colour blade all
+hand, a needle, a ball on a stick, a half disc and a ball orbiting an invisible centre all
 stayed at 46-57% for 225-450 steps: the sense of a turn is not visible locally (a conv must
 relate each part's motion to where the pivot is, or compare directions over three frames),
 while a moving, growing or fading edge looks the same anywhere. The sail's leading half is
