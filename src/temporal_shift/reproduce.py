@@ -254,6 +254,15 @@ def compare(a: dict[str, float], b: dict[str, float]) -> str:
     return f"{diff:+.1f} ({verdict} {spread:.1f})"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _over_seeds(n: int) -> str:
+    """A plot label's statistic: mean ± sd over ``n`` seeds, or the one seed's value."""
+    return "one seed" if n == 1 else f"mean ± sd, {n} seeds"
+
+
 def _fmt(s: dict[str, float]) -> str:
     return f"{s['mean']:.1f} ± {s['sd']:.1f}" if s["n"] > 1 else f"{s['mean']:.1f}"
 
@@ -446,7 +455,7 @@ def run_shift_proportion(
             _errorbars(acc, xs, summary, key, fmt=style, label=label)
         acc.set_xticks(xs, labels)
         acc.set_xlabel("proportion of channels shifted")
-        acc.set_ylabel(f"accuracy % (mean ± sd, {len(seeds)} seeds)")
+        acc.set_ylabel(f"accuracy % ({_over_seeds(len(seeds))})")
         acc.set_title("accuracy vs shift proportion")
         acc.legend(fontsize=8)
         ratio = [latency["per_proportion"][g]["ratio"] for g in labels]
@@ -513,7 +522,7 @@ def run_placement(
                    label=f"{place} shift", color=colour)
         ax.set_xticks(range(len(groups)), groups)
         ax.set_xlabel("proportion of channels shifted")
-        ax.set_ylabel(f"val top-1 % (mean ± sd, {len(seeds)} seeds)")
+        ax.set_ylabel(f"val top-1 % ({_over_seeds(len(seeds))})")
         ax.set_ylim(0, 105)
         ax.set_title("residual vs in-place shift")
         ax.legend(fontsize=8)
@@ -630,7 +639,7 @@ def run_online(
             bars.bar(offs, [r[key]["mean"] for r in summary], 0.38, yerr=[r[key]["sd"] for r in summary],
                      capsize=4, label=label)
         bars.set_xticks(xs, [r["arm"].replace(" (", "\n(") for r in summary], fontsize=8)
-        bars.set_ylabel(f"% (mean ± sd, {len(seeds)} seeds)")
+        bars.set_ylabel(f"% ({_over_seeds(len(seeds))})")
         bars.set_ylim(0, 105)
         bars.set_title("online (causal) vs offline TSM, same budget")
         bars.legend(fontsize=8)
@@ -735,7 +744,7 @@ def run_zoo(
                         xytext=(6, 6), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(f"GMACs per clip (T={DEMO_SEGMENTS}, {DEMO_SIZE}x{DEMO_SIZE}; log scale)")
-        ax.set_ylabel(f"val top-1 % (mean ± sd, {len(seeds)} seeds)")
+        ax.set_ylabel(f"val top-1 % ({_over_seeds(len(seeds))})")
         ax.set_title("accuracy vs compute (bubble area: parameters)")
         fig.tight_layout()
         fig.savefig(path, dpi=120)
@@ -793,7 +802,7 @@ def reproduce(
 
 def report(result: ExperimentResult) -> str:
     """The experiment's table and notes, as printed by ``tsm reproduce``."""
-    lines = [f"## {result.experiment} ({result.budget.name} budget, {len(result.seeds)} seeds, "
+    lines = [f"## {result.experiment} ({result.budget.name} budget, {_plural(len(result.seeds), 'seed')}, "
              f"{result.seconds / 60:.1f} min)", "", result.table, ""]
     lines += [f"- {note}" for note in result.notes]
     lines += [f"wrote {', '.join(str(p) for p in result.files.values())}"]

@@ -11,6 +11,9 @@ CPU; on a GPU runs go one after another in this process.
 Every run is a call of a module-level function with keyword arguments; results come back
 in the order of the calls, whatever order the runs finish in. The first run that raises
 cancels the runs not yet started, and its exception is raised once the running ones end.
+The processes are spawned (a fresh interpreter each, no fork of a process holding torch's
+threads), so a script that calls `run_demo` or `reproduce` at its top level must do so under
+``if __name__ == "__main__":``, as with any spawned multiprocessing; ``jobs=1`` avoids it.
 """
 
 from __future__ import annotations
