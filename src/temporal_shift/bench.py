@@ -34,9 +34,12 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_flops(model: nn.Module, clips: torch.Tensor) -> int:
-    """FLOPs of one forward pass on ``clips`` (2 per multiply-add), by torch.utils.flop_counter."""
+    """FLOPs of one forward pass on ``clips`` (2 per multiply-add), by torch.utils.flop_counter;
+    a convolution counts its whole kernel at every output pixel (`small_maps.full_kernels`)."""
+    from temporal_shift.models.small_maps import full_kernels
+
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    with torch.no_grad(), full_kernels(model), counter:
         model(clips)
     return int(counter.get_total_flops())
 

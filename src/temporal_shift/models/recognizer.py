@@ -22,6 +22,7 @@ from torchvision import models as tvm
 from temporal_shift.checkpoints import load_state_strict, read_checkpoint
 from temporal_shift.models.flow import cross_modality_weight, set_input_channels, stem_conv_name
 from temporal_shift.models.insert import PLACES, make_non_local, make_temporal_shift
+from temporal_shift.models.small_maps import use_small_map_convs
 from temporal_shift.shift import MODES, check_shift_args
 
 # The torchvision constructors build_model accepts (no weights are downloaded).
@@ -239,8 +240,9 @@ class VideoRecognizer(nn.Module):
 
 
 def headless_backbone(arch: str) -> tuple[nn.Module, int]:
-    """A fresh torchvision 2D backbone of `BACKBONES` without its classifier, and its feature size."""
-    backbone = BACKBONES[arch](weights=None)
+    """A fresh torchvision 2D backbone of `BACKBONES` without its classifier, and its feature size.
+    Its convolutions are `SmallMapConv2d`: the same layers, fast on the 1x1 maps of small frames."""
+    backbone = use_small_map_convs(BACKBONES[arch](weights=None))
     if isinstance(backbone, tvm.ResNet):
         feature_dim = backbone.fc.in_features
         backbone.fc = nn.Identity()

@@ -1,0 +1,119 @@
+"""SmallMapConv2d: the same layer as nn.Conv2d, computed from the taps that meet a 1x1 output."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from temporal_shift.bench import count_flops
+from temporal_shift.models.recognizer import build_model, headless_backbone
+from temporal_shift.models.small_maps import SmallMapConv2d, full_kernels, use_small_map_convs
+
+# (in, out, kernel, stride, padding, groups, bias, input size): every output is 1x1 but the last
+CASES = [
+    (16, 24, 3, 1, 1, 1, False, 1),   # ResNet layer4 on 32x32 frames: the centre tap only
+    (16, 24, 3, 2, 1, 1, True, 2),    # layer4's first conv: a 2x2 map to 1x1, a 2x2 window of taps
+    (8, 8, 3, 1, 1, 8, False, 1),     # depthwise (MobileNetV2)
+    (6, 10, 7, 2, 3, 1, True, 2),     # a stem on a 2x2 frame: taps 3..4
+    (6, 10, 1, 1, 0, 1, True, 1),     # 1x1 kernel: nothing to skip
+    (6, 10, (3, 1), 1, (1, 0), 1, False, 1),
+]
+
+
+def _pair(case):
+    cin, cout, k, stride, pad, groups, bias, _ = case
+    torch.manual_seed(0)
+    plain = nn.Conv2d(cin, cout, k, stride=stride, padding=pad, groups=groups, bias=bias).double()
+    fast = copy.deepcopy(plain)
+    fast.__class__ = SmallMapConv2d
+    return plain, fast
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_same_output_and_gradients_as_conv2d_on_a_one_pixel_output(case):
+    plain, fast = _pair(case)
+    size = case[-1]
+    x = torch.randn(5, case[0], size, size, dtype=torch.double)
+    assert fast._window(x) is not None
+    outputs, grads = [], []
+    for layer in (plain, fast):
+        xi = x.clone().requires_grad_()
+        y = layer(xi)
+        y.backward(torch.linspace(-1, 1, y.numel(), dtype=torch.double).view_as(y))
+        outputs.append(y)
+        grads.append((xi.grad, layer.weight.grad, None if layer.bias is None else layer.bias.grad))
+    torch.testing.assert_close(outputs[1], outputs[0])
+    for a, b in zip(grads[1], grads[0]):
+        if a is not None:
+            torch.testing.assert_close(a, b)
+    # the taps outside the window get exactly the zero gradient the padding gave them
+    assert torch.equal(grads[1][1] == 0, grads[0][1] == 0)
+
+
+def test_larger_maps_take_conv2d_own_path_bit_for_bit():
+    plain, fast = _pair((16, 24, 3, 1, 1, 1, True, 4))
+    x = torch.randn(2, 16, 4, 4, dtype=torch.double)
+    assert fast._window(x) is None
+    assert torch.equal(fast(x), plain(x))
+
+
+def test_the_window_a_stride_two_conv_reads():
+    _, fast = _pair((16, 24, 3, 2, 1, 1, True, 2))
+    assert fast._window(torch.zeros(1, 16, 2, 2)) == ((1, 2), (1, 2))
+    assert fast._window(torch.zeros(1, 16, 1, 1)) == ((1, 1), (1, 1))
+    assert fast._window(torch.zeros(1, 16, 3, 3)) is None  # a 2x2 output
+
+
+def test_backbones_use_it_and_keep_torchvision_keys():
+    import torchvision
+
+    backbone, _ = headless_backbone("resnet18")
+    convs = [m for m in backbone.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(type(m) is SmallMapConv2d for m in convs)
+    reference = torchvision.models.resnet18(weights=None)
+    reference.fc = nn.Identity()
+    assert list(backbone.state_dict()) == list(reference.state_dict())
+    backbone.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 3, 32, 32)  # layer4 sees 1x1 maps
+    torch.testing.assert_close(backbone.eval()(x), reference.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_use_small_map_convs_leaves_other_layers_alone():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 1))
+    use_small_map_convs(net)
+    assert [type(m) for m in net] == [SmallMapConv2d, nn.ReLU, nn.Conv1d]
+
+
+def test_tsm_on_small_frames_matches_the_plain_model_and_traces_for_any_size():
+    model = build_model("resnet18", num_classes=5, n_segment=4, shift=True).eval()
+    plain = copy.deepcopy(model)
+    for m in plain.modules():
+        if type(m) is SmallMapConv2d:
+            m.__class__ = nn.Conv2d
+    x = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain(x), rtol=1e-4, atol=1e-5)
+        # a graph traced on 32x32 frames must not keep the 1x1 shortcut: at 64x64 layer4 sees 2x2
+        traced = torch.jit.trace(model, x)
+        big = torch.randn(1, 4, 3, 64, 64)
+        torch.testing.assert_close(traced(big), plain(big), rtol=1e-4, atol=1e-5)
+
+
+def test_flops_count_every_tap_and_full_kernels_restores_the_class():
+    model = build_model("resnet18", num_classes=5, n_segment=4, shift=False).eval()
+    x = torch.randn(1, 4, 3, 32, 32)
+    with full_kernels(model):
+        assert not any(type(m) is SmallMapConv2d for m in model.modules())
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(x)
+        conventional = counter.get_total_flops()
+    assert any(type(m) is SmallMapConv2d for m in model.modules())
+    assert count_flops(model, x) == conventional
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    assert counter.get_total_flops() < conventional  # the shortcut really skips the padded taps
