@@ -191,3 +191,44 @@ def test_an_interrupted_arm_stops_the_experiment(tmp_path: Path, monkeypatch) ->
     with pytest.raises(KeyboardInterrupt, match="TSN, seed 0: training interrupted"):
         rp.train_arm(rp._online_arms()[0], data_root=data.root, out_dir=tmp_path / "arm", budget=TINY, seed=0,
                      progress=False)
+
+
+def test_run_key_is_the_resolved_run(tmp_path: Path) -> None:
+    """`all` reuses a run when its full settings match: defaults filled in, nothing else ignored."""
+    def key(model, seed=0, budget=TINY):
+        return rp.run_key(rp.Arm("x", model), data_root=tmp_path, budget=budget, seed=seed, device="cpu")
+
+    quarter = key({"shift": True})
+    assert key({"shift": True, "fold_div": 8, "place": "blockres"}) == quarter  # placement's residual 1/4
+    assert key({"shift": True, "fold_div": 4}) != quarter
+    assert key({"shift": True, "place": "block"}) != quarter
+    assert key({"shift": True}, seed=1) != quarter
+    assert key({"shift": True}, budget=dataclasses.replace(TINY, epochs=2)) != quarter
+    # each experiment's arms that `all` trains once: shift-proportion's no shift and 1/8-1/2 runs
+    shift_keys = {key(a.model) for a in rp._shift_arms()}
+    assert {key(a.model) for a in rp._placement_arms() if a.model["place"] == "blockres"} <= shift_keys
+    assert {key(a.model) for a in rp._online_arms() if a.model.get("mode") != "causal"} <= shift_keys
+
+
+def test_an_identical_run_is_reused_not_trained_again(tmp_path: Path, monkeypatch) -> None:
+    from temporal_shift.demo import prepare_demo_data
+
+    data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)
+    reuse: dict = {}
+    lines: list[str] = []
+    common = dict(data_root=data.root, budget=TINY, seeds=[0], device="cpu", progress=False, log=lines.append, jobs=1,
+                  reuse=reuse)
+    (first,) = rp._run_arms([rp.Arm("TSN", {"shift": False}, "tsn")], name="one", out=tmp_path / "one", **common)
+    assert len(reuse) == 1 and "reused_from" not in first
+
+    def no_training(**kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(rp, "train_arm", no_training)
+    (again,) = rp._run_arms([rp.Arm("no shift", {"shift": False}, "0")], name="two", out=tmp_path / "two", **common)
+    assert again["reused_from"] == "one: TSN" and (again["arm"], again["group"]) == ("no shift", "0")
+    assert {k: again[k] for k in ("top1", "order_acc", "checkpoint", "seed")} == \
+        {k: first[k] for k in ("top1", "order_acc", "checkpoint", "seed")}
+    assert any("1 of them already trained" in line for line in lines)
+    with pytest.raises(AssertionError, match="trained again"):  # a different run is trained
+        rp._run_arms([rp.Arm("TSM", {"shift": True}, "tsm")], name="three", out=tmp_path / "three", **common)

@@ -589,7 +589,9 @@ def _register_train_commands(sub: argparse._SubParsersAction) -> None:
         "results.json (every run), results.md (the table) and <experiment>.png; prints the table with mean ± sd "
         "over seeds and whether differences are within the seed spread. Experiments: shift-proportion "
         "(fold_div sweep + latency overhead), placement (residual vs in-place), online (causal vs bidirectional, "
-        "streaming accuracy per frame), zoo (accuracy vs GMACs of every installed model family), all.",
+        "streaming accuracy per frame), zoo (accuracy vs GMACs of every installed model family), all (each "
+        "distinct run trained once: an arm that an earlier experiment already trained with the same settings and "
+        "seed is reused, and its table says so).",
     )
     p.add_argument("experiment", choices=("shift-proportion", "placement", "online", "zoo", "all"))
     p.add_argument("--budget", choices=("small", "full"), default="small",

@@ -19,6 +19,11 @@ metrics (top-1 overall, on the order-only temporal pairs, order accuracy).
   `temporal_shift.models.zoo.FAMILIES` that is installed; a family that cannot take the
   recipe's input is listed with the reason, never dropped silently.
 
+``all`` runs the four, training each distinct run once: shift-proportion's no-shift and
+1/8-1/2 runs are also placement's residual arms, online's TSN and offline TSM and zoo's TSN
+and TSM (same model settings, recipe, data and seed: `run_key`), so later experiments reuse
+them and their notes say which.
+
 Each writes ``<out>/<experiment>/results.json`` (budget, machine, every run, the summary),
 ``results.md`` (the table) and ``<experiment>.png``, and returns the table. Arms are
 compared over seeds: mean ± standard deviation, and a difference smaller than the seed
@@ -27,6 +32,7 @@ spread (max - min over seeds) of either arm is reported as within the spread.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -292,21 +298,43 @@ def _arm_job(*, tolerate: bool = False, **kwargs: Any) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
 
 
+def run_key(arm: Arm, *, data_root: Path, budget: Budget, seed: int, device: str) -> str:
+    """What makes two runs the same run: the arm's full model settings (defaults filled in, so
+    ``{"shift": True}`` and ``{"shift": True, "fold_div": 8}`` match), the training recipe
+    with the budget's epochs and batch size, the data, the seed and the device."""
+    config = arm_config(arm, data_root=data_root, out_dir=Path("."), budget=budget, seed=seed, device=device)
+    recipe_now = {section: dataclasses.asdict(getattr(config, section)) for section in ("model", "data", "optim")}
+    return json.dumps({"recipe": recipe_now, "seed": seed, "device": device,
+                       "data_root": str(Path(data_root).resolve())}, sort_keys=True, default=str)
+
+
 def _run_arms(
     arms: Sequence[Arm], *, name: str, out: Path, data_root: Path, budget: Budget, seeds: list[int], device: str,
     progress: bool, log: Callable[[str], None], jobs: int | None = None,
-    tolerate: Callable[[Arm], bool] = lambda arm: False,
+    tolerate: Callable[[Arm], bool] = lambda arm: False, reuse: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every arm with every seed (seed-major: the first runs to finish have every arm once),
     side by side on a CPU (`side_by_side`); the records in that order. An arm for which
     ``tolerate`` is true and that fails with a RuntimeError or ValueError gives
-    ``{"arm": label, "group": group, "seed": seed, "error": reason}``."""
+    ``{"arm": label, "group": group, "seed": seed, "error": reason}``.
+
+    ``reuse`` (``tsm reproduce all``: one dict for every experiment) maps `run_key` to the
+    record of a run already trained: a run with the same key is not trained again, its record
+    is taken under this arm's label with ``reused_from`` naming the original; every run
+    trained here is added to it."""
     from temporal_shift.runtime import resolve_device
     from temporal_shift.side_by_side import plan_slots, run_side_by_side
 
-    plan = [(seed, arm) for seed in seeds for arm in arms]
-    slots = plan_slots(str(resolve_device(device)), len(plan), jobs=jobs)
-    log(f"[{name}] {len(plan)} runs, {slots.describe()}")
+    everything = [(seed, arm) for seed in seeds for arm in arms]
+    keys = [run_key(arm, data_root=data_root, budget=budget, seed=seed, device=device) if reuse is not None else ""
+            for seed, arm in everything]
+    known = reuse if reuse is not None else {}
+    plan = [(seed, arm) for (seed, arm), key in zip(everything, keys) if key not in known]
+    slots = plan_slots(str(resolve_device(device)), max(1, len(plan)), jobs=jobs)
+    reused = len(everything) - len(plan)
+    log(f"[{name}] {len(everything)} runs" + (f", {reused} of them already trained by an earlier experiment "
+                                              "(same model, recipe, data and seed): reused" if reused else "")
+        + (f"; {len(plan)} to train, {slots.describe()}" if plan else ""))
     calls = [{"arm": arm, "data_root": data_root, "out_dir": out / arm.slug / f"seed{seed}", "budget": budget,
               "seed": seed, "device": device, "progress": progress and slots.runs == 1, "tolerate": tolerate(arm)}
              for seed, arm in plan]
@@ -324,14 +352,33 @@ def _run_arms(
             f"{record['order_acc']:.1f}%, {record['gmacs']:.3f} GMACs ({record['train_seconds']:.0f} s training; "
             f"{time.perf_counter() - started:.0f} s since the first run started)")
 
-    records = run_side_by_side(_arm_job, calls, slots, on_done=done)
-    return [{"arm": arm.label, "group": arm.group, "seed": seed, **record} if "error" in record else record
-            for (seed, arm), record in zip(plan, records)]
+    trained = iter(run_side_by_side(_arm_job, calls, slots, on_done=done) if plan else [])
+    records = []
+    for (seed, arm), key in zip(everything, keys):
+        if key in known:
+            earlier = known[key]
+            record = {**copy.deepcopy(earlier), "arm": arm.label, "group": arm.group, "model": arm.model}
+            record.setdefault("reused_from", f"{earlier['experiment']}: {earlier['arm']}")
+            record.pop("experiment")
+        else:
+            record = next(trained)
+            if "error" in record:
+                record = {"arm": arm.label, "group": arm.group, "seed": seed, **record}
+            elif reuse is not None:
+                reuse[key] = {**copy.deepcopy(record), "experiment": name}
+        records.append(record)
+    return records
 
 
 def _write(result: ExperimentResult, plot: Callable[[Path], Path] | None) -> ExperimentResult:
     out = result.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    reused: dict[str, set[str]] = {}
+    for run in result.runs:
+        if "reused_from" in run:
+            reused.setdefault(f"{run['arm']} = {run['reused_from']}", set()).add(str(run["seed"]))
+    result.notes += [f"not trained again, the same run (model, recipe, data, seed {', '.join(sorted(seeds))}): {what}"
+                     for what, seeds in reused.items()]
     json_path = out / "results.json"
     json_path.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     md = [f"# {result.experiment} ({result.budget.name} budget, seeds {result.seeds})", "", result.table, ""]
@@ -413,13 +460,14 @@ def shift_latency(*, arch: str, size: int, n_segment: int, repeats: int, device:
 def run_shift_proportion(
     *, out_dir: Path, data_root: Path, budget: Budget, seeds: list[int], device: str = "auto",
     progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
+    reuse: dict[str, dict[str, Any]] | None = None,
 ) -> ExperimentResult:
     from temporal_shift.demo import DEMO_SEGMENTS
 
     started = time.perf_counter()
     arms = _shift_arms()
     runs = _run_arms(arms, name="shift-proportion", out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                     device=device, progress=progress, log=log, jobs=jobs)
+                     device=device, progress=progress, log=log, jobs=jobs, reuse=reuse)
     summary = summarize_runs(runs, arms)
     log(f"[shift-proportion] latency: {budget.bench_arch} {budget.bench_size}x{budget.bench_size}, "
         f"T={DEMO_SEGMENTS}, {budget.bench_repeats} interleaved rounds")
@@ -491,11 +539,12 @@ def _placement_arms() -> list[Arm]:
 def run_placement(
     *, out_dir: Path, data_root: Path, budget: Budget, seeds: list[int], device: str = "auto",
     progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
+    reuse: dict[str, dict[str, Any]] | None = None,
 ) -> ExperimentResult:
     started = time.perf_counter()
     arms = _placement_arms()
     runs = _run_arms(arms, name="placement", out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                     device=device, progress=progress, log=log, jobs=jobs)
+                     device=device, progress=progress, log=log, jobs=jobs, reuse=reuse)
     summary = summarize_runs(runs, arms)
     by_label = {row["arm"]: row for row in summary}
 
@@ -595,11 +644,12 @@ def streaming_accuracy(checkpoint: str | Path, *, data_root: Path, device: str =
 def run_online(
     *, out_dir: Path, data_root: Path, budget: Budget, seeds: list[int], device: str = "auto",
     progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
+    reuse: dict[str, dict[str, Any]] | None = None,
 ) -> ExperimentResult:
     started = time.perf_counter()
     arms = _online_arms()
     runs = _run_arms(arms, name="online", out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                     device=device, progress=progress, log=log, jobs=jobs)
+                     device=device, progress=progress, log=log, jobs=jobs, reuse=reuse)
     streams = []
     for record in runs:
         if record["group"] == "online":
@@ -706,6 +756,7 @@ def _zoo_arms(families: dict[str, type], *, n_segment: int) -> tuple[list[Arm], 
 def run_zoo(
     *, out_dir: Path, data_root: Path, budget: Budget, seeds: list[int], device: str = "auto",
     progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
+    reuse: dict[str, dict[str, Any]] | None = None,
 ) -> ExperimentResult:
     from temporal_shift.demo import DEMO_SEGMENTS, DEMO_SIZE
 
@@ -714,7 +765,7 @@ def run_zoo(
     arms, not_run = _zoo_arms(families, n_segment=DEMO_SEGMENTS)
     runnable = [arm for arm in arms if not any(n["family"] == arm.group for n in not_run)]
     runs = _run_arms(runnable, name="zoo", out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                     device=device, progress=progress, log=log, jobs=jobs,
+                     device=device, progress=progress, log=log, jobs=jobs, reuse=reuse,
                      tolerate=lambda arm: arm.group != "tsn")  # e.g. a 3D network whose pooling needs larger inputs
     for failed in [r for r in runs if "error" in r]:
         if not any(n["family"] == failed["group"] for n in not_run):
@@ -778,7 +829,9 @@ def reproduce(
     """Run ``experiment`` (one of `EXPERIMENTS`, or ``"all"``) with ``budget`` (a name of
     `BUDGETS` or a `Budget`) and ``seeds`` seeds (default: the budget's), writing under
     ``out_dir``: the shared data in ``out_dir/data``, each experiment in its own folder. On a
-    CPU the runs train side by side, ``jobs`` at a time (default: one per core; `side_by_side`)."""
+    CPU the runs train side by side, ``jobs`` at a time (default: one per core; `side_by_side`).
+    A run that an earlier experiment of the same call already trained (same model settings,
+    recipe, data and seed: `run_key`) is reused, not trained again; its record says so."""
     from temporal_shift.demo import prepare_demo_data
 
     names = list(EXPERIMENTS) if experiment == "all" else [experiment]
@@ -791,11 +844,12 @@ def reproduce(
     data = prepare_demo_data(out / "data" / f"synthetic_{plan.num_videos}", num_videos=plan.num_videos, seed=0,
                              progress=progress)
     results = []
+    reuse: dict[str, dict[str, Any]] = {}  # runs trained so far: `all` trains each distinct run once
     for name in names:
         log(f"[{name}] {plan.name} budget: {plan.num_videos} clips, {plan.epochs} epochs of batch "
             f"{plan.batch_size}, seeds {seed_list}")
         result = RUNNERS[name](out_dir=out / name, data_root=data.root, budget=plan, seeds=seed_list, device=device,
-                               progress=progress, log=log, jobs=jobs)
+                               progress=progress, log=log, jobs=jobs, reuse=reuse)
         results.append(result)
     return results
 
