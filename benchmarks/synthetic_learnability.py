@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     pairs = [(classes.index(a), classes.index(b)) for a, b in TEMPORAL_PAIRS if a in classes and b in classes]
     model = build_model("resnet18", num_classes=len(classes), n_segment=args.segments, shift=not args.no_shift,
                         dropout=0.2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05, fused=True)  # as `tsm train`
     per_epoch = args.train // args.batch_size
     total, warm = args.epochs * per_epoch, max(1, per_epoch // 2)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (s + 1) / warm if s < warm else

@@ -174,7 +174,9 @@ def _loader(dataset: VideoDataset, indices: list[int], config: TrainConfig, *, t
 def _optimizer(groups: list[dict[str, Any]], config: TrainConfig, lr: float) -> torch.optim.Optimizer:
     o = config.optim
     if o.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=(o.momentum, 0.999))
+        # fused: one kernel over all parameters instead of a dozen ops per tensor; on one CPU thread
+        # ResNet-18's AdamW step took 26 ms fused vs 146 ms per tensor, a fifth of a 32x32 training step
+        return torch.optim.AdamW(groups, lr=lr, betas=(o.momentum, 0.999), fused=True)
     return torch.optim.SGD(groups, lr=lr, momentum=o.momentum, nesterov=o.nesterov)
 
 
