@@ -98,6 +98,7 @@ _ASYMMETRIC = ("triangle", "bar")  # shapes whose rotation is visible (at spin=1
 _FAST_ROTATING = "sail"
 _SAIL_TINT = 0.6  # the sail's leading half: its colour 60% of the way to white
 _SAIL_SCALE = 2.0  # the sail is drawn twice the size of the other main objects
+_SAIL_HALF_WIDTH = 0.55  # half its width, in radii (its length is 1.5 radii)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def _coverage(
     elif shape == "bar":
         d = np.minimum(radius - np.abs(u), 0.4 * radius - np.abs(v))
     elif shape in ("sail", "sail_lead"):  # a broad blade along +u; its +v half leads a clockwise turn
-        d = np.minimum(np.minimum(1.25 * radius - u, u + 0.25 * radius), 0.55 * radius - np.abs(v))
+        d = np.minimum(np.minimum(1.25 * radius - u, u + 0.25 * radius), _SAIL_HALF_WIDTH * radius - np.abs(v))
         if shape == "sail_lead":
             d = np.minimum(d, v)
     else:  # triangle: three half-planes, inradius r/2
