@@ -232,3 +232,11 @@ def test_an_identical_run_is_reused_not_trained_again(tmp_path: Path, monkeypatc
     assert any("1 of them already trained" in line for line in lines)
     with pytest.raises(AssertionError, match="trained again"):  # a different run is trained
         rp._run_arms([rp.Arm("TSM", {"shift": True}, "tsm")], name="three", out=tmp_path / "three", **common)
+
+
+def test_the_full_budget_is_the_demos_training() -> None:
+    from temporal_shift.demo import DEMO_EPOCHS, DEMO_VIDEOS
+
+    full = rp.BUDGETS["full"]
+    assert (full.num_videos, full.epochs, full.batch_size) == (DEMO_VIDEOS, DEMO_EPOCHS, 16)
+    assert full.seeds > rp.BUDGETS["small"].seeds

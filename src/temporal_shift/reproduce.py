@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -77,14 +78,14 @@ class Budget:
 
 
 BUDGETS: dict[str, Budget] = {
-    # ~15 minutes per experiment on a quiet 2-core CPU (shift-proportion: 6 arms x 2 seeds of 120
-    # steps, two runs side by side, 14.8 min measured): a check of the machinery, since no arm
-    # has learned the order by then (TSM's first pair takes ~150 steps; the demo's 540 learn four of five)
-    "small": Budget("small", num_videos=1200, epochs=2, seeds=2, bench_arch="resnet50", bench_size=112,
+    # at most ~15 minutes per experiment on a quiet 2-core CPU (6 arms x 2 seeds of 180 steps,
+    # two runs side by side): TSM has begun to learn the order by then (on this data its first
+    # pairs come after 150-360 steps), the demo's 900 steps learn four pairs of five
+    "small": Budget("small", num_videos=1800, epochs=2, seeds=2, bench_arch="resnet50", bench_size=112,
                     bench_repeats=15),
-    # the demo's data and epochs (540 steps per run), five seeds, ResNet-50 at the paper's
+    # the demo's data and epochs (900 steps per run), five seeds, ResNet-50 at the paper's
     # 224x224 for latency: hours on a CPU, minutes on a GPU
-    "full": Budget("full", num_videos=3600, epochs=3, seeds=5, bench_arch="resnet50", bench_size=224,
+    "full": Budget("full", num_videos=3600, epochs=5, seeds=5, bench_arch="resnet50", bench_size=224,
                    bench_repeats=30),
 }
 
@@ -758,7 +759,7 @@ def run_zoo(
     progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
     reuse: dict[str, dict[str, Any]] | None = None,
 ) -> ExperimentResult:
-    from temporal_shift.demo import DEMO_SEGMENTS, DEMO_SIZE
+    from temporal_shift.demo import DEMO_SEGMENTS
 
     started = time.perf_counter()
     families = zoo_families()
@@ -783,26 +784,38 @@ def run_zoo(
     result.seconds = time.perf_counter() - started
 
     def plot(path: Path) -> Path:
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(7, 5))
-        biggest = max(r["params_m"] for r in summary)
-        for row in summary:
-            colour = "tab:orange" if row["arm"] == "TSM" else ("tab:grey" if row["arm"] == "TSN" else None)
-            ax.scatter(row["gmacs"], row["top1"]["mean"], s=60 + 1500 * row["params_m"] / biggest, alpha=0.5,
-                       color=colour, edgecolors="k")
-            ax.errorbar(row["gmacs"], row["top1"]["mean"], yerr=row["top1"]["sd"], color="k", capsize=3, lw=0.8)
-            ax.annotate(f"{row['arm']}\n{row['params_m']:.1f}M", (row["gmacs"], row["top1"]["mean"]), fontsize=7,
-                        xytext=(6, 6), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel(f"GMACs per clip (T={DEMO_SEGMENTS}, {DEMO_SIZE}x{DEMO_SIZE}; log scale)")
-        ax.set_ylabel(f"val top-1 % ({_over_seeds(len(seeds))})")
-        ax.set_title("accuracy vs compute (bubble area: parameters)")
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return plot_zoo(summary, len(seeds), path)
 
     return _write(result, plot)
+
+
+_ZOO_COLOURS = ("tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def plot_zoo(summary: Sequence[dict[str, Any]], seeds: int, path: Path) -> Path:
+    """The zoo's accuracy vs GMACs bubbles (area: parameters) from its summary rows; TSM in
+    orange, TSN in grey, every other family a colour of its own."""
+    from temporal_shift.demo import DEMO_SEGMENTS, DEMO_SIZE
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    biggest = max(r["params_m"] for r in summary)
+    others = itertools.cycle(_ZOO_COLOURS)
+    for row in summary:
+        colour = "tab:orange" if row["arm"] == "TSM" else ("tab:grey" if row["arm"] == "TSN" else next(others))
+        ax.scatter(row["gmacs"], row["top1"]["mean"], s=60 + 1500 * row["params_m"] / biggest, alpha=0.5,
+                   color=colour, edgecolors="k")
+        ax.errorbar(row["gmacs"], row["top1"]["mean"], yerr=row["top1"]["sd"], color="k", capsize=3, lw=0.8)
+        ax.annotate(f"{row['arm']}\n{row['params_m']:.1f}M", (row["gmacs"], row["top1"]["mean"]), fontsize=7,
+                    xytext=(6, 6), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"GMACs per clip (T={DEMO_SEGMENTS}, {DEMO_SIZE}x{DEMO_SIZE}; log scale)")
+    ax.set_ylabel(f"val top-1 % ({_over_seeds(seeds)})")
+    ax.set_title("accuracy vs compute (bubble area: parameters)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 # --- entry point ---------------------------------------------------------------------------------
