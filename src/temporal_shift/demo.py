@@ -17,11 +17,12 @@ on every temporal pair), objects move 3x the generator's default speed (``motion
 px a frame), the rotating classes draw a two-tone sail turning 2.5x the default speed
 (``spin``: 20-50 degrees a frame) and the main object is 1.5x its default size
 (``object_scale``). The CPU budget (`demo_budget`) is 3600 clips (2880 to train) and AdamW
-for 5 epochs of 180 steps, TSN and TSM trained side by side (`side_by_side`), about 8
-minutes on a quiet 2-core CPU (7.9 with the data on disk; generating it adds 25-45 s);
+for 7 epochs of 180 steps, TSN and TSM trained side by side (`side_by_side`), about 8
+minutes on a quiet 2-core CPU (7.6 with the data on disk; 5 epochs took 6.2 from scratch);
 on a GPU the demo takes 4x the clips and 2x the epochs and says so. It was 3 epochs in
-10.5 minutes until an epoch got 2.3x cheaper (192 s to 82 s side by side; `models.small_maps`:
-ResNet-18's 1x1 maps at 32x32; fused AdamW): the time saved buys 2 more epochs.
+10.5 minutes until an epoch got 2.3-3x cheaper (192 s to 60-82 s side by side;
+`models.small_maps`: ResNet-18's 1x1 maps at 32x32; fused AdamW): the time saved buys 4 more
+epochs.
 
 Why these settings (issue 12; `benchmarks/synthetic_learnability.py`: TSM alone, in memory,
 1200 training clips, batch 16, order accuracy per temporal pair on 240 validation clips):
@@ -41,7 +42,8 @@ angle, and still only in the order (single frames are the same for both classes)
 a sail half as wide as long was still at 52% after 150 steps (87% after 225); three
 quarters as wide as long (the sail drawn now), it was at 100% after 75 steps. Among all 12
 classes (2880 clips) it is learned last and slowly: 52-67% after 540 steps in five runs, 78%
-and 88% after 720 and 900 steps of a 5-epoch run, 59% after the demo's 900 steps; neither a
+and 88% after 720 and 900 steps of a 5-epoch run, 59% after 900 steps of the demo, 74% after
+its 1260; neither a
 shaded trailing half, a whiter leading half, a square sail, a slower spin (1.5), twice the
 learning rate nor batch 8 got it past 67% by 540 steps (one seed each).
 """
@@ -70,7 +72,7 @@ DEMO_SEGMENTS = 4  # T of both models
 DEMO_DATA: dict[str, Any] = {"size": DEMO_SIZE, "frames": DEMO_FRAMES, "clutter": False, "pair_hues": True,
                              "motion": 3.0, "spin": 2.5, "object_scale": 1.5}
 DEMO_VIDEOS = 3600  # 2,880 training and 720 validation clips
-DEMO_EPOCHS = 5
+DEMO_EPOCHS = 7
 NUM_CLASSES = 12
 
 
@@ -92,7 +94,7 @@ class DemoBudget:
 
 
 def demo_budget(device: str = "auto", *, epochs: int | None = None, num_videos: int | None = None) -> DemoBudget:
-    """The demo's budget on ``device``: the CPU budget took 7.9 minutes on a quiet 2-core CPU
+    """The demo's budget on ``device``: the CPU budget took 7.6 minutes on a quiet 2-core CPU
     with the data on disk (TSN and TSM side by side); on a GPU the demo trains on 4x the clips
     for 2x the epochs.
     ``epochs``/``num_videos`` override it."""
@@ -168,7 +170,7 @@ def demo_config(data_root: Path, out_dir: Path, *, shift: bool = True, model: di
                      "classes": CLASSES_FILE, "num_classes": NUM_CLASSES, "kind": "frames", "size": DEMO_SIZE,
                      "scale_size": DEMO_SIZE, "scales": [1.0], "flip": False, "batch_size": batch_size,
                      "workers": workers},
-            # from scratch in ~900 steps: AdamW with a short warm-up and cosine decay
+            # from scratch in ~1260 steps: AdamW with a short warm-up and cosine decay
             "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_batch": None, "weight_decay": 0.05,
                       "schedule": "cosine", "warmup_epochs": min(0.5, epochs - 1), "epochs": epochs,
                       "clip_grad": 20.0},
