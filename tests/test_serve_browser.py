@@ -207,10 +207,13 @@ def test_tsm_serve_demo_in_the_browser(tmp_path):
                              what="still_red from the camera (demo model)")
             assert state["bars"][0]["label"] == "still_red"
             time.sleep(2)  # a few more frames for the rate on the page
+            # the fake camera loops its clip, and where it jumps back the label can flicker for a
+            # frame or two (seen once: rotating_clockwise): the screenshot waits for still_red again
+            wait_for(browser.driver, lambda s: s["label"] == "still_red", timeout=30,
+                     what="still_red again before the screenshot")
             shot = Path(os.environ.get("TSM_SERVE_SCREENSHOT") or tmp_path / "serve.png")
             shot.parent.mkdir(parents=True, exist_ok=True)
             browser.driver.save_screenshot(str(shot))
-            assert page_state(browser.driver)["label"] == "still_red"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
