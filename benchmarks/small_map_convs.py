@@ -1,17 +1,20 @@
-"""`SmallMapConv2d` vs `nn.Conv2d` on small frames: a training step and one conv's backward.
+"""Small-map convolutions vs plain ones on small frames: a training step and one conv's backward.
 
 On 32x32 frames ResNet-18's layer4 works on 1x1 maps, where oneDNN's backward pass of a
-zero-padded 3x3 convolution runs the whole kernel though only the centre tap meets the input.
-This times, in interleaved rounds (order rotating, same weights and batch):
+zero-padded 3x3 convolution runs the whole kernel though only the centre tap meets the input;
+C3D on 4 frames runs conv4 and conv5 on a single frame, where only the middle temporal tap
+does. This times, in interleaved rounds (order rotating, same weights and batch):
 
-- ``conv``: forward + backward of one 512->512 3x3 convolution on a (64, 512, 1, 1) map;
-- ``step``: one AdamW training step of TSM (or TSN) ResNet-18, batch 16 x T=4 at 32x32, as
-  `tsm demo` and `tsm reproduce` train it;
+- ``conv``: forward + backward of one 512->512 3x3 convolution on a (64, 512, 1, 1) map
+  (``--family c3d``: a 3x3x3 one on a (16, 512, 1, 2, 2) clip, C3D's conv5);
+- ``step``: one AdamW training step of TSM (or TSN) ResNet-18 (``--family c3d``: C3D), batch
+  16 x T=4 at 32x32, as `tsm demo` and `tsm reproduce` train it;
 
 with the library's convolutions (``small-map``) and with every one turned back into a plain
-`nn.Conv2d` (``plain``), and prints medians, IQR and the per-round ratio.
+`nn.Conv2d`/`nn.Conv3d` (``plain``), and prints medians, IQR and the per-round ratio.
 
     PYTHONPATH=src python benchmarks/small_map_convs.py --threads 1 --rounds 15
+    PYTHONPATH=src python benchmarks/small_map_convs.py --threads 1 --rounds 7 --family c3d
 """
 
 from __future__ import annotations
@@ -26,15 +29,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from temporal_shift.models.recognizer import build_model
-from temporal_shift.models.small_maps import SmallMapConv2d
+from temporal_shift.models.small_maps import SmallMapConv2d, SmallMapConv3d
+
+_PLAIN = {SmallMapConv2d: nn.Conv2d, SmallMapConv3d: nn.Conv3d}
 
 
 def plain_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose `SmallMapConv2d` layers are plain `nn.Conv2d`."""
+    """A copy of ``model`` whose small-map convolutions are plain `nn.Conv2d`/`nn.Conv3d`."""
     plain = copy.deepcopy(model)
     for layer in plain.modules():
-        if type(layer) is SmallMapConv2d:
-            layer.__class__ = nn.Conv2d
+        if type(layer) in _PLAIN:
+            layer.__class__ = _PLAIN[type(layer)]
     return plain
 
 
@@ -49,13 +54,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--tsn", action="store_true", help="time TSN instead of TSM")
+    parser.add_argument("--family", choices=("tsn", "c3d"), default="tsn",
+                        help="tsn: ResNet-18 TSM/TSN (default); c3d: C3D")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    conv = SmallMapConv2d(512, 512, 3, padding=1, bias=False)
+    c3d = args.family == "c3d"
+    conv = (SmallMapConv3d if c3d else SmallMapConv2d)(512, 512, 3, padding=1, bias=False)
     convs = {"small-map": conv, "plain": plain_copy(conv)}
-    x_map = torch.randn(64, 512, 1, 1)
+    x_map = torch.randn(16, 512, 1, 2, 2) if c3d else torch.randn(64, 512, 1, 1)
 
     def conv_run(layer):
         def run():
@@ -63,7 +71,10 @@ def main() -> None:
             layer(x).sum().backward()
         return run
 
-    model = build_model("resnet18", num_classes=12, n_segment=4, shift=not args.tsn).train()
+    if c3d:
+        model = build_model("c3d", family="c3d", num_classes=12, n_segment=4).train()
+    else:
+        model = build_model("resnet18", num_classes=12, n_segment=4, shift=not args.tsn).train()
     models = {"small-map": model, "plain": plain_copy(model)}
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-3) for name, m in models.items()}
     clips = torch.randn(16, 4, 3, args.size, args.size)
@@ -80,7 +91,8 @@ def main() -> None:
     parts = {"conv": {name: conv_run(layer) for name, layer in convs.items()},
              "step": {name: step_run(name) for name in models}}
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, "
-          f"{'TSN' if args.tsn else 'TSM'} ResNet-18 batch 16 x T=4 at {args.size}x{args.size}")
+          f"{'C3D' if c3d else 'TSN ResNet-18' if args.tsn else 'TSM ResNet-18'} batch 16 x T=4 at "
+          f"{args.size}x{args.size}")
     for part, runs in parts.items():
         names = list(runs)
         for name in names:  # warm-up

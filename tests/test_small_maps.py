@@ -1,4 +1,4 @@
-"""SmallMapConv2d: the same layer as nn.Conv2d, computed from the taps that meet a 1x1 output."""
+"""SmallMapConv2d/3d: the same layers as nn.Conv2d/3d, computed from the taps that meet a single-position output."""
 
 import copy
 
@@ -8,7 +8,7 @@ from torch import nn
 
 from temporal_shift.bench import count_flops
 from temporal_shift.models.recognizer import build_model, headless_backbone
-from temporal_shift.models.small_maps import SmallMapConv2d, full_kernels, use_small_map_convs
+from temporal_shift.models.small_maps import SmallMapConv2d, SmallMapConv3d, full_kernels, use_small_map_convs
 
 # (in, out, kernel, stride, padding, groups, bias, input size): every output is 1x1 but the last
 CASES = [
@@ -80,9 +80,71 @@ def test_backbones_use_it_and_keep_torchvision_keys():
 
 
 def test_use_small_map_convs_leaves_other_layers_alone():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 1))
+    from torchvision.models.video.resnet import Conv3DSimple
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 1), nn.Conv3d(4, 4, 3), Conv3DSimple(4, 4))
     use_small_map_convs(net)
-    assert [type(m) for m in net] == [SmallMapConv2d, nn.ReLU, nn.Conv1d]
+    assert [type(m) for m in net] == [SmallMapConv2d, nn.ReLU, nn.Conv1d, SmallMapConv3d, Conv3DSimple]
+    with full_kernels(net):
+        assert [type(m) for m in net] == [nn.Conv2d, nn.ReLU, nn.Conv1d, nn.Conv3d, Conv3DSimple]
+    assert [type(m) for m in net] == [SmallMapConv2d, nn.ReLU, nn.Conv1d, SmallMapConv3d, Conv3DSimple]
+
+
+# (in, out, kernel, stride, padding, bias, input (T, H, W), expected window): 3D convolutions
+# with a single output position along some axes only
+CASES_3D = [
+    (8, 12, 3, 1, 1, True, (1, 4, 4), ((1, 1), None, None)),        # C3D conv4 on one frame: a 2D conv
+    (8, 12, 3, 1, 1, False, (1, 2, 2), ((1, 1), None, None)),       # C3D conv5
+    (8, 12, 3, 1, 1, True, (1, 1, 1), ((1, 1), (1, 1), (1, 1))),    # the centre tap alone
+    (8, 12, 3, 2, 1, True, (2, 3, 3), ((1, 2), None, None)),        # a 2-frame window, stride 2
+    (8, 12, (3, 1, 1), 1, (1, 0, 0), True, (1, 3, 3), ((1, 1), None, None)),  # I3D's temporal kernel
+    (8, 12, 3, 1, 1, True, (3, 1, 1), (None, (1, 1), (1, 1))),      # many frames, one pixel
+]
+
+
+@pytest.mark.parametrize("case", CASES_3D)
+def test_3d_same_output_and_gradients_as_conv3d_where_some_axes_have_one_output(case):
+    cin, cout, k, stride, pad, bias, size, window = case
+    torch.manual_seed(0)
+    plain = nn.Conv3d(cin, cout, k, stride=stride, padding=pad, bias=bias).double()
+    fast = copy.deepcopy(plain)
+    fast.__class__ = SmallMapConv3d
+    x = torch.randn(3, cin, *size, dtype=torch.double)
+    assert fast._window(x) == window
+    outputs, grads = [], []
+    for layer in (plain, fast):
+        xi = x.clone().requires_grad_()
+        y = layer(xi)
+        y.backward(torch.linspace(-1, 1, y.numel(), dtype=torch.double).view_as(y))
+        outputs.append(y)
+        grads.append((xi.grad, layer.weight.grad, None if layer.bias is None else layer.bias.grad))
+    assert outputs[1].shape == outputs[0].shape
+    torch.testing.assert_close(outputs[1], outputs[0])
+    for a, b in zip(grads[1], grads[0]):
+        if a is not None:
+            torch.testing.assert_close(a, b)
+    assert torch.equal(grads[1][1] == 0, grads[0][1] == 0)
+
+
+def test_a_2d_map_one_pixel_high_crops_only_that_axis():
+    plain, fast = _pair((6, 10, 3, 1, 1, 1, True, 1))
+    x = torch.randn(2, 6, 1, 5, dtype=torch.double)
+    assert fast._window(x) == ((1, 1), None)
+    torch.testing.assert_close(fast(x), plain(x))
+
+
+def test_c3d_uses_it_and_matches_the_plain_network_on_small_clips():
+    model = build_model("c3d", family="c3d", num_classes=5, n_segment=4).eval()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
+    assert convs and all(type(m) is SmallMapConv3d for m in convs)
+    plain = copy.deepcopy(model)
+    for m in plain.modules():
+        if type(m) is SmallMapConv3d:
+            m.__class__ = nn.Conv3d
+    x = torch.randn(2, 4, 3, 32, 32)  # conv4 and conv5 see a single frame
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain(x), rtol=1e-4, atol=1e-5)
+    assert list(model.state_dict()) == list(plain.state_dict())
 
 
 def test_tsm_on_small_frames_matches_the_plain_model_and_traces_for_any_size():

@@ -166,8 +166,9 @@ def model_name(config: ModelConfig) -> str:
 
 
 def model_from_config(config: ModelConfig) -> nn.Module:
-    """A fresh model of any family: `VideoRecognizer` (tsn) or one of the comparison models."""
-    return family_class(config.family)(config)
+    """A fresh model of any family: `VideoRecognizer` (tsn) or one of the comparison models,
+    its plain convolutions fast on single-position outputs (`small_maps.use_small_map_convs`)."""
+    return use_small_map_convs(family_class(config.family)(config))
 
 
 class VideoRecognizer(nn.Module):

@@ -1,20 +1,25 @@
-"""2D convolutions that are fast where their output map is a single pixel.
+"""Convolutions that are fast where their output is a single pixel (or frame) along an axis.
 
 On small frames the last stage of a ResNet works on 1x1 maps (32x32 frames: ResNet-18's
 layer4 sees 1x1, ``tsm demo`` and ``tsm reproduce``). A zero-padded 3x3 convolution there
 reads only its centre tap, yet oneDNN's backward pass runs the full 3x3 kernel: on one CPU
 thread its three 512->512 convolutions took 111 ms each backward against 19 ms for the same
 result from the centre tap alone, a third of a whole training step
-(`benchmarks/small_map_convs.py`).
+(`benchmarks/small_map_convs.py`). A 3D network is hit the same way along time: C3D on 4
+frames of 32x32 runs conv4 and conv5 (3x3x3) on a single frame, where only the middle
+temporal tap meets it, and oneDNN's 3D backward there took 4x the time of the equal 2D
+convolution.
 
-`SmallMapConv2d` is an `nn.Conv2d` that, when its output is 1x1, convolves with only the
-window of taps that meets the input (no padding): the same sums (up to float rounding), the
-same gradients (exactly zero on the taps it skips, as the padded zeros made them), the same
-parameters, ``state_dict`` keys and checkpoints. Every other map size, and traced, scripted
-or exported graphs (whose input size may change later), take `nn.Conv2d`'s own path.
-`use_small_map_convs` makes a module's plain `nn.Conv2d` layers into this class in place;
-`full_kernels` turns them back for a while, for counting FLOPs the conventional way (every
-tap of every output pixel, the padded zeros included).
+`SmallMapConv2d` and `SmallMapConv3d` are `nn.Conv2d` and `nn.Conv3d` that, along every axis
+where the output has a single position, convolve with only the window of taps that meets the
+input (no padding on that axis); a 3D convolution left with one tap on one frame runs as a 2D
+one. The same sums (up to float rounding), the same gradients (exactly zero on the taps it
+skips, as the padded zeros made them), the same parameters, ``state_dict`` keys and
+checkpoints. Every other case, and traced, scripted or exported graphs (whose input size may
+change later), take the plain layer's own path. `use_small_map_convs` makes a module's plain
+`nn.Conv2d`/`nn.Conv3d` layers into these classes in place; `full_kernels` turns them back for
+a while, for counting FLOPs the conventional way (every tap of every output pixel, the padded
+zeros included).
 """
 
 from __future__ import annotations
@@ -29,50 +34,88 @@ from torch import Tensor, nn
 from temporal_shift.shift import _is_exporting
 
 
-class SmallMapConv2d(nn.Conv2d):
-    """`nn.Conv2d` computing a 1x1 output from the taps that meet the input (see the module doc)."""
+Window = tuple[tuple[int, int] | None, ...]
+
+
+class _SmallMapConv:
+    """The shortcut shared by `SmallMapConv2d` and `SmallMapConv3d` (mixed into the conv class)."""
+
+    weight: Tensor
+    bias: Tensor | None
 
     def forward(self, x: Tensor) -> Tensor:
         window = self._window(x)
         if window is None:
-            return super().forward(x)
-        (top, height), (left, width) = window
-        weight = self.weight[:, :, top:top + height, left:left + width]
-        return F.conv2d(x[..., :height, :width], weight, self.bias, 1, 0, 1, self.groups)
+            return super().forward(x)  # type: ignore[misc]
+        weight, stride, padding = self.weight, [], []
+        for axis, (taps, k_stride, pad) in enumerate(zip(window, self.stride, self.padding)):
+            if taps is None:  # several outputs along this axis: the layer's own taps and padding
+                stride.append(k_stride)
+                padding.append(pad)
+                continue
+            first, count = taps
+            weight = weight.narrow(2 + axis, first, count)
+            x = x.narrow(2 + axis, 0, count)
+            stride.append(1)
+            padding.append(0)
+        if len(window) == 3 and window[0] is not None and window[0][1] == 1:
+            # one tap on one frame: a 2D convolution (oneDNN's 3D backward costs 4x more there)
+            y = F.conv2d(x.squeeze(2), weight.squeeze(2), self.bias, stride[1:], padding[1:], 1, self.groups)
+            return y.unsqueeze(2)
+        conv = F.conv2d if len(window) == 2 else F.conv3d
+        return conv(x, weight, self.bias, stride, padding, 1, self.groups)
 
-    def _window(self, x: Tensor) -> tuple[tuple[int, int], tuple[int, int]] | None:
-        """((first tap row, rows), (first tap column, columns)) that a 1x1 output reads, or None
-        when the output is larger or the layer is out of this shortcut's scope."""
-        if (x.dim() != 4 or self.padding_mode != "zeros" or isinstance(self.padding, str)
-                or self.dilation != (1, 1) or torch.jit.is_tracing() or torch.jit.is_scripting()
+    def _window(self, x: Tensor) -> Window | None:
+        """Per axis, (first tap, taps) that its single output position reads, or None where the
+        output has several positions; None for the whole layer when no axis has a single
+        output or the layer is out of this shortcut's scope."""
+        dims = len(self.kernel_size)
+        if (x.dim() != dims + 2 or self.padding_mode != "zeros" or isinstance(self.padding, str)
+                or any(d != 1 for d in self.dilation) or torch.jit.is_tracing() or torch.jit.is_scripting()
                 or _is_exporting()):
             return None
-        window = []
-        for size, k, stride, pad in zip(x.shape[-2:], self.kernel_size, self.stride, self.padding):
-            if (size + 2 * pad - k) // stride != 0:  # more than one output pixel along this axis
-                return None
-            # the single output reads input pixels 0..k-pad-1 with taps pad..k-1
-            window.append((pad, min(int(size), k - pad)))
-        return window[0], window[1]
+        window: list[tuple[int, int] | None] = []
+        for size, k, stride, pad in zip(x.shape[-dims:], self.kernel_size, self.stride, self.padding):
+            if (size + 2 * pad - k) // stride != 0:  # more than one output position along this axis
+                window.append(None)
+            else:  # the single output reads input positions 0..k-pad-1 with taps pad..k-1
+                window.append((pad, min(int(size), k - pad)))
+        if all(w is None for w in window):
+            return None
+        return tuple(window)
+
+
+class SmallMapConv2d(_SmallMapConv, nn.Conv2d):
+    """`nn.Conv2d` computing a single-pixel output axis from the taps that meet the input (module doc)."""
+
+
+class SmallMapConv3d(_SmallMapConv, nn.Conv3d):
+    """`nn.Conv3d` computing a single-position output axis from the taps that meet the input (module doc)."""
+
+
+_FAST = {nn.Conv2d: SmallMapConv2d, nn.Conv3d: SmallMapConv3d}
+_PLAIN = {fast: plain for plain, fast in _FAST.items()}
 
 
 def use_small_map_convs(module: nn.Module) -> nn.Module:
-    """Make every plain `nn.Conv2d` in ``module`` a `SmallMapConv2d` (in place; parameters,
-    buffers and ``state_dict`` keys unchanged) and return ``module``."""
+    """Make every plain `nn.Conv2d`/`nn.Conv3d` in ``module`` a `SmallMapConv2d`/`SmallMapConv3d`
+    (in place; parameters, buffers and ``state_dict`` keys unchanged; subclasses with forwards
+    of their own are left alone) and return ``module``."""
     for layer in module.modules():
-        if type(layer) is nn.Conv2d:
-            layer.__class__ = SmallMapConv2d
+        fast = _FAST.get(type(layer))
+        if fast is not None:
+            layer.__class__ = fast
     return module
 
 
 @contextlib.contextmanager
 def full_kernels(module: nn.Module) -> Iterator[nn.Module]:
-    """Within the block, ``module``'s `SmallMapConv2d` layers are plain `nn.Conv2d` again."""
-    layers = [layer for layer in module.modules() if type(layer) is SmallMapConv2d]
+    """Within the block, ``module``'s small-map convolutions are plain `nn.Conv2d`/`nn.Conv3d` again."""
+    layers = [layer for layer in module.modules() if type(layer) in _PLAIN]
     for layer in layers:
-        layer.__class__ = nn.Conv2d
+        layer.__class__ = _PLAIN[type(layer)]
     try:
         yield module
     finally:
         for layer in layers:
-            layer.__class__ = SmallMapConv2d
+            layer.__class__ = _FAST[type(layer)]
