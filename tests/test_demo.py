@@ -40,13 +40,29 @@ def test_an_older_demo_dataset_is_refused_not_overwritten(tmp_path: Path) -> Non
 
 def test_budget_fits_the_cpu_and_grows_on_a_gpu(monkeypatch) -> None:
     cpu = demo_budget("cpu")
-    assert (cpu.num_videos, cpu.epochs, cpu.batch_size) == (3600, 7, 16)
-    assert cpu.describe().startswith("budget: CPU (cpu), 3600 clips (2880 to train), 7 epochs")
+    assert (cpu.num_videos, cpu.epochs, cpu.batch_size) == (3600, 8, 16)
+    assert cpu.describe().startswith("budget: CPU (cpu), 3600 clips (2880 to train), 8 epochs")
     assert demo_budget("cpu", epochs=1, num_videos=48).epochs == 1
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # resolve_device only asks this
     gpu = demo_budget("auto")
     assert gpu.device == "cuda" and gpu.num_videos == 4 * cpu.num_videos and gpu.epochs == 2 * cpu.epochs
     assert "GPU" in gpu.describe() and "4x the data" in gpu.describe()
+
+
+def test_cli_help_states_the_budget_that_runs(capsys) -> None:
+    from temporal_shift.cli import main
+    from temporal_shift.demo import DEMO_EPOCHS
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"(default {DEMO_EPOCHS} on a CPU, {2 * DEMO_EPOCHS} on a GPU)" in shown
+
+
+def test_readme_shows_the_budget_that_runs() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    shown = [line for line in readme.splitlines() if line.startswith("budget: CPU (cpu)")]
+    assert shown and all(line.startswith(demo_budget("cpu").describe()) for line in shown), shown
 
 
 def test_order_accuracy_by_hand() -> None:
@@ -85,16 +101,15 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_margin_at_the_default_budget(tmp_path: Path) -> None:
-    """The default CPU budget, as `tsm demo` runs it (about 8 minutes on a quiet 2-core CPU):
-    TSM learns the order of the temporal pairs, TSN stays at its order-blind ceiling (50% on
-    every temporal pair, 58.3% overall). Measured (README, Quick start): TSM 94.7% on the
-    temporal pairs and 94.7% order accuracy, TSN 47.7% and 47.8%. Issue 12 asks for 95% order
-    accuracy; the rotating pair, learned last, is what is missing, so the bounds here guard
-    the margin measured, not that target."""
+    """The default CPU budget, as `tsm demo` runs it (about 9 minutes on a 2-core CPU): TSM
+    learns the order of the temporal pairs, TSN stays at its order-blind ceiling (50% on every
+    temporal pair, 58.3% overall). Measured (README, Quick start; the same figures in three runs
+    on this machine): TSM 97.5% on the temporal pairs and 97.7% order accuracy, TSN 46.3% and
+    46.3%; issue 12 asks for at least 90% and 95%."""
     from temporal_shift.demo import run_demo
 
     demo = run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "synth", device="cpu", progress=False, plot=False)
     tsn, tsm = demo.rows["TSN"], demo.rows["TSM"]
-    assert tsm["temporal_top1"] >= 85.0 and tsm["order_acc"] >= 85.0, tsm
+    assert tsm["temporal_top1"] >= 90.0 and tsm["order_acc"] >= 95.0, tsm
     assert abs(tsn["order_acc"] - 50.0) <= 8.0 and tsn["top1"] <= 100 * 7 / 12 + 5.0, tsn
     assert tsn["control_top1"] >= 95.0 and tsm["control_top1"] >= 95.0

@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from temporal_shift.demo import DEMO_EPOCHS, DEMO_VIDEOS
+
 EXPERIMENTS: tuple[str, ...] = ("shift-proportion", "placement", "online", "zoo")
 METRICS: tuple[tuple[str, str], ...] = (
     ("top1", "top-1 %"),
@@ -80,12 +82,12 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     # at most ~15 minutes per experiment on a quiet 2-core CPU (6 arms x 2 seeds of 180 steps,
     # two runs side by side): TSM has begun to learn the order by then (on this data its first
-    # pairs come after 150-360 steps), the demo's 1260 learn four pairs of five
+    # pairs come after 150-360 steps), the demo's 1440 learn all five
     "small": Budget("small", num_videos=1800, epochs=2, seeds=2, bench_arch="resnet50", bench_size=112,
                     bench_repeats=15),
-    # the demo's data and epochs (1260 steps per run), five seeds, ResNet-50 at the paper's
+    # the demo's data and epochs (1440 steps per run), five seeds, ResNet-50 at the paper's
     # 224x224 for latency: hours on a CPU, minutes on a GPU
-    "full": Budget("full", num_videos=3600, epochs=7, seeds=5, bench_arch="resnet50", bench_size=224,
+    "full": Budget("full", num_videos=DEMO_VIDEOS, epochs=DEMO_EPOCHS, seeds=5, bench_arch="resnet50", bench_size=224,
                    bench_repeats=30),
 }
 
