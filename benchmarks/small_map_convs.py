@@ -3,18 +3,19 @@
 On 32x32 frames ResNet-18's layer4 works on 1x1 maps, where oneDNN's backward pass of a
 zero-padded 3x3 convolution runs the whole kernel though only the centre tap meets the input;
 C3D on 4 frames runs conv4 and conv5 on a single frame, where only the middle temporal tap
-does. This times, in interleaved rounds (order rotating, same weights and batch):
+does, and ECO's 3D part ends on 1x1x1 maps. This times, in interleaved rounds (order rotating, same weights and batch):
 
 - ``conv``: forward + backward of one 512->512 3x3 convolution on a (64, 512, 1, 1) map
-  (``--family c3d``: a 3x3x3 one on a (16, 512, 1, 2, 2) clip, C3D's conv5);
-- ``step``: one AdamW training step of TSM (or TSN) ResNet-18 (``--family c3d``: C3D), batch
-  16 x T=4 at 32x32, as `tsm demo` and `tsm reproduce` train it;
+  (any other ``--family``: a 3x3x3 one on a (16, 512, 1, 2, 2) clip, C3D's conv5);
+- ``step``: one AdamW training step of TSM (or TSN) ResNet-18 (``--family c3d``, ``eco_lite``,
+  ``eco_full``: that model), batch 16 x T=4 at 32x32, as `tsm demo` and `tsm reproduce` train it;
 
 with the library's convolutions (``small-map``) and with every one turned back into a plain
 `nn.Conv2d`/`nn.Conv3d` (``plain``), and prints medians, IQR and the per-round ratio.
 
     PYTHONPATH=src python benchmarks/small_map_convs.py --threads 1 --rounds 15
     PYTHONPATH=src python benchmarks/small_map_convs.py --threads 1 --rounds 7 --family c3d
+    PYTHONPATH=src python benchmarks/small_map_convs.py --threads 1 --rounds 7 --family eco_full
 """
 
 from __future__ import annotations
@@ -54,16 +55,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--tsn", action="store_true", help="time TSN instead of TSM")
-    parser.add_argument("--family", choices=("tsn", "c3d"), default="tsn",
-                        help="tsn: ResNet-18 TSM/TSN (default); c3d: C3D")
+    parser.add_argument("--family", choices=("tsn", "c3d", "eco_lite", "eco_full"), default="tsn",
+                        help="tsn: ResNet-18 TSM/TSN (default); or that comparison model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    c3d = args.family == "c3d"
-    conv = (SmallMapConv3d if c3d else SmallMapConv2d)(512, 512, 3, padding=1, bias=False)
+    video = args.family != "tsn"  # a 3D model
+    conv = (SmallMapConv3d if video else SmallMapConv2d)(512, 512, 3, padding=1, bias=False)
     convs = {"small-map": conv, "plain": plain_copy(conv)}
-    x_map = torch.randn(16, 512, 1, 2, 2) if c3d else torch.randn(64, 512, 1, 1)
+    x_map = torch.randn(16, 512, 1, 2, 2) if video else torch.randn(64, 512, 1, 1)
 
     def conv_run(layer):
         def run():
@@ -71,8 +72,9 @@ def main() -> None:
             layer(x).sum().backward()
         return run
 
-    if c3d:
-        model = build_model("c3d", family="c3d", num_classes=12, n_segment=4).train()
+    if video:
+        arch = "c3d" if args.family == "c3d" else "resnet18"
+        model = build_model(arch, family=args.family, num_classes=12, n_segment=4).train()
     else:
         model = build_model("resnet18", num_classes=12, n_segment=4, shift=not args.tsn).train()
     models = {"small-map": model, "plain": plain_copy(model)}
@@ -91,7 +93,7 @@ def main() -> None:
     parts = {"conv": {name: conv_run(layer) for name, layer in convs.items()},
              "step": {name: step_run(name) for name in models}}
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, "
-          f"{'C3D' if c3d else 'TSN ResNet-18' if args.tsn else 'TSM ResNet-18'} batch 16 x T=4 at "
+          f"{args.family if video else 'TSN ResNet-18' if args.tsn else 'TSM ResNet-18'} batch 16 x T=4 at "
           f"{args.size}x{args.size}")
     for part, runs in parts.items():
         names = list(runs)

@@ -82,12 +82,17 @@ def test_backbones_use_it_and_keep_torchvision_keys():
 def test_use_small_map_convs_leaves_other_layers_alone():
     from torchvision.models.video.resnet import Conv3DSimple
 
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 1), nn.Conv3d(4, 4, 3), Conv3DSimple(4, 4))
+    from temporal_shift.models.zoo.i3d import TimePaddedConv3d
+
+    own_forward = TimePaddedConv3d(4, 4, kernel_size=(3, 1, 1), time_padding=1)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 1), nn.Conv3d(4, 4, 3), Conv3DSimple(4, 4),
+                        own_forward)
     use_small_map_convs(net)
-    assert [type(m) for m in net] == [SmallMapConv2d, nn.ReLU, nn.Conv1d, SmallMapConv3d, Conv3DSimple]
-    with full_kernels(net):
-        assert [type(m) for m in net] == [nn.Conv2d, nn.ReLU, nn.Conv1d, nn.Conv3d, Conv3DSimple]
-    assert [type(m) for m in net] == [SmallMapConv2d, nn.ReLU, nn.Conv1d, SmallMapConv3d, Conv3DSimple]
+    fast = [SmallMapConv2d, nn.ReLU, nn.Conv1d, SmallMapConv3d, SmallMapConv3d, TimePaddedConv3d]
+    assert [type(m) for m in net] == fast
+    with full_kernels(net):  # Conv3DSimple only builds an nn.Conv3d differently: it comes back as one
+        assert [type(m) for m in net] == [nn.Conv2d, nn.ReLU, nn.Conv1d, nn.Conv3d, nn.Conv3d, TimePaddedConv3d]
+    assert [type(m) for m in net] == fast
 
 
 # (in, out, kernel, stride, padding, bias, input (T, H, W), expected window): 3D convolutions
@@ -133,8 +138,9 @@ def test_a_2d_map_one_pixel_high_crops_only_that_axis():
     torch.testing.assert_close(fast(x), plain(x))
 
 
-def test_c3d_uses_it_and_matches_the_plain_network_on_small_clips():
-    model = build_model("c3d", family="c3d", num_classes=5, n_segment=4).eval()
+@pytest.mark.parametrize(("family", "arch"), [("c3d", "c3d"), ("eco_full", "resnet18")])
+def test_3d_families_use_it_and_match_the_plain_network_on_small_clips(family, arch):
+    model = build_model(arch, family=family, num_classes=5, n_segment=4).eval()
     convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
     assert convs and all(type(m) is SmallMapConv3d for m in convs)
     plain = copy.deepcopy(model)

@@ -130,10 +130,10 @@ def keep_freed_memory() -> bool:
     A CPU training step allocates and frees the same large tensors (activations, gradients)
     every time. By default glibc serves blocks over its mmap threshold with fresh ``mmap``s
     and trims the heap when they are freed, so each step faults its memory in again: ResNet-18
-    TSM at 32x32, batch 16x4 frames, took 16,000 minor page faults (64 MB) a step, and its step
-    ran 12% slower than with the blocks kept (`benchmarks/cpu_allocator.py`). With blocks up
-    to 32 MB served from the heap and the heap never trimmed, the faults go (0.2 a step) and
-    peak memory stays the same, as the same blocks are reused. The process keeps its peak
+    TSM at 32x32, batch 16x4 frames, took 15,000-16,000 minor page faults (60 MB) a step. With
+    blocks up to 32 MB served from the heap and the heap never trimmed, the faults go (0-300 a
+    step), the step takes 0.89x the time and peak memory stays the same, as the same blocks are
+    reused (`benchmarks/cpu_allocator.py`). The process keeps its peak
     heap until it exits: `train` calls this for CPU runs, a process of its own or the job's.
     """
     if not sys.platform.startswith("linux"):

@@ -22,7 +22,7 @@ DistributedDataParallel (gloo on CPU, nccl on CUDA), each process reads its shar
 the data, and metrics are summed over processes. ``data.batch_size`` is per process.
 
 On a CPU, the process keeps freed memory for reuse (`runtime.keep_freed_memory`): without it
-glibc faults every step's large tensors in afresh, 12% of a small-frame step.
+glibc faults every step's large tensors in afresh, 11% of a small-frame step.
 
 The loop in parts: `_build` (datasets, model, optimizer, schedule: a `_Trainer`),
 `_train_epoch` (the epoch's `_step`s) and `_end_epoch` (validate with the scoring loop of

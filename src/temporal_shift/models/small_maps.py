@@ -97,20 +97,33 @@ _FAST = {nn.Conv2d: SmallMapConv2d, nn.Conv3d: SmallMapConv3d}
 _PLAIN = {fast: plain for plain, fast in _FAST.items()}
 
 
+def _plain_conv(layer: nn.Module) -> type[nn.Module] | None:
+    """`nn.Conv2d`/`nn.Conv3d` when ``layer`` computes exactly as one: the class itself or a
+    subclass that only builds it differently (torchvision's ``Conv3DSimple``), not one with a
+    forward of its own (I3D's time padding, the fusion models' folded time)."""
+    for plain in _FAST:
+        kind = type(layer)
+        if (isinstance(layer, plain) and kind not in _PLAIN and kind.forward is plain.forward
+                and kind._conv_forward is plain._conv_forward):
+            return plain
+    return None
+
+
 def use_small_map_convs(module: nn.Module) -> nn.Module:
-    """Make every plain `nn.Conv2d`/`nn.Conv3d` in ``module`` a `SmallMapConv2d`/`SmallMapConv3d`
-    (in place; parameters, buffers and ``state_dict`` keys unchanged; subclasses with forwards
-    of their own are left alone) and return ``module``."""
+    """Make every convolution of ``module`` that computes as a plain `nn.Conv2d`/`nn.Conv3d` a
+    `SmallMapConv2d`/`SmallMapConv3d` (in place; parameters, buffers and ``state_dict`` keys
+    unchanged; subclasses with forwards of their own are left alone) and return ``module``."""
     for layer in module.modules():
-        fast = _FAST.get(type(layer))
-        if fast is not None:
-            layer.__class__ = fast
+        plain = _plain_conv(layer)
+        if plain is not None:
+            layer.__class__ = _FAST[plain]
     return module
 
 
 @contextlib.contextmanager
 def full_kernels(module: nn.Module) -> Iterator[nn.Module]:
-    """Within the block, ``module``'s small-map convolutions are plain `nn.Conv2d`/`nn.Conv3d` again."""
+    """Within the block, ``module``'s small-map convolutions are plain `nn.Conv2d`/`nn.Conv3d` again
+    (a ``Conv3DSimple`` made one comes back as `nn.Conv3d`: the same computation)."""
     layers = [layer for layer in module.modules() if type(layer) in _PLAIN]
     for layer in layers:
         layer.__class__ = _PLAIN[type(layer)]
