@@ -30,12 +30,9 @@ def _pair(case):
     return plain, fast
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_same_output_and_gradients_as_conv2d_on_a_one_pixel_output(case):
-    plain, fast = _pair(case)
-    size = case[-1]
-    x = torch.randn(5, case[0], size, size, dtype=torch.double)
-    assert fast._window(x) is not None
+def _assert_same_layer(plain: nn.Module, fast: nn.Module, x: torch.Tensor) -> None:
+    """Same output and gradients (input, weight, bias) from ``plain`` and ``fast`` on ``x``;
+    the taps ``fast`` skips get exactly the zero gradient the padding gave them."""
     outputs, grads = [], []
     for layer in (plain, fast):
         xi = x.clone().requires_grad_()
@@ -43,12 +40,21 @@ def test_same_output_and_gradients_as_conv2d_on_a_one_pixel_output(case):
         y.backward(torch.linspace(-1, 1, y.numel(), dtype=torch.double).view_as(y))
         outputs.append(y)
         grads.append((xi.grad, layer.weight.grad, None if layer.bias is None else layer.bias.grad))
+    assert outputs[1].shape == outputs[0].shape
     torch.testing.assert_close(outputs[1], outputs[0])
     for a, b in zip(grads[1], grads[0]):
         if a is not None:
             torch.testing.assert_close(a, b)
-    # the taps outside the window get exactly the zero gradient the padding gave them
     assert torch.equal(grads[1][1] == 0, grads[0][1] == 0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_same_output_and_gradients_as_conv2d_on_a_one_pixel_output(case):
+    plain, fast = _pair(case)
+    size = case[-1]
+    x = torch.randn(5, case[0], size, size, dtype=torch.double)
+    assert fast._window(x) is not None
+    _assert_same_layer(plain, fast, x)
 
 
 def test_larger_maps_take_conv2d_own_path_bit_for_bit():
@@ -116,19 +122,7 @@ def test_3d_same_output_and_gradients_as_conv3d_where_some_axes_have_one_output(
     fast.__class__ = SmallMapConv3d
     x = torch.randn(3, cin, *size, dtype=torch.double)
     assert fast._window(x) == window
-    outputs, grads = [], []
-    for layer in (plain, fast):
-        xi = x.clone().requires_grad_()
-        y = layer(xi)
-        y.backward(torch.linspace(-1, 1, y.numel(), dtype=torch.double).view_as(y))
-        outputs.append(y)
-        grads.append((xi.grad, layer.weight.grad, None if layer.bias is None else layer.bias.grad))
-    assert outputs[1].shape == outputs[0].shape
-    torch.testing.assert_close(outputs[1], outputs[0])
-    for a, b in zip(grads[1], grads[0]):
-        if a is not None:
-            torch.testing.assert_close(a, b)
-    assert torch.equal(grads[1][1] == 0, grads[0][1] == 0)
+    _assert_same_layer(plain, fast, x)
 
 
 def test_a_2d_map_one_pixel_high_crops_only_that_axis():
