@@ -47,7 +47,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from temporal_shift.demo import DEMO_EPOCHS, DEMO_VIDEOS
+from temporal_shift import demo
+from temporal_shift.demo import (
+    DEMO_EPOCHS,
+    DEMO_SEGMENTS,
+    DEMO_SIZE,
+    DEMO_VIDEOS,
+    NUM_CLASSES,
+    demo_config,
+    order_accuracy,
+    prepare_demo_data,
+    synthetic_metrics,
+)
 
 EXPERIMENTS: tuple[str, ...] = ("shift-proportion", "placement", "online", "zoo")
 METRICS: tuple[tuple[str, str], ...] = (
@@ -155,7 +166,6 @@ def machine() -> dict[str, Any]:
 
 def recipe() -> dict[str, Any]:
     """The data and training settings every arm shares (those not in the budget)."""
-    from temporal_shift import demo
 
     return {"data": dict(demo.DEMO_DATA), "arch": "resnet18", "n_segment": demo.DEMO_SEGMENTS,
             "optimizer": "adamw lr 1e-3 wd 0.05, cosine, warm-up 0.5 epoch, clip 20", "dropout": 0.2}
@@ -178,7 +188,6 @@ def arm_config(arm: Arm, *, data_root: Path, out_dir: Path, budget: Budget, seed
                progress: bool = True):
     """The training run of one arm: the demo's recipe (`demo.demo_config`) with the arm's model
     settings and the budget's epochs and batch size; nothing else differs between arms."""
-    from temporal_shift.demo import demo_config
 
     model = dict(arm.model)
     shift = bool(model.pop("shift", True))
@@ -194,7 +203,6 @@ def train_arm(
     and return its record (metrics, params, GMACs, time, checkpoint)."""
     from temporal_shift.bench import count_flops, count_params
     from temporal_shift.data.synthetic import VAL_FRAMES_LIST
-    from temporal_shift.demo import DEMO_SIZE, synthetic_metrics
     from temporal_shift.evaluate import evaluate
     from temporal_shift.loading import load_model
     from temporal_shift.train import train
@@ -465,7 +473,6 @@ def run_shift_proportion(
     progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
     reuse: dict[str, dict[str, Any]] | None = None,
 ) -> ExperimentResult:
-    from temporal_shift.demo import DEMO_SEGMENTS
 
     started = time.perf_counter()
     arms = _shift_arms()
@@ -609,7 +616,6 @@ def streaming_accuracy(checkpoint: str | Path, *, data_root: Path, device: str =
     from temporal_shift.data.sampling import TSNSampler
     from temporal_shift.data.synthetic import TEMPORAL_PAIRS, VAL_FRAMES_LIST
     from temporal_shift.data.transforms import test_transform
-    from temporal_shift.demo import NUM_CLASSES, order_accuracy
     from temporal_shift.loading import load_checkpoint
     from temporal_shift.models.online import OnlineRecognizer
     from temporal_shift.runtime import resolve_device
@@ -761,7 +767,6 @@ def run_zoo(
     progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
     reuse: dict[str, dict[str, Any]] | None = None,
 ) -> ExperimentResult:
-    from temporal_shift.demo import DEMO_SEGMENTS
 
     started = time.perf_counter()
     families = zoo_families()
@@ -797,7 +802,6 @@ _ZOO_COLOURS = ("tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown", "
 def plot_zoo(summary: Sequence[dict[str, Any]], seeds: int, path: Path) -> Path:
     """The zoo's accuracy vs GMACs bubbles (area: parameters) from its summary rows; TSM in
     orange, TSN in grey, every other family a colour of its own."""
-    from temporal_shift.demo import DEMO_SEGMENTS, DEMO_SIZE
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -847,7 +851,6 @@ def reproduce(
     CPU the runs train side by side, ``jobs`` at a time (default: one per core; `side_by_side`).
     A run that an earlier experiment of the same call already trained (same model settings,
     recipe, data and seed: `run_key`) is reused, not trained again; its record says so."""
-    from temporal_shift.demo import prepare_demo_data
 
     names = list(EXPERIMENTS) if experiment == "all" else [experiment]
     for name in names:
