@@ -94,7 +94,6 @@ def test_cpu_training_keeps_freed_memory(tmp_path, monkeypatch) -> None:
     from temporal_shift.data.synthetic import generate_synthetic
     from temporal_shift.demo import demo_config
 
-    assert keep_freed_memory() in (True, False)
     calls = []
     monkeypatch.setattr(train_module, "keep_freed_memory", lambda: calls.append(1) or True)
     data = tmp_path / "data"
