@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from temporal_shift.runtime import Distributed, distributed, keep_freed_memory, resolve_device, unwrap
+from temporal_shift.runtime import Distributed, distributed, resolve_device, unwrap
 
 
 def test_resolve_device() -> None:
