@@ -45,8 +45,10 @@ def test_budget_fits_the_cpu_and_grows_on_a_gpu(monkeypatch) -> None:
     assert demo_budget("cpu", epochs=1, num_videos=48).epochs == 1
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # resolve_device only asks this
     gpu = demo_budget("auto")
-    assert gpu.device == "cuda" and gpu.num_videos == 4 * cpu.num_videos and gpu.epochs == 2 * cpu.epochs
+    assert gpu.device == "cuda" and gpu.num_videos == 4 * cpu.num_videos and gpu.epochs == cpu.epochs
     assert "GPU" in gpu.describe() and "4x the data" in gpu.describe()
+    assert cpu.workers == 0 and "loader" not in cpu.describe()  # on a CPU the batches load in the run
+    assert gpu.workers >= 1 and f"; {gpu.workers} loader processes" in gpu.describe()
 
 
 def test_cli_help_states_the_budget_that_runs(capsys) -> None:
@@ -56,7 +58,7 @@ def test_cli_help_states_the_budget_that_runs(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    assert f"(default {DEMO_EPOCHS} on a CPU, {2 * DEMO_EPOCHS} on a GPU)" in shown
+    assert f"(default {DEMO_EPOCHS})" in shown and "4x the clips" in shown
 
 
 def test_readme_shows_the_budget_that_runs() -> None:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from temporal_shift.side_by_side import MAX_SLOTS, Slots, plan_slots, run_side_by_side
+from temporal_shift.side_by_side import MAX_LOADER_WORKERS, MAX_SLOTS, Slots, loader_workers, plan_slots, run_side_by_side
 
 
 def test_plan_splits_the_cpu_and_keeps_a_gpu_to_one_run() -> None:
@@ -24,6 +24,14 @@ def test_plan_splits_the_cpu_and_keeps_a_gpu_to_one_run() -> None:
     assert plan_slots("cpu", 2, jobs=1, cores=2).describe() == "one run at a time"
     with pytest.raises(ValueError, match="--jobs must be at least 1, got 0"):
         plan_slots("cpu", 2, jobs=0)
+
+
+def test_batches_load_in_the_run_on_a_cpu_and_in_workers_on_a_gpu() -> None:
+    assert loader_workers("cpu", cores=16) == 0
+    assert loader_workers("cuda:0", cores=4) == 3  # one core stays with the training process
+    assert loader_workers("cuda", cores=64) == MAX_LOADER_WORKERS
+    assert loader_workers("cuda", cores=1) == 1
+    assert loader_workers("cpu") == 0  # this machine's cores
 
 
 def report(*, tag: str, fail: bool = False) -> tuple[str, int, int]:

@@ -187,12 +187,16 @@ def _seed_list(budget: Budget, seeds: int | None) -> list[int]:
 def arm_config(arm: Arm, *, data_root: Path, out_dir: Path, budget: Budget, seed: int, device: str = "auto",
                progress: bool = True):
     """The training run of one arm: the demo's recipe (`demo.demo_config`) with the arm's model
-    settings and the budget's epochs and batch size; nothing else differs between arms."""
+    settings and the budget's epochs and batch size; nothing else differs between arms. Batches
+    load in the training process on a CPU, in worker processes on a GPU (`side_by_side.loader_workers`)."""
+    from temporal_shift.runtime import resolve_device
+    from temporal_shift.side_by_side import loader_workers
 
     model = dict(arm.model)
     shift = bool(model.pop("shift", True))
     return demo_config(data_root, out_dir, shift=shift, model=model, epochs=budget.epochs, seed=seed,
-                       workers=0, batch_size=budget.batch_size, device=device, progress=progress)
+                       workers=loader_workers(str(resolve_device(device))), batch_size=budget.batch_size,
+                       device=device, progress=progress)
 
 
 def train_arm(
@@ -215,7 +219,7 @@ def train_arm(
     if result.interrupted:  # Ctrl-C/SIGTERM: the trainer saved last.pt; a half-trained arm is no result
         raise KeyboardInterrupt(f"{arm.label}, seed {seed}: training interrupted (resumable: {result.last_checkpoint})")
     tested = evaluate([result.last_checkpoint], list_file=VAL_FRAMES_LIST, root=data_root, kind="frames",
-                      batch_size=32, workers=0, device=device, progress=progress)
+                      batch_size=32, workers=config.data.workers, device=device, progress=progress)
     net = load_model(result.last_checkpoint).eval()
     clip = torch.zeros(1, config.model.n_segment, 3, DEMO_SIZE, DEMO_SIZE)
     return {

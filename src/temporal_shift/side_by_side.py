@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_SLOTS = 8  # each process holds its own model, optimizer and torch runtime (~0.5-1 GB)
+MAX_LOADER_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,19 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def loader_workers(device: str, *, cores: int | None = None) -> int:
+    """DataLoader worker processes for one small-model run on ``device`` (a resolved torch
+    device string): none on a CPU, where the training keeps every core busy (runs side by
+    side, see `plan_slots`) and a worker would only take turns with it; on a GPU one per core
+    but one, at most `MAX_LOADER_WORKERS`: there a step of the demo's model takes milliseconds,
+    and reading, augmenting and collating its batch in the training process (~25 ms for 16
+    clips of 4 32x32 JPEG frames on this 2-core CPU) would leave the GPU waiting."""
+    if str(device).startswith("cpu"):
+        return 0
+    cores = cores or available_cores()
+    return max(1, min(MAX_LOADER_WORKERS, cores - 1))
 
 
 def plan_slots(device: str, runs: int, *, jobs: int | None = None, cores: int | None = None) -> Slots:
