@@ -562,7 +562,7 @@ def _register_train_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "demo",
-        help="train TSN and TSM on the synthetic temporal dataset and compare them (~9 min on 2 CPU cores)",
+        help="train TSN and TSM on the synthetic temporal dataset and compare them (6-11 min on 2 CPU cores)",
         description="Generate the synthetic dataset if absent (plain backgrounds), train TSN and TSM "
         "(ResNet-18 from scratch, 4 frames of 32x32) with the same data, seed and budget, test both "
         "and print top-1 overall, on the order-only temporal pairs and on the control pair, order accuracy "

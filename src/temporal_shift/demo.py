@@ -21,12 +21,13 @@ for 8 epochs of 180 steps, TSN and TSM trained side by side (`side_by_side`), va
 other epoch. On a GPU the demo trains on 4x the clips (the same 8 epochs: 720 steps each),
 its batches loaded by worker processes, and says so.
 
-Time: 7 epochs took 7.6 minutes with the data on disk on a quiet 2-core CPU (TSM 94.7% order
-accuracy, the rotating pair at 65/82%); the 8th epoch is what gets the rotating pair over
-(95/82%, order accuracy 97.7%). Measured on this 2-core machine while it ran 1.3-1.6x slower than
-then (the models' latency 12-16 ms against 10.4): 10.0, 10.7 and 11.5 minutes from scratch,
-so an estimated 8.5 on the quiet machine (7.6 x 8/7, less the validation passes and page
-faults saved since; not measured there). It was 3 epochs in 10.5 minutes until an epoch got 2.3-3x
+Time: 5.7 minutes from scratch on this project's quiet 2-core CPU on 2026-12-04 (an AMD EPYC
+host, epochs of 35-38 s side by side; TSM 99.8% order accuracy). On the host of 2026-12-02: 7
+epochs took 7.6 minutes with the data on disk on a quiet day (TSM 94.7% order accuracy, the
+rotating pair at 65/82%), and the 8th epoch is what got the rotating pair over there (95/82%,
+order accuracy 97.7%); while that machine ran 1.3-1.6x slower (the models' latency 12-16 ms
+against 10.4) 8 epochs took 10.0, 10.7 and 11.5 minutes from scratch. Another CPU's float
+rounding trains another model from scratch, hence the hosts' different figures. It was 3 epochs in 10.5 minutes until an epoch got 2.3-3x
 cheaper (192 s to 60-82 s side by side; `models.small_maps`: ResNet-18's 1x1 maps at 32x32;
 fused AdamW; `runtime.keep_freed_memory`: no page faults a step).
 
@@ -113,8 +114,8 @@ class DemoBudget:
 
 
 def demo_budget(device: str = "auto", *, epochs: int | None = None, num_videos: int | None = None) -> DemoBudget:
-    """The demo's budget on ``device``: 8 epochs of 2880 clips on a CPU (about 8.5 minutes on a
-    quiet 2-core CPU, TSN and TSM side by side; see the module docstring); on a GPU the demo
+    """The demo's budget on ``device``: 8 epochs of 2880 clips on a CPU (5.7 minutes on a quiet
+    2-core CPU, TSN and TSM side by side; see the module docstring); on a GPU the demo
     trains on 4x the clips for as many epochs (4x the steps), its batches loaded by worker
     processes (`side_by_side.loader_workers`).
     ``epochs``/``num_videos`` override it."""
