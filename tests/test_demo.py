@@ -48,7 +48,7 @@ def test_budget_fits_the_cpu_and_grows_on_a_gpu(monkeypatch) -> None:
     assert gpu.device == "cuda" and gpu.num_videos == 4 * cpu.num_videos and gpu.epochs == cpu.epochs
     assert "GPU" in gpu.describe() and "4x the data" in gpu.describe()
     assert cpu.workers == 0 and "loader" not in cpu.describe()  # on a CPU the batches load in the run
-    assert gpu.workers >= 1 and f"; {gpu.workers} loader processes" in gpu.describe()
+    assert gpu.workers >= 1 and f"; {gpu.workers} loader process" in gpu.describe()
 
 
 def test_cli_help_states_the_budget_that_runs(capsys) -> None:
@@ -86,16 +86,18 @@ def test_order_accuracy_by_hand() -> None:
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     """Mechanics only (tiny data, 1 epoch): both models train and are tested, table and PNG
-    are written. The margin itself needs the full budget (test_demo_is_decisive)."""
+    are written. The margin itself needs the full budget (test_demo_margin_at_the_default_budget).
+    Batches load in a worker process, as on a GPU (the CPU budget's default, in the run, is the
+    margin test's)."""
     from temporal_shift.demo import run_demo
 
     demo = run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "synth", epochs=1, num_videos=48, batch_size=4,
-                    progress=False)
+                    progress=False, workers=1)
     assert set(demo.rows) == {"TSN", "TSM"}
     assert demo.rows["TSN"]["params_m"] == demo.rows["TSM"]["params_m"]
     assert 0 <= demo.rows["TSM"]["order_acc"] <= 100
     assert "order accuracy %" in demo.table() and "temporal pairs top-1 %" in demo.table()
-    assert demo.table().startswith("budget: ")
+    assert demo.table().startswith("budget: ") and "; 1 loader process" in demo.table()
     assert demo.plot is not None and demo.plot.stat().st_size > 0
     for name in ("tsn", "tsm"):
         assert (tmp_path / "demo" / name / "test" / "confusion.png").is_file()

@@ -27,9 +27,10 @@ epochs took 7.6 minutes with the data on disk on a quiet day (TSM 94.7% order ac
 rotating pair at 65/82%), and the 8th epoch is what got the rotating pair over there (95/82%,
 order accuracy 97.7%); while that machine ran 1.3-1.6x slower (the models' latency 12-16 ms
 against 10.4) 8 epochs took 10.0, 10.7 and 11.5 minutes from scratch. Another CPU's float
-rounding trains another model from scratch, hence the hosts' different figures. It was 3 epochs in 10.5 minutes until an epoch got 2.3-3x
-cheaper (192 s to 60-82 s side by side; `models.small_maps`: ResNet-18's 1x1 maps at 32x32;
-fused AdamW; `runtime.keep_freed_memory`: no page faults a step).
+rounding trains another model from scratch, hence the hosts' different figures. It was 3
+epochs in 10.5 minutes until an epoch got 2.3-3x cheaper (192 s to 60-82 s side by side;
+`models.small_maps`: ResNet-18's 1x1 maps at 32x32; fused AdamW; `runtime.keep_freed_memory`:
+no page faults a step).
 
 On a GPU (one H200, torch 2.11, 2026-12-04) the previous GPU budget, 4x the clips for 2x the
 epochs, trained at 700 clips/s (an epoch of 720 steps in 16.5 s): a step took 23 ms of which
@@ -107,7 +108,7 @@ class DemoBudget:
     def describe(self) -> str:
         where = "GPU" if self.device.startswith("cuda") else "CPU"
         extra = " (a GPU is present: 4x the data of the CPU budget)" if where == "GPU" else ""
-        loading = f"; {self.workers} loader processes" if self.workers else ""
+        loading = f"; {self.workers} loader process{'es' if self.workers > 1 else ''}" if self.workers else ""
         return (f"budget: {where} ({self.device}), {self.num_videos} clips ({int(self.num_videos * 0.8)} to train), "
                 f"{self.epochs} epochs of batch {self.batch_size}{extra}" + (f"; {self.slots}" if self.slots else "")
                 + loading)
