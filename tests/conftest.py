@@ -2,7 +2,7 @@
 
 Fixtures: ``one_thread`` (torch on one thread for a module), ``run_cli`` (run ``tsm ...``
 in-process and capture its output), ``release_layouts`` (the reference release's key
-layouts from ``shared/formats``), ``make_frames`` / ``make_video`` (small clips whose
+layouts, ``fixtures/reference_release/keys.json``), ``make_frames`` / ``make_video`` (small clips whose
 frames encode their own index).
 
 Plain helpers, imported with ``from conftest import ...`` (this directory is on the
@@ -24,7 +24,8 @@ import torch
 from temporal_shift.data.encode import write_frame_folder, write_video
 from temporal_shift.models import build_model
 
-RELEASE_KEYS_FILE = Path(__file__).resolve().parents[2] / "shared" / "formats" / "reference_release_keys.json"
+# the reference release's state-dict keys and shapes per model (facts of a public file format)
+RELEASE_KEYS_FILE = Path(__file__).resolve().parent / "fixtures" / "reference_release" / "keys.json"
 
 
 # --- torch and the CLI -----------------------------------------------------------------
@@ -67,7 +68,7 @@ def run_cli(capsys: pytest.CaptureFixture) -> Callable[[list[Any]], CliRun]:
 
 @pytest.fixture(scope="session")
 def release_layouts() -> dict[str, dict[str, list[int]]]:
-    """Model name -> {state-dict key: shape} of the reference release (``shared/formats``)."""
+    """Model name -> {state-dict key: shape} of the reference release (``fixtures/reference_release``)."""
     if not RELEASE_KEYS_FILE.is_file():
         pytest.fail(f"reference key layouts not found at {RELEASE_KEYS_FILE}")
     return json.loads(RELEASE_KEYS_FILE.read_text())

@@ -18,7 +18,7 @@ Where each fact was read (``sources`` of every entry uses these short names):
 - ONLINE: online_demo/main.py: the URL, MobileNetV2(n_class=27), the 27 Jester classes,
   GroupScale(256) + GroupCenterCrop(224) + ImageNet normalisation; online_demo/README.md.
 - KEYS: what our importer reads from the keys (arch, classes, shift place, non-local,
-  temporal pool; /work/shared/formats and `importers`); T and fold_div are not in the
+  temporal pool; tests/fixtures/reference_release and `importers`); T and fold_div are not in the
   keys and come from the file name.
 
 The release publishes no checksums: ``sha256`` is None throughout, and `weights` records
@@ -38,7 +38,7 @@ README = "README.md (commit 0185b90f), Pretrained Models"
 MIRROR = "earlier README.md revision and pretrained/download.sh (commit 83c77b72): hanlab.mit.edu/projects/tsm/models"
 FILENAME = "file name flags (main.py/opts.py naming: shift8 = --shift_div=8, blockres, segment<T>)"
 TEST = "ops/models.py + test_models.py: 224 crop of a 256 short side, ImageNet mean/std"
-KEYS = "the checkpoint's keys, as our importer reads them (shared/formats/reference_release_keys.json)"
+KEYS = "the checkpoint's keys, as our importer reads them (tests/fixtures/reference_release/keys.json)"
 ONLINE = "online_demo/main.py (MobileNetV2(n_class=27), URL, 27 Jester classes, 256 -> 224, ImageNet mean/std)"
 
 # Test protocols the release reports (Testing section and table headers).
