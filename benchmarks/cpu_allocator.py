@@ -32,7 +32,7 @@ def measure(setting: str, *, threads: int, steps: int, size: int, tsn: bool) -> 
     import torch
 
     from temporal_shift.models.recognizer import build_model
-    from temporal_shift.runtime import keep_freed_memory
+    from temporal_shift.ops.runtime import keep_freed_memory
 
     if setting == "keep-freed" and not keep_freed_memory():
         raise SystemExit("keep_freed_memory() had no effect here (not glibc?)")

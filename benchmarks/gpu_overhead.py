@@ -111,7 +111,7 @@ def check_shift_kernels(device: str) -> int:
     """
     import torch
 
-    from temporal_shift.shift import TemporalShift, temporal_shift
+    from temporal_shift.ops.shift import TemporalShift, temporal_shift
 
     cases = 0
     for dtype in (torch.float32, torch.bfloat16, torch.float16):

@@ -26,7 +26,7 @@ import argparse
 import torch
 
 from temporal_shift.models import build_model
-from temporal_shift.shift import TemporalShift
+from temporal_shift.ops.shift import TemporalShift
 
 
 def shifted_input_elements(arch: str, n_segment: int, size: int) -> tuple[int, int]:

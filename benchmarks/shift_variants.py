@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from temporal_shift.bench import tsn_tsm_pair
-from temporal_shift.shift import OFFSETS, TemporalShift, shift_with_torch_ops
+from temporal_shift.ops.shift import OFFSETS, TemporalShift, shift_with_torch_ops
 
 # Input shapes of the shifted conv1 in TSM-ResNet50 (channels, side) at 224x224.
 STAGES = [(64, 56), (256, 56), (512, 28), (1024, 14), (2048, 7)]

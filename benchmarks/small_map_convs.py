@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from temporal_shift.models.recognizer import build_model
-from temporal_shift.models.small_maps import SmallMapConv2d, SmallMapConv3d
+from temporal_shift.ops.small_maps import SmallMapConv2d, SmallMapConv3d
 
 _PLAIN = {SmallMapConv2d: nn.Conv2d, SmallMapConv3d: nn.Conv3d}
 

@@ -12,8 +12,8 @@ import os
 import pytest
 import torch
 
-from temporal_shift.kernels import triton_available
-from temporal_shift.shift import OFFSETS, shift_with_torch_ops
+from temporal_shift.ops.kernels import triton_available
+from temporal_shift.ops.shift import OFFSETS, shift_with_torch_ops
 
 pytestmark = pytest.mark.skipif(not triton_available(), reason="Triton is not installed")
 
@@ -22,7 +22,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 @pytest.fixture(scope="module")
 def kernels():
-    name = "temporal_shift.kernels.triton_shift"
+    name = "temporal_shift.ops.kernels.triton_shift"
     if DEVICE == "cuda":
         yield importlib.import_module(name)
         return
@@ -114,7 +114,7 @@ def test_refuses_layouts_it_cannot_index(kernels):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_dispatch_uses_the_kernels_in_training_and_inference():
-    from temporal_shift.shift import TemporalShift, temporal_shift
+    from temporal_shift.ops.shift import TemporalShift, temporal_shift
 
     conv = torch.nn.Conv2d(24, 8, 1).cuda()
     x = torch.randn(8, 24, 5, 5, device="cuda").contiguous(memory_format=torch.channels_last)

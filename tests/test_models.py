@@ -16,7 +16,7 @@ from temporal_shift.models import (
     param_groups,
 )
 from temporal_shift.models.non_local import NonLocalAfter
-from temporal_shift.shift import TemporalShift, temporal_shift
+from temporal_shift.ops.shift import TemporalShift, temporal_shift
 
 
 def shifts(model: nn.Module) -> list[tuple[str, TemporalShift]]:

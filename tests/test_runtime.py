@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from temporal_shift.runtime import Distributed, distributed, resolve_device, unwrap
+from temporal_shift.ops.runtime import Distributed, distributed, resolve_device, unwrap
 
 
 def test_resolve_device() -> None:
@@ -56,7 +56,7 @@ def test_module_does_not_import(module: str, not_imported: str) -> None:
 _FAULTS_A_STEP = """
 import resource, sys, torch
 from temporal_shift.models.recognizer import build_model
-from temporal_shift.runtime import keep_freed_memory
+from temporal_shift.ops.runtime import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 torch.set_num_threads(1)

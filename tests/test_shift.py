@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from temporal_shift.shift import TemporalShift, temporal_shift
+from temporal_shift.ops.shift import TemporalShift, temporal_shift
 
 
 def reference_shift(x: np.ndarray, n_segment: int, fold_div: int, mode: str) -> np.ndarray:
@@ -229,7 +229,7 @@ def test_op_gradcheck_and_double_backward(mode, t, c, fold_div):
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_backward_matches_the_slice_shift_bit_for_bit(channels_last):
-    from temporal_shift.shift import shift_with_torch_ops
+    from temporal_shift.ops.shift import shift_with_torch_ops
 
     x = torch.randn(16, 67, 5, 4)
     if channels_last:
@@ -270,7 +270,7 @@ def test_compile_fullgraph_no_graph_break():
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_functional_form_matches_and_keeps_the_layout(channels_last):
-    from temporal_shift.shift import shift_functional, shift_with_torch_ops
+    from temporal_shift.ops.shift import shift_functional, shift_with_torch_ops
 
     for t, c, fold_div in ((1, 8, 8), (3, 9, 4), (4, 67, 8), (2, 5, 2)):
         x = torch.randn(2 * t, c, 3, 2)

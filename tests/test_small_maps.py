@@ -8,7 +8,7 @@ from torch import nn
 
 from temporal_shift.bench import count_flops
 from temporal_shift.models.recognizer import build_model, headless_backbone
-from temporal_shift.models.small_maps import SmallMapConv2d, SmallMapConv3d, full_kernels, use_small_map_convs
+from temporal_shift.ops.small_maps import SmallMapConv2d, SmallMapConv3d, full_kernels, use_small_map_convs
 
 # (in, out, kernel, stride, padding, groups, bias, input size): every output is 1x1 but the last
 CASES = [

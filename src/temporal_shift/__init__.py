@@ -34,8 +34,8 @@ __version__ = "0.1.0"
 
 # public name -> module defining it
 _EXPORTS: dict[str, str] = {
-    "temporal_shift": "temporal_shift.shift",
-    "TemporalShift": "temporal_shift.shift",
+    "temporal_shift": "temporal_shift.ops.shift",
+    "TemporalShift": "temporal_shift.ops.shift",
     "build_model": "temporal_shift.models.recognizer",
     "ModelConfig": "temporal_shift.models.recognizer",
     "VideoRecognizer": "temporal_shift.models.recognizer",
@@ -118,5 +118,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         param_groups,
     )
     from temporal_shift.predict import Predictor
-    from temporal_shift.shift import TemporalShift, temporal_shift
+    from temporal_shift.ops.shift import TemporalShift, temporal_shift
     from temporal_shift.weights import PublishedWeights, class_names, download_weights, get_weights

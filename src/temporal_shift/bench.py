@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from temporal_shift.compiled import compile_for_inference, resolve_mode
 from temporal_shift.models.recognizer import VideoRecognizer, build_model
-from temporal_shift.runtime import resolve_device
+from temporal_shift.ops.runtime import resolve_device
 
 
 def count_params(model: nn.Module) -> int:
@@ -36,7 +36,7 @@ def count_params(model: nn.Module) -> int:
 def count_flops(model: nn.Module, clips: torch.Tensor) -> int:
     """FLOPs of one forward pass on ``clips`` (2 per multiply-add), by torch.utils.flop_counter;
     a convolution counts its whole kernel at every output pixel (`small_maps.full_kernels`)."""
-    from temporal_shift.models.small_maps import full_kernels
+    from temporal_shift.ops.small_maps import full_kernels
 
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), full_kernels(model), counter:

@@ -29,7 +29,7 @@ from torch import nn
 
 from temporal_shift.bench import count_flops, count_params, interleaved_latency, summarize
 from temporal_shift.models.recognizer import build_model
-from temporal_shift.runtime import resolve_device
+from temporal_shift.ops.runtime import resolve_device
 
 TSM_TABLE5 = "TSM paper (ICCV 2019) Table 5, Tesla P100, batch 1"
 TSM_TABLE3 = "TSM paper (ICCV 2019) Table 3, Something-Something V1"

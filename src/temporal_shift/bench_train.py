@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from temporal_shift.bench import _timer, box_plot, summarize, tsn_tsm_pair
 from temporal_shift.compiled import resolve_mode
 from temporal_shift.models.recognizer import param_groups
-from temporal_shift.runtime import resolve_device
+from temporal_shift.ops.runtime import resolve_device
 
 AMP_MODES = ("off", "bf16", "fp16")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from temporal_shift.runtime import unwrap
+from temporal_shift.ops.runtime import unwrap
 
 FORMAT_NAME = "temporal-shift"
 FORMAT_VERSION = 1

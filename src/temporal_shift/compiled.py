@@ -24,7 +24,7 @@ five slice assignments lower to one kernel of nested masked loads (a chain of a 
 hundred vector temporaries per output vector) that costs more than the convolutions'
 epilogues. Those figures predate c930319: under torch.compile the shift is now a
 functional form that Inductor writes in one pass in the convolution's layout (see
-`temporal_shift.shift`). Isolated, 1 thread, ReLU + shift on 8x256x56x56 channels_last:
+`temporal_shift.ops.shift`). Isolated, 1 thread, ReLU + shift on 8x256x56x56 channels_last:
 158.3 ms with the old lowering, 10.5 ms now (ReLU alone 5.7 ms); the whole-model CPU
 figures above are to be measured again. Weight
 freezing (``torch._inductor.config.freezing``, oneDNN weight prepacking) changed nothing

@@ -120,7 +120,7 @@ def demo_budget(device: str = "auto", *, epochs: int | None = None, num_videos: 
     trains on 4x the clips for as many epochs (4x the steps), its batches loaded by worker
     processes (`side_by_side.loader_workers`).
     ``epochs``/``num_videos`` override it."""
-    from temporal_shift.runtime import resolve_device
+    from temporal_shift.ops.runtime import resolve_device
     from temporal_shift.side_by_side import loader_workers
 
     dev = resolve_device(device)

@@ -64,7 +64,7 @@ from temporal_shift.loading import (
     load_checkpoint,
     resolve_class_names,
 )
-from temporal_shift.runtime import ignore_sigint, resolve_device
+from temporal_shift.ops.runtime import ignore_sigint, resolve_device
 from temporal_shift.weights import PublishedWeights
 
 ClipProtocol = Literal["single", "twice", "dense"]

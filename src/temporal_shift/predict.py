@@ -45,7 +45,7 @@ from temporal_shift.data.lists import DEFAULT_TEMPLATE
 from temporal_shift.data.sampling import TSNSampler
 from temporal_shift.data.transforms import test_transform
 from temporal_shift.loading import load_checkpoint, resolve_class_names
-from temporal_shift.runtime import resolve_device
+from temporal_shift.ops.runtime import resolve_device
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg")
 InputKind = Literal["video", "frames"]

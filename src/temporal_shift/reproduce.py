@@ -189,7 +189,7 @@ def arm_config(arm: Arm, *, data_root: Path, out_dir: Path, budget: Budget, seed
     """The training run of one arm: the demo's recipe (`demo.demo_config`) with the arm's model
     settings and the budget's epochs and batch size; nothing else differs between arms. Batches
     load in the training process on a CPU, in worker processes on a GPU (`side_by_side.loader_workers`)."""
-    from temporal_shift.runtime import resolve_device
+    from temporal_shift.ops.runtime import resolve_device
     from temporal_shift.side_by_side import loader_workers
 
     model = dict(arm.model)
@@ -337,7 +337,7 @@ def _run_arms(
     record of a run already trained: a run with the same key is not trained again, its record
     is taken under this arm's label with ``reused_from`` naming the original; every run
     trained here is added to it."""
-    from temporal_shift.runtime import resolve_device
+    from temporal_shift.ops.runtime import resolve_device
     from temporal_shift.side_by_side import plan_slots, run_side_by_side
 
     everything = [(seed, arm) for seed in seeds for arm in arms]
@@ -443,7 +443,7 @@ def shift_latency(*, arch: str, size: int, n_segment: int, repeats: int, device:
     of the per-round ratio to TSN."""
     from temporal_shift.bench import interleaved_latency, summarize
     from temporal_shift.models.recognizer import build_model
-    from temporal_shift.runtime import resolve_device
+    from temporal_shift.ops.runtime import resolve_device
 
     dev = resolve_device(device)
     torch.manual_seed(0)
@@ -622,7 +622,7 @@ def streaming_accuracy(checkpoint: str | Path, *, data_root: Path, device: str =
     from temporal_shift.data.transforms import test_transform
     from temporal_shift.loading import load_checkpoint
     from temporal_shift.models.online import OnlineRecognizer
-    from temporal_shift.runtime import resolve_device
+    from temporal_shift.ops.runtime import resolve_device
 
     dev = resolve_device(device)
     loaded = load_checkpoint(checkpoint)

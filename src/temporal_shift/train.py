@@ -59,7 +59,7 @@ from temporal_shift.data.transforms import test_transform, train_transform
 from temporal_shift.evaluate import score_videos, topk_predictions
 from temporal_shift.loading import load_checkpoint
 from temporal_shift.models.recognizer import load_backbone_weights, model_from_config, model_name, param_groups
-from temporal_shift.runtime import (Distributed, distributed, ignore_sigint, keep_freed_memory, resolve_device,
+from temporal_shift.ops.runtime import (Distributed, distributed, ignore_sigint, keep_freed_memory, resolve_device,
                                     unwrap)
 
 LAST = "last.pt"

@@ -14,7 +14,7 @@ from torchvision.models import MobileNetV2, ResNet
 from torchvision.models.mobilenetv2 import InvertedResidual
 
 from temporal_shift.models.non_local import NonLocalAfter
-from temporal_shift.shift import TemporalShift, check_shift_args
+from temporal_shift.ops.shift import TemporalShift, check_shift_args
 
 PLACES = ("blockres", "block")
 SUPPORTED_BACKBONES = (

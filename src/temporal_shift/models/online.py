@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from temporal_shift.loading import load_checkpoint
 from temporal_shift.models.recognizer import VideoRecognizer
-from temporal_shift.shift import TemporalShift
+from temporal_shift.ops.shift import TemporalShift
 
 
 class _BufferRouting:

@@ -22,8 +22,8 @@ from torchvision import models as tvm
 from temporal_shift.checkpoints import load_state_strict, read_checkpoint
 from temporal_shift.models.flow import cross_modality_weight, set_input_channels, stem_conv_name
 from temporal_shift.models.insert import PLACES, make_non_local, make_temporal_shift
-from temporal_shift.models.small_maps import use_small_map_convs
-from temporal_shift.shift import MODES, check_shift_args
+from temporal_shift.ops.small_maps import use_small_map_convs
+from temporal_shift.ops.shift import MODES, check_shift_args
 
 # The torchvision constructors build_model accepts (no weights are downloaded).
 BACKBONES: dict[str, Callable[..., nn.Module]] = {

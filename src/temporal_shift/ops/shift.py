@@ -15,7 +15,7 @@ the feature map. Which implementation runs depends on the context (`_dispatch`):
 
 - eager: the registered operator ``torch.ops.temporal_shift.shift`` (one autograd node,
   backward = the adjoint shift in one pass); on CUDA a one-pass Triton kernel
-  (`temporal_shift.kernels`), elsewhere slice copies (`shift_with_torch_ops`);
+  (`temporal_shift.ops.kernels`), elsewhere slice copies (`shift_with_torch_ops`);
 - ``torch.compile``: `shift_functional`, which Inductor fuses into one pass in the
   convolution's layout, forward and backward;
 - TorchScript tracing and ``torch.export`` / ONNX: `shift_with_torch_ops`, standard ops;
@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from temporal_shift.kernels import triton_available
+from temporal_shift.ops.kernels import triton_available
 
 MODES = ("bidirectional", "causal")
 # time offset of the first and second channel fold: +1 reads frame t+1, -1 frame t-1
@@ -196,7 +196,7 @@ def _triton_kernels() -> ModuleType | None:
     """The Triton kernels module, or None where Triton is missing (imported on first use)."""
     if not triton_available():
         return None
-    from temporal_shift.kernels import triton_shift
+    from temporal_shift.ops.kernels import triton_shift
 
     return triton_shift
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from temporal_shift.shift import _is_exporting
+from temporal_shift.ops.shift import _is_exporting
 
 
 Window = tuple[tuple[int, int] | None, ...]
