@@ -10,13 +10,13 @@ import pytest
 import torch
 import torchvision
 
-from temporal_shift.checkpoints import (
+from temporal_shift.checkpoint.format import (
     CheckpointError,
     atomic_save,
     read_checkpoint,
     save_checkpoint,
 )
-from temporal_shift.loading import load_checkpoint, load_model
+from temporal_shift.checkpoint.loading import load_checkpoint, load_model
 from temporal_shift.models import build_model
 
 
@@ -120,14 +120,14 @@ def test_2d_backbone_weights_of_another_arch_are_refused(tmp_path):
 def test_checkpoints_module_is_file_io_only():
     # checkpoints.py must not import model code (the models import it for backbone weights)
     code = (
-        "import sys, temporal_shift.checkpoints; "
+        "import sys, temporal_shift.checkpoint.format; "
         "print(sorted(m for m in sys.modules if m.startswith('temporal_shift')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     modules = eval(out)
-    assert "temporal_shift.checkpoints" in modules
-    assert not [m for m in modules if m.startswith(("temporal_shift.models", "temporal_shift.importers",
-                                                      "temporal_shift.loading"))], modules
+    assert "temporal_shift.checkpoint.format" in modules
+    assert not [m for m in modules if m.startswith(("temporal_shift.models", "temporal_shift.checkpoint.importers",
+                                                      "temporal_shift.checkpoint.loading"))], modules
 
 
 def test_load_checkpoint_reports_format_names_and_input_size(tmp_path):

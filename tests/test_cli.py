@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import index_frames
 
-from temporal_shift.checkpoints import save_checkpoint
+from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list
 from temporal_shift.models import build_model

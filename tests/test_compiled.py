@@ -106,7 +106,7 @@ def test_cli_bench_compile(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_predict_compile_matches_eager(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from temporal_shift.checkpoints import save_checkpoint
+    from temporal_shift.checkpoint.format import save_checkpoint
     from temporal_shift.data.encode import write_frame_folder
 
     torch.manual_seed(0)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from temporal_shift.checkpoints import save_checkpoint
-from temporal_shift.loading import load_model
+from temporal_shift.checkpoint.format import save_checkpoint
+from temporal_shift.checkpoint.loading import load_model
 from temporal_shift.data.dataset import VideoDataset
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_classes, write_frame_list
@@ -251,7 +251,7 @@ def test_unreadable_videos_are_left_out_with_on_error_skip(data: Path, ckpts: di
 
 
 def test_class_names_from_file_and_conflicts(data: Path, ckpts: dict, tmp_path: Path) -> None:
-    from temporal_shift.loading import load_checkpoint, resolve_class_names
+    from temporal_shift.checkpoint.loading import load_checkpoint, resolve_class_names
 
     t4, t8 = load_checkpoint(ckpts["t4"]), load_checkpoint(ckpts["t8"])
     assert t4.class_names == NAMES and t8.class_names is None

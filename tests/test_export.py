@@ -6,7 +6,7 @@ import onnx
 import pytest
 import torch
 
-from temporal_shift.checkpoints import save_checkpoint
+from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.cli import main
 from temporal_shift.export import export_model, run_onnx, verify_export
 from temporal_shift.models import build_model

@@ -11,13 +11,13 @@ import yaml
 from torch import nn
 from torchvision import models as tvm
 
-from temporal_shift.checkpoints import save_checkpoint
+from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.cli import main
 from temporal_shift.config import load_config
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list
 from temporal_shift.evaluate import EvalProtocol, Member, evaluate
-from temporal_shift.loading import load_checkpoint
+from temporal_shift.checkpoint.loading import load_checkpoint
 from temporal_shift.models import ModelConfig, build_model
 from temporal_shift.models.recognizer import load_backbone_weights
 from temporal_shift.train import train

@@ -16,15 +16,15 @@ import torch
 
 from conftest import random_state
 from reference_forward import mobilenet_v2_forward, resnet_forward
-from temporal_shift.checkpoints import CheckpointError, save_checkpoint
+from temporal_shift.checkpoint.format import CheckpointError, save_checkpoint
 from temporal_shift.cli import main
-from temporal_shift.importers import (
+from temporal_shift.checkpoint.importers import (
     detect_format,
     import_checkpoint,
     import_mmaction2_checkpoint,
     import_reference_checkpoint,
 )
-from temporal_shift.loading import load_checkpoint, load_model
+from temporal_shift.checkpoint.loading import load_checkpoint, load_model
 from temporal_shift.models import build_model
 
 T = 8

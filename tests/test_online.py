@@ -9,8 +9,8 @@ import torch
 
 from conftest import calibrated_model, random_state
 from reference_forward import mobilenet_v2_forward
-from temporal_shift.checkpoints import save_checkpoint
-from temporal_shift.loading import load_model
+from temporal_shift.checkpoint.format import save_checkpoint
+from temporal_shift.checkpoint.loading import load_model
 from temporal_shift.cli import main
 from temporal_shift.config import load_config
 from temporal_shift.data.synthetic import generate_synthetic

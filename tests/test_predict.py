@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from temporal_shift.checkpoints import save_checkpoint
-from temporal_shift.loading import load_model
+from temporal_shift.checkpoint.format import save_checkpoint
+from temporal_shift.checkpoint.loading import load_model
 from temporal_shift.data.encode import write_frame_folder, write_video
 from temporal_shift.data.transforms import test_transform as make_test_transform
 from temporal_shift.models.recognizer import build_model

@@ -104,7 +104,7 @@ def test_bad_arguments_are_one_line_errors(capsys, tmp_path: Path) -> None:
 def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path: Path) -> None:
     """The stream (one frame at a time, shift buffers) after T frames scores each clip as
     `evaluate` scores the whole clip with the offline causal model."""
-    from temporal_shift.checkpoints import save_checkpoint
+    from temporal_shift.checkpoint.format import save_checkpoint
     from temporal_shift.data.synthetic import VAL_FRAMES_LIST
     from temporal_shift.demo import prepare_demo_data
     from temporal_shift.evaluate import evaluate

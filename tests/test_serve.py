@@ -24,7 +24,7 @@ import websockets  # the test extra has the serve extra's packages
 from websockets.asyncio.client import connect
 
 from conftest import calibrated_model
-from temporal_shift.checkpoints import save_checkpoint
+from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_classes
 from temporal_shift.models.online import OnlineStream, load_online

@@ -65,7 +65,7 @@ def control_model(tmp_path_factory):
     checks is that a learned distinction reaches the page intact through the camera, the JPEG
     frames, the WebSocket and the online stream. The slow test does the same with the
     ``--demo`` model on clips it never saw."""
-    from temporal_shift.checkpoints import save_checkpoint
+    from temporal_shift.checkpoint.format import save_checkpoint
     from temporal_shift.data.synthetic import CLASSES
     from temporal_shift.data.transforms import test_transform
     from temporal_shift.models import build_model

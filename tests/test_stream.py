@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import calibrated_model
-from temporal_shift.checkpoints import save_checkpoint
+from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.data.decode import read_video
 from temporal_shift.data.encode import write_frame_folder, write_video
 from temporal_shift.data.lists import write_classes

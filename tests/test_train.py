@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from temporal_shift.checkpoints import read_checkpoint
-from temporal_shift.loading import load_model
+from temporal_shift.checkpoint.format import read_checkpoint
+from temporal_shift.checkpoint.loading import load_model
 from temporal_shift.config import ConfigError, load_config
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list
@@ -232,7 +232,7 @@ def test_resume_and_finetune_errors(tmp_path: Path, colour_data: Path) -> None:
 
 
 def test_finetune_replaces_head_for_new_class_count(tmp_path: Path, colour_data: Path) -> None:
-    from temporal_shift.checkpoints import save_checkpoint
+    from temporal_shift.checkpoint.format import save_checkpoint
     from temporal_shift.models.recognizer import build_model
 
     source = build_model("resnet18", num_classes=7, n_segment=4, dropout=0.3)

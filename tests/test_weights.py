@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from conftest import random_state
-from temporal_shift.checkpoints import CheckpointError, CheckpointNotFoundError, save_checkpoint
+from temporal_shift.checkpoint.format import CheckpointError, CheckpointNotFoundError, save_checkpoint
 from temporal_shift.data import transforms
-from temporal_shift.loading import load_checkpoint, load_model
+from temporal_shift.checkpoint.loading import load_checkpoint, load_model
 from temporal_shift.models.recognizer import BACKBONES, build_model
 from temporal_shift.weights import (
     DATASETS,
@@ -136,7 +136,7 @@ def test_every_registry_entry_is_complete_and_consistent():
 def test_every_registry_entry_imports_from_the_release_layout(release_layouts):
     """Each entry's settings are what our importer infers from a checkpoint of the release's
     layout for that model (built with empty tensors: only the keys and shapes matter)."""
-    from temporal_shift.importers import model_from_data
+    from temporal_shift.checkpoint.importers import model_from_data
 
     kinds = {}
     for w in registry().values():  # one of each kind of file (the 8f and 16f files are alike)

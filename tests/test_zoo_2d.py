@@ -16,7 +16,7 @@ from torch import nn
 from torchvision import models as tvm
 
 from temporal_shift.bench import count_flops, count_params
-from temporal_shift.checkpoints import CheckpointError
+from temporal_shift.checkpoint.format import CheckpointError
 from temporal_shift.models import build_model
 from temporal_shift.models.recognizer import ModelConfig
 from temporal_shift.models.zoo import FAMILIES

@@ -43,12 +43,12 @@ _EXPORTS: dict[str, str] = {
     "BACKBONES": "temporal_shift.models.recognizer",
     "make_temporal_shift": "temporal_shift.models.insert",
     "make_non_local": "temporal_shift.models.insert",
-    "save_checkpoint": "temporal_shift.checkpoints",
-    "CheckpointError": "temporal_shift.checkpoints",
-    "load_checkpoint": "temporal_shift.loading",
-    "LoadedCheckpoint": "temporal_shift.loading",
-    "load_model": "temporal_shift.loading",
-    "import_checkpoint": "temporal_shift.importers",
+    "save_checkpoint": "temporal_shift.checkpoint.format",
+    "CheckpointError": "temporal_shift.checkpoint.format",
+    "load_checkpoint": "temporal_shift.checkpoint.loading",
+    "LoadedCheckpoint": "temporal_shift.checkpoint.loading",
+    "load_model": "temporal_shift.checkpoint.loading",
+    "import_checkpoint": "temporal_shift.checkpoint.importers",
     "get_weights": "temporal_shift.weights",
     "download_weights": "temporal_shift.weights",
     "class_names": "temporal_shift.weights",
@@ -97,7 +97,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from temporal_shift import evaluate, predict, train
-    from temporal_shift.checkpoints import CheckpointError, save_checkpoint
+    from temporal_shift.checkpoint.format import CheckpointError, save_checkpoint
     from temporal_shift.config import TrainConfig, load_config
     from temporal_shift.data.dataset import VideoDataset
     from temporal_shift.data.lists import read_list
@@ -106,8 +106,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from temporal_shift.data.transforms import test_transform, train_transform
     from temporal_shift.evaluate import EvalProtocol, Member
     from temporal_shift.export import export_model, export_online, verify_export
-    from temporal_shift.importers import import_checkpoint
-    from temporal_shift.loading import LoadedCheckpoint, load_checkpoint, load_model
+    from temporal_shift.checkpoint.importers import import_checkpoint
+    from temporal_shift.checkpoint.loading import LoadedCheckpoint, load_checkpoint, load_model
     from temporal_shift.models.insert import make_non_local, make_temporal_shift
     from temporal_shift.models.online import OnlineRecognizer, OnlineStream, load_online
     from temporal_shift.models.recognizer import (

@@ -219,7 +219,7 @@ def _bench_compare(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from temporal_shift.export import export_model, verify_export
-    from temporal_shift.loading import load_checkpoint
+    from temporal_shift.checkpoint.loading import load_checkpoint
 
     checkpoint = _checkpoint_or_weights(args, what="CHECKPOINT")
     if args.online:
@@ -254,7 +254,7 @@ def _export_online(args: argparse.Namespace, checkpoint: object) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from temporal_shift.importers import import_checkpoint
+    from temporal_shift.checkpoint.importers import import_checkpoint
 
     imported = import_checkpoint(args.checkpoint, args.out, n_segment=args.segments, fold_div=args.fold_div)
     print(imported.summary())
@@ -327,8 +327,8 @@ def _register_online_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_online_convert(args: argparse.Namespace) -> int:
-    from temporal_shift.checkpoints import save_checkpoint
-    from temporal_shift.loading import load_checkpoint
+    from temporal_shift.checkpoint.format import save_checkpoint
+    from temporal_shift.checkpoint.loading import load_checkpoint
     from temporal_shift.models.online import OnlineRecognizer
 
     model = load_checkpoint(args.checkpoint, n_segment=args.segments).model

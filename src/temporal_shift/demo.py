@@ -284,7 +284,7 @@ def run_demo(
     trains them one after the other). Each model's run folder under ``out_dir`` gets its
     checkpoints and `evaluate`'s files (metrics, confusion); ``out_dir/demo.png`` the comparison."""
     from temporal_shift.bench import count_flops, count_params, interleaved_latency, summarize
-    from temporal_shift.loading import load_model
+    from temporal_shift.checkpoint.loading import load_model
     from temporal_shift.side_by_side import plan_slots, run_side_by_side
 
     started = time.perf_counter()

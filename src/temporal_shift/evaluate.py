@@ -57,7 +57,7 @@ from temporal_shift.data.flow import FlowDataset, flow_folder_name, flow_test_tr
 from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListFileError, ListKind, read_list
 from temporal_shift.data.sampling import DenseSampler, Sampler, TSNSampler
 from temporal_shift.data.transforms import test_transform
-from temporal_shift.loading import (
+from temporal_shift.checkpoint.loading import (
     DEFAULT_SCALE_SIZE,
     DEFAULT_SIZE,
     LoadedCheckpoint,

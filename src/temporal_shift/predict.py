@@ -44,7 +44,7 @@ from temporal_shift.data.decode import (
 from temporal_shift.data.lists import DEFAULT_TEMPLATE
 from temporal_shift.data.sampling import TSNSampler
 from temporal_shift.data.transforms import test_transform
-from temporal_shift.loading import load_checkpoint, resolve_class_names
+from temporal_shift.checkpoint.loading import load_checkpoint, resolve_class_names
 from temporal_shift.ops.runtime import resolve_device
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg")

@@ -208,7 +208,7 @@ def train_arm(
     from temporal_shift.bench import count_flops, count_params
     from temporal_shift.data.synthetic import VAL_FRAMES_LIST
     from temporal_shift.evaluate import evaluate
-    from temporal_shift.loading import load_model
+    from temporal_shift.checkpoint.loading import load_model
     from temporal_shift.train import train
 
     config = arm_config(arm, data_root=data_root, out_dir=out_dir, budget=budget, seed=seed, device=device,
@@ -620,7 +620,7 @@ def streaming_accuracy(checkpoint: str | Path, *, data_root: Path, device: str =
     from temporal_shift.data.sampling import TSNSampler
     from temporal_shift.data.synthetic import TEMPORAL_PAIRS, VAL_FRAMES_LIST
     from temporal_shift.data.transforms import test_transform
-    from temporal_shift.loading import load_checkpoint
+    from temporal_shift.checkpoint.loading import load_checkpoint
     from temporal_shift.models.online import OnlineRecognizer
     from temporal_shift.ops.runtime import resolve_device
 

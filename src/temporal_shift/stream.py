@@ -536,7 +536,7 @@ class StreamModel:
 
 def _load_causal(checkpoint: str | Path | PublishedWeights, *, n_segment: int | None):
     """`models.online.load_online`, keeping what the file says (class names, input size)."""
-    from temporal_shift.loading import load_checkpoint
+    from temporal_shift.checkpoint.loading import load_checkpoint
     from temporal_shift.models.online import OnlineRecognizer
 
     try:

@@ -43,7 +43,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from temporal_shift.checkpoints import CheckpointError
+from temporal_shift.checkpoint.format import CheckpointError
 
 if TYPE_CHECKING:
     from temporal_shift.models.recognizer import VideoRecognizer
@@ -329,8 +329,8 @@ def download_weights(
 
 def _verify(entry: PublishedWeights, path: Path, *, source: str) -> None:
     """``path`` has the entry's checksum (if recorded) and holds the model it describes."""
-    from temporal_shift.checkpoints import read_checkpoint
-    from temporal_shift.importers import detect_format
+    from temporal_shift.checkpoint.format import read_checkpoint
+    from temporal_shift.checkpoint.importers import detect_format
 
     if entry.sha256 is not None:
         actual = sha256_file(path)
@@ -351,7 +351,7 @@ def _verify(entry: PublishedWeights, path: Path, *, source: str) -> None:
 
 def _import(entry: PublishedWeights, data: dict[str, Any], *, source: str,
             n_segment: int | None = None) -> VideoRecognizer:
-    from temporal_shift.importers import model_from_data
+    from temporal_shift.checkpoint.importers import model_from_data
 
     model, _ = model_from_data(
         data, source=source, n_segment=entry.n_segment if n_segment is None else n_segment,
@@ -463,8 +463,8 @@ def build_published(
     ``arch``, ``num_classes`` and the shift settings given must be the entry's (an error
     names the first that is not); ``n_segment`` may differ (the weights do not depend on
     T) and the other options (dropout, partial_bn, ...) are free."""
-    from temporal_shift.checkpoints import load_state_strict
-    from temporal_shift.loading import load_checkpoint
+    from temporal_shift.checkpoint.format import load_state_strict
+    from temporal_shift.checkpoint.loading import load_checkpoint
     from temporal_shift.models.recognizer import build_model
 
     entry = get_weights(weights)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from temporal_shift.loading import load_checkpoint
+from temporal_shift.checkpoint.loading import load_checkpoint
 from temporal_shift.models.recognizer import VideoRecognizer
 from temporal_shift.ops.shift import TemporalShift
 

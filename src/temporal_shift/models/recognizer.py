@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torchvision import models as tvm
 
-from temporal_shift.checkpoints import load_state_strict, read_checkpoint
+from temporal_shift.checkpoint.format import load_state_strict, read_checkpoint
 from temporal_shift.models.flow import cross_modality_weight, set_input_channels, stem_conv_name
 from temporal_shift.models.insert import PLACES, make_non_local, make_temporal_shift
 from temporal_shift.ops.small_maps import use_small_map_convs

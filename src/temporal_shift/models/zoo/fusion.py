@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 from torchvision import models as tvm
 
-from temporal_shift.checkpoints import CheckpointError, read_checkpoint
+from temporal_shift.checkpoint.format import CheckpointError, read_checkpoint
 from temporal_shift.models.recognizer import (
     ModelConfig,
     freeze_partial_bn,

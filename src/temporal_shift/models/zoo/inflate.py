@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from temporal_shift.checkpoints import CheckpointError, is_our_format, load_state_strict, read_checkpoint
+from temporal_shift.checkpoint.format import CheckpointError, is_our_format, load_state_strict, read_checkpoint
 
 TWO_D_FAMILIES = ("tsn", "single_frame")  # our families whose backbone is a 2D torchvision network
 SOURCES_HINT = (
@@ -73,7 +73,7 @@ def _two_d_weights(
     state = data.get("state_dict", data) if not is_our_format(data) else None
     if isinstance(state, dict) and _strip_module(state).keys() >= {"conv1.weight", "bn1.weight"}:
         return _torchvision_weights(_strip_module(state), name)
-    from temporal_shift.loading import load_checkpoint  # loading imports the model modules
+    from temporal_shift.checkpoint.loading import load_checkpoint  # loading imports the model modules
 
     model = load_checkpoint(source, default_n_segment=8).model
     family = getattr(model.config, "family", "tsn")
@@ -88,7 +88,7 @@ def _two_d_weights(
 def _torchvision_weights(
     state: dict[str, Tensor], name: str
 ) -> tuple[str, dict[str, Tensor], dict[str, Tensor] | None]:
-    from temporal_shift.importers import _infer_resnet  # names the ResNet a key layout is
+    from temporal_shift.checkpoint.importers import _infer_resnet  # names the ResNet a key layout is
 
     backbone = {k: v for k, v in state.items() if not k.startswith("fc.")}
     classifier = {k[len("fc.") :]: v for k, v in state.items() if k.startswith("fc.")} or None

@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from temporal_shift.checkpoints import (
+from temporal_shift.checkpoint.format import (
     CheckpointError,
     check_version,
     is_our_format,

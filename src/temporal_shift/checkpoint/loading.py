@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from temporal_shift.checkpoints import CheckpointError, is_our_format, read_checkpoint
+from temporal_shift.checkpoint.format import CheckpointError, is_our_format, read_checkpoint
 from temporal_shift.data.lists import read_classes
-from temporal_shift.importers import model_from_data
+from temporal_shift.checkpoint.importers import model_from_data
 from temporal_shift.models.recognizer import ModelConfig
 from temporal_shift.weights import PublishedWeights, check_model, download_weights, resolve_weights
 
