@@ -1,4 +1,4 @@
-"""Published weights by name (`temporal_shift.weights`): the registry, the shipped class
+"""Published weights by name (`temporal_shift.hub.weights`): the registry, the shipped class
 names, the cached download (file:// and a loopback HTTP server: no test reaches the
 network) and ``--weights NAME`` in the commands."""
 
@@ -20,7 +20,7 @@ from temporal_shift.checkpoint.format import CheckpointError, CheckpointNotFound
 from temporal_shift.data import transforms
 from temporal_shift.checkpoint.loading import load_checkpoint, load_model
 from temporal_shift.models.recognizer import BACKBONES, build_model
-from temporal_shift.weights import (
+from temporal_shift.hub.weights import (
     DATASETS,
     PROTOCOL_CLIPS,
     DownloadError,

@@ -49,10 +49,10 @@ _EXPORTS: dict[str, str] = {
     "LoadedCheckpoint": "temporal_shift.checkpoint.loading",
     "load_model": "temporal_shift.checkpoint.loading",
     "import_checkpoint": "temporal_shift.checkpoint.importers",
-    "get_weights": "temporal_shift.weights",
-    "download_weights": "temporal_shift.weights",
-    "class_names": "temporal_shift.weights",
-    "PublishedWeights": "temporal_shift.weights",
+    "get_weights": "temporal_shift.hub.weights",
+    "download_weights": "temporal_shift.hub.weights",
+    "class_names": "temporal_shift.hub.weights",
+    "PublishedWeights": "temporal_shift.hub.weights",
     "OnlineRecognizer": "temporal_shift.models.online",
     "OnlineStream": "temporal_shift.models.online",
     "load_online": "temporal_shift.models.online",
@@ -119,4 +119,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     )
     from temporal_shift.predict import Predictor
     from temporal_shift.ops.shift import TemporalShift, temporal_shift
-    from temporal_shift.weights import PublishedWeights, class_names, download_weights, get_weights
+    from temporal_shift.hub.weights import PublishedWeights, class_names, download_weights, get_weights

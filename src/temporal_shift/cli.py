@@ -38,7 +38,7 @@ def _checkpoint_or_weights(args: argparse.Namespace, *, what: str = "--checkpoin
     if len(given) != 1:
         raise ValueError(f"give {what} or --weights NAME" + (" (not both)" if given else ""))
     if args.published is not None:
-        from temporal_shift.weights import get_weights
+        from temporal_shift.hub.weights import get_weights
 
         return get_weights(args.published)
     return given[0]
@@ -288,7 +288,7 @@ def _cmd_weights_list(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from temporal_shift.weights import registry, weights_table
+    from temporal_shift.hub.weights import registry, weights_table
 
     if args.json:
         entries = [dict(dataclasses.asdict(w), file_name=w.file_name, num_classes=w.num_classes,
@@ -300,7 +300,7 @@ def _cmd_weights_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_weights_get(args: argparse.Namespace) -> int:
-    from temporal_shift.weights import download_weights, get_weights, sha256_file
+    from temporal_shift.hub.weights import download_weights, get_weights, sha256_file
 
     entry = get_weights(args.name)
     path = download_weights(entry, cache_dir=args.cache_dir, progress=not args.no_progress)
@@ -615,7 +615,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     finetune_from = args.finetune_from
     if args.published is not None:
-        from temporal_shift.weights import get_weights
+        from temporal_shift.hub.weights import get_weights
 
         finetune_from = get_weights(args.published)
     result = train(config, resume=args.resume, finetune_from=finetune_from)
@@ -745,7 +745,7 @@ class _AppendMember(argparse.Action):
 
 def _cmd_test(args: argparse.Namespace) -> int:
     from temporal_shift.evaluate import EvalProtocol, Member, evaluate
-    from temporal_shift.weights import get_weights
+    from temporal_shift.hub.weights import get_weights
 
     if not args.members:
         raise ValueError("give --checkpoint FILE or --weights NAME (repeat either for an ensemble)")
@@ -852,7 +852,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
     checkpoint = args.checkpoint
     if args.published is not None:
-        from temporal_shift.weights import get_weights
+        from temporal_shift.hub.weights import get_weights
 
         checkpoint = get_weights(args.published)
     model = load_stream(runtime=args.runtime, checkpoint=checkpoint, onnx=args.onnx,
@@ -922,7 +922,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     checkpoint = args.checkpoint
     if args.published is not None:
-        from temporal_shift.weights import get_weights
+        from temporal_shift.hub.weights import get_weights
 
         checkpoint = get_weights(args.published)
     limits = ServeLimits(max_connections=args.max_connections, max_side=args.max_side,

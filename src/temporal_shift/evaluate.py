@@ -65,7 +65,7 @@ from temporal_shift.checkpoint.loading import (
     resolve_class_names,
 )
 from temporal_shift.ops.runtime import ignore_sigint, resolve_device
-from temporal_shift.weights import PublishedWeights
+from temporal_shift.hub.weights import PublishedWeights
 
 ClipProtocol = Literal["single", "twice", "dense"]
 Fusion = Literal["softmax", "logits"]

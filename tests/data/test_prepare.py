@@ -333,7 +333,7 @@ def test_class_numbering_matches_the_reference_release_and_shipped_names(tmp_pat
     from importlib import resources
 
     def shipped(name):
-        text = resources.files("temporal_shift").joinpath(f"classes/{name}.txt").read_text()
+        text = resources.files("temporal_shift.hub").joinpath(f"classes/{name}.txt").read_text()
         return [line for line in text.splitlines() if line]
 
     for name, parse in (("something_v1", parse_something_v1), ("jester", parse_jester)):

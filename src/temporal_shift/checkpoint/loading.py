@@ -29,7 +29,7 @@ from temporal_shift.checkpoint.format import CheckpointError, is_our_format, rea
 from temporal_shift.data.lists import read_classes
 from temporal_shift.checkpoint.importers import model_from_data
 from temporal_shift.models.recognizer import ModelConfig
-from temporal_shift.weights import PublishedWeights, check_model, download_weights, resolve_weights
+from temporal_shift.hub.weights import PublishedWeights, check_model, download_weights, resolve_weights
 
 # Input size of checkpoints that do not record theirs: a 224 crop of a 256 short side.
 DEFAULT_SIZE = 224

@@ -215,7 +215,7 @@ def parse_something_v1(*, labels: str | Path, train: str | Path, val: str | Path
 
     Classes are numbered in sorted order, as the reference release numbers them (its
     ``gen_label_sthv1.py`` / ``gen_label_jester.py`` sort the labels file), so published
-    checkpoints and the shipped class names (`temporal_shift.weights`) line up."""
+    checkpoints and the shipped class names (`temporal_shift.hub.weights`) line up."""
     classes = sorted(_class_lines(Path(labels)))
     index = _index(classes)
     return Annotations(classes, _read_semicolon_csv(Path(train), index), _read_semicolon_csv(Path(val), index))

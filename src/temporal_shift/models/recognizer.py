@@ -299,7 +299,7 @@ def build_model(
     with them (`weights.build_published`; the arguments given must agree with them).
     """
     if weights is not None:
-        from temporal_shift.weights import build_published
+        from temporal_shift.hub.weights import build_published
 
         return build_published(weights, arch=arch, num_classes=num_classes,
                                backbone_weights=backbone_weights, options=options)

@@ -29,7 +29,7 @@ flow model is left out: it takes stacked flow fields (10 channels per segment), 
 
 from __future__ import annotations
 
-from temporal_shift.weights import Accuracy, PublishedWeights
+from temporal_shift.hub.weights import Accuracy, PublishedWeights
 
 _FILE = "https://file.lzhu.me/projects/tsm/models/"
 _HANLAB = "https://hanlab.mit.edu/projects/tsm/models/"

@@ -59,7 +59,7 @@ class DownloadError(OSError):
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A dataset whose class names ship with the package (``temporal_shift/classes/``)."""
+    """A dataset whose class names ship with the package (``temporal_shift/hub/classes/``)."""
 
     name: str
     title: str
@@ -113,10 +113,10 @@ def class_names(dataset: str) -> list[str]:
     if dataset not in DATASETS:
         raise ValueError(f"no class names for dataset {dataset!r}; known: {', '.join(DATASETS)}")
     info = DATASETS[dataset]
-    text = resources.files("temporal_shift").joinpath("classes", info.class_file).read_text(encoding="utf-8")
+    text = resources.files("temporal_shift.hub").joinpath("classes", info.class_file).read_text(encoding="utf-8")
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) != info.num_classes:  # a broken installation, not a user error
-        raise RuntimeError(f"temporal_shift/classes/{info.class_file}: {len(names)} names, expected {info.num_classes}")
+        raise RuntimeError(f"temporal_shift/hub/classes/{info.class_file}: {len(names)} names, expected {info.num_classes}")
     return names
 
 
@@ -214,7 +214,7 @@ class PublishedWeights:
 
 def registry() -> dict[str, PublishedWeights]:
     """The built-in registry: name -> entry (a new dict each call)."""
-    from temporal_shift.weights_registry import REGISTRY
+    from temporal_shift.hub.registry import REGISTRY
 
     return {w.name: w for w in REGISTRY}
 
