@@ -70,7 +70,7 @@ def measure(runtime: str, args: argparse.Namespace) -> dict[str, list[float]]:
         runners = {"plain": OnlineStream(plain).update, "online": OnlineStream(online).update}
         with torch.inference_mode():
             return interleaved(runners, frame, repeats=args.repeats, warmup=args.warmup)
-    from temporal_shift.export import OnnxStream, export_online
+    from temporal_shift.engine.export import OnnxStream, export_online
 
     with tempfile.TemporaryDirectory() as tmp:
         runners = {

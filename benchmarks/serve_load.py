@@ -115,7 +115,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from temporal_shift import build_model, save_checkpoint
-    from temporal_shift.export import OnnxStream, export_online
+    from temporal_shift.engine.export import OnnxStream, export_online
     from temporal_shift.models.online import load_online
     from temporal_shift.serve.load import rss_mb, run_clients, stream_client
 

@@ -27,8 +27,8 @@ from temporal_shift.data.synthetic import (
     generate_synthetic,
 )
 from temporal_shift.demo import DEMO_FRAMES, DEMO_SIZE, _group_top1, demo_config, order_accuracy
-from temporal_shift.evaluate import Member, evaluate
-from temporal_shift.train import train
+from temporal_shift.engine.evaluate import Member, evaluate
+from temporal_shift.engine.train import train
 
 
 def main() -> None:

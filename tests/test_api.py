@@ -36,9 +36,9 @@ def test_every_exported_name_is_its_modules_object():
     assert sorted(temporal_shift.__all__) == sorted([*exports, *temporal_shift._SUBMODULES])
     for name, module in exports.items():
         assert getattr(temporal_shift, name) is getattr(importlib.import_module(module), name), name
-    for name in temporal_shift._SUBMODULES:
+    for name, module in temporal_shift._SUBMODULES.items():
         value = getattr(temporal_shift, name)
-        assert isinstance(value, types.ModuleType) and value.__name__ == f"temporal_shift.{name}"
+        assert isinstance(value, types.ModuleType) and value.__name__ == module == f"temporal_shift.engine.{name}"
     assert set(temporal_shift.__all__) <= set(dir(temporal_shift))
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from temporal_shift.bench import tsn_tsm_pair
 from temporal_shift.cli import main
-from temporal_shift.compiled import compile_for_inference, resolve_mode
+from temporal_shift.engine.compiled import compile_for_inference, resolve_mode
 from temporal_shift.models.recognizer import build_model
 
 

@@ -16,7 +16,7 @@ from temporal_shift.checkpoint.loading import load_model
 from temporal_shift.data.dataset import VideoDataset
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_classes, write_frame_list
-from temporal_shift.evaluate import (
+from temporal_shift.engine.evaluate import (
     EvalProtocol,
     Member,
     compute_metrics,
@@ -326,7 +326,7 @@ def test_cli_debug_shows_the_exception(data: Path, tmp_path: Path) -> None:
 
 
 def test_score_videos_keeps_dataset_indices_and_skips(data: Path, ckpts: dict, tmp_path: Path) -> None:
-    from temporal_shift.evaluate import score_videos
+    from temporal_shift.engine.evaluate import score_videos
 
     protocol = EvalProtocol(crops=3, size=32, scale_size=36)
     broken = tmp_path / "broken"  # found on disk, unreadable when loaded
@@ -351,10 +351,10 @@ def test_single_clip_centre_crop_reproduces_the_trainers_validation(
     """best.pt of a run, tested with the default protocol and the sizes saved in it, gives the
     trainer's own validation top-1 (both score with `score_videos`); the class names of
     data.classes come along."""
-    import temporal_shift.train
-    from temporal_shift.config import config_from_dict
-    from temporal_shift.evaluate import score_videos
-    from temporal_shift.train import train
+    import temporal_shift.engine.train
+    from temporal_shift.engine.config import config_from_dict
+    from temporal_shift.engine.evaluate import score_videos
+    from temporal_shift.engine.train import train
 
     calls = []
 
@@ -362,7 +362,7 @@ def test_single_clip_centre_crop_reproduces_the_trainers_validation(
         calls.append(kwargs)
         return score_videos(*args, **kwargs)
 
-    monkeypatch.setattr(temporal_shift.train, "score_videos", spy)
+    monkeypatch.setattr(temporal_shift.engine.train, "score_videos", spy)
 
     config = config_from_dict({
         "model": {"arch": "resnet18", "n_segment": 4, "dropout": 0.0},

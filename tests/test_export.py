@@ -8,7 +8,7 @@ import torch
 
 from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.cli import main
-from temporal_shift.export import export_model, run_onnx, verify_export
+from temporal_shift.engine.export import export_model, run_onnx, verify_export
 from temporal_shift.models import build_model
 
 

@@ -13,14 +13,14 @@ from torchvision import models as tvm
 
 from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.cli import main
-from temporal_shift.config import load_config
+from temporal_shift.engine.config import load_config
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list
-from temporal_shift.evaluate import EvalProtocol, Member, evaluate
+from temporal_shift.engine.evaluate import EvalProtocol, Member, evaluate
 from temporal_shift.checkpoint.loading import load_checkpoint
 from temporal_shift.models import ModelConfig, build_model
 from temporal_shift.models.recognizer import load_backbone_weights
-from temporal_shift.train import train
+from temporal_shift.engine.train import train
 
 
 def test_cross_modality_init_keeps_the_mean_response(tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_tsm_test_cli_two_stream(two_stream: dict[str, Path], capsys) -> None:
 
 
 def test_flow_model_checkpoint_and_export_input(tmp_path: Path) -> None:
-    from temporal_shift.export import example_input
+    from temporal_shift.engine.export import example_input
 
     model = build_model("resnet18", num_classes=3, n_segment=2, modality="flow", flow_length=2).eval()
     assert example_input(model, size=32).shape == (2, 2, 4, 32, 32)
@@ -191,7 +191,7 @@ def test_flow_model_checkpoint_and_export_input(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_flow_model_exports_to_onnx(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from temporal_shift.export import export_model, verify_export
+    from temporal_shift.engine.export import export_model, verify_export
 
     model = build_model("resnet18", num_classes=3, n_segment=2, modality="flow", flow_length=2, shift=True).eval()
     path = export_model(model, tmp_path / "flow.onnx", format="onnx", size=32)

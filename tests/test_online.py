@@ -12,12 +12,12 @@ from reference_forward import mobilenet_v2_forward
 from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.checkpoint.loading import load_model
 from temporal_shift.cli import main
-from temporal_shift.config import load_config
+from temporal_shift.engine.config import load_config
 from temporal_shift.data.synthetic import generate_synthetic
-from temporal_shift.export import OnnxStream, export_online
+from temporal_shift.engine.export import OnnxStream, export_online
 from temporal_shift.models import build_model
 from temporal_shift.models.online import OnlineRecognizer, OnlineStream, load_online
-from temporal_shift.train import train
+from temporal_shift.engine.train import train
 
 T = 6
 

@@ -107,7 +107,7 @@ def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path
     from temporal_shift.checkpoint.format import save_checkpoint
     from temporal_shift.data.synthetic import VAL_FRAMES_LIST
     from temporal_shift.demo import prepare_demo_data
-    from temporal_shift.evaluate import evaluate
+    from temporal_shift.engine.evaluate import evaluate
     from temporal_shift.models.recognizer import build_model
 
     data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)
@@ -177,7 +177,7 @@ def test_placement_and_zoo_end_to_end_tiny(tmp_path: Path) -> None:
 def test_an_interrupted_arm_stops_the_experiment(tmp_path: Path, monkeypatch) -> None:
     """Ctrl-C/SIGTERM makes the trainer save last.pt and return; reproduce must stop there,
     not test a half-trained arm and go on to the next."""
-    import temporal_shift.train as train_module
+    import temporal_shift.engine.train as train_module
     from temporal_shift.demo import prepare_demo_data
 
     data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)

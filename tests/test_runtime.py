@@ -42,7 +42,7 @@ def test_unwrap_takes_off_wrappers() -> None:
 
 
 @pytest.mark.parametrize(("module", "not_imported"), [
-    ("temporal_shift.predict", "temporal_shift.evaluate"),  # predict's helpers live in loading/runtime
+    ("temporal_shift.engine.predict", "temporal_shift.engine.evaluate"),  # predict's helpers live in loading/runtime
 ])
 def test_module_does_not_import(module: str, not_imported: str) -> None:
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('temporal_shift')))"
@@ -90,7 +90,7 @@ def test_keep_freed_memory_stops_the_page_faults_of_each_training_step() -> None
 
 def test_cpu_training_keeps_freed_memory(tmp_path, monkeypatch) -> None:
     """`train` on a CPU asks for it (a process of its own or the job's), and only there."""
-    import temporal_shift.train as train_module
+    import temporal_shift.engine.train as train_module
     from temporal_shift.data.synthetic import generate_synthetic
     from temporal_shift.demo import demo_config
 

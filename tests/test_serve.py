@@ -334,7 +334,7 @@ def test_cli_errors_are_one_line(media, run_cli, tmp_path):
 
 @pytest.mark.slow  # the ONNX export alone takes ~15 s
 def test_onnxruntime_runtime_matches_torch(media, tmp_path):
-    from temporal_shift.export import export_online
+    from temporal_shift.engine.export import export_online
 
     onnx = export_online(load_online(media["ckpt"]), tmp_path / "step.onnx", size=SIZE)
     model = load_stream(runtime="onnxruntime", checkpoint=media["ckpt"], onnx=onnx, classes=media["classes"])

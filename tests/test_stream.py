@@ -182,7 +182,7 @@ def test_cli_json_lines_summary_and_annotated_video(media, run_cli, tmp_path):
 
 def test_onnxruntime_runtime_gives_the_same_top1(media, run_cli, tmp_path):
     pytest.importorskip("onnxruntime")
-    from temporal_shift.export import export_online
+    from temporal_shift.engine.export import export_online
 
     onnx = export_online(load_online(media["ckpt"]), tmp_path / "step.onnx", size=SIZE)
     common = ["stream", media["folder"], "--size", SIZE, "--topk", 1]

@@ -14,10 +14,10 @@ import yaml
 
 from temporal_shift.checkpoint.format import read_checkpoint
 from temporal_shift.checkpoint.loading import load_model
-from temporal_shift.config import ConfigError, load_config
+from temporal_shift.engine.config import ConfigError, load_config
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list
-from temporal_shift.train import train
+from temporal_shift.engine.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -268,8 +268,8 @@ def test_torchrun_gloo_two_processes(tmp_path: Path, colour_data: Path) -> None:
     script = tmp_path / "run.py"
     script.write_text(
         "import sys, torch\n"
-        "from temporal_shift.config import load_config\n"
-        "from temporal_shift.train import train\n"
+        "from temporal_shift.engine.config import load_config\n"
+        "from temporal_shift.engine.train import train\n"
         "r = train(load_config(sys.argv[1], sys.argv[2:]))\n"
         "print('RESULT', r.global_step, r.epochs_completed, flush=True)\n"
     )

@@ -508,7 +508,7 @@ def test_cli_test_export_and_stream_with_published_weights(run_cli, torch_home, 
 
 def test_finetune_from_published_weights(torch_home, release_layouts, tmp_path):
     from temporal_shift.cli import _build_parser
-    from temporal_shift.train import _finetune
+    from temporal_shift.engine.train import _finetune
 
     entry = fetch_into_cache("tsm_mobilenetv2_kinetics400_8f", torch_home, release_layouts, tmp_path)
     model = build_model("mobilenet_v2", num_classes=5, n_segment=4)

@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from temporal_shift.checkpoint.format import save_checkpoint
-from temporal_shift.config import load_config
+from temporal_shift.engine.config import load_config
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list
-from temporal_shift.export import verify_export, export_model
+from temporal_shift.engine.export import verify_export, export_model
 from temporal_shift.checkpoint.loading import load_model
 from temporal_shift.models.recognizer import ModelConfig, build_model, model_from_config, param_groups
 from temporal_shift.models.zoo import FAMILIES
-from temporal_shift.train import train
+from temporal_shift.engine.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from temporal_shift.bench import count_flops, count_params
 from temporal_shift.checkpoint.format import CheckpointError, save_checkpoint
-from temporal_shift.export import export_model, verify_export
+from temporal_shift.engine.export import export_model, verify_export
 from temporal_shift.checkpoint.loading import load_model
 from temporal_shift.models import build_model
 from temporal_shift.models.zoo import FAMILIES

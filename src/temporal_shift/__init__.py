@@ -18,7 +18,7 @@ The public API, importable from the package (``from temporal_shift import build_
   (TSN vs TSM inference), `benchmark_training` (TSN vs TSM training steps);
 - training: `TrainConfig`, `load_config`;
 - the modules `evaluate`, `predict` and `train`, whose main functions have their names
-  (``temporal_shift.evaluate.evaluate(...)``): exporting the functions here would hide
+  (``temporal_shift.engine.evaluate.evaluate(...)``): exporting the functions here would hide
   the modules of the same name.
 
 Names are loaded on first use (PEP 562 module ``__getattr__``): importing the package,
@@ -63,20 +63,24 @@ _EXPORTS: dict[str, str] = {
     "test_transform": "temporal_shift.data.transforms",
     "read_list": "temporal_shift.data.lists",
     "generate_synthetic": "temporal_shift.data.synthetic",
-    "EvalProtocol": "temporal_shift.evaluate",
-    "Member": "temporal_shift.evaluate",
-    "Predictor": "temporal_shift.predict",
-    "export_model": "temporal_shift.export",
-    "verify_export": "temporal_shift.export",
-    "export_online": "temporal_shift.export",
-    "compile_for_inference": "temporal_shift.compiled",
+    "EvalProtocol": "temporal_shift.engine.evaluate",
+    "Member": "temporal_shift.engine.evaluate",
+    "Predictor": "temporal_shift.engine.predict",
+    "export_model": "temporal_shift.engine.export",
+    "verify_export": "temporal_shift.engine.export",
+    "export_online": "temporal_shift.engine.export",
+    "compile_for_inference": "temporal_shift.engine.compiled",
     "benchmark_overhead": "temporal_shift.bench",
     "benchmark_training": "temporal_shift.bench_train",
-    "TrainConfig": "temporal_shift.config",
-    "load_config": "temporal_shift.config",
+    "TrainConfig": "temporal_shift.engine.config",
+    "load_config": "temporal_shift.engine.config",
 }
 # submodules exported as modules: their main function has the module's name
-_SUBMODULES = ("evaluate", "predict", "train")
+_SUBMODULES: dict[str, str] = {
+    "evaluate": "temporal_shift.engine.evaluate",
+    "predict": "temporal_shift.engine.predict",
+    "train": "temporal_shift.engine.train",
+}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES])
 
@@ -87,7 +91,9 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value  # later lookups skip this function
         return value
     if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")  # binds the attribute too
+        module = importlib.import_module(_SUBMODULES[name])
+        globals()[name] = module
+        return module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -96,16 +102,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from temporal_shift import evaluate, predict, train
+    from temporal_shift.engine import evaluate, predict, train
     from temporal_shift.checkpoint.format import CheckpointError, save_checkpoint
-    from temporal_shift.config import TrainConfig, load_config
+    from temporal_shift.engine.config import TrainConfig, load_config
     from temporal_shift.data.dataset import VideoDataset
     from temporal_shift.data.lists import read_list
     from temporal_shift.data.sampling import DenseSampler, TSNSampler
     from temporal_shift.data.synthetic import generate_synthetic
     from temporal_shift.data.transforms import test_transform, train_transform
-    from temporal_shift.evaluate import EvalProtocol, Member
-    from temporal_shift.export import export_model, export_online, verify_export
+    from temporal_shift.engine.evaluate import EvalProtocol, Member
+    from temporal_shift.engine.export import export_model, export_online, verify_export
     from temporal_shift.checkpoint.importers import import_checkpoint
     from temporal_shift.checkpoint.loading import LoadedCheckpoint, load_checkpoint, load_model
     from temporal_shift.models.insert import make_non_local, make_temporal_shift
@@ -117,6 +123,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         build_model,
         param_groups,
     )
-    from temporal_shift.predict import Predictor
+    from temporal_shift.engine.predict import Predictor
     from temporal_shift.ops.shift import TemporalShift, temporal_shift
     from temporal_shift.hub.weights import PublishedWeights, class_names, download_weights, get_weights

@@ -218,7 +218,7 @@ def _bench_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from temporal_shift.export import export_model, verify_export
+    from temporal_shift.engine.export import export_model, verify_export
     from temporal_shift.checkpoint.loading import load_checkpoint
 
     checkpoint = _checkpoint_or_weights(args, what="CHECKPOINT")
@@ -236,7 +236,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_online(args: argparse.Namespace, checkpoint: object) -> int:
-    from temporal_shift.export import export_online, verify_online_export
+    from temporal_shift.engine.export import export_online, verify_online_export
     from temporal_shift.models.online import load_online
 
     if args.format != "onnx":
@@ -608,8 +608,8 @@ def _register_train_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from temporal_shift.config import load_config
-    from temporal_shift.train import train
+    from temporal_shift.engine.config import load_config
+    from temporal_shift.engine.train import train
 
     overrides = list(args.overrides) + (["run.amp=true"] if args.amp else [])
     config = load_config(args.config, overrides)
@@ -744,7 +744,7 @@ class _AppendMember(argparse.Action):
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from temporal_shift.evaluate import EvalProtocol, Member, evaluate
+    from temporal_shift.engine.evaluate import EvalProtocol, Member, evaluate
     from temporal_shift.hub.weights import get_weights
 
     if not args.members:
@@ -790,7 +790,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from temporal_shift.predict import predict
+    from temporal_shift.engine.predict import predict
 
     if args.compile_mode != "auto" and not args.compile:
         raise ValueError("--compile-mode goes with --compile")

@@ -49,7 +49,7 @@ import torch
 from temporal_shift.data.decode import VIDEO_EXTENSIONS, check_video_container, decode_jpeg_file
 from temporal_shift.data.lists import read_classes
 from temporal_shift.data.transforms import test_transform
-from temporal_shift.export import OnnxStream
+from temporal_shift.engine.export import OnnxStream
 from temporal_shift.models.online import OnlineStream
 from temporal_shift.hub.weights import PublishedWeights
 

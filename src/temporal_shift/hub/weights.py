@@ -134,7 +134,7 @@ class Accuracy:
 
     def eval_protocol(self) -> Any:
         """This protocol as an `evaluate.EvalProtocol` (for `evaluate` / ``tsm test``)."""
-        from temporal_shift.evaluate import EvalProtocol
+        from temporal_shift.engine.evaluate import EvalProtocol
 
         return EvalProtocol(clips=self.clips, crops=self.crops, size=self.size, scale_size=self.scale_size)
 

@@ -76,10 +76,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from temporal_shift.config import TrainConfig, config_from_dict
-from temporal_shift.evaluate import EvalResult, evaluate
+from temporal_shift.engine.config import TrainConfig, config_from_dict
+from temporal_shift.engine.evaluate import EvalResult, evaluate
 from temporal_shift.models.recognizer import VideoRecognizer
-from temporal_shift.train import train
+from temporal_shift.engine.train import train
 
 DEMO_SIZE = 32
 DEMO_FRAMES = 8  # frames per generated clip

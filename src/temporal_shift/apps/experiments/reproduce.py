@@ -207,9 +207,9 @@ def train_arm(
     and return its record (metrics, params, GMACs, time, checkpoint)."""
     from temporal_shift.bench import count_flops, count_params
     from temporal_shift.data.synthetic import VAL_FRAMES_LIST
-    from temporal_shift.evaluate import evaluate
+    from temporal_shift.engine.evaluate import evaluate
     from temporal_shift.checkpoint.loading import load_model
-    from temporal_shift.train import train
+    from temporal_shift.engine.train import train
 
     config = arm_config(arm, data_root=data_root, out_dir=out_dir, budget=budget, seed=seed, device=device,
                         progress=progress)

@@ -70,7 +70,7 @@ class DemoModel:
 
     def onnx(self) -> Path:
         """The streaming step of the checkpoint in ONNX (exported and verified once, then cached)."""
-        from temporal_shift.export import export_online, verify_online_export
+        from temporal_shift.engine.export import export_online, verify_online_export
         from temporal_shift.models.online import load_online
 
         path = self.folder / ONNX_NAME
@@ -88,7 +88,7 @@ class DemoModel:
 
 
 def _config(data_root: Path, out_dir: Path, budget: DemoServeBudget, *, progress: bool):
-    from temporal_shift.config import config_from_dict
+    from temporal_shift.engine.config import config_from_dict
     from temporal_shift.data.synthetic import CLASSES, CLASSES_FILE, TRAIN_FRAMES_LIST, VAL_FRAMES_LIST
 
     size = DEMO_SERVE_DATA["size"]
@@ -118,7 +118,7 @@ def ensure_demo_model(
     ``log`` receives one-line progress messages (where it is cached, how long it took).
     """
     from temporal_shift.data.synthetic import generate_synthetic
-    from temporal_shift.train import train
+    from temporal_shift.engine.train import train
 
     folder = demo_cache_dir(cache_dir)
     checkpoint, classes, info_path = folder / CHECKPOINT_NAME, folder / "classes.txt", folder / INFO_NAME

@@ -50,13 +50,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from temporal_shift.checkpoint.format import CheckpointError, load_state_strict, read_checkpoint, save_checkpoint
-from temporal_shift.config import TrainConfig, save_config
+from temporal_shift.engine.config import TrainConfig, save_config
 from temporal_shift.data.dataset import VideoDataset, collate_skipping
 from temporal_shift.data.flow import FlowDataset, flow_test_transform, flow_train_transform
 from temporal_shift.data.lists import DEFAULT_TEMPLATE, read_classes
 from temporal_shift.data.sampling import DenseSampler, TSNSampler
 from temporal_shift.data.transforms import test_transform, train_transform
-from temporal_shift.evaluate import score_videos, topk_predictions
+from temporal_shift.engine.evaluate import score_videos, topk_predictions
 from temporal_shift.checkpoint.loading import load_checkpoint
 from temporal_shift.models.recognizer import load_backbone_weights, model_from_config, model_name, param_groups
 from temporal_shift.ops.runtime import (Distributed, distributed, ignore_sigint, keep_freed_memory, resolve_device,

@@ -147,7 +147,7 @@ class Predictor:
         self.template = template
         self.forward: Callable[[torch.Tensor], torch.Tensor] = self.model
         if compile is not None:
-            from temporal_shift.compiled import compile_for_inference
+            from temporal_shift.engine.compiled import compile_for_inference
 
             example = torch.zeros(1, self.n_segment, 3, self.size, self.size, device=self.device)
             self.forward = compile_for_inference(self.model, mode=compile, example=example)
