@@ -68,11 +68,11 @@ def run_row(name: str, *, smoke: bool, out: Path) -> None:
     _, kind, _ = ROWS[name]
     settings = row_settings(name, smoke=smoke)
     if kind == "train":
-        from temporal_shift.bench_train import benchmark_training
+        from temporal_shift.apps.bench.train import benchmark_training
 
         result = benchmark_training(**settings)
     else:
-        from temporal_shift.bench import benchmark_overhead
+        from temporal_shift.apps.bench.overhead import benchmark_overhead
 
         result = benchmark_overhead(**settings)
     print(result.table(), flush=True)

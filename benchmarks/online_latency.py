@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from temporal_shift.bench import tsn_tsm_pair
+from temporal_shift.apps.bench.overhead import tsn_tsm_pair
 from temporal_shift.models import build_model
 from temporal_shift.models.online import OnlineRecognizer, OnlineStream
 

@@ -82,7 +82,7 @@ def browser_figures(url: str, *, seconds: float, fps: int, work: Path) -> dict:
     """The page's own frames/s and round trip with Chromium's fake camera (640x480)."""
     from selenium.webdriver.support.ui import Select
 
-    from temporal_shift.serve.browser import Browser, open_page, page_state, start_camera, wait_for, write_y4m
+    from temporal_shift.apps.serve.browser import Browser, open_page, page_state, start_camera, wait_for, write_y4m
 
     clip = np.zeros((30, 480, 640, 3), np.uint8)
     clip[..., 0] = np.linspace(0, 255, 30, dtype=np.uint8)[:, None, None]
@@ -117,7 +117,7 @@ def main() -> None:
     from temporal_shift import build_model, save_checkpoint
     from temporal_shift.engine.export import OnnxStream, export_online
     from temporal_shift.models.online import load_online
-    from temporal_shift.serve.load import rss_mb, run_clients, stream_client
+    from temporal_shift.apps.serve.load import rss_mb, run_clients, stream_client
 
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="tsm-serve-bench-"))

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from temporal_shift.bench import tsn_tsm_pair
+from temporal_shift.apps.bench.overhead import tsn_tsm_pair
 from temporal_shift.ops.shift import OFFSETS, TemporalShift, shift_with_torch_ops
 
 # Input shapes of the shifted conv1 in TSM-ResNet50 (channels, side) at 224x224.

@@ -26,7 +26,7 @@ from temporal_shift.data.synthetic import (
     VAL_FRAMES_LIST,
     generate_synthetic,
 )
-from temporal_shift.demo import DEMO_FRAMES, DEMO_SIZE, _group_top1, demo_config, order_accuracy
+from temporal_shift.apps.experiments.demo import DEMO_FRAMES, DEMO_SIZE, _group_top1, demo_config, order_accuracy
 from temporal_shift.engine.evaluate import Member, evaluate
 from temporal_shift.engine.train import train
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from temporal_shift.bench_compare import (
+from temporal_shift.apps.bench.compare import (
     CONTENDERS,
     PUBLISHED_ONLY,
     benchmark_compare,

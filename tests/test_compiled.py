@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from temporal_shift.bench import tsn_tsm_pair
+from temporal_shift.apps.bench.overhead import tsn_tsm_pair
 from temporal_shift.cli import main
 from temporal_shift.engine.compiled import compile_for_inference, resolve_mode
 from temporal_shift.models.recognizer import build_model

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from temporal_shift.data.synthetic import TEMPORAL_PAIRS
-from temporal_shift.demo import DEMO_DATA, DEMO_SEGMENTS, demo_budget, demo_config, order_accuracy
+from temporal_shift.apps.experiments.demo import DEMO_DATA, DEMO_SEGMENTS, demo_budget, demo_config, order_accuracy
 
 
 def test_tsn_and_tsm_runs_differ_only_in_the_shift(tmp_path: Path) -> None:
@@ -27,7 +27,7 @@ def test_tsn_and_tsm_runs_differ_only_in_the_shift(tmp_path: Path) -> None:
 
 def test_an_older_demo_dataset_is_refused_not_overwritten(tmp_path: Path) -> None:
     from temporal_shift.data.synthetic import generate_synthetic
-    from temporal_shift.demo import prepare_demo_data
+    from temporal_shift.apps.experiments.demo import prepare_demo_data
 
     old = tmp_path / "synthetic_demo"
     generate_synthetic(old, num_videos=24, size=32, frames=8, clutter=False, workers=1, progress=False)
@@ -53,7 +53,7 @@ def test_budget_fits_the_cpu_and_grows_on_a_gpu(monkeypatch) -> None:
 
 def test_cli_help_states_the_budget_that_runs(capsys) -> None:
     from temporal_shift.cli import main
-    from temporal_shift.demo import DEMO_EPOCHS
+    from temporal_shift.apps.experiments.demo import DEMO_EPOCHS
 
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
@@ -89,7 +89,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     are written. The margin itself needs the full budget (test_demo_margin_at_the_default_budget).
     Batches load in a worker process, as on a GPU (the CPU budget's default, in the run, is the
     margin test's)."""
-    from temporal_shift.demo import run_demo
+    from temporal_shift.apps.experiments.demo import run_demo
 
     demo = run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "synth", epochs=1, num_videos=48, batch_size=4,
                     progress=False, workers=1)
@@ -110,7 +110,7 @@ def test_demo_margin_at_the_default_budget(tmp_path: Path) -> None:
     temporal pair, 58.3% overall). Measured (README, Quick start): TSM 99.8% on the temporal
     pairs and 99.8% order accuracy, TSN 52.3% and 52.3% on one host; 97.5%, 97.7%, 46.3% and
     46.3% on another (the same in three runs there); issue 12 asks for at least 90% and 95%."""
-    from temporal_shift.demo import run_demo
+    from temporal_shift.apps.experiments.demo import run_demo
 
     demo = run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "synth", device="cpu", progress=False, plot=False)
     tsn, tsm = demo.rows["TSN"], demo.rows["TSM"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from temporal_shift import reproduce as rp
+from temporal_shift.apps.experiments import reproduce as rp
 from temporal_shift.cli import main
 
 TINY = rp.Budget("tiny", num_videos=24, epochs=1, seeds=2, batch_size=8, bench_arch="resnet18", bench_size=32,
@@ -106,7 +106,7 @@ def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path
     `evaluate` scores the whole clip with the offline causal model."""
     from temporal_shift.checkpoint.format import save_checkpoint
     from temporal_shift.data.synthetic import VAL_FRAMES_LIST
-    from temporal_shift.demo import prepare_demo_data
+    from temporal_shift.apps.experiments.demo import prepare_demo_data
     from temporal_shift.engine.evaluate import evaluate
     from temporal_shift.models.recognizer import build_model
 
@@ -121,7 +121,7 @@ def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path
                       workers=0, device="cpu", progress=False)  # both at the checkpoint's size (224, untrained)
     assert curve["frames"] == list(range(1, 5)) and len(curve["top1"]) == 4
     assert curve["top1"][-1] == pytest.approx(tested.top1)
-    from temporal_shift.demo import synthetic_metrics
+    from temporal_shift.apps.experiments.demo import synthetic_metrics
 
     assert curve["order_acc"][-1] == pytest.approx(synthetic_metrics(tested)["order_acc"])
 
@@ -178,7 +178,7 @@ def test_an_interrupted_arm_stops_the_experiment(tmp_path: Path, monkeypatch) ->
     """Ctrl-C/SIGTERM makes the trainer save last.pt and return; reproduce must stop there,
     not test a half-trained arm and go on to the next."""
     import temporal_shift.engine.train as train_module
-    from temporal_shift.demo import prepare_demo_data
+    from temporal_shift.apps.experiments.demo import prepare_demo_data
 
     data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)
 
@@ -211,7 +211,7 @@ def test_run_key_is_the_resolved_run(tmp_path: Path) -> None:
 
 
 def test_an_identical_run_is_reused_not_trained_again(tmp_path: Path, monkeypatch) -> None:
-    from temporal_shift.demo import prepare_demo_data
+    from temporal_shift.apps.experiments.demo import prepare_demo_data
 
     data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)
     reuse: dict = {}
@@ -235,7 +235,7 @@ def test_an_identical_run_is_reused_not_trained_again(tmp_path: Path, monkeypatc
 
 
 def test_the_full_budget_is_the_demos_training() -> None:
-    from temporal_shift.demo import DEMO_EPOCHS, DEMO_VIDEOS
+    from temporal_shift.apps.experiments.demo import DEMO_EPOCHS, DEMO_VIDEOS
 
     full = rp.BUDGETS["full"]
     assert (full.num_videos, full.epochs, full.batch_size) == (DEMO_VIDEOS, DEMO_EPOCHS, 16)

@@ -28,9 +28,9 @@ from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_classes
 from temporal_shift.models.online import OnlineStream, load_online
-from temporal_shift.serve.app import BackgroundServer, ServeSettings, create_app, is_loopback
-from temporal_shift.serve.protocol import ServeLimits, encode_frame
-from temporal_shift.stream import load_stream, stream_predictions
+from temporal_shift.apps.serve.app import BackgroundServer, ServeSettings, create_app, is_loopback
+from temporal_shift.apps.serve.protocol import ServeLimits, encode_frame
+from temporal_shift.apps.stream import load_stream, stream_predictions
 
 K = 4
 SIZE, SHORT = 32, 36
@@ -353,7 +353,7 @@ def test_onnxruntime_runtime_matches_torch(media, tmp_path):
 
 
 def test_demo_model_is_trained_once_and_cached(tmp_path, monkeypatch):
-    from temporal_shift.serve.demo_model import DemoServeBudget, demo_cache_dir, ensure_demo_model
+    from temporal_shift.apps.serve.demo_model import DemoServeBudget, demo_cache_dir, ensure_demo_model
 
     monkeypatch.setenv("TSM_SERVE_CACHE", str(tmp_path / "from-env"))
     assert demo_cache_dir() == tmp_path / "from-env"
@@ -378,7 +378,7 @@ def test_demo_model_is_trained_once_and_cached(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_demo_model_exports_its_step_for_onnxruntime_once(tmp_path):
-    from temporal_shift.serve.demo_model import DemoServeBudget, ensure_demo_model
+    from temporal_shift.apps.serve.demo_model import DemoServeBudget, ensure_demo_model
 
     demo = ensure_demo_model(cache_dir=tmp_path, budget=DemoServeBudget(num_videos=24, epochs=1, batch_size=8),
                              progress=False, log=lambda line: None)
@@ -394,7 +394,7 @@ def test_load_eight_clients_on_loopback(media):
     """8 page-like clients stream at once for 3 s, twice: every client gets results in order
     with no error, frames/s and p95 round trip are reported, and the server's memory does
     not grow from the first round to the second (bounded per-connection state)."""
-    from temporal_shift.serve.load import rss_mb, run_clients
+    from temporal_shift.apps.serve.load import rss_mb, run_clients
 
     limits = ServeLimits(max_connections=8)
     jpegs = media["jpegs"][0] + media["jpegs"][1]

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from temporal_shift.serve.browser import (
+from temporal_shift.apps.serve.browser import (
     Browser,
     choose_file,
     chromium_missing,
@@ -126,7 +126,7 @@ def write_video_file(path: Path, label: int, *, seed: int, repeats: int = 4) -> 
 
 def offline_label(checkpoint: Path, clip_path: Path) -> str:
     """What `tsm stream` says at the end of the clip (the same model and preprocessing)."""
-    from temporal_shift.stream import load_stream, stream_predictions
+    from temporal_shift.apps.stream import load_stream, stream_predictions
 
     model = load_stream(checkpoint=checkpoint)
     records = list(stream_predictions(clip_path, model.stream, classes=model.classes, size=SIZE, short_side=SIZE))
@@ -134,8 +134,8 @@ def offline_label(checkpoint: Path, clip_path: Path) -> str:
 
 
 def test_page_shows_the_class_of_the_camera_clip_and_of_a_picked_file(control_model, tmp_path):
-    from temporal_shift.serve.app import BackgroundServer, ServeSettings, create_app
-    from temporal_shift.stream import load_stream
+    from temporal_shift.apps.serve.app import BackgroundServer, ServeSettings, create_app
+    from temporal_shift.apps.stream import load_stream
 
     camera = write_camera_clip(tmp_path / "still_red.y4m", RED, seed=CAMERA_SEED)
     video = write_video_file(tmp_path / "still_blue.webm", BLUE, seed=FILE_SEED)

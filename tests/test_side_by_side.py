@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from temporal_shift.side_by_side import (MAX_LOADER_WORKERS, MAX_SLOTS, Slots, loader_workers, plan_slots,
+from temporal_shift.apps.experiments.side_by_side import (MAX_LOADER_WORKERS, MAX_SLOTS, Slots, loader_workers, plan_slots,
                                         run_side_by_side)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from temporal_shift.bench import count_flops
+from temporal_shift.apps.bench.overhead import count_flops
 from temporal_shift.models.recognizer import build_model, headless_backbone
 from temporal_shift.ops.small_maps import SmallMapConv2d, SmallMapConv3d, full_kernels, use_small_map_convs
 

@@ -19,7 +19,7 @@ from temporal_shift.data.encode import write_frame_folder, write_video
 from temporal_shift.data.lists import write_classes
 from temporal_shift.data.transforms import test_transform as make_test_transform
 from temporal_shift.models.online import OnlineStream, load_online
-from temporal_shift.stream import (
+from temporal_shift.apps.stream import (
     GapDetector,
     ScoreFilter,
     SourceFrame,
@@ -224,7 +224,7 @@ def test_cli_errors_are_one_line(media, run_cli, tmp_path):
 
 
 def test_load_stream_is_the_cli_without_argparse(media, tmp_path):
-    from temporal_shift.stream import load_stream, run_stream
+    from temporal_shift.apps.stream import load_stream, run_stream
 
     model = load_stream(checkpoint=media["ckpt"])
     assert model.classes == ["0", "1", "2", "3"] and isinstance(model.stream, OnlineStream)

@@ -159,7 +159,7 @@ def test_every_registry_entry_imports_from_the_release_layout(release_layouts):
 
 
 def test_registry_gmacs_are_measured():
-    from temporal_shift.bench import count_flops
+    from temporal_shift.apps.bench.overhead import count_flops
 
     w = get_weights("tsm_mobilenetv2_kinetics400_8f")
     model = build_model(**w.model_options()).eval()
@@ -169,7 +169,7 @@ def test_registry_gmacs_are_measured():
 
 @pytest.mark.slow
 def test_every_registry_gmacs_figure_is_measured():
-    from temporal_shift.bench import count_flops
+    from temporal_shift.apps.bench.overhead import count_flops
 
     for w in registry().values():
         model = build_model(**w.model_options()).eval()

@@ -165,7 +165,7 @@ def test_single_frame_samples_one_frame_per_clip_in_training() -> None:
 
 
 def test_single_frame_costs_one_frame() -> None:
-    from temporal_shift.bench import count_flops
+    from temporal_shift.apps.bench.overhead import count_flops
 
     tsn = build_model("resnet18", num_classes=3, shift=False, n_segment=8).eval()
     single = build_model("resnet18", num_classes=3, family="single_frame", n_segment=8).eval()

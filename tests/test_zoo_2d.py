@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from temporal_shift.bench import count_flops, count_params
+from temporal_shift.apps.bench.overhead import count_flops, count_params
 from temporal_shift.checkpoint.format import CheckpointError
 from temporal_shift.models import build_model
 from temporal_shift.models.recognizer import ModelConfig

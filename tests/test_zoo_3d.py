@@ -22,7 +22,7 @@ import torch
 import torchvision
 from torch import nn
 
-from temporal_shift.bench import count_flops, count_params
+from temporal_shift.apps.bench.overhead import count_flops, count_params
 from temporal_shift.checkpoint.format import CheckpointError, save_checkpoint
 from temporal_shift.engine.export import export_model, verify_export
 from temporal_shift.checkpoint.loading import load_model

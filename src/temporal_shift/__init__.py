@@ -70,8 +70,8 @@ _EXPORTS: dict[str, str] = {
     "verify_export": "temporal_shift.engine.export",
     "export_online": "temporal_shift.engine.export",
     "compile_for_inference": "temporal_shift.engine.compiled",
-    "benchmark_overhead": "temporal_shift.bench",
-    "benchmark_training": "temporal_shift.bench_train",
+    "benchmark_overhead": "temporal_shift.apps.bench.overhead",
+    "benchmark_training": "temporal_shift.apps.bench.train",
     "TrainConfig": "temporal_shift.engine.config",
     "load_config": "temporal_shift.engine.config",
 }

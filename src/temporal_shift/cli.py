@@ -148,7 +148,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                   device=args.device, threads=args.threads, channels_last=not args.contiguous,
                   compile=compile_mode)
     if args.train:
-        from temporal_shift.bench_train import benchmark_training, plot_steps
+        from temporal_shift.apps.bench.train import benchmark_training, plot_steps
 
         result = benchmark_training(
             **common, amp=args.amp or "off",
@@ -157,7 +157,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
         plot = plot_steps
     else:
-        from temporal_shift.bench import benchmark_overhead, plot_latencies
+        from temporal_shift.apps.bench.overhead import benchmark_overhead, plot_latencies
 
         if args.amp is not None:
             raise ValueError("--amp goes with --train (inference is timed in float32)")
@@ -177,7 +177,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_two_stream(args: argparse.Namespace) -> int:
-    from temporal_shift.bench_flow import benchmark_two_stream
+    from temporal_shift.apps.bench.two_stream import benchmark_two_stream
 
     others = [flag for flag, used in (("--train", args.train), ("--compile", args.compile), ("--plot", args.plot),
                                       ("--batch-size", args.batch_size is not None)) if used]
@@ -195,7 +195,7 @@ def _cmd_bench_two_stream(args: argparse.Namespace) -> int:
 
 
 def _bench_compare(args: argparse.Namespace) -> int:
-    from temporal_shift.bench_compare import benchmark_compare, parse_names, plot_compare
+    from temporal_shift.apps.bench.compare import benchmark_compare, parse_names, plot_compare
 
     for flag, given in (("--train", args.train), ("--compile", args.compile), ("--amp", args.amp is not None),
                         ("--arch", args.arch is not None), ("--segments", args.segments is not None),
@@ -510,7 +510,7 @@ def _cmd_flow(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_data(args: argparse.Namespace) -> int:
-    from temporal_shift.data.bench import benchmark_data, ensure_bench_data, plot_data_bench
+    from temporal_shift.apps.bench.data import benchmark_data, ensure_bench_data, plot_data_bench
 
     if args.root is None:
         if args.frames_list or args.videos_list:
@@ -626,7 +626,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from temporal_shift.demo import run_demo
+    from temporal_shift.apps.experiments.demo import run_demo
 
     if args.epochs is not None and args.epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
@@ -641,7 +641,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from temporal_shift.reproduce import report, reproduce
+    from temporal_shift.apps.experiments.reproduce import report, reproduce
 
     if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
@@ -848,7 +848,7 @@ def _register_stream_commands(sub: argparse._SubParsersAction) -> None:
 def _cmd_stream(args: argparse.Namespace) -> int:
     import json
 
-    from temporal_shift.stream import load_stream, run_stream
+    from temporal_shift.apps.stream import load_stream, run_stream
 
     checkpoint = args.checkpoint
     if args.published is not None:
@@ -875,7 +875,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
 
 def _register_serve_commands(sub: argparse._SubParsersAction) -> None:
-    from temporal_shift.serve.protocol import ServeLimits
+    from temporal_shift.apps.serve.protocol import ServeLimits
 
     limits = ServeLimits()
     p = sub.add_parser(
@@ -917,8 +917,8 @@ def _register_serve_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from temporal_shift.serve import run_serve
-    from temporal_shift.serve.protocol import ServeLimits
+    from temporal_shift.apps.serve import run_serve
+    from temporal_shift.apps.serve.protocol import ServeLimits
 
     checkpoint = args.checkpoint
     if args.published is not None:

@@ -116,7 +116,7 @@ def test_bench_data(synth_dir, tmp_path, capsys):
 
 
 def test_bench_data_bad_workers(synth_dir):
-    from temporal_shift.data.bench import benchmark_data
+    from temporal_shift.apps.bench.data import benchmark_data
 
     with pytest.raises(ValueError, match="workers must be >= 0"):
         benchmark_data(root=synth_dir, frames_list=synth_dir / "train_frames.txt",

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from temporal_shift.bench import count_flops, count_params, interleaved_latency, summarize
+from temporal_shift.apps.bench.overhead import count_flops, count_params, interleaved_latency, summarize
 from temporal_shift.models.recognizer import build_model
 from temporal_shift.ops.runtime import resolve_device
 

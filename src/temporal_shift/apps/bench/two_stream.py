@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from temporal_shift.bench import count_flops, summarize
+from temporal_shift.apps.bench.overhead import count_flops, summarize
 from temporal_shift.data.flow import DEFAULT_FLOW_LENGTH, METHODS, FlowComputer, require_opencv
 from temporal_shift.models.recognizer import build_model
 from temporal_shift.ops.runtime import resolve_device

@@ -121,7 +121,7 @@ def demo_budget(device: str = "auto", *, epochs: int | None = None, num_videos: 
     processes (`side_by_side.loader_workers`).
     ``epochs``/``num_videos`` override it."""
     from temporal_shift.ops.runtime import resolve_device
-    from temporal_shift.side_by_side import loader_workers
+    from temporal_shift.apps.experiments.side_by_side import loader_workers
 
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
@@ -283,9 +283,9 @@ def run_demo(
     side by side, each in its own process with half the cores (`side_by_side`; ``jobs=1``
     trains them one after the other). Each model's run folder under ``out_dir`` gets its
     checkpoints and `evaluate`'s files (metrics, confusion); ``out_dir/demo.png`` the comparison."""
-    from temporal_shift.bench import count_flops, count_params, interleaved_latency, summarize
+    from temporal_shift.apps.bench.overhead import count_flops, count_params, interleaved_latency, summarize
     from temporal_shift.checkpoint.loading import load_model
-    from temporal_shift.side_by_side import plan_slots, run_side_by_side
+    from temporal_shift.apps.experiments.side_by_side import plan_slots, run_side_by_side
 
     started = time.perf_counter()
     budget = demo_budget(device, epochs=epochs, num_videos=num_videos)

@@ -47,8 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from temporal_shift import demo
-from temporal_shift.demo import (
+from temporal_shift.apps.experiments import demo
+from temporal_shift.apps.experiments.demo import (
     DEMO_EPOCHS,
     DEMO_SEGMENTS,
     DEMO_SIZE,
@@ -190,7 +190,7 @@ def arm_config(arm: Arm, *, data_root: Path, out_dir: Path, budget: Budget, seed
     settings and the budget's epochs and batch size; nothing else differs between arms. Batches
     load in the training process on a CPU, in worker processes on a GPU (`side_by_side.loader_workers`)."""
     from temporal_shift.ops.runtime import resolve_device
-    from temporal_shift.side_by_side import loader_workers
+    from temporal_shift.apps.experiments.side_by_side import loader_workers
 
     model = dict(arm.model)
     shift = bool(model.pop("shift", True))
@@ -205,7 +205,7 @@ def train_arm(
 ) -> dict[str, Any]:
     """Train one arm with one seed through `train.train`, test it with `evaluate.evaluate`
     and return its record (metrics, params, GMACs, time, checkpoint)."""
-    from temporal_shift.bench import count_flops, count_params
+    from temporal_shift.apps.bench.overhead import count_flops, count_params
     from temporal_shift.data.synthetic import VAL_FRAMES_LIST
     from temporal_shift.engine.evaluate import evaluate
     from temporal_shift.checkpoint.loading import load_model
@@ -338,7 +338,7 @@ def _run_arms(
     is taken under this arm's label with ``reused_from`` naming the original; every run
     trained here is added to it."""
     from temporal_shift.ops.runtime import resolve_device
-    from temporal_shift.side_by_side import plan_slots, run_side_by_side
+    from temporal_shift.apps.experiments.side_by_side import plan_slots, run_side_by_side
 
     everything = [(seed, arm) for seed in seeds for arm in arms]
     keys = [run_key(arm, data_root=data_root, budget=budget, seed=seed, device=device) if reuse is not None else ""
@@ -441,7 +441,7 @@ def shift_latency(*, arch: str, size: int, n_segment: int, repeats: int, device:
     """Inference latency of TSN and TSM at every shift proportion (`PROPORTIONS`), all with
     TSN's weights, one clip, timed in interleaved rounds; per proportion the median and IQR
     of the per-round ratio to TSN."""
-    from temporal_shift.bench import interleaved_latency, summarize
+    from temporal_shift.apps.bench.overhead import interleaved_latency, summarize
     from temporal_shift.models.recognizer import build_model
     from temporal_shift.ops.runtime import resolve_device
 

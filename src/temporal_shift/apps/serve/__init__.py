@@ -4,7 +4,7 @@ The page (``index.html``) opens the webcam or plays a local video file, sends do
 JPEG frames over a WebSocket at the rate the model keeps up with, and draws the current
 label, the top-k probabilities, frames/s and the model latency over the video. The server
 (`app.create_app`, Starlette on uvicorn) keeps one online stream per connection with the
-``tsm stream`` semantics (`temporal_shift.stream`); the messages and bounds are in
+``tsm stream`` semantics (`temporal_shift.apps.stream`); the messages and bounds are in
 `protocol`; ``--demo`` trains a small causal model once (`demo_model`).
 
 Extra dependencies: ``pip install 'temporal-shift[serve]'`` (starlette, uvicorn, websockets).
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from temporal_shift.serve.protocol import ServeLimits
+from temporal_shift.apps.serve.protocol import ServeLimits
 
 NO_MODEL_MESSAGE = (
     "tsm serve needs a causal (online) model: --checkpoint CAUSAL.pt (train one with model.mode: causal, "
@@ -58,14 +58,14 @@ def run_serve(
 ) -> None:
     """``tsm serve``: load the model (or the ``--demo`` one), build the app and serve it until
     interrupted. ``size`` / ``short_side`` default to what the checkpoint was trained with."""
-    from temporal_shift.serve.app import ServeSettings, create_app, is_loopback, uvicorn_config
-    from temporal_shift.stream import load_stream
+    from temporal_shift.apps.serve.app import ServeSettings, create_app, is_loopback, uvicorn_config
+    from temporal_shift.apps.stream import load_stream
 
     check_serve_dependencies()
     if demo and (checkpoint is not None or onnx is not None):
         raise ValueError("--demo serves its own model: give --demo or --checkpoint/--weights/--onnx, not both")
     if demo:
-        from temporal_shift.serve.demo_model import ensure_demo_model
+        from temporal_shift.apps.serve.demo_model import ensure_demo_model
 
         cached = ensure_demo_model(cache_dir=demo_cache, log=log)
         checkpoint, classes = cached.checkpoint, classes or cached.classes

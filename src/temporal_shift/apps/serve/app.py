@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import torch
 
-from temporal_shift.serve.protocol import (
+from temporal_shift.apps.serve.protocol import (
     CLOSE_POLICY,
     CLOSE_TRY_LATER,
     ProtocolError,
@@ -44,7 +44,7 @@ from temporal_shift.serve.protocol import (
     hello,
     parse_text,
 )
-from temporal_shift.stream import SourceFrame, StreamModel, StreamPredictor, StreamSummary
+from temporal_shift.apps.stream import SourceFrame, StreamModel, StreamPredictor, StreamSummary
 
 PAGE = "index.html"
 LATENCY_WINDOW = 256  # per-connection step latencies kept (bounded memory)
@@ -105,7 +105,7 @@ class Connection:
 
 
 def _page() -> bytes:
-    return resources.files("temporal_shift.serve").joinpath(PAGE).read_bytes()
+    return resources.files("temporal_shift.apps.serve").joinpath(PAGE).read_bytes()
 
 
 def _origin_allowed(origin: str | None, host: str | None) -> bool:

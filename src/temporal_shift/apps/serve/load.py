@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from temporal_shift.serve.protocol import encode_frame
+from temporal_shift.apps.serve.protocol import encode_frame
 
 
 def percentile(values: Sequence[float], q: float) -> float:
