@@ -31,7 +31,7 @@ def measure(setting: str, *, threads: int, steps: int, size: int, tsn: bool) -> 
     """Median step time (ms), minor faults a step and peak RSS (MB) of one process."""
     import torch
 
-    from temporal_shift.models.recognizer import build_model
+    from temporal_shift.models.factory import build_model
     from temporal_shift.ops.runtime import keep_freed_memory
 
     if setting == "keep-freed" and not keep_freed_memory():

@@ -116,7 +116,7 @@ def main() -> None:
 
     from temporal_shift import build_model, save_checkpoint
     from temporal_shift.engine.export import OnnxStream, export_online
-    from temporal_shift.models.online import load_online
+    from temporal_shift.checkpoint.loading import load_online
     from temporal_shift.apps.serve.load import rss_mb, run_clients, stream_client
 
     load_before = os.getloadavg()

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from temporal_shift.models.recognizer import build_model
+from temporal_shift.models.factory import build_model
 from temporal_shift.ops.small_maps import SmallMapConv2d, SmallMapConv3d
 
 _PLAIN = {SmallMapConv2d: nn.Conv2d, SmallMapConv3d: nn.Conv3d}

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from temporal_shift.data.synthetic import CLASSES, TEMPORAL_PAIRS, render_clip
 from temporal_shift.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from temporal_shift.models.recognizer import build_model
+from temporal_shift.models.factory import build_model
 
 
 def render(n: int, *, seed: int, classes: list[int], args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:

@@ -57,6 +57,14 @@ def test_no_exported_name_hides_a_submodule():
             assert name in temporal_shift._SUBMODULES, f"temporal_shift.{name} would hide the module {name}.py"
 
 
+def test_no_name_the_models_package_exports_is_also_one_of_its_modules():
+    import temporal_shift.models as models
+
+    folder = PACKAGE / "models"
+    submodules = {p.stem for p in folder.glob("*.py")} | {p.name for p in folder.iterdir() if (p / "__init__.py").is_file()}
+    assert not set(models.__all__) & submodules  # importing the module would replace the lazy name
+
+
 def test_unknown_names_are_attribute_errors():
     with pytest.raises(AttributeError, match="module 'temporal_shift' has no attribute 'load_any_checkpoint'"):
         temporal_shift.load_any_checkpoint  # noqa: B018

@@ -48,7 +48,7 @@ def test_cpu_peak_memory_sees_a_step_allocation() -> None:
 
 def test_train_step_learns_and_fp16_scales() -> None:
     """A step is a real SGD step: the loss on a fixed batch goes down; fp16 runs with its scaler."""
-    from temporal_shift.models.recognizer import build_model
+    from temporal_shift.models.factory import build_model
 
     torch.manual_seed(0)
     model = build_model("resnet18", num_classes=3, n_segment=2, dropout=0.0)

@@ -15,7 +15,7 @@ from temporal_shift.apps.bench.compare import (
     parse_names,
     plot_compare,
 )
-from temporal_shift.models.zoo import FAMILIES
+from temporal_shift.models.factory import FAMILIES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

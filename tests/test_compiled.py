@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from temporal_shift.apps.bench.overhead import tsn_tsm_pair
 from temporal_shift.cli import main
 from temporal_shift.engine.compiled import compile_for_inference, resolve_mode
-from temporal_shift.models.recognizer import build_model
+from temporal_shift.models.factory import build_model
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -30,7 +30,7 @@ from temporal_shift.engine.evaluate import (
     topk_accuracy,
     topk_predictions,
 )
-from temporal_shift.models.recognizer import build_model
+from temporal_shift.models.factory import build_model
 
 NAMES = ["red", "green", "blue"]
 

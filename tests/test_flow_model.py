@@ -18,8 +18,10 @@ from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list
 from temporal_shift.engine.evaluate import EvalProtocol, Member, evaluate
 from temporal_shift.checkpoint.loading import load_checkpoint
-from temporal_shift.models import ModelConfig, build_model
-from temporal_shift.models.recognizer import load_backbone_weights
+from temporal_shift.hub.build import build_model
+from temporal_shift.models import ModelConfig
+from temporal_shift.models.factory import check_config
+from temporal_shift.checkpoint.backbone import load_backbone_weights
 from temporal_shift.engine.train import train
 
 
@@ -60,7 +62,7 @@ def test_flow_model_config_checks() -> None:
     with pytest.raises(ValueError, match="flow_length must be at least 1, got 0"):
         ModelConfig(modality="flow", flow_length=0)
     with pytest.raises(ValueError, match="modality='flow' is for the tsn family"):
-        ModelConfig(family="single_frame", shift=False, arch="resnet18", modality="flow")
+        check_config(ModelConfig(family="single_frame", shift=False, arch="resnet18", modality="flow"))
     with pytest.raises(ValueError, match="modality='flow' takes mode='bidirectional'"):
         ModelConfig(modality="flow", mode="causal")
     assert ModelConfig().input_channels == 3 and ModelConfig(modality="flow").input_channels == 10

@@ -15,6 +15,7 @@ from temporal_shift.models import (
     make_temporal_shift,
     param_groups,
 )
+from temporal_shift.models.factory import check_config
 from temporal_shift.models.non_local import NonLocalAfter
 from temporal_shift.ops.shift import TemporalShift, temporal_shift
 
@@ -177,7 +178,13 @@ def test_recognizer_input_errors():
 )
 def test_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ModelConfig(**{"num_classes": 5, **kwargs})
+        check_config(ModelConfig(**{"num_classes": 5, **kwargs}))
+
+
+def test_a_config_only_states_settings_and_its_family_checks_the_arch():
+    config = ModelConfig(arch="vgg16", num_classes=5)  # generic checks pass: no family is asked
+    with pytest.raises(ValueError, match="unknown arch 'vgg16' for model family 'tsn'"):
+        build_model(config.arch, num_classes=5)
 
 
 def test_build_model_options_are_model_config_fields():

@@ -16,7 +16,8 @@ from temporal_shift.engine.config import load_config
 from temporal_shift.data.synthetic import generate_synthetic
 from temporal_shift.engine.export import OnnxStream, export_online
 from temporal_shift.models import build_model
-from temporal_shift.models.online import OnlineRecognizer, OnlineStream, load_online
+from temporal_shift.checkpoint.loading import load_online
+from temporal_shift.models.online import OnlineRecognizer, OnlineStream
 from temporal_shift.engine.train import train
 
 T = 6

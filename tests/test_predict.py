@@ -13,7 +13,7 @@ from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.checkpoint.loading import load_model
 from temporal_shift.data.encode import write_frame_folder, write_video
 from temporal_shift.data.transforms import test_transform as make_test_transform
-from temporal_shift.models.recognizer import build_model
+from temporal_shift.models.factory import build_model
 from temporal_shift.engine.predict import Predictor, find_inputs, predict, read_clip
 
 NAMES = ["red", "green", "blue"]

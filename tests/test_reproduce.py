@@ -108,7 +108,7 @@ def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path
     from temporal_shift.data.synthetic import VAL_FRAMES_LIST
     from temporal_shift.apps.experiments.demo import prepare_demo_data
     from temporal_shift.engine.evaluate import evaluate
-    from temporal_shift.models.recognizer import build_model
+    from temporal_shift.models.factory import build_model
 
     data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)
     torch.manual_seed(0)

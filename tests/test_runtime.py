@@ -55,7 +55,7 @@ def test_module_does_not_import(module: str, not_imported: str) -> None:
 # minor page faults a step after a warm-up step.
 _FAULTS_A_STEP = """
 import resource, sys, torch
-from temporal_shift.models.recognizer import build_model
+from temporal_shift.models.factory import build_model
 from temporal_shift.ops.runtime import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()

@@ -27,7 +27,8 @@ from conftest import calibrated_model
 from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_classes
-from temporal_shift.models.online import OnlineStream, load_online
+from temporal_shift.checkpoint.loading import load_online
+from temporal_shift.models.online import OnlineStream
 from temporal_shift.apps.serve.app import BackgroundServer, ServeSettings, create_app, is_loopback
 from temporal_shift.apps.serve.protocol import ServeLimits, encode_frame
 from temporal_shift.apps.stream import load_stream, stream_predictions

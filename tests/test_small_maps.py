@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from temporal_shift.apps.bench.overhead import count_flops
-from temporal_shift.models.recognizer import build_model, headless_backbone
+from temporal_shift.models.backbones import headless_backbone
+from temporal_shift.models.factory import build_model
 from temporal_shift.ops.small_maps import SmallMapConv2d, SmallMapConv3d, full_kernels, use_small_map_convs
 
 # (in, out, kernel, stride, padding, groups, bias, input size): every output is 1x1 but the last
@@ -71,10 +72,17 @@ def test_the_window_a_stride_two_conv_reads():
     assert fast._window(torch.zeros(1, 16, 3, 3)) is None  # a 2x2 output
 
 
+def test_off_by_default_a_users_resnet50_holds_plain_convolutions():
+    model = build_model("resnet50", num_classes=5, n_segment=2)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(type(m) is nn.Conv2d for m in convs)
+    assert not any(isinstance(m, SmallMapConv2d) for m in model.modules())
+
+
 def test_backbones_use_it_and_keep_torchvision_keys():
     import torchvision
 
-    backbone, _ = headless_backbone("resnet18")
+    backbone = use_small_map_convs(headless_backbone("resnet18")[0])
     convs = [m for m in backbone.modules() if isinstance(m, nn.Conv2d)]
     assert convs and all(type(m) is SmallMapConv2d for m in convs)
     reference = torchvision.models.resnet18(weights=None)
@@ -134,7 +142,7 @@ def test_a_2d_map_one_pixel_high_crops_only_that_axis():
 
 @pytest.mark.parametrize(("family", "arch"), [("c3d", "c3d"), ("eco_full", "resnet18")])
 def test_3d_families_use_it_and_match_the_plain_network_on_small_clips(family, arch):
-    model = build_model(arch, family=family, num_classes=5, n_segment=4).eval()
+    model = build_model(arch, family=family, num_classes=5, n_segment=4, small_maps=True).eval()
     convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
     assert convs and all(type(m) is SmallMapConv3d for m in convs)
     plain = copy.deepcopy(model)
@@ -148,7 +156,8 @@ def test_3d_families_use_it_and_match_the_plain_network_on_small_clips(family, a
 
 
 def test_tsm_on_small_frames_matches_the_plain_model_and_traces_for_any_size():
-    model = build_model("resnet18", num_classes=5, n_segment=4, shift=True).eval()
+    model = build_model("resnet18", num_classes=5, n_segment=4, shift=True, small_maps=True).eval()
+    assert any(type(m) is SmallMapConv2d for m in model.modules())
     plain = copy.deepcopy(model)
     for m in plain.modules():
         if type(m) is SmallMapConv2d:
@@ -163,7 +172,7 @@ def test_tsm_on_small_frames_matches_the_plain_model_and_traces_for_any_size():
 
 
 def test_flops_count_every_tap_and_full_kernels_restores_the_class():
-    model = build_model("resnet18", num_classes=5, n_segment=4, shift=False).eval()
+    model = build_model("resnet18", num_classes=5, n_segment=4, shift=False, small_maps=True).eval()
     x = torch.randn(1, 4, 3, 32, 32)
     with full_kernels(model):
         assert not any(type(m) is SmallMapConv2d for m in model.modules())

@@ -18,7 +18,8 @@ from temporal_shift.data.decode import read_video
 from temporal_shift.data.encode import write_frame_folder, write_video
 from temporal_shift.data.lists import write_classes
 from temporal_shift.data.transforms import test_transform as make_test_transform
-from temporal_shift.models.online import OnlineStream, load_online
+from temporal_shift.checkpoint.loading import load_online
+from temporal_shift.models.online import OnlineStream
 from temporal_shift.apps.stream import (
     GapDetector,
     ScoreFilter,

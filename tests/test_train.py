@@ -79,7 +79,7 @@ def test_config_errors_name_key_and_file(tmp_path: Path, override: str, message:
 NON_DEFAULT_MODEL = {
     "arch": "resnet34", "n_segment": 6, "shift": False, "fold_div": 4, "place": "block", "mode": "causal",
     "temporal_pool": True, "non_local": False, "dropout": 0.25, "partial_bn": True, "modality": "flow",
-    "flow_length": 3,
+    "flow_length": 3, "small_maps": True,
 }
 
 
@@ -233,7 +233,7 @@ def test_resume_and_finetune_errors(tmp_path: Path, colour_data: Path) -> None:
 
 def test_finetune_replaces_head_for_new_class_count(tmp_path: Path, colour_data: Path) -> None:
     from temporal_shift.checkpoint.format import save_checkpoint
-    from temporal_shift.models.recognizer import build_model
+    from temporal_shift.models.factory import build_model
 
     source = build_model("resnet18", num_classes=7, n_segment=4, dropout=0.3)
     ckpt = save_checkpoint(source, tmp_path / "src.pt")

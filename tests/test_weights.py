@@ -18,25 +18,19 @@ import torch
 from conftest import random_state
 from temporal_shift.checkpoint.format import CheckpointError, CheckpointNotFoundError, save_checkpoint
 from temporal_shift.data import transforms
-from temporal_shift.checkpoint.loading import load_checkpoint, load_model
-from temporal_shift.models.recognizer import BACKBONES, build_model
-from temporal_shift.hub.weights import (
-    DATASETS,
-    PROTOCOL_CLIPS,
-    DownloadError,
-    PublishedWeights,
-    cached_path,
-    check_model,
-    class_names,
-    download_weights,
-    get_weights,
-    registry,
-    sha256_file,
-)
+from temporal_shift.checkpoint.loading import load_checkpoint
+from temporal_shift.engine.evaluate import EvalProtocol
+from temporal_shift.hub.build import build_model, load_model
+from temporal_shift.models.backbones import BACKBONES
+from temporal_shift.hub.download import DownloadError, sha256_file
+from temporal_shift.hub.published import DATASETS, PublishedWeights, class_names
+from temporal_shift.hub.published import PROTOCOL_CLIPS
+from temporal_shift.hub.weights import cached_path, download_weights, get_weights, registry
+from temporal_shift.models.config import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# reference-release key layout (shared/formats) of each kind of published model
+# reference-release key layout (fixtures/reference_release) of each kind of published model
 LAYOUT_OF = {
     ("resnet50", True, False): "resnet50_blockres",
     ("resnet50", True, True): "resnet50_blockres_nl",
@@ -47,7 +41,7 @@ LAYOUT_OF = {
 
 def release_shapes(layouts: dict, entry: PublishedWeights, *, num_classes: int | None = None) -> dict[str, list[int]]:
     """{key: shape} of the reference release's checkpoint of ``entry`` (head resized)."""
-    shapes = dict(layouts[LAYOUT_OF[(entry.arch, True, entry.non_local)]])
+    shapes = dict(layouts[LAYOUT_OF[(entry.arch, True, entry.model.non_local)]])
     if not entry.shift:  # the release's TSN has no shift wrappers
         shapes = {k.replace(".net.", "."): v for k, v in shapes.items()}
     k = num_classes or entry.num_classes
@@ -77,8 +71,10 @@ def write_release_file(path: Path, layouts: dict, entry: PublishedWeights, *, nu
 
 def small_entry(url: str, **changes) -> PublishedWeights:
     """A registry entry of our own for the download tests: TSM-MobileNetV2 on Jester (27 classes)."""
+    model = dict(arch="mobilenet_v2", num_classes=27, n_segment=8)
+    model.update({k: changes.pop(k) for k in list(changes) if k in ModelConfig.field_names()})
     fields = dict(
-        name="test_tsm_mobilenetv2_jester_8f", url=url, arch="mobilenet_v2", n_segment=8, dataset="jester",
+        name="test_tsm_mobilenetv2_jester_8f", url=url, model=ModelConfig(**model), dataset="jester",
         accuracies=(), gmacs=2.4, sources=(("url", "this test"),),
     )
     fields.update(changes)
@@ -103,7 +99,7 @@ def test_every_registry_entry_is_complete_and_consistent():
         assert all(m.startswith("https://") and m.endswith(w.file_name) for m in w.mirrors), name
         assert w.arch in BACKBONES and w.dataset in DATASETS, name
         assert len(w.class_names()) == w.num_classes == DATASETS[w.dataset].num_classes, name
-        assert w.fold_div == 8 and w.place == "blockres" and not w.temporal_pool, name
+        assert w.fold_div == 8 and w.model.place == "blockres" and not w.model.temporal_pool, name
         assert w.mode == ("causal" if name.startswith("online_") else "bidirectional"), name
         # the name says what the file holds
         if not name.startswith("online_"):
@@ -115,13 +111,13 @@ def test_every_registry_entry_is_complete_and_consistent():
             stem = w.file_name
             assert f"segment{w.trained_n_segment or w.n_segment}_" in stem, name
             assert ("shift8_blockres" in stem) == w.shift, name
-            assert w.arch.replace("_", "") in stem and stem.endswith("_nl.pth") == w.non_local, name
+            assert w.arch.replace("_", "") in stem and stem.endswith("_nl.pth") == w.model.non_local, name
             assert ("_dense" in stem) == (w.sampling == "dense"), name
             assert w.accuracies and 0 < w.top1 < 100, name
-        assert ("_nl" in name) == w.non_local, name
+        assert ("_nl" in name) == w.model.non_local, name
         for acc in w.accuracies:
             assert acc.clips in PROTOCOL_CLIPS and acc.crops in (1, 3, 5, 10) and acc.protocol, name
-            acc.eval_protocol()  # a valid evaluate.EvalProtocol
+            EvalProtocol.of(acc)  # a valid evaluate.EvalProtocol
         # input: what our transforms do (ImageNet statistics, a 224 crop of a 256 short side)
         assert (w.mean, w.std) == (transforms.IMAGENET_MEAN, transforms.IMAGENET_STD), name
         assert (w.input_size, w.scale_size) == (224, 256), name
@@ -140,7 +136,7 @@ def test_every_registry_entry_imports_from_the_release_layout(release_layouts):
 
     kinds = {}
     for w in registry().values():  # one of each kind of file (the 8f and 16f files are alike)
-        kinds.setdefault((w.layout, w.arch, w.shift, w.non_local, w.num_classes, w.mode), []).append(w)
+        kinds.setdefault((w.layout, w.arch, w.shift, w.model.non_local, w.num_classes, w.mode), []).append(w)
     for first, *others in kinds.values():
         for w in others:
             assert w.model_options() | {"n_segment": 0} == first.model_options() | {"n_segment": 0}
@@ -154,7 +150,7 @@ def test_every_registry_entry_imports_from_the_release_layout(release_layouts):
             data = {"state_dict": {k: torch.empty(s) for k, s in shapes.items()}}
         model, kind = model_from_data(data, source=path_like, n_segment=w.n_segment, fold_div=w.fold_div)
         assert kind == w.layout, w.name
-        check_model(w, model, source=path_like)
+        w.check_model(model, source=path_like)
         assert model.config.n_segment == w.n_segment
 
 

@@ -18,8 +18,10 @@ from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list
 from temporal_shift.engine.export import verify_export, export_model
 from temporal_shift.checkpoint.loading import load_model
-from temporal_shift.models.recognizer import ModelConfig, build_model, model_from_config, param_groups
-from temporal_shift.models.zoo import FAMILIES
+from temporal_shift.models.config import ModelConfig
+from temporal_shift.models.factory import build_model, model_from_config
+from temporal_shift.models.optim_groups import param_groups
+from temporal_shift.models.factory import FAMILIES, check_config
 from temporal_shift.engine.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -111,15 +113,15 @@ def test_comparison_families_refuse_tsn_options(family: str) -> None:
     arch = FAMILIES[family].archs[0]
     for option in ("shift", "temporal_pool", "non_local"):
         with pytest.raises(ValueError, match=rf"{option}=True is for the tsn family.*set {option} to false"):
-            ModelConfig(arch=arch, family=family, n_segment=max(FAMILIES[family].frames),
-                        **{"shift": False, option: True})
+            check_config(ModelConfig(arch=arch, family=family, n_segment=max(FAMILIES[family].frames),
+                                     **{"shift": False, option: True}))
     with pytest.raises(ValueError, match=rf"unknown arch 'vgg16' for model family '{family}'"):
-        ModelConfig(arch="vgg16", family=family, shift=False)
+        check_config(ModelConfig(arch="vgg16", family=family, shift=False))
 
 
 def test_unknown_family_lists_the_known_ones() -> None:
     with pytest.raises(ValueError, match="unknown model family 'x3d'; supported: tsn, single_frame, "):
-        ModelConfig(family="x3d")
+        check_config(ModelConfig(family="x3d"))
 
 
 def test_build_model_defaults_shift_off_for_comparison_families() -> None:

@@ -17,9 +17,9 @@ from torchvision import models as tvm
 
 from temporal_shift.apps.bench.overhead import count_flops, count_params
 from temporal_shift.checkpoint.format import CheckpointError
-from temporal_shift.models import build_model
-from temporal_shift.models.recognizer import ModelConfig
-from temporal_shift.models.zoo import FAMILIES
+from temporal_shift.hub.build import build_model
+from temporal_shift.models.config import ModelConfig
+from temporal_shift.models.factory import FAMILIES
 from temporal_shift.models.zoo.eco import EcoFull, EcoLite
 from temporal_shift.models.zoo.fusion import EarlyFusion, LateFusion, SlowFusion
 

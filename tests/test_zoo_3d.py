@@ -26,11 +26,11 @@ from temporal_shift.apps.bench.overhead import count_flops, count_params
 from temporal_shift.checkpoint.format import CheckpointError, save_checkpoint
 from temporal_shift.engine.export import export_model, verify_export
 from temporal_shift.checkpoint.loading import load_model
-from temporal_shift.models import build_model
-from temporal_shift.models.zoo import FAMILIES
+from temporal_shift.hub.build import build_model
+from temporal_shift.models.factory import FAMILIES
 from temporal_shift.models.zoo.c3d import C3D, adaptive_avg_pool
 from temporal_shift.models.zoo.i3d import I3D
-from temporal_shift.models.zoo.inflate import inflate_2d_weights
+from temporal_shift.checkpoint.backbone import inflate_2d_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -332,5 +332,5 @@ def test_bad_options_are_one_line_errors(build, match):
 def test_wrong_input_shape_names_the_expected_one(family):
     model = (c3d if family == "c3d" else i3d)()
     t, size = SIZES[family]
-    with pytest.raises(ValueError, match=rf"T={t}, 3, H, W"):
+    with pytest.raises(ValueError, match=rf"T={t}, C=3, H, W"):
         model(torch.randn(1, t + 1, 3, size, size))

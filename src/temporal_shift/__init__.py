@@ -36,26 +36,26 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "temporal_shift": "temporal_shift.ops.shift",
     "TemporalShift": "temporal_shift.ops.shift",
-    "build_model": "temporal_shift.models.recognizer",
-    "ModelConfig": "temporal_shift.models.recognizer",
-    "VideoRecognizer": "temporal_shift.models.recognizer",
-    "param_groups": "temporal_shift.models.recognizer",
-    "BACKBONES": "temporal_shift.models.recognizer",
-    "make_temporal_shift": "temporal_shift.models.insert",
-    "make_non_local": "temporal_shift.models.insert",
+    "build_model": "temporal_shift.hub.build",
+    "ModelConfig": "temporal_shift.models.config",
+    "VideoRecognizer": "temporal_shift.models.tsn",
+    "param_groups": "temporal_shift.models.optim_groups",
+    "BACKBONES": "temporal_shift.models.backbones",
+    "make_temporal_shift": "temporal_shift.models.backbones",
+    "make_non_local": "temporal_shift.models.backbones",
     "save_checkpoint": "temporal_shift.checkpoint.format",
     "CheckpointError": "temporal_shift.checkpoint.format",
     "load_checkpoint": "temporal_shift.checkpoint.loading",
     "LoadedCheckpoint": "temporal_shift.checkpoint.loading",
-    "load_model": "temporal_shift.checkpoint.loading",
+    "load_model": "temporal_shift.hub.build",
     "import_checkpoint": "temporal_shift.checkpoint.importers",
     "get_weights": "temporal_shift.hub.weights",
     "download_weights": "temporal_shift.hub.weights",
-    "class_names": "temporal_shift.hub.weights",
-    "PublishedWeights": "temporal_shift.hub.weights",
+    "class_names": "temporal_shift.hub.published",
+    "PublishedWeights": "temporal_shift.hub.published",
     "OnlineRecognizer": "temporal_shift.models.online",
     "OnlineStream": "temporal_shift.models.online",
-    "load_online": "temporal_shift.models.online",
+    "load_online": "temporal_shift.checkpoint.loading",
     "VideoDataset": "temporal_shift.data.dataset",
     "TSNSampler": "temporal_shift.data.sampling",
     "DenseSampler": "temporal_shift.data.sampling",
@@ -102,27 +102,28 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from temporal_shift.engine import evaluate, predict, train
+    from temporal_shift.apps.bench.overhead import benchmark_overhead
+    from temporal_shift.apps.bench.train import benchmark_training
     from temporal_shift.checkpoint.format import CheckpointError, save_checkpoint
-    from temporal_shift.engine.config import TrainConfig, load_config
+    from temporal_shift.checkpoint.importers import import_checkpoint
+    from temporal_shift.checkpoint.loading import LoadedCheckpoint, load_checkpoint, load_online
     from temporal_shift.data.dataset import VideoDataset
     from temporal_shift.data.lists import read_list
     from temporal_shift.data.sampling import DenseSampler, TSNSampler
     from temporal_shift.data.synthetic import generate_synthetic
     from temporal_shift.data.transforms import test_transform, train_transform
+    from temporal_shift.engine import evaluate, predict, train
+    from temporal_shift.engine.compiled import compile_for_inference
+    from temporal_shift.engine.config import TrainConfig, load_config
     from temporal_shift.engine.evaluate import EvalProtocol, Member
     from temporal_shift.engine.export import export_model, export_online, verify_export
-    from temporal_shift.checkpoint.importers import import_checkpoint
-    from temporal_shift.checkpoint.loading import LoadedCheckpoint, load_checkpoint, load_model
-    from temporal_shift.models.insert import make_non_local, make_temporal_shift
-    from temporal_shift.models.online import OnlineRecognizer, OnlineStream, load_online
-    from temporal_shift.models.recognizer import (
-        BACKBONES,
-        ModelConfig,
-        VideoRecognizer,
-        build_model,
-        param_groups,
-    )
     from temporal_shift.engine.predict import Predictor
+    from temporal_shift.hub.build import build_model, load_model
+    from temporal_shift.hub.published import PublishedWeights, class_names
+    from temporal_shift.hub.weights import download_weights, get_weights
+    from temporal_shift.models.backbones import BACKBONES, make_non_local, make_temporal_shift
+    from temporal_shift.models.config import ModelConfig
+    from temporal_shift.models.online import OnlineRecognizer, OnlineStream
+    from temporal_shift.models.optim_groups import param_groups
+    from temporal_shift.models.tsn import VideoRecognizer
     from temporal_shift.ops.shift import TemporalShift, temporal_shift
-    from temporal_shift.hub.weights import PublishedWeights, class_names, download_weights, get_weights

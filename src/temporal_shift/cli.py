@@ -51,7 +51,7 @@ def _checkpoint_or_weights(args: argparse.Namespace, *, what: str = "--checkpoin
 
 
 def _register_model_commands(sub: argparse._SubParsersAction) -> None:
-    from temporal_shift.models.recognizer import BACKBONES
+    from temporal_shift.models.backbones import BACKBONES
 
     p = sub.add_parser(
         "bench",
@@ -237,7 +237,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _export_online(args: argparse.Namespace, checkpoint: object) -> int:
     from temporal_shift.engine.export import export_online, verify_online_export
-    from temporal_shift.models.online import load_online
+    from temporal_shift.checkpoint.loading import load_online
 
     if args.format != "onnx":
         raise ValueError(f"--online exports ONNX only, not {args.format}")
@@ -300,7 +300,8 @@ def _cmd_weights_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_weights_get(args: argparse.Namespace) -> int:
-    from temporal_shift.hub.weights import download_weights, get_weights, sha256_file
+    from temporal_shift.hub.download import sha256_file
+    from temporal_shift.hub.weights import download_weights, get_weights
 
     entry = get_weights(args.name)
     path = download_weights(entry, cache_dir=args.cache_dir, progress=not args.no_progress)

@@ -51,7 +51,7 @@ from temporal_shift.data.lists import read_classes
 from temporal_shift.data.transforms import test_transform
 from temporal_shift.engine.export import OnnxStream
 from temporal_shift.models.online import OnlineStream
-from temporal_shift.hub.weights import PublishedWeights
+from temporal_shift.hub.published import PublishedWeights
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg")
 

@@ -16,14 +16,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from temporal_shift.models.state import CheckpointError, load_state_strict
 from temporal_shift.ops.runtime import unwrap
+
+__all__ = [
+    "FORMAT_NAME", "FORMAT_VERSION", "CheckpointError", "CheckpointNotFoundError", "atomic_save",
+    "check_version", "is_our_format", "load_state_strict", "read_checkpoint", "save_checkpoint",
+]
 
 FORMAT_NAME = "temporal-shift"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used as asked; the message names the file."""
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
@@ -125,23 +127,3 @@ def check_version(data: dict[str, Any], *, source: str) -> None:
             f"{source}: checkpoint format version {data.get('version')!r}, "
             f"this library reads version {FORMAT_VERSION}"
         )
-
-
-def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """Load ``state`` into ``model``; any missing/unexpected/misshapen key is an error listing them."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    misshapen = sorted(
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    )
-    if missing or unexpected or misshapen:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen)):
-            if keys:
-                shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-                parts.append(f"{label} keys: {shown}")
-        raise CheckpointError(f"{source}: state dict does not fit the model; " + "; ".join(parts))
-    model.load_state_dict(state)

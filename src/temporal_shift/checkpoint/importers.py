@@ -58,28 +58,14 @@ from temporal_shift.checkpoint.format import (
     read_checkpoint,
     save_checkpoint,
 )
-from temporal_shift.models.recognizer import BACKBONES, ModelConfig, VideoRecognizer, build_model, model_from_config
+from temporal_shift.models.backbones import BACKBONES, resnet_arch_of, resnet_layout
+from temporal_shift.models.base import plain_key
+from temporal_shift.models.config import ModelConfig
+from temporal_shift.models.factory import build_model, check_config, model_from_config
+from temporal_shift.models.tsn import VideoRecognizer
 
 FORMATS = ("temporal-shift", "reference", "mmaction2", "online-demo")
 
-# (block counts of layer1..4, bottleneck?) -> depth-named ResNet family members; the
-# layer1.0.conv2 weight shape (out, in/groups) then picks ResNet, ResNeXt or Wide ResNet.
-_RESNET_LAYOUTS: dict[tuple[tuple[int, ...], bool], dict[tuple[int, int], str]] = {
-    ((2, 2, 2, 2), False): {(64, 64): "resnet18"},
-    ((3, 4, 6, 3), False): {(64, 64): "resnet34"},
-    ((3, 4, 6, 3), True): {
-        (64, 64): "resnet50",
-        (128, 4): "resnext50_32x4d",
-        (128, 128): "wide_resnet50_2",
-    },
-    ((3, 4, 23, 3), True): {
-        (64, 64): "resnet101",
-        (256, 8): "resnext101_32x8d",
-        (256, 4): "resnext101_64x4d",
-        (128, 128): "wide_resnet101_2",
-    },
-    ((3, 8, 36, 3), True): {(64, 64): "resnet152"},
-}
 # Reference-release MobileNetV2 inverted residual (flat Sequential) -> torchvision's.
 _MOBILENET_EXPAND = {"0": "0.0", "1": "0.1", "3": "1.0", "4": "1.1", "6": "2", "7": "3"}
 _MOBILENET_NO_EXPAND = {"0": "0.0", "1": "0.1", "3": "1", "4": "2"}
@@ -198,7 +184,7 @@ def _model_from_ours(data: dict[str, Any], *, source: str) -> nn.Module:
     """Rebuild the model of a dict in our format (saved config + strict weights)."""
     check_version(data, source=source)
     try:
-        config = ModelConfig.from_dict(dict(data["model_config"]))
+        config = check_config(ModelConfig.from_dict(dict(data["model_config"])))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: bad model_config: {exc}") from exc
     model = model_from_config(config)
@@ -239,7 +225,7 @@ def import_reference_checkpoint(
         settings = _infer_mobilenet(backbone, head, source)
         ours = {f"backbone.{k}": v for k, v in _reference_mobilenet_state(backbone).items()}
     else:
-        settings = _infer_resnet(backbone, head, source)
+        settings = infer_resnet(backbone, head, source)
         ours = {f"backbone.{k}": v for k, v in backbone.items()}
     ours.update({f"head.{k}": v for k, v in head.items()})
     ours.update({k: state[k] for k in others})  # reported as unexpected by the strict load
@@ -279,7 +265,7 @@ def import_mmaction2_checkpoint(
         )
     others = sorted(k for k in state if not k.startswith(("backbone.", "cls_head.fc_cls.")))
     tv = {_mmaction_resnet_key(k): v for k, v in backbone.items()}
-    settings = _infer_resnet(tv, head, source)
+    settings = infer_resnet(tv, head, source)
     ours = {f"backbone.{k}": v for k, v in tv.items()}
     ours.update({f"head.{k}": v for k, v in head.items()})
     ours.update({k: state[k] for k in others})
@@ -398,25 +384,16 @@ def _num_classes(head: dict[str, Tensor], source: str) -> int:
     return int(weight.shape[0])
 
 
-def _infer_resnet(backbone: dict[str, Tensor], head: dict[str, Tensor], source: str) -> InferredSettings:
+def infer_resnet(backbone: dict[str, Tensor], head: dict[str, Tensor], source: str) -> InferredSettings:
     """Settings of a ResNet state dict in torchvision naming (with ``net``/``block``/``nl`` levels)."""
-    plain: dict[str, Tensor] = {}
-    for key, value in backbone.items():
-        if ".nl." not in f".{key}":
-            plain[".".join(p for p in key.split(".") if p not in ("net", "block"))] = value
-    counts = []
-    for layer in range(1, 5):
-        found = {int(m.group(1)) for k in plain if (m := re.match(rf"^layer{layer}\.(\d+)\.", k))}
-        counts.append(len(found))
-    bottleneck = "layer1.0.conv3.weight" in plain
-    conv2 = plain.get("layer1.0.conv2.weight")
-    family = _RESNET_LAYOUTS.get((tuple(counts), bottleneck), {})
-    arch = family.get(tuple(conv2.shape[:2])) if conv2 is not None and conv2.dim() == 4 else None
+    plain = {plain_key(key): value for key, value in backbone.items() if ".nl." not in f".{key}"}
+    arch = resnet_arch_of(plain)
     if arch is None:
+        counts, bottleneck, conv2 = resnet_layout(plain)
         kind = "bottleneck" if bottleneck else "basic"
         raise CheckpointError(
             f"{source}: unsupported ResNet layout (blocks per layer {counts}, {kind} blocks, "
-            f"layer1.0.conv2 {tuple(conv2.shape) if conv2 is not None else 'missing'}); "
+            f"layer1.0.conv2 {conv2 if conv2 is not None else 'missing'}); "
             f"supported: {', '.join(a for a in BACKBONES if a != 'mobilenet_v2')}"
         )
     keys = list(backbone)

@@ -6,13 +6,13 @@ reference release's, MMAction2's, the online demo's: `importers`) and returns th
 in eval mode with what the file says about it: its format, class names and the input
 size it was trained with.
 
-Layers: `checkpoints` reads and writes files (no model code), `importers` maps each
-layout's keys onto a `VideoRecognizer`, and this module puts the two together.
+`format` reads and writes files (no model code), `importers` maps each layout's keys onto
+a model, and this module puts the two together.
 
-Published weights: `load_checkpoint` also takes a `weights.PublishedWeights` entry
-(`weights.get_weights(NAME)`): its file is fetched into the torch hub cache if absent
-(`weights.download_weights`) and loaded with the entry's T, fold_div, class names and
-input size. `load_model` also takes a published name. A plain path never downloads.
+Published weights: `load_checkpoint` also takes a published-weights entry
+(`temporal_shift.hub.weights.PublishedWeights`, anything with the `Published` interface):
+its file is fetched if absent and loaded with the entry's T, fold_div, class names and
+input size. A plain path never downloads.
 """
 
 from __future__ import annotations
@@ -20,16 +20,38 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from temporal_shift.checkpoint.format import CheckpointError, is_our_format, read_checkpoint
-from temporal_shift.data.lists import read_classes
 from temporal_shift.checkpoint.importers import model_from_data
-from temporal_shift.models.recognizer import ModelConfig
-from temporal_shift.hub.weights import PublishedWeights, check_model, download_weights, resolve_weights
+from temporal_shift.data.lists import read_classes
+from temporal_shift.models.base import ClipClassifier
+from temporal_shift.models.config import ModelConfig
+from temporal_shift.models.online import OnlineRecognizer
+
+
+@runtime_checkable
+class Published(Protocol):
+    """What `load_checkpoint` needs of published weights (`hub.weights.PublishedWeights`)."""
+
+    name: str
+    n_segment: int
+    fold_div: int
+    input_size: int
+    scale_size: int
+
+    def fetch(self, *, cache_dir: str | Path | None = None, progress: bool = True) -> Path:
+        """The local file (downloaded into the cache if absent, verified)."""
+        ...
+
+    def check_model(self, model: ClipClassifier, *, source: str) -> None:
+        """Raise CheckpointError unless ``model`` is the model the entry describes."""
+        ...
+
+    def class_names(self) -> list[str]: ...
 
 # Input size of checkpoints that do not record theirs: a 224 crop of a 256 short side.
 DEFAULT_SIZE = 224
@@ -51,7 +73,7 @@ class LoadedCheckpoint:
     format: str  # one of importers.FORMATS
     class_names: list[str] | None
     train_config: dict[str, Any]
-    published: PublishedWeights | None = None
+    published: Published | None = None
 
     @property
     def config(self) -> ModelConfig:
@@ -92,7 +114,7 @@ class LoadedCheckpoint:
 
 
 def load_checkpoint(
-    path: str | Path | PublishedWeights,
+    path: str | Path | Published,
     *,
     n_segment: int | None = None,
     fold_div: int | None = None,
@@ -108,12 +130,12 @@ def load_checkpoint(
     ``default_n_segment``; one of them is needed) and ``fold_div`` (default 8). Errors
     name the file.
 
-    A `PublishedWeights` entry is fetched into ``cache_dir`` (default: the torch hub
+    A published-weights entry (`Published`) is fetched into ``cache_dir`` (default: the torch hub
     cache) if absent, with a progress bar unless ``progress=False``, and built with the
     entry's T (``n_segment`` may ask for another T: the weights do not depend on it) and
     fold_div (``fold_div``, if given, must agree); it carries the dataset's class names.
     """
-    if isinstance(path, PublishedWeights):
+    if isinstance(path, Published):
         return _load_published(path, n_segment=n_segment, fold_div=fold_div, map_location=map_location,
                                cache_dir=cache_dir, progress=progress)
     path = Path(path)
@@ -123,23 +145,29 @@ def load_checkpoint(
     return _loaded(data, path, n_segment=n_segment, fold_div=fold_div, map_location=map_location)
 
 
-def load_model(
-    path: str | Path | PublishedWeights, *, map_location: str | torch.device = "cpu"
-) -> nn.Module:
-    """Rebuild the model saved at ``path`` in our format (`checkpoints.save_checkpoint`,
+def load_model(path: str | Path | Published, *, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model saved at ``path`` in our format (`format.save_checkpoint`,
     ``tsm train``) with its weights, in eval mode; other layouts: `load_checkpoint`.
-
-    ``path`` may also name published weights (``load_model("tsm_r50_kinetics400_8f")``,
-    `weights.registry`), downloaded into the torch hub cache if absent; an existing file
-    of that name wins."""
-    source = resolve_weights(path)
-    if isinstance(source, PublishedWeights):
-        return load_checkpoint(source, map_location=map_location).model
-    path = Path(source)
+    Published weights are loaded as `load_checkpoint` does."""
+    if isinstance(path, Published):
+        return load_checkpoint(path, map_location=map_location).model
+    path = Path(path)
     data = read_checkpoint(path)
     if not is_our_format(data):
         raise CheckpointError(f"{path}: not a temporal-shift checkpoint (no 'format' entry)")
     return _loaded(data, path, n_segment=None, fold_div=None, map_location=map_location).model
+
+
+def load_online(
+    path: str | Path | Published, *, n_segment: int | None = None, fold_div: int | None = None
+) -> OnlineRecognizer:
+    """The streaming model of a causal checkpoint (ours, the reference release's, its online demo's)."""
+    try:
+        return OnlineRecognizer(load_checkpoint(path, n_segment=n_segment, fold_div=fold_div).model)
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: {exc}") from exc
 
 
 def _loaded(
@@ -165,7 +193,7 @@ def _loaded(
 
 
 def _load_published(
-    entry: PublishedWeights,
+    entry: Published,
     *,
     n_segment: int | None,
     fold_div: int | None,
@@ -178,11 +206,11 @@ def _load_published(
             f"{entry.name}: fold_div={fold_div} was given but the weights were trained with "
             f"fold_div={entry.fold_div}; omit it"
         )
-    path = download_weights(entry, cache_dir=cache_dir, progress=progress)
+    path = entry.fetch(cache_dir=cache_dir, progress=progress)
     data = read_checkpoint(path)
     model, kind = model_from_data(data, source=str(path), n_segment=n_segment or entry.n_segment,
                                   fold_div=entry.fold_div)
-    check_model(entry, model, source=str(path))
+    entry.check_model(model, source=str(path))
     model = model.to(map_location).eval()
     return LoadedCheckpoint(path, model, kind, entry.class_names(), {}, published=entry)
 

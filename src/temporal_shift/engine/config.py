@@ -30,7 +30,8 @@ from typing import Any, Literal, Union
 import yaml
 
 from temporal_shift.data.lists import DEFAULT_TEMPLATE
-from temporal_shift.models.recognizer import ModelConfig
+from temporal_shift.models.config import ModelConfig
+from temporal_shift.models.factory import check_config
 
 REQUIRED: Any = dataclasses.MISSING
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -296,6 +297,10 @@ def config_from_dict(data: Any, *, source: str = "config") -> TrainConfig:
         given={"num_classes": num_classes},
     )
     config = TrainConfig(**sections)
+    try:  # what the model family accepts (its archs, T, options)
+        check_config(config.model_config())
+    except ValueError as exc:
+        raise ConfigError(f"{source}: model: {exc}") from None
     _check_values(config, source)
     return config
 

@@ -65,7 +65,7 @@ from temporal_shift.checkpoint.loading import (
     resolve_class_names,
 )
 from temporal_shift.ops.runtime import ignore_sigint, resolve_device
-from temporal_shift.hub.weights import PublishedWeights
+from temporal_shift.hub.published import Accuracy, PublishedWeights
 
 ClipProtocol = Literal["single", "twice", "dense"]
 Fusion = Literal["softmax", "logits"]
@@ -108,6 +108,12 @@ class EvalProtocol:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.size is not None and self.scale_size is not None and self.scale_size < self.size:
             raise ValueError(f"scale_size ({self.scale_size}) must be at least size ({self.size})")
+
+    @classmethod
+    def of(cls, accuracy: Accuracy) -> EvalProtocol:
+        """The protocol a published accuracy was measured under (`hub.published.Accuracy`)."""
+        return cls(clips=accuracy.clips, crops=accuracy.crops, size=accuracy.size,  # type: ignore[arg-type]
+                   scale_size=accuracy.scale_size)
 
     @property
     def num_clips(self) -> int:

@@ -58,7 +58,10 @@ from temporal_shift.data.sampling import DenseSampler, TSNSampler
 from temporal_shift.data.transforms import test_transform, train_transform
 from temporal_shift.engine.evaluate import score_videos, topk_predictions
 from temporal_shift.checkpoint.loading import load_checkpoint
-from temporal_shift.models.recognizer import load_backbone_weights, model_from_config, model_name, param_groups
+from temporal_shift.checkpoint.backbone import load_backbone_weights
+from temporal_shift.models.config import model_name
+from temporal_shift.models.factory import model_from_config
+from temporal_shift.models.optim_groups import param_groups
 from temporal_shift.ops.runtime import (Distributed, distributed, ignore_sigint, keep_freed_memory, resolve_device,
                                     unwrap)
 

@@ -1,5 +1,5 @@
 """The registry of published checkpoints: the paper's reference release
-(github.com/mit-han-lab/temporal-shift-module), as data. Logic lives in `weights`.
+(github.com/mit-han-lab/temporal-shift-module), as data. The entries' logic lives in `published`, lookup by name in `weights`.
 
 Where each fact was read (``sources`` of every entry uses these short names):
 
@@ -23,13 +23,14 @@ Where each fact was read (``sources`` of every entry uses these short names):
 
 The release publishes no checksums: ``sha256`` is None throughout, and `weights` records
 the checksum of the first verified download next to the cached file. GMACs per clip are
-measured here with `bench.count_flops` (one clip, 224x224, FLOPs/2). The Kinetics optical
+measured here with `apps.bench.overhead.count_flops` (one clip, 224x224, FLOPs/2). The Kinetics optical
 flow model is left out: it takes stacked flow fields (10 channels per segment), not RGB.
 """
 
 from __future__ import annotations
 
-from temporal_shift.hub.weights import Accuracy, PublishedWeights
+from temporal_shift.hub.published import DATASETS, Accuracy, PublishedWeights
+from temporal_shift.models.config import ModelConfig
 
 _FILE = "https://file.lzhu.me/projects/tsm/models/"
 _HANLAB = "https://hanlab.mit.edu/projects/tsm/models/"
@@ -75,9 +76,18 @@ def _something(file: str, *, version: str) -> tuple[str, tuple[str, ...], tuple[
     )
 
 
-def _entry(name: str, file_info: tuple, **fields) -> PublishedWeights:
+_MODEL_FIELDS = frozenset(ModelConfig.field_names())
+
+
+def _entry(name: str, file_info: tuple, *, dataset: str, **fields) -> PublishedWeights:
+    """An entry; the keyword arguments that are model settings (arch, n_segment, shift, ...)
+    make its `ModelConfig`, with the dataset's number of classes."""
     url, mirrors, sources = file_info
-    return PublishedWeights(name=name, url=url, mirrors=mirrors, sources=sources, **fields)
+    model = ModelConfig(num_classes=DATASETS[dataset].num_classes,
+                        **{k: v for k, v in fields.items() if k in _MODEL_FIELDS})
+    rest = {k: v for k, v in fields.items() if k not in _MODEL_FIELDS}
+    return PublishedWeights(name=name, url=url, mirrors=mirrors, sources=sources, model=model, dataset=dataset,
+                            **rest)
 
 
 REGISTRY: tuple[PublishedWeights, ...] = (
@@ -160,18 +170,17 @@ REGISTRY: tuple[PublishedWeights, ...] = (
         accuracies=(Accuracy(63.3, **_STH_2x3),),
     ),
     # The online (causal) hand-gesture model of the live demo.
-    PublishedWeights(
-        name="online_tsm_mobilenetv2_jester",
-        url=_HANLAB + "mobilenetv2_jester_online.pth.tar",
-        arch="mobilenet_v2", n_segment=8, mode="causal", layout="online-demo", dataset="jester", gmacs=2.4,
-        accuracies=(),
-        sources=(
+    _entry(
+        "online_tsm_mobilenetv2_jester",
+        (_HANLAB + "mobilenetv2_jester_online.pth.tar", (), (
             ("url, arch, classes, input size, normalisation", ONLINE),
             ("mode", "online_demo/README.md: online TSM (shift from the past only), MobileNetV2, Jester"),
             ("fold_div, place", "online_demo/mobilenet_v2_tsm.py: 1/8 of the channels, in the residual "
              "branch of the blocks with a skip connection (buffer shapes in online_demo/main.py)"),
             ("n_segment", "not published: the streaming step does not depend on T; 8 builds the offline twin"),
-        ),
+        )),
+        arch="mobilenet_v2", n_segment=8, mode="causal", layout="online-demo", dataset="jester", gmacs=2.4,
+        accuracies=(),
         note="for `tsm stream` (frame by frame); no accuracy is published",
     ),
 )

@@ -1,9 +1,9 @@
-"""Insert temporal shifts (and temporal pooling, non-local blocks) into torchvision backbones.
+"""Where temporal shifts (and temporal pooling, non-local blocks) go in each kind of network.
 
-Supported: torchvision ResNet (ResNet-18/34/50/101/152, ResNeXt, Wide ResNet) and
-MobileNetV2. The model is changed in place and returned; its structure is kept, each
-shifted module is only wrapped (`TemporalShift.net`), so pretrained 2D weights still load
-after a key rename.
+One function per kind of torchvision backbone (ResNet, with ResNeXt and Wide ResNet;
+MobileNetV2), each changing the model in place and keeping its structure: a shifted module
+is only wrapped (`TemporalShift.net`). `backbones.KINDS` ties them to the networks, and
+`backbones.make_temporal_shift` is the entry point for any supported model.
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ from torchvision.models import MobileNetV2, ResNet
 from torchvision.models.mobilenetv2 import InvertedResidual
 
 from temporal_shift.models.non_local import NonLocalAfter
-from temporal_shift.ops.shift import TemporalShift, check_shift_args
+from temporal_shift.ops.shift import TemporalShift
 
-PLACES = ("blockres", "block")
-SUPPORTED_BACKBONES = (
-    "torchvision ResNet (resnet18/34/50/101/152, resnext*, wide_resnet*) and MobileNetV2"
-)
 # With residual ("blockres") shifts, ResNets with at least this many blocks in layer3
 # (ResNet-101/152) shift every other block, as the reference release does; in-place
 # ("block") shifts wrap every block at any depth there.
@@ -49,74 +45,43 @@ class TemporalPool(nn.Module):
         return self.net(pooled.transpose(1, 2).reshape(-1, c, h, w))
 
 
-def make_temporal_shift(
-    model: nn.Module,
-    n_segment: int,
-    *,
-    fold_div: int = 8,
-    place: str = "blockres",
-    mode: str = "bidirectional",
-    temporal_pool: bool = False,
-) -> nn.Module:
-    """Insert temporal shifts into a torchvision ResNet or MobileNetV2 (in place).
-
-    ``place="blockres"`` shifts before the first conv of each residual branch;
-    ``place="block"`` shifts the whole block's input. Like the reference release,
-    ResNet-101/152 get residual shifts in every other block (``blockres``) but in-place
-    shifts in every block (``block``). With ``temporal_pool`` the frames
-    are max-pooled over time before layer2 (ResNet only), and later shifts use T/2.
-    """
-    check_shift_args(n_segment=n_segment, fold_div=fold_div, mode=mode)
-    if place not in PLACES:
-        raise ValueError(f"unknown shift place {place!r}; expected one of {', '.join(PLACES)}")
-
-    def shift(module: nn.Module, t: int) -> TemporalShift:
-        return TemporalShift(module, t, fold_div=fold_div, mode=mode)
-
-    if isinstance(model, ResNet):
-        stages = [model.layer1, model.layer2, model.layer3, model.layer4]
-        deep = len(model.layer3) >= EVERY_OTHER_BLOCK_FROM
-        every = 2 if place == "blockres" and deep else 1
-        segments = [n_segment] + [n_segment // 2 if temporal_pool else n_segment] * 3
-        for stage, t in zip(stages, segments):
-            for i, block in enumerate(stage):
-                if i % every:
-                    continue
-                if place == "blockres":
-                    block.conv1 = shift(block.conv1, t)
-                else:
-                    stage[i] = shift(block, t)
-        if temporal_pool:
-            model.layer2 = TemporalPool(model.layer2, n_segment)
-        return model
-
-    if isinstance(model, MobileNetV2):
-        if temporal_pool:
-            raise ValueError("temporal_pool is only supported for ResNet backbones")
-        for i, block in enumerate(model.features):
-            if isinstance(block, InvertedResidual) and block.use_res_connect:
-                if place == "blockres":
-                    first = block.conv[0]  # Conv2dNormActivation: shift before its conv
-                    first[0] = shift(first[0], n_segment)
-                else:
-                    model.features[i] = shift(block, n_segment)
-        return model
-
-    raise ValueError(
-        f"unsupported backbone {type(model).__name__}; supported: {SUPPORTED_BACKBONES}"
-    )
+def shift_resnet(
+    model: ResNet, n_segment: int, *, fold_div: int, place: str, mode: str, temporal_pool: bool
+) -> None:
+    """Shifts in every residual block (every other one of deep ResNets with ``blockres``)."""
+    stages = [model.layer1, model.layer2, model.layer3, model.layer4]
+    deep = len(model.layer3) >= EVERY_OTHER_BLOCK_FROM
+    every = 2 if place == "blockres" and deep else 1
+    segments = [n_segment] + [n_segment // 2 if temporal_pool else n_segment] * 3
+    for stage, t in zip(stages, segments):
+        for i, block in enumerate(stage):
+            if i % every:
+                continue
+            if place == "blockres":
+                block.conv1 = TemporalShift(block.conv1, t, fold_div=fold_div, mode=mode)
+            else:
+                stage[i] = TemporalShift(block, t, fold_div=fold_div, mode=mode)
+    if temporal_pool:
+        model.layer2 = TemporalPool(model.layer2, n_segment)
 
 
-def make_non_local(model: nn.Module, n_segment: int) -> nn.Module:
-    """Add non-local blocks where the published TSM-R50+NL has them (in place).
+def shift_mobilenet_v2(
+    model: MobileNetV2, n_segment: int, *, fold_div: int, place: str, mode: str, temporal_pool: bool
+) -> None:
+    """Shifts in every inverted residual block with a residual connection."""
+    if temporal_pool:
+        raise ValueError("temporal_pool is only supported for ResNet backbones")
+    for i, block in enumerate(model.features):
+        if isinstance(block, InvertedResidual) and block.use_res_connect:
+            if place == "blockres":
+                first = block.conv[0]  # Conv2dNormActivation: shift before its conv
+                first[0] = TemporalShift(first[0], n_segment, fold_div=fold_div, mode=mode)
+            else:
+                model.features[i] = TemporalShift(block, n_segment, fold_div=fold_div, mode=mode)
 
-    Must run after `make_temporal_shift` without temporal pooling; needs a ResNet with at
-    least 5 blocks in layer3 (ResNet-50 and deeper).
-    """
-    if not isinstance(model, ResNet):
-        raise ValueError(
-            f"non-local blocks need a torchvision ResNet backbone, got {type(model).__name__}"
-        )
+
+def non_local_resnet(model: ResNet, n_segment: int) -> None:
+    """Non-local blocks after the published TSM-R50+NL's blocks (`NON_LOCAL_BLOCKS`)."""
     for name, indices in NON_LOCAL_BLOCKS.items():  # check all before changing any
         stage = getattr(model, name)
         if not isinstance(stage, nn.Sequential) or len(stage) <= max(indices):
@@ -128,7 +93,6 @@ def make_non_local(model: nn.Module, n_segment: int) -> nn.Module:
         stage = getattr(model, name)
         for i in indices:
             stage[i] = NonLocalAfter(stage[i], _out_channels(stage[i]), n_segment)
-    return model
 
 
 def _out_channels(block: nn.Module) -> int:

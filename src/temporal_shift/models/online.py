@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from temporal_shift.checkpoint.loading import load_checkpoint
-from temporal_shift.models.recognizer import VideoRecognizer
+from temporal_shift.models.tsn import VideoRecognizer
 from temporal_shift.ops.shift import TemporalShift
 
 
@@ -175,15 +173,3 @@ class OnlineStream:
         logits, *self._buffers = self.model(frame, *self._buffers)
         self.steps += 1
         return logits[0]
-
-
-def load_online(
-    path: str | Path, *, n_segment: int | None = None, fold_div: int | None = None
-) -> OnlineRecognizer:
-    """The streaming model of a causal checkpoint (ours, the reference release's, its online demo's)."""
-    try:
-        return OnlineRecognizer(load_checkpoint(path, n_segment=n_segment, fold_div=fold_div).model)
-    except ValueError as exc:
-        if str(exc).startswith(str(path)):
-            raise
-        raise ValueError(f"{path}: {exc}") from exc

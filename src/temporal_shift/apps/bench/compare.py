@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from temporal_shift.apps.bench.overhead import count_flops, count_params, interleaved_latency, summarize
-from temporal_shift.models.recognizer import build_model
+from temporal_shift.models.factory import build_model
 from temporal_shift.ops.runtime import resolve_device
 
 TSM_TABLE5 = "TSM paper (ICCV 2019) Table 5, Tesla P100, batch 1"

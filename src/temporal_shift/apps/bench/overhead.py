@@ -25,7 +25,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from temporal_shift.engine.compiled import compile_for_inference, resolve_mode
-from temporal_shift.models.recognizer import VideoRecognizer, build_model
+from temporal_shift.models.factory import build_model
+from temporal_shift.models.tsn import VideoRecognizer
 from temporal_shift.ops.runtime import resolve_device
 
 

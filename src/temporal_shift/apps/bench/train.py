@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from temporal_shift.apps.bench.overhead import _timer, box_plot, summarize, tsn_tsm_pair
 from temporal_shift.engine.compiled import resolve_mode
-from temporal_shift.models.recognizer import param_groups
+from temporal_shift.models.optim_groups import param_groups
 from temporal_shift.ops.runtime import resolve_device
 
 AMP_MODES = ("off", "bf16", "fp16")

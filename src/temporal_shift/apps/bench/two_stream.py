@@ -23,7 +23,7 @@ import torch
 
 from temporal_shift.apps.bench.overhead import count_flops, summarize
 from temporal_shift.data.flow import DEFAULT_FLOW_LENGTH, METHODS, FlowComputer, require_opencv
-from temporal_shift.models.recognizer import build_model
+from temporal_shift.models.factory import build_model
 from temporal_shift.ops.runtime import resolve_device
 
 FLOW_FRAME = (256, 340)  # (height, width): the reference's 340x256 frames

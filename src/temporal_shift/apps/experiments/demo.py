@@ -78,7 +78,7 @@ import torch
 
 from temporal_shift.engine.config import TrainConfig, config_from_dict
 from temporal_shift.engine.evaluate import EvalResult, evaluate
-from temporal_shift.models.recognizer import VideoRecognizer
+from temporal_shift.models.tsn import VideoRecognizer
 from temporal_shift.engine.train import train
 
 DEMO_SIZE = 32
@@ -189,7 +189,7 @@ def demo_config(data_root: Path, out_dir: Path, *, shift: bool = True, model: di
     return config_from_dict(
         {
             "model": {"arch": "resnet18", "n_segment": DEMO_SEGMENTS, "shift": shift, "dropout": 0.2,
-                      **(model or {})},
+                      "small_maps": True, **(model or {})},
             "data": {"root": str(data_root), "train_list": TRAIN_FRAMES_LIST, "val_list": VAL_FRAMES_LIST,
                      "classes": CLASSES_FILE, "num_classes": NUM_CLASSES, "kind": "frames", "size": DEMO_SIZE,
                      "scale_size": DEMO_SIZE, "scales": [1.0], "flip": False, "batch_size": batch_size,

@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from temporal_shift.models.base import ClipClassifier
+from temporal_shift.models.factory import FAMILIES
 from temporal_shift.apps.experiments import demo
 from temporal_shift.apps.experiments.demo import (
     DEMO_EPOCHS,
@@ -442,7 +444,7 @@ def shift_latency(*, arch: str, size: int, n_segment: int, repeats: int, device:
     TSN's weights, one clip, timed in interleaved rounds; per proportion the median and IQR
     of the per-round ratio to TSN."""
     from temporal_shift.apps.bench.overhead import interleaved_latency, summarize
-    from temporal_shift.models.recognizer import build_model
+    from temporal_shift.models.factory import build_model
     from temporal_shift.ops.runtime import resolve_device
 
     dev = resolve_device(device)
@@ -728,37 +730,26 @@ def run_online(
 # --- zoo -------------------------------------------------------------------------------------
 
 
-def zoo_families() -> dict[str, type]:
-    """The model families installed (`temporal_shift.models.zoo.FAMILIES`), or TSN/TSM alone
-    where that package is not there."""
-    try:
-        from temporal_shift.models.zoo import FAMILIES
-    except ImportError:
-        from temporal_shift.models.recognizer import VideoRecognizer
-
-        return {"tsn": VideoRecognizer}
+def zoo_families() -> dict[str, type[ClipClassifier]]:
+    """Every model family (`temporal_shift.models.factory.FAMILIES`)."""
     return dict(FAMILIES)
 
 
-def _zoo_arms(families: dict[str, type], *, n_segment: int) -> tuple[list[Arm], list[dict[str, str]]]:
+def _zoo_arms(families: dict[str, type[ClipClassifier]], *, n_segment: int) -> tuple[list[Arm], list[dict[str, str]]]:
     """TSN and TSM, then one arm per other family (ResNet-18 trunk where the family takes it,
     else its first arch), checked against the family's own ``check_config``; the families
     that cannot take the recipe are returned with the reason."""
-    from temporal_shift.models.recognizer import ModelConfig
+    from temporal_shift.models.config import ModelConfig
 
     arms = [Arm(label="TSN", model={"shift": False}, group="tsn"), Arm(label="TSM", model={"shift": True}, group="tsn")]
     not_run = []
     for family, cls in families.items():
         if family == "tsn":
             continue
-        archs = tuple(getattr(cls, "archs", ()))
-        arch = "resnet18" if "resnet18" in archs else (archs[0] if archs else "resnet18")
+        arch = "resnet18" if "resnet18" in cls.archs else cls.archs[0]
         model = {"family": family, "arch": arch, "shift": False}
         try:
-            config = ModelConfig(num_classes=12, n_segment=n_segment, **model)
-            check = getattr(cls, "check_config", None)
-            if check is not None:
-                check(config)
+            cls.check_config(ModelConfig(num_classes=12, n_segment=n_segment, **model))
         except (TypeError, ValueError) as exc:
             not_run.append({"family": family, "reason": str(exc)})
             continue

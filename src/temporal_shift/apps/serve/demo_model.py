@@ -71,7 +71,7 @@ class DemoModel:
     def onnx(self) -> Path:
         """The streaming step of the checkpoint in ONNX (exported and verified once, then cached)."""
         from temporal_shift.engine.export import export_online, verify_online_export
-        from temporal_shift.models.online import load_online
+        from temporal_shift.checkpoint.loading import load_online
 
         path = self.folder / ONNX_NAME
         if not path.is_file():
@@ -95,7 +95,7 @@ def _config(data_root: Path, out_dir: Path, budget: DemoServeBudget, *, progress
     return config_from_dict(
         {
             "model": {"arch": "resnet18", "n_segment": DEMO_SERVE_SEGMENTS, "shift": True, "mode": "causal",
-                      "dropout": 0.2},
+                      "dropout": 0.2, "small_maps": True},
             "data": {"root": str(data_root), "train_list": TRAIN_FRAMES_LIST, "val_list": VAL_FRAMES_LIST,
                      "classes": CLASSES_FILE, "num_classes": len(CLASSES), "kind": "frames", "size": size,
                      "scale_size": size, "scales": [1.0], "flip": False, "batch_size": budget.batch_size,

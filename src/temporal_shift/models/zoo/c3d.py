@@ -34,11 +34,13 @@ Choices, documented:
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from temporal_shift.models.recognizer import ModelConfig, new_head
+from temporal_shift.models.base import ClipClassifier
+from temporal_shift.models.config import ModelConfig
 
 # (name, in channels, out channels) of the eight convolutions; a pool follows the last of each stage.
 _STAGES: tuple[tuple[tuple[str, int, int], ...], ...] = (
@@ -53,22 +55,22 @@ POOL5_SIZE = (1, 4, 4)  # pool5's output on 16x112x112, what fc6 was built for
 MIN_SIZE = 16  # H and W: five poolings halve them (rounding up) down to at least 1
 
 
-class C3D(nn.Module):
+class C3D(ClipClassifier):
     """(N, T, 3, H, W) clips -> (N, K) logits; published on T=16, 112x112."""
 
-    archs: tuple[str, ...] = ("c3d",)
-    input_size: int = 112
-    frames: tuple[int, ...] = (16,)
+    archs: ClassVar[tuple[str, ...]] = ("c3d",)
+    input_size: ClassVar[int] = 112
+    frames: ClassVar[tuple[int, ...]] = (16,)
 
-    @staticmethod
-    def check_config(config: ModelConfig) -> None:
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
         """Any T >= 1 (the pools round up); no partial BN (C3D has no BatchNorm)."""
+        super().check_config(config)
         if config.partial_bn:
             raise ValueError("partial_bn: C3D has no BatchNorm layers to freeze; set partial_bn to false")
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         layers: dict[str, nn.Module] = {}
         for index, stage in enumerate(_STAGES, start=1):
             for name, cin, cout in stage:
@@ -81,31 +83,21 @@ class C3D(nn.Module):
         self.fc6 = nn.Linear(flat, FC_WIDTH)
         self.fc7 = nn.Linear(FC_WIDTH, FC_WIDTH)
         self.relu = nn.ReLU(inplace=True)
-        self.dropout = nn.Dropout(config.dropout)
-        self.head = new_head(FC_WIDTH, config.num_classes)
+        self.set_head(FC_WIDTH)
         for module in self.modules():  # He init (fan in): no BN rescales this ReLU stack
             if isinstance(module, (nn.Conv3d, nn.Linear)) and module is not self.head:
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.zeros_(module.bias)
 
-    @property
-    def n_segment(self) -> int:
-        return self.config.n_segment
-
     def forward(self, x: Tensor) -> Tensor:
-        if not torch.jit.is_tracing():
-            self._check_input(x)
-        x = x.transpose(1, 2)  # (N, 3, T, H, W)
+        x = self.checked(x).transpose(1, 2)  # (N, 3, T, H, W)
         x = adaptive_avg_pool(self.features(x), POOL5_SIZE).flatten(1)
         x = self.dropout(self.relu(self.fc6(x)))
         x = self.dropout(self.relu(self.fc7(x)))
         return self.head(x)
 
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 5 or x.shape[1] != self.config.n_segment or x.shape[2] != 3:
-            raise ValueError(
-                f"C3D expects clips of shape (N, T={self.config.n_segment}, 3, H, W), got {tuple(x.shape)}"
-            )
+    def check_input(self, x: Tensor) -> None:
+        super().check_input(x)
         if min(x.shape[-2:]) < MIN_SIZE:
             raise ValueError(f"C3D needs frames of at least {MIN_SIZE}x{MIN_SIZE} (published: 112x112), got {tuple(x.shape)}")
 

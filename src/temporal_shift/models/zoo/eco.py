@@ -45,21 +45,18 @@ the same count: about 33.5M parameters, 25.0 / 50.0 GMACs at 8 / 16 frames (BN-I
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
+from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 from torchvision.models.video import r3d_18
 from torchvision.models.video.resnet import BasicBlock, Conv3DSimple
 
-from temporal_shift.models.recognizer import (
-    ModelConfig,
-    freeze_partial_bn,
-    headless_backbone,
-    new_head,
-    partial_bn_eval,
-)
-from temporal_shift.models.zoo.fusion import load_2d_state, read_2d_state
+from temporal_shift.models.backbones import headless_backbone
+from temporal_shift.models.base import ClipClassifier
+from temporal_shift.models.config import ModelConfig
+from temporal_shift.models.zoo.fusion import load_2d_state
 
 STACK_CHANNELS = 96  # the 2D part's output per frame, as published (inception-3c)
 
@@ -73,17 +70,17 @@ def _conv3_x(in_channels: int) -> nn.Sequential:
     )
 
 
-class EcoLite(nn.Module):
+class EcoLite(ClipClassifier):
     """(N, T, 3, H, W) -> (N, K): 2D part per frame -> (N, 96, T, 28, 28) -> 3D ResNet-18 part."""
 
-    archs: tuple[str, ...] = ("resnet18",)
-    input_size: int = 224
-    frames: tuple[int, ...] = (8, 16)
-    unused_2d_keys: tuple[str, ...] = ("fc.", "layer3.", "layer4.")  # of a ResNet-18 state dict
+    archs: ClassVar[tuple[str, ...]] = ("resnet18",)
+    frames: ClassVar[tuple[int, ...]] = (8, 16)
+    unused_2d_keys: ClassVar[tuple[str, ...]] = ("fc.", "layer3.", "layer4.")  # of a ResNet-18 state dict
 
-    @staticmethod
-    def check_config(config: ModelConfig) -> None:
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
         """T a multiple of 4 (the 3D part halves time twice; published 4, 8, 16, 32)."""
+        super().check_config(config)
         if config.n_segment < 4 or config.n_segment % 4:
             raise ValueError(
                 f"n_segment={config.n_segment}: {config.family} takes a multiple of 4 frames "
@@ -91,8 +88,7 @@ class EcoLite(nn.Module):
             )
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         resnet, _ = headless_backbone(config.arch)
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2")
         self.trunk = nn.Sequential(OrderedDict((name, getattr(resnet, name)) for name in names))
@@ -106,17 +102,13 @@ class EcoLite(nn.Module):
             OrderedDict(conv3_x=_conv3_x(STACK_CHANNELS), conv4_x=r3d.layer3, conv5_x=r3d.layer4)
         )
         self._build_branch(resnet)
-        self.dropout = nn.Dropout(config.dropout)
-        self.head = new_head(self.feature_dim, config.num_classes)
-        if config.partial_bn:
-            freeze_partial_bn(self)
+        self.set_head(self.feature_dim)
 
     def _build_branch(self, resnet: nn.Module) -> None:
         self.feature_dim = 512
 
-    @property
-    def n_segment(self) -> int:
-        return self.config.n_segment
+    def partial_bn_root(self) -> nn.Module:
+        return self  # the 2D part and the 3D part: ECO has no single backbone module
 
     def features(self, x: Tensor) -> Tensor:
         """(N, T, 3, H, W) -> (N, feature_dim), before dropout and the head."""
@@ -130,17 +122,7 @@ class EcoLite(nn.Module):
         return self.net3d(stack).mean(dim=(2, 3, 4))
 
     def forward(self, x: Tensor) -> Tensor:
-        t = self.config.n_segment
-        if not torch.jit.is_tracing() and (x.dim() != 5 or x.shape[1] != t or x.shape[2] != 3):
-            raise ValueError(f"expected input of shape (N, T={t}, 3, H, W), got {tuple(x.shape)}")
-        return self.head(self.dropout(self.features(x)))
-
-    def train(self, mode: bool = True) -> "EcoLite":
-        """Like `nn.Module.train`; with partial BN, every BN layer but the first stays in eval."""
-        super().train(mode)
-        if mode and self.config.partial_bn:
-            partial_bn_eval(self)
-        return self
+        return self.head(self.dropout(self.features(self.checked(x))))
 
     def _torchvision_parts(self) -> nn.Module:
         """The modules that hold torchvision ResNet weights, under torchvision's names."""
@@ -149,22 +131,21 @@ class EcoLite(nn.Module):
             parts.add_module(name, module)
         return parts
 
-    def load_backbone_weights(self, path: str | Path) -> None:
+    def load_backbone_state(self, state: Mapping[str, Tensor], *, source: str) -> None:
         """Fill the 2D part from a torchvision ResNet-18 state dict (ImageNet weights).
 
-        ECO-Lite uses conv1 .. layer2 (layer3, layer4 and fc of the file are not used);
+        ECO-Lite uses conv1 .. layer2 (layer3, layer4 and fc of the state are not used);
         ECO also fills its 2D branch from layer3 and layer4.
         """
-        state = read_2d_state(path)
-        parts = self._torchvision_parts()
-        load_2d_state(parts, state, source=str(path), arch=self.config.arch, ignore=self.unused_2d_keys)
+        load_2d_state(self._torchvision_parts(), state, source=source, arch=self.config.arch,
+                      ignore=self.unused_2d_keys)
 
 
 class EcoFull(EcoLite):
     """ECO (full): ECO-Lite plus a 2D branch (ResNet-18 layer3 + layer4 per frame, averaged
     over time) whose 512 features join the 3D part's 512 before the head."""
 
-    unused_2d_keys: tuple[str, ...] = ("fc.",)
+    unused_2d_keys: ClassVar[tuple[str, ...]] = ("fc.",)
 
     def _build_branch(self, resnet: nn.Module) -> None:
         self.branch2d = nn.Sequential(OrderedDict(layer3=resnet.layer3, layer4=resnet.layer4))

@@ -45,20 +45,16 @@ theirs applies to a ResNet trunk, so these are ours, not published ones.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
+from typing import ClassVar
 
-import torch
 from torch import Tensor, nn
 from torchvision import models as tvm
 
-from temporal_shift.checkpoint.format import CheckpointError, read_checkpoint
-from temporal_shift.models.recognizer import (
-    ModelConfig,
-    freeze_partial_bn,
-    headless_backbone,
-    new_head,
-    partial_bn_eval,
-)
+from temporal_shift.models.backbones import headless_backbone
+from temporal_shift.models.base import ClipClassifier
+from temporal_shift.models.config import ModelConfig
+from temporal_shift.models.state import CheckpointError
 
 TRUNKS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50")
 
@@ -112,97 +108,74 @@ def _check_frames(config: ModelConfig, *, minimum: int) -> None:
         )
 
 
-def _check_input(x: Tensor, n_segment: int) -> None:
-    if not torch.jit.is_tracing() and (x.dim() != 5 or x.shape[1] != n_segment or x.shape[2] != 3):
-        raise ValueError(f"expected input of shape (N, T={n_segment}, 3, H, W), got {tuple(x.shape)}")
-
-
-class _FusionModel(nn.Module):
+class _FusionModel(ClipClassifier):
     """A ResNet trunk (``self.backbone``, classifier removed), dropout and ``self.head``."""
 
-    archs: tuple[str, ...] = TRUNKS
-    input_size: int = 224
+    archs: ClassVar[tuple[str, ...]] = TRUNKS
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.backbone, self.feature_dim = headless_backbone(config.arch)
-        self.dropout = nn.Dropout(config.dropout)
 
-    @property
-    def n_segment(self) -> int:
-        return self.config.n_segment
-
-    def train(self, mode: bool = True) -> "_FusionModel":
-        """Like `nn.Module.train`; with partial BN, every BN layer but the first stays in eval."""
-        super().train(mode)
-        if mode and self.config.partial_bn:
-            partial_bn_eval(self.backbone)
-        return self
-
-    def _finish(self, head_in: int) -> None:
-        self.head = new_head(head_in, self.config.num_classes)
-        if self.config.partial_bn:
-            freeze_partial_bn(self.backbone)
-
-    def load_backbone_weights(self, path: str | Path) -> None:
+    def load_backbone_state(self, state: Mapping[str, Tensor], *, source: str) -> None:
         """Fill the trunk from a torchvision 2D state dict of ``config.arch`` (its ``fc.*`` dropped),
         time-spanning kernels inflated (repeated over time, divided by the extent)."""
-        load_2d_state(self.backbone, read_2d_state(path), source=str(path), arch=self.config.arch)
+        load_2d_state(self.backbone, state, source=source, arch=self.config.arch)
 
 
 class LateFusion(_FusionModel):
     """(N, T, 3, H, W) -> (N, K): the trunk per frame, the T feature vectors concatenated into the head."""
 
-    frames: tuple[int, ...] = (2,)
+    frames: ClassVar[tuple[int, ...]] = (2,)
 
-    @staticmethod
-    def check_config(config: ModelConfig) -> None:
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
         """Any T >= 2 (published: 2 frames far apart)."""
+        super().check_config(config)
         _check_frames(config, minimum=2)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self._finish(config.n_segment * self.feature_dim)
+        self.set_head(config.n_segment * self.feature_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.config.n_segment)
-        features = self.backbone(x.flatten(0, 1))  # (N * T, D), time fastest
+        features = self.backbone(self.checked(x).flatten(0, 1))  # (N * T, D), time fastest
         return self.head(self.dropout(features.reshape(-1, self.config.n_segment * self.feature_dim)))
 
 
 class EarlyFusion(_FusionModel):
     """(N, T, 3, H, W) -> (N, K): the first convolution spans all T frames, the rest is the 2D trunk."""
 
-    frames: tuple[int, ...] = (10,)
+    frames: ClassVar[tuple[int, ...]] = (10,)
 
-    @staticmethod
-    def check_config(config: ModelConfig) -> None:
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
         """Any T >= 2 (published: 10 contiguous frames)."""
+        super().check_config(config)
         _check_frames(config, minimum=2)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         t = config.n_segment
         self.backbone.conv1 = _time_conv(self.backbone.conv1, kt=t, st=1, t_in=t)
-        self._finish(self.feature_dim)
+        self.set_head(self.feature_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.config.n_segment)
-        return self.head(self.dropout(self.backbone(x.flatten(0, 1))))
+        return self.head(self.dropout(self.backbone(self.checked(x).flatten(0, 1))))
 
 
 class SlowFusion(_FusionModel):
     """(N, 10, 3, H, W) -> (N, K): temporal extent 4 (stride 2) at conv1, then 2 (stride 2)
     at the strided convolutions of layer2 and layer3; one position covers all 10 frames."""
 
-    frames: tuple[int, ...] = (10,)
+    frames: ClassVar[tuple[int, ...]] = (10,)
     # (module path, temporal kernel, temporal stride) of the time-spanning convolutions
-    LEVELS: tuple[tuple[str, int, int], ...] = (("conv1", 4, 2), ("layer2.0", 2, 2), ("layer3.0", 2, 2))
+    LEVELS: ClassVar[tuple[tuple[str, int, int], ...]] = (("conv1", 4, 2), ("layer2.0", 2, 2), ("layer3.0", 2, 2))
 
-    @staticmethod
-    def check_config(config: ModelConfig) -> None:
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
         """Exactly T = 10: conv1 (4 frames, stride 2) -> 4 positions, layer2 -> 2, layer3 -> 1."""
+        super().check_config(config)
         if config.n_segment != 10:
             raise ValueError(
                 f"n_segment={config.n_segment}: slow_fusion takes n_segment=10 (a 4-frame conv1 with "
@@ -226,28 +199,18 @@ class SlowFusion(_FusionModel):
             t = conv.t_out
         if t != 1:  # guarded by check_config; a changed LEVELS table must still end on one position
             raise AssertionError(f"slow fusion ends with {t} time positions, expected 1")
-        self._finish(self.feature_dim)
+        self.set_head(self.feature_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.config.n_segment)
-        return self.head(self.dropout(self.backbone(x.flatten(0, 1))))
+        return self.head(self.dropout(self.backbone(self.checked(x).flatten(0, 1))))
 
 
 # --- 2D (ImageNet) weights into a trunk -------------------------------------------------
 
 
-def read_2d_state(path: str | Path) -> dict[str, Tensor]:
-    """The state dict in a file of 2D weights (bare, or under ``state_dict``); errors name the file."""
-    data = read_checkpoint(path)
-    state = data.get("state_dict", data)
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: not a state dict of tensors (a torchvision 2D backbone's)")
-    return state
-
-
 def load_2d_state(
     module: nn.Module,
-    state: dict[str, Tensor],
+    state: Mapping[str, Tensor],
     *,
     source: str,
     arch: str,

@@ -38,19 +38,16 @@ makes inflated weights start where the 2D network left off.
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
+from typing import ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models as tvm
 
-from temporal_shift.models.recognizer import (
-    ModelConfig,
-    freeze_partial_bn,
-    new_head,
-    partial_bn_eval,
-)
+from temporal_shift.models.base import ClipClassifier
+from temporal_shift.models.config import ModelConfig
+from temporal_shift.models.zoo.inflate import inflate_state
 
 # Temporal kernel of the first convolution of each bottleneck of res2..res5 (3: inflated to 3x1x1).
 INFLATED: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -123,16 +120,16 @@ def inflated_resnet(arch: str) -> tuple[tvm.ResNet, int]:
     return backbone, feature_dim
 
 
-class I3D(nn.Module):
+class I3D(ClipClassifier):
     """(N, T, 3, H, W) clips -> (N, K) logits: the non-local paper's I3D-ResNet-50."""
 
-    archs: tuple[str, ...] = tuple(INFLATED)
-    input_size: int = 224
-    frames: tuple[int, ...] = (32, 8)
+    archs: ClassVar[tuple[str, ...]] = tuple(INFLATED)
+    frames: ClassVar[tuple[int, ...]] = (32, 8)
 
-    @staticmethod
-    def check_config(config: ModelConfig) -> None:
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
         """T must be a multiple of 8: conv1, pool1 and pool2 each halve time."""
+        super().check_config(config)
         if config.n_segment % TIME_STRIDE:
             raise ValueError(
                 f"n_segment={config.n_segment}: I3D takes a multiple of {TIME_STRIDE} frames "
@@ -140,44 +137,19 @@ class I3D(nn.Module):
             )
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.backbone, feature_dim = inflated_resnet(config.arch)
         self.pool2 = nn.MaxPool3d(kernel_size=(2, 1, 1), stride=(2, 1, 1))
-        self.dropout = nn.Dropout(config.dropout)
-        self.head = new_head(feature_dim, config.num_classes)
-        if config.partial_bn:
-            freeze_partial_bn(self.backbone)
-
-    @property
-    def n_segment(self) -> int:
-        return self.config.n_segment
+        self.set_head(feature_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not torch.jit.is_tracing():
-            self._check_input(x)
         b = self.backbone
-        x = b.maxpool(b.relu(b.bn1(b.conv1(x.transpose(1, 2)))))  # (N, 3, T, H, W) in
+        x = b.maxpool(b.relu(b.bn1(b.conv1(self.checked(x).transpose(1, 2)))))  # (N, 3, T, H, W) in
         x = self.pool2(b.layer1(x))
         x = b.layer4(b.layer3(b.layer2(x)))
         return self.head(self.dropout(b.avgpool(x).flatten(1)))
 
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 5 or x.shape[1] != self.config.n_segment or x.shape[2] != 3:
-            raise ValueError(
-                f"I3D expects clips of shape (N, T={self.config.n_segment}, 3, H, W), got {tuple(x.shape)}"
-            )
-
-    def train(self, mode: bool = True) -> "I3D":
-        """Like `nn.Module.train`; with partial BN, every BN layer but the first stays in eval."""
-        super().train(mode)
-        if mode and self.config.partial_bn:
-            partial_bn_eval(self.backbone)
-        return self
-
-    def load_backbone_weights(self, path: str | Path) -> None:
-        """``model.backbone_weights`` / ``build_model(backbone_weights=)``: inflate 2D
-        ResNet weights from ``path`` (`inflate_2d_weights`; the head keeps its init)."""
-        from temporal_shift.models.zoo.inflate import inflate_2d_weights
-
-        inflate_2d_weights(self, path)
+    def load_backbone_state(self, state: Mapping[str, Tensor], *, source: str) -> None:
+        """Inflate a torchvision 2D ResNet state dict of ``config.arch`` (`inflate_state`; the
+        head keeps its init)."""
+        inflate_state(self, {k: v for k, v in state.items() if not k.startswith("fc.")}, source=source)

@@ -8,42 +8,26 @@ at test time and in exports. Its cost is one frame's, whatever T is.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from temporal_shift.models.recognizer import (
-    BACKBONES,
-    ModelConfig,
-    freeze_partial_bn,
-    headless_backbone,
-    new_head,
-    partial_bn_eval,
-)
+from temporal_shift.models.backbones import BACKBONES, headless_backbone
+from temporal_shift.models.base import ClipClassifier
+from temporal_shift.models.config import ModelConfig
 
 
-class SingleFrame(nn.Module):
+class SingleFrame(ClipClassifier):
     """(N, T, C, H, W) clips -> (N, K) logits from one frame per clip."""
 
-    archs: tuple[str, ...] = tuple(BACKBONES)
-    input_size: int = 224
-    frames: tuple[int, ...] = (1, 8)
-
-    @staticmethod
-    def check_config(config: ModelConfig) -> None:
-        """Any T (the frames it does not look at cost nothing) and any 2D backbone."""
+    archs: ClassVar[tuple[str, ...]] = tuple(BACKBONES)
+    frames: ClassVar[tuple[int, ...]] = (1, 8)
 
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.backbone, feature_dim = headless_backbone(config.arch)
-        self.dropout = nn.Dropout(config.dropout)
-        self.head = new_head(feature_dim, config.num_classes)
-        if config.partial_bn:
-            freeze_partial_bn(self.backbone)
-
-    @property
-    def n_segment(self) -> int:
-        return self.config.n_segment
+        self.set_head(feature_dim)
 
     def pick_frames(self, x: Tensor) -> Tensor:
         """(N, T, C, H, W) -> (N, C, H, W): the centre frame in eval, a random one in training."""
@@ -53,15 +37,4 @@ class SingleFrame(nn.Module):
         return x[torch.arange(x.shape[0], device=x.device), index]
 
     def forward(self, x: Tensor) -> Tensor:
-        if not torch.jit.is_tracing() and (x.dim() != 5 or x.shape[1] != self.config.n_segment):
-            raise ValueError(
-                f"expected input of shape (N, T={self.config.n_segment}, C, H, W), got {tuple(x.shape)}"
-            )
-        return self.head(self.dropout(self.backbone(self.pick_frames(x))))
-
-    def train(self, mode: bool = True) -> "SingleFrame":
-        """Like `nn.Module.train`; with partial BN, every BN layer but the first stays in eval."""
-        super().train(mode)
-        if mode and self.config.partial_bn:
-            partial_bn_eval(self.backbone)
-        return self
+        return self.head(self.dropout(self.backbone(self.pick_frames(self.checked(x)))))
