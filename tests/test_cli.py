@@ -1,4 +1,5 @@
-"""The `tsm` command's common behaviour (error handling shared by all sub-commands)."""
+"""The `tsm` command's common behaviour: error handling shared by all sub-commands, `python -m`,
+the `tsm bench` subcommands and the pointers from their old spellings."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import yaml
 from conftest import index_frames
 
 from temporal_shift.checkpoint.format import save_checkpoint
+from temporal_shift.cli import build_parser, main
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list
 from temporal_shift.models import build_model
@@ -30,6 +32,67 @@ def test_reader_going_away_is_a_quiet_sigpipe_exit(tmp_path: Path) -> None:
     assert proc.wait(timeout=120) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
     assert (tmp_path / "s" / "classes.txt").is_file()  # the work itself was done
+
+
+
+def test_python_m_runs_the_cli() -> None:
+    for argv, shown in ((["--help"], ["usage: tsm", "bench", "predict", "serve"]),
+                        (["bench", "--help"], ["usage: tsm bench", "overhead", "two-stream", "data"])):
+        proc = subprocess.run([sys.executable, "-m", "temporal_shift.cli", *argv], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert all(word in proc.stdout for word in shown), proc.stdout
+
+
+# --- tsm bench: one subcommand per benchmark -------------------------------------------------
+
+SUBCOMMANDS = "{overhead,train,compare,two-stream,data}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["bench"], f"tsm bench: error: name a benchmark: tsm bench {SUBCOMMANDS} (see tsm bench --help)"),
+        (["bench", "--train", "--batch-size", "8"], "tsm bench: error: `--train` is now `tsm bench train`"),
+        (["bench", "--arch", "resnet18", "--train"], "tsm bench: error: `--train` is now `tsm bench train`"),
+        (["--debug", "bench", "--train"], "tsm bench: error: `--train` is now `tsm bench train`"),
+        (["bench", "--compare", "tsm,tsn"], "tsm bench: error: `--compare` is now `tsm bench compare NAMES`"),
+        (["bench", "--compare=all"], "tsm bench: error: `--compare` is now `tsm bench compare NAMES`"),
+        (["bench", "--two-stream", "--flow-length", "3"], "tsm bench: error: `--two-stream` is now `tsm bench two-stream`"),
+        (["bench", "--arch", "resnet18", "--json", "x.json"], "tsm bench: error: plain `tsm bench` is now `tsm bench overhead`"),
+        (["bench-data", "--workers", "0"], "tsm bench-data: error: `tsm bench-data` is now `tsm bench data`"),
+    ],
+)
+def test_old_bench_spellings_point_to_the_new_ones(argv: list[str], line: str, capsys) -> None:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [line] and out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "benchmark"),
+    [(["bench", "overhead"], "overhead"), (["bench", "train", "--amp", "bf16"], "train"),
+     (["bench", "compare", "tsm,tsn"], "compare"), (["bench", "two-stream", "--flow-length", "3"], "two-stream"),
+     (["bench", "data", "--segments", "4"], "data")],
+)
+def test_each_benchmark_is_a_subcommand(argv: list[str], benchmark: str) -> None:
+    args = build_parser().parse_args(argv)
+    assert args.command == "bench" and args.benchmark == benchmark and callable(args.func)
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "option"),
+    [("overhead", ["--amp", "bf16"]), ("overhead", ["--flow-length", "3"]), ("train", ["--flow-length", "3"]),
+     ("compare", ["--arch", "resnet18"]), ("compare", ["--segments", "8"]), ("compare", ["--compile"]),
+     ("compare", ["--contiguous"]), ("two-stream", ["--compile"]), ("two-stream", ["--batch-size", "2"]),
+     ("two-stream", ["--plot", "x.png"]), ("data", ["--device", "cpu"]), ("data", ["--arch", "resnet18"])],
+)
+def test_each_benchmark_takes_only_its_own_options(benchmark: str, option: list[str], capsys) -> None:
+    names = ["tsm"] if benchmark == "compare" else []
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", benchmark, *names, *option])
+    assert exit_.value.code == 2
+    assert f"unrecognized arguments: {' '.join(option)}" in capsys.readouterr().err
 
 
 # --- errors that name the culprit ----------------------------------------------------------

@@ -31,7 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """The sub-command of ``argv`` (its first word after tsm's own options) and the words after it."""
+    for k, word in enumerate(argv):
+        if not word.startswith("-"):
+            return word, list(argv[k + 1 :])
+    return None, []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command, rest = _command(argv)
+    pointer = None if command is None else bench.moved(command=command, args=rest)
+    if pointer is not None:  # an old spelling of a benchmark: say the new one
+        print(f"tsm {command}: error: {pointer}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

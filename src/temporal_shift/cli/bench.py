@@ -1,122 +1,228 @@
-"""`tsm bench`: the cost of the shift, TSM vs TSN (inference or training steps), the comparison models'
-efficiency table, and the two-stream baseline's cost."""
+"""`tsm bench overhead|train|compare|two-stream|data`: what the shift costs (TSM vs TSN inference or
+training steps), the comparison models' efficiency table, the two-stream baseline's cost, and the
+data path's speed. Each subcommand takes only its own options; `moved` points the spellings from
+before the subcommands (`tsm bench --train`, `tsm bench-data`, ...) to the new ones."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from temporal_shift.cli import options
 
+SUBCOMMANDS = ("overhead", "train", "compare", "two-stream", "data")
+_MOVED_FLAGS = {"--train": "train", "--compare": "compare NAMES", "--two-stream": "two-stream"}
+
+
+def moved(*, command: str, args: Sequence[str]) -> str | None:
+    """The one-line pointer to the new form when ``tsm COMMAND ARGS`` is spelled as before `tsm bench`
+    had subcommands; None otherwise (argparse then parses it)."""
+    if command == "bench-data":
+        return "`tsm bench-data` is now `tsm bench data`"
+    if command != "bench" or (args and (args[0] in SUBCOMMANDS or args[0] in ("-h", "--help"))):
+        return None
+    if not args:
+        return f"name a benchmark: tsm bench {{{','.join(SUBCOMMANDS)}}} (see tsm bench --help)"
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag in _MOVED_FLAGS:
+            return f"`{flag}` is now `tsm bench {_MOVED_FLAGS[flag]}`"
+    if args[0].startswith("-"):
+        return "plain `tsm bench` is now `tsm bench overhead`"
+    return None
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from temporal_shift.models.recognizer import BACKBONES
+    from temporal_shift.apps.bench.compare import CONTENDERS, benchmark_compare
+    from temporal_shift.apps.bench.data import benchmark_data
+    from temporal_shift.apps.bench.overhead import benchmark_overhead
+    from temporal_shift.apps.bench.train import AMP_MODES, benchmark_training
+    from temporal_shift.apps.bench.two_stream import benchmark_two_stream
 
     p = sub.add_parser(
         "bench",
-        help="TSM vs TSN overhead: params, FLOPs, interleaved latency ratio (or training steps, "
-        "or the comparison models' efficiency table)",
-        description="Measure params, FLOPs and latency of TSN and TSM with identical weights, "
-        "timed in interleaved pairs; prints a table and optionally writes JSON and a PNG. "
-        "With --train, time training steps (forward, backward, SGD step) instead, with peak memory. "
-        "With --compare, the paper's efficiency table: params, GMACs, batch-1 latency and throughput "
-        "of the named models (tsm, tsm16, tsn, single_frame, late_fusion, early_fusion, slow_fusion, "
-        "c3d, i3d_r50, i3d_r50_8f, eco, eco_8f, eco_lite, eco_lite_8f, or all) side by side, "
-        "next to the published figures.",
+        help="benchmarks: TSM vs TSN overhead (inference, training steps), the comparison models' efficiency "
+        "table, the two-stream baseline, data loading",
+        description="What the shift costs and what the alternatives cost, each measured in interleaved rounds "
+        "on one device; every benchmark prints a table and writes JSON (--json) and most a PNG (--plot).",
     )
-    p.add_argument("--compare", default=None, metavar="NAMES",
-                   help="comma-separated models for the efficiency table (e.g. tsm,tsm16,i3d_r50,eco,c3d), or all")
-    p.add_argument("--arch", default=None, choices=sorted(BACKBONES), help="backbone (default resnet50)")
-    options.add_segments(p, help="frames per clip (T, default 8)")
-    p.add_argument("--size", type=int, default=None,
-                   help="input height and width (default 224; with --compare each model's published size)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="clips per batch (default 1; 8 with --train; with --compare the throughput batch, "
-                   "default 16 on CUDA, 4 on the CPU)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="interleaved TSN/TSM pairs (default 30; 20 with --train; 10 rounds with --compare)")
-    p.add_argument("--warmup", type=int, default=None,
-                   help="untimed calls (steps) of each model first (default 3; 1 with --compare)")
-    options.add_device(p, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
-    p.add_argument("--train", action="store_true",
-                   help="time training steps: forward, cross-entropy, backward, SGD momentum step")
-    p.add_argument("--amp", default=None, metavar="{off,bf16,fp16}",
-                   help="with --train: autocast dtype (fp16 with a GradScaler); default off")
-    options.add_compile(p, help="torch.compile both models first (inference: CUDA graphs on CUDA)",
-                        auto="inference reduce-overhead on CUDA, otherwise default")
-    p.add_argument("--two-stream", action="store_true",
-                   help="per-clip cost of the two-stream baseline (TSN RGB + TSN flow, flow extraction with TV-L1 "
-                   "and Farneback on one core) next to TSM, in interleaved rounds (needs the 'flow' extra)")
-    p.add_argument("--flow-length", type=int, default=5, help="with --two-stream: flow fields per segment (L)")
-    options.add_result_files(p)
-    p.set_defaults(func=_cmd_bench)
+    bench = p.add_subparsers(dest="benchmark", required=True)
+
+    b = bench.add_parser(
+        "overhead", help="TSM vs TSN inference: params, FLOPs, interleaved latency ratio",
+        description="Measure params, FLOPs and latency of TSN and TSM with identical weights, timed in "
+        "interleaved pairs; prints a table and optionally writes JSON and a PNG.",
+    )
+    _add_model(b, library=benchmark_overhead)
+    b.add_argument("--batch-size", type=int, default=options.default(benchmark_overhead, "batch_size"),
+                   help="clips per batch (default %(default)s)")
+    _add_timing(b, library=benchmark_overhead, repeats="interleaved TSN/TSM pairs", warmup="untimed calls of each model")
+    b.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
+    options.add_compile(b, help="torch.compile both models first (CUDA graphs on CUDA)",
+                        auto="reduce-overhead on CUDA, otherwise default")
+    options.add_result_files(b)
+    b.set_defaults(func=_cmd_overhead)
+
+    b = bench.add_parser(
+        "train", help="TSM vs TSN training steps (forward, backward, SGD step) and peak memory",
+        description="Time training steps of TSN and TSM with identical weights (forward, cross-entropy, "
+        "backward, SGD momentum step) in interleaved pairs, with the peak memory a step allocates.",
+    )
+    _add_model(b, library=benchmark_training)
+    b.add_argument("--batch-size", type=int, default=options.default(benchmark_training, "batch_size"),
+                   help="clips per batch (default %(default)s)")
+    _add_timing(b, library=benchmark_training, repeats="interleaved TSN/TSM pairs", warmup="untimed steps of each model")
+    b.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
+    b.add_argument("--amp", default=options.default(benchmark_training, "amp"), metavar="{" + ",".join(AMP_MODES) + "}",
+                   help="autocast dtype (fp16 with a GradScaler; default %(default)s)")
+    options.add_compile(b, help="torch.compile both models first", auto="default")
+    options.add_result_files(b)
+    b.set_defaults(func=_cmd_train)
+
+    b = bench.add_parser(
+        "compare", help="the paper's efficiency table: the comparison models side by side",
+        description="The paper's efficiency table: params, GMACs, batch-1 latency and throughput of the named "
+        f"models ({', '.join(CONTENDERS)}, or all) side by side, next to the published figures. Each model "
+        "has its own backbone, T and input; the table is eager float32 inference.",
+    )
+    b.add_argument("names", metavar="NAMES",
+                   help="comma-separated models (e.g. tsm,tsm16,i3d_r50,eco,c3d), or all")
+    b.add_argument("--size", type=int, default=options.default(benchmark_compare, "size"),
+                   help="input height and width of every model (default: each model's published size)")
+    b.add_argument("--batch-size", type=int, default=options.default(benchmark_compare, "batch_size"),
+                   help="the throughput batch (default 16 on CUDA, 4 on the CPU)")
+    # the command warms up one round, the library two
+    _add_timing(b, library=benchmark_compare, repeats="interleaved rounds", warmup="untimed rounds first",
+                warmup_default=1)
+    options.add_result_files(b)
+    b.set_defaults(func=_cmd_compare)
+
+    b = bench.add_parser(
+        "two-stream", help="per-clip cost of the two-stream baseline (TSN on RGB and on optical flow, the flow's "
+        "extraction) next to TSM",
+        description="Per-clip cost of the two-stream baseline (TSN RGB + TSN flow, flow extraction with TV-L1 "
+        "and Farneback on one core) next to TSM, in interleaved rounds of batch-1 eager inference "
+        "(needs the 'flow' extra).",
+    )
+    _add_model(b, library=benchmark_two_stream)
+    b.add_argument("--flow-length", type=int, default=options.default(benchmark_two_stream, "flow_length"),
+                   metavar="L", help="flow fields per segment (default %(default)s)")
+    _add_timing(b, library=benchmark_two_stream, repeats="interleaved rounds", warmup="untimed rounds first")
+    options.add_result_files(b, plot=False)
+    b.set_defaults(func=_cmd_two_stream)
+
+    b = bench.add_parser(
+        "data", help="data loading speed: training clips/s from frame folders and mp4",
+        description="Time training clips (TSN sampling, multi-scale crop + flip, normalisation) through a "
+        "DataLoader from frame folders and from mp4, in interleaved repetitions; prints median and spread. "
+        "Without --root a synthetic 256x340 set is written to --work-dir and reused.",
+    )
+    b.add_argument("--root", type=Path, default=None, help="data root of your own lists")
+    b.add_argument("--frames-list", type=Path, default=None, help="frame-folder list (with --root)")
+    b.add_argument("--videos-list", type=Path, default=None, help="video list (with --root)")
+    b.add_argument("--work-dir", type=Path, default=Path("bench_data"),
+                   help="synthetic benchmark data (default %(default)s)")
+    b.add_argument("--workers", type=int, default=options.default(benchmark_data, "workers"),
+                   help="DataLoader worker processes (0: main process; default %(default)s)")
+    b.add_argument("--clips", type=int, default=options.default(benchmark_data, "clips"),
+                   help="clips per repetition (default %(default)s)")
+    b.add_argument("--repeats", type=int, default=options.default(benchmark_data, "repeats"),
+                   help="interleaved repetitions (default %(default)s)")
+    options.add_segments(b, default=options.default(benchmark_data, "segments"),
+                         help="frames per clip (default %(default)s)")
+    b.add_argument("--size", type=int, default=options.default(benchmark_data, "size"),
+                   help="crop height and width (default %(default)s)")
+    b.add_argument("--batch-size", type=int, default=options.default(benchmark_data, "batch_size"),
+                   help="clips per batch (default %(default)s)")
+    options.add_result_files(b)
+    b.set_defaults(func=_cmd_data)
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    if args.compare is not None and args.two_stream:
-        raise ValueError("--compare and --two-stream are two different tables: give one")
-    if args.compare is not None:
-        return _bench_compare(args)
-    if args.two_stream:
-        return _bench_two_stream(args)
-    compile_mode = options.compile_mode(args)
-    common = dict(arch=args.arch or "resnet50", n_segment=args.segments or 8, size=args.size or 224,
-                  warmup=3 if args.warmup is None else args.warmup,
-                  device=args.device, threads=args.threads, channels_last=not args.contiguous,
-                  compile=compile_mode)
-    if args.train:
-        from temporal_shift.apps.bench.train import benchmark_training, plot_steps
+def _add_model(parser: argparse.ArgumentParser, *, library: Callable[..., object]) -> None:
+    """--arch, --segments and --size of the TSN/TSM pair, with the defaults of ``library``, the benchmark function."""
+    from temporal_shift.models.recognizer import BACKBONES
 
-        result = benchmark_training(
-            **common, amp=args.amp or "off",
-            batch_size=8 if args.batch_size is None else args.batch_size,
-            repeats=20 if args.repeats is None else args.repeats,
-        )
-        plot = plot_steps
-    else:
-        from temporal_shift.apps.bench.overhead import benchmark_overhead, plot_latencies
+    parser.add_argument("--arch", default=options.default(library, "arch"), choices=sorted(BACKBONES),
+                        help="backbone (default %(default)s)")
+    options.add_segments(parser, default=options.default(library, "n_segment"), help="frames per clip (default %(default)s)")
+    parser.add_argument("--size", type=int, default=options.default(library, "size"),
+                        help="input height and width (default %(default)s)")
 
-        if args.amp is not None:
-            raise ValueError("--amp goes with --train (inference is timed in float32)")
-        result = benchmark_overhead(
-            **common,
-            batch_size=1 if args.batch_size is None else args.batch_size,
-            repeats=30 if args.repeats is None else args.repeats,
-        )
-        plot = plot_latencies
-    options.print_result(result, json_file=args.json, plot_file=args.plot, plot=plot)
+
+def _add_timing(parser: argparse.ArgumentParser, *, library: Callable[..., object], repeats: str, warmup: str,
+                warmup_default: int | None = None) -> None:
+    """--repeats, --warmup, --device and --threads, with the defaults of ``library``, the benchmark function."""
+    parser.add_argument("--repeats", type=int, default=options.default(library, "repeats"),
+                        help=f"{repeats} (default %(default)s)")
+    parser.add_argument("--warmup", type=int,
+                        default=options.default(library, "warmup") if warmup_default is None else warmup_default,
+                        help=f"{warmup} (default %(default)s)")
+    options.add_device(parser, default=options.default(library, "device"))
+    parser.add_argument("--threads", type=int, default=options.default(library, "threads"), help="torch CPU threads")
+
+
+def _cmd_overhead(args: argparse.Namespace) -> int:
+    from temporal_shift.apps.bench.overhead import benchmark_overhead, plot_latencies
+
+    result = benchmark_overhead(
+        arch=args.arch, n_segment=args.segments, size=args.size, batch_size=args.batch_size, repeats=args.repeats,
+        warmup=args.warmup, device=args.device, threads=args.threads, channels_last=not args.contiguous,
+        compile=options.compile_mode(args),
+    )
+    options.print_result(result, json_file=args.json, plot_file=args.plot, plot=plot_latencies)
     return 0
 
 
-def _bench_two_stream(args: argparse.Namespace) -> int:
+def _cmd_train(args: argparse.Namespace) -> int:
+    from temporal_shift.apps.bench.train import benchmark_training, plot_steps
+
+    result = benchmark_training(
+        arch=args.arch, n_segment=args.segments, size=args.size, batch_size=args.batch_size, repeats=args.repeats,
+        warmup=args.warmup, amp=args.amp, compile=options.compile_mode(args), device=args.device,
+        threads=args.threads, channels_last=not args.contiguous,
+    )
+    options.print_result(result, json_file=args.json, plot_file=args.plot, plot=plot_steps)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from temporal_shift.apps.bench.compare import benchmark_compare, parse_names, plot_compare
+
+    result = benchmark_compare(
+        parse_names(args.names), batch_size=args.batch_size, size=args.size, repeats=args.repeats,
+        warmup=args.warmup, device=args.device, threads=args.threads,
+    )
+    options.print_result(result, json_file=args.json, plot_file=args.plot, plot=plot_compare)
+    return 0
+
+
+def _cmd_two_stream(args: argparse.Namespace) -> int:
     from temporal_shift.apps.bench.two_stream import benchmark_two_stream
 
-    others = [flag for flag, used in (("--train", args.train), ("--compile", args.compile), ("--plot", args.plot),
-                                      ("--batch-size", args.batch_size is not None)) if used]
-    if others:
-        raise ValueError(f"--two-stream times batch-1 eager inference; it does not take {', '.join(others)}")
-    result = benchmark_two_stream(arch=args.arch or "resnet50", n_segment=args.segments or 8, size=args.size or 224,
-                                  flow_length=args.flow_length, repeats=5 if args.repeats is None else args.repeats,
-                                  warmup=1 if args.warmup is None else args.warmup, device=args.device,
-                                  threads=args.threads)
+    result = benchmark_two_stream(
+        arch=args.arch, n_segment=args.segments, size=args.size, flow_length=args.flow_length,
+        repeats=args.repeats, warmup=args.warmup, device=args.device, threads=args.threads,
+    )
     options.print_result(result, json_file=args.json)
     return 0
 
 
-def _bench_compare(args: argparse.Namespace) -> int:
-    from temporal_shift.apps.bench.compare import benchmark_compare, parse_names, plot_compare
+def _cmd_data(args: argparse.Namespace) -> int:
+    from temporal_shift.apps.bench.data import benchmark_data, ensure_bench_data, plot_data_bench
 
-    for flag, given in (("--train", args.train), ("--compile", args.compile), ("--amp", args.amp is not None),
-                        ("--arch", args.arch is not None), ("--segments", args.segments is not None),
-                        ("--contiguous", args.contiguous)):
-        if given:
-            raise ValueError(f"{flag} does not go with --compare (each named model has its own backbone, "
-                             "T and input; the table is eager float32 inference)")
-    result = benchmark_compare(
-        parse_names(args.compare), batch_size=args.batch_size, size=args.size,
-        repeats=10 if args.repeats is None else args.repeats, warmup=1 if args.warmup is None else args.warmup,
-        device=args.device, threads=args.threads,
+    if args.root is None:
+        if args.frames_list or args.videos_list:
+            raise ValueError("--frames-list/--videos-list need --root")
+        root = ensure_bench_data(args.work_dir)
+        frames_list, videos_list = root / "train_frames.txt", root / "train_videos.txt"
+    else:
+        if not (args.frames_list and args.videos_list):
+            raise ValueError("--root needs both --frames-list and --videos-list")
+        root, frames_list, videos_list = args.root, args.frames_list, args.videos_list
+    result = benchmark_data(
+        root=root, frames_list=frames_list, videos_list=videos_list, workers=args.workers, clips=args.clips,
+        repeats=args.repeats, segments=args.segments, size=args.size, batch_size=args.batch_size,
     )
-    options.print_result(result, json_file=args.json, plot_file=args.plot, plot=plot_compare)
+    options.print_result(result, json_file=args.json, plot_file=args.plot, plot=plot_data_bench)
     return 0

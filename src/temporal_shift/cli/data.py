@@ -97,27 +97,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--failures", type=Path, default=None, help="failure list (default OUT/flow_failures.txt)")
     f.set_defaults(func=_cmd_flow)
 
-    p = sub.add_parser(
-        "bench-data",
-        help="data loading speed: training clips/s from frame folders and mp4",
-        description="Time 8-frame training clips (TSN sampling, multi-scale crop + flip, "
-        "normalisation) through a DataLoader from frame folders and from mp4, in interleaved "
-        "repetitions; prints median and spread. Without --root a synthetic 256x340 set is "
-        "written to --work-dir and reused.",
-    )
-    p.add_argument("--root", type=Path, default=None, help="data root of your own lists")
-    p.add_argument("--frames-list", type=Path, default=None, help="frame-folder list (with --root)")
-    p.add_argument("--videos-list", type=Path, default=None, help="video list (with --root)")
-    p.add_argument("--work-dir", type=Path, default=Path("bench_data"), help="synthetic benchmark data")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes (0: main process)")
-    p.add_argument("--clips", type=int, default=64, help="clips per repetition")
-    p.add_argument("--repeats", type=int, default=5)
-    options.add_segments(p, default=8, help="frames per clip (T)")
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=8)
-    options.add_result_files(p)
-    p.set_defaults(func=_cmd_bench_data)
-
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from temporal_shift.data.synthetic import generate_synthetic
@@ -170,24 +149,3 @@ def _cmd_flow(args: argparse.Namespace) -> int:
     )
     print(result.summary())
     return 1 if result.extraction.failed else 0
-
-
-def _cmd_bench_data(args: argparse.Namespace) -> int:
-    from temporal_shift.apps.bench.data import benchmark_data, ensure_bench_data, plot_data_bench
-
-    if args.root is None:
-        if args.frames_list or args.videos_list:
-            raise ValueError("--frames-list/--videos-list need --root")
-        root = ensure_bench_data(args.work_dir)
-        frames_list, videos_list = root / "train_frames.txt", root / "train_videos.txt"
-    else:
-        if not (args.frames_list and args.videos_list):
-            raise ValueError("--root needs both --frames-list and --videos-list")
-        root, frames_list, videos_list = args.root, args.frames_list, args.videos_list
-    result = benchmark_data(
-        root=root, frames_list=frames_list, videos_list=videos_list, workers=args.workers,
-        clips=args.clips, repeats=args.repeats, segments=args.segments, size=args.size,
-        batch_size=args.batch_size,
-    )
-    options.print_result(result, json_file=args.json, plot_file=args.plot, plot=plot_data_bench)
-    return 0
