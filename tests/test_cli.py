@@ -3,6 +3,7 @@ the `tsm bench` subcommands and the pointers from their old spellings."""
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,77 @@ def test_each_benchmark_takes_only_its_own_options(benchmark: str, option: list[
         main(["bench", benchmark, *names, *option])
     assert exit_.value.code == 2
     assert f"unrecognized arguments: {' '.join(option)}" in capsys.readouterr().err
+
+
+# --- defaults: the library's
+
+def _library_defaults() -> list[tuple[list[str], str, object]]:
+    """(argv, option dest, the library's default) for options whose default the library states."""
+    from temporal_shift.apps import serve, stream
+    from temporal_shift.apps.bench import compare, data, overhead, train, two_stream
+    from temporal_shift.apps.experiments import demo, reproduce
+    from temporal_shift.data import extract, flow, synthetic
+    from temporal_shift.engine import evaluate, export, predict
+
+    def of(func) -> dict[str, object]:
+        return {n: p.default for n, p in inspect.signature(func).parameters.items()}
+
+    cases: list[tuple[list[str], str, object]] = []
+    bench_args = {"n_segment": "segments"}
+    for argv, func, names in (
+        (["bench", "overhead"], overhead.benchmark_overhead,
+         ("arch", "n_segment", "size", "batch_size", "repeats", "warmup", "device", "threads")),
+        (["bench", "train"], train.benchmark_training,
+         ("arch", "n_segment", "size", "batch_size", "repeats", "warmup", "amp", "device", "threads")),
+        (["bench", "compare", "all"], compare.benchmark_compare, ("size", "batch_size", "repeats", "device", "threads")),
+        (["bench", "two-stream"], two_stream.benchmark_two_stream,
+         ("arch", "n_segment", "size", "flow_length", "repeats", "warmup", "device", "threads")),
+        (["bench", "data"], data.benchmark_data, ("workers", "clips", "repeats", "segments", "size", "batch_size")),
+        (["synth", "--out", "x"], synthetic.generate_synthetic,
+         ("num_videos", "size", "frames", "seed", "val_fraction", "workers", "motion", "object_scale", "spin")),
+        (["prepare", "extract", "--videos", "v", "--out", "o"], extract.extract_frames,
+         ("short_side", "quality", "template", "workers")),
+        (["prepare", "flow", "--list", "l", "--root", "r", "--out", "o"], flow.prepare_flow,
+         ("method", "bound", "short_side", "quality", "kind", "template", "workers")),
+        (["test", "--data", "d", "--list", "l"], evaluate.evaluate,
+         ("kind", "template", "batch_size", "workers", "device", "on_error")),
+        (["test", "--data", "d", "--list", "l"], evaluate.EvalProtocol,
+         ("clips", "crops", "fusion", "dense_clips", "dense_window", "size", "scale_size")),
+        (["predict", "v", "--checkpoint", "c"], predict.predict,
+         ("topk", "size", "scale_size", "device", "template")),
+        (["stream", "0"], stream.run_stream, ("size", "short_side", "every", "smooth", "hysteresis", "topk", "fps")),
+        (["stream", "0"], stream.load_stream, ("runtime",)),
+        (["serve"], serve.run_serve,
+         ("runtime", "host", "port", "size", "short_side", "smooth", "hysteresis", "topk", "fps")),
+        (["demo"], demo.run_demo, ("seed", "device")),
+        (["reproduce", "zoo"], reproduce.reproduce, ("budget", "device")),
+        (["export", "c", "--out", "o"], export.export_model, ("format",)),
+    ):
+        defaults = of(func)
+        cases += [(argv, bench_args.get(name, name), defaults[name]) for name in names]
+    for name, value in vars(of(serve.run_serve)["limits"]).items():
+        cases.append((["serve"], name, value))
+    cases += [(["demo"], "out", Path(of(demo.run_demo)["out_dir"])), (["demo"], "data", Path(of(demo.run_demo)["data_dir"])),
+              (["reproduce", "zoo"], "out", Path(of(reproduce.reproduce)["out_dir"]))]
+    return cases
+
+
+def test_defaults_are_the_librarys() -> None:
+    # the command line states no default of its own: each is the library function's (compare's warm-up aside)
+    parser = build_parser()
+    for argv, dest, expected in _library_defaults():
+        value = getattr(parser.parse_args(argv), dest)
+        assert value == expected, (argv, dest, value, expected)
+
+
+
+def test_a_default_is_read_from_the_signature() -> None:
+    from temporal_shift.apps.bench.data import benchmark_data
+    from temporal_shift.cli import options
+
+    assert options.default(benchmark_data, "clips") == 64
+    with pytest.raises(TypeError, match="'root' has no default"):
+        options.default(benchmark_data, "root")
 
 
 # --- errors that name the culprit ----------------------------------------------------------

@@ -10,8 +10,12 @@ from temporal_shift.cli import options
 
 def register(sub: argparse._SubParsersAction) -> None:
     from temporal_shift.data import synthetic
+    from temporal_shift.data.extract import extract_frames
+    from temporal_shift.data.flow import DEFAULT_BOUND, METHODS, prepare_flow
     from temporal_shift.data.lists import DEFAULT_TEMPLATE
-    from temporal_shift.data.prepare import DATASETS
+    from temporal_shift.data.prepare import DATASETS, prepare_dataset
+
+    generate = synthetic.generate_synthetic
 
     p = sub.add_parser(
         "synth",
@@ -24,17 +28,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-videos", type=int, default=synthetic.DEFAULT_NUM_VIDEOS)
     p.add_argument("--size", type=int, default=synthetic.DEFAULT_SIZE, help="frame height and width (even)")
     p.add_argument("--frames", type=int, default=synthetic.DEFAULT_FRAMES, help="frames per clip")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=options.default(generate, "seed"))
     p.add_argument("--val-fraction", type=float, default=synthetic.DEFAULT_VAL_FRACTION)
     p.add_argument("--plain", action="store_true",
                    help="plain backgrounds, no distractor objects (learned in fewer steps; tsm demo uses it)")
-    p.add_argument("--motion", type=float, default=1.0,
-                   help="speed factor of the moving classes (default 1)")
-    p.add_argument("--object-scale", type=float, default=1.0,
-                   help="size factor of the main object (default 1)")
-    p.add_argument("--spin", type=float, default=1.0,
-                   help="rotation speed factor of the rotating classes (default 1: a triangle or bar turning 8-20 degrees "
-                   "a frame; any other value draws a two-tone sail, which has one direction up to half a turn)")
+    p.add_argument("--motion", type=float, default=options.default(generate, "motion"),
+                   help="speed factor of the moving classes (default %(default)s)")
+    p.add_argument("--object-scale", type=float, default=options.default(generate, "object_scale"),
+                   help="size factor of the main object (default %(default)s)")
+    p.add_argument("--spin", type=float, default=options.default(generate, "spin"),
+                   help="rotation speed factor of the rotating classes (default %(default)s: a triangle or bar turning "
+                   "8-20 degrees a frame; any other value draws a two-tone sail, which has one direction up to half "
+                   "a turn)")
     p.add_argument("--pair-hues", action="store_true",
                    help="each pair's object has its own hue, so one frame tells the pair (an order-blind model's "
                    "ceiling is then exactly 50%% per temporal pair)")
@@ -56,21 +61,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         d.add_argument("--out", type=Path, required=True, help="where to write classes.txt and the lists")
         if name in ("ucf101", "hmdb51"):
             d.add_argument("--splits-dir", type=Path, required=True, help="folder with the official split files")
-            d.add_argument("--split", type=int, default=1, choices=(1, 2, 3))
+            d.add_argument("--split", type=int, default=options.default(prepare_dataset, "split"), choices=(1, 2, 3))
         else:
             if name != "kinetics":
                 d.add_argument("--labels", type=Path, required=True, help="official labels file")
             d.add_argument("--train", type=Path, required=True, help="official training annotations")
             d.add_argument("--val", type=Path, required=name != "kinetics", help="official validation annotations")
         d.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
-        d.add_argument("--missing", default="error", choices=("error", "skip"),
+        d.add_argument("--missing", default=options.default(prepare_dataset, "missing"), choices=("error", "skip"),
                        help="samples found on disk neither as frames nor video: fail, or list and leave out")
         d.set_defaults(func=_cmd_prepare)
     e = prep.add_parser("extract", help="decode videos into JPEG frame folders (parallel, resumable)")
     e.add_argument("--videos", type=Path, required=True, help="folder of videos (searched recursively)")
     e.add_argument("--out", type=Path, required=True, help="frame folders go to OUT/<video path without ext>")
-    e.add_argument("--short-side", type=int, default=256, help="resize the short side (0: keep the size)")
-    e.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    e.add_argument("--short-side", type=int, default=options.default(extract_frames, "short_side"),
+                   help="resize the short side (0: keep the size; default %(default)s)")
+    e.add_argument("--quality", type=int, default=options.default(extract_frames, "quality"),
+                   help="JPEG quality (default %(default)s)")
     e.add_argument("--template", default=DEFAULT_TEMPLATE)
     options.add_processes(e)
     e.add_argument("--failures", type=Path, default=None, help="failure list (default OUT/extract_failures.txt)")
@@ -86,12 +93,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--root", type=Path, required=True, help="data root the list's paths are relative to")
     f.add_argument("--out", type=Path, required=True, help="flow root (may be --root: flow next to the frames)")
     f.add_argument("--out-list", type=Path, default=None, help="flow list (default OUT/<list name>_flow.txt)")
-    f.add_argument("--method", default="tvl1", choices=("tvl1", "farneback"),
+    f.add_argument("--method", default=options.default(prepare_flow, "method"), choices=METHODS,
                    help="TV-L1 (OpenCV contrib; the reference's) or Farneback (faster)")
-    f.add_argument("--bound", type=float, default=20.0, help="clip flow to +-BOUND pixels (default %(default)s)")
-    f.add_argument("--short-side", type=int, default=0, help="resize frames to this short side first (0: keep)")
-    f.add_argument("--quality", type=int, default=95, help="JPEG quality")
-    f.add_argument("--kind", default="auto", choices=("auto", "frames", "videos"))
+    f.add_argument("--bound", type=float, default=DEFAULT_BOUND, help="clip flow to +-BOUND pixels (default %(default)s)")
+    f.add_argument("--short-side", type=int, default=options.default(prepare_flow, "short_side"),
+                   help="resize frames to this short side first (default, or 0: keep)")
+    f.add_argument("--quality", type=int, default=options.default(prepare_flow, "quality"),
+                   help="JPEG quality (default %(default)s)")
+    f.add_argument("--kind", default=options.default(prepare_flow, "kind"), choices=("auto", "frames", "videos"))
     f.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names of frame folders")
     options.add_processes(f)
     f.add_argument("--failures", type=Path, default=None, help="failure list (default OUT/flow_failures.txt)")

@@ -21,6 +21,8 @@ class _AppendMember(argparse.Action):
 
 def register(sub: argparse._SubParsersAction) -> None:
     from temporal_shift.data.lists import DEFAULT_TEMPLATE
+    from temporal_shift.engine.evaluate import CLIP_PROTOCOLS, CROPS, FUSIONS, EvalProtocol, evaluate
+    from temporal_shift.engine.predict import predict
 
     p = sub.add_parser(
         "test",
@@ -45,23 +47,27 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="two-stream: the flow list (tsm prepare flow) that flow checkpoints read, relative to "
                    "--flow-data; its entries pair with --list's videos by path (video extension dropped)")
     p.add_argument("--flow-data", type=Path, default=None, help="root of the flow list's folders (default --data)")
-    p.add_argument("--kind", default="auto", choices=("auto", "frames", "videos"))
+    p.add_argument("--kind", default=options.default(evaluate, "kind"), choices=("auto", "frames", "videos"))
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
-    p.add_argument("--clips", default="single", choices=("single", "twice", "dense"),
+    p.add_argument("--clips", default=options.default(EvalProtocol, "clips"), choices=CLIP_PROTOCOLS,
                    help="single: 1 centre clip; twice: 2 clips (twice_sample); dense: --dense-clips windows")
-    p.add_argument("--dense-clips", type=int, default=10)
-    p.add_argument("--dense-window", type=int, default=64, help="frames per dense window")
-    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 5, 10),
+    p.add_argument("--dense-clips", type=int, default=options.default(EvalProtocol, "dense_clips"),
+                   help="windows of --clips dense (default %(default)s)")
+    p.add_argument("--dense-window", type=int, default=options.default(EvalProtocol, "dense_window"),
+                   help="frames per dense window (default %(default)s)")
+    p.add_argument("--crops", type=int, default=options.default(EvalProtocol, "crops"), choices=CROPS,
                    help="1 centre crop, 3 full-resolution crops, 5 (corners + centre) or 10 (and mirrors)")
-    p.add_argument("--fusion", default="softmax", choices=("softmax", "logits"),
+    p.add_argument("--fusion", default=options.default(EvalProtocol, "fusion"), choices=FUSIONS,
                    help="average softmax probabilities or logits over views and members")
     p.add_argument("--size", type=int, default=None, help="crop side (default: as trained, else 224)")
     p.add_argument("--scale-size", type=int, default=None, help="short side before cropping (default: as trained, else 256)")
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int, default=4, help="videos per batch (x views clips per forward)")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    options.add_device(p, default="auto")
-    p.add_argument("--on-error", default="raise", choices=("raise", "skip"),
+    p.add_argument("--batch-size", type=int, default=options.default(evaluate, "batch_size"),
+                   help="videos per batch (x views clips per forward; default %(default)s)")
+    p.add_argument("--workers", type=int, default=options.default(evaluate, "workers"),
+                   help="DataLoader worker processes (default %(default)s)")
+    options.add_device(p, default=options.default(evaluate, "device"))
+    p.add_argument("--on-error", default=options.default(evaluate, "on_error"), choices=("raise", "skip"),
                    help="unreadable videos: fail, or leave them out and report them")
     p.add_argument("--out", type=Path, default=None, help="write metrics, predictions and the confusion matrix here")
     options.add_no_progress(p)
@@ -76,13 +82,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER",
                    help="video file, JPEG frame folder, or folder of videos")
     options.add_checkpoint_or_weights(p, required=True)
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=int, default=options.default(predict, "topk"),
+                   help="classes printed per input (default %(default)s)")
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: the checkpoint's)")
     options.add_segments(p)
     p.add_argument("--size", type=int, default=None, help="crop side (default: as trained, else 224)")
     p.add_argument("--scale-size", type=int, default=None, help="short side before cropping (default: as trained, else 256)")
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
-    options.add_device(p, default="auto")
+    options.add_device(p, default=options.default(predict, "device"))
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     options.add_compile(p, help="torch.compile the model first (CUDA graphs on CUDA): faster per clip, "
                         "slower to start (compilation takes seconds to minutes)",

@@ -9,6 +9,9 @@ from temporal_shift.cli import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from temporal_shift.engine.export import FORMATS, export_model
+    from temporal_shift.models.recognizer import ModelConfig
+
     p = sub.add_parser(
         "export",
         help="export a checkpoint to ONNX, TorchScript or a torch.export program",
@@ -17,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", type=Path, nargs="?", default=None, help="checkpoint file (or --weights NAME)")
     options.add_weights(p, instead_of="a checkpoint file")
-    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript", "exported"))
+    p.add_argument("--format", default=options.default(export_model, "format"), choices=FORMATS)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--size", type=int, default=None,
                    help="input height and width for tracing (default: the model's published size, 224; C3D 112)")
@@ -39,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, required=True)
     options.add_segments(p, help="T the checkpoint was trained with")
-    p.add_argument("--fold-div", type=int, default=None, help="shift 1/fold_div each way (default 8)")
+    p.add_argument("--fold-div", type=int, default=None,
+                   help=f"shift 1/fold_div each way (default {options.default(ModelConfig, 'fold_div')})")
     p.set_defaults(func=_cmd_import)
 
 
@@ -68,7 +72,7 @@ def _export_online(args: argparse.Namespace, *, checkpoint: object) -> int:
     if args.format != "onnx":
         raise ValueError(f"--online exports ONNX only, not {args.format}")
     online = load_online(checkpoint, n_segment=args.segments)
-    size = 224 if args.size is None else args.size
+    size = options.default(export_online, "size") if args.size is None else args.size
     out = export_online(online, args.out, size=size)
     print(f"wrote {out} (inputs: frame, buffer_0..{online.num_buffers - 1})")
     if not args.no_verify:

@@ -116,6 +116,16 @@ def print_result(result: Result, *, json_file: Path | None, plot_file: Path | No
         print(f"wrote {plot(result, plot_file)}")
 
 
+def add_online(parser: ArgumentGroup, *, library: Callable[..., object]) -> None:
+    """--smooth, --hysteresis and --topk of an online stream's labels, with the defaults of ``library``."""
+    parser.add_argument("--smooth", type=int, default=default(library, "smooth"),
+                        help="average the scores of the last N steps (default %(default)s)")
+    parser.add_argument("--hysteresis", type=int, default=default(library, "hysteresis"),
+                        help="a label becomes current after M consecutive wins (default %(default)s)")
+    parser.add_argument("--topk", type=int, default=default(library, "topk"),
+                        help="classes reported per step (default %(default)s)")
+
+
 def add_processes(parser: ArgumentGroup) -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count, max 8)")
 

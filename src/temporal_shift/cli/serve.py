@@ -10,9 +10,9 @@ from temporal_shift.cli import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from temporal_shift.apps.serve.protocol import ServeLimits
+    from temporal_shift.apps.serve import run_serve
 
-    limits = ServeLimits()
+    limits = options.default(run_serve, "limits")
     p = sub.add_parser(
         "serve",
         help="live recognition in the browser (webcam or a local video file) with an online TSM",
@@ -32,22 +32,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=Path, default=None,
                    help="class names, one per line (default: the checkpoint's, else indices)")
     options.add_segments(p)
-    p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"))
+    p.add_argument("--runtime", default=options.default(run_serve, "runtime"), choices=("torch", "onnxruntime"))
     p.add_argument("--onnx", type=Path, default=None,
                    help="streaming-step ONNX (tsm export --online), for onnxruntime (--demo exports its own)")
-    p.add_argument("--smooth", type=int, default=1, help="average the scores of the last N steps")
-    p.add_argument("--hysteresis", type=int, default=1, help="a label becomes current after M consecutive wins")
-    p.add_argument("--topk", type=int, default=3)
-    p.add_argument("--size", type=int, default=None, help="centre crop side (default: the checkpoint's, else 224)")
-    p.add_argument("--short-side", type=int, default=None,
+    options.add_online(p, library=run_serve)
+    p.add_argument("--size", type=int, default=options.default(run_serve, "size"), help="centre crop side (default: the checkpoint's, else 224)")
+    p.add_argument("--short-side", type=int, default=options.default(run_serve, "short_side"),
                    help="the page scales frames to this short side (default: the checkpoint's, else size*8/7)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--fps", type=float, default=25.0, help="the rate the page samples frames at first")
-    p.add_argument("--max-fps", type=float, default=limits.max_fps, help="frames a second a page may send")
-    p.add_argument("--max-connections", type=int, default=limits.max_connections)
-    p.add_argument("--max-side", type=int, default=limits.max_side, help="largest frame side in pixels")
-    p.add_argument("--max-message-bytes", type=int, default=limits.max_message_bytes)
+    p.add_argument("--host", default=options.default(run_serve, "host"),
+                   help="address to listen on (default %(default)s: loopback only)")
+    p.add_argument("--port", type=int, default=options.default(run_serve, "port"), help="(default %(default)s)")
+    p.add_argument("--fps", type=float, default=options.default(run_serve, "fps"),
+                   help="the rate the page samples frames at first (default %(default)s)")
+    p.add_argument("--max-fps", type=float, default=limits.max_fps,
+                   help="frames a second a page may send (default %(default)s)")
+    p.add_argument("--max-connections", type=int, default=limits.max_connections,
+                   help="pages served at once (default %(default)s)")
+    p.add_argument("--max-side", type=int, default=limits.max_side,
+                   help="largest frame side in pixels (default %(default)s)")
+    p.add_argument("--max-message-bytes", type=int, default=limits.max_message_bytes,
+                   help="largest message a page may send (default %(default)s)")
     p.set_defaults(func=_cmd_serve)
 
 

@@ -10,6 +10,8 @@ from temporal_shift.cli import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from temporal_shift.apps.stream import load_stream, run_stream
+
     p = sub.add_parser(
         "stream",
         help="classify a video, frame folder or camera frame by frame with an online TSM",
@@ -24,15 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         instead_of="--checkpoint (a causal model, e.g. online_tsm_mobilenetv2_jester)")
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: indices)")
     options.add_segments(p)
-    p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"))
+    p.add_argument("--runtime", default=options.default(load_stream, "runtime"), choices=("torch", "onnxruntime"))
     p.add_argument("--onnx", type=Path, default=None, help="streaming-step ONNX (tsm export --online), for onnxruntime")
-    p.add_argument("--every", type=int, default=1, help="process every K-th frame")
-    p.add_argument("--smooth", type=int, default=1, help="average the scores of the last N steps")
-    p.add_argument("--hysteresis", type=int, default=1, help="a label becomes current after M consecutive wins")
-    p.add_argument("--topk", type=int, default=3)
-    p.add_argument("--size", type=int, default=224, help="centre crop side")
-    p.add_argument("--short-side", type=int, default=None, help="resize the short side to this (default: size*8/7)")
-    p.add_argument("--fps", type=float, default=None, help="frame rate for frame folders (default 25) or override")
+    p.add_argument("--every", type=int, default=options.default(run_stream, "every"),
+                   help="process every K-th frame (default %(default)s)")
+    options.add_online(p, library=run_stream)
+    p.add_argument("--size", type=int, default=options.default(run_stream, "size"),
+                   help="centre crop side (default %(default)s)")
+    p.add_argument("--short-side", type=int, default=options.default(run_stream, "short_side"),
+                   help="resize the short side to this (default: size*8/7)")
+    p.add_argument("--fps", type=float, default=options.default(run_stream, "fps"),
+                   help="frame rate for frame folders (default 25) or override")
     p.add_argument("--out-video", type=Path, default=None, help="write an mp4 with the current label drawn on")
     p.add_argument("--json-summary", type=Path, default=None, help="write the summary as JSON here")
     p.set_defaults(func=_cmd_stream)

@@ -10,6 +10,9 @@ from temporal_shift.cli import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from temporal_shift.apps.experiments.demo import DEMO_EPOCHS, run_demo
+    from temporal_shift.apps.experiments.reproduce import BUDGETS, EXPERIMENTS, reproduce
+
     p = sub.add_parser(
         "train",
         help="train a TSN/TSM model from a YAML config (DDP under torchrun)",
@@ -39,12 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(true class vs its time-reversed partner), params, FLOPs and latency; saves demo.png. On a GPU it "
         "trains on 4x the clips, loaded by worker processes (the output says which budget ran).",
     )
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
-    p.add_argument("--data", type=Path, default=Path("data/synthetic_demo"),
-                   help="synthetic dataset folder, generated if absent (default data/synthetic_demo)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per model (default 8)")
-    options.add_device(p, default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=options.default(run_demo, "out_dir"),
+                   help="run folder (default %(default)s)")
+    p.add_argument("--data", type=Path, default=options.default(run_demo, "data_dir"),
+                   help="synthetic dataset folder, generated if absent (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=None, help=f"epochs per model (default {DEMO_EPOCHS})")
+    options.add_device(p, default=options.default(run_demo, "device"))
+    p.add_argument("--seed", type=int, default=options.default(run_demo, "seed"))
     options.add_no_progress(p)
     p.add_argument("--jobs", type=int, default=None,
                    help="on a CPU, models trained at once, each in its own process (default: TSN and TSM side by "
@@ -63,13 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "distinct run trained once: an arm that an earlier experiment already trained with the same settings and "
         "seed is reused, and its table says so).",
     )
-    p.add_argument("experiment", choices=("shift-proportion", "placement", "online", "zoo", "all"))
-    p.add_argument("--budget", choices=("small", "full"), default="small",
+    p.add_argument("experiment", choices=(*EXPERIMENTS, "all"))
+    p.add_argument("--budget", choices=tuple(BUDGETS), default=options.default(reproduce, "budget"),
                    help="small: ~15 min per experiment on 2 CPU cores (2 seeds); full: the demo's data and epochs, "
                    "5 seeds, latency at 224x224")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the budget's)")
-    p.add_argument("--out", type=Path, default=Path("runs/reproduce"), help="output folder (default runs/reproduce)")
-    options.add_device(p, default="auto")
+    p.add_argument("--out", type=Path, default=options.default(reproduce, "out_dir"),
+                   help="output folder (default %(default)s)")
+    options.add_device(p, default=options.default(reproduce, "device"))
     options.add_no_progress(p)
     p.add_argument("--jobs", type=int, default=None,
                    help="on a CPU, runs trained at once, each in its own process with its share of the cores "
