@@ -96,7 +96,8 @@ def test_cli_bench_train_writes_json_and_png(tmp_path: Path, capsys: pytest.Capt
 
 def test_cli_bench_inference_json(tmp_path: Path) -> None:
     out = tmp_path / "infer.json"
-    argv = ["bench", "overhead", *TINY, "--device", "cpu", "--batch-size", "2", "--repeats", "2", "--warmup", "0", "--json", str(out)]
+    argv = ["bench", "overhead", *TINY, "--device", "cpu", "--batch-size", "2", "--repeats", "2", "--warmup", "0",
+            "--json", str(out)]
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert data["compile"] is None and data["batch_size"] == 2 and data["repeats"] == 2

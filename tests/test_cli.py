@@ -59,8 +59,10 @@ SUBCOMMANDS = "{overhead,train,compare,two-stream,data}"
         (["--debug", "bench", "--train"], "tsm bench: error: `--train` is now `tsm bench train`"),
         (["bench", "--compare", "tsm,tsn"], "tsm bench: error: `--compare` is now `tsm bench compare NAMES`"),
         (["bench", "--compare=all"], "tsm bench: error: `--compare` is now `tsm bench compare NAMES`"),
-        (["bench", "--two-stream", "--flow-length", "3"], "tsm bench: error: `--two-stream` is now `tsm bench two-stream`"),
-        (["bench", "--arch", "resnet18", "--json", "x.json"], "tsm bench: error: plain `tsm bench` is now `tsm bench overhead`"),
+        (["bench", "--two-stream", "--flow-length", "3"],
+         "tsm bench: error: `--two-stream` is now `tsm bench two-stream`"),
+        (["bench", "--arch", "resnet18", "--json", "x.json"],
+         "tsm bench: error: plain `tsm bench` is now `tsm bench overhead`"),
         (["bench-data", "--workers", "0"], "tsm bench-data: error: `tsm bench-data` is now `tsm bench data`"),
     ],
 )
@@ -116,7 +118,8 @@ def _library_defaults() -> list[tuple[list[str], str, object]]:
          ("arch", "n_segment", "size", "batch_size", "repeats", "warmup", "device", "threads")),
         (["bench", "train"], train.benchmark_training,
          ("arch", "n_segment", "size", "batch_size", "repeats", "warmup", "amp", "device", "threads")),
-        (["bench", "compare", "all"], compare.benchmark_compare, ("size", "batch_size", "repeats", "device", "threads")),
+        (["bench", "compare", "all"], compare.benchmark_compare,
+         ("size", "batch_size", "repeats", "device", "threads")),
         (["bench", "two-stream"], two_stream.benchmark_two_stream,
          ("arch", "n_segment", "size", "flow_length", "repeats", "warmup", "device", "threads")),
         (["bench", "data"], data.benchmark_data, ("workers", "clips", "repeats", "segments", "size", "batch_size")),
@@ -144,7 +147,8 @@ def _library_defaults() -> list[tuple[list[str], str, object]]:
         cases += [(argv, bench_args.get(name, name), defaults[name]) for name in names]
     for name, value in vars(of(serve.run_serve)["limits"]).items():
         cases.append((["serve"], name, value))
-    cases += [(["demo"], "out", Path(of(demo.run_demo)["out_dir"])), (["demo"], "data", Path(of(demo.run_demo)["data_dir"])),
+    cases += [(["demo"], "out", Path(of(demo.run_demo)["out_dir"])),
+              (["demo"], "data", Path(of(demo.run_demo)["data_dir"])),
               (["reproduce", "zoo"], "out", Path(of(reproduce.reproduce)["out_dir"]))]
     return cases
 

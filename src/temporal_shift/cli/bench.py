@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_model(b, library=benchmark_overhead)
     b.add_argument("--batch-size", type=int, default=options.default(benchmark_overhead, "batch_size"),
                    help="clips per batch (default %(default)s)")
-    _add_timing(b, library=benchmark_overhead, repeats="interleaved TSN/TSM pairs", warmup="untimed calls of each model")
+    _add_timing(b, library=benchmark_overhead, repeats="interleaved TSN/TSM pairs",
+                warmup="untimed calls of each model")
     b.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
     options.add_compile(b, help="torch.compile both models first (CUDA graphs on CUDA)",
                         auto="reduce-overhead on CUDA, otherwise default")
@@ -72,7 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_model(b, library=benchmark_training)
     b.add_argument("--batch-size", type=int, default=options.default(benchmark_training, "batch_size"),
                    help="clips per batch (default %(default)s)")
-    _add_timing(b, library=benchmark_training, repeats="interleaved TSN/TSM pairs", warmup="untimed steps of each model")
+    _add_timing(b, library=benchmark_training, repeats="interleaved TSN/TSM pairs",
+                warmup="untimed steps of each model")
     b.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
     b.add_argument("--amp", default=options.default(benchmark_training, "amp"), metavar="{" + ",".join(AMP_MODES) + "}",
                    help="autocast dtype (fp16 with a GradScaler; default %(default)s)")
@@ -145,7 +147,8 @@ def _add_model(parser: argparse.ArgumentParser, *, library: Callable[..., object
 
     parser.add_argument("--arch", default=options.default(library, "arch"), choices=sorted(BACKBONES),
                         help="backbone (default %(default)s)")
-    options.add_segments(parser, default=options.default(library, "n_segment"), help="frames per clip (default %(default)s)")
+    options.add_segments(parser, default=options.default(library, "n_segment"),
+                         help="frames per clip (default %(default)s)")
     parser.add_argument("--size", type=int, default=options.default(library, "size"),
                         help="input height and width (default %(default)s)")
 

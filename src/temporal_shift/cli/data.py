@@ -95,7 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--out-list", type=Path, default=None, help="flow list (default OUT/<list name>_flow.txt)")
     f.add_argument("--method", default=options.default(prepare_flow, "method"), choices=METHODS,
                    help="TV-L1 (OpenCV contrib; the reference's) or Farneback (faster)")
-    f.add_argument("--bound", type=float, default=DEFAULT_BOUND, help="clip flow to +-BOUND pixels (default %(default)s)")
+    f.add_argument("--bound", type=float, default=DEFAULT_BOUND,
+                   help="clip flow to +-BOUND pixels (default %(default)s)")
     f.add_argument("--short-side", type=int, default=options.default(prepare_flow, "short_side"),
                    help="resize frames to this short side first (default, or 0: keep)")
     f.add_argument("--quality", type=int, default=options.default(prepare_flow, "quality"),

@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fusion", default=options.default(EvalProtocol, "fusion"), choices=FUSIONS,
                    help="average softmax probabilities or logits over views and members")
     p.add_argument("--size", type=int, default=None, help="crop side (default: as trained, else 224)")
-    p.add_argument("--scale-size", type=int, default=None, help="short side before cropping (default: as trained, else 256)")
+    p.add_argument("--scale-size", type=int, default=None,
+                   help="short side before cropping (default: as trained, else 256)")
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: the checkpoint's)")
     p.add_argument("--batch-size", type=int, default=options.default(evaluate, "batch_size"),
                    help="videos per batch (x views clips per forward; default %(default)s)")
@@ -87,7 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: the checkpoint's)")
     options.add_segments(p)
     p.add_argument("--size", type=int, default=None, help="crop side (default: as trained, else 224)")
-    p.add_argument("--scale-size", type=int, default=None, help="short side before cropping (default: as trained, else 256)")
+    p.add_argument("--scale-size", type=int, default=None,
+                   help="short side before cropping (default: as trained, else 256)")
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
     options.add_device(p, default=options.default(predict, "device"))
     p.add_argument("--json", action="store_true", help="print JSON instead of text")

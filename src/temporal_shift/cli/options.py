@@ -116,7 +116,7 @@ def print_result(result: Result, *, json_file: Path | None, plot_file: Path | No
         print(f"wrote {plot(result, plot_file)}")
 
 
-def add_online(parser: ArgumentGroup, *, library: Callable[..., object]) -> None:
+def add_stream_labels(parser: ArgumentGroup, *, library: Callable[..., object]) -> None:
     """--smooth, --hysteresis and --topk of an online stream's labels, with the defaults of ``library``."""
     parser.add_argument("--smooth", type=int, default=default(library, "smooth"),
                         help="average the scores of the last N steps (default %(default)s)")

@@ -35,13 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", default=options.default(run_serve, "runtime"), choices=("torch", "onnxruntime"))
     p.add_argument("--onnx", type=Path, default=None,
                    help="streaming-step ONNX (tsm export --online), for onnxruntime (--demo exports its own)")
-    options.add_online(p, library=run_serve)
-    p.add_argument("--size", type=int, default=options.default(run_serve, "size"), help="centre crop side (default: the checkpoint's, else 224)")
+    options.add_stream_labels(p, library=run_serve)
+    p.add_argument("--size", type=int, default=options.default(run_serve, "size"),
+                   help="centre crop side (default: the checkpoint's, else 224)")
     p.add_argument("--short-side", type=int, default=options.default(run_serve, "short_side"),
                    help="the page scales frames to this short side (default: the checkpoint's, else size*8/7)")
     p.add_argument("--host", default=options.default(run_serve, "host"),
                    help="address to listen on (default %(default)s: loopback only)")
-    p.add_argument("--port", type=int, default=options.default(run_serve, "port"), help="(default %(default)s)")
+    p.add_argument("--port", type=int, default=options.default(run_serve, "port"),
+                   help="port to listen on (default %(default)s)")
     p.add_argument("--fps", type=float, default=options.default(run_serve, "fps"),
                    help="the rate the page samples frames at first (default %(default)s)")
     p.add_argument("--max-fps", type=float, default=limits.max_fps,

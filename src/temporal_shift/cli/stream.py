@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx", type=Path, default=None, help="streaming-step ONNX (tsm export --online), for onnxruntime")
     p.add_argument("--every", type=int, default=options.default(run_stream, "every"),
                    help="process every K-th frame (default %(default)s)")
-    options.add_online(p, library=run_stream)
+    options.add_stream_labels(p, library=run_stream)
     p.add_argument("--size", type=int, default=options.default(run_stream, "size"),
                    help="centre crop side (default %(default)s)")
     p.add_argument("--short-side", type=int, default=options.default(run_stream, "short_side"),

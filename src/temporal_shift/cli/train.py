@@ -94,7 +94,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     finetune_from = options.checkpoint_or_weights(args, dest="finetune_from", required=False)
     result = train(config, resume=args.resume, finetune_from=finetune_from)
-    best = f"best val top-1 {result.best_top1:.2f}% (epoch {result.best_epoch})" if result.best_epoch > 0 else "no validation yet"
+    best = (f"best val top-1 {result.best_top1:.2f}% (epoch {result.best_epoch})" if result.best_epoch > 0
+            else "no validation yet")
     print(f"{'stopped' if result.interrupted else 'finished'}: {result.epochs_completed} epochs, "
           f"{result.global_step} steps, {best}; checkpoints in {result.out_dir}")
     return 130 if result.interrupted and config.run.stop_after_steps is None else 0
