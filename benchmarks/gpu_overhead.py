@@ -12,8 +12,9 @@ interleaved pairs (medians of the per-pair TSM/TSN ratio, with IQR):
 
 Each row runs in a fresh process (no compiled state, CUDA graph pool or allocator cache
 carried from one row to the next); the table is printed at the end, and the rows' JSON
-files (`tsm bench --json` format) and the table go to --out. It needs only torch and
-torchvision (`PYTHONPATH=src`, nothing installed: no matplotlib, tensorboard, yaml, av).
+files (the format of `tsm bench overhead|train --json`) and the table go to --out. It needs
+only torch and torchvision (`PYTHONPATH=src`, nothing installed: no matplotlib, tensorboard,
+yaml, av).
 Repeats are sized so that the whole run takes under 5 minutes on one H100/H200, the
 compilations included; compiling dominates.
 

@@ -1,4 +1,4 @@
-"""Benchmarks: interleaving, ratio math, peak memory, `tsm bench --train` JSON/PNG and its errors."""
+"""Benchmarks: interleaving, ratio math, peak memory, `tsm bench overhead|train` JSON/PNG and their errors."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_benchmark_training_result_and_ratio_math() -> None:
 
 def test_cli_bench_train_writes_json_and_png(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out, png = tmp_path / "train.json", tmp_path / "train.png"
-    code = main(["bench", "--train", *TINY, "--device", "cpu", "--batch-size", "2", "--repeats", "1", "--warmup", "0",
+    code = main(["bench", "train", *TINY, "--device", "cpu", "--batch-size", "2", "--repeats", "1", "--warmup", "0",
                  "--amp", "bf16", "--json", str(out), "--plot", str(png)])
     assert code == 0
     data = json.loads(out.read_text())
@@ -96,7 +96,8 @@ def test_cli_bench_train_writes_json_and_png(tmp_path: Path, capsys: pytest.Capt
 
 def test_cli_bench_inference_json(tmp_path: Path) -> None:
     out = tmp_path / "infer.json"
-    argv = ["bench", *TINY, "--device", "cpu", "--batch-size", "2", "--repeats", "2", "--warmup", "0", "--json", str(out)]
+    argv = ["bench", "overhead", *TINY, "--device", "cpu", "--batch-size", "2", "--repeats", "2", "--warmup", "0",
+            "--json", str(out)]
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert data["compile"] is None and data["batch_size"] == 2 and data["repeats"] == 2
@@ -108,28 +109,28 @@ def test_cli_bench_inference_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--train", "--amp", "fp8"], "unknown amp 'fp8'"),
-        (["--train", "--batch-size", "0"], "batch_size >= 1"),
-        (["--batch-size", "0"], "batch_size >= 1"),
-        (["--amp", "bf16"], "--amp goes with --train"),
-        (["--compile", "--compile-mode", "fastest"], "unknown compile mode 'fastest'"),
-        (["--train", "--compile", "--compile-mode", "fastest"], "unknown compile mode 'fastest'"),
-        (["--compile-mode", "default"], "--compile-mode goes with --compile"),
-        (["--train", "--compile", "--warmup", "1"], "warmup >= 2"),
-        (["--train", "--repeats", "0"], "repeats >= 1"),
-        (["--device", "tpu9"], "unknown device 'tpu9'"),
-        pytest.param(["--train", "--device", "cuda"], "device cuda asked for but CUDA is not available",
+        (["train", "--amp", "fp8"], "unknown amp 'fp8'"),
+        (["train", "--batch-size", "0"], "batch_size >= 1"),
+        (["overhead", "--batch-size", "0"], "batch_size >= 1"),
+        (["overhead", "--compile", "--compile-mode", "fastest"], "unknown compile mode 'fastest'"),
+        (["train", "--compile", "--compile-mode", "fastest"], "unknown compile mode 'fastest'"),
+        (["overhead", "--compile-mode", "default"], "--compile-mode goes with --compile"),
+        (["train", "--compile-mode", "default"], "--compile-mode goes with --compile"),
+        (["train", "--compile", "--warmup", "1"], "warmup >= 2"),
+        (["train", "--repeats", "0"], "repeats >= 1"),
+        (["overhead", "--device", "tpu9"], "unknown device 'tpu9'"),
+        pytest.param(["train", "--device", "cuda"], "device cuda asked for but CUDA is not available",
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")),
     ],
 )
 def test_cli_bench_bad_inputs_are_one_line_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     device = [] if "--device" in argv else ["--device", "cpu"]
-    assert main(["bench", *TINY, *device, *argv]) == 2
+    assert main(["bench", *argv, *TINY, *device]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("tsm bench: error:") and message in err, err
 
 
 def test_cli_bench_inference_writes_png(tmp_path: Path) -> None:
     png = tmp_path / "latency.png"
-    assert main(["bench", *TINY, "--device", "cpu", "--repeats", "2", "--plot", str(png)]) == 0
+    assert main(["bench", "overhead", *TINY, "--device", "cpu", "--repeats", "2", "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,4 @@
-"""`tsm bench --compare`: the efficiency table of the comparison models, measured side by side."""
+"""`tsm bench compare`: the efficiency table of the comparison models, measured side by side."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ def test_every_contender_builds_as_a_known_family() -> None:
 def test_parse_names() -> None:
     assert parse_names("tsm, tsn") == ["tsm", "tsn"]
     assert set(parse_names("all")) == set(CONTENDERS)
-    for spec, message in (("tsm,x3d", "unknown model 'x3d'"), ("tsm,tsm", "names a model twice"),
-                          (",", "needs model names"), ("i3d_gcn", "published figures only")):
+    for spec, message in (("tsm,x3d", "unknown model 'x3d'"), ("tsm,tsm", "named twice"),
+                          (",", "no model names"), ("i3d_gcn", "published figures only")):
         with pytest.raises(ValueError, match=message):
             parse_names(spec)
     assert set(PUBLISHED_ONLY).isdisjoint(CONTENDERS)
@@ -64,7 +64,7 @@ def test_compare_measures_every_model_side_by_side(tmp_path: Path) -> None:
 
 
 def test_cli_compare_writes_json_and_png(tmp_path: Path, run_cli) -> None:
-    r = run_cli(["bench", "--compare", "tsm,single_frame", "--size", 32, "--repeats", 2, "--batch-size", 2,
+    r = run_cli(["bench", "compare", "tsm,single_frame", "--size", 32, "--repeats", 2, "--batch-size", 2,
                  "--warmup", 0, "--device", "cpu", "--json", tmp_path / "c.json", "--plot", tmp_path / "c.png"])
     assert r.code == 0, r.err
     assert "single_frame" in r.out and "x TSM" in r.out
@@ -72,13 +72,8 @@ def test_cli_compare_writes_json_and_png(tmp_path: Path, run_cli) -> None:
     assert (tmp_path / "c.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [(["--compare", "tsm,nope"], "unknown model 'nope'"),
-     (["--compare", "tsm", "--train"], "--train does not go with --compare"),
-     (["--compare", "tsm", "--arch", "resnet18"], "--arch does not go with --compare")],
-)
-def test_cli_compare_errors_are_one_line(extra: list[str], message: str, run_cli) -> None:
-    r = run_cli(["bench", *extra])
-    assert r.code != 0
-    assert message in r.err and len(r.err.strip().splitlines()) == 1
+def test_cli_compare_errors_are_one_line(run_cli) -> None:
+    r = run_cli(["bench", "compare", "tsm,nope"])
+    assert r.code == 2
+    assert r.err.startswith("tsm bench: error: unknown model 'nope'") and len(r.err.strip().splitlines()) == 1
+

@@ -1,7 +1,9 @@
-"""The `tsm` command's common behaviour (error handling shared by all sub-commands)."""
+"""The `tsm` command's common behaviour: error handling shared by all sub-commands, `python -m`,
+the `tsm bench` subcommands and the pointers from their old spellings."""
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ import yaml
 from conftest import index_frames
 
 from temporal_shift.checkpoint.format import save_checkpoint
+from temporal_shift.cli import build_parser, main
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list
 from temporal_shift.models import build_model
@@ -30,6 +33,142 @@ def test_reader_going_away_is_a_quiet_sigpipe_exit(tmp_path: Path) -> None:
     assert proc.wait(timeout=120) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
     assert (tmp_path / "s" / "classes.txt").is_file()  # the work itself was done
+
+
+
+def test_python_m_runs_the_cli() -> None:
+    for argv, shown in ((["--help"], ["usage: tsm", "bench", "predict", "serve"]),
+                        (["bench", "--help"], ["usage: tsm bench", "overhead", "two-stream", "data"])):
+        proc = subprocess.run([sys.executable, "-m", "temporal_shift.cli", *argv], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert all(word in proc.stdout for word in shown), proc.stdout
+
+
+# --- tsm bench: one subcommand per benchmark -------------------------------------------------
+
+SUBCOMMANDS = "{overhead,train,compare,two-stream,data}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["bench"], f"tsm bench: error: name a benchmark: tsm bench {SUBCOMMANDS} (see tsm bench --help)"),
+        (["bench", "--train", "--batch-size", "8"], "tsm bench: error: `--train` is now `tsm bench train`"),
+        (["bench", "--arch", "resnet18", "--train"], "tsm bench: error: `--train` is now `tsm bench train`"),
+        (["--debug", "bench", "--train"], "tsm bench: error: `--train` is now `tsm bench train`"),
+        (["bench", "--compare", "tsm,tsn"], "tsm bench: error: `--compare` is now `tsm bench compare NAMES`"),
+        (["bench", "--compare=all"], "tsm bench: error: `--compare` is now `tsm bench compare NAMES`"),
+        (["bench", "--two-stream", "--flow-length", "3"],
+         "tsm bench: error: `--two-stream` is now `tsm bench two-stream`"),
+        (["bench", "--arch", "resnet18", "--json", "x.json"],
+         "tsm bench: error: plain `tsm bench` is now `tsm bench overhead`"),
+        (["bench-data", "--workers", "0"], "tsm bench-data: error: `tsm bench-data` is now `tsm bench data`"),
+    ],
+)
+def test_old_bench_spellings_point_to_the_new_ones(argv: list[str], line: str, capsys) -> None:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [line] and out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "benchmark"),
+    [(["bench", "overhead"], "overhead"), (["bench", "train", "--amp", "bf16"], "train"),
+     (["bench", "compare", "tsm,tsn"], "compare"), (["bench", "two-stream", "--flow-length", "3"], "two-stream"),
+     (["bench", "data", "--segments", "4"], "data")],
+)
+def test_each_benchmark_is_a_subcommand(argv: list[str], benchmark: str) -> None:
+    args = build_parser().parse_args(argv)
+    assert args.command == "bench" and args.benchmark == benchmark and callable(args.func)
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "option"),
+    [("overhead", ["--amp", "bf16"]), ("overhead", ["--flow-length", "3"]), ("train", ["--flow-length", "3"]),
+     ("compare", ["--arch", "resnet18"]), ("compare", ["--segments", "8"]), ("compare", ["--compile"]),
+     ("compare", ["--contiguous"]), ("two-stream", ["--compile"]), ("two-stream", ["--batch-size", "2"]),
+     ("two-stream", ["--plot", "x.png"]), ("data", ["--device", "cpu"]), ("data", ["--arch", "resnet18"])],
+)
+def test_each_benchmark_takes_only_its_own_options(benchmark: str, option: list[str], capsys) -> None:
+    names = ["tsm"] if benchmark == "compare" else []
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", benchmark, *names, *option])
+    assert exit_.value.code == 2
+    assert f"unrecognized arguments: {' '.join(option)}" in capsys.readouterr().err
+
+
+# --- defaults: the library's
+
+def _library_defaults() -> list[tuple[list[str], str, object]]:
+    """(argv, option dest, the library's default) for options whose default the library states."""
+    from temporal_shift.apps import serve, stream
+    from temporal_shift.apps.bench import compare, data, overhead, train, two_stream
+    from temporal_shift.apps.experiments import demo, reproduce
+    from temporal_shift.data import extract, flow, synthetic
+    from temporal_shift.engine import evaluate, export, predict
+
+    def of(func) -> dict[str, object]:
+        return {n: p.default for n, p in inspect.signature(func).parameters.items()}
+
+    cases: list[tuple[list[str], str, object]] = []
+    bench_args = {"n_segment": "segments"}
+    for argv, func, names in (
+        (["bench", "overhead"], overhead.benchmark_overhead,
+         ("arch", "n_segment", "size", "batch_size", "repeats", "warmup", "device", "threads")),
+        (["bench", "train"], train.benchmark_training,
+         ("arch", "n_segment", "size", "batch_size", "repeats", "warmup", "amp", "device", "threads")),
+        (["bench", "compare", "all"], compare.benchmark_compare,
+         ("size", "batch_size", "repeats", "device", "threads")),
+        (["bench", "two-stream"], two_stream.benchmark_two_stream,
+         ("arch", "n_segment", "size", "flow_length", "repeats", "warmup", "device", "threads")),
+        (["bench", "data"], data.benchmark_data, ("workers", "clips", "repeats", "segments", "size", "batch_size")),
+        (["synth", "--out", "x"], synthetic.generate_synthetic,
+         ("num_videos", "size", "frames", "seed", "val_fraction", "workers", "motion", "object_scale", "spin")),
+        (["prepare", "extract", "--videos", "v", "--out", "o"], extract.extract_frames,
+         ("short_side", "quality", "template", "workers")),
+        (["prepare", "flow", "--list", "l", "--root", "r", "--out", "o"], flow.prepare_flow,
+         ("method", "bound", "short_side", "quality", "kind", "template", "workers")),
+        (["test", "--data", "d", "--list", "l"], evaluate.evaluate,
+         ("kind", "template", "batch_size", "workers", "device", "on_error")),
+        (["test", "--data", "d", "--list", "l"], evaluate.EvalProtocol,
+         ("clips", "crops", "fusion", "dense_clips", "dense_window", "size", "scale_size")),
+        (["predict", "v", "--checkpoint", "c"], predict.predict,
+         ("topk", "size", "scale_size", "device", "template")),
+        (["stream", "0"], stream.run_stream, ("size", "short_side", "every", "smooth", "hysteresis", "topk", "fps")),
+        (["stream", "0"], stream.load_stream, ("runtime",)),
+        (["serve"], serve.run_serve,
+         ("runtime", "host", "port", "size", "short_side", "smooth", "hysteresis", "topk", "fps")),
+        (["demo"], demo.run_demo, ("seed", "device")),
+        (["reproduce", "zoo"], reproduce.reproduce, ("budget", "device")),
+        (["export", "c", "--out", "o"], export.export_model, ("format",)),
+    ):
+        defaults = of(func)
+        cases += [(argv, bench_args.get(name, name), defaults[name]) for name in names]
+    for name, value in vars(of(serve.run_serve)["limits"]).items():
+        cases.append((["serve"], name, value))
+    cases += [(["demo"], "out", Path(of(demo.run_demo)["out_dir"])),
+              (["demo"], "data", Path(of(demo.run_demo)["data_dir"])),
+              (["reproduce", "zoo"], "out", Path(of(reproduce.reproduce)["out_dir"]))]
+    return cases
+
+
+def test_defaults_are_the_librarys() -> None:
+    # the command line states no default of its own: each is the library function's (compare's warm-up aside)
+    parser = build_parser()
+    for argv, dest, expected in _library_defaults():
+        value = getattr(parser.parse_args(argv), dest)
+        assert value == expected, (argv, dest, value, expected)
+
+
+
+def test_a_default_is_read_from_the_signature() -> None:
+    from temporal_shift.apps.bench.data import benchmark_data
+    from temporal_shift.cli import options
+
+    assert options.default(benchmark_data, "clips") == 64
+    with pytest.raises(TypeError, match="'root' has no default"):
+        options.default(benchmark_data, "root")
 
 
 # --- errors that name the culprit ----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Compiled inference (`compile_for_inference`), `tsm bench --compile` and `tsm predict --compile`.
+"""Compiled inference (`compile_for_inference`), `tsm bench overhead --compile` and `tsm predict --compile`.
 
 The graph-capture tests use dynamo's "eager"/"aot_eager" backends (seconds); the ones that
 run inductor's code generation take minutes on 2 cores with a cold cache and are slow.
@@ -97,7 +97,7 @@ def test_inductor_compiled_models_equal_eager() -> None:
 @pytest.mark.slow
 def test_cli_bench_compile(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    argv = ["bench", "--compile", "--arch", "resnet18", "--segments", "4", "--size", "32", "--batch-size", "2",
+    argv = ["bench", "overhead", "--compile", "--arch", "resnet18", "--segments", "4", "--size", "32", "--batch-size", "2",
             "--repeats", "2", "--warmup", "1", "--threads", "1", "--device", "cpu", "--json", str(out)]
     assert main(argv) == 0
     data = json.loads(out.read_text())

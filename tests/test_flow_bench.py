@@ -11,7 +11,6 @@ import pytest
 pytest.importorskip("cv2", reason="the 'flow' extra (opencv-contrib-python-headless) is part of the test extra")
 
 from temporal_shift.apps.bench.two_stream import benchmark_two_stream, moving_texture_pair  # noqa: E402
-from temporal_shift.cli import main  # noqa: E402
 from temporal_shift.data.flow import FlowComputer  # noqa: E402
 
 
@@ -21,7 +20,7 @@ def test_benchmark_frames_move_as_stated() -> None:
     assert np.median(flow[:, 0]) == pytest.approx(2.0, abs=0.3) and np.median(flow[:, 1]) == pytest.approx(1.0, abs=0.3)
 
 
-def test_two_stream_cost_per_clip_next_to_tsm(tmp_path: Path, capsys, one_thread) -> None:
+def test_two_stream_cost_per_clip_next_to_tsm(one_thread) -> None:
     result = benchmark_two_stream(arch="resnet18", n_segment=2, size=32, flow_length=2, flow_frame=(24, 32),
                                   repeats=2, warmup=0, num_classes=5)
     assert result.flow_pairs_per_clip == 4
@@ -33,5 +32,13 @@ def test_two_stream_cost_per_clip_next_to_tsm(tmp_path: Path, capsys, one_thread
     assert result.gflops["TSN-flow"] > result.gflops["TSN-RGB"] * 0.9  # only the first conv differs
     assert "pairs/s per core" in result.table() and "x TSM" in result.table()
     assert json.loads(result.to_json())["flow_length"] == 2
-    assert main(["bench", "--two-stream", "--train"]) == 2
-    assert "--two-stream times batch-1 eager inference; it does not take --train" in capsys.readouterr().err
+
+
+def test_cli_two_stream_writes_json(tmp_path: Path, run_cli, one_thread) -> None:
+    out = tmp_path / "two_stream.json"
+    r = run_cli(["bench", "two-stream", "--arch", "resnet18", "--segments", 2, "--size", 32, "--flow-length", 1,
+                 "--repeats", 1, "--warmup", 0, "--device", "cpu", "--json", out])
+    assert r.code == 0, r.err
+    assert "x TSM" in r.out and f"wrote {out}" in r.out
+    data = json.loads(out.read_text())
+    assert (data["flow_length"], data["n_segment"], data["size"]) == (1, 2, 32)

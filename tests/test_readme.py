@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from temporal_shift.cli import _build_parser
+from temporal_shift.cli import build_parser
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -119,7 +119,7 @@ def test_python_block_runs(start, code, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("number", "text"), COMMANDS, ids=[f"README.md:{n}" for n, _ in COMMANDS])
 def test_command_line_parses(number, text, capsys):
-    parser = _build_parser()
+    parser = build_parser()
     for argv in synopsis_argvs(text):
         try:
             args = parser.parse_args(argv)

@@ -294,9 +294,9 @@ def test_only_the_page_is_served_and_no_files_are_touched(media, server, tmp_pat
 
 
 def test_loopback_by_default(run_cli):
-    from temporal_shift.cli import _build_parser
+    from temporal_shift.cli import build_parser
 
-    assert _build_parser().parse_args(["serve", "--demo"]).host == "127.0.0.1"
+    assert build_parser().parse_args(["serve", "--demo"]).host == "127.0.0.1"
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
 

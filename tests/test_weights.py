@@ -503,7 +503,7 @@ def test_cli_test_export_and_stream_with_published_weights(run_cli, torch_home, 
 
 
 def test_finetune_from_published_weights(torch_home, release_layouts, tmp_path):
-    from temporal_shift.cli import _build_parser
+    from temporal_shift.cli import build_parser
     from temporal_shift.engine.train import _finetune
 
     entry = fetch_into_cache("tsm_mobilenetv2_kinetics400_8f", torch_home, release_layouts, tmp_path)
@@ -511,7 +511,7 @@ def test_finetune_from_published_weights(torch_home, release_layouts, tmp_path):
     assert _finetune(model, entry) is True  # 400 classes -> a fresh 5-class head
     published = load_checkpoint(entry).model.state_dict()
     assert all(torch.equal(v, published[k]) for k, v in model.state_dict().items() if not k.startswith("head."))
-    args = _build_parser().parse_args(["train", "--config", "c.yaml", "--weights", "tsm_mobilenetv2_kinetics400_8f"])
+    args = build_parser().parse_args(["train", "--config", "c.yaml", "--weights", "tsm_mobilenetv2_kinetics400_8f"])
     assert args.published == "tsm_mobilenetv2_kinetics400_8f" and args.finetune_from is None
 
 

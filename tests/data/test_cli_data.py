@@ -1,4 +1,4 @@
-"""The data commands of `tsm`: synth, prepare, prepare extract, bench-data."""
+"""The data commands of `tsm`: synth, prepare, prepare extract, bench data."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_prepare_extract(tmp_path, capsys):
 
 
 def test_bench_data(synth_dir, tmp_path, capsys):
-    args = ["bench-data", "--root", str(synth_dir), "--frames-list", str(synth_dir / "train_frames.txt"),
+    args = ["bench", "data", "--root", str(synth_dir), "--frames-list", str(synth_dir / "train_frames.txt"),
             "--videos-list", str(synth_dir / "train_videos.txt"), "--workers", "0", "--clips", "4",
             "--repeats", "2", "--size", "24", "--batch-size", "2", "--json", str(tmp_path / "b.json"),
             "--plot", str(tmp_path / "b.png")]
@@ -107,9 +107,9 @@ def test_bench_data(synth_dir, tmp_path, capsys):
     data = json.loads((tmp_path / "b.json").read_text())
     assert len(data["timings"]["frames"]["clips_per_s"]) == 2 and data["timings"]["mp4"]["median"] > 0
     assert (tmp_path / "b.png").stat().st_size > 0
-    assert main(["bench-data", "--root", str(synth_dir)]) == 2
+    assert main(["bench", "data", "--root", str(synth_dir)]) == 2
     assert "--root needs both" in capsys.readouterr().err
-    assert main(["bench-data", "--frames-list", "x.txt"]) == 2
+    assert main(["bench", "data", "--frames-list", "x.txt"]) == 2
     assert "need --root" in capsys.readouterr().err
     assert main(args[:-4] + ["--clips", "0"]) == 2
     assert ">= 1" in capsys.readouterr().err

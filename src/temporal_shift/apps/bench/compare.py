@@ -1,6 +1,6 @@
 """The TSM paper's efficiency table, measured: the comparison models side by side on one device.
 
-`tsm bench --compare tsm,i3d_r50,eco_lite,...` builds each named model (random weights:
+`tsm bench compare tsm,i3d_r50,eco_lite,...` builds each named model (random weights:
 the cost does not depend on them), counts its parameters and multiply-adds (GMACs, as the
 papers count them: convolutions and linear layers, one multiply-add per weight use, by
 `torch.utils.flop_counter`), then times all of them in interleaved rounds on one device:
@@ -60,7 +60,7 @@ class Contender:
         return int(self.options["n_segment"])
 
 
-# The models `--compare` can name. Sizes: each model's published input (its class's input_size).
+# The models `tsm bench compare` can name. Sizes: each model's published input (its class's input_size).
 # ``reference``: the TSM model the paper compares it with (latency ratios are taken to it).
 CONTENDERS: dict[str, Contender] = {
     "tsm": Contender("TSM ResNet-50, 8 frames", dict(arch="resnet50", n_segment=8, shift=True),
@@ -118,15 +118,15 @@ def parse_names(spec: str) -> list[str]:
         return list(CONTENDERS)
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if not names:
-        raise ValueError("--compare needs model names, e.g. tsm,i3d_r50,eco_lite (or 'all')")
+        raise ValueError(f"no model names in {spec!r}: give e.g. tsm,i3d_r50,eco_lite (or 'all')")
     for name in names:
         if name in PUBLISHED_ONLY:
-            raise ValueError(f"--compare {name}: published figures only, not a model we can run "
+            raise ValueError(f"{name}: published figures only, not a model we can run "
                              "(it is printed under the table anyway)")
         if name not in CONTENDERS:
-            raise ValueError(f"--compare: unknown model {name!r}; known: {', '.join(CONTENDERS)}, all")
+            raise ValueError(f"unknown model {name!r}; known: {', '.join(CONTENDERS)}, all")
     if len(set(names)) != len(names):
-        raise ValueError(f"--compare names a model twice: {spec}")
+        raise ValueError(f"a model is named twice: {spec}")
     return names
 
 
