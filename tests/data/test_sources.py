@@ -221,3 +221,29 @@ def test_find_sources_errors(case, error, message, tmp_path, make_frames, make_v
     with pytest.raises(error, match=message):
         find_sources(path)
 
+
+# --- the dataset reads through sources ---------------------------------------------------
+
+
+def test_dataset_entries_are_sources(tmp_path, make_frames, make_video, monkeypatch):
+    from temporal_shift.data import sources
+    from temporal_shift.data.dataset import VideoDataset
+    from temporal_shift.data.lists import write_frame_list, write_video_list
+    from temporal_shift.data.sampling import TSNSampler
+
+    make_frames(tmp_path, "f", 12)
+    make_video(tmp_path / "v.mp4", 12)
+    write_frame_list(tmp_path / "frames.txt", [("f", 10, 0)])  # the list's count, not the folder's 12
+    write_video_list(tmp_path / "videos.txt", [("v.mp4", 0)])
+    sampler = TSNSampler(num_segments=4, train=False)
+    frames = VideoDataset(list_file=tmp_path / "frames.txt", root=tmp_path, sampler=sampler)
+    source = frames.frame_source(frames.records[0])
+    assert isinstance(source, FolderSource) and source.path == tmp_path / "f" and source.num_frames == 10
+    assert torch.equal(frames[0][0], source.read(sampler(10)[0].tolist()))
+    counted = []
+    monkeypatch.setattr(sources, "video_frame_count", lambda path: counted.append(path) or 12)
+    videos = VideoDataset(list_file=tmp_path / "videos.txt", root=tmp_path, sampler=sampler)
+    source = videos.frame_source(videos.records[0])
+    assert isinstance(source, VideoSource) and source.num_frames == 12
+    assert frame_ids(videos[0][0]) == [1, 4, 7, 10] and frame_ids(videos[0][0]) == frame_ids(source.read([1, 4, 7, 10]))
+    assert counted == [tmp_path / "v.mp4"]  # the frame count is read once per dataset

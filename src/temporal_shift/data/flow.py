@@ -55,8 +55,9 @@ from temporal_shift.data.extract import (
     resized_shape,
     run_resumable,
 )
-from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListKind, read_list, write_frame_list
+from temporal_shift.data.lists import DEFAULT_TEMPLATE, FrameRecord, ListKind, Record, read_list, write_frame_list
 from temporal_shift.data.sampling import Sampler
+from temporal_shift.data.sources import FolderSource, SourceFrame
 from temporal_shift.data.transforms import (
     IMAGENET_STD,
     PAPER_SCALES,
@@ -337,6 +338,29 @@ def read_flow_folder(
     return torch.from_numpy(np.stack([decoded[int(i)] for i in indices]))
 
 
+class FlowFolderSource(FolderSource):
+    """The flow fields of a flow folder as a frame source: ``read(indices)`` -> uint8 (N, 2, H, W),
+    x then y (`read_flow_folder`); ``frames()`` gives each (2, H, W) field in order."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        num_frames: int | None = None,
+        x_template: str = FLOW_X_TEMPLATE,
+        y_template: str = FLOW_Y_TEMPLATE,
+    ) -> None:
+        super().__init__(folder, template=x_template, num_frames=num_frames)
+        self.y_template = y_template
+
+    def read(self, indices: Sequence[int]) -> torch.Tensor:
+        return read_flow_folder(self.path, indices, x_template=self.template, y_template=self.y_template)
+
+    def frames(self) -> Iterator[SourceFrame]:
+        for i in range(self.num_frames):
+            yield SourceFrame(index=i, time=i / self.fps, image=self.read([i])[0])
+
+
 class FlowDataset(VideoDataset):
     """Flow stacks from a flow list (``<flow folder> <flow fields> <label>``, `prepare_flow`).
 
@@ -364,8 +388,12 @@ class FlowDataset(VideoDataset):
                          template=x_template, num_classes=num_classes, seed=seed, on_error=on_error,
                          check_files=check_files)
 
-    def read_frames(self, folder: Path, indices: list[int]) -> torch.Tensor:
-        return read_flow_folder(folder, indices, x_template=self.template, y_template=self.y_template)
+    def frame_source(self, record: Record) -> FlowFolderSource:
+        assert isinstance(record, FrameRecord)  # the list is read as a frame list (kind "frames")
+        path = self.root / record.path
+        self._check_folder(path, record.num_frames)
+        return FlowFolderSource(path, num_frames=record.num_frames, x_template=self.template,
+                                y_template=self.y_template)
 
 
 # --- flow transforms --------------------------------------------------------------------
