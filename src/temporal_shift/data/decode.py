@@ -1,5 +1,5 @@
 """Decoding frames from frame folders, video files and cameras: the one module that reads
-media with PyAV and simplejpeg (`data.sources` says which frames, this module decodes them).
+video with PyAV (`data.sources` says which frames, this module decodes them).
 
 The clip readers (`read_frame_folder`, `read_frame_files`, `read_video`) take 0-based frame
 indices (duplicates allowed, any order) and return a uint8 tensor ``(len(indices), 3, H, W)``
