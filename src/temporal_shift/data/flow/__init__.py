@@ -3,7 +3,7 @@
 - `layout`: the reference storage layout (``flow_x_00001.jpg`` / ``flow_y_00001.jpg``
   grayscale JPEGs, quantised to +-bound pixels), writing and reading it;
 - `compute`: flow with OpenCV (TV-L1 or Farneback) and ``tsm prepare flow`` (`prepare_flow`);
-- `dataset`: flow clips from a flow list (`FlowDataset`);
+- `dataset`: flow clips from a flow list (`FlowDataset`), paired with an RGB list (`pair_records`);
 - `transforms`: crops, the x-negating flip, normalisation and stacking of flow clips.
 
 The names below are importable from ``temporal_shift.data.flow`` directly.
@@ -22,7 +22,7 @@ from temporal_shift.data.flow.compute import (
     require_opencv,
     source_frames,
 )
-from temporal_shift.data.flow.dataset import FlowDataset, FlowFolderSource
+from temporal_shift.data.flow.dataset import FlowDataset, FlowFolderSource, pair_records
 from temporal_shift.data.flow.layout import (
     DEFAULT_BOUND,
     FLOW_DONE_MARKER,
@@ -76,6 +76,7 @@ __all__ = [
     "flow_folder_name",
     "flow_test_transform",
     "flow_train_transform",
+    "pair_records",
     "prepare_flow",
     "quantize_flow",
     "read_flow_folder",
