@@ -76,7 +76,7 @@ class FrameSource(abc.ABC):
     @property
     @abc.abstractmethod
     def num_frames(self) -> int | None:
-        """Frames in the source (at least 1); None for a camera."""
+        """Frames in the source (a video without any is an error); None for a camera."""
 
     @property
     @abc.abstractmethod
