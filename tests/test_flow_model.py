@@ -113,6 +113,19 @@ def _run_config(tmp_path: Path, root: Path, name: str, *, modality: str, train_l
     return path
 
 
+@pytest.mark.parametrize("setting", [{"template": "frame_{:04d}.jpg"}, {"kind": "videos"}])
+def test_flow_training_refuses_rgb_list_settings_in_config_terms(tmp_path: Path, setting: dict) -> None:
+    path = _run_config(tmp_path, tmp_path, "flow", modality="flow", train_list="train_flow.txt",
+                       val_list="val_flow.txt")
+    data = yaml.safe_load(path.read_text())
+    data["data"].update(setting)
+    path.write_text(yaml.safe_dump(data))
+    (tmp_path / "classes.txt").write_text("right\nleft\n")  # checked before the data
+    with pytest.raises(ValueError, match=r"^model.modality is flow: data.train_list/val_list are flow lists of tsm "
+                                         r"prepare flow .* so data.template and data.kind: videos do not apply"):
+        train(load_config(path))
+
+
 @pytest.fixture(scope="module")
 def two_stream(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pytest.importorskip("cv2")

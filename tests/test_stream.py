@@ -23,11 +23,11 @@ from temporal_shift.models.online import OnlineStream
 from temporal_shift.apps.stream import (
     GapDetector,
     ScoreFilter,
-    SourceFrame,
     StreamPredictor,
     StreamSummary,
     stream_predictions,
 )
+from temporal_shift.data.sources import SourceFrame
 
 K = 4
 SIZE, SHORT = 32, 36

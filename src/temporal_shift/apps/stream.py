@@ -2,7 +2,8 @@
 
 `load_stream(checkpoint=...)` gives the model to run (PyTorch or onnxruntime) and its class
 names; `run_stream` is the whole ``tsm stream`` command.
-`stream_predictions(source, stream, classes=...)` reads frames from ``source``, keeps
+`stream_predictions(source, stream, classes=...)` reads frames from ``source``
+(`data.sources.open_source`: a video file, a frame folder or a camera), keeps
 every ``every``-th one, preprocesses it as at test time (resize the short side to
 ``short_side``, centre crop ``size``, ImageNet normalisation: ``data.transforms.test_transform``),
 runs one step of an online TSM (`models.online.OnlineStream` in PyTorch or
@@ -46,14 +47,12 @@ import av
 import numpy as np
 import torch
 
-from temporal_shift.data.decode import VIDEO_EXTENSIONS, check_video_container, decode_jpeg_file
 from temporal_shift.data.lists import read_classes
+from temporal_shift.data.sources import SourceFrame, open_source, parse_source  # noqa: F401 (stream's sources)
 from temporal_shift.data.transforms import test_transform
 from temporal_shift.engine.export import OnnxStream
 from temporal_shift.models.online import OnlineStream
 from temporal_shift.hub.published import PublishedWeights
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg")
 
 
 class Stream(Protocol):
@@ -62,116 +61,6 @@ class Stream(Protocol):
     def update(self, frame: torch.Tensor) -> torch.Tensor: ...
 
     def reset(self) -> None: ...
-
-
-# --- sources -----------------------------------------------------------------------
-
-
-@dataclass
-class SourceFrame:
-    """One decoded frame: its 0-based position in the source, time (s) and uint8 (3, H, W) RGB."""
-
-    index: int
-    time: float
-    image: torch.Tensor
-
-
-def parse_source(text: str | int | Path) -> str | int | Path:
-    """A camera index for a bare integer that is not an existing path, else a path."""
-    if isinstance(text, int):
-        return text
-    if isinstance(text, str) and text.isdigit() and not Path(text).exists():
-        return int(text)
-    return Path(text)
-
-
-class Source:
-    """An opened source: iterate for `SourceFrame`s (once); ``fps`` is its nominal frame rate."""
-
-    def __init__(self, frames: Iterator[SourceFrame], *, fps: float, label: str) -> None:
-        self._frames = frames
-        self.fps = fps
-        self.label = label
-
-    def __iter__(self) -> Iterator[SourceFrame]:
-        return self._frames
-
-    def close(self) -> None:
-        close = getattr(self._frames, "close", None)
-        if close is not None:
-            close()
-
-
-def open_source(source: str | int | Path, *, fps: float | None = None) -> Source:
-    """Open a video file, a folder of JPEGs (sorted by name) or a camera index.
-
-    ``fps`` overrides the frame rate (frame folders: default 25). Raises FileNotFoundError
-    / ValueError naming the source when it is missing, empty or cannot be opened.
-    """
-    if fps is not None and fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    source = parse_source(source)
-    if isinstance(source, int):
-        label = f"camera {source}"
-        if "v4l2" not in av.formats_available:
-            raise ValueError(f"{label}: this PyAV build has no v4l2 input format; stream a video file or frame folder")
-        device = Path(f"/dev/video{source}")
-        if not device.exists():
-            raise FileNotFoundError(f"{label}: {device} not found (no camera attached?)")
-        container = _open_container(str(device), label, format="v4l2")
-        return Source(_decode(container, label), fps=fps or _container_fps(container), label=label)
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if not files:
-            raise ValueError(f"{path}: no JPEG frames (*.jpg, *.jpeg) in this folder")
-        rate = fps or 25.0
-        frames = (SourceFrame(index=i, time=i / rate, image=decode_jpeg_file(f)) for i, f in enumerate(files))
-        return Source(frames, fps=rate, label=str(path))
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: source not found (a video file, a frame folder or a camera index)")
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        raise ValueError(f"{path}: a single image is not a stream; give its folder instead")
-    container = _open_container(str(path), str(path))
-    return Source(_decode(container, str(path)), fps=fps or _container_fps(container), label=str(path))
-
-
-def _container_fps(container: av.container.InputContainer) -> float:
-    stream = container.streams.video[0]
-    rate = stream.average_rate or stream.guessed_rate
-    return float(rate) if rate else 25.0
-
-
-def _open_container(target: str, label: str, **kwargs: Any) -> av.container.InputContainer:
-    try:
-        container = av.open(target, **kwargs)
-    except av.FFmpegError as exc:
-        raise ValueError(f"{label}: cannot open ({exc})") from None
-    try:
-        check_video_container(container, label=label)
-    except ValueError:
-        container.close()
-        raise
-    return container
-
-
-def _decode(container: av.container.InputContainer, label: str) -> Iterator[SourceFrame]:
-    stream = container.streams.video[0]
-    rate = Fraction(_container_fps(container)).limit_denominator(1001)
-    time_base = stream.time_base
-    start = stream.start_time or 0
-    try:
-        for i, frame in enumerate(container.decode(stream)):
-            if frame.pts is not None and time_base is not None:
-                t = float((frame.pts - start) * time_base)
-            else:
-                t = float(i / rate)
-            image = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
-            yield SourceFrame(index=i, time=t, image=image)
-    except av.FFmpegError as exc:
-        raise ValueError(f"{label}: corrupt video ({exc})") from None
-    finally:
-        container.close()
 
 
 # --- scores: smoothing + hysteresis ------------------------------------------------
@@ -438,13 +327,11 @@ def stream_predictions(
     )
     if summary is not None:
         predictor.summary = summary
-    if isinstance(source, (str, int, Path)):
-        opened = open_source(source, fps=fps)
-        rate, frames = opened.fps, opened
-    else:
-        rate = fps if fps is not None else 25.0
-        frames = source
-    yield from predictor.run(frames, fps=rate)
+    if not isinstance(source, (str, int, Path)):
+        yield from predictor.run(source, fps=fps if fps is not None else 25.0)
+        return
+    with open_source(source, fps=fps) as opened:
+        yield from predictor.run(opened.frames(), fps=opened.fps)
 
 
 # --- annotated output video --------------------------------------------------------------
@@ -636,7 +523,7 @@ def run_stream(
     last: list[StreamRecord | None] = [None]
 
     def tapped() -> Iterator[SourceFrame]:
-        for f in frames:
+        for f in frames.frames():
             yield f
             if writer is not None:
                 rec = last[0]

@@ -37,14 +37,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 
-from temporal_shift.data.decode import (
-    CorruptMediaError,
-    count_frame_files,
-    frame_path,
-    read_frame_folder,
-    read_video,
-    video_frame_count,
-)
+from temporal_shift.data.decode import count_frame_files, frame_path
 from temporal_shift.data.lists import (
     DEFAULT_TEMPLATE,
     FrameRecord,
@@ -54,6 +47,7 @@ from temporal_shift.data.lists import (
     read_list,
 )
 from temporal_shift.data.sampling import Sampler
+from temporal_shift.data.sources import FolderSource, FrameSource, VideoSource
 
 log = logging.getLogger("temporal_shift.data")
 
@@ -182,23 +176,9 @@ class VideoDataset(Dataset):
 
     def _load(self, record: Record, index: int) -> tuple[torch.Tensor, int]:
         rng = self.generator(index)
-        path = self.root / record.path
-        if isinstance(record, FrameRecord):
-            num_frames = record.num_frames
-            self._check_folder(path, num_frames)
-            indices = self.sampler(num_frames, generator=rng, source=record.source)
-            frames = self.read_frames(path, indices.reshape(-1).tolist())
-        else:
-            if not path.is_file():
-                raise FileNotFoundError(f"video {path} not found")
-            key = str(path)
-            if key not in self._frame_counts:
-                self._frame_counts[key] = video_frame_count(path)
-            num_frames = self._frame_counts[key]
-            if num_frames < 1:
-                raise CorruptMediaError(f"video {path} has no decodable frames")
-            indices = self.sampler(num_frames, generator=rng, source=record.source)
-            frames = read_video(path, indices.reshape(-1).tolist())
+        source = self.frame_source(record)
+        indices = self.sampler(source.num_frames, generator=rng, source=record.source)
+        frames = source.read(indices.reshape(-1).tolist())
         clips = frames.reshape(indices.shape[0], indices.shape[1], *frames.shape[1:])
         label = record.label
         if self.transform is None:
@@ -219,9 +199,19 @@ class VideoDataset(Dataset):
             stacked = stacked.flatten(0, 1)
         return stacked, int(label_out)
 
-    def read_frames(self, folder: Path, indices: list[int]) -> torch.Tensor:
-        """Frames ``indices`` (0-based) of a frame folder -> uint8 (N, C, H, W) (flow: `data.flow.FlowDataset`)."""
-        return read_frame_folder(folder, indices, template=self.template)
+    def frame_source(self, record: Record) -> FrameSource:
+        """The frames of ``record``: a `FolderSource` after checking the folder holds the frames
+        the list says, or a `VideoSource` (its frame count read once per dataset copy)."""
+        path = self.root / record.path
+        if isinstance(record, FrameRecord):
+            self._check_folder(path, record.num_frames)
+            return FolderSource(path, template=self.template, num_frames=record.num_frames)
+        if not path.is_file():
+            raise FileNotFoundError(f"video {path} not found")
+        key = str(path)
+        source = VideoSource(path, num_frames=self._frame_counts.get(key))
+        self._frame_counts[key] = source.num_frames
+        return source
 
     def _check_folder(self, folder: Path, num_frames: int) -> None:
         if not folder.is_dir():

@@ -1,15 +1,18 @@
-"""Decoding the sampled frames of a clip, from frame folders or raw videos.
+"""Decoding frames from frame folders, video files and cameras: the one module that reads
+video with PyAV (`data.sources` says which frames, this module decodes them).
 
-Both readers take 0-based frame indices (duplicates allowed, any order) and return a
-uint8 tensor ``(len(indices), 3, H, W)`` in RGB. Only the frames needed are read: JPEG
-files are decoded one by one with simplejpeg (libjpeg-turbo; torchvision's image decoding
-is deprecated since torchvision 0.29, and its successor, TorchCodec, needs torch >= 2.11);
-videos are decoded with PyAV, seeking over long gaps and stopping after the last needed frame.
+The clip readers (`read_frame_folder`, `read_frame_files`, `read_video`) take 0-based frame
+indices (duplicates allowed, any order) and return a uint8 tensor ``(len(indices), 3, H, W)``
+in RGB. Only the frames needed are read: JPEG files are decoded one by one with simplejpeg
+(libjpeg-turbo; torchvision's image decoding is deprecated since torchvision 0.29, and its
+successor, TorchCodec, needs torch >= 2.11); videos are decoded with PyAV, seeking over long
+gaps and stopping after the last needed frame. `decode_video_frames` decodes an opened video
+or camera (`open_video`, `open_camera`) sequentially, each frame with its presentation time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -80,15 +83,25 @@ def read_frame_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: frame folder not found")
+    return _read_jpegs(lambda index: frame_path(folder, index, template=template), indices, label=str(folder))
+
+
+def read_frame_files(files: Sequence[Path], indices: Sequence[int], *, label: str) -> torch.Tensor:
+    """Read frames ``indices`` (0-based positions in ``files``) -> uint8 (N, 3, H, W); ``label``
+    (e.g. their folder) names them in the error for frames of different sizes."""
+    return _read_jpegs(lambda index: files[index], indices, label=label)
+
+
+def _read_jpegs(path_of: Callable[[int], Path], indices: Sequence[int], *, label: str) -> torch.Tensor:
     decoded: dict[int, torch.Tensor] = {}
     for index in indices:
         index = int(index)
         if index not in decoded:
-            decoded[index] = decode_jpeg_file(frame_path(folder, index, template=template))
+            decoded[index] = decode_jpeg_file(path_of(index))
     frames = [decoded[int(i)] for i in indices]
     shapes = {tuple(f.shape) for f in frames}
     if len(shapes) > 1:
-        raise CorruptMediaError(f"{folder}: frames have different sizes {sorted(shapes)}")
+        raise CorruptMediaError(f"{label}: frames have different sizes {sorted(shapes)}")
     return torch.stack(frames)
 
 
@@ -104,19 +117,79 @@ def count_frame_files(folder: str | Path, *, template: str = DEFAULT_TEMPLATE) -
     return count
 
 
-def _open(path: Path) -> av.container.InputContainer:
+def open_video(path: str | Path) -> av.container.InputContainer:
+    """Open a video file and check it has a real video stream; errors name the file."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: video file not found")
+    return _open_container(str(path), label=str(path))
+
+
+def open_camera(index: int) -> av.container.InputContainer:
+    """Open camera ``index`` (``/dev/video<index>``, PyAV's v4l2 input); errors say ``camera <index>``."""
+    label = f"camera {index}"
+    if "v4l2" not in av.formats_available:
+        raise ValueError(f"{label}: this PyAV build has no v4l2 input format; stream a video file or frame folder")
+    device = Path(f"/dev/video{index}")
+    if not device.exists():
+        raise FileNotFoundError(f"{label}: {device} not found (no camera attached?)")
+    return _open_container(str(device), label=label, format="v4l2")
+
+
+def _open_container(target: str, *, label: str, format: str | None = None) -> av.container.InputContainer:
     try:
-        container = av.open(str(path))
+        container = av.open(target, format=format)
     except av.FFmpegError as exc:
-        raise CorruptMediaError(f"{path}: cannot open video ({exc})") from None
+        raise CorruptMediaError(f"{label}: cannot open video ({exc})") from None
     try:
-        check_video_container(container, label=str(path))
+        check_video_container(container, label=label)
     except CorruptMediaError:
         container.close()
         raise
     return container
+
+
+def container_fps(container: av.container.InputContainer) -> float:
+    """The nominal frame rate of an opened video's first video stream (25 when it states none)."""
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else 25.0
+
+
+def video_fps(path: str | Path) -> float:
+    """The nominal frame rate of a video file (`container_fps`)."""
+    container = open_video(path)
+    try:
+        return container_fps(container)
+    finally:
+        container.close()
+
+
+def decode_video_frames(
+    container: av.container.InputContainer, *, label: str
+) -> Iterator[tuple[float, torch.Tensor]]:
+    """Every frame of an opened video or camera in decoding order: (time in s, uint8 (3, H, W) RGB).
+
+    Times come from the frames' timestamps relative to the stream's start (dropped frames
+    and seeks show as gaps), else from the frame number and the nominal frame rate. The
+    container is closed when the frames end or the iterator is closed; decoding errors raise
+    CorruptMediaError naming ``label``.
+    """
+    stream = container.streams.video[0]
+    rate = Fraction(container_fps(container)).limit_denominator(1001)
+    time_base = stream.time_base
+    start = stream.start_time or 0
+    try:
+        for i, frame in enumerate(container.decode(stream)):
+            if frame.pts is not None and time_base is not None:
+                t = float((frame.pts - start) * time_base)
+            else:
+                t = float(i / rate)
+            yield t, torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+    except av.FFmpegError as exc:
+        raise CorruptMediaError(f"{label}: corrupt video ({exc})") from None
+    finally:
+        container.close()
 
 
 def check_video_container(container: av.container.InputContainer, *, label: str) -> None:
@@ -139,7 +212,7 @@ def check_video_container(container: av.container.InputContainer, *, label: str)
 def video_frame_count(path: str | Path) -> int:
     """Frames in a video: from the container when reliable (mp4/mov/avi), else by decoding."""
     path = Path(path)
-    container = _open(path)
+    container = open_video(path)
     try:
         stream = container.streams.video[0]
         names = (container.format.name or "").split(",")
@@ -172,7 +245,7 @@ def read_video(
         raise ValueError(f"{path}: no frame indices requested")
     if wanted[0] < 0:
         raise ValueError(f"{path}: negative frame index {wanted[0]}")
-    container = _open(path)
+    container = open_video(path)
     try:
         got = _decode_wanted(container, wanted, seek_threshold=seek_threshold)
     except av.FFmpegError as exc:

@@ -53,10 +53,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from temporal_shift.data.dataset import SkippedSample, VideoDataset
-from temporal_shift.data.flow import FlowDataset, flow_folder_name, flow_test_transform
+from temporal_shift.data.factory import Modality, build_dataset, build_sampler, build_transform
+from temporal_shift.data.flow import pair_records
 from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListFileError, ListKind, read_list
-from temporal_shift.data.sampling import DenseSampler, Sampler, TSNSampler
-from temporal_shift.data.transforms import test_transform
+from temporal_shift.data.sampling import Sampler
 from temporal_shift.checkpoint.loading import (
     DEFAULT_SCALE_SIZE,
     DEFAULT_SIZE,
@@ -127,22 +127,47 @@ class EvalProtocol:
     def sampler(self, n_segment: int, *, new_length: int = 1) -> Sampler:
         """The frame sampler for a model with ``n_segment`` frames (of ``new_length`` consecutive
         frames or flow fields each)."""
-        if self.clips == "dense":
-            if self.dense_window < n_segment:
-                raise ValueError(f"dense_window ({self.dense_window}) must be at least n_segment ({n_segment})")
-            return DenseSampler(num_segments=n_segment, train=False, window=self.dense_window,
-                                num_clips=self.dense_clips, new_length=new_length)
-        return TSNSampler(num_segments=n_segment, train=False, twice_sample=self.clips == "twice",
-                          new_length=new_length)
+        if self.clips == "dense" and self.dense_window < n_segment:
+            raise ValueError(f"dense_window ({self.dense_window}) must be at least n_segment ({n_segment})")
+        return build_sampler(sampling="dense" if self.clips == "dense" else "tsn", num_segments=n_segment, train=False,
+                             new_length=new_length, dense_window=self.dense_window, num_clips=self.dense_clips,
+                             twice_sample=self.clips == "twice")
 
     def transform(self, *, normalize: bool = True, flow_length: int | None = None):
         """The clip transform: (T, C, H, W) uint8 -> float (crops, T, C, H, W) (or (T, C, H, W) for 1 crop);
-        with ``flow_length`` L, flow (T*L, 2, H, W) -> (crops, T, 2L, H, W) (`data.flow.flow_test_transform`)."""
+        with ``flow_length`` L, flow (T*L, 2, H, W) -> (crops, T, 2L, H, W) (`data.factory.build_transform`)."""
         size, scale_size = self.size or DEFAULT_SIZE, self.scale_size or DEFAULT_SCALE_SIZE
         if flow_length is not None:
-            return flow_test_transform(flow_length=flow_length, size=size, scale_size=scale_size, views=self.crops,
-                                       normalize=normalize)
-        return test_transform(size=size, scale_size=scale_size, views=self.crops, normalize=normalize)
+            return build_transform(modality="flow", train=False, size=size, scale_size=scale_size, views=self.crops,
+                                   normalize=normalize, flow_length=flow_length)
+        return build_transform(modality="rgb", train=False, size=size, scale_size=scale_size, views=self.crops,
+                               normalize=normalize)
+
+    def dataset(
+        self,
+        *,
+        modality: Modality,
+        list_file: str | Path,
+        root: str | Path,
+        n_segment: int,
+        normalize: bool,
+        flow_length: int = 1,
+        kind: ListKind = "auto",
+        template: str = DEFAULT_TEMPLATE,
+        num_classes: int | None = None,
+        on_error: Literal["raise", "skip"] = "raise",
+        check_files: bool = True,
+    ) -> VideoDataset:
+        """The test dataset of a model: this protocol's views of ``list_file`` (a flow list for a
+        flow model, ``flow_length`` fields per segment), `data.factory.build_dataset`."""
+        flow = modality == "flow"
+        return build_dataset(
+            modality=modality, list_file=list_file, root=root,
+            sampler=self.sampler(n_segment, new_length=flow_length if flow else 1), train=False,
+            size=self.size or DEFAULT_SIZE, scale_size=self.scale_size or DEFAULT_SCALE_SIZE, views=self.crops,
+            normalize=normalize, flow_length=flow_length, kind=kind, template=template, num_classes=num_classes,
+            on_error=on_error, check_files=check_files,
+        )
 
     def describe(self) -> str:
         clips = {"single": "1 centre clip", "twice": "2 clips (twice_sample)",
@@ -515,27 +540,24 @@ def evaluate(
     protocol = dataclasses.replace(
         protocol, size=protocol.size or loaded[0].input_size, scale_size=protocol.scale_size or loaded[0].scale_size
     )
-    transform = protocol.transform(normalize=loaded[0].normalize if normalize is None else normalize)
+    rgb_normalize = loaded[0].normalize if normalize is None else normalize  # every RGB member's
     flow_root = Path(flow_root) if flow_root is not None else root
-    main = VideoDataset(list_file=list_file, root=root, sampler=protocol.sampler(loaded[0].n_segment),
-                        transform=transform, kind=kind, template=template, num_classes=loaded[0].num_classes,
-                        on_error=on_error, check_files=any(c.config.modality != "flow" for c in loaded))
+    rgb: dict[str, Any] = {"list_file": list_file, "root": root, "normalize": rgb_normalize, "kind": kind,
+                           "template": template, "num_classes": loaded[0].num_classes, "on_error": on_error}
+    main = protocol.dataset(modality="rgb", n_segment=loaded[0].n_segment,
+                            check_files=any(c.config.modality != "flow" for c in loaded), **rgb)
     datasets: list[VideoDataset] = []
     for c in loaded:
-        if c.config.modality == "flow":
-            if flow_list is None:
-                raise ValueError(f"{c.path} is a flow model: give the flow list of the videos "
-                                 "(flow_list=, tsm test --flow-list; tsm prepare flow writes it)")
-            datasets.append(FlowDataset(
-                list_file=flow_root / flow_list, root=flow_root,
-                sampler=protocol.sampler(c.n_segment, new_length=c.config.flow_length),
-                transform=protocol.transform(normalize=c.normalize if normalize is None else normalize,
-                                             flow_length=c.config.flow_length),
-                num_classes=loaded[0].num_classes, on_error=on_error))
-        else:
-            datasets.append(VideoDataset(
-                list_file=list_file, root=root, sampler=protocol.sampler(c.n_segment), transform=transform,
-                kind=kind, template=template, num_classes=loaded[0].num_classes, on_error=on_error))
+        if c.config.modality != "flow":
+            datasets.append(protocol.dataset(modality="rgb", n_segment=c.n_segment, **rgb))
+            continue
+        if flow_list is None:
+            raise ValueError(f"{c.path} is a flow model: give the flow list of the videos "
+                             "(flow_list=, tsm test --flow-list; tsm prepare flow writes it)")
+        datasets.append(protocol.dataset(
+            modality="flow", list_file=flow_root / flow_list, root=flow_root, n_segment=c.n_segment,
+            normalize=c.normalize if normalize is None else normalize, flow_length=c.config.flow_length,
+            num_classes=loaded[0].num_classes, on_error=on_error))
     start = time.perf_counter()
     scored = [
         _score_member(c, dataset, main, protocol=protocol, device=dev, batch_size=batch_size, workers=workers,
@@ -584,34 +606,6 @@ def _score_member(
         return scores
     skipped = {int(positions[i]): reason for i, reason in scores.skipped.items() if positions[i] >= 0}
     return VideoScores(positions[scores.indices], scores.scores, {**unpaired, **skipped})
-
-
-def pair_records(main: VideoDataset, other: VideoDataset, *, skip: bool = False) -> tuple[np.ndarray, dict[int, str]]:
-    """Pair ``other``'s entries (e.g. a flow list) with ``main``'s videos by path
-    (`data.flow.flow_folder_name`: the path with a video extension dropped).
-
-    Returns the position in ``main`` of each of ``other``'s records (-1: not a video of
-    ``main``) and, for ``main``'s videos that ``other`` lacks, the reason (an error
-    unless ``skip``). Paired entries must have the same label.
-    """
-    where = {flow_folder_name(r.path): i for i, r in enumerate(main.records)}
-    positions = np.full(len(other.records), -1, dtype=np.int64)
-    for j, record in enumerate(other.records):
-        i = where.get(flow_folder_name(record.path))
-        if i is None:
-            continue
-        if main.records[i].label != record.label:
-            raise ListFileError(f"{record.source}: label {record.label} but {main.records[i].source} "
-                                f"labels {main.records[i].path} {main.records[i].label}")
-        positions[j] = i
-    found = set(positions[positions >= 0].tolist())
-    missing = {i: f"{r.source}: {r.path} has no entry in {other.list_file}"
-               for i, r in enumerate(main.records) if i not in found}
-    if missing and not skip:
-        first = next(iter(missing.values()))
-        raise ListFileError(f"{first}" + (f" ({len(missing) - 1} more videos neither)" if len(missing) > 1 else "")
-                            + "; list the same videos, or leave them out (on_error: skip)")
-    return positions, missing
 
 
 def _fuse_and_measure(

@@ -7,10 +7,10 @@ settings, else 224/256), the softmax of the model's logits.
 
 Inputs (`find_inputs`):
 
-- a video file (anything PyAV opens; decoded with `data.decode.read_video`);
+- a video file (anything PyAV opens; `data.sources.VideoSource`);
 - a frame folder: JPEG frames named by ``template`` (``img_00001.jpg`` ...) as in the
   data lists, or, if no file matches the template, the folder's ``*.jpg``/``*.jpeg``
-  files sorted by name;
+  files sorted by name (`data.sources.open_folder`);
 - a folder of videos (``.mp4``, ``.webm``, ``.avi``, ``.mkv``, ``.mov``, ``.m4v``; not
   searched recursively): each video is predicted.
 
@@ -32,22 +32,13 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from temporal_shift.data.decode import (
-    VIDEO_EXTENSIONS,
-    CorruptMediaError,
-    count_frame_files,
-    decode_jpeg_file,
-    read_frame_folder,
-    read_video,
-    video_frame_count,
-)
+from temporal_shift.checkpoint.loading import load_checkpoint, resolve_class_names
 from temporal_shift.data.lists import DEFAULT_TEMPLATE
 from temporal_shift.data.sampling import TSNSampler
+from temporal_shift.data.sources import VideoSource, find_sources, open_folder
 from temporal_shift.data.transforms import test_transform
-from temporal_shift.checkpoint.loading import load_checkpoint, resolve_class_names
 from temporal_shift.ops.runtime import resolve_device
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg")
 InputKind = Literal["video", "frames"]
 
 
@@ -67,55 +58,18 @@ class Prediction:
         return [f"{name:<{width}}  {p:.4f}" for _, name, p in self.topk]
 
 
-def _jpegs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
 def find_inputs(path: str | Path) -> list[tuple[Path, InputKind]]:
-    """What ``path`` holds: one video, one frame folder, or the videos of a folder."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not found (expected a video file, a frame folder or a folder of videos)")
-    if path.is_file():
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
-            raise ValueError(f"{path}: a single image is not a video; give the frame folder instead")
-        return [(path, "video")]
-    jpegs = _jpegs(path)
-    videos = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-    if jpegs and videos:
-        raise ValueError(f"{path}: holds both JPEG frames and videos; give a frame folder or a folder of videos")
-    if jpegs:
-        return [(path, "frames")]
-    if videos:
-        return [(v, "video") for v in videos]
-    raise ValueError(
-        f"{path}: no JPEG frames and no videos ({', '.join(VIDEO_EXTENSIONS)}) in this folder"
-    )
+    """What ``path`` holds: one video, one frame folder, or the videos of a folder (`data.sources.find_sources`)."""
+    return [(source.path, source.kind) for source in find_sources(path)]
 
 
 def read_clip(
     path: str | Path, kind: InputKind, *, n_segment: int, template: str = DEFAULT_TEMPLATE
 ) -> torch.Tensor:
     """The uint8 (T, 3, H, W) test clip of one input (TSN segment centres)."""
-    path = Path(path)
+    source = VideoSource(path) if kind == "video" else open_folder(path, template=template)
     sampler = TSNSampler(num_segments=n_segment, train=False)
-    if kind == "video":
-        num_frames = video_frame_count(path)
-        if num_frames < 1:
-            raise CorruptMediaError(f"{path}: no decodable frames")
-        return read_video(path, sampler(num_frames, source=str(path))[0].tolist())
-    num_frames = count_frame_files(path, template=template)
-    if num_frames > 0:
-        return read_frame_folder(path, sampler(num_frames, source=str(path))[0].tolist(), template=template)
-    files = _jpegs(path)
-    if not files:
-        raise ValueError(f"{path}: no JPEG frames in this folder")
-    indices = sampler(len(files), source=str(path))[0].tolist()
-    decoded = {i: decode_jpeg_file(files[i]) for i in set(indices)}
-    shapes = {tuple(f.shape) for f in decoded.values()}
-    if len(shapes) > 1:
-        raise CorruptMediaError(f"{path}: frames have different sizes {sorted(shapes)}")
-    return torch.stack([decoded[i] for i in indices])
+    return source.read(sampler(source.num_frames, source=str(path))[0].tolist())
 
 
 class Predictor:

@@ -52,10 +52,8 @@ from tqdm import tqdm
 from temporal_shift.checkpoint.format import CheckpointError, load_state_strict, read_checkpoint, save_checkpoint
 from temporal_shift.engine.config import TrainConfig, save_config
 from temporal_shift.data.dataset import VideoDataset, collate_skipping
-from temporal_shift.data.flow import FlowDataset, flow_test_transform, flow_train_transform
+from temporal_shift.data.factory import build_dataset, build_sampler
 from temporal_shift.data.lists import DEFAULT_TEMPLATE, read_classes
-from temporal_shift.data.sampling import DenseSampler, TSNSampler
-from temporal_shift.data.transforms import test_transform, train_transform
 from temporal_shift.engine.evaluate import score_videos, topk_predictions
 from temporal_shift.checkpoint.loading import load_checkpoint
 from temporal_shift.checkpoint.backbone import load_backbone_weights
@@ -95,58 +93,27 @@ class TrainResult:
 
 
 def _datasets(config: TrainConfig) -> tuple[VideoDataset, VideoDataset]:
+    """The training and validation data of ``config`` (`data.factory.build_dataset`); a flow
+    model's lists are the flow lists of `tsm prepare flow` (reference layout)."""
     c = config.data
     model = config.model_config()
-    t, length = model.n_segment, model.frames_per_segment
-    if c.sampling == "tsn":
-        train_sampler = TSNSampler(num_segments=t, train=True, new_length=length)
-        val_sampler = TSNSampler(num_segments=t, train=False, new_length=length)
-    else:
-        train_sampler = DenseSampler(num_segments=t, train=True, window=c.dense_window, new_length=length)
-        val_sampler = DenseSampler(num_segments=t, train=False, window=c.dense_window, num_clips=1,
-                                   new_length=length)
-    common = dict(root=c.root, num_classes=c.num_classes, seed=config.run.seed, on_error=c.on_error)
-    if model.modality == "flow":
-        return _flow_datasets(config, train_sampler, val_sampler, common)
-    train_ds = VideoDataset(
-        list_file=config.train_list_path(),
-        sampler=train_sampler,
-        transform=train_transform(size=c.size, scales=c.scales, flip=c.flip, normalize=c.normalize),
-        kind=c.kind, template=c.template, **common,
-    )
-    val_ds = VideoDataset(
-        list_file=config.val_list_path(),
-        sampler=val_sampler,
-        transform=test_transform(size=c.size, scale_size=c.scale_size, views=1, normalize=c.normalize),
-        kind=c.kind, template=c.template, **common,
-    )
-    return train_ds, val_ds
-
-
-def _flow_datasets(
-    config: TrainConfig, train_sampler: TSNSampler | DenseSampler, val_sampler: TSNSampler | DenseSampler,
-    common: dict[str, Any],
-) -> tuple[VideoDataset, VideoDataset]:
-    """A flow stream's data: the flow lists of `tsm prepare flow` (reference layout)."""
-    c, length = config.data, config.model.flow_length
-    if c.template != DEFAULT_TEMPLATE or c.kind == "videos":
+    if model.modality == "flow" and (c.template != DEFAULT_TEMPLATE or c.kind == "videos"):
         raise ValueError(
             "model.modality is flow: data.train_list/val_list are flow lists of tsm prepare flow "
             "(flow_x_/flow_y_ folders), so data.template and data.kind: videos do not apply; leave them unset"
         )
-    train_ds = FlowDataset(
-        list_file=config.train_list_path(), sampler=train_sampler,
-        transform=flow_train_transform(flow_length=length, size=c.size, scales=c.scales, flip=c.flip,
-                                       normalize=c.normalize),
-        **common,
-    )
-    val_ds = FlowDataset(
-        list_file=config.val_list_path(), sampler=val_sampler,
-        transform=flow_test_transform(flow_length=length, size=c.size, scale_size=c.scale_size,
-                                      normalize=c.normalize),
-        **common,
-    )
-    return train_ds, val_ds
+
+    def dataset(list_file: Path, *, train: bool) -> VideoDataset:
+        sampler = build_sampler(sampling=c.sampling, num_segments=model.n_segment, train=train,
+                                new_length=model.frames_per_segment, dense_window=c.dense_window)
+        return build_dataset(
+            modality=model.modality, list_file=list_file, root=c.root, sampler=sampler, train=train, size=c.size,
+            scales=c.scales, flip=c.flip, scale_size=c.scale_size, normalize=c.normalize,
+            flow_length=model.flow_length, kind=c.kind, template=c.template, num_classes=c.num_classes,
+            seed=config.run.seed, on_error=c.on_error,
+        )
+
+    return dataset(config.train_list_path(), train=True), dataset(config.val_list_path(), train=False)
 
 
 def _class_names(config: TrainConfig) -> list[str] | None:
