@@ -46,15 +46,16 @@ def layer_of(module: str) -> str:
     return parts[1] if len(parts) > 1 and parts[1] in ALLOWED else TOP
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every temporal_shift module ``path`` imports (anywhere in the file)."""
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """The modules among ``modules`` that ``path`` imports (anywhere in the file)."""
     module = module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    return imports_in(path.read_text(encoding="utf-8"), package=package)
+    return imports_in(path.read_text(encoding="utf-8"), package=package, modules=modules)
 
 
-def imports_in(source: str, *, package: str) -> set[str]:
-    """Every temporal_shift module the code ``source`` of a module in ``package`` imports."""
+def imports_in(source: str, *, package: str, modules: set[str]) -> set[str]:
+    """The modules among ``modules`` that the code ``source`` of a module in ``package`` imports.
+    ``from pkg import sub`` depends on the module ``pkg.sub`` where there is one, else on ``pkg``."""
     found = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -66,17 +67,16 @@ def imports_in(source: str, *, package: str) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            found.add(target)
-            found.update(f"{target}.{alias.name}" for alias in node.names)  # `from pkg import module`
-    return {m for m in found if m == ROOT or m.startswith(ROOT + ".")}
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                found.add(sub if sub in modules else target)
+    return found & modules
 
 
 def import_graph() -> dict[str, set[str]]:
     files = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-    graph = {}
-    for module, path in files.items():
-        graph[module] = {m for m in imports_of(path) if m in files and m != module}
-    return graph
+    modules = set(files)
+    return {module: imports_of(path, modules) - {module} for module, path in files.items()}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -132,8 +132,10 @@ def test_the_checker_sees_function_level_relative_and_type_checking_imports_and_
         "if TYPE_CHECKING:\n    from temporal_shift.hub.weights import X\n"
         "def f():\n    from temporal_shift.apps import stream\n    import temporal_shift.cli\n"
     )
-    found = imports_in(source, package="temporal_shift.models")
-    assert found >= {"temporal_shift.models.tsn", "temporal_shift.hub.weights", "temporal_shift.apps.stream",
+    known = {"temporal_shift.models", "temporal_shift.models.tsn", "temporal_shift.hub.weights",
+             "temporal_shift.apps", "temporal_shift.apps.stream", "temporal_shift.cli"}
+    found = imports_in(source, package="temporal_shift.models", modules=known)
+    assert found == {"temporal_shift.models.tsn", "temporal_shift.hub.weights", "temporal_shift.apps.stream",
                      "temporal_shift.cli"}
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
