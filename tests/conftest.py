@@ -31,6 +31,16 @@ RELEASE_KEYS_FILE = Path(__file__).resolve().parent / "fixtures" / "reference_re
 # --- torch and the CLI -----------------------------------------------------------------
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` need CUDA: skipped (with the reason) on a machine without it."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marker gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """torch on one thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``).

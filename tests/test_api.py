@@ -70,3 +70,27 @@ def test_unknown_names_are_attribute_errors():
         temporal_shift.load_any_checkpoint  # noqa: B018
     with pytest.raises(ImportError):
         exec("from temporal_shift import nothing_here", {})
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "names"),
+    [
+        ("temporal_shift.shift", "temporal_shift.ops.shift", ("temporal_shift", "TemporalShift")),
+        ("temporal_shift.importers", "temporal_shift.checkpoint.importers", ("import_checkpoint", "detect_format")),
+        ("temporal_shift.weights", "temporal_shift.hub.weights", ("get_weights", "download_weights", "registry")),
+        ("temporal_shift.models", "temporal_shift.models.factory", ("build_model",)),
+    ],
+)
+def test_old_module_paths_still_import_for_one_release(old, new, names):
+    code = (
+        "import importlib, warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    old = importlib.import_module({old!r})\n"
+        f"new = importlib.import_module({new!r})\n"
+        f"print(all(getattr(old, n) is getattr(new, n) for n in {names!r}))\n"
+        "print(any(issubclass(w.category, DeprecationWarning) and 'moved to' in str(w.message) for w in caught))\n"
+    )
+    same, warned = _run(code).split()
+    assert same == "True"
+    assert warned == ("False" if old == "temporal_shift.models" else "True")  # models is the new package itself

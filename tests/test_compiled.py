@@ -132,7 +132,7 @@ def test_cli_predict_compile_mode_needs_compile(tmp_path: Path, capsys: pytest.C
     assert err == "tsm predict: error: --compile-mode goes with --compile"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+@pytest.mark.gpu
 def test_cuda_graph_outputs_are_not_overwritten_by_the_next_call() -> None:
     _, tsm = tsn_tsm_pair(arch="resnet18", n_segment=4)
     tsm = tsm.cuda()

@@ -112,7 +112,7 @@ def test_refuses_layouts_it_cannot_index(kernels):
         kernels.shift_out_of_place(torch.randn(8, 16, 2, 2, device=DEVICE), 3, 2, 1, -1)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_cuda_dispatch_uses_the_kernels_in_training_and_inference():
     from temporal_shift.ops.shift import TemporalShift, temporal_shift
 

@@ -120,7 +120,7 @@ def test_torch_export_with_dynamic_batch():
     assert torch.allclose(program.module()(other), module(other))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_cuda_matches_cpu():
     x = torch.randn(8, 24, 4, 4)
     assert torch.equal(temporal_shift(x.cuda(), 4).cpu(), temporal_shift(x, 4))
