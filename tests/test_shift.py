@@ -466,6 +466,32 @@ def test_model_path_does_not_dispatch_the_registered_op():
     assert "temporal_shift::shift" not in names, sorted(names)
 
 
+# --- the registered op checks its arguments ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((torch.randn(8, 16, 2, 2), 4, 9, 1, -1), "fold must be an int >= 0 with 2 * fold <= 16 channels, got 9"),
+        ((torch.randn(8, 16, 2, 2), 4, 17, -1, 0), "fold must be an int >= 0 with 1 * fold <= 16 channels, got 17"),
+        ((torch.randn(8, 16, 2, 2), 4, -1, 1, -1), "fold must be an int >= 0 with 2 * fold <= 16 channels, got -1"),
+        ((torch.randn(8, 16, 2, 2), 4, 2, 2, -1), "offset0 must be -1, 0 or 1 (frames to read from), got 2"),
+        ((torch.randn(8, 16, 2, 2), 4, 2, 1, -3), "offset1 must be -1, 0 or 1 (frames to read from), got -3"),
+        ((torch.randn(8, 16, 2, 2), 4, 2, 0, 1), "offset1 must be 0 when offset0 is 0 (the first group moves first), got 1"),
+        ((torch.randn(8, 16, 2, 2), 0, 2, 1, -1), "n_segment must be a positive int, got 0"),
+        ((torch.randn(7, 16, 2, 2), 4, 2, 1, -1), "batch dimension 7 is not divisible by n_segment=4"),
+        ((torch.randn(8, 16, 2), 4, 2, 1, -1), "temporal_shift expects a 4-D (N*T, C, H, W) tensor, got shape (8, 16, 2)"),
+    ],
+)
+def test_registered_op_checks_its_arguments(args, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        torch.ops.temporal_shift.shift(*args)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match=re.escape(message)):  # the fake implementation too
+        with torch._subclasses.fake_tensor.FakeTensorMode() as mode:
+            torch.ops.temporal_shift.shift(mode.from_tensor(args[0]), *args[1:])
+
+
 # --- the eager strided copies ------------------------------------------------------------
 
 

@@ -26,8 +26,9 @@ the feature map. Which implementation runs depends on the context (`_dispatch`):
   inside it and are restored after the wrapped convolution (fused Triton kernels on CUDA).
 
 The registered operator ``torch.ops.temporal_shift.shift`` is the same shift for code that
-calls it directly (any context, compiled without a graph break); the model path does not
-go through it: its dispatch costs more host time than shifting a small tensor.
+calls it directly (any context, compiled without a graph break) and checks its arguments;
+the model path does not go through it: its dispatch costs more host time than shifting
+a small tensor, and the module checks its settings once.
 """
 
 from __future__ import annotations
@@ -177,16 +178,40 @@ def shift_functional(x: Tensor, n_segment: int, fold: int, offset0: int, offset1
 # code that calls it directly: autograd records one node per shift, torch.compile traces it
 # without a graph break (its fake implementation gives the output's shape and strides) and
 # CUDA tensors take the one-pass Triton kernel. Its backward is the same op with the
-# opposite offsets.
+# opposite offsets. Every implementation (fake included) checks its arguments first.
+
+
+def check_op_args(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> None:
+    """Validate the registered op's arguments; raise ValueError naming the value.
+
+    The input and ``n_segment`` as `temporal_shift` checks them; ``fold`` channels per
+    moved group, the groups (one per non-zero offset, the first offset moving first)
+    within the channels; offsets in {-1, 0, 1}.
+    """
+    if not isinstance(n_segment, int) or isinstance(n_segment, bool) or n_segment < 1:
+        raise ValueError(f"n_segment must be a positive int, got {n_segment!r}")
+    _check_input(x, n_segment)
+    for name, offset in (("offset0", offset0), ("offset1", offset1)):
+        if offset not in (-1, 0, 1) or isinstance(offset, bool):
+            raise ValueError(f"{name} must be -1, 0 or 1 (frames to read from), got {offset!r}")
+    if offset0 == 0 and offset1 != 0:
+        raise ValueError(f"offset1 must be 0 when offset0 is 0 (the first group moves first), got {offset1!r}")
+    groups = (offset0 != 0) + (offset1 != 0)
+    if not isinstance(fold, int) or isinstance(fold, bool) or fold < 0 or groups * fold > x.shape[1]:
+        raise ValueError(
+            f"fold must be an int >= 0 with {groups} * fold <= {x.shape[1]} channels, got {fold!r}"
+        )
 
 
 @torch.library.custom_op("temporal_shift::shift", mutates_args=())
 def _shift_op(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
+    check_op_args(x, n_segment, fold, offset0, offset1)
     return shift_eager(x, n_segment, fold, offset0, offset1)
 
 
 @_shift_op.register_fake
 def _shift_op_fake(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
+    check_op_args(x, n_segment, fold, offset0, offset1)
     return torch.empty_like(x)
 
 
