@@ -84,7 +84,7 @@ def test_unknown_row_is_an_error(bare_python: Path) -> None:
 
 @pytest.mark.slow
 def test_smoke_run_prints_every_row(bare_python: Path, tmp_path: Path) -> None:
-    """All six rows end to end on the CPU at toy sizes (two compilations: minutes with a cold cache)."""
+    """All eight rows end to end on the CPU at toy sizes (two compilations: minutes with a cold cache)."""
     out = tmp_path / "out"
     done = subprocess.run(["bash", str(SCRIPT), "--smoke", "--out", str(out)], env=_env(bare_python),
                           capture_output=True, text=True, timeout=1800, cwd=tmp_path)
@@ -92,11 +92,13 @@ def test_smoke_run_prints_every_row(bare_python: Path, tmp_path: Path) -> None:
     table = (out / "table.md").read_text()
     for where in ("training step, bf16 autocast, batch 32, eager", "training step, bf16 autocast, batch 32, torch.compile",
                   "inference fp32, batch 16", "inference fp32, batch 1, eager", "MobileNetV2 inference fp32, batch 1",
-                  "compile reduce-overhead (CUDA graphs)"):
+                  "compile reduce-overhead (CUDA graphs)", "training step, bf16 autocast, batch 32, eager: peak memory",
+                  "shift host time per call", "shift, in-place pair vs one out-of-place launch"):
         assert where in table and where in done.stdout
     assert "failed" not in table
     assert sorted(p.name for p in out.glob("*.json")) == sorted(
-        f"{r}.json" for r in ("train-eager", "train-compile", "infer-b16", "infer-b1", "mbv2-b1", "infer-b1-graph"))
+        f"{r}.json" for r in ("train-eager", "train-compile", "infer-b16", "infer-b1", "mbv2-b1", "infer-b1-graph",
+                              "shift-host", "shift-sizes"))
     assert "clips/s" in table and " ms " in table
 
 
@@ -107,4 +109,4 @@ def test_kernel_check_compares_devices_bit_for_bit() -> None:
     spec = importlib.util.spec_from_file_location("gpu_overhead", Path(__file__).parents[1] / "benchmarks" / "gpu_overhead.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.check_shift_kernels("cpu") == 48
+    assert module.check_shift_kernels("cpu") == 96
