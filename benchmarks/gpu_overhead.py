@@ -66,8 +66,10 @@ SMOKE_ROW = dict(batch_size=2, repeats=2, warmup=1)
 def row_settings(name: str, *, smoke: bool) -> dict[str, Any]:
     _, kind, settings = ROWS[name]
     if kind in ("host", "sizes"):
-        return dict(settings, device="cpu" if smoke else "cuda", **(dict(repeats=3, calls=20) if smoke and kind == "host"
-                                                                    else dict(repeats=2) if smoke else {}))
+        settings = dict(settings, device="cpu" if smoke else "cuda")
+        if smoke:
+            settings.update(repeats=3, calls=20) if kind == "host" else settings.update(repeats=2)
+        return settings
     settings = dict(settings, n_segment=8, size=224, device="cuda", channels_last=True)
     if smoke:
         settings.update(SMOKE, **SMOKE_ROW)
@@ -83,7 +85,8 @@ def measure_host_time(*, device: str, repeats: int, calls: int) -> dict[str, Any
     """benchmarks/shift_host_time.py on ``device``: microseconds per call and the derived figures."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import torch
-    from shift_host_time import DERIVED, build_runs, interleaved, quartiles
+
+    from shift_host_time import DERIVED, build_runs, interleaved, quartiles  # a sibling script
 
     dev = torch.device(device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
@@ -126,11 +129,12 @@ def measure_shift_sizes(*, device: str, repeats: int) -> dict[str, Any]:
         times = interleaved({"out-of-place": lambda x=x, args=args: shift_eager(x, *args), "in-place": in_place},
                             repeats=repeats, calls=calls, sync=sync)
         megabytes = x.numel() * x.element_size() / 2**20
+        used = "in-place" if kernels.prefers_in_place(x) else "out-of-place"
         results.append({"shape": list(x.shape), "megabytes": megabytes, "us": times,
-                        "prefers_in_place": kernels.prefers_in_place(x)})
-        print(f"  {tuple(x.shape)} {megabytes:7.1f} MB: out-of-place {statistics.median(times['out-of-place']):8.1f} us, "
-              f"in-place pair {statistics.median(times['in-place']):8.1f} us; used: "
-              f"{'in-place' if kernels.prefers_in_place(x) else 'out-of-place'}")
+                        "prefers_in_place": used == "in-place"})
+        out_of_place, pair = (statistics.median(times[k]) for k in ("out-of-place", "in-place"))
+        print(f"  {tuple(x.shape)} {megabytes:7.1f} MB: out-of-place {out_of_place:8.1f} us, "
+              f"in-place pair {pair:8.1f} us; used: {used}")
     return {"sizes": results}
 
 
@@ -187,7 +191,7 @@ def summary_lines(name: str, data: dict[str, Any]) -> list[tuple[str, str, str, 
             lines.append((f"{where}, {'x'.join(map(str, size['shape']))} ({size['megabytes']:.0f} MB)",
                           f"{statistics.median(times['out-of-place']):.1f} us",
                           f"{statistics.median(times['in-place']):.1f} us",
-                          _ratio([b / a for a, b in zip(times["out-of-place"], times["in-place"])]),
+                          _ratio([b / a for a, b in zip(times["out-of-place"], times["in-place"], strict=True)]),
                           f"uses {'in-place' if size['prefers_in_place'] else 'out-of-place'}"))
         return lines
     if "step_ms" in data:  # training: clips/s
@@ -226,7 +230,7 @@ def check_shift_kernels(device: str) -> int:
     """
     import torch
 
-    from temporal_shift.ops.shift import OFFSETS, TemporalShift, _in_place_kernels, shift_with_torch_ops, temporal_shift
+    from temporal_shift.ops.shift import OFFSETS, TemporalShift, _in_place_kernels, temporal_shift
 
     cases = 0
     for _ in range(2):
@@ -234,7 +238,8 @@ def check_shift_kernels(device: str) -> int:
             for channels, fold_div, t in ((64, 8, 8), (67, 8, 8), (24, 4, 3), (16, 8, 1)):
                 for channels_last in (False, True):
                     for mode in ("bidirectional", "causal"):
-                        where = f"{dtype}, C={channels}, fold_div={fold_div}, T={t}, channels_last={channels_last}, {mode}"
+                        where = f"{dtype}, C={channels}, fold_div={fold_div}, T={t}, " \
+                                f"channels_last={channels_last}, {mode}"
                         x = torch.randn(2 * t, channels, 7, 5).to(dtype)
                         grad = torch.randn_like(x)
                         if channels_last:
@@ -266,15 +271,16 @@ def check_shift_kernels(device: str) -> int:
                             assert torch.equal(frames.cpu(), x), f"inference input changed: {where}"
                             assert torch.equal(fast, conv(out_dev.detach())), f"inference differs: {where}"
                         node = TemporalShift(conv, t, fold_div=fold_div, mode=mode)
-                        for leaf, run in ((leaf_dev, node), (x.to(device).requires_grad_(True),
-                                                             lambda v: conv(shift_with_torch_ops(v, *args)))):
-                            leaf.grad = None
+                        shift_alone = TemporalShift(torch.nn.Identity(), t, fold_div=fold_div, mode=mode)
+                        separate = torch.nn.Sequential(shift_alone, conv)
+                        grads = []
+                        for run in (node, separate):
+                            leaf = x.to(device).requires_grad_(True)
                             conv.zero_grad(set_to_none=True)
                             run(leaf).float().sum().backward()
-                            grads = [leaf.grad, conv.weight.grad, conv.bias.grad]
-                            if run is node:
-                                node_grads = grads
-                        assert all(torch.equal(a, b) for a, b in zip(node_grads, grads)), f"training node differs: {where}"
+                            grads.append([leaf.grad, conv.weight.grad, conv.bias.grad])
+                        assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True)), \
+                            f"training node differs: {where}"
                         cases += 1
     return cases
 

@@ -51,15 +51,16 @@ def main(argv: list[str] | None = None) -> None:
     for arch in args.arch or ["resnet50", "mobilenet_v2"]:
         for fmt in (torch.contiguous_format, torch.channels_last):
             tsn, tsm = tsn_tsm_pair(arch=arch, n_segment=args.segments)
-            frames = torch.randn(args.batch_size * args.segments, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
-            clips = frames.contiguous(memory_format=fmt).view(args.batch_size, args.segments, 3, args.size, args.size)
+            shape = (args.batch_size, args.segments, 3, args.size, args.size)
+            frames = torch.randn(shape[0] * shape[1], *shape[2:], generator=torch.Generator().manual_seed(0))
+            clips = frames.contiguous(memory_format=fmt).view(shape)
             mib = {}
             for name, model in (("TSN", tsn), ("TSM", tsm)):
                 model = model.to(memory_format=fmt).train()
                 run = torch.compile(model) if args.compile else model
                 if args.compile:
                     run(clips).sum().backward()  # compile forward and backward first
-                mib[name] = saved_bytes(lambda: run(clips)) / 2**20
+                mib[name] = saved_bytes(lambda run=run, clips=clips: run(clips)) / 2**20
             layout = "channels_last" if fmt is torch.channels_last else "contiguous"
             print(f"  {arch:14s} {layout:14s} {mib['TSN']:9.1f} {mib['TSM']:9.1f} {mib['TSM'] / mib['TSN']:8.4f}")
 

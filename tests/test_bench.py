@@ -10,8 +10,13 @@ import pytest
 import torch
 
 from temporal_shift.apps.bench.overhead import count_flops, summarize, tsn_tsm_pair
-from temporal_shift.apps.bench.train import (TrainStep, benchmark_training, interleaved_steps, peak_step_bytes,
-                                             saved_tensor_bytes)
+from temporal_shift.apps.bench.train import (
+    TrainStep,
+    benchmark_training,
+    interleaved_steps,
+    peak_step_bytes,
+    saved_tensor_bytes,
+)
 from temporal_shift.cli import main
 
 TINY = ["--arch", "resnet18", "--segments", "2", "--size", "32", "--threads", "1"]

@@ -369,7 +369,7 @@ def test_training_node_gives_the_separate_nodes_gradients_bit_for_bit(mode, chan
     assert _autograd_node_names(out) == ["ShiftConv2dBackward"] + ["AccumulateGrad"] * (len(got))
     expected_out, expected = _grads(lambda v: _separate_nodes(conv, v, 4, mode), x, conv, grad)
     assert torch.equal(out, expected_out)
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         assert torch.equal(a, b) and a.stride() == b.stride()
 
 
@@ -383,7 +383,7 @@ def test_training_node_under_autocast_matches_the_separate_nodes():
         out, got = _grads(module, x, conv, grad)  # a float32 input: cast as autocast casts it
         expected_out, expected = _grads(lambda v: _separate_nodes(conv, v, 4, "bidirectional"), x, conv, grad)
     assert out.dtype == torch.bfloat16 and torch.equal(out, expected_out)
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         assert a.dtype == torch.float32 and torch.equal(a, b)
 
 
@@ -448,7 +448,7 @@ def test_compiled_training_matches_eager_bit_for_bit(backend):
     out, got = _grads(compiled, x, conv, grad)
     expected_out, expected = _grads(module, x, conv, grad)
     assert torch.equal(out, expected_out)
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         assert torch.equal(a, b)
 
 
@@ -477,19 +477,22 @@ def test_model_path_does_not_dispatch_the_registered_op():
         ((torch.randn(8, 16, 2, 2), 4, -1, 1, -1), "fold must be an int >= 0 with 2 * fold <= 16 channels, got -1"),
         ((torch.randn(8, 16, 2, 2), 4, 2, 2, -1), "offset0 must be -1, 0 or 1 (frames to read from), got 2"),
         ((torch.randn(8, 16, 2, 2), 4, 2, 1, -3), "offset1 must be -1, 0 or 1 (frames to read from), got -3"),
-        ((torch.randn(8, 16, 2, 2), 4, 2, 0, 1), "offset1 must be 0 when offset0 is 0 (the first group moves first), got 1"),
+        ((torch.randn(8, 16, 2, 2), 4, 2, 0, 1),
+         "offset1 must be 0 when offset0 is 0 (the first group moves first), got 1"),
         ((torch.randn(8, 16, 2, 2), 0, 2, 1, -1), "n_segment must be a positive int, got 0"),
         ((torch.randn(7, 16, 2, 2), 4, 2, 1, -1), "batch dimension 7 is not divisible by n_segment=4"),
-        ((torch.randn(8, 16, 2), 4, 2, 1, -1), "temporal_shift expects a 4-D (N*T, C, H, W) tensor, got shape (8, 16, 2)"),
+        ((torch.randn(8, 16, 2), 4, 2, 1, -1),
+         "temporal_shift expects a 4-D (N*T, C, H, W) tensor, got shape (8, 16, 2)"),
     ],
 )
 def test_registered_op_checks_its_arguments(args, message):
     with pytest.raises(ValueError, match=re.escape(message)) as error:
         torch.ops.temporal_shift.shift(*args)
     assert "\n" not in str(error.value)
-    with pytest.raises(ValueError, match=re.escape(message)):  # the fake implementation too
-        with torch._subclasses.fake_tensor.FakeTensorMode() as mode:
-            torch.ops.temporal_shift.shift(mode.from_tensor(args[0]), *args[1:])
+    mode = torch._subclasses.fake_tensor.FakeTensorMode()
+    fake = mode.from_tensor(args[0])
+    with pytest.raises(ValueError, match=re.escape(message)), mode:  # the fake implementation too
+        torch.ops.temporal_shift.shift(fake, *args[1:])
 
 
 # --- the eager strided copies ------------------------------------------------------------

@@ -22,7 +22,7 @@ differentiable steps, so double backward works.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -36,12 +36,12 @@ class Shift(torch.autograd.Function):
     """``shift(x, *args)`` as one autograd node; backward: the adjoint shift."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, shift: ShiftFn, args: ShiftArgs) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, shift: ShiftFn, args: ShiftArgs) -> Tensor:
         ctx.shift, ctx.adjoint = shift, adjoint(args)
         return shift(x, *args)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         return shift_with_grad(grad, ctx.shift, ctx.adjoint), None, None
 
 
@@ -62,7 +62,7 @@ class ShiftConv2d(torch.autograd.Function):
     """``conv2d(shift(x), weight, bias)`` as one node that saves ``x`` and ``weight``."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, shift: ShiftFn, args: ShiftArgs,
         conv: tuple[Any, Any, Any, int],
     ) -> Tensor:
@@ -74,7 +74,7 @@ class ShiftConv2d(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None, None]:
         x, weight = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv
         shifted = shift_with_grad(x, ctx.shift, ctx.args)  # the forward's shift, again
@@ -86,7 +86,7 @@ class ShiftConv2d(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None, None
 
 
-def fusable(net: nn.Module) -> bool:
+def fusable(net: nn.Module) -> TypeGuard[nn.Conv2d]:
     """Whether `shift_conv2d` can stand for ``net(shifted)``: a plain zero-padded `nn.Conv2d`
     (a subclass may compute something else; string paddings need the layer's own logic)."""
     return type(net) is nn.Conv2d and net.padding_mode == "zeros" and not isinstance(net.padding, str)
