@@ -150,8 +150,8 @@ def test_a_compiled_launch_is_kept_per_signature(kernels, monkeypatch):
     x, out = storage[:16], torch.zeros(16)
     for tensors in ((x, out), (x, out), (storage[1:17], out), (x, out)):
         kernels._launch(Kernel(), ("signature",), tensors, arguments)
-    assert [(kind, grid) for kind, grid, _ in launches] == [("jit", (3,)), ("launcher", (3,)), ("jit", (3,)),
-                                                            ("launcher", (3,))]
+    assert [(kind, grid) for kind, grid, _ in launches] == [("jit", (3,)), ("launcher", (3, 1, 1)), ("jit", (3,)),
+                                                            ("launcher", (3, 1, 1))]
     assert launches[1][2][0] is x and launches[1][2][2:] == (7, "constexpr") and len(prepared) == 2
     kernels._launch(Kernel(), ("another",), (x, out), arguments)  # a third signature: the oldest goes
     assert len(kernels._launchers) == 2 and ("signature", True, True, -1) not in kernels._launchers

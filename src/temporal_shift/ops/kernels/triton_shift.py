@@ -56,7 +56,7 @@ INT32_LIMIT = 2**31 - 1
 # shifted layer of R50 at batch 1 (8x224x224 frames, fp32: 3-26 MB) is below it and every
 # one at batch 16 above; `benchmarks/gpu_overhead.sh --rows shift-sizes` measures both forms.
 IN_PLACE_MIN_BYTES = 32 * 2**20
-LAUNCHERS_KEPT = 256  # compiled launches kept (least recently used dropped)
+LAUNCHERS_KEPT = 256  # compiled launches kept (the oldest dropped)
 
 
 @triton.jit
@@ -199,7 +199,7 @@ def _launch(kernel: Any, key: tuple[Any, ...], tensors: tuple[Tensor, ...],
     grid, rest = prepared
     compiled = kernel[grid](*tensors, *rest)
     if isinstance(compiled, CompiledKernel):  # not under the interpreter
-        _launchers[key] = compiled[grid], rest
+        _launchers[key] = compiled[grid + (1,) * (3 - len(grid))], rest  # its launcher takes a 3-D grid
         if len(_launchers) > LAUNCHERS_KEPT:
             _launchers.popitem(last=False)
 
