@@ -5,10 +5,12 @@ Variants (each checked against the torch-ops shift, values and gradients, bit fo
 - ``slices``: the torch-ops shift with autograd through its slice copies (what the
   library did before the registered op: one CopySlices node per copy, each of whose
   backward clones the whole gradient);
-- ``op``: the registered ``temporal_shift::shift`` op (one autograd node, adjoint
-  backward); on CUDA it runs the one-pass Triton kernel, elsewhere the torch ops;
-- inference only: ``out-of-place`` (the op) vs ``in-place`` (TemporalShift's default
-  inference path: Triton's fused pair on CUDA, slice copies of the moved channels elsewhere).
+- ``op``: alone, the registered ``temporal_shift::shift`` op (one autograd node, adjoint
+  backward; on CUDA the one-pass Triton kernel, elsewhere strided copies); in a training
+  step (``tsm-op``), TemporalShift's own path: the shift and its convolution as one node
+  that keeps the unshifted input (`ops/nodes.py`);
+- inference only: ``out-of-place`` vs ``in-place`` (TemporalShift's default inference path
+  for large inputs: Triton's fused pair on CUDA, strided copies of the moved channels elsewhere).
 
 Every round runs every variant, order rotating; medians, IQR and per-round ratios to
 TSN (same weights) are printed. Runs on the CPU or CUDA (``--device``).
