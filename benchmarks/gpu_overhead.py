@@ -42,22 +42,45 @@ from typing import Any
 
 # name -> (where, kind, arguments); the full-size settings of the issue's table.
 ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "train-eager": ("training step, bf16 autocast, batch 32, eager", "train",
-                    dict(arch="resnet50", batch_size=32, amp="bf16", repeats=20, warmup=3)),
-    "train-compile": ("training step, bf16 autocast, batch 32, torch.compile", "train",
-                      dict(arch="resnet50", batch_size=32, amp="bf16", compile="default", repeats=20, warmup=3)),
+    "train-eager": (
+        "training step, bf16 autocast, batch 32, eager",
+        "train",
+        dict(arch="resnet50", batch_size=32, amp="bf16", repeats=20, warmup=3),
+    ),
+    "train-compile": (
+        "training step, bf16 autocast, batch 32, torch.compile",
+        "train",
+        dict(arch="resnet50", batch_size=32, amp="bf16", compile="default", repeats=20, warmup=3),
+    ),
     "infer-b16": ("inference fp32, batch 16", "infer", dict(arch="resnet50", batch_size=16, repeats=40, warmup=5)),
-    "infer-b1": ("inference fp32, batch 1, eager", "infer", dict(arch="resnet50", batch_size=1, repeats=100, warmup=10)),
-    "mbv2-b1": ("MobileNetV2 inference fp32, batch 1, eager", "infer",
-                dict(arch="mobilenet_v2", batch_size=1, repeats=100, warmup=10)),
-    "infer-b1-graph": ("inference fp32, batch 1, compile reduce-overhead (CUDA graphs)", "infer",
-                       dict(arch="resnet50", batch_size=1, compile="reduce-overhead", repeats=100, warmup=5)),
+    "infer-b1": (
+        "inference fp32, batch 1, eager",
+        "infer",
+        dict(arch="resnet50", batch_size=1, repeats=100, warmup=10),
+    ),
+    "mbv2-b1": (
+        "MobileNetV2 inference fp32, batch 1, eager",
+        "infer",
+        dict(arch="mobilenet_v2", batch_size=1, repeats=100, warmup=10),
+    ),
+    "infer-b1-graph": (
+        "inference fp32, batch 1, compile reduce-overhead (CUDA graphs)",
+        "infer",
+        dict(arch="resnet50", batch_size=1, compile="reduce-overhead", repeats=100, warmup=5),
+    ),
     "shift-host": ("shift host time per call, 8x16x2x2 fp32", "host", dict(repeats=7, calls=500)),
     "shift-sizes": ("shift, in-place pair vs one out-of-place launch", "sizes", dict(repeats=20)),
 }
 # TSM/TSN targets (issue 24); memory rows are the training rows' peak memory.
-TARGETS = {"train-eager": None, "train-compile": 1.04, "infer-b16": 1.05, "infer-b1": 1.15, "mbv2-b1": None,
-           "infer-b1-graph": 1.08, "memory": 1.02}
+TARGETS = {
+    "train-eager": None,
+    "train-compile": 1.04,
+    "infer-b16": 1.05,
+    "infer-b1": 1.15,
+    "mbv2-b1": None,
+    "infer-b1-graph": 1.08,
+    "memory": 1.02,
+}
 # --smoke: the same rows on the CPU at toy sizes (ResNet-18 for R50), only to prove the mechanics.
 SMOKE = dict(size=32, n_segment=4, device="cpu", threads=1)
 SMOKE_ROW = dict(batch_size=2, repeats=2, warmup=1)
@@ -126,15 +149,22 @@ def measure_shift_sizes(*, device: str, repeats: int) -> dict[str, Any]:
             kernels.restore_in_place(x, kernels.shift_in_place(x, *args), *args)
 
         calls = max(5, min(500, int(2e9 / max(1, x.numel() * 4))))
-        times = interleaved({"out-of-place": lambda x=x, args=args: shift_eager(x, *args), "in-place": in_place},
-                            repeats=repeats, calls=calls, sync=sync)
+        times = interleaved(
+            {"out-of-place": lambda x=x, args=args: shift_eager(x, *args), "in-place": in_place},
+            repeats=repeats,
+            calls=calls,
+            sync=sync,
+        )
         megabytes = x.numel() * x.element_size() / 2**20
         used = "in-place" if kernels.prefers_in_place(x) else "out-of-place"
-        results.append({"shape": list(x.shape), "megabytes": megabytes, "us": times,
-                        "prefers_in_place": used == "in-place"})
+        results.append(
+            {"shape": list(x.shape), "megabytes": megabytes, "us": times, "prefers_in_place": used == "in-place"}
+        )
         out_of_place, pair = (statistics.median(times[k]) for k in ("out-of-place", "in-place"))
-        print(f"  {tuple(x.shape)} {megabytes:7.1f} MB: out-of-place {out_of_place:8.1f} us, "
-              f"in-place pair {pair:8.1f} us; used: {used}")
+        print(
+            f"  {tuple(x.shape)} {megabytes:7.1f} MB: out-of-place {out_of_place:8.1f} us, "
+            f"in-place pair {pair:8.1f} us; used: {used}"
+        )
     return {"sizes": results}
 
 
@@ -177,22 +207,41 @@ def summary_lines(name: str, data: dict[str, Any]) -> list[tuple[str, str, str, 
         us = {k: statistics.median(v) for k, v in data["us"].items()}
         derived = data["derived"]
         return [
-            (f"{where}: training fwd+bwd / its slice copies", f"{us['slice copies x2']:.1f} us",
-             f"{us['train shift']:.1f} us", _ratio(derived["train shift / slice copies x2 (<= 1)"]), "<= 1"),
-            (f"{where}: inference wrapper's added time, in slice copies", f"{us['slice copy']:.1f} us",
-             f"{us['wrapper'] - us['conv']:.1f} us", _ratio(derived["wrapper - conv, in slice copies (<= 2)"]), "<= 2"),
-            (f"{where}: temporal_shift() - raw op, us", f"{us['raw op']:.1f} us", f"{us['temporal_shift()']:.1f} us",
-             _ratio(derived["temporal_shift() - raw op, us (<= 2)"]), "<= 2 us"),
+            (
+                f"{where}: training fwd+bwd / its slice copies",
+                f"{us['slice copies x2']:.1f} us",
+                f"{us['train shift']:.1f} us",
+                _ratio(derived["train shift / slice copies x2 (<= 1)"]),
+                "<= 1",
+            ),
+            (
+                f"{where}: inference wrapper's added time, in slice copies",
+                f"{us['slice copy']:.1f} us",
+                f"{us['wrapper'] - us['conv']:.1f} us",
+                _ratio(derived["wrapper - conv, in slice copies (<= 2)"]),
+                "<= 2",
+            ),
+            (
+                f"{where}: temporal_shift() - raw op, us",
+                f"{us['raw op']:.1f} us",
+                f"{us['temporal_shift()']:.1f} us",
+                _ratio(derived["temporal_shift() - raw op, us (<= 2)"]),
+                "<= 2 us",
+            ),
         ]
     if "sizes" in data:  # shift-sizes: out-of-place against the in-place pair
         lines = []
         for size in data["sizes"]:
             times = size["us"]
-            lines.append((f"{where}, {'x'.join(map(str, size['shape']))} ({size['megabytes']:.0f} MB)",
-                          f"{statistics.median(times['out-of-place']):.1f} us",
-                          f"{statistics.median(times['in-place']):.1f} us",
-                          _ratio([b / a for a, b in zip(times["out-of-place"], times["in-place"], strict=True)]),
-                          f"uses {'in-place' if size['prefers_in_place'] else 'out-of-place'}"))
+            lines.append(
+                (
+                    f"{where}, {'x'.join(map(str, size['shape']))} ({size['megabytes']:.0f} MB)",
+                    f"{statistics.median(times['out-of-place']):.1f} us",
+                    f"{statistics.median(times['in-place']):.1f} us",
+                    _ratio([b / a for a, b in zip(times["out-of-place"], times["in-place"], strict=True)]),
+                    f"uses {'in-place' if size['prefers_in_place'] else 'out-of-place'}",
+                )
+            )
         return lines
     if "step_ms" in data:  # training: clips/s
         tsn, tsm = (f"{data['clips_per_s'][m]:.1f} clips/s" for m in ("TSN", "TSM"))
@@ -202,8 +251,15 @@ def summary_lines(name: str, data: dict[str, Any]) -> list[tuple[str, str, str, 
     lines = [(where, tsn, tsm, f"{r['median']:.3f} ({r['q1']:.3f}-{r['q3']:.3f})", _target(TARGETS.get(name)))]
     if "memory_ratio" in data:
         mb = data["peak_step_mb"]
-        lines.append((f"{where}: peak memory", f"{mb['TSN']:.0f} MB", f"{mb['TSM']:.0f} MB",
-                      f"{data['memory_ratio']:.3f}", _target(TARGETS["memory"])))
+        lines.append(
+            (
+                f"{where}: peak memory",
+                f"{mb['TSN']:.0f} MB",
+                f"{mb['TSM']:.0f} MB",
+                f"{data['memory_ratio']:.3f}",
+                _target(TARGETS["memory"]),
+            )
+        )
     return lines
 
 
@@ -211,10 +267,7 @@ def format_table(lines: list[tuple[str, ...]]) -> str:
     header = ("where", "TSN", "TSM", "TSM/TSN median (IQR)", "target")
     rows = [header, *lines]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    text = [
-        "| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |"
-        for row in rows
-    ]
+    text = ["| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |" for row in rows]
     text.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(text)
 
@@ -238,8 +291,9 @@ def check_shift_kernels(device: str) -> int:
             for channels, fold_div, t in ((64, 8, 8), (67, 8, 8), (24, 4, 3), (16, 8, 1)):
                 for channels_last in (False, True):
                     for mode in ("bidirectional", "causal"):
-                        where = f"{dtype}, C={channels}, fold_div={fold_div}, T={t}, " \
-                                f"channels_last={channels_last}, {mode}"
+                        where = (
+                            f"{dtype}, C={channels}, fold_div={fold_div}, T={t}, channels_last={channels_last}, {mode}"
+                        )
                         x = torch.randn(2 * t, channels, 7, 5).to(dtype)
                         grad = torch.randn_like(x)
                         if channels_last:
@@ -257,8 +311,9 @@ def check_shift_kernels(device: str) -> int:
                         padded = torch.empty(x.numel() + 2, dtype=dtype, device=device)
                         shifted = padded[2:].as_strided(x.shape, x.stride()).copy_(x)
                         args = (t, channels // fold_div, *OFFSETS[mode])
-                        assert torch.equal(temporal_shift(shifted, t, fold_div=fold_div, mode=mode).cpu(), out_cpu), \
+                        assert torch.equal(temporal_shift(shifted, t, fold_div=fold_div, mode=mode).cpu(), out_cpu), (
                             f"unaligned forward differs: {where}"
+                        )
                         kernels = _in_place_kernels(shifted)
                         undo = kernels.shift_in_place(shifted, *args)
                         assert torch.equal(shifted.cpu(), out_cpu.detach()), f"in-place shift differs: {where}"
@@ -279,8 +334,9 @@ def check_shift_kernels(device: str) -> int:
                             conv.zero_grad(set_to_none=True)
                             run(leaf).float().sum().backward()
                             grads.append([leaf.grad, conv.weight.grad, conv.bias.grad])
-                        assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True)), \
+                        assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True)), (
                             f"training node differs: {where}"
+                        )
                         cases += 1
     return cases
 
@@ -307,20 +363,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         device = "CPU (smoke run: toy sizes, ResNet-18 for ResNet-50; the figures mean nothing)"
     elif not torch.cuda.is_available():
-        print("gpu_overhead: error: no CUDA device visible to torch "
-              f"{torch.__version__} (torch.cuda.is_available() is False); this script measures GPU "
-              "figures: run it on a GPU machine, or with --smoke to check it on the CPU", file=sys.stderr)
+        print(
+            "gpu_overhead: error: no CUDA device visible to torch "
+            f"{torch.__version__} (torch.cuda.is_available() is False); this script measures GPU "
+            "figures: run it on a GPU machine, or with --smoke to check it on the CPU",
+            file=sys.stderr,
+        )
         return 2
     else:
         device = f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     if not args.smoke:  # never time kernels that give wrong results
         tick = time.perf_counter()
         cases = check_shift_kernels("cuda")
-        print(f"gpu_overhead: shift on CUDA equals the CPU's bit for bit, values and gradients, "
-              f"{cases} cases ({time.perf_counter() - tick:.0f} s)", flush=True)
+        print(
+            f"gpu_overhead: shift on CUDA equals the CPU's bit for bit, values and gradients, "
+            f"{cases} cases ({time.perf_counter() - tick:.0f} s)",
+            flush=True,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"gpu_overhead: {device}; {len(rows)} rows, each in a fresh process; results in {args.out}",
-          flush=True)
+    print(f"gpu_overhead: {device}; {len(rows)} rows, each in a fresh process; results in {args.out}", flush=True)
     start = time.perf_counter()
     lines, failed = [], []
     for name in rows:
@@ -328,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         row_json.unlink(missing_ok=True)
         tick = time.perf_counter()
         print(f"\n== {name}: {ROWS[name][0]}", flush=True)
-        cmd = [sys.executable, __file__, "--row", name, "--row-json", str(row_json)] + (["--smoke"] if args.smoke else [])
+        cmd = [sys.executable, __file__, "--row", name, "--row-json", str(row_json)] + (
+            ["--smoke"] if args.smoke else []
+        )
         code = subprocess.run(cmd).returncode
         seconds = time.perf_counter() - tick
         if code != 0 or not row_json.exists():
@@ -340,8 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: {seconds:.0f} s", flush=True)
     table = format_table(lines)
     total = time.perf_counter() - start
-    footer = (f"{device}; R50 unless named, T=8, 224x224, channels_last, identical weights, "
-              f"medians of interleaved pairs; {total:.0f} s in all")
+    footer = (
+        f"{device}; R50 unless named, T=8, 224x224, channels_last, identical weights, "
+        f"medians of interleaved pairs; {total:.0f} s in all"
+    )
     print(f"\n{table}\n{footer}")
     (args.out / "table.md").write_text(f"{table}\n\n{footer}\n")
     if failed:

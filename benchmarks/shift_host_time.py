@@ -44,8 +44,9 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, statistics.median(ordered), q3
 
 
-def interleaved(runs: dict[str, Callable[[], object]], *, repeats: int, calls: int, sync: Callable[[], None]
-                ) -> dict[str, list[float]]:
+def interleaved(
+    runs: dict[str, Callable[[], object]], *, repeats: int, calls: int, sync: Callable[[], None]
+) -> dict[str, list[float]]:
     """Microseconds per call of each run: ``repeats`` rounds of ``calls`` calls, order rotating."""
     names = list(runs)
     for name in names:  # warm-up (first-call caches, lazy imports)
@@ -53,7 +54,7 @@ def interleaved(runs: dict[str, Callable[[], object]], *, repeats: int, calls: i
             runs[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             run = runs[name]
             sync()
             start = time.perf_counter_ns()
@@ -94,6 +95,7 @@ def build_runs(device: torch.device, *, n_segment: int = 4) -> dict[str, Callabl
         def run() -> object:
             with torch.inference_mode():
                 return module(frames)
+
         return run
 
     def train(module: torch.nn.Module) -> Callable[[], object]:
@@ -136,8 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     times = interleaved(build_runs(device), repeats=args.repeats, calls=args.calls, sync=sync)
-    print(f"host time per call, (8, 16, 2, 2) float32, T=4, {device}, {torch.get_num_threads()} thread(s), "
-          f"torch {torch.__version__}; medians of {args.repeats} interleaved repetitions of {args.calls} calls")
+    print(
+        f"host time per call, (8, 16, 2, 2) float32, T=4, {device}, {torch.get_num_threads()} thread(s), "
+        f"torch {torch.__version__}; medians of {args.repeats} interleaved repetitions of {args.calls} calls"
+    )
     print(f"  {'row':40s} {'median':>9s} {'IQR':>19s}")
     for name, ts in times.items():
         q1, med, q3 = quartiles(ts)

@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"saved for backward, T={args.segments}, {args.size}x{args.size}, batch {args.batch_size}, "
-          f"{'torch.compile' if args.compile else 'eager'}, torch {torch.__version__}")
+    print(
+        f"saved for backward, T={args.segments}, {args.size}x{args.size}, batch {args.batch_size}, "
+        f"{'torch.compile' if args.compile else 'eager'}, torch {torch.__version__}"
+    )
     print(f"  {'model':14s} {'layout':14s} {'TSN MiB':>9s} {'TSM MiB':>9s} {'TSM/TSN':>8s}")
     for arch in args.arch or ["resnet50", "mobilenet_v2"]:
         for fmt in (torch.contiguous_format, torch.channels_last):

@@ -136,6 +136,7 @@ def test_a_compiled_launch_is_kept_per_signature(kernels, monkeypatch):
             def jit(*args):
                 launches.append(("jit", grid, args))
                 return Compiled()
+
             return jit
 
     monkeypatch.setattr(kernels, "_launchers", OrderedDict())
@@ -150,8 +151,12 @@ def test_a_compiled_launch_is_kept_per_signature(kernels, monkeypatch):
     x, out = storage[:16], torch.zeros(16)
     for tensors in ((x, out), (x, out), (storage[1:17], out), (x, out)):
         kernels._launch(Kernel(), ("signature",), tensors, arguments)
-    assert [(kind, grid) for kind, grid, _ in launches] == [("jit", (3,)), ("launcher", (3, 1, 1)), ("jit", (3,)),
-                                                            ("launcher", (3, 1, 1))]
+    assert [(kind, grid) for kind, grid, _ in launches] == [
+        ("jit", (3,)),
+        ("launcher", (3, 1, 1)),
+        ("jit", (3,)),
+        ("launcher", (3, 1, 1)),
+    ]
     assert launches[1][2][0] is x and launches[1][2][2:] == (7, "constexpr") and len(prepared) == 2
     kernels._launch(Kernel(), ("another",), (x, out), arguments)  # a third signature: the oldest goes
     assert len(kernels._launchers) == 2 and ("signature", True, True, -1) not in kernels._launchers
@@ -174,10 +179,10 @@ def test_kept_launches_give_the_same_results_at_any_alignment():
     base = torch.randn(8 * 24 * 5 * 5 + 3, device="cuda")
     for _ in range(3):  # the first launch of a signature compiles, the next ones reuse it
         for start in (0, 1, 2, 3):  # 16-byte aligned or not: separate signatures
-            x = base[start:start + 8 * 24 * 5 * 5].view(8, 24, 5, 5)
+            x = base[start : start + 8 * 24 * 5 * 5].view(8, 24, 5, 5)
             expected = shift_with_torch_ops(x, 4, 3, 1, -1)
             assert torch.equal(triton_shift.shift_out_of_place(x, 4, 3, 1, -1), expected)
-            work = base.clone()[start:start + 8 * 24 * 5 * 5].view(8, 24, 5, 5)
+            work = base.clone()[start : start + 8 * 24 * 5 * 5].view(8, 24, 5, 5)
             edge = triton_shift.shift_in_place(work, 4, 3, 1, -1)
             assert torch.equal(work, expected)
             triton_shift.restore_in_place(work, edge, 4, 3, 1, -1)

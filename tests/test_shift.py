@@ -113,9 +113,7 @@ def test_trace_has_no_warnings_and_generalises_over_batch():
 def test_torch_export_with_dynamic_batch():
     module = TemporalShift(torch.nn.Conv2d(16, 4, 1), 4).eval()
     batch = torch.export.Dim("batch")
-    program = torch.export.export(
-        module, (torch.randn(8, 16, 3, 3),), dynamic_shapes={"x": {0: 4 * batch}}
-    )
+    program = torch.export.export(module, (torch.randn(8, 16, 3, 3),), dynamic_shapes={"x": {0: 4 * batch}})
     other = torch.randn(12, 16, 3, 3)
     assert torch.allclose(program.module()(other), module(other))
 
@@ -173,7 +171,7 @@ def test_in_place_inference_path_is_exact_and_restores_input(mode, channels_last
     conv = _Probe(20, 6, 1)
     fast = TemporalShift(conv, 4, mode=mode)
     slow = TemporalShift(conv, 4, mode=mode, inplace_inference=False)
-    with (torch.no_grad() if context == "no_grad" else torch.inference_mode()):
+    with torch.no_grad() if context == "no_grad" else torch.inference_mode():
         x = torch.randn(8, 20, side, side)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -276,8 +274,9 @@ def test_compile_fullgraph_no_graph_break():
     (g_eager,) = torch.autograd.grad(module(x).sum(), x)
     assert torch.allclose(g_compiled, g_eager)
     # the registered op on its own also compiles without a break (its fake gives the strides)
-    op = torch.compile(lambda v: torch.ops.temporal_shift.shift(v, 4, 2, 1, -1) * 2, fullgraph=True,
-                       backend="aot_eager")
+    op = torch.compile(
+        lambda v: torch.ops.temporal_shift.shift(v, 4, 2, 1, -1) * 2, fullgraph=True, backend="aot_eager"
+    )
     assert torch.equal(op(x.detach()), temporal_shift(x.detach(), 4) * 2)
 
 
@@ -323,7 +322,9 @@ def test_inductor_writes_the_shift_once_in_the_convolutions_layout():
         return "\n".join(code)
 
     code = {name: generated(name == "tsm") for name in ("tsn", "tsm")}
-    kernels = {name: set(re.findall(r"\b(cpp_fused_\w+|triton_\w+) = async_compile", text)) for name, text in code.items()}
+    kernels = {
+        name: set(re.findall(r"\b(cpp_fused_\w+|triton_\w+) = async_compile", text)) for name, text in code.items()
+    }
     assert len(kernels["tsm"]) == len(kernels["tsn"]) + 2, kernels
     # no NCHW (contiguous) buffer of the block input, 4-D or as a (N, T, C, H, W) view: the
     # shift is written once, channels_last, straight into the convolution's input
@@ -477,12 +478,16 @@ def test_model_path_does_not_dispatch_the_registered_op():
         ((torch.randn(8, 16, 2, 2), 4, -1, 1, -1), "fold must be an int >= 0 with 2 * fold <= 16 channels, got -1"),
         ((torch.randn(8, 16, 2, 2), 4, 2, 2, -1), "offset0 must be -1, 0 or 1 (frames to read from), got 2"),
         ((torch.randn(8, 16, 2, 2), 4, 2, 1, -3), "offset1 must be -1, 0 or 1 (frames to read from), got -3"),
-        ((torch.randn(8, 16, 2, 2), 4, 2, 0, 1),
-         "offset1 must be 0 when offset0 is 0 (the first group moves first), got 1"),
+        (
+            (torch.randn(8, 16, 2, 2), 4, 2, 0, 1),
+            "offset1 must be 0 when offset0 is 0 (the first group moves first), got 1",
+        ),
         ((torch.randn(8, 16, 2, 2), 0, 2, 1, -1), "n_segment must be a positive int, got 0"),
         ((torch.randn(7, 16, 2, 2), 4, 2, 1, -1), "batch dimension 7 is not divisible by n_segment=4"),
-        ((torch.randn(8, 16, 2), 4, 2, 1, -1),
-         "temporal_shift expects a 4-D (N*T, C, H, W) tensor, got shape (8, 16, 2)"),
+        (
+            (torch.randn(8, 16, 2), 4, 2, 1, -1),
+            "temporal_shift expects a 4-D (N*T, C, H, W) tensor, got shape (8, 16, 2)",
+        ),
     ],
 )
 def test_registered_op_checks_its_arguments(args, message):
@@ -506,8 +511,10 @@ def _layouts(clips, t, c, h, w):
     yield "not dense", torch.randn(clips * t, 2 * c, h, w + 1, dtype=torch.float64)[:, ::2, :, 1:]
 
 
-@pytest.mark.parametrize(("clips", "t", "c", "h", "w"), [(2, 8, 16, 3, 2), (1, 8, 67, 2, 3), (3, 4, 5, 2, 2),
-                                                           (2, 1, 16, 2, 2), (2, 3, 12, 3, 1), (1, 2, 2, 1, 1)])
+@pytest.mark.parametrize(
+    ("clips", "t", "c", "h", "w"),
+    [(2, 8, 16, 3, 2), (1, 8, 67, 2, 3), (3, 4, 5, 2, 2), (2, 1, 16, 2, 2), (2, 3, 12, 3, 1), (1, 2, 2, 1, 1)],
+)
 def test_strided_copies_match_the_slice_shift(clips, t, c, h, w):
     from temporal_shift.ops import strided
     from temporal_shift.ops.shift import shift_with_torch_ops

@@ -63,7 +63,12 @@ class ShiftConv2d(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, shift: ShiftFn, args: ShiftArgs,
+        ctx: Any,
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        shift: ShiftFn,
+        args: ShiftArgs,
         conv: tuple[Any, Any, Any, int],
     ) -> Tensor:
         stride, padding, dilation, groups = conv
@@ -79,7 +84,16 @@ class ShiftConv2d(torch.autograd.Function):
         stride, padding, dilation, groups = ctx.conv
         shifted = shift_with_grad(x, ctx.shift, ctx.args)  # the forward's shift, again
         grad_shifted, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-            grad, shifted, weight, ctx.bias_sizes, stride, padding, dilation, False, [0, 0], groups,
+            grad,
+            shifted,
+            weight,
+            ctx.bias_sizes,
+            stride,
+            padding,
+            dilation,
+            False,
+            [0, 0],
+            groups,
             list(ctx.needs_input_grad[:3]),
         )
         grad_x = None if grad_shifted is None else shift_with_grad(grad_shifted, ctx.shift, adjoint(ctx.args))

@@ -62,9 +62,7 @@ def check_shift_args(*, n_segment: int, fold_div: int, mode: str) -> None:
 
 def _check_input(x: Tensor, n_segment: int) -> None:
     if x.dim() != 4:
-        raise ValueError(
-            f"temporal_shift expects a 4-D (N*T, C, H, W) tensor, got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"temporal_shift expects a 4-D (N*T, C, H, W) tensor, got shape {tuple(x.shape)}")
     if not torch.jit.is_tracing() and x.shape[0] % n_segment != 0:
         raise ValueError(
             f"batch dimension {x.shape[0]} is not divisible by n_segment={n_segment}: "
@@ -72,9 +70,7 @@ def _check_input(x: Tensor, n_segment: int) -> None:
         )
 
 
-def temporal_shift(
-    x: Tensor, n_segment: int, *, fold_div: int = 8, mode: str = "bidirectional"
-) -> Tensor:
+def temporal_shift(x: Tensor, n_segment: int, *, fold_div: int = 8, mode: str = "bidirectional") -> Tensor:
     """Shift a fraction of the channels of ``x`` (N*T, C, H, W) along time; see the module doc."""
     check_shift_args(n_segment=n_segment, fold_div=fold_div, mode=mode)
     _check_input(x, n_segment)
@@ -198,9 +194,7 @@ def check_op_args(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: i
         raise ValueError(f"offset1 must be 0 when offset0 is 0 (the first group moves first), got {offset1!r}")
     groups = (offset0 != 0) + (offset1 != 0)
     if not isinstance(fold, int) or isinstance(fold, bool) or fold < 0 or groups * fold > x.shape[1]:
-        raise ValueError(
-            f"fold must be an int >= 0 with {groups} * fold <= {x.shape[1]} channels, got {fold!r}"
-        )
+        raise ValueError(f"fold must be an int >= 0 with {groups} * fold <= {x.shape[1]} channels, got {fold!r}")
 
 
 @torch.library.custom_op("temporal_shift::shift", mutates_args=())

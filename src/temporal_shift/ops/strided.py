@@ -56,8 +56,7 @@ def _groups(fold: int, offset0: int, offset1: int) -> list[tuple[int, int]]:
     return groups
 
 
-def _clip_view(strides: Sequence[int], n_segment: int, *, frame: int, channel: int,
-               size: tuple[int, ...]) -> View:
+def _clip_view(strides: Sequence[int], n_segment: int, *, frame: int, channel: int, size: tuple[int, ...]) -> View:
     """The (clips, frames, channels, H, W) view of a tensor with 4-D ``strides`` starting
     at ``frame`` of every clip and at ``channel``."""
     s0, s1, s2, s3 = strides
@@ -66,8 +65,14 @@ def _clip_view(strides: Sequence[int], n_segment: int, *, frame: int, channel: i
 
 @functools.lru_cache(maxsize=256)
 def _out_of_place_plan(
-    shape: tuple[int, ...], x_strides: tuple[int, ...], out_strides: tuple[int, ...],
-    n_segment: int, fold: int, offset0: int, offset1: int, cloned: bool,
+    shape: tuple[int, ...],
+    x_strides: tuple[int, ...],
+    out_strides: tuple[int, ...],
+    n_segment: int,
+    fold: int,
+    offset0: int,
+    offset1: int,
+    cloned: bool,
 ) -> tuple[tuple[tuple[View, View], ...], View | None]:
     """The copies ((out view, x view) pairs: the moved groups, then the channels that stay
     unless ``out`` starts as a clone of ``x``) and the zero-filled view of the shift."""
@@ -79,19 +84,23 @@ def _out_of_place_plan(
     for first, offset in groups:
         if n_segment > 1:
             size = (clips, n_segment - 1, fold, h, w)
-            copies.append((
-                _clip_view(out_strides, n_segment, frame=max(0, -offset), channel=first, size=size),
-                _clip_view(x_strides, n_segment, frame=max(0, offset), channel=first, size=size),
-            ))
+            copies.append(
+                (
+                    _clip_view(out_strides, n_segment, frame=max(0, -offset), channel=first, size=size),
+                    _clip_view(x_strides, n_segment, frame=max(0, offset), channel=first, size=size),
+                )
+            )
         edge_frame = n_segment - 1 if offset > 0 else 0
         edges.append(edge_frame * out_strides[0] + first * out_strides[1])
     moved = fold * len(groups)
     if moved < channels and not cloned:  # the channels that stay
         size = (clips, n_segment, channels - moved, h, w)
-        copies.append((
-            _clip_view(out_strides, n_segment, frame=0, channel=moved, size=size),
-            _clip_view(x_strides, n_segment, frame=0, channel=moved, size=size),
-        ))
+        copies.append(
+            (
+                _clip_view(out_strides, n_segment, frame=0, channel=moved, size=size),
+                _clip_view(x_strides, n_segment, frame=0, channel=moved, size=size),
+            )
+        )
     zero: View | None = None
     s0, s1, s2, s3 = out_strides
     if len(edges) == 1:
@@ -109,9 +118,7 @@ def shift_out_of_place(x: Tensor, n_segment: int, fold: int, offset0: int, offse
     copies, zero = _out_of_place_plan(x.shape, x.stride(), out.stride(), n_segment, fold, offset0, offset1, cloned)
     x_base, out_base = x.storage_offset(), out.storage_offset()
     for (size, out_stride, out_offset), (_, x_stride, x_offset) in copies:
-        out.as_strided(size, out_stride, out_base + out_offset).copy_(
-            x.as_strided(size, x_stride, x_base + x_offset)
-        )
+        out.as_strided(size, out_stride, out_base + out_offset).copy_(x.as_strided(size, x_stride, x_base + x_offset))
     if zero is not None:
         size, stride, offset = zero
         out.as_strided(size, stride, out_base + offset).zero_()

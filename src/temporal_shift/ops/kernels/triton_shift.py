@@ -148,7 +148,9 @@ def _shift_in_place_kernel(
     if RESTORE:
         fill = tl.load(edge_ptr + edge_index, mask=inside)
     else:
-        fill = tl.full((BLOCK,), 0, dtype=x_ptr.dtype.element_ty)  # (tl.zeros is a jit helper the interpreter may not patch)
+        fill = tl.full(
+            (BLOCK,), 0, dtype=x_ptr.dtype.element_ty
+        )  # (tl.zeros is a jit helper the interpreter may not patch)
     tl.store(x_ptr + base + empty_t * frame_stride, fill, mask=inside)
 
 
@@ -178,8 +180,12 @@ def prefers_in_place(x: Tensor) -> bool:
 _launchers: OrderedDict[tuple[Any, ...], tuple[Callable[..., None], tuple[Any, ...]]] = OrderedDict()
 
 
-def _launch(kernel: Any, key: tuple[Any, ...], tensors: tuple[Tensor, ...],
-            arguments: Callable[[], tuple[tuple[int], tuple[Any, ...]] | None]) -> None:
+def _launch(
+    kernel: Any,
+    key: tuple[Any, ...],
+    tensors: tuple[Tensor, ...],
+    arguments: Callable[[], tuple[tuple[int], tuple[Any, ...]] | None],
+) -> None:
     """Launch ``kernel`` on ``tensors`` plus the rest of its arguments.
 
     ``key`` identifies everything the launch depends on besides the tensors' addresses:
@@ -212,9 +218,7 @@ def _check(x: Tensor, n_segment: int, fold: int) -> tuple[int, int, int]:
             f"got shape {tuple(x.shape)} with strides {x.stride()}"
         )
     if x.shape[0] % n_segment or not 0 <= 2 * fold <= x.shape[1]:
-        raise ValueError(
-            f"shape {tuple(x.shape)} does not fit n_segment={n_segment} and fold={fold}"
-        )
+        raise ValueError(f"shape {tuple(x.shape)} does not fit n_segment={n_segment} and fold={fold}")
     return layout
 
 
@@ -227,8 +231,18 @@ def shift_out_of_place(x: Tensor, n_segment: int, fold: int, offset0: int, offse
         numel = x.numel()
         if numel == 0:
             return None
-        rest = (numel, n_segment, x.shape[1], fold, frame_stride, channel_stride, offset0, offset1,
-                BLOCK_OUT, numel + frame_stride > INT32_LIMIT)
+        rest = (
+            numel,
+            n_segment,
+            x.shape[1],
+            fold,
+            frame_stride,
+            channel_stride,
+            offset0,
+            offset1,
+            BLOCK_OUT,
+            numel + frame_stride > INT32_LIMIT,
+        )
         return (triton.cdiv(numel, BLOCK_OUT),), rest
 
     key = ("out", x.dtype, x.shape, x.stride(), n_segment, fold, offset0, offset1)
@@ -236,9 +250,7 @@ def shift_out_of_place(x: Tensor, n_segment: int, fold: int, offset0: int, offse
     return out
 
 
-def _in_place(
-    x: Tensor, edge: Tensor, n_segment: int, fold: int, offsets: tuple[int, int], *, restore: bool
-) -> None:
+def _in_place(x: Tensor, edge: Tensor, n_segment: int, fold: int, offsets: tuple[int, int], *, restore: bool) -> None:
     def arguments() -> tuple[tuple[int], tuple[Any, ...]] | None:
         frame_stride, channel_stride, pixel_stride = _check(x, n_segment, fold)
         moved = fold * (2 if offsets[1] else 1)
@@ -247,9 +259,22 @@ def _in_place(
         positions = clips * moved * pixels
         if positions == 0:
             return None
-        rest = (positions, n_segment, moved, fold, pixels, frame_stride, channel_stride, pixel_stride,
-                offsets[0], offsets[1], restore, channel_stride == 1 and x.shape[1] > 1, BLOCK_IN_PLACE,
-                x.numel() + frame_stride > INT32_LIMIT)
+        rest = (
+            positions,
+            n_segment,
+            moved,
+            fold,
+            pixels,
+            frame_stride,
+            channel_stride,
+            pixel_stride,
+            offsets[0],
+            offsets[1],
+            restore,
+            channel_stride == 1 and x.shape[1] > 1,
+            BLOCK_IN_PLACE,
+            x.numel() + frame_stride > INT32_LIMIT,
+        )
         return (triton.cdiv(positions, BLOCK_IN_PLACE),), rest
 
     key = ("in place", x.dtype, x.shape, x.stride(), n_segment, fold, offsets, restore)
@@ -264,8 +289,6 @@ def shift_in_place(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: 
     return edge
 
 
-def restore_in_place(
-    x: Tensor, edge: Tensor, n_segment: int, fold: int, offset0: int, offset1: int
-) -> None:
+def restore_in_place(x: Tensor, edge: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> None:
     """Undo `shift_in_place` (same arguments) using its edge buffer."""
     _in_place(x, edge, n_segment, fold, (-offset0, -offset1), restore=True)
