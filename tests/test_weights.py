@@ -515,16 +515,16 @@ def test_finetune_from_published_weights(torch_home, release_layouts, tmp_path):
     assert args.published == "tsm_mobilenetv2_kinetics400_8f" and args.finetune_from is None
 
 
-# --- the README's model-zoo section runs, against a checkpoint served from file:// ---------
+# --- docs/published.md runs, against a checkpoint served from file:// ---------------------
 
 
-def readme_section() -> str:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    return text.split("\n## Published models\n", 1)[1].split("\n## ", 1)[0]
+def published_page() -> str:
+    """The published-weights page of the docs: its table, its one command and its Python block."""
+    return (Path(__file__).resolve().parents[1] / "docs" / "published.md").read_text(encoding="utf-8")
 
 
-def test_readme_model_zoo_table_is_the_registry():
-    rows = [line for line in readme_section().splitlines() if line.startswith("| `")]
+def test_published_page_table_is_the_registry():
+    rows = [line for line in published_page().splitlines() if line.startswith("| `")]
     assert len(rows) == len(registry())
     for row, w in zip(rows, registry().values()):
         cells = [c.strip() for c in row.strip("|").split("|")]
@@ -533,11 +533,11 @@ def test_readme_model_zoo_table_is_the_registry():
                          f"{acc.top1:.1f}" if acc else "-", acc.protocol if acc else "not published"], row
 
 
-def test_readme_one_command_and_python_block_run(run_cli, torch_home, release_layouts, tmp_path, monkeypatch,
-                                                 make_video):
+def test_published_page_command_and_python_block_run(run_cli, torch_home, release_layouts, tmp_path, monkeypatch,
+                                                     make_video):
     import shlex
 
-    section = readme_section()
+    section = published_page()
     command = re.search(r"```bash\n(tsm predict [^\n]*)\n```", section).group(1)
     code = re.search(r"```python published\n(.*?)```", section, re.S).group(1)
     fetch_into_cache("tsm_r50_kinetics400_8f", torch_home, release_layouts, tmp_path)
@@ -549,6 +549,6 @@ def test_readme_one_command_and_python_block_run(run_cli, torch_home, release_la
     kinetics = set(class_names("kinetics400"))
     assert len(lines) == 5 and all(line.rsplit(None, 1)[0].strip() in kinetics for line in lines)
     namespace = {"__name__": "__readme__"}
-    exec(compile(code, "README.md (Published models)", "exec"), namespace)
+    exec(compile(code, "docs/published.md", "exec"), namespace)
     assert namespace["model"].config.arch == "resnet50" and namespace["tsm16"].config.n_segment == 16
     assert len(namespace["top5"]) == 1 and namespace["top5"][0].topk[0][1] in kinetics

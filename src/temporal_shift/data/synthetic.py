@@ -21,7 +21,7 @@ steps. ``pair_hues=True`` gives each pair's object its own hue band, so one fram
 the pair (an order-blind model then reaches exactly 50% on the temporal pairs, not less);
 ``motion`` scales the speed of the moving objects, ``spin`` that of the rotating ones (a
 two-tone sail when not 1) and ``object_scale`` the main object's size. `tsm demo` uses plain backgrounds, pair hues,
-3x motion and 2.5x spin (`demo.DEMO_DATA`, where the reasons are) to fit its 10-minute CPU
+3x motion and 2.5x spin (`apps.experiments.demo.DEMO_DATA`, where the reasons are) to fit its 10-minute CPU
 budget. Everything is drawn from a generator seeded by (seed, video index), so the output
 does not depend on the number of processes.
 
@@ -93,8 +93,9 @@ _ASYMMETRIC = ("triangle", "bar")  # shapes whose rotation is visible (at spin=1
 # with spin != 1 the rotating classes draw a sail: a broad blade turning about a point near one
 # end, its leading half (clockwise) in a light tint of its colour. It has no rotational symmetry, so
 # any turn of less than half a revolution between two frames has one direction, and where it sweeps
-# over the background the tint tells the direction locally, whatever its angle (issue 12: a
-# clock hand, a needle, a half disc and an orbiting ball stayed at chance after 225-450 steps)
+# over the background the tint tells the direction locally, whatever its angle (a clock hand,
+# a needle, a half disc and an orbiting ball stayed at chance after 225-450 steps in
+# benchmarks/synthetic_learnability.py: the sense of their turn is not visible locally)
 _FAST_ROTATING = "sail"
 _SAIL_TINT = 0.6  # the sail's leading half: its colour 60% of the way to white
 _SAIL_SCALE = 2.0  # the sail is drawn twice the size of the other main objects

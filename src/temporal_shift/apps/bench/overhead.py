@@ -7,7 +7,7 @@ times TSN and TSM back to back (alternating which goes first), so both see the s
 machine state; the TSM/TSN ratio of each pair is the robust figure on a noisy machine.
 With ``compile`` both models go through `compiled.compile_for_inference` (CUDA graphs on
 CUDA) and are compiled and warmed up before the timed rounds. Training steps:
-`bench_train.benchmark_training`.
+`temporal_shift.apps.bench.train.benchmark_training`.
 """
 
 from __future__ import annotations

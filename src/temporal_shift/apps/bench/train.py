@@ -7,9 +7,9 @@ fp16. Both models start from identical weights (`tsn_tsm_pair`) and each keeps i
 optimizer; their weights drift apart over the rounds (each learns from the same random
 batches), which changes nothing in the timing. Inputs are random clips and labels
 already on the device, in the models' memory format (channels_last by default), so
-data loading is not part of the figure (see `tsm bench-data` for that).
+data loading is not part of the figure (see `tsm bench data` for that).
 
-Timing as in `bench.benchmark_overhead`: warm-up steps (compilation happens there with
+Timing as in `overhead.benchmark_overhead`: warm-up steps (compilation happens there with
 ``compile``), then interleaved rounds, each timing one step of every model back to back
 with the order rotating; the per-round TSM/TSN time ratio is the robust figure.
 

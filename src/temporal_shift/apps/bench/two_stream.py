@@ -7,7 +7,7 @@ times, in interleaved rounds (order rotating), the TSM forward, the TSN-RGB and 
 forwards and the flow of one frame pair with TV-L1 and with Farneback (OpenCV on one
 thread: frames/s per core, at the reference's 340x256 frames by default). A round's
 two-stream time per clip is RGB forward + flow forward + T*L x the pair's flow time, so
-the ratio to TSM is taken per round, like `bench.benchmark_overhead`'s TSM/TSN ratio.
+the ratio to TSM is taken per round, like `overhead.benchmark_overhead`'s TSM/TSN ratio.
 Decoding is not timed (TSM decodes T frames, the two-stream model T*(L+1) and T).
 """
 

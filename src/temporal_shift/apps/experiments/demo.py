@@ -21,46 +21,16 @@ for 8 epochs of 180 steps, TSN and TSM trained side by side (`side_by_side`), va
 other epoch. On a GPU the demo trains on 4x the clips (the same 8 epochs: 720 steps each),
 its batches loaded by worker processes, and says so.
 
-Time: 5.7 minutes from scratch on this project's quiet 2-core CPU on 2026-12-04 (an AMD EPYC
-host, epochs of 35-38 s side by side; TSM 99.8% order accuracy). On the host of 2026-12-02: 7
-epochs took 7.6 minutes with the data on disk on a quiet day (TSM 94.7% order accuracy, the
-rotating pair at 65/82%), and the 8th epoch is what got the rotating pair over there (95/82%,
-order accuracy 97.7%); while that machine ran 1.3-1.6x slower (the models' latency 12-16 ms
-against 10.4) 8 epochs took 10.0, 10.7 and 11.5 minutes from scratch. Another CPU's float
-rounding trains another model from scratch, hence the hosts' different figures. It was 3
-epochs in 10.5 minutes until an epoch got 2.3-3x cheaper (192 s to 60-82 s side by side;
-`models.small_maps`: ResNet-18's 1x1 maps at 32x32; fused AdamW; `runtime.keep_freed_memory`:
-no page faults a step).
-
-On a GPU (one H200, torch 2.11, 2026-12-04) the previous GPU budget, 4x the clips for 2x the
-epochs, trained at 700 clips/s (an epoch of 720 steps in 16.5 s): a step took 23 ms of which
-the GPU computed 1.7 ms, the rest is the host launching kernels. TSM reached 99.97%
-validation top-1 after 4 of its 16 epochs, and the two runs would have taken about 10
-minutes; 8 epochs (the CPU's) on the 4x data take about 5 (16 epochs of 16.5-19 s, plus the
-data and the tests; estimated from those epochs, not run to the end on the GPU).
-
-Why these settings (issue 12; `benchmarks/synthetic_learnability.py`: TSM alone, in memory,
-1200 training clips, batch 16, order accuracy per temporal pair on 240 validation clips):
-TSM learns one pair's order at a time, and a pair is learned only when its cue is large
+Why these settings (`benchmarks/synthetic_learnability.py` measures how fast TSM alone learns
+each temporal pair of a data variant): TSM learns a pair's order only when the cue is large
 against the 4-pixel cells of the 8x8 map where ResNet-18's first shifted layer sees a 32x32
-frame. At the generator's default speed (0.5-1.25 px a frame at 32x32) the moving pairs were
-still at chance after 150 steps (T=8, 50% and 41%); at 3x they were at 66% and 99%. With
-every class at 3x speed (T=4), moving, growing and fading pairs reached 98-100% in 450-525
-steps, but the rotating pair stayed at 47-50%. Trained on the rotating pair alone, a clock
-hand, a needle, a ball on a stick, a half disc and a ball orbiting an invisible centre all
-stayed at 46-57% for 225-450 steps: the sense of a turn is not visible locally (a conv must
-relate each part's motion to where the pivot is, or compare directions over three frames),
-while a moving, growing or fading edge looks the same anywhere. The sail's leading half is
-a light tint of its colour, so where it sweeps over the background the new pixels are light
-in a clockwise clip and dark in the same clip backwards: a local cue, whatever the sail's
-angle, and still only in the order (single frames are the same for both classes). Alone,
-a sail half as wide as long was still at 52% after 150 steps (87% after 225); three
-quarters as wide as long (the sail drawn now), it was at 100% after 75 steps. Among all 12
-classes (2880 clips) it is learned last and slowly: 52-67% after 540 steps in five runs, 78%
-and 88% after 720 and 900 steps of a 5-epoch run; in the demo 59% after 5 epochs, 74% after
-7 and 88% after 8 (95/82; cosine schedules of those lengths). Neither a shaded trailing half, a
-whiter leading half, a square sail, a slower spin (1.5), twice the learning rate nor batch 8
-got it past 67% by 540 steps (one seed each).
+frame, hence the 3x motion; at the default speed the moving pairs were still at chance after
+150 steps. The sense of a turn is not visible locally (a clock hand, a needle, a half disc and
+an orbiting ball stayed at chance for 225-450 steps), so the rotating classes draw a sail whose
+light leading half makes the direction a local cue that is still only in the order: alone it
+is learned in 75 steps, among the twelve classes last, which the 8 epochs pay for. On a CPU
+`small_maps` (ResNet-18's 1x1 maps at 32x32), fused AdamW and validation every other epoch keep
+an epoch cheap. The measured figures, with the command and machine: docs/demo.md.
 """
 
 from __future__ import annotations

@@ -9,14 +9,14 @@ metrics (top-1 overall, on the order-only temporal pairs, order accuracy).
 
 - ``shift-proportion``: no shift (TSN), 1/16, 1/8, 1/4 (the paper's default, fold_div 8),
   1/2 and all channels shifted; plus the inference latency of each proportion against TSN
-  with identical weights, interleaved on this machine (`bench.interleaved_latency`).
+  with identical weights, interleaved on this machine (`apps.bench.overhead.interleaved_latency`).
 - ``placement``: residual shift (inside the residual branch) vs in-place shift (on the
   block's input, every path) at 1/8, 1/4 and 1/2.
 - ``online``: causal (online) vs bidirectional (offline) TSM and TSN, and the streaming
   model's accuracy after each frame (`models.online.OnlineRecognizer`, one frame at a time
   with its shift buffers; the running mean of its per-frame scores).
 - ``zoo``: accuracy vs GMACs (bubble area = params) of TSN, TSM and every other family of
-  `temporal_shift.models.zoo.FAMILIES` that is installed; a family that cannot take the
+  `temporal_shift.models.factory.FAMILIES` that is installed; a family that cannot take the
   recipe's input is listed with the reason, never dropped silently.
 
 ``all`` runs the four, training each distinct run once: shift-proportion's no-shift and

@@ -1,4 +1,4 @@
-"""Drive the ``tsm serve`` page in headless Chromium (tests, the README screenshot, the
+"""Drive the ``tsm serve`` page in headless Chromium (tests, the screenshot docs/serve.png, the
 page-to-label benchmark), and write the fake-camera clip Chromium reads.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``/usr/bin/chromium``,

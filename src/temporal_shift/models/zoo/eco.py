@@ -31,7 +31,7 @@ torchvision's video ResNet blocks: conv3_x is two `BasicBlock`s with 3x3x3 convo
 parameters, +0.23 GMACs at 16 frames). The 2D parts take ImageNet ResNet-18 weights
 (``backbone_weights``); the 1x1 projection and the 3D part start from their initialisation.
 
-Costs at 224x224, 400 classes, `bench.count_flops` / 2 (pinned in tests/test_zoo_2d.py):
+Costs at 224x224, 400 classes, `apps.bench.overhead.count_flops` / 2 (pinned in tests/test_zoo_2d.py):
 ECO-Lite 8f 25.8 GMACs, 16f 51.6 GMACs, 33.7M parameters; ECO 8f 32.4, 16f 64.8 GMACs,
 44.4M parameters. The TSM paper quotes ECO 8f 32 G and 16f 64 G (ours within 1.5%) and
 47.5M parameters, which ours is 6.5% under. Counting the release's own layer list

@@ -36,7 +36,7 @@ ImageNet state dict fills the trunk (``build_model(..., backbone_weights=PATH)``
 time-spanning kernels get the 2D kernel repeated over time and divided by the temporal
 extent, so a clip of identical frames gives the 2D network's features.
 
-Costs at 224x224, 400 classes (`bench.count_flops` / 2, pinned in tests/test_zoo_2d.py),
+Costs at 224x224, 400 classes (`apps.bench.overhead.count_flops` / 2, pinned in tests/test_zoo_2d.py),
 against ResNet-18's 1.81 GMACs per frame: late fusion 2f 3.63 GMACs, 11.6M parameters;
 early fusion 10f 2.88 GMACs, 11.5M; slow fusion 10f 5.57 GMACs, 11.8M (ResNet-50 trunk:
 9.85 GMACs, 25.7M). Karpathy's networks were AlexNet-sized on 170x170 crops; no figure of
