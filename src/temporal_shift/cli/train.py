@@ -10,7 +10,8 @@ from temporal_shift.cli import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from temporal_shift.apps.experiments.demo import DEMO_EPOCHS, run_demo
+    from temporal_shift.apps.experiments.demo import run_demo
+    from temporal_shift.apps.experiments.recipe import DEMO_EPOCHS
     from temporal_shift.apps.experiments.reproduce import BUDGETS, EXPERIMENTS, reproduce
 
     p = sub.add_parser(

@@ -21,7 +21,7 @@ steps. ``pair_hues=True`` gives each pair's object its own hue band, so one fram
 the pair (an order-blind model then reaches exactly 50% on the temporal pairs, not less);
 ``motion`` scales the speed of the moving objects, ``spin`` that of the rotating ones (a
 two-tone sail when not 1) and ``object_scale`` the main object's size. `tsm demo` uses plain backgrounds, pair hues,
-3x motion and 2.5x spin (`demo.DEMO_DATA`, where the reasons are) to fit its 10-minute CPU
+3x motion and 2.5x spin (`recipe.DEMO_DATA`, where the reasons are) to fit its 10-minute CPU
 budget. Everything is drawn from a generator seeded by (seed, video index), so the output
 does not depend on the number of processes.
 
