@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from temporal_shift.data.synthetic import TEMPORAL_PAIRS
-from temporal_shift.apps.experiments.demo import DEMO_DATA, DEMO_SEGMENTS, demo_budget, demo_config, order_accuracy
+from temporal_shift.apps.experiments.demo import demo_budget
+from temporal_shift.apps.experiments.recipe import DEMO_DATA, DEMO_SEGMENTS, demo_config, order_accuracy
 
 
 def test_tsn_and_tsm_runs_differ_only_in_the_shift(tmp_path: Path) -> None:
@@ -27,7 +28,7 @@ def test_tsn_and_tsm_runs_differ_only_in_the_shift(tmp_path: Path) -> None:
 
 def test_an_older_demo_dataset_is_refused_not_overwritten(tmp_path: Path) -> None:
     from temporal_shift.data.synthetic import generate_synthetic
-    from temporal_shift.apps.experiments.demo import prepare_demo_data
+    from temporal_shift.apps.experiments.recipe import prepare_demo_data
 
     old = tmp_path / "synthetic_demo"
     generate_synthetic(old, num_videos=24, size=32, frames=8, clutter=False, workers=1, progress=False)
@@ -53,7 +54,7 @@ def test_budget_fits_the_cpu_and_grows_on_a_gpu(monkeypatch) -> None:
 
 def test_cli_help_states_the_budget_that_runs(capsys) -> None:
     from temporal_shift.cli import main
-    from temporal_shift.apps.experiments.demo import DEMO_EPOCHS
+    from temporal_shift.apps.experiments.recipe import DEMO_EPOCHS
 
     with pytest.raises(SystemExit):
         main(["demo", "--help"])

@@ -92,7 +92,7 @@ def test_cpu_training_keeps_freed_memory(tmp_path, monkeypatch) -> None:
     """`train` on a CPU asks for it (a process of its own or the job's), and only there."""
     import temporal_shift.engine.train as train_module
     from temporal_shift.data.synthetic import generate_synthetic
-    from temporal_shift.apps.experiments.demo import demo_config
+    from temporal_shift.apps.experiments.recipe import demo_config
 
     calls = []
     monkeypatch.setattr(train_module, "keep_freed_memory", lambda: calls.append(1) or True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -213,10 +214,7 @@ def benchmark_compare(
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    names = list(names)
-    for name in names:
-        if name not in CONTENDERS:
-            raise ValueError(f"unknown model {name!r}; known: {', '.join(CONTENDERS)}")
+    names = _known(names)
     dev = resolve_device(device)
     if threads is not None:
         torch.set_num_threads(threads)
@@ -256,6 +254,15 @@ def benchmark_compare(
         samples_ms={name: [t * 1e3 for t in ts] for name, ts in latency_s.items()},
         throughput_samples_ms={name: [t * 1e3 for t in ts] for name, ts in batch_s.items()},
     )
+
+
+def _known(names: Sequence[str]) -> list[str]:
+    """``names`` as a list, each a key of `CONTENDERS`."""
+    names = list(names)
+    for name in names:
+        if name not in CONTENDERS:
+            raise ValueError(f"unknown model {name!r}; known: {', '.join(CONTENDERS)}")
+    return names
 
 
 def _ratios_to_tsm(names: list[str], frames: dict[str, int], seconds: dict[str, list[float]]) -> dict[str, Any]:

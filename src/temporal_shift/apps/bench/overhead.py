@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from temporal_shift.engine.compiled import compile_for_inference, resolve_mode
@@ -188,17 +188,8 @@ def benchmark_overhead(
     # FLOPs of the batch, counted on one clip (they scale with the batch; counting a
     # batch of 16 on the CPU would take longer than timing it on a GPU).
     gflops = {name: count_flops(m, clips[:1]) * batch_size / 1e9 for name, m in (("TSN", tsn), ("TSM", tsm))}
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    models = {"TSN": tsn.to(dev, memory_format=fmt), "TSM": tsm.to(dev, memory_format=fmt)}
-    # (N, T, C, H, W) clips are folded to (N*T, C, H, W) frames inside; channels_last
-    # applies to the frames, so lay the clip out as N*T channels-last frames.
-    frames = clips.to(dev).flatten(0, 1).contiguous(memory_format=fmt)
-    clips = frames.view(clips.shape)
-    if compile is not None:
-        models = {
-            name: compile_for_inference(model, mode=compile, example=clips, warmup=max(warmup, 1))
-            for name, model in models.items()
-        }
+    models, clips = _on_device({"TSN": tsn, "TSM": tsm}, clips, device=dev, channels_last=channels_last,
+                               compile=compile, warmup=warmup)
     times = interleaved_latency(models, clips, repeats=repeats, warmup=warmup)
     ratios = [b / a for a, b in zip(times["TSN"], times["TSM"])]
     latency = {name: summarize([t * 1e3 for t in ts]) for name, ts in times.items()}
@@ -219,6 +210,26 @@ def benchmark_overhead(
         ratio=summarize(ratios),
         samples_ms={name: [t * 1e3 for t in ts] for name, ts in times.items()},
     )
+
+
+def _on_device(
+    models: dict[str, nn.Module], clips: Tensor, *, device: torch.device, channels_last: bool, compile: str | None,
+    warmup: int,
+) -> tuple[dict[str, nn.Module], Tensor]:
+    """The models and the clips on ``device`` in the memory format timed, the models compiled with
+    ``compile`` (a resolved mode) if given."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    models = {name: model.to(device, memory_format=fmt) for name, model in models.items()}
+    # (N, T, C, H, W) clips are folded to (N*T, C, H, W) frames inside; channels_last
+    # applies to the frames, so lay the clip out as N*T channels-last frames.
+    frames = clips.to(device).flatten(0, 1).contiguous(memory_format=fmt)
+    clips = frames.view(clips.shape)
+    if compile is not None:
+        models = {
+            name: compile_for_inference(model, mode=compile, example=clips, warmup=max(warmup, 1))
+            for name, model in models.items()
+        }
+    return models, clips
 
 
 def box_plot(samples_ms: dict[str, list[float]], path: str | Path, *, ylabel: str, title: str) -> Path:

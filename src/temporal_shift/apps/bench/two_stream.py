@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -107,13 +108,7 @@ def benchmark_two_stream(
     dev = resolve_device(device or "auto")
     if threads is not None:
         torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    models = {
-        "TSM": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=True),
-        "TSN-RGB": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=False),
-        "TSN-flow": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=False, modality="flow",
-                                flow_length=flow_length),
-    }
+    models = _models(arch, n_segment=n_segment, flow_length=flow_length, num_classes=num_classes)
     inputs = {name: torch.randn(1, n_segment, m.config.input_channels, size, size) for name, m in models.items()}
     gflops = {name: count_flops(m.eval(), inputs[name]) / 1e9 for name, m in models.items()}
     models = {name: m.to(dev).eval() for name, m in models.items()}
@@ -128,20 +123,10 @@ def benchmark_two_stream(
 
     tasks: dict[str, Any] = {name: (lambda n=name: forward(n)) for name in models}
     tasks |= {f"flow:{m}": (lambda c=computers[m]: c(prev, nxt)) for m in methods}
-    names = list(tasks)
-    times: dict[str, list[float]] = {name: [] for name in names}
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        with torch.inference_mode():
-            for _ in range(warmup):
-                for name in names:
-                    tasks[name]()
-            for r in range(repeats):
-                for name in names[r % len(names) :] + names[: r % len(names)]:
-                    start = time.perf_counter()
-                    tasks[name]()
-                    times[name].append(time.perf_counter() - start)
+        times = _interleaved(tasks, repeats=repeats, warmup=warmup)
     finally:
         cv2.setNumThreads(cv_threads)
     ms = {name: [1000.0 * t for t in values] for name, values in times.items()}
@@ -159,3 +144,31 @@ def benchmark_two_stream(
         per_clip_ms={name: summarize(v) for name, v in per_clip.items()},
         ratio_to_tsm={name: summarize([a / b for a, b in zip(v, ms["TSM"])]) for name, v in per_clip.items()},
     )
+
+
+def _models(arch: str, *, n_segment: int, flow_length: int, num_classes: int) -> dict[str, torch.nn.Module]:
+    """TSM, TSN on RGB and TSN on flow stacks of ``flow_length`` fields, built from seed 0."""
+    torch.manual_seed(0)
+    return {
+        "TSM": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=True),
+        "TSN-RGB": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=False),
+        "TSN-flow": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=False, modality="flow",
+                                flow_length=flow_length),
+    }
+
+
+def _interleaved(tasks: dict[str, Callable[[], Any]], *, repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds of each task per round: ``warmup`` untimed rounds, then ``repeats`` rounds each
+    starting one task later (so no task always runs first), under inference mode."""
+    names = list(tasks)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for name in names:
+                tasks[name]()
+        for r in range(repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                start = time.perf_counter()
+                tasks[name]()
+                times[name].append(time.perf_counter() - start)
+    return times

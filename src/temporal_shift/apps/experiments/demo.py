@@ -1,25 +1,18 @@
 """`tsm demo`: the paper's central claim on the built-in synthetic temporal dataset.
 
-TSN and TSM are trained with the same backbone (ResNet-18 from scratch), data, seed and
-budget, then tested with `evaluate.evaluate` (one centre clip, centre crop). The table
-compares overall top-1, top-1 on the five order-only temporal pairs (each pair's second
-class is the first played backwards, so no single frame tells them apart) and on the
-appearance control pair, and the *order accuracy*: on temporal-pair videos, how often
-the true class scores above its time-reversed partner. TSN averages per-frame scores and
-a clip's frames are as likely under its reversed class, so its order accuracy can only be
-50% up to noise; TSM's shows what the shift learned. Params and FLOPs (equal) and
-interleaved latency show what the shift costs.
+A two-arm experiment on the shared recipe (`recipe`: ResNet-18 from scratch, the synthetic
+order-only data, one training recipe): TSN and TSM (`demo_arms`) are trained with the same
+data, seed and budget, then tested with `evaluate.evaluate` (one centre clip, centre crop).
+The table compares overall top-1, top-1 on the five order-only temporal pairs and on the
+appearance control pair, and the order accuracy (`recipe.synthetic_metrics`). TSN averages
+per-frame scores and a clip's frames are as likely under its reversed class, so its order
+accuracy can only be 50% up to noise; TSM's shows what the shift learned. Params and FLOPs
+(equal) and interleaved latency show what the shift costs.
 
-The data (`DEMO_DATA`, also the data of `tsm reproduce`): 8-frame 32x32 clips on plain
-backgrounds; both models see T=4 of the 8 frames. Each pair's object has its own hue
-(``pair_hues``: one frame tells the pair, so an order-blind model's ceiling is exactly 50%
-on every temporal pair), objects move 3x the generator's default speed (``motion``: 1.5-3.75
-px a frame), the rotating classes draw a two-tone sail turning 2.5x the default speed
-(``spin``: 20-50 degrees a frame) and the main object is 1.5x its default size
-(``object_scale``). The CPU budget (`demo_budget`) is 3600 clips (2880 to train) and AdamW
-for 8 epochs of 180 steps, TSN and TSM trained side by side (`side_by_side`), validated every
-other epoch. On a GPU the demo trains on 4x the clips (the same 8 epochs: 720 steps each),
-its batches loaded by worker processes, and says so.
+The CPU budget (`demo_budget`) is 3600 clips (2880 to train) and AdamW for 8 epochs of 180
+steps, TSN and TSM trained side by side (`side_by_side`), validated every other epoch. On a
+GPU the demo trains on 4x the clips (the same 8 epochs: 720 steps each), its batches loaded
+by worker processes, and says so.
 
 Why these settings (`benchmarks/synthetic_learnability.py` measures how fast TSM alone learns
 each temporal pair of a data variant): TSM learns a pair's order only when the cue is large
@@ -37,30 +30,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from temporal_shift.engine.config import TrainConfig, config_from_dict
-from temporal_shift.engine.evaluate import EvalResult, evaluate
-from temporal_shift.models.tsn import VideoRecognizer
-from temporal_shift.engine.train import train
-
-DEMO_SIZE = 32
-DEMO_FRAMES = 8  # frames per generated clip
-DEMO_SEGMENTS = 4  # T of both models
-# the synthetic data of the demo and of `tsm reproduce` (generate_synthetic's keywords)
-DEMO_DATA: dict[str, Any] = {"size": DEMO_SIZE, "frames": DEMO_FRAMES, "clutter": False, "pair_hues": True,
-                             "motion": 3.0, "spin": 2.5, "object_scale": 1.5}
-DEMO_VIDEOS = 3600  # 2,880 training and 720 validation clips
-DEMO_EPOCHS = 8
-DEMO_EVAL_EVERY = 2  # validate every other epoch (and after the last)
-NUM_CLASSES = 12
+from temporal_shift.apps.experiments.recipe import (
+    DEMO_EPOCHS,
+    DEMO_SEGMENTS,
+    DEMO_SIZE,
+    DEMO_VIDEOS,
+    NUM_CLASSES,
+    Arm,
+    prepare_demo_data,
+    train_and_test,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +76,8 @@ def demo_budget(device: str = "auto", *, epochs: int | None = None, num_videos: 
     trains on 4x the clips for as many epochs (4x the steps), its batches loaded by worker
     processes (`side_by_side.loader_workers`).
     ``epochs``/``num_videos`` override it."""
-    from temporal_shift.ops.runtime import resolve_device
     from temporal_shift.apps.experiments.side_by_side import loader_workers
+    from temporal_shift.ops.runtime import resolve_device
 
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
@@ -133,102 +119,9 @@ class DemoResult:
         return "\n".join(lines)
 
 
-def prepare_demo_data(data_dir: str | Path, *, num_videos: int = DEMO_VIDEOS, seed: int = 0, progress: bool = True):
-    """Generate (or reuse) the demo's synthetic dataset (`DEMO_DATA`) in ``data_dir``. A folder
-    holding a dataset made with other settings (an older demo's, say) is an error, never overwritten."""
-    from temporal_shift.data.synthetic import generate_synthetic
-
-    try:
-        return generate_synthetic(data_dir, num_videos=num_videos, seed=seed,
-                                  workers=max(1, min(8, os.cpu_count() or 1)), progress=progress, **DEMO_DATA)
-    except ValueError as exc:
-        if "other settings" not in str(exc):
-            raise
-        raise ValueError(f"{data_dir}: holds a synthetic dataset made with other settings than this demo's "
-                         "(an older version's?); give another folder with --data, or delete this one") from None
-
-
-def demo_config(data_root: Path, out_dir: Path, *, shift: bool = True, model: dict[str, Any] | None = None,
-                epochs: int = DEMO_EPOCHS, seed: int = 0, workers: int = 1, batch_size: int = 16,
-                device: str = "auto", progress: bool = True) -> TrainConfig:
-    """The training run of one demo model (TSN if ``shift`` is false, else TSM) on the demo
-    data; ``model`` overrides other model settings (fold_div, place, mode, family, ...):
-    `tsm reproduce` trains every arm of an experiment with this recipe."""
-    from temporal_shift.data.synthetic import CLASSES_FILE, TRAIN_FRAMES_LIST, VAL_FRAMES_LIST
-
-    return config_from_dict(
-        {
-            "model": {"arch": "resnet18", "n_segment": DEMO_SEGMENTS, "shift": shift, "dropout": 0.2,
-                      "small_maps": True, **(model or {})},
-            "data": {"root": str(data_root), "train_list": TRAIN_FRAMES_LIST, "val_list": VAL_FRAMES_LIST,
-                     "classes": CLASSES_FILE, "num_classes": NUM_CLASSES, "kind": "frames", "size": DEMO_SIZE,
-                     "scale_size": DEMO_SIZE, "scales": [1.0], "flip": False, "batch_size": batch_size,
-                     "workers": workers},
-            # from scratch in ~1440 steps: AdamW with a short warm-up and cosine decay
-            "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_batch": None, "weight_decay": 0.05,
-                      "schedule": "cosine", "warmup_epochs": min(0.5, epochs - 1), "epochs": epochs,
-                      "clip_grad": 20.0},
-            # validating every other epoch (and after the last) saves 4 of 8 passes over the 720
-            # validation clips, 7 s each on one thread: the test after training scores them anyway
-            "run": {"out_dir": str(out_dir), "seed": seed, "device": device, "progress": progress,
-                    "eval_every": DEMO_EVAL_EVERY},
-        },
-        source="tsm demo",
-    )
-
-
-def order_accuracy(scores: np.ndarray, labels: np.ndarray, pairs) -> float:
-    """Percent of videos of the given (first, second) pairs whose true class scores above
-    its partner (ties count half); NaN without such videos."""
-    partner = {a: b for a, b in pairs} | {b: a for a, b in pairs}
-    rows = [i for i, y in enumerate(labels.tolist()) if y in partner]
-    if not rows:
-        return float("nan")
-    true = scores[rows, labels[rows]]
-    other = scores[rows, [partner[int(labels[i])] for i in rows]]
-    return 100.0 * float(np.mean((true > other) + 0.5 * (true == other)))
-
-
-def _group_top1(result: EvalResult, classes: list[int]) -> float:
-    mask = np.isin(result.labels, classes)
-    if not mask.any():
-        return float("nan")
-    return 100.0 * float(np.mean(result.scores[mask].argmax(1) == result.labels[mask]))
-
-
-def synthetic_metrics(result: EvalResult) -> dict[str, float]:
-    """Top-1 overall, on the temporal pairs and on the control pair, and order accuracy (%)
-    of a synthetic-data test result."""
-    from temporal_shift.data.synthetic import CONTROL_PAIRS, TEMPORAL_PAIRS
-
-    return {
-        "top1": result.top1,
-        "temporal_top1": _group_top1(result, [c for pair in TEMPORAL_PAIRS for c in pair]),
-        "control_top1": _group_top1(result, [c for pair in CONTROL_PAIRS for c in pair]),
-        "order_acc": order_accuracy(result.scores, result.labels, TEMPORAL_PAIRS),
-    }
-
-
-def train_and_test(name: str, *, shift: bool, data_root: str | Path, out_dir: str | Path, budget: DemoBudget,
-                   seed: int = 0, progress: bool = True) -> dict[str, Any]:
-    """Train one demo model (``name``: TSN if ``shift`` is false, else TSM) with ``budget`` and
-    test it on the validation split: its metrics, history, checkpoint and training seconds.
-    A module-level function, so that `run_demo` can run TSN and TSM in processes side by side."""
-    from temporal_shift.data.synthetic import VAL_FRAMES_LIST
-
-    config = demo_config(Path(data_root), Path(out_dir) / name.lower(), shift=shift, epochs=budget.epochs, seed=seed,
-                         workers=budget.workers, batch_size=budget.batch_size, device=budget.device,
-                         progress=progress)
-    t0 = time.perf_counter()
-    result = train(config)
-    seconds = time.perf_counter() - t0
-    if result.interrupted:  # Ctrl-C/SIGTERM: the trainer saved last.pt; a half-trained model is no result
-        raise KeyboardInterrupt(f"{name}: training interrupted")
-    tested = evaluate([result.last_checkpoint], list_file=VAL_FRAMES_LIST, root=Path(data_root), kind="frames",
-                      batch_size=32, workers=budget.workers, device=budget.device, progress=progress,
-                      out_dir=Path(out_dir) / name.lower() / "test")
-    return {"metrics": synthetic_metrics(tested), "history": result.history,
-            "checkpoint": str(result.last_checkpoint), "train_seconds": seconds}
+def demo_arms() -> list[Arm]:
+    """The demo's two arms: TSN (no shift) and TSM (the default shift), otherwise the same model."""
+    return [Arm(label="TSN", model={"shift": False}), Arm(label="TSM", model={"shift": True})]
 
 
 def run_demo(
@@ -253,50 +146,52 @@ def run_demo(
     side by side, each in its own process with half the cores (`side_by_side`; ``jobs=1``
     trains them one after the other). Each model's run folder under ``out_dir`` gets its
     checkpoints and `evaluate`'s files (metrics, confusion); ``out_dir/demo.png`` the comparison."""
-    from temporal_shift.apps.bench.overhead import count_flops, count_params, interleaved_latency, summarize
-    from temporal_shift.checkpoint.loading import load_model
-    from temporal_shift.apps.experiments.side_by_side import plan_slots, run_side_by_side
+    from temporal_shift.apps.experiments.side_by_side import (
+        plan_slots,
+        run_side_by_side,
+    )
 
     started = time.perf_counter()
     budget = demo_budget(device, epochs=epochs, num_videos=num_videos)
-    if batch_size is not None:
-        budget = dataclasses.replace(budget, batch_size=batch_size)
-    if workers is not None:
-        budget = dataclasses.replace(budget, workers=workers)
+    budget = dataclasses.replace(budget, batch_size=budget.batch_size if batch_size is None else batch_size,
+                                 workers=budget.workers if workers is None else workers)
     out = Path(out_dir)
     paths = prepare_demo_data(data_dir, num_videos=budget.num_videos, seed=seed, progress=progress)
-    names = (("TSN", False), ("TSM", True))
-    slots = plan_slots(budget.device, len(names), jobs=jobs)
+    arms = demo_arms()
+    slots = plan_slots(budget.device, len(arms), jobs=jobs)
     budget = dataclasses.replace(budget, slots=slots.describe())
     if log is not None:
         log(budget.describe())
     # side by side, two progress bars would overwrite each other: the epoch lines remain
-    calls = [{"name": name, "shift": shift, "data_root": str(paths.root), "out_dir": str(out), "budget": budget,
-              "seed": seed, "progress": progress and slots.runs == 1} for name, shift in names]
-    done = run_side_by_side(train_and_test, calls, slots)
-    rows: dict[str, dict[str, float]] = {}
-    history: dict[str, list[dict[str, float]]] = {}
-    models: dict[str, VideoRecognizer] = {}
-    for (name, _), record in zip(names, done):
-        model = load_model(record["checkpoint"])
-        clip = torch.zeros(1, DEMO_SEGMENTS, 3, DEMO_SIZE, DEMO_SIZE)
-        rows[name] = {
-            **record["metrics"],
-            "params_m": count_params(model) / 1e6,
-            "gflops": count_flops(model, clip) / 1e9,
-            "train_seconds": record["train_seconds"],
-        }
-        history[name] = record["history"]
-        models[name] = model.eval()
-    clip = torch.randn(1, DEMO_SEGMENTS, 3, DEMO_SIZE, DEMO_SIZE)
-    times = interleaved_latency(models, clip, repeats=30, warmup=3)
-    for name in rows:
-        rows[name]["latency_ms"] = 1000.0 * summarize(times[name])["median"]
-    demo = DemoResult(rows=rows, history=history, out_dir=out, budget=budget)
+    calls = [{"arm": arm, "data_root": paths.root, "out_dir": out / arm.slug, "test_dir": out / arm.slug / "test",
+              "budget": budget, "seed": seed, "device": budget.device, "workers": budget.workers,
+              "progress": progress and slots.runs == 1} for arm in arms]
+    records = run_side_by_side(train_and_test, calls, slots)
+    demo = DemoResult(rows=_measure(arms, records), history={arm.label: r["history"] for arm, r in zip(arms, records)},
+                      out_dir=out, budget=budget)
     if plot:
         demo.plot = _plot_demo(demo, out / "demo.png")
     demo.seconds = time.perf_counter() - started
     return demo
+
+
+def _measure(arms: list[Arm], records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The table's row of each arm: its test metrics, params, GFLOPs and training time, and its
+    latency, the two models timed in interleaved rounds on this machine."""
+    from temporal_shift.apps.bench.overhead import interleaved_latency, summarize
+    from temporal_shift.checkpoint.loading import load_model
+
+    rows: dict[str, dict[str, float]] = {}
+    models: dict[str, torch.nn.Module] = {}
+    for arm, record in zip(arms, records):
+        rows[arm.label] = {**record["metrics"], "params_m": record["params_m"], "gflops": record["flops"] / 1e9,
+                           "train_seconds": record["train_seconds"]}
+        models[arm.label] = load_model(record["checkpoint"]).eval()
+    clip = torch.randn(1, DEMO_SEGMENTS, 3, DEMO_SIZE, DEMO_SIZE)
+    times = interleaved_latency(models, clip, repeats=30, warmup=3)
+    for name in rows:
+        rows[name]["latency_ms"] = 1000.0 * summarize(times[name])["median"]
+    return rows
 
 
 def _plot_demo(demo: DemoResult, path: Path) -> Path:

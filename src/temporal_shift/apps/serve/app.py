@@ -122,92 +122,117 @@ def create_app(model: StreamModel, *, settings: ServeSettings = ServeSettings(),
                limits: ServeLimits = ServeLimits()):
     """The Starlette app of ``tsm serve`` for ``model`` (see the module docstring)."""
     from starlette.applications import Starlette
-    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route, WebSocketRoute
-    from starlette.websockets import WebSocket, WebSocketDisconnect
 
-    page = _page()
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsm-serve-model")
-    state = {"connections": 0, "served": 0, "closed_with_reason": 0}
-    lock = threading.Lock()
+    endpoints = _Endpoints(model, settings=settings, limits=limits)
     # the options every connection's predictor takes, checked now (a bad --smooth is a start-up
     # error, not a failure of each page), and the first model step, which pays for allocations
     StreamPredictor(model.new_stream(), classes=model.classes, size=settings.size, short_side=settings.short_side,
                     smooth=settings.smooth, hysteresis=settings.hysteresis, topk=settings.topk)
     warm = model.new_stream()
     warm.update(torch.zeros(3, settings.size, settings.size))
+    app = Starlette(routes=[Route("/", endpoints.index), Route("/health", endpoints.health),
+                            Route("/favicon.ico", endpoints.no_icon), WebSocketRoute("/ws", endpoints.websocket)],
+                    lifespan=endpoints.lifespan)
+    app.state.counters = endpoints.state
+    return app
 
-    async def index(request) -> Response:
-        return Response(page, media_type="text/html; charset=utf-8",
+
+class _Endpoints:
+    """The routes of one app and what they share: the model's one worker thread and the
+    connection counters (``connections`` open, ``served`` in all, ``closed_with_reason``)."""
+
+    def __init__(self, model: StreamModel, *, settings: ServeSettings, limits: ServeLimits) -> None:
+        self.model, self.settings, self.limits = model, settings, limits
+        self.page = _page()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsm-serve-model")
+        self.state = {"connections": 0, "served": 0, "closed_with_reason": 0}
+        self.lock = threading.Lock()
+
+    async def index(self, request):
+        from starlette.responses import Response
+
+        return Response(self.page, media_type="text/html; charset=utf-8",
                         headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
-    async def health(request) -> Response:
-        with lock:
-            return JSONResponse({"connections": state["connections"], "served": state["served"],
-                                 "max_connections": limits.max_connections, "classes": len(model.classes)})
+    async def health(self, request):
+        from starlette.responses import JSONResponse
 
-    async def ws_endpoint(websocket: WebSocket) -> None:
+        with self.lock:
+            return JSONResponse({"connections": self.state["connections"], "served": self.state["served"],
+                                 "max_connections": self.limits.max_connections, "classes": len(self.model.classes)})
+
+    async def no_icon(self, request):
+        from starlette.responses import Response
+
+        return Response(status_code=204)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app) -> AsyncIterator[None]:
+        yield
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def websocket(self, websocket) -> None:
+        """One viewer: the origin check, a place under the connection limit, then its messages."""
+        from starlette.websockets import WebSocketDisconnect
+
         if not _origin_allowed(websocket.headers.get("origin"), websocket.headers.get("host")):
             await websocket.close(code=CLOSE_POLICY, reason="cross-origin connection refused")
             return
         await websocket.accept()
-        with lock:
-            admitted = state["connections"] < limits.max_connections
+        with self.lock:
+            admitted = self.state["connections"] < self.limits.max_connections
             if admitted:
-                state["connections"] += 1
-                state["served"] += 1
+                self.state["connections"] += 1
+                self.state["served"] += 1
         if not admitted:
             await websocket.close(code=CLOSE_TRY_LATER,
-                                  reason=f"server busy: {limits.max_connections} connections is the limit")
+                                  reason=f"server busy: {self.limits.max_connections} connections is the limit")
             return
-        loop = asyncio.get_running_loop()
         try:
-            connection = Connection(model, settings, limits)
-            await websocket.send_json(hello(classes=list(model.classes), size=settings.size,
-                                            short_side=settings.short_side, fps=settings.fps, topk=settings.topk,
-                                            runtime=settings.runtime, limits=limits))
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                try:
-                    data, text = message.get("bytes"), message.get("text")
-                    if data is not None:
-                        if len(data) > limits.max_message_bytes:
-                            decode_frame(data, limits=limits)  # raises the size error
-                        if not connection.rate.allow(time.monotonic()):
-                            raise ProtocolError(CLOSE_POLICY, f"more than {limits.max_fps:g} frames a second")
-                        if connection.source is None:
-                            raise ProtocolError(CLOSE_POLICY, "frame before a source message")
-                        result = await loop.run_in_executor(executor, connection.frame, data)
-                        await websocket.send_json(result)
-                    elif text is not None:
-                        parsed = parse_text(text, limits=limits)
-                        await loop.run_in_executor(executor, connection.control, parsed)
-                except ProtocolError as exc:
-                    with lock:
-                        state["closed_with_reason"] += 1
-                    await websocket.close(code=exc.code, reason=exc.close_reason())
-                    return
+            await self._converse(websocket)
         except WebSocketDisconnect:
             return
         finally:
-            with lock:
-                state["connections"] -= 1
+            with self.lock:
+                self.state["connections"] -= 1
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app) -> AsyncIterator[None]:
-        yield
-        executor.shutdown(wait=False, cancel_futures=True)
+    async def _converse(self, websocket) -> None:
+        """Greet, then answer messages until the viewer leaves or breaks the protocol (closed with the reason)."""
+        settings, limits = self.settings, self.limits
+        connection = Connection(self.model, settings, limits)
+        await websocket.send_json(hello(classes=list(self.model.classes), size=settings.size,
+                                        short_side=settings.short_side, fps=settings.fps, topk=settings.topk,
+                                        runtime=settings.runtime, limits=limits))
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            try:
+                await self._answer(websocket, connection, message)
+            except ProtocolError as exc:
+                with self.lock:
+                    self.state["closed_with_reason"] += 1
+                await websocket.close(code=exc.code, reason=exc.close_reason())
+                return
 
-    async def no_icon(request) -> Response:
-        return Response(status_code=204)
-
-    app = Starlette(routes=[Route("/", index), Route("/health", health), Route("/favicon.ico", no_icon),
-                            WebSocketRoute("/ws", ws_endpoint)],
-                    lifespan=lifespan)
-    app.state.counters = state
-    return app
+    async def _answer(self, websocket, connection: Connection, message: dict[str, Any]) -> None:
+        """A frame (bytes): its result, after the size, rate and order checks; a control message (text): applied.
+        Model steps run on the worker thread."""
+        loop = asyncio.get_running_loop()
+        data, text = message.get("bytes"), message.get("text")
+        if data is not None:
+            if len(data) > self.limits.max_message_bytes:
+                decode_frame(data, limits=self.limits)  # raises the size error
+            if not connection.rate.allow(time.monotonic()):
+                raise ProtocolError(CLOSE_POLICY, f"more than {self.limits.max_fps:g} frames a second")
+            if connection.source is None:
+                raise ProtocolError(CLOSE_POLICY, "frame before a source message")
+            result = await loop.run_in_executor(self.executor, connection.frame, data)
+            await websocket.send_json(result)
+        elif text is not None:
+            parsed = parse_text(text, limits=self.limits)
+            await loop.run_in_executor(self.executor, connection.control, parsed)
 
 
 def is_loopback(host: str) -> bool:
