@@ -92,7 +92,7 @@ class VideoDataset(Dataset):
     Returns ``(clip, label)``: with a transform, whatever it returns, typically float
     (T, C, H, W), or (views, T, C, H, W) for multi-view transforms or samplers giving
     several clips (clips x views are flattened into the first dimension); without one,
-    the uint8 clip (T, C, H, W) or (clips, T, C, H, W). T counts ``new_length`` frames
+    the uint8 clip (T, C, H, W) or (clips, T, C, H, W). T counts ``frames_per_segment`` frames
     per segment.
     """
 

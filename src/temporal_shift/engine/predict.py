@@ -68,7 +68,7 @@ def read_clip(
 ) -> torch.Tensor:
     """The uint8 (T, 3, H, W) test clip of one input (TSN segment centres)."""
     source = VideoSource(path) if kind == "video" else open_folder(path, template=template)
-    sampler = TSNSampler(num_segments=n_segment, train=False)
+    sampler = TSNSampler(n_segment=n_segment, train=False)
     return source.read(sampler(source.num_frames, source=str(path))[0].tolist())
 
 

@@ -104,8 +104,8 @@ def _datasets(config: TrainConfig) -> tuple[VideoDataset, VideoDataset]:
         )
 
     def dataset(list_file: Path, *, train: bool) -> VideoDataset:
-        sampler = build_sampler(sampling=c.sampling, num_segments=model.n_segment, train=train,
-                                new_length=model.frames_per_segment, dense_window=c.dense_window)
+        sampler = build_sampler(sampling=c.sampling, n_segment=model.n_segment, train=train,
+                                frames_per_segment=model.frames_per_segment, dense_window=c.dense_window)
         return build_dataset(
             modality=model.modality, list_file=list_file, root=c.root, sampler=sampler, train=train, size=c.size,
             scales=c.scales, flip=c.flip, scale_size=c.scale_size, normalize=c.normalize,

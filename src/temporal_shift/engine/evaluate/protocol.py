@@ -95,13 +95,13 @@ class EvalProtocol:
         """Forward passes (views) per video: clips x crops."""
         return self.num_clips * self.crops
 
-    def sampler(self, n_segment: int, *, new_length: int = 1) -> Sampler:
-        """The frame sampler for a model with ``n_segment`` frames (of ``new_length`` consecutive
+    def sampler(self, n_segment: int, *, frames_per_segment: int = 1) -> Sampler:
+        """The frame sampler for a model with ``n_segment`` frames (of ``frames_per_segment`` consecutive
         frames or flow fields each)."""
         if self.clips == "dense" and self.dense_window < n_segment:
             raise ValueError(f"dense_window ({self.dense_window}) must be at least n_segment ({n_segment})")
-        return build_sampler(sampling="dense" if self.clips == "dense" else "tsn", num_segments=n_segment, train=False,
-                             new_length=new_length, dense_window=self.dense_window, num_clips=self.dense_clips,
+        return build_sampler(sampling="dense" if self.clips == "dense" else "tsn", n_segment=n_segment, train=False,
+                             frames_per_segment=frames_per_segment, dense_window=self.dense_window, num_clips=self.dense_clips,
                              twice_sample=self.clips == "twice")
 
     def transform(self, *, normalize: bool = True, flow_length: int | None = None):
@@ -134,7 +134,7 @@ class EvalProtocol:
         flow = modality == "flow"
         return build_dataset(
             modality=modality, list_file=list_file, root=root,
-            sampler=self.sampler(n_segment, new_length=flow_length if flow else 1), train=False,
+            sampler=self.sampler(n_segment, frames_per_segment=flow_length if flow else 1), train=False,
             size=self.size or DEFAULT_SIZE, scale_size=self.scale_size or DEFAULT_SCALE_SIZE, views=self.crops,
             normalize=normalize, flow_length=flow_length, kind=kind, template=template, num_classes=num_classes,
             on_error=on_error, check_files=check_files,
@@ -164,22 +164,22 @@ def fuse_views(logits: Tensor, fusion: Fusion = "softmax") -> Tensor:
     raise ValueError(f"fusion must be 'softmax' or 'logits', got {fusion!r}")
 
 
-def normalize_weights(weights: Sequence[float]) -> list[float]:
+def normalize_weights(ensemble_weights: Sequence[float]) -> list[float]:
     """Positive ensemble weights scaled to sum to 1."""
-    if not weights:
+    if not ensemble_weights:
         raise ValueError("no ensemble weights")
-    for w in weights:
+    for w in ensemble_weights:
         if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0):
-            raise ValueError(f"ensemble weights must be positive numbers, got {list(weights)}")
-    total = float(sum(weights))
-    return [float(w) / total for w in weights]
+            raise ValueError(f"ensemble weights must be positive numbers, got {list(ensemble_weights)}")
+    total = float(sum(ensemble_weights))
+    return [float(w) / total for w in ensemble_weights]
 
 
-def fuse_members(scores: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
-    """Weighted average of per-member (N, K) video scores (weights normalised to sum 1)."""
+def fuse_members(scores: Sequence[np.ndarray], ensemble_weights: Sequence[float] | None = None) -> np.ndarray:
+    """Weighted average of per-member (N, K) video scores (ensemble weights normalised to sum 1)."""
     if not scores:
         raise ValueError("no member scores to fuse")
-    w = normalize_weights(list(weights) if weights is not None else [1.0] * len(scores))
+    w = normalize_weights(list(ensemble_weights) if ensemble_weights is not None else [1.0] * len(scores))
     if len(w) != len(scores):
         raise ValueError(f"{len(scores)} members but {len(w)} weights")
     shapes = {np.shape(s) for s in scores}

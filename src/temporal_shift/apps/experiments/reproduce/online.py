@@ -54,7 +54,7 @@ def streaming_accuracy(checkpoint: str | Path, *, data_root: Path, device: str =
     # the clips `evaluate` scores: centre frames of T segments, the checkpoint's test transform
     transform = test_transform(size=loaded.input_size, scale_size=loaded.scale_size, normalize=loaded.normalize)
     dataset = VideoDataset(list_file=data_root / VAL_FRAMES_LIST, root=data_root, kind="frames",
-                           sampler=TSNSampler(num_segments=t, train=False), transform=transform,
+                           sampler=TSNSampler(n_segment=t, train=False), transform=transform,
                            num_classes=NUM_CLASSES)
     sums: list[list[np.ndarray]] = [[] for _ in range(t)]
     labels: list[np.ndarray] = []
