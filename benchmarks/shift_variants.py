@@ -39,14 +39,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleave(runs: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 3) -> dict[str, list[float]]:
+def interleave(
+    runs: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 3
+) -> dict[str, list[float]]:
     names = list(runs)
     for _ in range(warmup):
         for name in names:
             runs[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             _sync(device)
             start = time.perf_counter()
             runs[name]()
@@ -59,7 +61,7 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
     ordered = sorted(values)
     if len(ordered) < 2:
         return ordered[0], ordered[0], ordered[0]
-    q1, q2, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
+    q1, _q2, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
     return q1, statistics.median(ordered), q3
 
 
@@ -69,7 +71,7 @@ def report(title: str, times: dict[str, list[float]], baseline: str | None) -> N
         q1, med, q3 = _quartiles([t * 1e3 for t in ts])
         line = f"  {name:16s} {med:9.3f} ms (IQR {q1:.3f}-{q3:.3f})"
         if baseline and name != baseline:
-            r1, rm, r3 = _quartiles([a / b for a, b in zip(ts, times[baseline])])
+            r1, rm, r3 = _quartiles([a / b for a, b in zip(ts, times[baseline], strict=True)])
             line += f"   /{baseline}: {rm:.3f} (IQR {r1:.3f}-{r3:.3f})"
         print(line)
 
@@ -88,17 +90,19 @@ def use_slices(model: nn.Module) -> None:
 
 def time_ops(args: argparse.Namespace, device: torch.device) -> None:
     """Forward + backward of the shift alone, per stage shape of TSM-ResNet50."""
-    print(f"shift alone, forward + backward, {args.batch_size} clip(s) x {args.segments} frames, channels_last, {device}:")
+    print(
+        f"shift alone, forward + backward, {args.batch_size} clip(s) x {args.segments} frames, channels_last, {device}:"
+    )
     for channels, side in STAGES:
         x = torch.randn(args.batch_size * args.segments, channels, side, side, device=device)
         x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
         grad = torch.randn_like(x)
         fold = channels // 8
 
-        def slices() -> object:
+        def slices(x: torch.Tensor = x, fold: int = fold, grad: torch.Tensor = grad) -> object:
             return torch.autograd.grad(shift_with_torch_ops(x, args.segments, fold, 1, -1), x, grad)
 
-        def op() -> object:
+        def op(x: torch.Tensor = x, fold: int = fold, grad: torch.Tensor = grad) -> object:
             return torch.autograd.grad(torch.ops.temporal_shift.shift(x, args.segments, fold, 1, -1), x, grad)
 
         assert torch.equal(slices()[0], op()[0])
@@ -130,7 +134,8 @@ def time_train(args: argparse.Namespace, device: torch.device) -> None:
         torch.manual_seed(0)  # the same dropout mask
         nn.functional.cross_entropy(model(clips), labels).backward()
         grads[name] = [p.grad.clone() for p in model.parameters()]
-    assert all(torch.equal(a, b) for a, b in zip(grads["tsm-slices"], grads["tsm-op"])), "gradients differ"
+    pairs = zip(grads["tsm-slices"], grads["tsm-op"], strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs), "gradients differ"
 
     def step_fn(model: nn.Module) -> Callable[[], object]:
         model = model.to(device, memory_format=fmt).train()
@@ -173,6 +178,7 @@ def time_inference(args: argparse.Namespace, device: torch.device) -> None:
             for m in shifts:
                 m.inplace_inference = inplace
             return tsm(clips)
+
         return run
 
     runs = {"tsn": lambda: tsn(clips), "tsm-out-of-place": tsm_with(False), "tsm-in-place": tsm_with(True)}
@@ -189,8 +195,12 @@ def time_inference(args: argparse.Namespace, device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", action="append", choices=["ops", "train", "infer"],
-                        help="what to time (repeatable; default: all three)")
+    parser.add_argument(
+        "--part",
+        action="append",
+        choices=["ops", "train", "infer"],
+        help="what to time (repeatable; default: all three)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--arch", default="resnet50")
     parser.add_argument("--segments", type=int, default=8)

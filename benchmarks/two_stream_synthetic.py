@@ -47,56 +47,80 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    paths = generate_synthetic(args.data, num_videos=args.videos, size=DEMO_SIZE, frames=DEMO_FRAMES, seed=0,
-                               workers=2, progress=False, clutter=False)
+    paths = generate_synthetic(
+        args.data,
+        num_videos=args.videos,
+        size=DEMO_SIZE,
+        frames=DEMO_FRAMES,
+        seed=0,
+        workers=2,
+        progress=False,
+        clutter=False,
+    )
     t0 = time.perf_counter()
     for name in (TRAIN_FRAMES_LIST, VAL_FRAMES_LIST):
-        flow = prepare_flow(paths.root / name, root=paths.root, out_root=paths.root, method=args.method, workers=2,
-                            progress=False)
+        flow = prepare_flow(
+            paths.root / name, root=paths.root, out_root=paths.root, method=args.method, workers=2, progress=False
+        )
         if flow.extraction.failed:
             raise SystemExit(flow.summary())
     flow_seconds = time.perf_counter() - t0
 
     runs = {}
     for name, shift, modality in (("TSN-RGB", False, "rgb"), ("TSN-flow", False, "flow"), ("TSM-RGB", True, "rgb")):
-        config = demo_config(paths.root, args.out / name.lower(), shift=shift, epochs=args.epochs,
-                             workers=args.workers, progress=False)
+        config = demo_config(
+            paths.root, args.out / name.lower(), shift=shift, epochs=args.epochs, workers=args.workers, progress=False
+        )
         if modality == "flow":
             config = dataclasses.replace(
-                config, model=dataclasses.replace(config.model, modality="flow", flow_length=args.flow_length),
-                data=dataclasses.replace(config.data, train_list="train_frames_flow.txt",
-                                         val_list="val_frames_flow.txt", kind="auto"),
+                config,
+                model=dataclasses.replace(config.model, modality="flow", flow_length=args.flow_length),
+                data=dataclasses.replace(
+                    config.data, train_list="train_frames_flow.txt", val_list="val_frames_flow.txt", kind="auto"
+                ),
             )
         t = time.perf_counter()
         result = train(config)
         runs[name] = (result.last_checkpoint, time.perf_counter() - t)
 
-    common = dict(list_file=VAL_FRAMES_LIST, root=paths.root, flow_list="val_frames_flow.txt", batch_size=32,
-                  workers=args.workers, progress=False)
+    common = dict(
+        list_file=VAL_FRAMES_LIST,
+        root=paths.root,
+        flow_list="val_frames_flow.txt",
+        batch_size=32,
+        workers=args.workers,
+        progress=False,
+    )
     tested = {
         "TSN-RGB": evaluate([runs["TSN-RGB"][0]], **common),
         "TSN-flow": evaluate([runs["TSN-flow"][0]], **common),
-        "TSN two-stream": evaluate([Member(runs["TSN-RGB"][0], weight=1.0),
-                                    Member(runs["TSN-flow"][0], weight=args.flow_weight)], **common),
+        "TSN two-stream": evaluate(
+            [Member(runs["TSN-RGB"][0], weight=1.0), Member(runs["TSN-flow"][0], weight=args.flow_weight)], **common
+        ),
         "TSM-RGB": evaluate([runs["TSM-RGB"][0]], **common),
     }
     rows = {
         name: {
             **synthetic_metrics(r),
-            "train_s": runs["TSN-RGB"][1] + runs["TSN-flow"][1] if name == "TSN two-stream"
-            else runs[name][1],
+            "train_s": runs["TSN-RGB"][1] + runs["TSN-flow"][1] if name == "TSN two-stream" else runs[name][1],
         }
         for name, r in tested.items()
     }
     header = f"{'':<26}" + "".join(f"{n:>16}" for n in rows)
     lines = [header]
-    for label, key, fmt in (("val top-1 %", "top1", "{:.1f}"), ("temporal pairs top-1 %", "temporal_top1", "{:.1f}"),
-                            ("control pair top-1 %", "control_top1", "{:.1f}"),
-                            ("order accuracy %", "order_acc", "{:.1f}"), ("train s", "train_s", "{:.0f}")):
+    for label, key, fmt in (
+        ("val top-1 %", "top1", "{:.1f}"),
+        ("temporal pairs top-1 %", "temporal_top1", "{:.1f}"),
+        ("control pair top-1 %", "control_top1", "{:.1f}"),
+        ("order accuracy %", "order_acc", "{:.1f}"),
+        ("train s", "train_s", "{:.0f}"),
+    ):
         lines.append(f"{label:<26}" + "".join(f"{fmt.format(rows[n][key]):>16}" for n in rows))
-    budget = (f"{args.videos} clips ({tested['TSN-RGB'].num_videos} val), {args.epochs} epochs, T=4, "
-              f"flow {args.method} L={args.flow_length} ({flow_seconds:.0f} s to extract), "
-              f"two-stream weights 1:{args.flow_weight}; total {time.perf_counter() - started:.0f} s")
+    budget = (
+        f"{args.videos} clips ({tested['TSN-RGB'].num_videos} val), {args.epochs} epochs, T=4, "
+        f"flow {args.method} L={args.flow_length} ({flow_seconds:.0f} s to extract), "
+        f"two-stream weights 1:{args.flow_weight}; total {time.perf_counter() - started:.0f} s"
+    )
     print("\n".join(lines) + "\n" + budget)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "two_stream.json").write_text(json.dumps({"rows": rows, "budget": budget}, indent=2) + "\n")

@@ -44,14 +44,19 @@ def test_every_exported_name_is_its_modules_object():
 
 def test_star_import_in_a_fresh_process_has_no_cycles():
     # every name, first touched in a fresh interpreter in __all__'s order and alone
-    code = "from temporal_shift import *\nimport temporal_shift\nprint(len([n for n in temporal_shift.__all__ if n in globals()]))"
+    code = (
+        "from temporal_shift import *\nimport temporal_shift\n"
+        "print(len([n for n in temporal_shift.__all__ if n in globals()]))"
+    )
     assert int(_run(code)) == len(temporal_shift.__all__)
     for name in ("load_checkpoint", "OnlineStream"):
         _run(f"from temporal_shift import {name}")
 
 
 def test_no_exported_name_hides_a_submodule():
-    submodules = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    submodules = {p.stem for p in PACKAGE.glob("*.py")} | {
+        p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()
+    }
     for name in temporal_shift.__all__:
         if name in submodules:
             assert name in temporal_shift._SUBMODULES, f"temporal_shift.{name} would hide the module {name}.py"
@@ -61,7 +66,9 @@ def test_no_name_the_models_package_exports_is_also_one_of_its_modules():
     import temporal_shift.models as models
 
     folder = PACKAGE / "models"
-    submodules = {p.stem for p in folder.glob("*.py")} | {p.name for p in folder.iterdir() if (p / "__init__.py").is_file()}
+    submodules = {p.stem for p in folder.glob("*.py")} | {
+        p.name for p in folder.iterdir() if (p / "__init__.py").is_file()
+    }
     assert not set(models.__all__) & submodules  # importing the module would replace the lazy name
 
 

@@ -52,21 +52,23 @@ def test_reserved_extra_entry_is_refused(tmp_path):
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pt"):
+    with pytest.raises(FileNotFoundError, match=r"checkpoint not found: .*nope.pt"):
         load_model(tmp_path / "nope.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="garbage.pt: not a checkpoint: a text file") as info:
+    with pytest.raises(CheckpointError, match=r"garbage.pt: not a checkpoint: a text file") as info:
         load_model(garbage)
     assert "weights_only" not in str(info.value)  # PyTorch's advice to load unsafely is not ours
     with_object = tmp_path / "with_object.pt"
     torch.save({"state_dict": {}, "args": argparse.Namespace(lr=0.1)}, with_object)
-    with pytest.raises(CheckpointError, match=r"with_object.pt: cannot read checkpoint safely: .*\(argparse.Namespace\)") as info:
+    with pytest.raises(
+        CheckpointError, match=r"with_object.pt: cannot read checkpoint safely: .*\(argparse.Namespace\)"
+    ) as info:
         load_model(with_object)
     assert "weights_only" not in str(info.value)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
-    with pytest.raises(CheckpointError, match="foreign.pt: not a temporal-shift checkpoint"):
+    with pytest.raises(CheckpointError, match=r"foreign.pt: not a temporal-shift checkpoint"):
         load_model(foreign)
 
 
@@ -91,7 +93,7 @@ def test_bad_model_config_is_reported(tmp_path):
     data = torch.load(path)
     data["model_config"]["arch"] = "alexnet"
     torch.save(data, path)
-    with pytest.raises(CheckpointError, match="m.pt: bad model_config: unknown arch 'alexnet'"):
+    with pytest.raises(CheckpointError, match=r"m.pt: bad model_config: unknown arch 'alexnet'"):
         load_model(path)
 
 
@@ -113,7 +115,7 @@ def test_2d_backbone_weights_load_into_shifted_model(tmp_path, arch, kwargs):
 
 def test_2d_backbone_weights_of_another_arch_are_refused(tmp_path):
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pt")
-    with pytest.raises(CheckpointError, match="r18.pt: state dict does not fit the model; missing keys"):
+    with pytest.raises(CheckpointError, match=r"r18.pt: state dict does not fit the model; missing keys"):
         build_model("resnet50", num_classes=3, n_segment=4, backbone_weights=tmp_path / "r18.pt")
 
 
@@ -127,15 +129,24 @@ def test_checkpoints_module_is_file_io_only():
     modules = eval(out)
     assert "temporal_shift.checkpoint.format" in modules
     allowed = {"temporal_shift.models", "temporal_shift.models.state"}  # the package's __init__ is lazy
-    assert not [m for m in modules if m.startswith(("temporal_shift.models", "temporal_shift.checkpoint.importers",
-                                                      "temporal_shift.checkpoint.loading")) and m not in allowed], modules
+    assert not [
+        m
+        for m in modules
+        if m.startswith(
+            ("temporal_shift.models", "temporal_shift.checkpoint.importers", "temporal_shift.checkpoint.loading")
+        )
+        and m not in allowed
+    ], modules
 
 
 def test_load_checkpoint_reports_format_names_and_input_size(tmp_path):
     model = build_model("resnet18", num_classes=3, n_segment=4).eval()
     names = ["a", "b", "c"]
-    path = save_checkpoint(model, tmp_path / "m.pt", extra={
-        "class_names": names, "config": {"data": {"size": 112, "scale_size": 128, "normalize": False}}})
+    path = save_checkpoint(
+        model,
+        tmp_path / "m.pt",
+        extra={"class_names": names, "config": {"data": {"size": 112, "scale_size": 128, "normalize": False}}},
+    )
     loaded = load_checkpoint(path)
     assert (loaded.format, loaded.class_names, loaded.n_segment, loaded.num_classes) == ("temporal-shift", names, 4, 3)
     assert (loaded.input_size, loaded.scale_size, loaded.normalize) == (112, 128, False)
@@ -148,17 +159,20 @@ def test_load_checkpoint_reports_format_names_and_input_size(tmp_path):
     bare = load_checkpoint(save_checkpoint(model, tmp_path / "bare.pt"))
     assert (bare.class_names, bare.input_size, bare.scale_size, bare.normalize) == (None, 224, 256, True)
     # a foreign layout (the reference release's keys) needs T: n_segment or default_n_segment
-    release = {"state_dict": {k.replace("backbone.", "base_model.").replace("head.", "new_fc."): v
-                              for k, v in model.state_dict().items()}}
+    release = {
+        "state_dict": {
+            k.replace("backbone.", "base_model.").replace("head.", "new_fc."): v for k, v in model.state_dict().items()
+        }
+    }
     torch.save(release, tmp_path / "release.pth")
-    with pytest.raises(ValueError, match="release.pth: a reference checkpoint does not record the number of frames"):
+    with pytest.raises(ValueError, match=r"release.pth: a reference checkpoint does not record the number of frames"):
         load_checkpoint(tmp_path / "release.pth")
     foreign = load_checkpoint(tmp_path / "release.pth", default_n_segment=4)
     assert (foreign.format, foreign.class_names, foreign.n_segment) == ("reference", None, 4)
     with torch.no_grad():
         assert torch.equal(foreign.model(x), model(x))
-    with pytest.raises(CheckpointError, match="release.pth: not a temporal-shift checkpoint"):
+    with pytest.raises(CheckpointError, match=r"release.pth: not a temporal-shift checkpoint"):
         load_model(tmp_path / "release.pth")
     torch.save({**torch.load(path), "class_names": ["a", "b"]}, tmp_path / "two.pt")
-    with pytest.raises(CheckpointError, match="two.pt: 2 class names for a model with 3 classes"):
+    with pytest.raises(CheckpointError, match=r"two.pt: 2 class names for a model with 3 classes"):
         load_checkpoint(tmp_path / "two.pt")

@@ -17,7 +17,6 @@ import torch
 from conftest import random_state
 from reference_forward import mobilenet_v2_forward, resnet_forward
 from temporal_shift.checkpoint.format import CheckpointError, save_checkpoint
-from temporal_shift.cli import main
 from temporal_shift.checkpoint.importers import (
     detect_format,
     import_checkpoint,
@@ -25,6 +24,7 @@ from temporal_shift.checkpoint.importers import (
     import_reference_checkpoint,
 )
 from temporal_shift.checkpoint.loading import load_checkpoint, load_model
+from temporal_shift.cli import main
 from temporal_shift.models import build_model
 
 T = 8
@@ -65,14 +65,22 @@ CASES = [
 
 
 @pytest.mark.parametrize("name, saved_arch, arch, place, non_local", CASES)
-def test_reference_resnet_matches_independent_forward(tmp_path, release_layouts, name, saved_arch, arch, place, non_local):
+def test_reference_resnet_matches_independent_forward(
+    tmp_path, release_layouts, name, saved_arch, arch, place, non_local
+):
     state = random_state(release_layouts[name])
     path = tmp_path / f"TSM_{name}.pth.tar"
     torch.save(release_checkpoint(state, saved_arch), path)
     model = load_checkpoint(path, n_segment=T).model
     c = model.config
     assert (c.arch, c.place, c.non_local, c.shift, c.num_classes, c.n_segment, c.fold_div) == (
-        arch, place, non_local, True, 10, T, 8
+        arch,
+        place,
+        non_local,
+        True,
+        10,
+        T,
+        8,
     )
     x = clips()
     assert_close(our_logits(model, x), resnet_forward(state, x, n_segment=T))
@@ -251,21 +259,21 @@ def test_inconsistent_or_unknown_checkpoints(tmp_path, release_layouts):
     truncated = {k: v for k, v in state.items() if not k.startswith("base_model.layer4.2.")}
     with pytest.raises(CheckpointError, match=r"unsupported ResNet layout \(blocks per layer \[3, 4, 6, 2\]"):
         import_reference_checkpoint(release_checkpoint(truncated, "resnet50"), n_segment=T)
-    with pytest.raises(CheckpointError, match="unknown checkpoint layout.*got a.weight"):
+    with pytest.raises(CheckpointError, match=r"unknown checkpoint layout.*got a.weight"):
         detect_format({"state_dict": {"a.weight": torch.zeros(1)}}, source="x.pth")
-    with pytest.raises(CheckpointError, match="'step' is not tensors|step is not tensors"):
+    with pytest.raises(CheckpointError, match=r"'step' is not tensors|step is not tensors"):
         detect_format({"state_dict": {"step": 3}}, source="x.pth")
     with pytest.raises(ValueError, match="pass n_segment"):
         load_checkpoint(_save(tmp_path / "r.pth", release_checkpoint(state, "resnet50")))
-    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pth"):
+    with pytest.raises(FileNotFoundError, match=r"checkpoint not found: .*nope.pth"):
         load_checkpoint(tmp_path / "nope.pth", n_segment=T)
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="garbage.pth: not a checkpoint"):
+    with pytest.raises(CheckpointError, match=r"garbage.pth: not a checkpoint"):
         load_checkpoint(tmp_path / "garbage.pth", n_segment=T)
 
     mm = to_mmaction2(state)
     mm["backbone.layer2.0.non_local_block.g.conv.weight"] = torch.zeros(1)
-    with pytest.raises(CheckpointError, match="non-local blocks .* are not supported"):
+    with pytest.raises(CheckpointError, match=r"non-local blocks .* are not supported"):
         import_mmaction2_checkpoint({"state_dict": mm}, n_segment=T)
 
 

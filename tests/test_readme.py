@@ -113,7 +113,7 @@ def synopsis_argvs(text: str) -> list[list[str]]:
     first = [choices[0] for choices in tokens]
     argvs = [first]
     for k, choices in enumerate(tokens):
-        argvs += [first[:k] + [other] + first[k + 1 :] for other in choices[1:]]
+        argvs += [[*first[:k], other, *first[k + 1 :]] for other in choices[1:]]
     return argvs
 
 
@@ -178,8 +178,12 @@ def subcommands(parser: argparse.ArgumentParser, prefix: str = "tsm") -> list[st
     actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not actions:
         return [prefix]
-    return [name for action in actions for sub, child in action.choices.items()
-            for name in subcommands(child, f"{prefix} {sub}")]
+    return [
+        name
+        for action in actions
+        for sub, child in action.choices.items()
+        for name in subcommands(child, f"{prefix} {sub}")
+    ]
 
 
 def test_the_readme_command_table_names_every_command():
@@ -233,8 +237,12 @@ def links(page: Path) -> list[tuple[int, str]]:
     return found
 
 
-LINKS = [(name_of(page), number, target) for page in PAGES for number, target in links(page)
-         if not re.match(r"^[a-z][a-z0-9+.-]*:", target)]  # http:, https:, mailto: are not checked
+LINKS = [
+    (name_of(page), number, target)
+    for page in PAGES
+    for number, target in links(page)
+    if not re.match(r"^[a-z][a-z0-9+.-]*:", target)
+]  # http:, https:, mailto: are not checked
 
 
 def test_the_pages_link_to_each_other():

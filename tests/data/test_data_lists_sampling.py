@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,6 @@ from temporal_shift.data.lists import (
     write_video_list,
 )
 from temporal_shift.data.sampling import DenseSampler, TSNSampler
-
 
 # --- lists -------------------------------------------------------------------------
 
@@ -63,7 +64,7 @@ def test_malformed_list_lines_name_file_and_line(tmp_path, text, kind, needle):
 def test_label_out_of_range_names_line(tmp_path):
     path = write_frame_list(tmp_path / "l.txt", [("a", 5, 0), ("b", 5, 3)])
     assert len(read_list(path, num_classes=4)) == 2
-    with pytest.raises(ListFileError, match=rf"l.txt:2: label 3 out of range for 3 classes"):
+    with pytest.raises(ListFileError, match=r"l.txt:2: label 3 out of range for 3 classes"):
         read_list(path, num_classes=3)
 
 
@@ -77,11 +78,11 @@ def test_bad_lines_collected_when_errors_list_given(tmp_path):
 
 
 def test_missing_and_non_utf8_list_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.txt: list file not found"):
+    with pytest.raises(FileNotFoundError, match=r"nope.txt: list file not found"):
         read_list(tmp_path / "nope.txt")
     binary = tmp_path / "bin.txt"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(ListFileError, match="bin.txt: not a UTF-8 text file"):
+    with pytest.raises(ListFileError, match=r"bin.txt: not a UTF-8 text file"):
         read_list(binary)
 
 
@@ -94,7 +95,7 @@ def test_class_file_round_trip_and_errors(tmp_path):
         read_classes(dup)
     empty = tmp_path / "empty.txt"
     empty.write_text("a\n\nb\n")
-    with pytest.raises(ListFileError, match="empty.txt:2: empty class name"):
+    with pytest.raises(ListFileError, match=r"empty.txt:2: empty class name"):
         read_classes(empty)
 
 
@@ -103,7 +104,7 @@ def test_class_file_round_trip_and_errors(tmp_path):
 
 def _segments(num_frames: int, t: int) -> list[tuple[int, int]]:
     starts = [(i * num_frames) // t for i in range(t)] + [num_frames]
-    return list(zip(starts[:-1], starts[1:]))
+    return list(itertools.pairwise(starts))
 
 
 def test_tsn_train_draws_one_random_frame_inside_each_segment():
@@ -147,7 +148,7 @@ def test_short_video_rule_repeats_frames_in_order(train):
 
 def test_zero_frames_is_an_error_naming_the_source():
     sampler = TSNSampler(n_segment=8, train=False)
-    with pytest.raises(ValueError, match="list.txt:4: video has 0 frames"):
+    with pytest.raises(ValueError, match=r"list.txt:4: video has 0 frames"):
         sampler(0, source="list.txt:4")
 
 
@@ -171,8 +172,8 @@ def test_train_sampling_is_a_function_of_the_generator():
     a = [sampler(200, generator=np.random.default_rng([3, 1, i])) for i in range(10)]
     b = [sampler(200, generator=np.random.default_rng([3, 1, i])) for i in range(10)]
     c = [sampler(200, generator=np.random.default_rng([3, 2, i])) for i in range(10)]
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
     with pytest.raises(ValueError, match="needs a numpy Generator"):
         sampler(200)
 
@@ -188,7 +189,7 @@ def test_dense_train_window_has_fixed_stride_and_random_start():
     for _ in range(200):
         idx = sampler(300, generator=rng)[0]
         assert np.all(np.diff(idx) == 8)
-        assert 0 <= idx[0] and idx[-1] <= 299
+        assert idx[0] >= 0 and idx[-1] <= 299
         starts.add(int(idx[0]))
     assert len(starts) > 100
     assert max(starts) <= 300 - 57

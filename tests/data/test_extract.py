@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import frame_ids, index_frames
 
+from conftest import frame_ids, index_frames
 from temporal_shift.data.decode import count_frame_files, read_frame_folder
 from temporal_shift.data.encode import write_video
 from temporal_shift.data.extract import (
@@ -37,7 +37,7 @@ def test_extracts_resized_frames_skips_finished_and_lists_failures(videos, tmp_p
     assert clip.shape == (3, 3, 32, 43)  # short side 48 -> 32, 64 -> 43
     assert frame_ids(clip) == [0, 5, 11]
     assert read_frame_folder(out / "b" / "two", [0]).shape == (1, 3, 43, 32)
-    (video, reason), = result.failed
+    ((video, reason),) = result.failed
     assert video.endswith("broken.mp4") and reason
     lines = result.failures_file.read_text().splitlines()
     assert result.failures_file == out / "extract_failures.txt"
@@ -113,11 +113,11 @@ def test_audio_only_and_frameless_videos_fail(tmp_path):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    with pytest.raises(ValueError, match="audio_only.mp4: no video stream"):
+    with pytest.raises(ValueError, match=r"audio_only.mp4: no video stream"):
         extract_video(audio, tmp_path / "a")
     # a Matroska file cut after its header: a video stream without any frame
     data = write_video(tmp_path / "full.mkv", index_frames(10, height=32, width=32)).read_bytes()
     (tmp_path / "header_only.mkv").write_bytes(data[:600])
-    with pytest.raises(ValueError, match="header_only.mkv: no decodable frames"):
+    with pytest.raises(ValueError, match=r"header_only.mkv: no decodable frames"):
         extract_video(tmp_path / "header_only.mkv", tmp_path / "h")
     assert not (tmp_path / "h" / DONE_MARKER).exists()

@@ -51,8 +51,8 @@ from temporal_shift.data.lists import read_classes
 from temporal_shift.data.sources import SourceFrame, open_source, parse_source  # noqa: F401 (stream's sources)
 from temporal_shift.data.transforms import test_transform
 from temporal_shift.engine.export import OnnxStream
-from temporal_shift.models.online import OnlineStream
 from temporal_shift.hub.published import PublishedWeights
+from temporal_shift.models.online import OnlineStream
 
 
 class Stream(Protocol):
@@ -176,8 +176,7 @@ class StreamSummary:
         return (
             f"{d['frames_processed']}/{d['frames_read']} frames processed in {d['seconds']:.2f} s "
             f"({d['fps']} frames/s), model step median {d['step_latency_ms_median']} ms, "
-            f"p95 {d['step_latency_ms_p95']} ms; resets: "
-            + ", ".join(f"{n} {why}" for why, n in self.resets.items())
+            f"p95 {d['step_latency_ms_p95']} ms; resets: " + ", ".join(f"{n} {why}" for why, n in self.resets.items())
         )
 
 
@@ -264,15 +263,13 @@ class StreamPredictor:
         logits = self.stream.update(x)
         latency = (time.perf_counter() - t0) * 1e3
         if logits.numel() != len(self.classes):
-            raise ValueError(
-                f"the model has {logits.numel()} classes but {len(self.classes)} class names were given"
-            )
+            raise ValueError(f"the model has {logits.numel()} classes but {len(self.classes)} class names were given")
         probs = torch.softmax(logits.detach().double().reshape(-1), dim=0)
         averaged, current = self.filter.update(probs)
         scores, indices = averaged.topk(self.topk)
         topk = [
             {"label": self.classes[int(i)], "index": int(i), "score": round(float(s), 6)}
-            for s, i in zip(scores, indices)
+            for s, i in zip(scores, indices, strict=True)
         ]
         self.summary.frames_processed += 1
         self.summary.latencies_ms.append(latency)
@@ -322,8 +319,14 @@ def stream_predictions(
     the frame counts and step latencies when the generator is done.
     """
     predictor = StreamPredictor(
-        stream, classes=classes, size=size, short_side=short_side, every=every,
-        smooth=smooth, hysteresis=hysteresis, topk=topk,
+        stream,
+        classes=classes,
+        size=size,
+        short_side=short_side,
+        every=every,
+        smooth=smooth,
+        hysteresis=hysteresis,
+        topk=topk,
     )
     if summary is not None:
         predictor.summary = summary
@@ -487,8 +490,12 @@ def load_stream(
         names = [str(i) for i in range(num_classes)]
     else:
         raise ValueError("cannot tell the number of classes; pass --classes or --checkpoint")
-    return StreamModel(stream=stream, classes=names, input_size=loaded.input_size if loaded else None,
-                       scale_size=loaded.scale_size if loaded else None)
+    return StreamModel(
+        stream=stream,
+        classes=names,
+        input_size=loaded.input_size if loaded else None,
+        scale_size=loaded.scale_size if loaded else None,
+    )
 
 
 def run_stream(
@@ -516,8 +523,14 @@ def run_stream(
     frames = open_source(source, fps=fps)
     rate = frames.fps
     predictor = StreamPredictor(
-        stream, classes=classes, size=size, short_side=short_side, every=every,
-        smooth=smooth, hysteresis=hysteresis, topk=topk,
+        stream,
+        classes=classes,
+        size=size,
+        short_side=short_side,
+        every=every,
+        smooth=smooth,
+        hysteresis=hysteresis,
+        topk=topk,
     )
     writer = AnnotatedVideoWriter(out_video, fps=rate) if out_video is not None else None
     last: list[StreamRecord | None] = [None]

@@ -22,8 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_weights(p, instead_of="a checkpoint file")
     p.add_argument("--format", default=options.default(export_model, "format"), choices=FORMATS)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--size", type=int, default=None,
-                   help="input height and width for tracing (default: the model's published size, 224; C3D 112)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="input height and width for tracing (default: the model's published size, 224; C3D 112)",
+    )
     options.add_segments(p)
     p.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
     p.add_argument(
@@ -42,8 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, required=True)
     options.add_segments(p, help="T the checkpoint was trained with")
-    p.add_argument("--fold-div", type=int, default=None,
-                   help=f"shift 1/fold_div each way (default {options.default(ModelConfig, 'fold_div')})")
+    p.add_argument(
+        "--fold-div",
+        type=int,
+        default=None,
+        help=f"shift 1/fold_div each way (default {options.default(ModelConfig, 'fold_div')})",
+    )
     p.set_defaults(func=_cmd_import)
 
 
@@ -66,8 +74,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_online(args: argparse.Namespace, *, checkpoint: object) -> int:
-    from temporal_shift.engine.export import export_online, verify_online_export
     from temporal_shift.checkpoint.loading import load_online
+    from temporal_shift.engine.export import export_online, verify_online_export
 
     if args.format != "onnx":
         raise ValueError(f"--online exports ONNX only, not {args.format}")

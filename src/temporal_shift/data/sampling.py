@@ -44,9 +44,7 @@ class TSNSampler:
     (a second clip). Segment i covers positions [floor(i*L/T), floor((i+1)*L/T)).
     """
 
-    def __init__(
-        self, *, n_segment: int, train: bool, frames_per_segment: int = 1, twice_sample: bool = False
-    ) -> None:
+    def __init__(self, *, n_segment: int, train: bool, frames_per_segment: int = 1, twice_sample: bool = False) -> None:
         if n_segment < 1 or frames_per_segment < 1:
             raise ValueError(f"n_segment and frames_per_segment must be >= 1, got {n_segment}, {frames_per_segment}")
         if twice_sample and train:

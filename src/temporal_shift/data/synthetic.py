@@ -168,9 +168,7 @@ def _background(rng: np.random.Generator, frames: int, height: int, width: int, 
     return base[None] + noise
 
 
-def _coverage(
-    shape: str, dx: np.ndarray, dy: np.ndarray, angle: np.ndarray, radius: np.ndarray
-) -> np.ndarray:
+def _coverage(shape: str, dx: np.ndarray, dy: np.ndarray, angle: np.ndarray, radius: np.ndarray) -> np.ndarray:
     """Anti-aliased coverage in [0, 1] of a shape; inputs broadcast over (F, H, W)."""
     c, s = np.cos(angle), np.sin(angle)
     u = c * dx + s * dy
@@ -249,8 +247,13 @@ def _object(
     low_s, low_v = (0.85, 0.85) if vivid else (0.6, 0.75)
     colour = _hsv_to_rgb(hue % 1.0, rng.uniform(low_s, 1.0), rng.uniform(low_v, 1.0)) * 255
     return {
-        "shape": shape, "cx": cx, "cy": cy, "radius": radius * size, "angle": angle,
-        "alpha": alpha, "colour": colour,
+        "shape": shape,
+        "cx": cx,
+        "cy": cy,
+        "radius": radius * size,
+        "angle": angle,
+        "alpha": alpha,
+        "colour": colour,
     }
 
 
@@ -291,14 +294,34 @@ def render_clip(
     scale = min(height, width) / 64.0
     canvas = _background(rng, frames, height, width, clutter)
 
-    distractors = [
-        _object(rng, frames=frames, height=height, width=width,
-                radius=rng.uniform(1.5, 3.5) * scale, kind=kind, hue=None)
-        for kind in ["still"] * int(rng.integers(1, 3)) + ["drift"] * int(rng.integers(0, 2))
-    ] if clutter else []
-    main = _main_object(label, rng=rng, frames=frames, height=height, width=width, scale=scale * object_scale,
-                        motion=motion, pair_hues=pair_hues, spin=spin)
-    layers = [(obj, obj["shape"], obj["colour"]) for obj in distractors + [main]]
+    distractors = (
+        [
+            _object(
+                rng,
+                frames=frames,
+                height=height,
+                width=width,
+                radius=rng.uniform(1.5, 3.5) * scale,
+                kind=kind,
+                hue=None,
+            )
+            for kind in ["still"] * int(rng.integers(1, 3)) + ["drift"] * int(rng.integers(0, 2))
+        ]
+        if clutter
+        else []
+    )
+    main = _main_object(
+        label,
+        rng=rng,
+        frames=frames,
+        height=height,
+        width=width,
+        scale=scale * object_scale,
+        motion=motion,
+        pair_hues=pair_hues,
+        spin=spin,
+    )
+    layers = [(obj, obj["shape"], obj["colour"]) for obj in [*distractors, main]]
     if main["shape"] == "sail":  # its leading half in a light tint of its colour
         layers.append((main, "sail_lead", main["colour"] + (255.0 - main["colour"]) * _SAIL_TINT))
     for obj, shape, colour in layers:
@@ -311,18 +334,46 @@ def render_clip(
     return clip, params
 
 
-def _main_object(label: int, *, rng: np.random.Generator, frames: int, height: int, width: int, scale: float,
-                 motion: float, pair_hues: bool, spin: float) -> dict[str, Any]:
+def _main_object(
+    label: int,
+    *,
+    rng: np.random.Generator,
+    frames: int,
+    height: int,
+    width: int,
+    scale: float,
+    motion: float,
+    pair_hues: bool,
+    spin: float,
+) -> dict[str, Any]:
     """The object that makes a clip's class (radius 6-10 times ``scale``): still and red or blue
     for the control pair, else moving as its pair does (`_KIND`), in its pair's hue with ``pair_hues``.
     Draws from ``rng`` in a fixed order (hue, then radius): a seed gives the same clip."""
     if label >= 10:
         hue = rng.uniform(-0.04, 0.04) if label == 10 else rng.uniform(0.6, 0.68)
-        return _object(rng, frames=frames, height=height, width=width, radius=rng.uniform(6, 10) * scale,
-                       kind="still", hue=hue, vivid=pair_hues)
+        return _object(
+            rng,
+            frames=frames,
+            height=height,
+            width=width,
+            radius=rng.uniform(6, 10) * scale,
+            kind="still",
+            hue=hue,
+            vivid=pair_hues,
+        )
     hue = PAIR_HUES[label // 2] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD) if pair_hues else None
-    return _object(rng, frames=frames, height=height, width=width, radius=rng.uniform(6, 10) * scale,
-                   kind=_KIND[label - label % 2], hue=hue, motion=motion, spin=spin, vivid=pair_hues)
+    return _object(
+        rng,
+        frames=frames,
+        height=height,
+        width=width,
+        radius=rng.uniform(6, 10) * scale,
+        kind=_KIND[label - label % 2],
+        hue=hue,
+        motion=motion,
+        spin=spin,
+        vivid=pair_hues,
+    )
 
 
 def _paint(canvas: np.ndarray, obj: dict[str, Any], *, shape: str, colour: np.ndarray) -> np.ndarray:
@@ -348,7 +399,7 @@ def _assign(num_videos: int, seed: int, val_fraction: float) -> tuple[np.ndarray
     is_val = np.zeros(num_videos, dtype=bool)
     for c in range(len(CLASSES)):
         members = np.flatnonzero(labels == c)
-        n_val = min(max(1, int(round(len(members) * val_fraction))), len(members) - 1)
+        n_val = min(max(1, round(len(members) * val_fraction)), len(members) - 1)
         is_val[members[:n_val]] = True  # every class in both splits (num_videos >= 2 per class)
     return labels, is_val
 
@@ -376,8 +427,17 @@ def _make_one(job: tuple[Path, int, int, int, int, int, int, bool, float, bool, 
     video = root / VIDEOS_DIR / (name + VIDEO_SUFFIX)
     if (folder / DONE_MARKER).is_file() and video.is_file():
         return index
-    clip, _ = render_clip(label, rng=np.random.default_rng([seed, index]), size=(height, width), frames=frames,
-                          clutter=clutter, motion=motion, pair_hues=pair_hues, object_scale=object_scale, spin=spin)
+    clip, _ = render_clip(
+        label,
+        rng=np.random.default_rng([seed, index]),
+        size=(height, width),
+        frames=frames,
+        clutter=clutter,
+        motion=motion,
+        pair_hues=pair_hues,
+        object_scale=object_scale,
+        spin=spin,
+    )
     write_frame_folder(folder, clip, template=FRAME_TEMPLATE, quality=90)
     write_video(video, clip, fps=DEFAULT_FPS)
     (folder / DONE_MARKER).write_text("")
@@ -407,28 +467,55 @@ def generate_synthetic(
     Re-running with the same arguments skips finished clips and gives identical files.
     """
     height, width = (size, size) if isinstance(size, int) else tuple(size)
-    _check_settings(height=height, width=width, frames=frames, num_videos=num_videos, workers=workers,
-                    val_fraction=val_fraction)
+    _check_settings(
+        height=height, width=width, frames=frames, num_videos=num_videos, workers=workers, val_fraction=val_fraction
+    )
     _check_rates(motion=motion, object_scale=object_scale, spin=spin)
     paths = synthetic_paths(out_dir)
-    settings = {"num_videos": num_videos, "height": height, "width": width, "frames": frames, "seed": seed,
-                "val_fraction": val_fraction, "clutter": clutter, "motion": float(motion),
-                "pair_hues": pair_hues, "object_scale": float(object_scale), "spin": float(spin),
-                "rotating_object": rotating_object(spin)}
+    settings = {
+        "num_videos": num_videos,
+        "height": height,
+        "width": width,
+        "frames": frames,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "clutter": clutter,
+        "motion": float(motion),
+        "pair_hues": pair_hues,
+        "object_scale": float(object_scale),
+        "spin": float(spin),
+        "rotating_object": rotating_object(spin),
+    }
     _check_same_settings(paths, settings, out_dir=out_dir)
     _write_meta(paths, settings)  # first, so that resuming an interrupted run checks the settings too
     paths.frames_dir.mkdir(parents=True, exist_ok=True)
     paths.videos_dir.mkdir(parents=True, exist_ok=True)
     labels, is_val = _assign(num_videos, seed, val_fraction)
-    jobs = [(paths.root, i, int(labels[i]), seed, height, width, frames, clutter, float(motion), pair_hues,
-             float(object_scale), float(spin)) for i in range(num_videos)]
+    jobs = [
+        (
+            paths.root,
+            i,
+            int(labels[i]),
+            seed,
+            height,
+            width,
+            frames,
+            clutter,
+            float(motion),
+            pair_hues,
+            float(object_scale),
+            float(spin),
+        )
+        for i in range(num_videos)
+    ]
     _make_all(jobs, workers=workers or min(os.cpu_count() or 1, 8), progress=progress)
     _write_lists(paths, labels=labels, is_val=is_val, frames=frames)
     return paths
 
 
-def _check_settings(*, height: int, width: int, frames: int, num_videos: int, workers: int | None,
-                    val_fraction: float) -> None:
+def _check_settings(
+    *, height: int, width: int, frames: int, num_videos: int, workers: int | None, val_fraction: float
+) -> None:
     if height < 16 or width < 16 or height % 2 or width % 2:
         raise ValueError(f"size must be even and at least 16, got {height}x{width}")
     if frames < 2:
@@ -456,8 +543,14 @@ def _check_same_settings(paths: SyntheticPaths, settings: dict[str, Any], *, out
     old_settings = old.get("settings")
     if isinstance(old_settings, dict):
         # written before the options existed
-        old_settings = {"clutter": True, "motion": 1.0, "pair_hues": False, "object_scale": 1.0, "spin": 1.0,
-                        **old_settings}
+        old_settings = {
+            "clutter": True,
+            "motion": 1.0,
+            "pair_hues": False,
+            "object_scale": 1.0,
+            "spin": 1.0,
+            **old_settings,
+        }
         # before the key existed, spin != 1 drew a clock hand: such a dataset is not this one
         old_settings.setdefault("rotating_object", "triangle/bar" if old_settings["spin"] == 1.0 else "hand")
     if old_settings != settings:
@@ -499,10 +592,10 @@ def _write_lists(paths: SyntheticPaths, *, labels: np.ndarray, is_val: np.ndarra
     num_videos = len(labels)
     frame_rows = [(f"{FRAMES_DIR}/{video_id(i)}", frames, int(labels[i])) for i in range(num_videos)]
     video_rows = [(f"{VIDEOS_DIR}/{video_id(i)}{VIDEO_SUFFIX}", int(labels[i])) for i in range(num_videos)]
-    write_frame_list(paths.train_frames, [r for r, v in zip(frame_rows, is_val) if not v])
-    write_frame_list(paths.val_frames, [r for r, v in zip(frame_rows, is_val) if v])
-    write_video_list(paths.train_videos, [r for r, v in zip(video_rows, is_val) if not v])
-    write_video_list(paths.val_videos, [r for r, v in zip(video_rows, is_val) if v])
+    write_frame_list(paths.train_frames, [r for r, v in zip(frame_rows, is_val, strict=True) if not v])
+    write_frame_list(paths.val_frames, [r for r, v in zip(frame_rows, is_val, strict=True) if v])
+    write_video_list(paths.train_videos, [r for r, v in zip(video_rows, is_val, strict=True) if not v])
+    write_video_list(paths.val_videos, [r for r, v in zip(video_rows, is_val, strict=True) if v])
     write_classes(paths.classes, CLASSES)
 
 

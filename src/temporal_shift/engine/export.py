@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from temporal_shift.models.online import OnlineRecognizer
-from torch import nn
 
 FORMATS = ("onnx", "torchscript", "exported")
 INPUT_NAME = "clips"
@@ -78,9 +78,7 @@ def _require_onnx() -> None:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as exc:
-        raise ValueError(
-            f"ONNX export needs the 'export' extra: pip install 'temporal-shift[export]' ({exc})"
-        ) from exc
+        raise ValueError(f"ONNX export needs the 'export' extra: pip install 'temporal-shift[export]' ({exc})") from exc
 
 
 def run_onnx(path: str | Path, clips: torch.Tensor) -> torch.Tensor:
@@ -100,8 +98,9 @@ def verify_export(
     """Max relative difference between the exported file's and PyTorch's logits on random input."""
     generator = torch.Generator().manual_seed(seed)
     side = _size(model, size)
-    clips = torch.randn(batch_size, model.config.n_segment, model.config.input_channels, side, side,
-                        generator=generator)
+    clips = torch.randn(
+        batch_size, model.config.n_segment, model.config.input_channels, side, side, generator=generator
+    )
     model = model.cpu().eval()
     with torch.no_grad():
         expected = model(clips)
@@ -183,13 +182,15 @@ class OnnxStream:
         if tuple(frame.shape) != self._frame_shape:
             raise ValueError(f"expected a frame of shape {self._frame_shape}, got {tuple(frame.shape)}")
         feeds = {"frame": frame.detach().cpu().float().numpy()}
-        feeds.update({name: b for (name, _), b in zip(self._buffer_inputs, self._buffers)})
+        feeds.update({name: b for (name, _), b in zip(self._buffer_inputs, self._buffers, strict=True)})
         logits, *self._buffers = self.session.run(self._outputs, feeds)
         self.steps += 1
         return torch.from_numpy(np.asarray(logits))[0]
 
 
-def verify_online_export(model: OnlineRecognizer, path: str | Path, *, size: int = 224, steps: int = 30, seed: int = 0) -> float:
+def verify_online_export(
+    model: OnlineRecognizer, path: str | Path, *, size: int = 224, steps: int = 30, seed: int = 0
+) -> float:
     """Max relative difference between onnxruntime and PyTorch over a random ``steps``-frame stream."""
     from temporal_shift.models.online import OnlineStream
 

@@ -31,7 +31,7 @@ class NonLocalBlock3D(nn.Module):
         theta_x = self.theta(x).reshape(n, self.inter_channels, -1).transpose(1, 2)
         phi_x = self.phi(x).reshape(n, self.inter_channels, -1)
         attention = torch.softmax(theta_x @ phi_x, dim=-1)
-        y = (attention @ g_x).transpose(1, 2).reshape((n, self.inter_channels) + tuple(x.shape[2:]))
+        y = (attention @ g_x).transpose(1, 2).reshape((n, self.inter_channels, *tuple(x.shape[2:])))
         return self.W(y) + x
 
 
@@ -50,5 +50,5 @@ class NonLocalAfter(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.block(x)
         shape = x.shape
-        clip = x.view((-1, self.n_segment) + tuple(shape[1:])).transpose(1, 2)
+        clip = x.view((-1, self.n_segment, *tuple(shape[1:]))).transpose(1, 2)
         return self.nl(clip).transpose(1, 2).reshape(shape)

@@ -55,7 +55,7 @@ class BufferedShift(nn.Module):
         routing = self._routing
         index = len(routing.outputs)
         if routing.inputs is None:  # probing buffer shapes: a fresh stream
-            previous = x.new_zeros((x.shape[0], fold) + tuple(x.shape[2:]))
+            previous = x.new_zeros((x.shape[0], fold, *tuple(x.shape[2:])))
         else:
             previous = routing.inputs[index]
         routing.outputs.append(x[:, :fold].clone())
@@ -115,7 +115,7 @@ class OnlineRecognizer(nn.Module):
         """Zero buffers of a fresh stream for frames of ``size`` (H, W)."""
         parameter = next(self.parameters())
         probe = torch.zeros(
-            (batch_size, 3) + tuple(size),
+            (batch_size, 3, *tuple(size)),
             device=device or parameter.device,
             dtype=dtype or parameter.dtype,
         )
@@ -126,7 +126,7 @@ class OnlineRecognizer(nn.Module):
         finally:
             self._routing.start(None)
 
-    def train(self, mode: bool = True) -> "OnlineRecognizer":
+    def train(self, mode: bool = True) -> OnlineRecognizer:
         if mode:
             raise ValueError("OnlineRecognizer is for inference; train the offline causal model")
         return super().train(False)

@@ -51,9 +51,7 @@ def check_shift_args(*, n_segment: int, fold_div: int, mode: str) -> None:
 
 def _check_input(x: Tensor, n_segment: int) -> None:
     if x.dim() != 4:
-        raise ValueError(
-            f"temporal_shift expects a 4-D (N*T, C, H, W) tensor, got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"temporal_shift expects a 4-D (N*T, C, H, W) tensor, got shape {tuple(x.shape)}")
     if not torch.jit.is_tracing() and x.shape[0] % n_segment != 0:
         raise ValueError(
             f"batch dimension {x.shape[0]} is not divisible by n_segment={n_segment}: "
@@ -61,9 +59,7 @@ def _check_input(x: Tensor, n_segment: int) -> None:
         )
 
 
-def temporal_shift(
-    x: Tensor, n_segment: int, *, fold_div: int = 8, mode: str = "bidirectional"
-) -> Tensor:
+def temporal_shift(x: Tensor, n_segment: int, *, fold_div: int = 8, mode: str = "bidirectional") -> Tensor:
     """Shift a fraction of the channels of ``x`` (N*T, C, H, W) along time; see the module doc."""
     check_shift_args(n_segment=n_segment, fold_div=fold_div, mode=mode)
     _check_input(x, n_segment)
@@ -92,7 +88,7 @@ def shift_with_torch_ops(x: Tensor, n_segment: int, fold: int, offset0: int, off
     """
     out = torch.empty_like(x)
     # (N, T, C, H, W) views; splitting the outermost dim is a view in any memory format.
-    x5 = x.view((-1, n_segment) + tuple(x.shape[1:]))
+    x5 = x.view((-1, n_segment, *tuple(x.shape[1:])))
     out5 = out.view(x5.shape)
     start = 0
     for lo, hi, offset in ((0, fold, offset0), (fold, 2 * fold, offset1)):
@@ -274,7 +270,7 @@ class TemporalShift(nn.Module):
                     return self.net(x)
                 finally:
                     kernels.restore_in_place(x, edge, self.n_segment, fold, offset0, offset1)
-            x5 = x.view((-1, self.n_segment) + tuple(x.shape[1:]))
+            x5 = x.view((-1, self.n_segment, *tuple(x.shape[1:])))
             saved = _shift_in_place(x5, fold, self.mode)
             try:
                 return self.net(x)
@@ -286,7 +282,9 @@ class TemporalShift(nn.Module):
         return (
             self.inplace_inference
             and isinstance(self.net, nn.Conv2d)
-            and not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.net.parameters())))
+            and not (
+                torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.net.parameters()))
+            )
             and not torch.jit.is_tracing()
             and not torch.jit.is_scripting()
             and not torch.compiler.is_compiling()

@@ -18,7 +18,6 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -70,9 +69,7 @@ def tsn_tsm_pair(
     tsm = build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=True)
     plain = tsn.state_dict()
     # TSM's keys carry the shift wrapper's extra ``net`` level; the tensors are the same.
-    tsm.load_state_dict(
-        {key: plain[key.replace(".net.", ".")] for key in tsm.state_dict()}
-    )
+    tsm.load_state_dict({key: plain[key.replace(".net.", ".")] for key in tsm.state_dict()})
     return tsn.eval(), tsm.eval()
 
 
@@ -95,7 +92,7 @@ def interleaved_latency(
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    inputs = clips if isinstance(clips, dict) else {name: clips for name in models}
+    inputs = clips if isinstance(clips, dict) else dict.fromkeys(models, clips)
     now = _timer(next(iter(inputs.values())).device)
     names = list(models)
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -140,8 +137,7 @@ class OverheadResult:
             f"{self.device}, {self.threads} threads, "
             f"{'channels_last' if self.channels_last else 'contiguous'}, "
             f"{'compiled (' + self.compile + ')' if self.compile else 'eager'}, {self.repeats} interleaved pairs",
-            f"{'model':<6}{'params (M)':>12}{'GFLOPs':>10}{'GMACs':>9}"
-            f"{'median ms':>12}{'IQR ms':>17}{'clips/s':>10}",
+            f"{'model':<6}{'params (M)':>12}{'GFLOPs':>10}{'GMACs':>9}{'median ms':>12}{'IQR ms':>17}{'clips/s':>10}",
         ]
         for name in ("TSN", "TSM"):
             lines.append(
@@ -188,10 +184,11 @@ def benchmark_overhead(
     # FLOPs of the batch, counted on one clip (they scale with the batch; counting a
     # batch of 16 on the CPU would take longer than timing it on a GPU).
     gflops = {name: count_flops(m, clips[:1]) * batch_size / 1e9 for name, m in (("TSN", tsn), ("TSM", tsm))}
-    models, clips = _on_device({"TSN": tsn, "TSM": tsm}, clips, device=dev, channels_last=channels_last,
-                               compile=compile, warmup=warmup)
+    models, clips = _on_device(
+        {"TSN": tsn, "TSM": tsm}, clips, device=dev, channels_last=channels_last, compile=compile, warmup=warmup
+    )
     times = interleaved_latency(models, clips, repeats=repeats, warmup=warmup)
-    ratios = [b / a for a, b in zip(times["TSN"], times["TSM"])]
+    ratios = [b / a for a, b in zip(times["TSN"], times["TSM"], strict=True)]
     latency = {name: summarize([t * 1e3 for t in ts]) for name, ts in times.items()}
     return OverheadResult(
         arch=arch,
@@ -213,7 +210,12 @@ def benchmark_overhead(
 
 
 def _on_device(
-    models: dict[str, nn.Module], clips: Tensor, *, device: torch.device, channels_last: bool, compile: str | None,
+    models: dict[str, nn.Module],
+    clips: Tensor,
+    *,
+    device: torch.device,
+    channels_last: bool,
+    compile: str | None,
     warmup: int,
 ) -> tuple[dict[str, nn.Module], Tensor]:
     """The models and the clips on ``device`` in the memory format timed, the models compiled with

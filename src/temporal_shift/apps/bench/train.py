@@ -233,7 +233,7 @@ def benchmark_training(
     pair = tsn_tsm_pair(arch=arch, n_segment=n_segment, num_classes=num_classes)
     steps = {
         name: TrainStep(model.to(dev, memory_format=fmt), device=dev, amp=amp, compile_mode=mode)
-        for name, model in zip(("TSN", "TSM"), pair)
+        for name, model in zip(("TSN", "TSM"), pair, strict=True)
     }
     generator = torch.Generator().manual_seed(0)
     frames = torch.randn(batch_size * n_segment, 3, size, size, generator=generator)
@@ -257,7 +257,7 @@ def benchmark_training(
         warmup=warmup,
         step_ms=step_ms,
         clips_per_s={name: batch_size * 1e3 / s["median"] for name, s in step_ms.items()},
-        ratio=summarize([b / a for a, b in zip(times["TSN"], times["TSM"])]),
+        ratio=summarize([b / a for a, b in zip(times["TSN"], times["TSM"], strict=True)]),
         peak_step_mb=peaks,
         memory_meter=MEMORY_METERS["cuda" if dev.type == "cuda" else "cpu"],
         samples_ms={name: [t * 1e3 for t in ts] for name, ts in times.items()},
@@ -283,7 +283,9 @@ MEMORY_METERS: dict[str, str] = {
 
 
 def _peak_step_mb(
-    steps: dict[str, TrainStep], calls: dict[str, Callable[[], Any]], device: torch.device,
+    steps: dict[str, TrainStep],
+    calls: dict[str, Callable[[], Any]],
+    device: torch.device,
 ) -> dict[str, float]:
     """Each model's peak step memory (MB, `peak_step_bytes`), every model's gradients freed first."""
     peaks = {}

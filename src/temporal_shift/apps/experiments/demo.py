@@ -65,9 +65,12 @@ class DemoBudget:
         where = "GPU" if self.device.startswith("cuda") else "CPU"
         extra = " (a GPU is present: 4x the data of the CPU budget)" if where == "GPU" else ""
         loading = f"; {self.workers} loader process{'es' if self.workers > 1 else ''}" if self.workers else ""
-        return (f"budget: {where} ({self.device}), {self.num_videos} clips ({int(self.num_videos * 0.8)} to train), "
-                f"{self.epochs} epochs of batch {self.batch_size}{extra}" + (f"; {self.slots}" if self.slots else "")
-                + loading)
+        return (
+            f"budget: {where} ({self.device}), {self.num_videos} clips ({int(self.num_videos * 0.8)} to train), "
+            f"{self.epochs} epochs of batch {self.batch_size}{extra}"
+            + (f"; {self.slots}" if self.slots else "")
+            + loading
+        )
 
 
 def demo_budget(device: str = "auto", *, epochs: int | None = None, num_videos: int | None = None) -> DemoBudget:
@@ -81,9 +84,13 @@ def demo_budget(device: str = "auto", *, epochs: int | None = None, num_videos: 
 
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
-    return DemoBudget(device=str(dev), num_videos=num_videos or (4 * DEMO_VIDEOS if gpu else DEMO_VIDEOS),
-                      epochs=epochs or DEMO_EPOCHS, batch_size=16,
-                      workers=loader_workers(str(dev)))
+    return DemoBudget(
+        device=str(dev),
+        num_videos=num_videos or (4 * DEMO_VIDEOS if gpu else DEMO_VIDEOS),
+        epochs=epochs or DEMO_EPOCHS,
+        batch_size=16,
+        workers=loader_workers(str(dev)),
+    )
 
 
 @dataclasses.dataclass
@@ -114,8 +121,9 @@ class DemoResult:
         lines.append(" " * width + "".join(f"{n:>10}" for n in names))
         for label, key, fmt in cols:
             lines.append(f"{label:<{width}}" + "".join(f"{fmt.format(self.rows[n][key]):>10}" for n in names))
-        lines.append(f"chance: top-1 {100 / NUM_CLASSES:.1f}%; order accuracy 50% (all TSN can reach: it ignores "
-                     "frame order)")
+        lines.append(
+            f"chance: top-1 {100 / NUM_CLASSES:.1f}%; order accuracy 50% (all TSN can reach: it ignores frame order)"
+        )
         return "\n".join(lines)
 
 
@@ -153,8 +161,11 @@ def run_demo(
 
     started = time.perf_counter()
     budget = demo_budget(device, epochs=epochs, num_videos=num_videos)
-    budget = dataclasses.replace(budget, batch_size=budget.batch_size if batch_size is None else batch_size,
-                                 workers=budget.workers if workers is None else workers)
+    budget = dataclasses.replace(
+        budget,
+        batch_size=budget.batch_size if batch_size is None else batch_size,
+        workers=budget.workers if workers is None else workers,
+    )
     out = Path(out_dir)
     paths = prepare_demo_data(data_dir, num_videos=budget.num_videos, seed=seed, progress=progress)
     arms = demo_arms()
@@ -163,12 +174,27 @@ def run_demo(
     if log is not None:
         log(budget.describe())
     # side by side, two progress bars would overwrite each other: the epoch lines remain
-    calls = [{"arm": arm, "data_root": paths.root, "out_dir": out / arm.slug, "test_dir": out / arm.slug / "test",
-              "budget": budget, "seed": seed, "device": budget.device, "workers": budget.workers,
-              "progress": progress and slots.runs == 1} for arm in arms]
+    calls = [
+        {
+            "arm": arm,
+            "data_root": paths.root,
+            "out_dir": out / arm.slug,
+            "test_dir": out / arm.slug / "test",
+            "budget": budget,
+            "seed": seed,
+            "device": budget.device,
+            "workers": budget.workers,
+            "progress": progress and slots.runs == 1,
+        }
+        for arm in arms
+    ]
     records = run_side_by_side(train_and_test, calls, slots)
-    demo = DemoResult(rows=_measure(arms, records), history={arm.label: r["history"] for arm, r in zip(arms, records)},
-                      out_dir=out, budget=budget)
+    demo = DemoResult(
+        rows=_measure(arms, records),
+        history={arm.label: r["history"] for arm, r in zip(arms, records, strict=True)},
+        out_dir=out,
+        budget=budget,
+    )
     if plot:
         demo.plot = _plot_demo(demo, out / "demo.png")
     demo.seconds = time.perf_counter() - started
@@ -183,9 +209,13 @@ def _measure(arms: list[Arm], records: list[dict[str, Any]]) -> dict[str, dict[s
 
     rows: dict[str, dict[str, float]] = {}
     models: dict[str, torch.nn.Module] = {}
-    for arm, record in zip(arms, records):
-        rows[arm.label] = {**record["metrics"], "params_m": record["params_m"], "gflops": record["flops"] / 1e9,
-                           "train_seconds": record["train_seconds"]}
+    for arm, record in zip(arms, records, strict=True):
+        rows[arm.label] = {
+            **record["metrics"],
+            "params_m": record["params_m"],
+            "gflops": record["flops"] / 1e9,
+            "train_seconds": record["train_seconds"],
+        }
         models[arm.label] = load_model(record["checkpoint"]).eval()
     clip = torch.randn(1, DEMO_SEGMENTS, 3, DEMO_SIZE, DEMO_SIZE)
     times = interleaved_latency(models, clip, repeats=30, warmup=3)
@@ -201,14 +231,18 @@ def _plot_demo(demo: DemoResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(11, 4))
-    groups = [("overall\ntop-1", "top1"), ("temporal pairs\ntop-1", "temporal_top1"),
-              ("control pair\ntop-1", "control_top1"), ("order accuracy\n(vs reversed class)", "order_acc")]
+    groups = [
+        ("overall\ntop-1", "top1"),
+        ("temporal pairs\ntop-1", "temporal_top1"),
+        ("control pair\ntop-1", "control_top1"),
+        ("order accuracy\n(vs reversed class)", "order_acc"),
+    ]
     width = 0.38
-    for i, (name, colour) in enumerate(zip(demo.rows, ("tab:grey", "tab:orange"))):
+    for i, (name, colour) in enumerate(zip(demo.rows, ("tab:grey", "tab:orange"), strict=True)):
         values = [demo.rows[name][key] for _, key in groups]
         xs = [g + (i - 0.5) * width for g in range(len(groups))]
         bars.bar(xs, values, width, label=name, color=colour)
-        for x, v in zip(xs, values):
+        for x, v in zip(xs, values, strict=True):
             bars.text(x, v + 1, f"{v:.0f}", ha="center", fontsize=8)
     bars.hlines(100 / 12, -0.5, 2.5, color="k", lw=0.8, ls=":", label="chance (12 classes; order: 50%)")
     bars.hlines(50, 2.5, 3.5, color="k", lw=0.8, ls=":")
@@ -217,13 +251,19 @@ def _plot_demo(demo: DemoResult, path: Path) -> Path:
     bars.set_ylim(0, 105)
     bars.set_title("TSN vs TSM, same ResNet-18, data, seed, budget")
     bars.legend(fontsize=8)
-    for name, colour in zip(demo.history, ("tab:grey", "tab:orange")):
+    for name, colour in zip(demo.history, ("tab:grey", "tab:orange"), strict=True):
         epochs = [row["epoch"] for row in demo.history[name]]
         validated = [row for row in demo.history[name] if not math.isnan(row["val_top1"])]
-        curves.plot([row["epoch"] for row in validated], [row["val_top1"] for row in validated], "o-", color=colour,
-                    label=f"{name} val")
-        curves.plot(epochs, [row["train_top1"] for row in demo.history[name]], "--", color=colour,
-                    label=f"{name} train")
+        curves.plot(
+            [row["epoch"] for row in validated],
+            [row["val_top1"] for row in validated],
+            "o-",
+            color=colour,
+            label=f"{name} val",
+        )
+        curves.plot(
+            epochs, [row["train_top1"] for row in demo.history[name]], "--", color=colour, label=f"{name} train"
+        )
     curves.set_xlabel("epoch")
     curves.xaxis.get_major_locator().set_params(integer=True)
     curves.set_ylabel("top-1 (%)")

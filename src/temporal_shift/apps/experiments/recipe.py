@@ -45,8 +45,15 @@ DEMO_SIZE = 32
 DEMO_FRAMES = 8  # frames per generated clip
 DEMO_SEGMENTS = 4  # T of every arm
 # the synthetic data of the demo and of `tsm reproduce` (generate_synthetic's keywords)
-DEMO_DATA: dict[str, Any] = {"size": DEMO_SIZE, "frames": DEMO_FRAMES, "clutter": False, "pair_hues": True,
-                             "motion": 3.0, "spin": 2.5, "object_scale": 1.5}
+DEMO_DATA: dict[str, Any] = {
+    "size": DEMO_SIZE,
+    "frames": DEMO_FRAMES,
+    "clutter": False,
+    "pair_hues": True,
+    "motion": 3.0,
+    "spin": 2.5,
+    "object_scale": 1.5,
+}
 DEMO_VIDEOS = 3600  # 2,880 training and 720 validation clips
 DEMO_EPOCHS = 8
 DEMO_EVAL_EVERY = 2  # validate every other epoch (and after the last)
@@ -79,8 +86,13 @@ class TrainingBudget(Protocol):
 
 def recipe_settings() -> dict[str, Any]:
     """The data and training settings every arm shares (those not in a budget)."""
-    return {"data": dict(DEMO_DATA), "arch": "resnet18", "n_segment": DEMO_SEGMENTS,
-            "optimizer": "adamw lr 1e-3 wd 0.05, cosine, warm-up 0.5 epoch, clip 20", "dropout": 0.2}
+    return {
+        "data": dict(DEMO_DATA),
+        "arch": "resnet18",
+        "n_segment": DEMO_SEGMENTS,
+        "optimizer": "adamw lr 1e-3 wd 0.05, cosine, warm-up 0.5 epoch, clip 20",
+        "dropout": 0.2,
+    }
 
 
 def prepare_demo_data(data_dir: str | Path, *, num_videos: int = DEMO_VIDEOS, seed: int = 0, progress: bool = True):
@@ -89,18 +101,36 @@ def prepare_demo_data(data_dir: str | Path, *, num_videos: int = DEMO_VIDEOS, se
     from temporal_shift.data.synthetic import generate_synthetic
 
     try:
-        return generate_synthetic(data_dir, num_videos=num_videos, seed=seed,
-                                  workers=max(1, min(8, os.cpu_count() or 1)), progress=progress, **DEMO_DATA)
+        return generate_synthetic(
+            data_dir,
+            num_videos=num_videos,
+            seed=seed,
+            workers=max(1, min(8, os.cpu_count() or 1)),
+            progress=progress,
+            **DEMO_DATA,
+        )
     except ValueError as exc:
         if "other settings" not in str(exc):
             raise
-        raise ValueError(f"{data_dir}: holds a synthetic dataset made with other settings than this demo's "
-                         "(an older version's?); give another folder with --data, or delete this one") from None
+        raise ValueError(
+            f"{data_dir}: holds a synthetic dataset made with other settings than this demo's "
+            "(an older version's?); give another folder with --data, or delete this one"
+        ) from None
 
 
-def demo_config(data_root: Path, out_dir: Path, *, shift: bool = True, model: dict[str, Any] | None = None,
-                epochs: int = DEMO_EPOCHS, seed: int = 0, workers: int = 1, batch_size: int = 16,
-                device: str = "auto", progress: bool = True) -> TrainConfig:
+def demo_config(
+    data_root: Path,
+    out_dir: Path,
+    *,
+    shift: bool = True,
+    model: dict[str, Any] | None = None,
+    epochs: int = DEMO_EPOCHS,
+    seed: int = 0,
+    workers: int = 1,
+    batch_size: int = 16,
+    device: str = "auto",
+    progress: bool = True,
+) -> TrainConfig:
     """The recipe's training run of one model on the demo data: TSN if ``shift`` is false, else
     TSM; ``model`` overrides other model settings (fold_div, place, mode, family, ...)."""
     from temporal_shift.data.synthetic import (
@@ -111,27 +141,64 @@ def demo_config(data_root: Path, out_dir: Path, *, shift: bool = True, model: di
 
     return config_from_dict(
         {
-            "model": {"arch": "resnet18", "n_segment": DEMO_SEGMENTS, "shift": shift, "dropout": 0.2,
-                      "small_maps": True, **(model or {})},
-            "data": {"root": str(data_root), "train_list": TRAIN_FRAMES_LIST, "val_list": VAL_FRAMES_LIST,
-                     "classes": CLASSES_FILE, "num_classes": NUM_CLASSES, "kind": "frames", "size": DEMO_SIZE,
-                     "scale_size": DEMO_SIZE, "scales": [1.0], "flip": False, "batch_size": batch_size,
-                     "workers": workers},
+            "model": {
+                "arch": "resnet18",
+                "n_segment": DEMO_SEGMENTS,
+                "shift": shift,
+                "dropout": 0.2,
+                "small_maps": True,
+                **(model or {}),
+            },
+            "data": {
+                "root": str(data_root),
+                "train_list": TRAIN_FRAMES_LIST,
+                "val_list": VAL_FRAMES_LIST,
+                "classes": CLASSES_FILE,
+                "num_classes": NUM_CLASSES,
+                "kind": "frames",
+                "size": DEMO_SIZE,
+                "scale_size": DEMO_SIZE,
+                "scales": [1.0],
+                "flip": False,
+                "batch_size": batch_size,
+                "workers": workers,
+            },
             # from scratch in ~1440 steps: AdamW with a short warm-up and cosine decay
-            "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_batch": None, "weight_decay": 0.05,
-                      "schedule": "cosine", "warmup_epochs": min(0.5, epochs - 1), "epochs": epochs,
-                      "clip_grad": 20.0},
+            "optim": {
+                "optimizer": "adamw",
+                "lr": 1e-3,
+                "lr_batch": None,
+                "weight_decay": 0.05,
+                "schedule": "cosine",
+                "warmup_epochs": min(0.5, epochs - 1),
+                "epochs": epochs,
+                "clip_grad": 20.0,
+            },
             # validating every other epoch (and after the last) saves 4 of 8 passes over the 720
             # validation clips, 7 s each on one thread: the test after training scores them anyway
-            "run": {"out_dir": str(out_dir), "seed": seed, "device": device, "progress": progress,
-                    "eval_every": DEMO_EVAL_EVERY},
+            "run": {
+                "out_dir": str(out_dir),
+                "seed": seed,
+                "device": device,
+                "progress": progress,
+                "eval_every": DEMO_EVAL_EVERY,
+            },
         },
         source="tsm demo",
     )
 
 
-def arm_config(arm: Arm, *, data_root: Path, out_dir: Path, budget: TrainingBudget, seed: int, device: str = "auto",
-               workers: int | None = None, progress: bool = True) -> TrainConfig:
+def arm_config(
+    arm: Arm,
+    *,
+    data_root: Path,
+    out_dir: Path,
+    budget: TrainingBudget,
+    seed: int,
+    device: str = "auto",
+    workers: int | None = None,
+    progress: bool = True,
+) -> TrainConfig:
     """The training run of one arm: the recipe (`demo_config`) with the arm's model settings and
     the budget's epochs and batch size; nothing else differs between arms. ``workers`` (DataLoader
     processes) defaults to none on a CPU, where batches load in the training process, and to
@@ -143,14 +210,24 @@ def arm_config(arm: Arm, *, data_root: Path, out_dir: Path, budget: TrainingBudg
         workers = loader_workers(str(resolve_device(device)))
     model = dict(arm.model)
     shift = bool(model.pop("shift", True))
-    return demo_config(data_root, out_dir, shift=shift, model=model, epochs=budget.epochs, seed=seed,
-                       workers=workers, batch_size=budget.batch_size, device=device, progress=progress)
+    return demo_config(
+        data_root,
+        out_dir,
+        shift=shift,
+        model=model,
+        epochs=budget.epochs,
+        seed=seed,
+        workers=workers,
+        batch_size=budget.batch_size,
+        device=device,
+        progress=progress,
+    )
 
 
 def order_accuracy(scores: np.ndarray, labels: np.ndarray, pairs) -> float:
     """Percent of videos of the given (first, second) pairs whose true class scores above
     its partner (ties count half); NaN without such videos."""
-    partner = {a: b for a, b in pairs} | {b: a for a, b in pairs}
+    partner = dict(pairs) | {b: a for a, b in pairs}
     rows = [i for i, y in enumerate(labels.tolist()) if y in partner]
     if not rows:
         return float("nan")
@@ -180,8 +257,16 @@ def synthetic_metrics(result: EvalResult) -> dict[str, float]:
 
 
 def train_and_test(
-    arm: Arm, *, data_root: Path, out_dir: Path, budget: TrainingBudget, seed: int, device: str = "auto",
-    workers: int | None = None, progress: bool = True, test_dir: Path | None = None,
+    arm: Arm,
+    *,
+    data_root: Path,
+    out_dir: Path,
+    budget: TrainingBudget,
+    seed: int,
+    device: str = "auto",
+    workers: int | None = None,
+    progress: bool = True,
+    test_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train one arm with one seed (`arm_config`, in ``out_dir``) through `train.train`, test it on
     the validation split with `evaluate.evaluate` (its files in ``test_dir`` if given) and return
@@ -194,18 +279,40 @@ def train_and_test(
     from temporal_shift.engine.evaluate import evaluate
     from temporal_shift.engine.train import train
 
-    config = arm_config(arm, data_root=data_root, out_dir=out_dir, budget=budget, seed=seed, device=device,
-                        workers=workers, progress=progress)
+    config = arm_config(
+        arm,
+        data_root=data_root,
+        out_dir=out_dir,
+        budget=budget,
+        seed=seed,
+        device=device,
+        workers=workers,
+        progress=progress,
+    )
     started = time.perf_counter()
     result = train(config)
     seconds = time.perf_counter() - started
     if result.interrupted:  # Ctrl-C/SIGTERM: the trainer saved last.pt; a half-trained arm is no result
         raise KeyboardInterrupt(f"{arm.label}, seed {seed}: training interrupted (resumable: {result.last_checkpoint})")
-    tested = evaluate([result.last_checkpoint], list_file=VAL_FRAMES_LIST, root=Path(data_root), kind="frames",
-                      batch_size=32, workers=config.data.workers, device=device, progress=progress, out_dir=test_dir)
+    tested = evaluate(
+        [result.last_checkpoint],
+        list_file=VAL_FRAMES_LIST,
+        root=Path(data_root),
+        kind="frames",
+        batch_size=32,
+        workers=config.data.workers,
+        device=device,
+        progress=progress,
+        out_dir=test_dir,
+    )
     net = load_model(result.last_checkpoint).eval()
     clip = torch.zeros(1, config.model.n_segment, 3, DEMO_SIZE, DEMO_SIZE)
-    return {"metrics": synthetic_metrics(tested), "params_m": count_params(net) / 1e6, "flops": count_flops(net, clip),
-            "train_seconds": seconds, "steps": result.global_step, "checkpoint": str(result.last_checkpoint),
-            "history": result.history}
-
+    return {
+        "metrics": synthetic_metrics(tested),
+        "params_m": count_params(net) / 1e6,
+        "flops": count_flops(net, clip),
+        "train_seconds": seconds,
+        "steps": result.global_step,
+        "checkpoint": str(result.last_checkpoint),
+        "history": result.history,
+    }

@@ -61,28 +61,51 @@ def run_serve(
     from temporal_shift.apps.serve.app import ServeSettings, create_app, is_loopback, uvicorn_config
 
     check_serve_dependencies()
-    model = _load_model(checkpoint=checkpoint, runtime=runtime, onnx=onnx, classes=classes, n_segment=n_segment,
-                        demo=demo, demo_cache=demo_cache, log=log)
+    model = _load_model(
+        checkpoint=checkpoint,
+        runtime=runtime,
+        onnx=onnx,
+        classes=classes,
+        n_segment=n_segment,
+        demo=demo,
+        demo_cache=demo_cache,
+        log=log,
+    )
     size = size or model.input_size or 224
-    short_side = short_side or (model.scale_size if model.input_size == size and model.scale_size else None) \
+    short_side = (
+        short_side
+        or (model.scale_size if model.input_size == size and model.scale_size else None)
         or round(size * 8 / 7)
-    settings = ServeSettings(size=size, short_side=short_side, smooth=smooth, hysteresis=hysteresis, topk=topk,
-                             fps=fps, runtime=runtime)
+    )
+    settings = ServeSettings(
+        size=size, short_side=short_side, smooth=smooth, hysteresis=hysteresis, topk=topk, fps=fps, runtime=runtime
+    )
     if fps > limits.max_fps:
         raise ValueError(f"--fps {fps} is over --max-fps {limits.max_fps}")
     app = create_app(model, settings=settings, limits=limits)
     if not is_loopback(host):
         log(f"tsm serve: warning: listening on {host}: reachable from other machines (no authentication)")
-    log(f"tsm serve: {len(model.classes)} classes, {size}x{size} crops of a {short_side} short side, {runtime}; "
-        f"open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/ (Ctrl-C stops)")
+    log(
+        f"tsm serve: {len(model.classes)} classes, {size}x{size} crops of a {short_side} short side, {runtime}; "
+        f"open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/ (Ctrl-C stops)"
+    )
     import uvicorn
 
     sock = _bind(host, port)  # first: a port in use is a one-line error, not a log message
     uvicorn.Server(uvicorn_config(app, host=host, port=port, limits=limits, log_level="info")).run(sockets=[sock])
 
 
-def _load_model(*, checkpoint, runtime: Literal["torch", "onnxruntime"], onnx: str | Path | None,
-                classes: str | Path | None, n_segment: int | None, demo: bool, demo_cache: str | Path | None, log):
+def _load_model(
+    *,
+    checkpoint,
+    runtime: Literal["torch", "onnxruntime"],
+    onnx: str | Path | None,
+    classes: str | Path | None,
+    n_segment: int | None,
+    demo: bool,
+    demo_cache: str | Path | None,
+    log,
+):
     """The served model: the given checkpoint (or ONNX step), or with ``demo`` the cached demo model
     (trained first if absent)."""
     from temporal_shift.apps.stream import load_stream

@@ -19,10 +19,19 @@ import numpy as np
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-timer-throttling", "--disable-renderer-backgrounding", "--window-size=1100,760",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--window-size=1100,760",
 )
 
 
@@ -74,7 +83,7 @@ class Browser:
         self.profile: str | None = None
         self.driver = None
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
@@ -97,7 +106,7 @@ class Browser:
         """The page's console messages so far (for failure reports)."""
         try:
             return [entry["message"] for entry in self.driver.get_log("browser")]
-        except Exception:  # noqa: BLE001 - diagnostics only
+        except Exception:
             return []
 
     def __exit__(self, *exc) -> None:
@@ -111,7 +120,8 @@ class Browser:
 
 PAGE_STATE_JS = """
 const s = window.tsm || {};
-const bars = [...document.querySelectorAll('#bars .bar')].map((b) => ({label: b.dataset.label, score: Number(b.dataset.score)}));
+const bars = [...document.querySelectorAll('#bars .bar')]
+  .map((b) => ({label: b.dataset.label, score: Number(b.dataset.score)}));
 return {frames: s.frames || 0, skipped: s.skipped || 0, resets: s.resets || {}, last: s.last || null,
         fps: s.fps || 0, closed: !!s.closed, status: document.getElementById('status').textContent,
         label: document.getElementById('label').dataset.label, bars: bars,
@@ -133,8 +143,10 @@ def wait_for(driver, predicate, *, timeout: float, what: str, poll: float = 0.25
     state = page_state(driver)
     while not predicate(state):
         if time.monotonic() > deadline:
-            raise AssertionError(f"page: {what} not seen within {timeout:.0f} s; last state: "
-                                 f"{ {k: state[k] for k in ('frames', 'label', 'bars', 'status', 'resets')} }")
+            raise AssertionError(
+                f"page: {what} not seen within {timeout:.0f} s; last state: "
+                f"{ {k: state[k] for k in ('frames', 'label', 'bars', 'status', 'resets')} }"
+            )
         time.sleep(poll)
         state = page_state(driver)
     return state
@@ -143,8 +155,9 @@ def wait_for(driver, predicate, *, timeout: float, what: str, poll: float = 0.25
 def open_page(driver, url: str, *, timeout: float = 30) -> dict:
     """Load the page and wait for the server's hello."""
     driver.get(url)
-    return wait_for(driver, lambda s: s["status"].startswith("connected") or s["closed"], timeout=timeout,
-                    what="the server's hello")
+    return wait_for(
+        driver, lambda s: s["status"].startswith("connected") or s["closed"], timeout=timeout, what="the server's hello"
+    )
 
 
 def start_camera(driver) -> None:

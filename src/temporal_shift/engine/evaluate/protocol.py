@@ -83,8 +83,12 @@ class EvalProtocol:
     @classmethod
     def of(cls, accuracy: Accuracy) -> EvalProtocol:
         """The protocol a published accuracy was measured under (`hub.published.Accuracy`)."""
-        return cls(clips=accuracy.clips, crops=accuracy.crops, size=accuracy.size,  # type: ignore[arg-type]
-                   scale_size=accuracy.scale_size)
+        return cls(
+            clips=accuracy.clips,
+            crops=accuracy.crops,
+            size=accuracy.size,  # type: ignore[arg-type]
+            scale_size=accuracy.scale_size,
+        )
 
     @property
     def num_clips(self) -> int:
@@ -100,19 +104,33 @@ class EvalProtocol:
         frames or flow fields each)."""
         if self.clips == "dense" and self.dense_window < n_segment:
             raise ValueError(f"dense_window ({self.dense_window}) must be at least n_segment ({n_segment})")
-        return build_sampler(sampling="dense" if self.clips == "dense" else "tsn", n_segment=n_segment, train=False,
-                             frames_per_segment=frames_per_segment, dense_window=self.dense_window, num_clips=self.dense_clips,
-                             twice_sample=self.clips == "twice")
+        return build_sampler(
+            sampling="dense" if self.clips == "dense" else "tsn",
+            n_segment=n_segment,
+            train=False,
+            frames_per_segment=frames_per_segment,
+            dense_window=self.dense_window,
+            num_clips=self.dense_clips,
+            twice_sample=self.clips == "twice",
+        )
 
     def transform(self, *, normalize: bool = True, flow_length: int | None = None):
         """The clip transform: (T, C, H, W) uint8 -> float (crops, T, C, H, W) (or (T, C, H, W) for 1 crop);
         with ``flow_length`` L, flow (T*L, 2, H, W) -> (crops, T, 2L, H, W) (`data.factory.build_transform`)."""
         size, scale_size = self.size or DEFAULT_SIZE, self.scale_size or DEFAULT_SCALE_SIZE
         if flow_length is not None:
-            return build_transform(modality="flow", train=False, size=size, scale_size=scale_size, views=self.crops,
-                                   normalize=normalize, flow_length=flow_length)
-        return build_transform(modality="rgb", train=False, size=size, scale_size=scale_size, views=self.crops,
-                               normalize=normalize)
+            return build_transform(
+                modality="flow",
+                train=False,
+                size=size,
+                scale_size=scale_size,
+                views=self.crops,
+                normalize=normalize,
+                flow_length=flow_length,
+            )
+        return build_transform(
+            modality="rgb", train=False, size=size, scale_size=scale_size, views=self.crops, normalize=normalize
+        )
 
     def dataset(
         self,
@@ -133,20 +151,32 @@ class EvalProtocol:
         flow model, ``flow_length`` fields per segment), `data.factory.build_dataset`."""
         flow = modality == "flow"
         return build_dataset(
-            modality=modality, list_file=list_file, root=root,
-            sampler=self.sampler(n_segment, frames_per_segment=flow_length if flow else 1), train=False,
-            size=self.size or DEFAULT_SIZE, scale_size=self.scale_size or DEFAULT_SCALE_SIZE, views=self.crops,
-            normalize=normalize, flow_length=flow_length, kind=kind, template=template, num_classes=num_classes,
-            on_error=on_error, check_files=check_files,
+            modality=modality,
+            list_file=list_file,
+            root=root,
+            sampler=self.sampler(n_segment, frames_per_segment=flow_length if flow else 1),
+            train=False,
+            size=self.size or DEFAULT_SIZE,
+            scale_size=self.scale_size or DEFAULT_SCALE_SIZE,
+            views=self.crops,
+            normalize=normalize,
+            flow_length=flow_length,
+            kind=kind,
+            template=template,
+            num_classes=num_classes,
+            on_error=on_error,
+            check_files=check_files,
         )
 
     def describe(self) -> str:
-        clips = {"single": "1 centre clip", "twice": "2 clips (twice_sample)",
-                 "dense": f"{self.dense_clips} dense clips (window {self.dense_window})"}[self.clips]
+        clips = {
+            "single": "1 centre clip",
+            "twice": "2 clips (twice_sample)",
+            "dense": f"{self.dense_clips} dense clips (window {self.dense_window})",
+        }[self.clips]
         crops = {1: "1 centre crop", 3: "3 full-resolution crops", 5: "5 crops", 10: "10 crops"}[self.crops]
         size = f"{self.size or DEFAULT_SIZE}px from short side {self.scale_size or DEFAULT_SCALE_SIZE}"
         return f"{clips} x {crops} = {self.views} view{'s' if self.views > 1 else ''} ({size}), {self.fusion} average"
-
 
 
 # --- score fusion (pure) ---------------------------------------------------------------
@@ -185,4 +215,4 @@ def fuse_members(scores: Sequence[np.ndarray], ensemble_weights: Sequence[float]
     shapes = {np.shape(s) for s in scores}
     if len(shapes) != 1:
         raise ValueError(f"member scores have different shapes {sorted(shapes)}")
-    return sum(wi * np.asarray(s, dtype=np.float64) for wi, s in zip(w, scores))
+    return sum(wi * np.asarray(s, dtype=np.float64) for wi, s in zip(w, scores, strict=True))

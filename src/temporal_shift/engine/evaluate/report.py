@@ -68,7 +68,8 @@ class EvalResult:
             "skipped": list(self.skipped),
             "seconds": round(self.seconds, 3),
             "per_class_accuracy": {
-                name: (None if math.isnan(acc) else acc) for name, acc in zip(self.class_names, self.per_class.tolist())
+                name: (None if math.isnan(acc) else acc)
+                for name, acc in zip(self.class_names, self.per_class.tolist(), strict=True)
             },
         }
 
@@ -76,7 +77,8 @@ class EvalResult:
         members = " + ".join(
             f"{m['checkpoint']} ({m['arch']}, T={m['n_segment']}"
             + (f", flow L={m['flow_length']}" if m.get("modality") == "flow" else "")
-            + (f", weight {m['weight']:.3g}" if len(self.members) > 1 else "") + ")"
+            + (f", weight {m['weight']:.3g}" if len(self.members) > 1 else "")
+            + ")"
             for m in self.members
         )
         lines = [
@@ -98,7 +100,7 @@ def write_predictions_csv(result: EvalResult, path: str | Path, *, k: int = 5) -
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(header)
-        for video, label, row, score in zip(result.videos, result.labels.tolist(), top, result.scores):
+        for video, label, row, score in zip(result.videos, result.labels.tolist(), top, result.scores, strict=True):
             cells: list[Any] = [video, label, result.class_names[label]]
             for j in row.tolist():
                 cells += [j, result.class_names[j], f"{score[j]:.6g}"]
@@ -143,8 +145,15 @@ def plot_confusion(
             for i in range(k):
                 for j in range(k):
                     if confusion[i, j]:
-                        ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7,
-                                color="white" if normalised[i, j] > 0.5 else "black")
+                        ax.text(
+                            j,
+                            i,
+                            int(confusion[i, j]),
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color="white" if normalised[i, j] > 0.5 else "black",
+                        )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize=9)
@@ -160,14 +169,22 @@ def write_results(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     """Write metrics.json, per_class.csv, predictions.csv, confusion.npy and confusion.png."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"metrics": out / "metrics.json", "per_class": out / "per_class.csv",
-             "predictions": out / "predictions.csv", "confusion": out / "confusion.npy",
-             "confusion_png": out / "confusion.png"}
+    files = {
+        "metrics": out / "metrics.json",
+        "per_class": out / "per_class.csv",
+        "predictions": out / "predictions.csv",
+        "confusion": out / "confusion.npy",
+        "confusion_png": out / "confusion.png",
+    }
     files["metrics"].write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     write_per_class_csv(result, files["per_class"])
     write_predictions_csv(result, files["predictions"])
     np.save(files["confusion"], result.confusion)
-    plot_confusion(result.confusion, result.class_names, files["confusion_png"],
-                   title=f"top-1 {result.top1:.1f}%, mean class {result.mean_class:.1f}% "
-                         f"({result.num_videos} videos, {result.views_per_video} views each)")
+    plot_confusion(
+        result.confusion,
+        result.class_names,
+        files["confusion_png"],
+        title=f"top-1 {result.top1:.1f}%, mean class {result.mean_class:.1f}% "
+        f"({result.num_videos} videos, {result.views_per_video} views each)",
+    )
     return files

@@ -113,8 +113,13 @@ def score_videos(
     Only the fused (n, K) scores are kept, never the clips.
     """
     loader = DataLoader(
-        _Indexed(dataset), batch_size=batch_size, sampler=indices, num_workers=workers, collate_fn=_collate,
-        pin_memory=device.type == "cuda", worker_init_fn=ignore_sigint,
+        _Indexed(dataset),
+        batch_size=batch_size,
+        sampler=indices,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=ignore_sigint,
         generator=torch.Generator().manual_seed(0),  # private: torch's global RNG is left alone
     )
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
@@ -197,32 +202,65 @@ def evaluate(
     bad list lines) are left out of the metrics and listed in ``EvalResult.skipped``;
     a video any member could not read is left out for all.
     """
-    members, weights, root, list_file = _checked_inputs(members, root=root, list_file=list_file,
-                                                        batch_size=batch_size, workers=workers, on_error=on_error)
+    members, weights, root, list_file = _checked_inputs(
+        members, root=root, list_file=list_file, batch_size=batch_size, workers=workers, on_error=on_error
+    )
     dev = resolve_device(device)
     loaded = _load_members(members)
     class_names = resolve_class_names(loaded, classes)
-    _check_list(list_file, kind=kind, num_classes=loaded[0].num_classes, checkpoint=loaded[0].path,
-                skip=on_error == "skip")
+    _check_list(
+        list_file, kind=kind, num_classes=loaded[0].num_classes, checkpoint=loaded[0].path, skip=on_error == "skip"
+    )
     protocol = dataclasses.replace(
         protocol, size=protocol.size or loaded[0].input_size, scale_size=protocol.scale_size or loaded[0].scale_size
     )
-    main, datasets = _member_datasets(loaded, protocol=protocol, list_file=list_file, root=root, kind=kind,
-                                      template=template, normalize=normalize, on_error=on_error,
-                                      flow_list=flow_list, flow_root=flow_root)
+    main, datasets = _member_datasets(
+        loaded,
+        protocol=protocol,
+        list_file=list_file,
+        root=root,
+        kind=kind,
+        template=template,
+        normalize=normalize,
+        on_error=on_error,
+        flow_list=flow_list,
+        flow_root=flow_root,
+    )
     start = time.perf_counter()
-    scored = _score_members(loaded, datasets, main, protocol=protocol, device=dev, batch_size=batch_size,
-                            workers=workers, skip=on_error == "skip", progress=progress)
-    result = _fuse_and_measure(scored, weights, loaded, main, list_file=list_file, class_names=class_names,
-                               protocol=protocol, seconds=time.perf_counter() - start)
+    scored = _score_members(
+        loaded,
+        datasets,
+        main,
+        protocol=protocol,
+        device=dev,
+        batch_size=batch_size,
+        workers=workers,
+        skip=on_error == "skip",
+        progress=progress,
+    )
+    result = _fuse_and_measure(
+        scored,
+        weights,
+        loaded,
+        main,
+        list_file=list_file,
+        class_names=class_names,
+        protocol=protocol,
+        seconds=time.perf_counter() - start,
+    )
     if out_dir is not None:
         result.files = write_results(result, out_dir)
     return result
 
 
 def _checked_inputs(
-    members: Sequence[Member | str | Path], *, root: str | Path, list_file: str | Path, batch_size: int,
-    workers: int, on_error: str,
+    members: Sequence[Member | str | Path],
+    *,
+    root: str | Path,
+    list_file: str | Path,
+    batch_size: int,
+    workers: int,
+    on_error: str,
 ) -> tuple[list[Member], list[float], Path, Path]:
     """`evaluate`'s arguments checked before anything loads: the members, their normalised
     weights, the data root and the list file (under the root)."""
@@ -246,8 +284,16 @@ def _checked_inputs(
 
 
 def _member_datasets(
-    loaded: Sequence[LoadedCheckpoint], *, protocol: EvalProtocol, list_file: Path, root: Path, kind: ListKind,
-    template: str, normalize: bool | None, on_error: Literal["raise", "skip"], flow_list: str | Path | None,
+    loaded: Sequence[LoadedCheckpoint],
+    *,
+    protocol: EvalProtocol,
+    list_file: Path,
+    root: Path,
+    kind: ListKind,
+    template: str,
+    normalize: bool | None,
+    on_error: Literal["raise", "skip"],
+    flow_list: str | Path | None,
     flow_root: str | Path | None,
 ) -> tuple[VideoDataset, list[VideoDataset]]:
     """The videos the metrics are over (``list_file``, as the first member samples it) and each
@@ -255,22 +301,43 @@ def _member_datasets(
     its flow stacks from ``flow_list`` (under ``flow_root``, default ``root``)."""
     rgb_normalize = loaded[0].normalize if normalize is None else normalize  # every RGB member's
     flow_root = Path(flow_root) if flow_root is not None else root
-    rgb: dict[str, Any] = {"list_file": list_file, "root": root, "normalize": rgb_normalize, "kind": kind,
-                           "template": template, "num_classes": loaded[0].num_classes, "on_error": on_error}
-    main = protocol.dataset(modality="rgb", n_segment=loaded[0].n_segment,
-                            check_files=any(c.config.modality != "flow" for c in loaded), **rgb)
+    rgb: dict[str, Any] = {
+        "list_file": list_file,
+        "root": root,
+        "normalize": rgb_normalize,
+        "kind": kind,
+        "template": template,
+        "num_classes": loaded[0].num_classes,
+        "on_error": on_error,
+    }
+    main = protocol.dataset(
+        modality="rgb",
+        n_segment=loaded[0].n_segment,
+        check_files=any(c.config.modality != "flow" for c in loaded),
+        **rgb,
+    )
     datasets: list[VideoDataset] = []
     for c in loaded:
         if c.config.modality != "flow":
             datasets.append(protocol.dataset(modality="rgb", n_segment=c.n_segment, **rgb))
             continue
         if flow_list is None:
-            raise ValueError(f"{c.path} is a flow model: give the flow list of the videos "
-                             "(flow_list=, tsm test --flow-list; tsm prepare flow writes it)")
-        datasets.append(protocol.dataset(
-            modality="flow", list_file=flow_root / flow_list, root=flow_root, n_segment=c.n_segment,
-            normalize=c.normalize if normalize is None else normalize, flow_length=c.config.flow_length,
-            num_classes=loaded[0].num_classes, on_error=on_error))
+            raise ValueError(
+                f"{c.path} is a flow model: give the flow list of the videos "
+                "(flow_list=, tsm test --flow-list; tsm prepare flow writes it)"
+            )
+        datasets.append(
+            protocol.dataset(
+                modality="flow",
+                list_file=flow_root / flow_list,
+                root=flow_root,
+                n_segment=c.n_segment,
+                normalize=c.normalize if normalize is None else normalize,
+                flow_length=c.config.flow_length,
+                num_classes=loaded[0].num_classes,
+                on_error=on_error,
+            )
+        )
     return main, datasets
 
 
@@ -288,32 +355,70 @@ def _load_members(members: Sequence[Member]) -> list[LoadedCheckpoint]:
 
 
 def _score_members(
-    loaded: Sequence[LoadedCheckpoint], datasets: Sequence[VideoDataset], main: VideoDataset, *,
-    protocol: EvalProtocol, device: torch.device, batch_size: int, workers: int, skip: bool, progress: bool,
+    loaded: Sequence[LoadedCheckpoint],
+    datasets: Sequence[VideoDataset],
+    main: VideoDataset,
+    *,
+    protocol: EvalProtocol,
+    device: torch.device,
+    batch_size: int,
+    workers: int,
+    skip: bool,
+    progress: bool,
 ) -> list[VideoScores]:
     """Every member's fused view scores (`_score_member`), one member after the other."""
     return [
-        _score_member(c, dataset, main, protocol=protocol, device=device, batch_size=batch_size, workers=workers,
-                      skip=skip, progress=progress, desc=f"test {c.path.name}" if len(loaded) == 1
-                      else f"test {m + 1}/{len(loaded)} {c.path.name}")
-        for m, (c, dataset) in enumerate(zip(loaded, datasets))
+        _score_member(
+            c,
+            dataset,
+            main,
+            protocol=protocol,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            skip=skip,
+            progress=progress,
+            desc=f"test {c.path.name}" if len(loaded) == 1 else f"test {m + 1}/{len(loaded)} {c.path.name}",
+        )
+        for m, (c, dataset) in enumerate(zip(loaded, datasets, strict=True))
     ]
 
 
 def _score_member(
-    checkpoint: LoadedCheckpoint, dataset: VideoDataset, main: VideoDataset, *, protocol: EvalProtocol,
-    device: torch.device, batch_size: int, workers: int, skip: bool, progress: bool, desc: str,
+    checkpoint: LoadedCheckpoint,
+    dataset: VideoDataset,
+    main: VideoDataset,
+    *,
+    protocol: EvalProtocol,
+    device: torch.device,
+    batch_size: int,
+    workers: int,
+    skip: bool,
+    progress: bool,
+    desc: str,
 ) -> VideoScores:
     """One member's fused view scores, indexed by ``main``'s videos; its model visits
     ``device`` only while it scores. A member reading another list (a flow stream) scores
     the entries that pair with ``main``'s videos (`pair_records`)."""
-    positions, unpaired = (None, {}) if dataset.list_file == main.list_file and dataset.records == main.records \
+    positions, unpaired = (
+        (None, {})
+        if dataset.list_file == main.list_file and dataset.records == main.records
         else pair_records(main, dataset, skip=skip)
+    )
     model = checkpoint.model.to(device).eval()
     try:
-        scores = score_videos(model, dataset, device=device, views=protocol.views, fusion=protocol.fusion,
-                              indices=None if positions is None else np.flatnonzero(positions >= 0).tolist(),
-                              batch_size=batch_size, workers=workers, progress=progress, desc=desc)
+        scores = score_videos(
+            model,
+            dataset,
+            device=device,
+            views=protocol.views,
+            fusion=protocol.fusion,
+            indices=None if positions is None else np.flatnonzero(positions >= 0).tolist(),
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            desc=desc,
+        )
     finally:
         checkpoint.model.to("cpu")
     if positions is None:
@@ -339,7 +444,7 @@ def _fuse_and_measure(
     scores = np.zeros((n, num_classes), dtype=np.float64)
     done = np.zeros((len(scored), n), dtype=bool)
     skipped: dict[int, str] = {}
-    for m, (member, weight) in enumerate(zip(scored, weights)):
+    for m, (member, weight) in enumerate(zip(scored, weights, strict=True)):
         if len(member.indices):
             scores[member.indices] += weight * member.scores
         done[m, member.indices] = True
@@ -354,13 +459,29 @@ def _fuse_and_measure(
     scores = scores[ok]
     metrics = compute_metrics(scores, labels, num_classes)
     return EvalResult(
-        top1=metrics.top1, top5=metrics.top5, mean_class=metrics.mean_class, per_class=metrics.per_class,
-        confusion=metrics.confusion, scores=scores, labels=labels,
-        videos=[r.path for r, good in zip(records, ok) if good], class_names=class_names, protocol=protocol,
-        members=[{"checkpoint": c.path, "weight": w, "arch": c.config.arch, "family": c.config.family,
-                  "n_segment": c.n_segment, "shift": c.config.shift, "modality": c.config.modality,
-                  "flow_length": c.config.flow_length}
-                 for c, w in zip(loaded, weights)],
-        skipped=reasons, seconds=seconds,
+        top1=metrics.top1,
+        top5=metrics.top5,
+        mean_class=metrics.mean_class,
+        per_class=metrics.per_class,
+        confusion=metrics.confusion,
+        scores=scores,
+        labels=labels,
+        videos=[r.path for r, good in zip(records, ok, strict=True) if good],
+        class_names=class_names,
+        protocol=protocol,
+        members=[
+            {
+                "checkpoint": c.path,
+                "weight": w,
+                "arch": c.config.arch,
+                "family": c.config.family,
+                "n_segment": c.n_segment,
+                "shift": c.config.shift,
+                "modality": c.config.modality,
+                "flow_length": c.config.flow_length,
+            }
+            for c, w in zip(loaded, weights, strict=True)
+        ],
+        skipped=reasons,
+        seconds=seconds,
     )
-

@@ -110,15 +110,27 @@ def reproduce(
     plan = budget_named(budget) if isinstance(budget, str) else budget
     seeds_run = seed_list(plan, seeds)
     out = Path(out_dir)
-    data = prepare_demo_data(out / "data" / f"synthetic_{plan.num_videos}", num_videos=plan.num_videos, seed=0,
-                             progress=progress)
+    data = prepare_demo_data(
+        out / "data" / f"synthetic_{plan.num_videos}", num_videos=plan.num_videos, seed=0, progress=progress
+    )
     results = []
     reuse: dict[str, dict[str, Any]] = {}  # runs trained so far: `all` trains each distinct run once
     for name in names:
-        log(f"[{name}] {plan.name} budget: {plan.num_videos} clips, {plan.epochs} epochs of batch "
-            f"{plan.batch_size}, seeds {seeds_run}")
-        result = RUNNERS[name](out_dir=out / name, data_root=data.root, budget=plan, seeds=seeds_run, device=device,
-                               progress=progress, log=log, jobs=jobs, reuse=reuse)
+        log(
+            f"[{name}] {plan.name} budget: {plan.num_videos} clips, {plan.epochs} epochs of batch "
+            f"{plan.batch_size}, seeds {seeds_run}"
+        )
+        result = RUNNERS[name](
+            out_dir=out / name,
+            data_root=data.root,
+            budget=plan,
+            seeds=seeds_run,
+            device=device,
+            progress=progress,
+            log=log,
+            jobs=jobs,
+            reuse=reuse,
+        )
         results.append(result)
     return results
 
@@ -126,8 +138,12 @@ def reproduce(
 def report(result: ExperimentResult) -> str:
     """The experiment's table and notes, as printed by ``tsm reproduce``."""
     seeds = f"{len(result.seeds)} seed" + ("" if len(result.seeds) == 1 else "s")
-    lines = [f"## {result.experiment} ({result.budget.name} budget, {seeds}, {result.seconds / 60:.1f} min)", "",
-             result.table, ""]
+    lines = [
+        f"## {result.experiment} ({result.budget.name} budget, {seeds}, {result.seconds / 60:.1f} min)",
+        "",
+        result.table,
+        "",
+    ]
     lines += [f"- {note}" for note in result.notes]
     lines += [f"wrote {', '.join(str(p) for p in result.files.values())}"]
     return "\n".join(lines)

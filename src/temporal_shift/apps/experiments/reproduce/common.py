@@ -64,12 +64,20 @@ BUDGETS: dict[str, Budget] = {
     # at most ~15 minutes per experiment on a quiet 2-core CPU (6 arms x 2 seeds of 180 steps,
     # two runs side by side): TSM has begun to learn the order by then (on this data its first
     # pairs come after 150-360 steps), the demo's 1440 learn all five
-    "small": Budget("small", num_videos=1800, epochs=2, seeds=2, bench_arch="resnet50", bench_size=112,
-                    bench_repeats=15),
+    "small": Budget(
+        "small", num_videos=1800, epochs=2, seeds=2, bench_arch="resnet50", bench_size=112, bench_repeats=15
+    ),
     # the demo's data and epochs (1440 steps per run), five seeds, ResNet-50 at the paper's
     # 224x224 for latency: hours on a CPU, minutes on a GPU
-    "full": Budget("full", num_videos=DEMO_VIDEOS, epochs=DEMO_EPOCHS, seeds=5, bench_arch="resnet50", bench_size=224,
-                   bench_repeats=30),
+    "full": Budget(
+        "full",
+        num_videos=DEMO_VIDEOS,
+        epochs=DEMO_EPOCHS,
+        seeds=5,
+        bench_arch="resnet50",
+        bench_size=224,
+        bench_repeats=30,
+    ),
 }
 
 
@@ -133,16 +141,32 @@ def seed_list(budget: Budget, seeds: int | None) -> list[int]:
 
 
 def train_arm(
-    arm: Arm, *, data_root: Path, out_dir: Path, budget: Budget, seed: int, device: str = "auto",
+    arm: Arm,
+    *,
+    data_root: Path,
+    out_dir: Path,
+    budget: Budget,
+    seed: int,
+    device: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train one arm with one seed and test it (`recipe.train_and_test`); its record: arm, group,
     seed, model settings, metrics, params, GMACs, time, steps, checkpoint."""
-    run = train_and_test(arm, data_root=data_root, out_dir=out_dir, budget=budget, seed=seed, device=device,
-                         progress=progress)
-    return {"arm": arm.label, "group": arm.group, "seed": seed, "model": arm.model, **run["metrics"],
-            "params_m": run["params_m"], "gmacs": run["flops"] / 2e9, "train_seconds": run["train_seconds"],
-            "steps": run["steps"], "checkpoint": run["checkpoint"]}
+    run = train_and_test(
+        arm, data_root=data_root, out_dir=out_dir, budget=budget, seed=seed, device=device, progress=progress
+    )
+    return {
+        "arm": arm.label,
+        "group": arm.group,
+        "seed": seed,
+        "model": arm.model,
+        **run["metrics"],
+        "params_m": run["params_m"],
+        "gmacs": run["flops"] / 2e9,
+        "train_seconds": run["train_seconds"],
+        "steps": run["steps"],
+        "checkpoint": run["checkpoint"],
+    }
 
 
 def seed_stats(values: Sequence[float]) -> dict[str, float]:
@@ -196,7 +220,9 @@ def format_stats(s: dict[str, float]) -> str:
 
 
 def markdown_table(
-    summary: Sequence[dict[str, Any]], *, extra: Sequence[tuple[str, Callable[[dict[str, Any]], str]]] = (),
+    summary: Sequence[dict[str, Any]],
+    *,
+    extra: Sequence[tuple[str, Callable[[dict[str, Any]], str]]] = (),
 ) -> str:
     """The summary as a markdown table: arm, the metrics (mean ± sd over seeds), params,
     GMACs, and ``extra`` columns (header, row -> text)."""
@@ -226,14 +252,27 @@ def run_key(arm: Arm, *, data_root: Path, budget: Budget, seed: int, device: str
     with the budget's epochs and batch size, the data, the seed and the device."""
     config = arm_config(arm, data_root=data_root, out_dir=Path("."), budget=budget, seed=seed, device=device)
     recipe_now = {section: dataclasses.asdict(getattr(config, section)) for section in ("model", "data", "optim")}
-    return json.dumps({"recipe": recipe_now, "seed": seed, "device": device,
-                       "data_root": str(Path(data_root).resolve())}, sort_keys=True, default=str)
+    return json.dumps(
+        {"recipe": recipe_now, "seed": seed, "device": device, "data_root": str(Path(data_root).resolve())},
+        sort_keys=True,
+        default=str,
+    )
 
 
 def run_arms(
-    arms: Sequence[Arm], *, name: str, out: Path, data_root: Path, budget: Budget, seeds: list[int], device: str,
-    progress: bool, log: Callable[[str], None], jobs: int | None = None,
-    tolerate: Callable[[Arm], bool] = lambda arm: False, reuse: dict[str, dict[str, Any]] | None = None,
+    arms: Sequence[Arm],
+    *,
+    name: str,
+    out: Path,
+    data_root: Path,
+    budget: Budget,
+    seeds: list[int],
+    device: str,
+    progress: bool,
+    log: Callable[[str], None],
+    jobs: int | None = None,
+    tolerate: Callable[[Arm], bool] = lambda arm: False,
+    reuse: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every arm with every seed (seed-major: the first runs to finish have every arm once),
     side by side on a CPU (`side_by_side`); the records in that order. An arm for which
@@ -251,25 +290,46 @@ def run_arms(
     from temporal_shift.ops.runtime import resolve_device
 
     everything = [(seed, arm) for seed in seeds for arm in arms]
-    keys = [run_key(arm, data_root=data_root, budget=budget, seed=seed, device=device) if reuse is not None else ""
-            for seed, arm in everything]
+    keys = [
+        run_key(arm, data_root=data_root, budget=budget, seed=seed, device=device) if reuse is not None else ""
+        for seed, arm in everything
+    ]
     known = reuse if reuse is not None else {}
-    plan = [(seed, arm) for (seed, arm), key in zip(everything, keys) if key not in known]
+    plan = [(seed, arm) for (seed, arm), key in zip(everything, keys, strict=True) if key not in known]
     slots = plan_slots(str(resolve_device(device)), max(1, len(plan)), jobs=jobs)
     reused = len(everything) - len(plan)
-    log(f"[{name}] {len(everything)} runs" + (f", {reused} of them already trained by an earlier experiment "
-                                              "(same model, recipe, data and seed): reused" if reused else "")
-        + (f"; {len(plan)} to train, {slots.describe()}" if plan else ""))
-    calls = [{"arm": arm, "data_root": data_root, "out_dir": out / arm.slug / f"seed{seed}", "budget": budget,
-              "seed": seed, "device": device, "progress": progress and slots.runs == 1, "tolerate": tolerate(arm)}
-             for seed, arm in plan]
+    log(
+        f"[{name}] {len(everything)} runs"
+        + (
+            f", {reused} of them already trained by an earlier experiment (same model, recipe, data and seed): reused"
+            if reused
+            else ""
+        )
+        + (f"; {len(plan)} to train, {slots.describe()}" if plan else "")
+    )
+    calls = [
+        {
+            "arm": arm,
+            "data_root": data_root,
+            "out_dir": out / arm.slug / f"seed{seed}",
+            "budget": budget,
+            "seed": seed,
+            "device": device,
+            "progress": progress and slots.runs == 1,
+            "tolerate": tolerate(arm),
+        }
+        for seed, arm in plan
+    ]
     done = _progress_lines(name=name, plan=plan, log=log)
     trained = iter(run_side_by_side(_arm_job, calls, slots, on_done=done) if plan else [])
     return _records(everything, keys, known=known, trained=trained, reuse=reuse, name=name)
 
 
 def _progress_lines(
-    *, name: str, plan: Sequence[tuple[int, Arm]], log: Callable[[str], None],
+    *,
+    name: str,
+    plan: Sequence[tuple[int, Arm]],
+    log: Callable[[str], None],
 ) -> Callable[[int, dict[str, Any]], None]:
     """The ``on_done`` of `run_arms`' runs: a line per finished run (its metrics, or why it did not run)."""
     started = time.perf_counter()
@@ -282,21 +342,28 @@ def _progress_lines(
         if "error" in record:
             log(f"[{name} {finished}/{len(plan)}] {arm.label}, seed {seed}: not run: {record['error']}")
             return
-        log(f"[{name} {finished}/{len(plan)}] {arm.label}, seed {seed}: top-1 {record['top1']:.1f}%, order "
+        log(
+            f"[{name} {finished}/{len(plan)}] {arm.label}, seed {seed}: top-1 {record['top1']:.1f}%, order "
             f"{record['order_acc']:.1f}%, {record['gmacs']:.3f} GMACs ({record['train_seconds']:.0f} s training; "
-            f"{time.perf_counter() - started:.0f} s since the first run started)")
+            f"{time.perf_counter() - started:.0f} s since the first run started)"
+        )
 
     return done
 
 
 def _records(
-    everything: Sequence[tuple[int, Arm]], keys: Sequence[str], *, known: dict[str, dict[str, Any]],
-    trained: Iterator[dict[str, Any]], reuse: dict[str, dict[str, Any]] | None, name: str,
+    everything: Sequence[tuple[int, Arm]],
+    keys: Sequence[str],
+    *,
+    known: dict[str, dict[str, Any]],
+    trained: Iterator[dict[str, Any]],
+    reuse: dict[str, dict[str, Any]] | None,
+    name: str,
 ) -> list[dict[str, Any]]:
     """`run_arms`' records in ``everything``'s order: a known run's record under this arm's label,
     else the next one trained (added to ``reuse``)."""
     records = []
-    for (seed, arm), key in zip(everything, keys):
+    for (seed, arm), key in zip(everything, keys, strict=True):
         if key in known:
             earlier = known[key]
             record = {**copy.deepcopy(earlier), "arm": arm.label, "group": arm.group, "model": arm.model}
@@ -321,15 +388,22 @@ def write_result(result: ExperimentResult, plot: Callable[[Path], Path] | None) 
     for run in result.runs:
         if "reused_from" in run:
             reused.setdefault(f"{run['arm']} = {run['reused_from']}", set()).add(str(run["seed"]))
-    result.notes += [f"not trained again, the same run (model, recipe, data, seed {', '.join(sorted(seeds))}): {what}"
-                     for what, seeds in reused.items()]
+    result.notes += [
+        f"not trained again, the same run (model, recipe, data, seed {', '.join(sorted(seeds))}): {what}"
+        for what, seeds in reused.items()
+    ]
     json_path = out / "results.json"
     json_path.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     md = [f"# {result.experiment} ({result.budget.name} budget, seeds {result.seeds})", "", result.table, ""]
     md += [f"- {note}" for note in result.notes]
     m = machine()
-    md += ["", f"Machine: {m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']}"
-           + (f", {m['cuda']}" if m["cuda"] else "") + f"; {result.seconds / 60:.1f} min in all.", ""]
+    md += [
+        "",
+        f"Machine: {m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']}"
+        + (f", {m['cuda']}" if m["cuda"] else "")
+        + f"; {result.seconds / 60:.1f} min in all.",
+        "",
+    ]
     md_path = out / "results.md"
     md_path.write_text("\n".join(md))
     result.files = {"json": json_path, "markdown": md_path}

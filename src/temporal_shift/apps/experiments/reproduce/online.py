@@ -31,8 +31,9 @@ def arms() -> list[Arm]:
     ]
 
 
-def streaming_accuracy(checkpoint: str | Path, *, data_root: Path, device: str = "auto",
-                       batch_size: int = 64) -> dict[str, list[float]]:
+def streaming_accuracy(
+    checkpoint: str | Path, *, data_root: Path, device: str = "auto", batch_size: int = 64
+) -> dict[str, list[float]]:
     """The causal checkpoint run as a stream (`OnlineRecognizer`: one frame at a time, shift
     buffers carried over) on every validation clip: top-1 and order accuracy (%) of the
     running mean of the per-frame scores after 1, 2, ..., T frames. After T frames this is
@@ -53,9 +54,14 @@ def streaming_accuracy(checkpoint: str | Path, *, data_root: Path, device: str =
     online = OnlineRecognizer(loaded.model).to(dev)
     # the clips `evaluate` scores: centre frames of T segments, the checkpoint's test transform
     transform = test_transform(size=loaded.input_size, scale_size=loaded.scale_size, normalize=loaded.normalize)
-    dataset = VideoDataset(list_file=data_root / VAL_FRAMES_LIST, root=data_root, kind="frames",
-                           sampler=TSNSampler(n_segment=t, train=False), transform=transform,
-                           num_classes=NUM_CLASSES)
+    dataset = VideoDataset(
+        list_file=data_root / VAL_FRAMES_LIST,
+        root=data_root,
+        kind="frames",
+        sampler=TSNSampler(n_segment=t, train=False),
+        transform=transform,
+        num_classes=NUM_CLASSES,
+    )
     sums: list[list[np.ndarray]] = [[] for _ in range(t)]
     labels: list[np.ndarray] = []
     with torch.inference_mode():
@@ -78,16 +84,34 @@ def streaming_accuracy(checkpoint: str | Path, *, data_root: Path, device: str =
 
 
 def run(
-    *, out_dir: Path, data_root: Path, budget: common.Budget, seeds: list[int], device: str = "auto",
-    progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
+    *,
+    out_dir: Path,
+    data_root: Path,
+    budget: common.Budget,
+    seeds: list[int],
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    jobs: int | None = None,
     reuse: dict[str, dict[str, Any]] | None = None,
 ) -> common.ExperimentResult:
     """Train and test the three arms with every seed, stream every causal run's checkpoint
     (its curve in its record), write the results and the plot."""
     started = time.perf_counter()
     chosen = arms()
-    runs = common.run_arms(chosen, name=NAME, out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                           device=device, progress=progress, log=log, jobs=jobs, reuse=reuse)
+    runs = common.run_arms(
+        chosen,
+        name=NAME,
+        out=out_dir,
+        data_root=data_root,
+        budget=budget,
+        seeds=seeds,
+        device=device,
+        progress=progress,
+        log=log,
+        jobs=jobs,
+        reuse=reuse,
+    )
     streams = []
     for record in runs:
         if record["group"] == "online":
@@ -97,8 +121,18 @@ def run(
     summary = common.summarize_runs(runs, chosen)
     streaming = _streaming_summary(streams)
     table, notes = _table_and_notes(summary, streaming)
-    result = common.ExperimentResult(NAME, budget, seeds, runs, summary, table, notes, {"streaming": streaming},
-                                     out_dir, seconds=time.perf_counter() - started)
+    result = common.ExperimentResult(
+        NAME,
+        budget,
+        seeds,
+        runs,
+        summary,
+        table,
+        notes,
+        {"streaming": streaming},
+        out_dir,
+        seconds=time.perf_counter() - started,
+    )
     return common.write_result(result, lambda path: plot(summary, streaming, seeds=len(seeds), path=path))
 
 
@@ -109,7 +143,7 @@ def _streaming_summary(streams: Sequence[dict[str, list[float]]]) -> dict[str, A
     top1 = [common.seed_stats([c["top1"][i] for c in streams]) for i in range(len(frames))]
     order = [common.seed_stats([c["order_acc"][i] for c in streams]) for i in range(len(frames))]
     final = top1[-1]["mean"]
-    needed = next(f for f, s in zip(frames, top1) if s["mean"] >= final - 1.0)
+    needed = next(f for f, s in zip(frames, top1, strict=True) if s["mean"] >= final - 1.0)
     return {"frames": frames, "top1": top1, "order_acc": order, "frames_to_within_1_point": needed}
 
 
@@ -118,6 +152,7 @@ def _table_and_notes(summary: Sequence[dict[str, Any]], streaming: dict[str, Any
     by_group = {row["group"]: row for row in summary}
     online_row, offline_row = by_group["online"], by_group["offline"]
     frames = streaming["frames"]
+
     def vs_offline(row: dict[str, Any]) -> str:
         return "-" if row is offline_row else common.compare(row["top1"], offline_row["top1"])
 
@@ -128,10 +163,12 @@ def _table_and_notes(summary: Sequence[dict[str, Any]], streaming: dict[str, Any
     table += "| top-1 % | " + " | ".join(common.format_stats(s) for s in streaming["top1"]) + " |\n"
     table += "| order acc. % | " + " | ".join(common.format_stats(s) for s in streaming["order_acc"]) + " |"
     final = streaming["top1"][-1]["mean"]
-    notes = [f"causal - bidirectional TSM (top-1): {common.compare(online_row['top1'], offline_row['top1'])}",
-             f"causal TSM - TSN (top-1): {common.compare(online_row['top1'], by_group['tsn']['top1'])}",
-             f"the stream is within 1 point of its final top-1 ({final:.1f}%) after "
-             f"{streaming['frames_to_within_1_point']} of {len(frames)} frames"]
+    notes = [
+        f"causal - bidirectional TSM (top-1): {common.compare(online_row['top1'], offline_row['top1'])}",
+        f"causal TSM - TSN (top-1): {common.compare(online_row['top1'], by_group['tsn']['top1'])}",
+        f"the stream is within 1 point of its final top-1 ({final:.1f}%) after "
+        f"{streaming['frames_to_within_1_point']} of {len(frames)} frames",
+    ]
     return table, notes
 
 
@@ -144,20 +181,34 @@ def plot(summary: Sequence[dict[str, Any]], streaming: dict[str, Any], *, seeds:
     xs = list(range(len(summary)))
     for k, (key, label) in enumerate((("top1", "val top-1"), ("order_acc", "order accuracy"))):
         offs = [x + (k - 0.5) * 0.38 for x in xs]
-        bars.bar(offs, [r[key]["mean"] for r in summary], 0.38, yerr=[r[key]["sd"] for r in summary],
-                 capsize=4, label=label)
+        bars.bar(
+            offs, [r[key]["mean"] for r in summary], 0.38, yerr=[r[key]["sd"] for r in summary], capsize=4, label=label
+        )
     bars.set_xticks(xs, [r["arm"].replace(" (", "\n(") for r in summary], fontsize=8)
     bars.set_ylabel(f"% ({common.over_seeds(seeds)})")
     bars.set_ylim(0, 105)
     bars.set_title("online (causal) vs offline TSM, same budget")
     bars.legend(fontsize=8)
     frames, top1, order = streaming["frames"], streaming["top1"], streaming["order_acc"]
-    curve.errorbar(frames, [s["mean"] for s in top1], yerr=[s["sd"] for s in top1], fmt="o-",
-                   capsize=3, label="streaming causal TSM, top-1")
-    curve.errorbar(frames, [s["mean"] for s in order], yerr=[s["sd"] for s in order], fmt="^:",
-                   capsize=3, label="streaming causal TSM, order accuracy")
-    curve.axhline(offline_row["top1"]["mean"], color="tab:orange", ls="--", lw=1,
-                  label="offline bidirectional TSM, whole clip")
+    curve.errorbar(
+        frames,
+        [s["mean"] for s in top1],
+        yerr=[s["sd"] for s in top1],
+        fmt="o-",
+        capsize=3,
+        label="streaming causal TSM, top-1",
+    )
+    curve.errorbar(
+        frames,
+        [s["mean"] for s in order],
+        yerr=[s["sd"] for s in order],
+        fmt="^:",
+        capsize=3,
+        label="streaming causal TSM, order accuracy",
+    )
+    curve.axhline(
+        offline_row["top1"]["mean"], color="tab:orange", ls="--", lw=1, label="offline bidirectional TSM, whole clip"
+    )
     curve.set_xlabel("frames seen")
     curve.set_ylabel("%")
     curve.set_ylim(0, 105)

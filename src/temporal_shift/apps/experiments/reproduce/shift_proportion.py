@@ -19,18 +19,30 @@ from temporal_shift.apps.experiments.reproduce import common
 
 NAME = "shift-proportion"
 PROPORTIONS: tuple[tuple[str, int | None], ...] = (
-    ("0 (TSN)", None), ("1/16", 32), ("1/8", 16), ("1/4", 8), ("1/2", 4), ("1 (all)", 2),
+    ("0 (TSN)", None),
+    ("1/16", 32),
+    ("1/8", 16),
+    ("1/4", 8),
+    ("1/2", 4),
+    ("1 (all)", 2),
 )
 
 
 def arms() -> list[Arm]:
     """One arm per proportion of `PROPORTIONS` (group: the proportion)."""
-    return [Arm(label=f"shift {label}", model={"shift": False} if fd is None else {"shift": True, "fold_div": fd},
-                group=label) for label, fd in PROPORTIONS]
+    return [
+        Arm(
+            label=f"shift {label}",
+            model={"shift": False} if fd is None else {"shift": True, "fold_div": fd},
+            group=label,
+        )
+        for label, fd in PROPORTIONS
+    ]
 
 
-def shift_latency(*, arch: str, size: int, n_segment: int, repeats: int, device: str = "auto",
-                  warmup: int = 2) -> dict[str, Any]:
+def shift_latency(
+    *, arch: str, size: int, n_segment: int, repeats: int, device: str = "auto", warmup: int = 2
+) -> dict[str, Any]:
     """Inference latency of TSN and TSM at every shift proportion (`PROPORTIONS`), all with
     TSN's weights, one clip, timed in interleaved rounds; per proportion the median and IQR
     of the per-round ratio to TSN."""
@@ -46,10 +58,18 @@ def shift_latency(*, arch: str, size: int, n_segment: int, repeats: int, device:
     base = PROPORTIONS[0][0]
     rows = {}
     for label, _ in PROPORTIONS:
-        ratios = [b / a for a, b in zip(times[base], times[label])]
+        ratios = [b / a for a, b in zip(times[base], times[label], strict=True)]
         rows[label] = {"latency_ms": summarize([t * 1e3 for t in times[label]]), "ratio": summarize(ratios)}
-    return {"arch": arch, "size": size, "n_segment": n_segment, "batch_size": 1, "repeats": repeats,
-            "device": str(dev), "threads": torch.get_num_threads(), "per_proportion": rows}
+    return {
+        "arch": arch,
+        "size": size,
+        "n_segment": n_segment,
+        "batch_size": 1,
+        "repeats": repeats,
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "per_proportion": rows,
+    }
 
 
 def _models_with_tsn_weights(arch: str, *, n_segment: int) -> dict[str, torch.nn.Module]:
@@ -72,24 +92,59 @@ def _models_with_tsn_weights(arch: str, *, n_segment: int) -> dict[str, torch.nn
 
 
 def run(
-    *, out_dir: Path, data_root: Path, budget: common.Budget, seeds: list[int], device: str = "auto",
-    progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
+    *,
+    out_dir: Path,
+    data_root: Path,
+    budget: common.Budget,
+    seeds: list[int],
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    jobs: int | None = None,
     reuse: dict[str, dict[str, Any]] | None = None,
 ) -> common.ExperimentResult:
     """Train and test every proportion's arm with every seed, time the proportions, write the
     results and the plot (accuracy and latency overhead against the proportion)."""
     started = time.perf_counter()
     chosen = arms()
-    runs = common.run_arms(chosen, name=NAME, out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                           device=device, progress=progress, log=log, jobs=jobs, reuse=reuse)
+    runs = common.run_arms(
+        chosen,
+        name=NAME,
+        out=out_dir,
+        data_root=data_root,
+        budget=budget,
+        seeds=seeds,
+        device=device,
+        progress=progress,
+        log=log,
+        jobs=jobs,
+        reuse=reuse,
+    )
     summary = common.summarize_runs(runs, chosen)
-    log(f"[{NAME}] latency: {budget.bench_arch} {budget.bench_size}x{budget.bench_size}, "
-        f"T={DEMO_SEGMENTS}, {budget.bench_repeats} interleaved rounds")
-    latency = shift_latency(arch=budget.bench_arch, size=budget.bench_size, n_segment=DEMO_SEGMENTS,
-                            repeats=budget.bench_repeats, device=device)
+    log(
+        f"[{NAME}] latency: {budget.bench_arch} {budget.bench_size}x{budget.bench_size}, "
+        f"T={DEMO_SEGMENTS}, {budget.bench_repeats} interleaved rounds"
+    )
+    latency = shift_latency(
+        arch=budget.bench_arch,
+        size=budget.bench_size,
+        n_segment=DEMO_SEGMENTS,
+        repeats=budget.bench_repeats,
+        device=device,
+    )
     table, notes = _table_and_notes(summary, latency)
-    result = common.ExperimentResult(NAME, budget, seeds, runs, summary, table, notes, {"latency": latency}, out_dir,
-                                     seconds=time.perf_counter() - started)
+    result = common.ExperimentResult(
+        NAME,
+        budget,
+        seeds,
+        runs,
+        summary,
+        table,
+        notes,
+        {"latency": latency},
+        out_dir,
+        seconds=time.perf_counter() - started,
+    )
     return common.write_result(result, lambda path: plot(summary, latency, seeds=len(seeds), path=path))
 
 
@@ -102,16 +157,21 @@ def _table_and_notes(summary: Sequence[dict[str, Any]], latency: dict[str, Any])
         r = latency["per_proportion"][row["group"]]["ratio"]
         return f"{100 * (r['median'] - 1):+.1f}% ({100 * (r['q1'] - 1):+.1f}..{100 * (r['q3'] - 1):+.1f})"
 
-    table = common.markdown_table(summary, extra=[
-        ("vs 1/4 (top-1)", lambda row: "-" if row is ref else common.compare(row["top1"], ref["top1"])),
-        (f"latency vs TSN ({latency['arch']}, {latency['size']}px)", overhead),
-    ])
+    table = common.markdown_table(
+        summary,
+        extra=[
+            ("vs 1/4 (top-1)", lambda row: "-" if row is ref else common.compare(row["top1"], ref["top1"])),
+            (f"latency vs TSN ({latency['arch']}, {latency['size']}px)", overhead),
+        ],
+    )
     best = max(summary, key=lambda r: r["top1"]["mean"])
-    notes = [f"best top-1: {best['arm']} ({common.format_stats(best['top1'])}); 1/4 vs no shift: "
-             f"{common.compare(ref['top1'], tsn['top1'])}; "
-             f"all channels vs 1/4: {common.compare(summary[-1]['top1'], ref['top1'])}",
-             "latency: median of the per-round ratio to TSN (IQR), identical weights, batch 1, "
-             f"{latency['device']}, {latency['threads']} threads"]
+    notes = [
+        f"best top-1: {best['arm']} ({common.format_stats(best['top1'])}); 1/4 vs no shift: "
+        f"{common.compare(ref['top1'], tsn['top1'])}; "
+        f"all channels vs 1/4: {common.compare(summary[-1]['top1'], ref['top1'])}",
+        "latency: median of the per-round ratio to TSN (IQR), identical weights, batch 1, "
+        f"{latency['device']}, {latency['threads']} threads",
+    ]
     return table, notes
 
 
@@ -121,8 +181,11 @@ def plot(summary: Sequence[dict[str, Any]], latency: dict[str, Any], *, seeds: i
     fig, (acc, lat) = plt.subplots(1, 2, figsize=(11, 4))
     xs = list(range(len(summary)))
     labels = [r["group"] for r in summary]
-    for key, label, style in (("top1", "val top-1", "o-"), ("temporal_top1", "temporal pairs top-1", "s--"),
-                              ("order_acc", "order accuracy", "^:")):
+    for key, label, style in (
+        ("top1", "val top-1", "o-"),
+        ("temporal_top1", "temporal pairs top-1", "s--"),
+        ("order_acc", "order accuracy", "^:"),
+    ):
         _errorbars(acc, xs, summary, key, fmt=style, label=label)
     acc.set_xticks(xs, labels)
     acc.set_xlabel("proportion of channels shifted")

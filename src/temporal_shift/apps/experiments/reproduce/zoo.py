@@ -33,8 +33,10 @@ def arms(installed: dict[str, type[ClipClassifier]], *, n_segment: int) -> tuple
     that cannot take the recipe are returned with the reason."""
     from temporal_shift.models.config import ModelConfig
 
-    chosen = [Arm(label="TSN", model={"shift": False}, group="tsn"),
-              Arm(label="TSM", model={"shift": True}, group="tsn")]
+    chosen = [
+        Arm(label="TSN", model={"shift": False}, group="tsn"),
+        Arm(label="TSM", model={"shift": True}, group="tsn"),
+    ]
     not_run = []
     for family, cls in installed.items():
         if family == "tsn":
@@ -51,8 +53,15 @@ def arms(installed: dict[str, type[ClipClassifier]], *, n_segment: int) -> tuple
 
 
 def run(
-    *, out_dir: Path, data_root: Path, budget: common.Budget, seeds: list[int], device: str = "auto",
-    progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
+    *,
+    out_dir: Path,
+    data_root: Path,
+    budget: common.Budget,
+    seeds: list[int],
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    jobs: int | None = None,
     reuse: dict[str, dict[str, Any]] | None = None,
 ) -> common.ExperimentResult:
     """Train and test every family that takes the recipe with every seed (a family whose run fails
@@ -62,9 +71,20 @@ def run(
     chosen, not_run = arms(installed, n_segment=DEMO_SEGMENTS)
     runnable = [arm for arm in chosen if not any(n["family"] == arm.group for n in not_run)]
     # a family other than TSN/TSM may fail on the recipe's input (e.g. a 3D network whose pooling needs larger inputs)
-    runs = common.run_arms(runnable, name=NAME, out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                           device=device, progress=progress, log=log, jobs=jobs, reuse=reuse,
-                           tolerate=lambda arm: arm.group != "tsn")
+    runs = common.run_arms(
+        runnable,
+        name=NAME,
+        out=out_dir,
+        data_root=data_root,
+        budget=budget,
+        seeds=seeds,
+        device=device,
+        progress=progress,
+        log=log,
+        jobs=jobs,
+        reuse=reuse,
+        tolerate=lambda arm: arm.group != "tsn",
+    )
     for failed in [r for r in runs if "error" in r]:
         if not any(n["family"] == failed["group"] for n in not_run):
             not_run.append({"family": failed["group"], "reason": failed["error"]})
@@ -72,13 +92,26 @@ def run(
     ran = [a for a in chosen if any(r["arm"] == a.label for r in runs)]
     summary = common.summarize_runs(runs, ran)
     tsm = next(r for r in summary if r["arm"] == "TSM")
-    table = common.markdown_table(summary, extra=[
-        ("vs TSM (top-1)", lambda row: "-" if row is tsm else common.compare(row["top1"], tsm["top1"])),
-    ])
+    table = common.markdown_table(
+        summary,
+        extra=[
+            ("vs TSM (top-1)", lambda row: "-" if row is tsm else common.compare(row["top1"], tsm["top1"])),
+        ],
+    )
     notes = [f"families ran: {', '.join(sorted({a.group for a in ran}))} (installed: {', '.join(installed)})"]
     notes += [f"not run: {n['family']}: {n['reason']}" for n in not_run]
-    result = common.ExperimentResult(NAME, budget, seeds, runs, summary, table, notes, {"not_run": not_run}, out_dir,
-                                     seconds=time.perf_counter() - started)
+    result = common.ExperimentResult(
+        NAME,
+        budget,
+        seeds,
+        runs,
+        summary,
+        table,
+        notes,
+        {"not_run": not_run},
+        out_dir,
+        seconds=time.perf_counter() - started,
+    )
     return common.write_result(result, lambda path: plot(summary, seeds=len(seeds), path=path))
 
 
@@ -91,11 +124,22 @@ def plot(summary: Sequence[dict[str, Any]], *, seeds: int, path: Path) -> Path:
     others = itertools.cycle(_COLOURS)
     for row in summary:
         colour = "tab:orange" if row["arm"] == "TSM" else ("tab:grey" if row["arm"] == "TSN" else next(others))
-        ax.scatter(row["gmacs"], row["top1"]["mean"], s=60 + 1500 * row["params_m"] / biggest, alpha=0.5,
-                   color=colour, edgecolors="k")
+        ax.scatter(
+            row["gmacs"],
+            row["top1"]["mean"],
+            s=60 + 1500 * row["params_m"] / biggest,
+            alpha=0.5,
+            color=colour,
+            edgecolors="k",
+        )
         ax.errorbar(row["gmacs"], row["top1"]["mean"], yerr=row["top1"]["sd"], color="k", capsize=3, lw=0.8)
-        ax.annotate(f"{row['arm']}\n{row['params_m']:.1f}M", (row["gmacs"], row["top1"]["mean"]), fontsize=7,
-                    xytext=(6, 6), textcoords="offset points")
+        ax.annotate(
+            f"{row['arm']}\n{row['params_m']:.1f}M",
+            (row["gmacs"], row["top1"]["mean"]),
+            fontsize=7,
+            xytext=(6, 6),
+            textcoords="offset points",
+        )
     ax.set_xscale("log")
     ax.set_xlabel(f"GMACs per clip (T={DEMO_SEGMENTS}, {DEMO_SIZE}x{DEMO_SIZE}; log scale)")
     ax.set_ylabel(f"val top-1 % ({common.over_seeds(seeds)})")
