@@ -582,8 +582,12 @@ def _make_all(jobs: Sequence[tuple], *, workers: int, progress: bool) -> None:
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(_make_one, jobs, chunksize=16):
-                bar.update()
+            try:
+                for _ in pool.map(_make_one, jobs, chunksize=16):
+                    bar.update()
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM): drop the clips not started yet
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     bar.close()
 
 

@@ -123,7 +123,8 @@ const s = window.tsm || {};
 const bars = [...document.querySelectorAll('#bars .bar')]
   .map((b) => ({label: b.dataset.label, score: Number(b.dataset.score)}));
 return {frames: s.frames || 0, skipped: s.skipped || 0, resets: s.resets || {}, last: s.last || null,
-        fps: s.fps || 0, closed: !!s.closed, status: document.getElementById('status').textContent,
+        fps: s.fps || 0, closed: !!s.closed, idle: !!s.idle, connections: s.connections || 0,
+        status: document.getElementById('status').textContent,
         label: document.getElementById('label').dataset.label, bars: bars,
         rate: document.getElementById('rate').textContent, model_ms: document.getElementById('model-ms').textContent,
         done: (s.done || []).slice(), rtts: (s.rtts || []).slice(), models: (s.models || []).slice()};
