@@ -168,7 +168,7 @@ class OnlineStream:
         parameter = next(self.model.parameters())
         frame = frame.to(device=parameter.device, dtype=parameter.dtype)
         if self._buffers is None:
-            self._buffers = self.model.initial_buffers(size=tuple(frame.shape[2:]))
+            self._buffers = self.model.initial_buffers(size=(frame.shape[2], frame.shape[3]))
             self._shape = tuple(frame.shape)
         logits, *self._buffers = self.model(frame, *self._buffers)
         self.steps += 1
