@@ -98,7 +98,7 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def _resize(gray: np.ndarray, short_side: int | None) -> np.ndarray:
-    height, width = resized_shape(*gray.shape, short_side)
+    height, width = resized_shape(gray.shape[0], gray.shape[1], short_side)
     if (height, width) == gray.shape:
         return gray
     return require_opencv().resize(gray, (width, height), interpolation=require_opencv().INTER_AREA)
