@@ -113,7 +113,7 @@ def class_names(dataset: str) -> list[str]:
     if dataset not in DATASETS:
         raise ValueError(f"no class names for dataset {dataset!r}; known: {', '.join(DATASETS)}")
     info = DATASETS[dataset]
-    text = resources.files("temporal_shift.hub").joinpath("classes", info.class_file).read_text(encoding="utf-8")
+    text = (resources.files("temporal_shift.hub") / "classes" / info.class_file).read_text(encoding="utf-8")
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) != info.num_classes:  # a broken installation, not a user error
         raise RuntimeError(

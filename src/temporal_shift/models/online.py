@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from temporal_shift.models.tsn import VideoRecognizer
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.ops.shift import TemporalShift
 
 
@@ -70,7 +70,7 @@ class OnlineRecognizer(nn.Module):
     buffers. `initial_buffers` gives the zero buffers of a fresh stream.
     """
 
-    def __init__(self, model: VideoRecognizer) -> None:
+    def __init__(self, model: ClipClassifier) -> None:  # the tsn family: checked here
         super().__init__()
         config = model.config
         if config.family != "tsn":
