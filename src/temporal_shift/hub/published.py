@@ -14,7 +14,7 @@ import dataclasses
 import urllib.parse
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from temporal_shift.checkpoint.format import CheckpointError, read_checkpoint
 from temporal_shift.checkpoint.importers import detect_format, model_from_data
@@ -130,7 +130,7 @@ class Accuracy:
 
     top1: float
     protocol: str  # the release's words, e.g. "8 frames x 10 clips, 3 full-resolution crops"
-    clips: str = "single"
+    clips: Literal["single", "twice", "dense"] = "single"  # engine.evaluate's ClipProtocol
     crops: int = 1
     size: int = 224
     scale_size: int = 256

@@ -31,7 +31,7 @@ flow model is left out: it takes stacked flow fields (10 channels per segment), 
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 from temporal_shift.hub.published import DATASETS, Accuracy, PublishedWeights
 from temporal_shift.models.config import ModelConfig
@@ -51,7 +51,7 @@ class _Protocol(TypedDict):
     """An `Accuracy`'s test protocol (its fields but top1), at the default 224 crop of a 256 side."""
 
     protocol: str
-    clips: str
+    clips: Literal["single", "twice", "dense"]
     crops: int
 
 
