@@ -44,7 +44,7 @@ from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListKind, read_list, wri
 from temporal_shift.data.sources import FolderSource, FrameSource, VideoSource
 
 FlowMethod = Literal["tvl1", "farneback"]
-METHODS: tuple[str, ...] = ("tvl1", "farneback")
+METHODS: tuple[FlowMethod, ...] = ("tvl1", "farneback")
 OPENCV_EXTRA = "pip install 'temporal-shift[flow]' (opencv-contrib-python-headless>=4.5)"
 
 
