@@ -64,13 +64,13 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, extra: dict[str, Any]
     """Save a video model of any family (weights + config; DDP/compile wrappers are taken off)
     and optional ``extra`` entries atomically."""
     model = unwrap(model)
-    config = getattr(model, "config", None)
-    if not callable(getattr(config, "to_dict", None)):
+    config_to_dict = getattr(getattr(model, "config", None), "to_dict", None)
+    if not callable(config_to_dict):
         raise TypeError(f"expected a video model (one with a config), got {type(model).__name__}")
     payload: dict[str, Any] = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
-        "model_config": config.to_dict(),
+        "model_config": config_to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     for key, value in (extra or {}).items():

@@ -358,15 +358,27 @@ def read_video(path: str | Path, indices: Sequence[int], *, seek_threshold: int 
     return torch.stack([frames[int(i)] for i in indices])
 
 
+def _frame_clock(stream: av.VideoStream) -> tuple[Callable[[int], int], Callable[[int], int]] | None:
+    """(pts -> frame index, frame index -> pts) from the stream's frame rate and time base, or
+    None where it lacks either (frames are then counted as decoded)."""
+    rate = stream.average_rate or stream.guessed_rate
+    time_base = stream.time_base
+    if not rate or time_base is None:
+        return None
+    start = stream.start_time or 0
+    return (
+        lambda pts: round(float((pts - start) * time_base * Fraction(rate))),
+        lambda index: start + int(Fraction(index) / Fraction(rate) / time_base),
+    )
+
+
 def _decode_wanted(
     container: av.container.InputContainer, wanted: list[int], *, seek_threshold: int
 ) -> dict[int, np.ndarray]:
     stream = container.streams.video[0]
-    rate = stream.average_rate or stream.guessed_rate
-    time_base = stream.time_base
-    start = stream.start_time or 0
-    timed = bool(rate) and time_base is not None
-    to_index = (lambda pts: round(float((pts - start) * time_base * Fraction(rate)))) if timed else None
+    clock = _frame_clock(stream)
+    timed = clock is not None
+    to_index = clock[0] if clock is not None else None
 
     got: dict[int, np.ndarray] = {}
     k = 0
@@ -376,8 +388,8 @@ def _decode_wanted(
     while k < len(wanted):
         target = wanted[k]
         if frames_iter is None or (timed and target - last > seek_threshold):
-            if timed and target > seek_threshold:
-                pts = start + int(Fraction(target) / Fraction(rate) / time_base)
+            if clock is not None and target > seek_threshold:
+                pts = clock[1](target)
                 container.seek(pts, stream=stream, backward=True, any_frame=False)
             frames_iter = container.decode(stream)
         found = False

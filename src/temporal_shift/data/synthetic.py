@@ -361,7 +361,7 @@ def _main_object(
             hue=hue,
             vivid=pair_hues,
         )
-    hue = PAIR_HUES[label // 2] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD) if pair_hues else None
+    pair_hue = PAIR_HUES[label // 2] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD) if pair_hues else None
     return _object(
         rng,
         frames=frames,
@@ -369,7 +369,7 @@ def _main_object(
         width=width,
         radius=rng.uniform(6, 10) * scale,
         kind=_KIND[label - label % 2],
-        hue=hue,
+        hue=pair_hue,
         motion=motion,
         spin=spin,
         vivid=pair_hues,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from temporal_shift.checkpoint.format import CheckpointError, read_checkpoint
 from temporal_shift.checkpoint.importers import detect_format, model_from_data
@@ -112,7 +112,7 @@ def class_names(dataset: str) -> list[str]:
     if dataset not in DATASETS:
         raise ValueError(f"no class names for dataset {dataset!r}; known: {', '.join(DATASETS)}")
     info = DATASETS[dataset]
-    text = resources.files("temporal_shift.hub").joinpath("classes", info.class_file).read_text(encoding="utf-8")
+    text = (resources.files("temporal_shift.hub") / "classes" / info.class_file).read_text(encoding="utf-8")
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) != info.num_classes:  # a broken installation, not a user error
         raise RuntimeError(
@@ -129,7 +129,7 @@ class Accuracy:
 
     top1: float
     protocol: str  # the release's words, e.g. "8 frames x 10 clips, 3 full-resolution crops"
-    clips: str = "single"
+    clips: Literal["single", "twice", "dense"] = "single"  # engine.evaluate's ClipProtocol
     crops: int = 1
     size: int = 224
     scale_size: int = 256

@@ -143,8 +143,10 @@ def _origin_allowed(origin: str | None, host: str | None) -> bool:
     non-browser client, allowed."""
     if origin is None:
         return True
+    if not host:
+        return False
     parts = urlsplit(origin)
-    return bool(host) and parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
 
 
 def _client(websocket) -> str:
@@ -393,7 +395,6 @@ class BackgroundServer:
         import uvicorn
 
         self.server = uvicorn.Server(uvicorn_config(app, host=host, port=port, limits=limits))
-        self.server.install_signal_handlers = lambda: None  # not the main thread
         self.thread = threading.Thread(target=self.server.run, name="tsm-serve", daemon=True)
         self.host = host
 
