@@ -11,7 +11,6 @@ import yaml
 from torch import nn
 from torchvision import models as tvm
 
-from temporal_shift.checkpoint.backbone import load_backbone_weights
 from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.checkpoint.loading import load_checkpoint
 from temporal_shift.cli import main

@@ -247,7 +247,7 @@ def test_inflated_from_our_tsn_checkpoint_matches_tsn_on_a_still_clip(tmp_path):
     path = save_checkpoint(tsn, tmp_path / "tsn.pt")
     model = i3d(num_classes=7, n_segment=16).eval()
     inflate_2d_weights(model, path, head=True)
-    frame, clip = _still_clip(16)
+    _frame, clip = _still_clip(16)
     with torch.no_grad():
         _assert_same_logits(model(clip), tsn(_still_clip(4)[1]))
 

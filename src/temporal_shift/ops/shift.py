@@ -111,7 +111,7 @@ def shift_with_torch_ops(x: Tensor, n_segment: int, fold: int, offset0: int, off
     """
     out = torch.empty_like(x)
     # (N, T, C, H, W) views; splitting the outermost dim is a view in any memory format.
-    x5 = x.view((-1, n_segment) + tuple(x.shape[1:]))
+    x5 = x.view((-1, n_segment, *tuple(x.shape[1:])))
     out5 = out.view(x5.shape)
     start = 0
     for lo, hi, offset in ((0, fold, offset0), (fold, 2 * fold, offset1)):
