@@ -18,9 +18,12 @@ per call, each the median of interleaved repetitions of ``--calls`` calls):
 Derived figures are computed per repetition (then medians and IQR): ``train shift /
 slice copies x2`` (target <= 1), ``wrapper - conv`` in units of ``slice copy`` (target <= 2),
 ``temporal_shift() - raw op`` (target <= 2 us). Only public names are used, so the same
-script measures any commit:
+script measures any commit; ``--against REV`` times the package at git revision ``REV``
+in the same process, interleaved with the working tree's (`revision.import_revision`),
+and adds the after/before ratio of every row:
 
     PYTHONPATH=src python benchmarks/shift_host_time.py                 # one thread, ~1 minute
+    PYTHONPATH=src python benchmarks/shift_host_time.py --against main  # before/after, ~2 minutes
     PYTHONPATH=src python benchmarks/shift_host_time.py --device cuda   # the GPU's host time
 """
 
@@ -28,12 +31,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import torch
 
-from temporal_shift.ops.shift import TemporalShift, shift_with_torch_ops, temporal_shift
+from temporal_shift.ops import shift as current
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -65,8 +72,17 @@ def interleaved(
     return times
 
 
-def build_runs(device: torch.device, *, n_segment: int = 4) -> dict[str, Callable[[], object]]:
-    """The rows of the table (see the module doc), on an (8, 16, 2, 2) float32 tensor."""
+def build_runs(
+    device: torch.device, ops: ModuleType = current, *, n_segment: int = 4
+) -> dict[str, Callable[[], object]]:
+    """The rows of the table (see the module doc), on an (8, 16, 2, 2) float32 tensor, for the
+    ``temporal_shift.ops.shift`` module ``ops`` (this commit's, or another's: `revision`)."""
+    TemporalShift, shift_with_torch_ops, temporal_shift = (
+        ops.TemporalShift,
+        ops.shift_with_torch_ops,
+        ops.temporal_shift,
+    )
+    raw_op = getattr(torch.ops, ops.__name__.split(".")[0]).shift  # the package's op namespace
     x = torch.randn(2 * n_segment, 16, 2, 2, device=device)
     grad = torch.randn_like(x)
     leaf = x.clone().requires_grad_(True)
@@ -105,7 +121,7 @@ def build_runs(device: torch.device, *, n_segment: int = 4) -> dict[str, Callabl
         "native op": lambda: torch.relu(x),
         "slice copy": slice_copy,
         "slice copies": lambda: shift_with_torch_ops(x, n_segment, fold, 1, -1),
-        "raw op": lambda: torch.ops.temporal_shift.shift(x, n_segment, fold, 1, -1),
+        "raw op": lambda: raw_op(x, n_segment, fold, 1, -1),
         "temporal_shift()": lambda: temporal_shift(x, n_segment),
         "train shift": train_shift,
         "slice copies x2": slice_copies_twice,
@@ -127,28 +143,51 @@ DERIVED = {  # name -> the figure of repetition i
 }
 
 
+def print_table(times: dict[str, dict[str, list[float]]], repeats: int) -> None:
+    """Each row's median (IQR) per version, the derived figures, and after/before per repetition."""
+    versions = list(times)
+    print(f"  {'row':40s}" + "".join(f" {v or 'median':>9s} {'IQR':>17s}" for v in versions), end="")
+    print(f" {'after/before':>13s} {'IQR':>13s}" if len(versions) == 2 else "")
+    rows = [(name, {v: times[v][name] for v in versions}) for name in times[versions[0]]]
+    rows += [(name, {v: [fn(times[v], i) for i in range(repeats)] for v in versions}) for name, fn in DERIVED.items()]
+    for name, values in rows:
+        line = f"  {name:40s}"
+        for v in versions:
+            q1, med, q3 = quartiles(values[v])
+            line += f" {med:9.2f} ({q1:7.2f} - {q3:7.2f})"
+        if len(versions) == 2 and name in times[versions[0]]:
+            q1, med, q3 = quartiles([a / b for a, b in zip(values["after"], values["before"], strict=True)])
+            line += f" {med:13.2f} ({q1:5.2f} - {q3:5.2f})"
+        print(line)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--against", metavar="REV", help="also time the package at this git revision, interleaved")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    times = interleaved(build_runs(device), repeats=args.repeats, calls=args.calls, sync=sync)
+    with tempfile.TemporaryDirectory() as folder:
+        versions = {"": current}
+        if args.against:
+            sys.path.insert(0, str(Path(__file__).parent))
+            from revision import import_revision
+
+            versions = {"after": current, "before": import_revision(args.against, "ops.shift", into=Path(folder))}
+        runs = {f"{v}|{name}": run for v, ops in versions.items() for name, run in build_runs(device, ops).items()}
+        timed = interleaved(runs, repeats=args.repeats, calls=args.calls, sync=sync)
     print(
-        f"host time per call, (8, 16, 2, 2) float32, T=4, {device}, {torch.get_num_threads()} thread(s), "
-        f"torch {torch.__version__}; medians of {args.repeats} interleaved repetitions of {args.calls} calls"
+        f"host time per call (us), (8, 16, 2, 2) float32, T=4, {device}, {torch.get_num_threads()} thread(s), "
+        f"torch {torch.__version__}; medians (IQR) of {args.repeats} interleaved repetitions of {args.calls} calls"
+        + (f"; before: {args.against}" if args.against else "")
     )
-    print(f"  {'row':40s} {'median':>9s} {'IQR':>19s}")
-    for name, ts in times.items():
-        q1, med, q3 = quartiles(ts)
-        print(f"  {name:40s} {med:7.1f} us   ({q1:6.1f} - {q3:6.1f})")
-    for name, fn in DERIVED.items():
-        q1, med, q3 = quartiles([fn(times, i) for i in range(args.repeats)])
-        print(f"  {name:40s} {med:7.2f}      ({q1:6.2f} - {q3:6.2f})")
+    times = {v: {key.split("|", 1)[1]: ts for key, ts in timed.items() if key.startswith(f"{v}|")} for v in versions}
+    print_table(times, args.repeats)
 
 
 if __name__ == "__main__":
