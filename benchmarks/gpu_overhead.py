@@ -230,19 +230,7 @@ def summary_lines(name: str, data: dict[str, Any]) -> list[tuple[str, str, str, 
             ),
         ]
     if "sizes" in data:  # shift-sizes: out-of-place against the in-place pair
-        lines = []
-        for size in data["sizes"]:
-            times = size["us"]
-            lines.append(
-                (
-                    f"{where}, {'x'.join(map(str, size['shape']))} ({size['megabytes']:.0f} MB)",
-                    f"{statistics.median(times['out-of-place']):.1f} us",
-                    f"{statistics.median(times['in-place']):.1f} us",
-                    _ratio([b / a for a, b in zip(times["out-of-place"], times["in-place"], strict=True)]),
-                    f"uses {'in-place' if size['prefers_in_place'] else 'out-of-place'}",
-                )
-            )
-        return lines
+        return [_size_line(where, size) for size in data["sizes"]]
     if "step_ms" in data:  # training: clips/s
         tsn, tsm = (f"{data['clips_per_s'][m]:.1f} clips/s" for m in ("TSN", "TSM"))
     else:
@@ -263,6 +251,17 @@ def summary_lines(name: str, data: dict[str, Any]) -> list[tuple[str, str, str, 
     return lines
 
 
+def _size_line(where: str, size: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    times = size["us"]
+    return (
+        f"{where}, {'x'.join(map(str, size['shape']))} ({size['megabytes']:.0f} MB)",
+        f"{statistics.median(times['out-of-place']):.1f} us",
+        f"{statistics.median(times['in-place']):.1f} us",
+        _ratio([b / a for a, b in zip(times["out-of-place"], times["in-place"], strict=True)]),
+        f"uses {'in-place' if size['prefers_in_place'] else 'out-of-place'}",
+    )
+
+
 def format_table(lines: list[tuple[str, ...]]) -> str:
     header = ("where", "TSN", "TSM", "TSM/TSN median (IQR)", "target")
     rows = [header, *lines]
@@ -281,64 +280,67 @@ def check_shift_kernels(device: str) -> int:
     twice, so that the second launch of each signature goes through the kept launcher.
     Returns the number of cases checked; raises AssertionError on the first mismatch.
     """
+    import itertools
+
+    import torch
+
+    cases = 0
+    dtypes = (torch.float32, torch.bfloat16, torch.float16)
+    shapes = ((64, 8, 8), (67, 8, 8), (24, 4, 3), (16, 8, 1))
+    for _, dtype, shape, channels_last, mode in itertools.product(
+        range(2), dtypes, shapes, (False, True), ("bidirectional", "causal")
+    ):
+        _check_shift_case(device, dtype, *shape, channels_last=channels_last, mode=mode)
+        cases += 1
+    return cases
+
+
+def _check_shift_case(device: str, dtype: Any, channels: int, fold_div: int, t: int, *, channels_last: bool, mode: str):
+    """One case of `check_shift_kernels`."""
     import torch
 
     from temporal_shift.ops.shift import OFFSETS, TemporalShift, _in_place_kernels, temporal_shift
 
-    cases = 0
-    for _ in range(2):
-        for dtype in (torch.float32, torch.bfloat16, torch.float16):
-            for channels, fold_div, t in ((64, 8, 8), (67, 8, 8), (24, 4, 3), (16, 8, 1)):
-                for channels_last in (False, True):
-                    for mode in ("bidirectional", "causal"):
-                        where = (
-                            f"{dtype}, C={channels}, fold_div={fold_div}, T={t}, channels_last={channels_last}, {mode}"
-                        )
-                        x = torch.randn(2 * t, channels, 7, 5).to(dtype)
-                        grad = torch.randn_like(x)
-                        if channels_last:
-                            x = x.contiguous(memory_format=torch.channels_last)
-                        leaf_cpu = x.clone().requires_grad_(True)
-                        leaf_dev = x.to(device).requires_grad_(True)
-                        out_cpu = temporal_shift(leaf_cpu, t, fold_div=fold_div, mode=mode)
-                        out_dev = temporal_shift(leaf_dev, t, fold_div=fold_div, mode=mode)
-                        out_cpu.backward(grad)
-                        out_dev.backward(grad.to(device))
-                        assert torch.equal(out_dev.cpu(), out_cpu), f"forward differs: {where}"
-                        assert out_dev.stride() == leaf_dev.stride(), f"layout differs: {where}"
-                        assert torch.equal(leaf_dev.grad.cpu(), leaf_cpu.grad), f"backward differs: {where}"
-                        # an input 2 elements into its storage: not 16-byte aligned
-                        padded = torch.empty(x.numel() + 2, dtype=dtype, device=device)
-                        shifted = padded[2:].as_strided(x.shape, x.stride()).copy_(x)
-                        args = (t, channels // fold_div, *OFFSETS[mode])
-                        assert torch.equal(temporal_shift(shifted, t, fold_div=fold_div, mode=mode).cpu(), out_cpu), (
-                            f"unaligned forward differs: {where}"
-                        )
-                        kernels = _in_place_kernels(shifted)
-                        undo = kernels.shift_in_place(shifted, *args)
-                        assert torch.equal(shifted.cpu(), out_cpu.detach()), f"in-place shift differs: {where}"
-                        kernels.restore_in_place(shifted, undo, *args)
-                        assert torch.equal(shifted.cpu(), x), f"in-place input not restored: {where}"
-                        conv = torch.nn.Conv2d(channels, 4, 1).to(device, dtype)
-                        with torch.inference_mode():
-                            frames = x.to(device)
-                            fast = TemporalShift(conv, t, fold_div=fold_div, mode=mode)(frames)
-                            assert torch.equal(frames.cpu(), x), f"inference input changed: {where}"
-                            assert torch.equal(fast, conv(out_dev.detach())), f"inference differs: {where}"
-                        node = TemporalShift(conv, t, fold_div=fold_div, mode=mode)
-                        shift_alone = TemporalShift(torch.nn.Identity(), t, fold_div=fold_div, mode=mode)
-                        separate = torch.nn.Sequential(shift_alone, conv)
-                        grads = []
-                        for run in (node, separate):
-                            leaf = x.to(device).requires_grad_(True)
-                            conv.zero_grad(set_to_none=True)
-                            run(leaf).float().sum().backward()
-                            grads.append([leaf.grad, conv.weight.grad, conv.bias.grad])
-                        assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True)), (
-                            f"training node differs: {where}"
-                        )
-                        cases += 1
-    return cases
+    where = f"{dtype}, C={channels}, fold_div={fold_div}, T={t}, channels_last={channels_last}, {mode}"
+    x = torch.randn(2 * t, channels, 7, 5).to(dtype)
+    grad = torch.randn_like(x)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    leaf_cpu = x.clone().requires_grad_(True)
+    leaf_dev = x.to(device).requires_grad_(True)
+    out_cpu = temporal_shift(leaf_cpu, t, fold_div=fold_div, mode=mode)
+    out_dev = temporal_shift(leaf_dev, t, fold_div=fold_div, mode=mode)
+    out_cpu.backward(grad)
+    out_dev.backward(grad.to(device))
+    assert torch.equal(out_dev.cpu(), out_cpu), f"forward differs: {where}"
+    assert out_dev.stride() == leaf_dev.stride(), f"layout differs: {where}"
+    assert torch.equal(leaf_dev.grad.cpu(), leaf_cpu.grad), f"backward differs: {where}"
+    # an input 2 elements into its storage: not 16-byte aligned
+    padded = torch.empty(x.numel() + 2, dtype=dtype, device=device)
+    shifted = padded[2:].as_strided(x.shape, x.stride()).copy_(x)
+    args = (t, channels // fold_div, *OFFSETS[mode])
+    unaligned = temporal_shift(shifted, t, fold_div=fold_div, mode=mode)
+    assert torch.equal(unaligned.cpu(), out_cpu), f"unaligned forward differs: {where}"
+    kernels = _in_place_kernels(shifted)
+    undo = kernels.shift_in_place(shifted, *args)
+    assert torch.equal(shifted.cpu(), out_cpu.detach()), f"in-place shift differs: {where}"
+    kernels.restore_in_place(shifted, undo, *args)
+    assert torch.equal(shifted.cpu(), x), f"in-place input not restored: {where}"
+    conv = torch.nn.Conv2d(channels, 4, 1).to(device, dtype)
+    with torch.inference_mode():
+        frames = x.to(device)
+        fast = TemporalShift(conv, t, fold_div=fold_div, mode=mode)(frames)
+        assert torch.equal(frames.cpu(), x), f"inference input changed: {where}"
+        assert torch.equal(fast, conv(out_dev.detach())), f"inference differs: {where}"
+    node = TemporalShift(conv, t, fold_div=fold_div, mode=mode)
+    separate = torch.nn.Sequential(TemporalShift(torch.nn.Identity(), t, fold_div=fold_div, mode=mode), conv)
+    grads = []
+    for run in (node, separate):
+        leaf = x.to(device).requires_grad_(True)
+        conv.zero_grad(set_to_none=True)
+        run(leaf).float().sum().backward()
+        grads.append([leaf.grad, conv.weight.grad, conv.bias.grad])
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True)), f"training node differs: {where}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -185,6 +185,8 @@ def time_train(args: argparse.Namespace, device: torch.device) -> None:
         times,
         "tsn",
     )
+    if "tsm-before" in times:
+        report(" after against before:", {k: times[k] for k in ("tsm-before", "tsm-op")}, "tsm-before")
 
 
 def time_inference(args: argparse.Namespace, device: torch.device) -> None:

@@ -222,10 +222,7 @@ def benchmark_training(
         name: TrainStep(model.to(dev).to(memory_format=fmt), device=dev, amp=amp, compile_mode=mode)
         for name, model in zip(("TSN", "TSM"), pair, strict=True)
     }
-    generator = torch.Generator().manual_seed(0)
-    frames = torch.randn(batch_size * n_segment, 3, size, size, generator=generator)
-    clips = frames.to(dev).contiguous(memory_format=fmt).view(batch_size, n_segment, 3, size, size)
-    labels = torch.randint(num_classes, (batch_size,), generator=generator).to(dev)
+    clips, labels = _random_batch(batch_size, n_segment, size, num_classes, dev, fmt)
     calls = {name: (lambda s=step: s(clips, labels)) for name, step in steps.items()}
     times = interleaved_steps(calls, device=dev, repeats=repeats, warmup=warmup)
     peaks = _peak_step_mb(steps, calls, dev)
@@ -250,6 +247,16 @@ def benchmark_training(
         memory_meter=MEMORY_METERS["cuda" if dev.type == "cuda" else "cpu"],
         samples_ms={name: [t * 1e3 for t in ts] for name, ts in times.items()},
     )
+
+
+def _random_batch(
+    batch_size: int, n_segment: int, size: int, num_classes: int, device: torch.device, fmt: torch.memory_format
+) -> tuple[Tensor, Tensor]:
+    """Random clips (in ``fmt``) and labels on ``device``, the same for every model."""
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randn(batch_size * n_segment, 3, size, size, generator=generator)
+    clips = frames.to(device).contiguous(memory_format=fmt).view(batch_size, n_segment, 3, size, size)
+    return clips, torch.randint(num_classes, (batch_size,), generator=generator).to(device)
 
 
 def _check_arguments(*, amp: str, size: int, batch_size: int, repeats: int, warmup: int, compile: str | None) -> None:
