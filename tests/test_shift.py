@@ -525,8 +525,10 @@ def test_strided_copies_match_the_slice_shift(clips, t, c, h, w):
             for offsets in ((1, -1), (-1, 0), (-1, 1), (1, 0), (1, 1), (0, 0)):
                 where = (layout, fold_div, offsets)
                 expected = shift_with_torch_ops(x, t, fold, *offsets)
-                got = strided.shift_out_of_place(x, t, fold, *offsets)
-                assert torch.equal(got, expected) and got.stride() == expected.stride(), where
+                got = strided.shift_out_of_place(x, t, fold, *offsets)  # a gather when tiny and dense
+                copied = strided._shift_by_copies(x, t, fold, *offsets)
+                for result in (got, copied):
+                    assert torch.equal(result, expected) and result.stride() == expected.stride(), where
                 if layout == "not dense":
                     continue  # the in-place pair needs a dense input (TemporalShift checks)
                 storage = x.untyped_storage()
@@ -535,3 +537,25 @@ def test_strided_copies_match_the_slice_shift(clips, t, c, h, w):
                 assert torch.equal(x, expected), where
                 strided.restore_in_place(x, undo, t, fold, *offsets)
                 assert torch.equal(torch.tensor(storage, dtype=torch.uint8), before), where  # all of it restored
+
+
+def test_the_gather_of_tiny_tensors_works_in_and_out_of_inference_mode():
+    """The gather index is kept per geometry: made in inference mode, it still serves a
+    training shift (and the other way round), values and gradients as the slice shift's."""
+    from temporal_shift.ops import strided
+
+    x = torch.randn(8, 16, 2, 2)
+    assert x.numel() < strided.GATHER_BELOW
+    for first_in_inference in (True, False):
+        strided._gather_index.cache_clear()
+        with torch.inference_mode(first_in_inference):
+            temporal_shift(x, 4)
+        with torch.inference_mode(not first_in_inference):
+            expected = torch.from_numpy(reference_shift(x.numpy(), 4, 8, "bidirectional"))
+            assert torch.equal(temporal_shift(x, 4), expected)
+        leaf = x.clone().requires_grad_(True)
+        grad = torch.randn_like(x)
+        temporal_shift(leaf, 4).backward(grad)
+        adjoint = reference_shift(grad.flip(0).numpy(), 4, 8, "bidirectional")[::-1]  # the shift, time reversed
+        assert torch.equal(leaf.grad, torch.from_numpy(adjoint.copy()))
+    assert strided._gather_index.cache_info().currsize == 2  # forward and adjoint offsets

@@ -14,9 +14,11 @@ per-op host time is the whole cost, about half the time of the slice assignments
 bytes moved on a large one.
 
 - `shift_out_of_place`: a new tensor in the layout of ``x`` (the forward and backward
-  passes of training). A small tensor is cloned whole and its moved channels copied over
-  (three ops fewer); a large one is written once, each part from its source (a quarter
-  less traffic), the crossover measured on one thread (`CLONE_BELOW`);
+  passes of training). A tiny dense tensor is one gather through an index kept per
+  geometry (four native ops instead of nine; `GATHER_BELOW`); a small one is cloned whole
+  and its moved channels copied over (three ops fewer); a large one is written once, each
+  part from its source (a quarter less traffic); the crossovers measured on one thread
+  (`CLONE_BELOW`);
 - `shift_in_place` / `restore_in_place`: inference. Only the moved channels move: they
   are saved, written back shifted, and restored from the saved copy after the wrapped
   convolution.
@@ -39,8 +41,12 @@ from torch import Tensor
 # (0.8x at 1K elements, 0.9x at 64K, 1.0x at 200-260K, 1.1-1.5x from 800K, contiguous);
 # from IN_PLACE_FROM on the in-place pair (shift and restore) beats the out-of-place shift
 # (1.3x at 1K, 1.2-1.8x at 16K, 1.0x at 64K, 0.75-0.8x at 200-260K, 0.2-0.75x from 800K).
+# Below GATHER_BELOW elements a dense tensor's shift is one gather and a fill (0.55x the
+# copies' time at 512 elements, 0.8x at 2K-4K, 1.1x at 8K, 2.5-3x at 32K: the index is int64,
+# read per element); its index and zero mask are kept per geometry (at most ~9 MB in all).
 CLONE_BELOW = 2**17
 IN_PLACE_FROM = 2**16
+GATHER_BELOW = 2**12
 
 View = tuple[tuple[int, ...], tuple[int, ...], int]  # size, stride, storage offset
 Undo = tuple[Tensor, Tensor] | None  # the moved channels of x (a view) and a copy of them
@@ -113,6 +119,42 @@ def _out_of_place_plan(
 
 def shift_out_of_place(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
     """A new tensor (the layout of ``x``) holding ``x`` shifted by the given offsets."""
+    n = x.numel()
+    if 0 < n < GATHER_BELOW and _dense(x):
+        index, zero = _gather_index(x.shape, x.stride(), n_segment, fold, offset0, offset1, x.device)
+        flat = x.as_strided((n,), (1,), x.storage_offset())  # x's elements in memory order
+        return flat.index_select(0, index).masked_fill_(zero, 0).as_strided(x.shape, x.stride())
+    return _shift_by_copies(x, n_segment, fold, offset0, offset1)
+
+
+def _dense(x: Tensor) -> bool:
+    return x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+
+
+@functools.lru_cache(maxsize=256)
+def _gather_index(
+    shape: tuple[int, ...],
+    strides: tuple[int, ...],
+    n_segment: int,
+    fold: int,
+    offset0: int,
+    offset1: int,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    """For a dense tensor of this geometry, per element in memory order: the memory position
+    of its source in the shift (any, where the shift reads zero) and where the shift reads
+    zero. Made by shifting the positions themselves (1-based: 0 is the zero-filled edge)."""
+    n = 1
+    for size in shape:
+        n *= size
+    with torch.inference_mode(False):  # usable in and out of inference mode
+        positions = torch.arange(1, n + 1, device=device).as_strided(shape, strides)
+        shifted = _shift_by_copies(positions, n_segment, fold, offset0, offset1).as_strided((n,), (1,))
+        return (shifted - 1).clamp_(min=0), shifted == 0
+
+
+def _shift_by_copies(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
+    """`shift_out_of_place` as strided copies, any strides."""
     cloned = x.numel() < CLONE_BELOW
     out = x.clone() if cloned else torch.empty_like(x)  # x's strides, or dense ones in x's order
     copies, zero = _out_of_place_plan(x.shape, x.stride(), out.stride(), n_segment, fold, offset0, offset1, cloned)
