@@ -71,7 +71,7 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "shift-host": ("shift host time per call, 8x16x2x2 fp32", "host", dict(repeats=7, calls=500)),
     "shift-sizes": ("shift, in-place pair vs one out-of-place launch", "sizes", dict(repeats=20)),
 }
-# TSM/TSN targets (issue 24); memory rows are the training rows' peak memory.
+# TSM/TSN targets (docs/shift-memory-and-host-time.md); memory rows are the training rows' peak memory.
 TARGETS = {
     "train-eager": None,
     "train-compile": 1.04,
