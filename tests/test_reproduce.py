@@ -133,6 +133,17 @@ def test_bad_arguments_are_one_line_errors(capsys, tmp_path: Path) -> None:
     assert not (tmp_path / "d").exists()  # refused before any data is generated
     with pytest.raises(SystemExit):
         main(["reproduce", "nope"])
+    with pytest.raises(ValueError, match="unknown --data 'easy'"):
+        rp.reproduce("online", budget=TINY, data="easy", out_dir=tmp_path)
+
+
+def test_several_experiments_run_in_their_order() -> None:
+    from temporal_shift.apps.experiments.reproduce import _experiments
+
+    assert _experiments(["zoo", "shift-proportion"]) == ["shift-proportion", "zoo"]
+    assert _experiments(["online", "all"]) == list(rp.EXPERIMENTS)
+    with pytest.raises(ValueError, match="no experiment given"):
+        _experiments([])
 
 
 def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path: Path) -> None:
@@ -167,8 +178,9 @@ def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path
     assert curve["order_acc"][-1] == pytest.approx(synthetic_metrics(tested)["order_acc"])
 
 
-def test_online_end_to_end_one_seed(tmp_path: Path) -> None:
-    """Three arms through train/evaluate, the stream frame by frame, the JSON, table and PNG."""
+def test_online_end_to_end_one_seed(tmp_path: Path, monkeypatch) -> None:
+    """Three arms through train/evaluate, the stream frame by frame, the JSON, table and PNG; run
+    again, nothing is trained."""
     lines: list[str] = []
     (result,) = rp.reproduce("online", budget=TINY, seeds=1, out_dir=tmp_path, progress=False, log=lines.append)
     assert len(result.runs) == 3 and {r["seed"] for r in result.runs} == {0}
@@ -183,6 +195,18 @@ def test_online_end_to_end_one_seed(tmp_path: Path) -> None:
             assert curve["frames"] == list(range(1, 5))
             assert curve["top1"][-1] == pytest.approx(run["top1"])  # stream after T frames == offline test
     assert "frames seen" in rp.report(result) and any("online 3/3" in line for line in lines)
+    assert [Path(r["checkpoint"]).parent.parent for r in result.runs] == [tmp_path / "runs"] * 3
+
+    # a second invocation trains nothing: every run comes from the store, and the notes say so
+    def no_training(arm, **kwargs):
+        raise AssertionError(f"{arm.label} trained again")
+
+    monkeypatch.setattr(common, "train_arm", no_training)
+    (again,) = rp.reproduce("online", budget=TINY, seeds=1, out_dir=tmp_path, progress=False, log=lines.append)
+    assert [r["top1"] for r in again.runs] == [r["top1"] for r in result.runs]
+    assert all(r["reused_from"]["experiment"] == "online" for r in again.runs)
+    assert sum("reused, not trained again" in note for note in again.notes) == 3
+    assert "reused, not trained again" in again.files["markdown"].read_text()
 
 
 @pytest.mark.slow
@@ -262,30 +286,109 @@ def test_run_key_is_the_resolved_run(tmp_path: Path) -> None:
     assert {key(a.model) for a in online.arms() if a.model.get("mode") != "causal"} <= shift_keys
 
 
-def test_an_identical_run_is_reused_not_trained_again(tmp_path: Path, monkeypatch) -> None:
+def _setup(tmp_path: Path, data_root: Path, *, lines: list[str], budget: rp.Budget = TINY, fresh: bool = False):
+    return rp.Setup(
+        out_dir=tmp_path / "experiment",
+        data_root=data_root,
+        budget=budget,
+        seeds=[0],
+        store=rp.RunStore.at(tmp_path / "runs", fresh=fresh),
+        device="cpu",
+        progress=False,
+        log=lines.append,
+        jobs=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
     from temporal_shift.apps.experiments.recipe import prepare_demo_data
 
-    data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)
-    reuse: dict = {}
+    return prepare_demo_data(tmp_path_factory.mktemp("data"), num_videos=24, progress=False).root
+
+
+def _count_training(monkeypatch) -> list[dict]:
+    """Every `train_arm` call from now on (arm label, resume), the calls still made."""
+    calls: list[dict] = []
+    real = common.train_arm
+
+    def counted(arm, **kwargs):
+        calls.append({"arm": arm.label, "resume": kwargs["resume"]})
+        return real(arm, **kwargs)
+
+    monkeypatch.setattr(common, "train_arm", counted)  # where obtain_run looks it up
+    return calls
+
+
+def test_a_run_is_kept_and_reused_by_another_experiment_and_a_later_invocation(
+    tmp_path: Path, tiny_data: Path, monkeypatch
+) -> None:
+    trained = _count_training(monkeypatch)
     lines: list[str] = []
-    settings = dict(
-        data_root=data.root, budget=TINY, seeds=[0], device="cpu", progress=False, log=lines.append, jobs=1, reuse=reuse
+    tsn = rp.Arm("TSN", {"shift": False}, "tsn")
+    (first,) = rp.run_arms([tsn], name="one", setup=_setup(tmp_path, tiny_data, lines=lines))
+    assert trained == [{"arm": "TSN", "resume": False}] and "reused_from" not in first
+    key = rp.run_key(rp.Arm("x", {"shift": False}), data_root=tiny_data, budget=TINY, seed=0, device="cpu")
+    record = json.loads((tmp_path / "runs" / f"{key}.json").read_text())  # written next to its run folder
+    assert record["top1"] == first["top1"] and record["trained_by"] == {"experiment": "one", "arm": "TSN"}
+    assert Path(first["checkpoint"]) == tmp_path / "runs" / key / "last.pt" and Path(first["checkpoint"]).is_file()
+
+    # another experiment, in a later invocation (a new store object on the same folder): nothing trained
+    (again,) = rp.run_arms(
+        [rp.Arm("no shift", {"shift": False}, "0")], name="two", setup=_setup(tmp_path, tiny_data, lines=lines)
     )
-    (first,) = rp.run_arms([rp.Arm("TSN", {"shift": False}, "tsn")], name="one", out=tmp_path / "one", **settings)
-    assert len(reuse) == 1 and "reused_from" not in first
-
-    def no_training(**kwargs):
-        raise AssertionError("trained again")
-
-    monkeypatch.setattr(common, "train_arm", no_training)  # where run_arms looks it up
-    (again,) = rp.run_arms([rp.Arm("no shift", {"shift": False}, "0")], name="two", out=tmp_path / "two", **settings)
-    assert again["reused_from"] == "one: TSN" and (again["arm"], again["group"]) == ("no shift", "0")
+    assert len(trained) == 1
+    assert (again["arm"], again["group"]) == ("no shift", "0")
+    assert again["reused_from"]["experiment"] == "one" and again["reused_from"]["arm"] == "TSN"
     assert {k: again[k] for k in ("top1", "order_acc", "checkpoint", "seed")} == {
         k: first[k] for k in ("top1", "order_acc", "checkpoint", "seed")
     }
-    assert any("1 of them already trained" in line for line in lines)
-    with pytest.raises(AssertionError, match="trained again"):  # a different run is trained
-        rp.run_arms([rp.Arm("TSM", {"shift": True}, "tsm")], name="three", out=tmp_path / "three", **settings)
+    assert any("1 of them finished earlier" in line for line in lines)
+    (note,) = common.reuse_notes([again])
+    assert "no shift, seed 0, trained by one: TSN, finished 20" in note
+
+    # a changed setting is another run: trained
+    rp.run_arms(
+        [rp.Arm("TSN", {"shift": False}, "tsn")],
+        name="one",
+        setup=_setup(tmp_path, tiny_data, lines=lines, budget=dataclasses.replace(TINY, batch_size=4)),
+    )
+    assert len(trained) == 2
+    # --fresh: the runs of earlier invocations are trained again, once
+    fresh = _setup(tmp_path, tiny_data, lines=lines, fresh=True)
+    (renewed,) = rp.run_arms([rp.Arm("TSN", {"shift": False}, "tsn")], name="one", setup=fresh)
+    (reused,) = rp.run_arms([rp.Arm("TSN", {"shift": False}, "tsn")], name="two", setup=fresh)
+    assert len(trained) == 3 and "reused_from" not in renewed and reused["reused_from"]["experiment"] == "one"
+
+
+def test_an_interrupted_invocation_keeps_the_finished_runs_and_resumes_the_interrupted_one(
+    tmp_path: Path, tiny_data: Path, monkeypatch
+) -> None:
+    """Ctrl-C makes the trainer save last.pt and stop; the next invocation does not train the runs
+    finished before the interruption again and continues the interrupted one from its last.pt."""
+    import temporal_shift.engine.train as train_module
+
+    arms = [rp.Arm("TSN", {"shift": False}, "tsn"), rp.Arm("TSM", {"shift": True}, "tsm")]
+    two_epochs = dataclasses.replace(TINY, epochs=2)  # of one step each (12 training clips, batch 8)
+    real_train = train_module.train
+
+    def interrupt_the_tsm(config, **kwargs):  # as a Ctrl-C after its first step
+        if config.model.shift:
+            config = dataclasses.replace(config, run=dataclasses.replace(config.run, stop_after_steps=1))
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(train_module, "train", interrupt_the_tsm)
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt, match="TSM, seed 0: training interrupted"):
+        rp.run_arms(arms, name="exp", setup=_setup(tmp_path, tiny_data, lines=lines, budget=two_epochs))
+    monkeypatch.setattr(train_module, "train", real_train)
+    trained = _count_training(monkeypatch)
+    tsn, tsm = rp.run_arms(arms, name="exp", setup=_setup(tmp_path, tiny_data, lines=lines, budget=two_epochs))
+    assert trained == [{"arm": "TSM", "resume": True}]  # TSN finished before the interruption: kept
+    assert tsn["reused_from"]["experiment"] == "exp" and "reused_from" not in tsm
+    assert tsm["resumed_at_step"] == 1 and tsm["steps"] == 2  # the whole budget
+    assert any("1 to train (1 resumed from an interrupted sitting)" in line for line in lines)
+    assert any("resumed at step 1" in line for line in lines)
 
 
 def test_the_full_budget_is_the_demos_training() -> None:

@@ -8,7 +8,7 @@ identical weights, interleaved on this machine (`apps.bench.overhead.interleaved
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,18 +91,7 @@ def _models_with_tsn_weights(arch: str, *, n_segment: int) -> dict[str, torch.nn
     return models
 
 
-def run(
-    *,
-    out_dir: Path,
-    data_root: Path,
-    budget: common.Budget,
-    seeds: list[int],
-    device: str = "auto",
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    jobs: int | None = None,
-    reuse: dict[str, dict[str, Any]] | None = None,
-) -> common.ExperimentResult:
+def run(setup: common.Setup) -> common.ExperimentResult:
     """Train and test every proportion's arm with every seed, time the proportions, write the
     results and the plot (accuracy and latency overhead against the proportion)."""
     started = time.perf_counter()
@@ -110,18 +99,11 @@ def run(
     runs = common.run_arms(
         chosen,
         name=NAME,
-        out=out_dir,
-        data_root=data_root,
-        budget=budget,
-        seeds=seeds,
-        device=device,
-        progress=progress,
-        log=log,
-        jobs=jobs,
-        reuse=reuse,
+        setup=setup,
     )
     summary = common.summarize_runs(runs, chosen)
-    log(
+    budget = setup.budget
+    setup.log(
         f"[{NAME}] latency: {budget.bench_arch} {budget.bench_size}x{budget.bench_size}, "
         f"T={DEMO_SEGMENTS}, {budget.bench_repeats} interleaved rounds"
     )
@@ -130,22 +112,19 @@ def run(
         size=budget.bench_size,
         n_segment=DEMO_SEGMENTS,
         repeats=budget.bench_repeats,
-        device=device,
+        device=setup.device,
     )
     table, notes = _table_and_notes(summary, latency)
-    result = common.ExperimentResult(
+    result = setup.result(
         NAME,
-        budget,
-        seeds,
-        runs,
-        summary,
-        table,
-        notes,
-        {"latency": latency},
-        out_dir,
+        runs=runs,
+        summary=summary,
+        table=table,
+        notes=notes,
+        extra={"latency": latency},
         seconds=time.perf_counter() - started,
     )
-    return common.write_result(result, lambda path: plot(summary, latency, seeds=len(seeds), path=path))
+    return common.write_result(result, lambda path: plot(summary, latency, seeds=len(setup.seeds), path=path))
 
 
 def _table_and_notes(summary: Sequence[dict[str, Any]], latency: dict[str, Any]) -> tuple[str, list[str]]:
