@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from temporal_shift.apps.bench.turns import heavy_run
 from temporal_shift.apps.experiments.recipe import (
     DEMO_EPOCHS,
     DEMO_VIDEOS,
@@ -258,8 +259,9 @@ def obtain_run(
     """The finished run ``key`` (``settings``: `store.run_settings`): its record from ``store`` if
     another process finished it meanwhile, else trained in its run folder (`train_arm`, resumed
     from an interrupted sitting's last.pt when it has one) and saved. Holds the run's lock, so
-    two invocations never train one run at once. The record says who trained it and whether
-    it was trained now (``trained_now``)."""
+    two invocations never train one run at once, and starts it only when no benchmark is timing on
+    the machine (`turns.heavy_run`). The record says who trained it and whether it was trained now
+    (``trained_now``)."""
     with store.lock(key):
         done = store.finished(key)
         if done is not None:
@@ -268,16 +270,17 @@ def obtain_run(
         step = _resume_step(run_dir) if store.start(key, settings) else None
         if step is None:
             store.restart(key, settings)
-        record = train_arm(
-            arm,
-            data_root=data_root,
-            out_dir=run_dir,
-            budget=budget,
-            seed=seed,
-            device=device,
-            progress=progress,
-            resume=step is not None,
-        )
+        with heavy_run(f"{experiment}: {arm.label}, seed {seed}"):  # never while a benchmark times
+            record = train_arm(
+                arm,
+                data_root=data_root,
+                out_dir=run_dir,
+                budget=budget,
+                seed=seed,
+                device=device,
+                progress=progress,
+                resume=step is not None,
+            )
         from temporal_shift.ops.runtime import resolve_device
 
         saved = store.save(
