@@ -397,3 +397,42 @@ def test_the_full_budget_is_the_demos_training() -> None:
     full = rp.BUDGETS["full"]
     assert (full.num_videos, full.epochs, full.batch_size) == (DEMO_VIDEOS, DEMO_EPOCHS, 16)
     assert full.seeds > rp.BUDGETS["small"].seeds
+
+
+def test_the_hard_data_is_its_own_dataset_runs_and_results(tmp_path: Path, monkeypatch) -> None:
+    """``--data hard``: the hard scene's dataset, other run keys than the demo data's, results in
+    ``<experiment>-hard`` (the training itself is the recipe's, tested above: faked here)."""
+    from temporal_shift.data.synthetic import HARD_CLASSES
+
+    def fake_training(arm, *, out_dir, seed, **kwargs):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "last.pt").write_bytes(b"")
+        metrics = {"top1": 50.0 + seed, "temporal_top1": 40.0, "control_top1": 90.0, "order_acc": 60.0}
+        return {
+            "arm": arm.label,
+            "group": arm.group,
+            "seed": seed,
+            "model": arm.model,
+            **metrics,
+            "params_m": 1.0,
+            "gmacs": 0.1,
+            "train_seconds": 1.0,
+            "steps": 2,
+            "checkpoint": str(out_dir / "last.pt"),
+        }
+
+    monkeypatch.setattr(common, "train_arm", fake_training)
+    (result,) = rp.reproduce(  # jobs=1: in this process, where the fake is
+        "placement", budget=TINY, data="hard", out_dir=tmp_path, progress=False, log=lambda s: None, jobs=1
+    )
+    assert result.out_dir == tmp_path / "placement-hard" and result.data == "hard"
+    saved = json.loads(result.files["json"].read_text())
+    assert saved["data"] == "hard" and saved["recipe"]["data"]["scene"] == "hard"
+    meta = json.loads((tmp_path / "data" / "hard_24" / "meta.json").read_text())
+    assert meta["classes"] == list(HARD_CLASSES)
+    arm = placement.arms()[0]
+    keys = {
+        rp.run_key(arm, data_root=tmp_path / "data" / folder, budget=TINY, seed=0, device="cpu")
+        for folder in ("hard_24", "synthetic_24")
+    }
+    assert len(keys) == 2  # the data's generator settings are part of a run's key
