@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from temporal_shift.data.synthetic import CLASSES, SCENES, TEMPORAL_PAIRS, render_clip, scene_classes
 from temporal_shift.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from temporal_shift.models.factory import FAMILIES, build_model
+from temporal_shift.ops.runtime import resolve_device
 
 
 def render(n: int, *, seed: int, classes: list[int], args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,6 +113,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON line per epoch instead of text")
     args = p.parse_args(argv)
     args.class_list = list(range(len(CLASSES))) if args.classes == "all" else [int(c) for c in args.classes.split(",")]
@@ -165,7 +167,8 @@ def train_one(name: str, data: tuple, *, pairs: list[tuple[int, int]], names: li
     x_train, y_train, x_val, y_val = data
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    model = model_named(name, num_classes=len(names), segments=args.segments)
+    device = resolve_device(args.device)
+    model = model_named(name, num_classes=len(names), segments=args.segments).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05, fused=True)  # as `tsm train`
     per_epoch = args.train // args.batch_size
     total, warm = args.epochs * per_epoch, max(1, per_epoch // 2)
@@ -179,7 +182,8 @@ def train_one(name: str, data: tuple, *, pairs: list[tuple[int, int]], names: li
         order = torch.randperm(len(x_train))
         for b in range(per_epoch):
             idx = order[b * args.batch_size : (b + 1) * args.batch_size]
-            loss = F.cross_entropy(model(sample(x_train[idx], args.segments, train=True, rng=rng)), y_train[idx])
+            clips = sample(x_train[idx], args.segments, train=True, rng=rng).to(device)
+            loss = F.cross_entropy(model(clips), y_train[idx].to(device))
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 20.0)
@@ -190,7 +194,7 @@ def train_one(name: str, data: tuple, *, pairs: list[tuple[int, int]], names: li
         with torch.no_grad():
             scores = torch.cat(
                 [
-                    model(sample(x_val[i : i + 64], args.segments, train=False, rng=rng))
+                    model(sample(x_val[i : i + 64], args.segments, train=False, rng=rng).to(device)).cpu()
                     for i in range(0, len(x_val), 64)
                 ]
             )
