@@ -428,6 +428,8 @@ def test_the_hard_data_is_its_own_dataset_runs_and_results(tmp_path: Path, monke
     assert result.out_dir == tmp_path / "placement-hard" and result.data == "hard"
     saved = json.loads(result.files["json"].read_text())
     assert saved["data"] == "hard" and saved["recipe"]["data"]["scene"] == "hard"
+    assert saved["command"] == f"tsm reproduce placement --budget tiny --seeds 2 --data hard --out {tmp_path}"
+    assert f"Command: `{saved['command']}`" in result.files["markdown"].read_text()
     meta = json.loads((tmp_path / "data" / "hard_24" / "meta.json").read_text())
     assert meta["classes"] == list(HARD_CLASSES)
     arm = placement.arms()[0]
@@ -436,3 +438,20 @@ def test_the_hard_data_is_its_own_dataset_runs_and_results(tmp_path: Path, monke
         for folder in ("hard_24", "synthetic_24")
     }
     assert len(keys) == 2  # the data's generator settings are part of a run's key
+
+
+def test_the_full_budget_script_runs_commands_the_cli_takes() -> None:
+    """benchmarks/reproduce_full.sh (the full-budget figures in one resumable command): its two
+    tsm reproduce commands parse, with the script's defaults."""
+    import shlex
+
+    from temporal_shift.cli import build_parser
+
+    script = (Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce_full.sh").read_text()
+    lines = [line for line in script.splitlines() if "temporal_shift.cli reproduce" in line]
+    assert len(lines) == 2
+    for line in lines:
+        words = shlex.split(line.replace('"$seeds"', "3").replace('"$out"', "runs/x").replace(' "$@"', ""))
+        args = build_parser().parse_args(words[words.index("reproduce") :])
+        assert (args.budget, args.seeds) == ("full", 3)
+    assert "--data hard" in lines[1] and args.experiment == ["zoo"]

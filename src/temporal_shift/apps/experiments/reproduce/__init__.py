@@ -125,6 +125,10 @@ def reproduce(
         out / "data" / f"{folder}_{plan.num_videos}", variant=data, num_videos=plan.num_videos, progress=progress
     )
     store = RunStore.at(out / "runs", fresh=fresh)
+    command = (
+        f"tsm reproduce {' '.join(names)} --budget {plan.name} --seeds {len(seeds_run)} --data {data} --out {out}"
+        + (" --fresh" if fresh else "")
+    )
     results = []
     for name in names:
         log(
@@ -142,6 +146,7 @@ def reproduce(
             progress=progress,
             log=log,
             jobs=jobs,
+            command=command,
         )
         results.append(RUNNERS[name](setup))
     return results

@@ -104,10 +104,12 @@ class ExperimentResult:
     seconds: float = 0.0
     files: dict[str, Path] = dataclasses.field(default_factory=dict)
     data: str = "demo"  # the synthetic data variant (`recipe.DATA_VARIANTS`)
+    command: str = ""  # the tsm reproduce command that gives these results
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "experiment": self.experiment,
+            "command": self.command,
             "data": self.data,
             "budget": dataclasses.asdict(self.budget),
             "seeds": self.seeds,
@@ -136,15 +138,17 @@ class Setup:
     progress: bool = True
     log: Callable[[str], None] = print
     jobs: int | None = None
+    command: str = ""  # the tsm reproduce command that gives this experiment's results
 
     def result(self, experiment: str, **fields: Any) -> ExperimentResult:
-        """The experiment's `ExperimentResult` with this setup's budget, seeds, folder and data."""
+        """The experiment's `ExperimentResult` with this setup's budget, seeds, folder, data and command."""
         return ExperimentResult(
             experiment=experiment,
             budget=self.budget,
             seeds=self.seeds,
             out_dir=self.out_dir,
             data=self.data,
+            command=self.command,
             **fields,
         )
 
@@ -521,8 +525,8 @@ def write_result(result: ExperimentResult, plot: Callable[[Path], Path] | None) 
     md += ["", result.table, ""]
     md += [f"- {note}" for note in result.notes]
     m = machine()
+    md += [""] + ([f"Command: `{result.command}`", ""] if result.command else [])
     md += [
-        "",
         f"Machine: {m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']}"
         + (f", {m['cuda']}" if m["cuda"] else "")
         + f"; {result.seconds / 60:.1f} min in all.",
