@@ -172,9 +172,9 @@ def _centroid_accuracy(x_train, y_train, x_test, y_test) -> float:
     return float((pred == np.asarray(y_test)).mean())
 
 
-def _per_frame_accuracies(pair, *, seed=0, **knobs) -> tuple[float, float]:
+def _per_frame_accuracies(pair, *, seed=0, clips_per_class=CLIPS_PER_CLASS, **knobs) -> tuple[float, float]:
     """Train per-frame classifiers on frames of half the clips, test on the other half."""
-    clips, _, labels = _render_pair(pair, seed=seed, **knobs)
+    clips, _, labels = _render_pair(pair, seed=seed, clips_per_class=clips_per_class, **knobs)
     clip_ids = np.arange(len(clips))
     train = clip_ids % 2 == 0
     feats = _frame_features(clips.reshape(-1, SIZE, SIZE, 3)).reshape(len(clips), FRAMES, -1)
@@ -448,9 +448,9 @@ def _hard_cue(name: str, p: dict[str, np.ndarray]) -> float:
     actors' positions in display order."""
     circle = np.stack([p["cx"], p["cy"]])
     step = _wrapped(np.diff(circle, axis=1))  # the circle's moves from frame to frame
-    if name == "circle_curving_clockwise":  # its heading turns clockwise (y down: the angle grows)
-        return _unwrap_slope(np.arctan2(step[1], step[0]), 2 * np.pi)
     offset = _wrapped(circle - np.stack([p["ref_cx"], p["ref_cy"]]))  # the circle seen from the square
+    if name == "side_by_side_square_on_the_right":  # y down: the square is right of the heading
+        return float((step[1] * offset[0, 1:] - step[0] * offset[1, 1:]).sum())
     if name in ("circle_orbiting_square_clockwise", "circle_passing_square_clockwise"):
         return _unwrap_slope(np.arctan2(offset[1], offset[0]), 2 * np.pi)
     if name == "square_chasing_circle":  # the circle moves away from the square, which follows
@@ -470,7 +470,9 @@ def test_hard_scene_classes_act_what_their_names_say(pair):
 
 @pytest.mark.parametrize("pair", TEMPORAL_PAIRS, ids=HARD_IDS)
 def test_hard_scene_per_frame_classifier_is_at_chance_on_temporal_pairs(pair):
-    logistic, centroid = _per_frame_accuracies(pair, **HARD)
+    # more clips than for the single scene: a frame of the hard scene holds 5-7 objects in random
+    # places, and a classifier fitted to 96 clips' frames lands further from 50% by chance alone
+    logistic, centroid = _per_frame_accuracies(pair, clips_per_class=96, **HARD)
     assert abs(logistic - 0.5) < 0.15, logistic
     assert abs(centroid - 0.5) < 0.15, centroid
 

@@ -52,7 +52,7 @@ def _register_synth(sub: argparse._SubParsersAction) -> None:
         choices=synthetic.SCENES,
         default=options.default(generate, "scene"),
         help="single: one object per clip acts the class (the default); hard: a square and a circle act it "
-        "(orbiting, chasing, launching, passing, curving) among 3-5 look-alike moving distractors, so the order "
+        "(orbiting, chasing, launching, passing, side by side) among 3-5 look-alike moving distractors, so the order "
         "is in a local relation (tsm reproduce --data hard)",
     )
     p.add_argument(

@@ -31,8 +31,9 @@ each class among 3-5 distractors that look like them (squares and circles of the
 and sizes, drifting straight at the same speeds; all positions and directions random). The
 circle orbits a drifting square clockwise/counter-clockwise, the square chases the circle or
 the circle the square, the square runs into the circle and launches it or the other way round,
-the circle passes a drifting square clockwise/counter-clockwise, the circle curves clockwise/
-counter-clockwise; the control pair is a still red or blue ring. No frame's global features
+the circle passes a drifting square clockwise/counter-clockwise (the square on its right/left),
+the two go side by side with the square on the circle's right/left; the control pair is a
+still red or blue ring. No frame's global features
 (colours, shapes, where things are) carry the relation, so a model that compares whole-frame
 features across time (late fusion) has no easy way in; one that sees neighbouring frames at
 each place (TSM's shift, 3D convolutions) does.
@@ -91,8 +92,8 @@ HARD_CLASSES: tuple[str, ...] = (
     "circle_launching_square",
     "circle_passing_square_clockwise",
     "circle_passing_square_counterclockwise",
-    "circle_curving_clockwise",
-    "circle_curving_counterclockwise",
+    "side_by_side_square_on_the_right",
+    "side_by_side_square_on_the_left",
     "red_ring",
     "blue_ring",
 )
@@ -508,8 +509,8 @@ def _heading(rng: np.random.Generator) -> np.ndarray:
 
 
 def _hard_actors(label: int, rng: np.random.Generator, stage: _Stage) -> tuple[dict | None, dict]:
-    """The square and the circle (or the control pair's ring; no square for the curving pair)
-    acting the first class of ``label``'s pair, forwards."""
+    """The square and the circle (or, for the control pair, no square and a ring) acting the
+    first class of ``label``'s pair, forwards."""
     t, kind = stage.t, label // 2
     start = stage.place(rng)
     if kind == 5:  # the control pair: a still ring, red or blue (a frame tells them apart)
@@ -519,7 +520,6 @@ def _hard_actors(label: int, rng: np.random.Generator, stage: _Stage) -> tuple[d
     r_square, r_circle = stage.radius(rng), stage.radius(rng)
     touching = 0.8 * r_square + r_circle  # between the centres of a square's face and a circle in contact
     u, speed, angle = _heading(rng), stage.speed(rng), rng.uniform(0, 2 * math.pi)
-    square = None
     if kind in (0, 3):  # the circle goes round a drifting square: in a circle, or straight past it
         square = start[:, None] + np.outer(_heading(rng) * stage.speed(rng, *_REF_SPEED), t)
         if kind == 0:  # orbiting clockwise
@@ -536,12 +536,13 @@ def _hard_actors(label: int, rng: np.random.Generator, stage: _Stage) -> tuple[d
         square = start[:, None] - np.outer(u, touching + speed * np.maximum(-t, 0))
         circle = start[:, None] + np.outer(u, speed * np.maximum(t, 0))
         angle = math.atan2(u[1], u[0])  # a face towards the circle
-    else:  # kind 4: the circle curves clockwise (its heading turns), no square
-        theta = stage.turn(rng)
-        circle = start[:, None] + speed / (math.radians(10) * stage.motion) * np.stack([np.sin(theta), -np.cos(theta)])
+    else:  # kind 4: the two go side by side along u, the square on the circle's right
+        circle = start[:, None] + np.outer(u * speed, t)
+        square = circle + (touching + rng.uniform(2, 5) * stage.size) * np.array([-u[1], u[0]])[:, None]
+        angle = math.atan2(u[1], u[0])
     square_colour, circle_colour = _hard_colour(rng), _hard_colour(rng)
     return (
-        None if square is None else _thing("square", square, r_square, angle, square_colour),
+        _thing("square", square, r_square, angle, square_colour),
         _thing("circle", circle, r_circle, 0.0, circle_colour),
     )
 
@@ -566,7 +567,7 @@ def _render_hard(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One clip of the hard scene's class ``label`` (forwards, `render_clip` reverses) and its
     actors' per-frame positions: the circle's (or ring's) cx, cy, the square's ref_cx, ref_cy
-    (NaN where the class has no square)."""
+    (NaN for the control pair's ring, which has no square)."""
     canvas = _background(rng, frames, height, width, clutter)
     t = np.arange(frames, dtype=np.float64) - (frames - 1) / 2
     stage = _Stage(t=t, height=height, width=width, size=min(height, width) / 64.0 * object_scale, motion=motion)
