@@ -1,15 +1,15 @@
 """How long would `tsm reproduce` take on this machine? An estimate from timed training steps.
 
-Lists the distinct runs of the asked invocations (`tsm reproduce all` trains a run shared by two
-experiments once), times a few training steps of each distinct model on in-memory clips as the
-recipe trains them (ResNet-18 trunk where the family takes one, T=4, 32x32, batch 16, AdamW, one
-torch thread per run as when runs train side by side on a CPU), and prints per model the seconds
-a step and a run, and the wall time of each invocation: the runs' steps plus a per-run overhead
-(loading JPEG batches, validating and testing, ~10% of a TSM run by the small budget's figures),
-divided among the runs at once. Runs already in a run store (``--store``) are left out.
+Lists the distinct runs of benchmarks/reproduce_full.sh's two commands and of ``all`` (a run
+two experiments share is trained once), times a few training steps of each distinct model on
+in-memory clips as the recipe trains them (ResNet-18 trunk where the family takes one, T=4,
+32x32, batch 16, AdamW, one torch thread per run as when runs train side by side on a CPU),
+and prints the seconds a step of each model and the wall time of each command: the runs'
+steps plus an overhead guessed at 10% (loading JPEG batches, four validations and the test of
+720 clips), divided among the runs at once. Runs already in a run store (``--store``) are left out.
 
-    python benchmarks/reproduce_time.py                                  # all --budget full --seeds 3, zoo --data hard
-    python benchmarks/reproduce_time.py --seeds 5 --steps 6 --store runs/reproduce/runs
+    python benchmarks/reproduce_time.py --json times.json     # reproduce_full.sh's two commands and all, 3 seeds
+    python benchmarks/reproduce_time.py --seeds 5 --timings times.json --store runs/reproduce-full/runs
 
 On a loaded machine the figures are the load's; docs/reproduce.md has them with the machine.
 """
@@ -39,7 +39,7 @@ from temporal_shift.apps.experiments.reproduce.common import Budget
 from temporal_shift.apps.experiments.reproduce.store import RunStore, run_settings, settings_key
 from temporal_shift.models.factory import model_from_config
 
-OVERHEAD = 0.10  # of a run's training steps: JPEG loading, 4 validations and the test (small budget: ~10%)
+OVERHEAD = 0.10  # of a run's training steps, guessed: JPEG loading, four validations and the test
 
 
 def experiment_arms(name: str) -> list[Arm]:
@@ -96,16 +96,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--jobs", type=int, default=2, help="runs at once (side by side: one per core)")
     p.add_argument("--store", type=Path, default=None, help="a run store: its finished runs are not counted")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--timings", type=Path, default=None, help="take the step times of an earlier --json file")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     budget = dataclasses.replace(BUDGETS[args.budget], seeds=args.seeds)
     steps_per_run = budget.epochs * int(budget.num_videos * 0.8) // budget.batch_size
     store = RunStore.at(args.store) if args.store else None
-    invocations = {
-        f"all --budget {args.budget} --seeds {args.seeds}": ([*EXPERIMENTS], "demo"),
-        f"zoo --budget {args.budget} --seeds {args.seeds} --data hard": (["zoo"], "hard"),
+    every = f"--budget {args.budget} --seeds {args.seeds}"
+    invocations = {  # benchmarks/reproduce_full.sh runs the first two
+        f"shift-proportion placement online {every}": (["shift-proportion", "placement", "online"], "demo"),
+        f"zoo {every} --data hard": (["zoo"], "hard"),
+        f"all {every}": ([*EXPERIMENTS], "demo"),
     }
-    per_model: dict[str, float] = {}
+    per_model: dict[str, float] = json.loads(args.timings.read_text())["seconds_per_step"] if args.timings else {}
     report: dict[str, Any] = {"steps_per_run": steps_per_run, "jobs": args.jobs, "invocations": {}}
     for label, invocation in invocations.items():
         runs = planned_runs([invocation], budget=budget, seeds=args.seeds, store=store)
