@@ -329,23 +329,34 @@ def render_clip(
     _check_rates(motion=motion, object_scale=object_scale, spin=spin)
     _check_scene(scene, pair_hues=pair_hues, spin=spin)
     height, width = (size, size) if isinstance(size, int) else size
+    knobs = {"rng": rng, "frames": frames, "height": height, "width": width, "clutter": clutter, "motion": motion}
     if scene == "hard":
-        clip, params = _render_hard(
-            label,
-            rng=rng,
-            frames=frames,
-            height=height,
-            width=width,
-            clutter=clutter,
-            motion=motion,
-            object_scale=object_scale,
-        )
-        if label < 10 and label % 2 == 1:  # second class of a temporal pair: play backwards
-            clip, params = clip[::-1].copy(), {k: v[::-1].copy() for k, v in params.items()}
-        return clip, params
+        clip, params = _render_hard(label, object_scale=object_scale, **knobs)
+    else:
+        clip, params = _render_single(label, pair_hues=pair_hues, object_scale=object_scale, spin=spin, **knobs)
+    if label < 10 and label % 2 == 1:  # second class of a temporal pair: play backwards
+        clip = clip[::-1].copy()
+        params = {k: v[::-1].copy() for k, v in params.items()}
+    return clip, params
+
+
+def _render_single(
+    label: int,
+    *,
+    rng: np.random.Generator,
+    frames: int,
+    height: int,
+    width: int,
+    clutter: bool,
+    motion: float,
+    pair_hues: bool,
+    object_scale: float,
+    spin: float,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One clip of the single scene's class ``label`` (forwards, `render_clip` reverses) and its main
+    object's per-frame parameters."""
     scale = min(height, width) / 64.0
     canvas = _background(rng, frames, height, width, clutter)
-
     distractors = (
         [
             _object(
@@ -379,11 +390,7 @@ def render_clip(
     for obj, shape, colour in layers:
         canvas = _paint(canvas, obj, shape=shape, colour=colour)
     clip = np.clip(canvas, 0, 255).round().astype(np.uint8)
-    params = {k: np.asarray(main[k], dtype=np.float64) for k in ("cx", "cy", "radius", "angle", "alpha")}
-    if label < 10 and label % 2 == 1:  # second class of a temporal pair: play backwards
-        clip = clip[::-1].copy()
-        params = {k: v[::-1].copy() for k, v in params.items()}
-    return clip, params
+    return clip, {k: np.asarray(main[k], dtype=np.float64) for k in ("cx", "cy", "radius", "angle", "alpha")}
 
 
 def _main_object(
@@ -700,10 +707,10 @@ def generate_synthetic(
         "pair_hues": pair_hues,
         "object_scale": float(object_scale),
         "spin": float(spin),
-        "rotating_object": rotating_object(spin),
+        "rotating_object": rotating_object(spin) if scene == "single" else None,
+        # the single scene's settings (and meta.json) are as before scenes existed
+        **({} if scene == "single" else {"scene": scene}),
     }
-    if scene != "single":  # the single scene's settings (and meta.json) are as before scenes existed
-        settings = {**settings, "scene": scene, "rotating_object": None}
     _check_same_settings(paths, settings, out_dir=out_dir)
     _write_meta(paths, settings)  # first, so that resuming an interrupted run checks the settings too
     paths.frames_dir.mkdir(parents=True, exist_ok=True)
