@@ -59,7 +59,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from tqdm import tqdm
@@ -296,6 +296,16 @@ PAIR_HUES: tuple[float, ...] = (0.13, 0.33, 0.5, 0.76, 0.9)
 _PAIR_HUE_SPREAD = 0.02
 
 
+class _Knobs(TypedDict):
+    """The draws and canvas both scenes' renderers take."""
+
+    rng: np.random.Generator
+    frames: int
+    height: int
+    width: int
+    clutter: bool
+
+
 def render_clip(
     label: int,
     *,
@@ -329,11 +339,13 @@ def render_clip(
     _check_rates(motion=motion, object_scale=object_scale, spin=spin)
     _check_scene(scene, pair_hues=pair_hues, spin=spin)
     height, width = (size, size) if isinstance(size, int) else size
-    knobs = {"rng": rng, "frames": frames, "height": height, "width": width, "clutter": clutter, "motion": motion}
+    knobs: _Knobs = {"rng": rng, "frames": frames, "height": height, "width": width, "clutter": clutter}
     if scene == "hard":
-        clip, params = _render_hard(label, object_scale=object_scale, **knobs)
+        clip, params = _render_hard(label, motion=motion, object_scale=object_scale, **knobs)
     else:
-        clip, params = _render_single(label, pair_hues=pair_hues, object_scale=object_scale, spin=spin, **knobs)
+        clip, params = _render_single(
+            label, motion=motion, object_scale=object_scale, pair_hues=pair_hues, spin=spin, **knobs
+        )
     if label < 10 and label % 2 == 1:  # second class of a temporal pair: play backwards
         clip = clip[::-1].copy()
         params = {k: v[::-1].copy() for k, v in params.items()}
@@ -420,7 +432,7 @@ def _main_object(
             hue=hue,
             vivid=pair_hues,
         )
-    hue = PAIR_HUES[label // 2] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD) if pair_hues else None
+    pair_hue = PAIR_HUES[label // 2] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD) if pair_hues else None
     return _object(
         rng,
         frames=frames,
@@ -428,7 +440,7 @@ def _main_object(
         width=width,
         radius=rng.uniform(6, 10) * scale,
         kind=_KIND[label - label % 2],
-        hue=hue,
+        hue=pair_hue,
         motion=motion,
         spin=spin,
         vivid=pair_hues,
@@ -808,8 +820,12 @@ def _make_all(jobs: Sequence[tuple], *, workers: int, progress: bool) -> None:
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(_make_one, jobs, chunksize=16):
-                bar.update()
+            try:
+                for _ in pool.map(_make_one, jobs, chunksize=16):
+                    bar.update()
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM): drop the clips not started yet
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     bar.close()
 
 

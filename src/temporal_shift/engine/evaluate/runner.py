@@ -268,19 +268,19 @@ def _checked_inputs(
         raise ValueError(f"batch_size must be >= 1 and workers >= 0, got {batch_size}, {workers}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    members = [m if isinstance(m, Member) else Member(checkpoint=m) for m in members]
-    if not members:
+    checked = [m if isinstance(m, Member) else Member(checkpoint=m) for m in members]
+    if not checked:
         raise ValueError("no checkpoint to evaluate")
-    weights = normalize_weights([m.weight for m in members])
+    weights = normalize_weights([m.weight for m in checked])
     root, list_file = Path(root), Path(root) / list_file
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: data root not found")
     if not list_file.is_file():
         raise FileNotFoundError(f"{list_file}: list file not found")
-    for m in members:  # published weights (weights.PublishedWeights) are fetched when loaded
+    for m in checked:  # published weights (weights.PublishedWeights) are fetched when loaded
         if isinstance(m.checkpoint, (str, Path)) and not Path(m.checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint not found: {m.checkpoint}")
-    return members, weights, root, list_file
+    return checked, weights, root, list_file
 
 
 def _member_datasets(
@@ -451,7 +451,7 @@ def _fuse_and_measure(
         for index, reason in member.skipped.items():
             skipped.setdefault(index, reason)
     ok = done.all(axis=0)
-    reasons = [skipped.get(i, f"{records[i].source}: not scored") for i in np.flatnonzero(~ok)]
+    reasons = [skipped.get(i, f"{records[i].source}: not scored") for i in np.flatnonzero(~ok).tolist()]
     reasons = list(dataset.skipped_lines) + reasons
     if not ok.any():
         raise ValueError(f"{list_file}: none of the {n} videos could be read")
@@ -466,7 +466,7 @@ def _fuse_and_measure(
         confusion=metrics.confusion,
         scores=scores,
         labels=labels,
-        videos=[r.path for r, good in zip(records, ok, strict=True) if good],
+        videos=[records[i].path for i in np.flatnonzero(ok).tolist()],
         class_names=class_names,
         protocol=protocol,
         members=[
