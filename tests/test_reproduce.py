@@ -399,29 +399,32 @@ def test_the_full_budget_is_the_demos_training() -> None:
     assert full.seeds > rp.BUDGETS["small"].seeds
 
 
+def _fake_training(arm, *, out_dir, seed, **kwargs):
+    """`common.train_arm`'s record without the training (an empty last.pt), for what the run store
+    and the results do with records; the real training is tested above."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "last.pt").write_bytes(b"")
+    metrics = {"top1": 50.0 + seed, "temporal_top1": 40.0, "control_top1": 90.0, "order_acc": 60.0}
+    return {
+        "arm": arm.label,
+        "group": arm.group,
+        "seed": seed,
+        "model": arm.model,
+        **metrics,
+        "params_m": 1.0,
+        "gmacs": 0.1,
+        "train_seconds": 1.0,
+        "steps": 2,
+        "checkpoint": str(out_dir / "last.pt"),
+    }
+
+
 def test_the_hard_data_is_its_own_dataset_runs_and_results(tmp_path: Path, monkeypatch) -> None:
     """``--data hard``: the hard scene's dataset, other run keys than the demo data's, results in
     ``<experiment>-hard`` (the training itself is the recipe's, tested above: faked here)."""
     from temporal_shift.data.synthetic import HARD_CLASSES
 
-    def fake_training(arm, *, out_dir, seed, **kwargs):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "last.pt").write_bytes(b"")
-        metrics = {"top1": 50.0 + seed, "temporal_top1": 40.0, "control_top1": 90.0, "order_acc": 60.0}
-        return {
-            "arm": arm.label,
-            "group": arm.group,
-            "seed": seed,
-            "model": arm.model,
-            **metrics,
-            "params_m": 1.0,
-            "gmacs": 0.1,
-            "train_seconds": 1.0,
-            "steps": 2,
-            "checkpoint": str(out_dir / "last.pt"),
-        }
-
-    monkeypatch.setattr(common, "train_arm", fake_training)
+    monkeypatch.setattr(common, "train_arm", _fake_training)
     (result,) = rp.reproduce(  # jobs=1: in this process, where the fake is
         "placement", budget=TINY, data="hard", out_dir=tmp_path, progress=False, log=lambda s: None, jobs=1
     )
@@ -455,3 +458,75 @@ def test_the_full_budget_script_runs_commands_the_cli_takes() -> None:
         args = build_parser().parse_args(words[words.index("reproduce") :])
         assert (args.budget, args.seeds) == ("full", 3)
     assert "--data hard" in lines[1] and args.experiment == ["zoo"]
+
+
+def _damage(kind: str, path: Path, runs: Path) -> None:
+    """Damage the run record at ``path`` as ``kind`` says."""
+    text = path.read_text()
+    record = json.loads(text)
+    if kind == "truncated":
+        path.write_text(text[: len(text) // 2])
+        return
+    if kind == "not a record":
+        record = [record]
+    elif kind == "another key":
+        record["key"] = "0" * 16
+    elif kind == "metric missing":
+        del record["top1"]
+    elif kind == "metric not a number":
+        record["order_acc"] = "high"
+    elif kind == "settings edited":
+        record["settings"]["optim"]["lr"] *= 10
+    elif kind == "checkpoint gone":
+        (runs / record["checkpoint"]).unlink()
+    path.write_text(json.dumps(record))
+
+
+DAMAGES = [
+    ("truncated", "not a readable run record"),
+    ("not a record", "a run record is a JSON object, got list"),
+    ("another key", "it is the record of run '0000000000000000'"),
+    ("metric missing", "top1 is None, not a number"),
+    ("metric not a number", "order_acc is 'high', not a number"),
+    ("settings edited", "its settings are not those of its key"),
+    ("checkpoint gone", "last.pt is missing"),
+]
+
+
+@pytest.mark.parametrize(("kind", "says"), DAMAGES, ids=[kind for kind, _ in DAMAGES])
+def test_a_damaged_run_record_is_a_one_line_error_never_used_nor_replaced(
+    tmp_path: Path, tiny_data: Path, monkeypatch, kind: str, says: str
+) -> None:
+    monkeypatch.setattr(common, "train_arm", _fake_training)
+    arms = [rp.Arm("TSN", {"shift": False}, "tsn")]
+    rp.run_arms(arms, name="exp", setup=_setup(tmp_path, tiny_data, lines=[]))
+    (path,) = (tmp_path / "runs").glob("*.json")
+    _damage(kind, path, tmp_path / "runs")
+    damaged = path.read_bytes()
+    with pytest.raises(ValueError, match="delete it") as error:
+        rp.run_arms(arms, name="exp", setup=_setup(tmp_path, tiny_data, lines=[]))
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and says in message and "\n" not in message
+    assert path.read_bytes() == damaged  # not replaced behind the user's back
+    # --fresh trains every run again: the damaged record is replaced, not read
+    (again,) = rp.run_arms(arms, name="exp", setup=_setup(tmp_path, tiny_data, lines=[], fresh=True))
+    assert again["top1"] == 50.0 and "reused_from" not in again
+    assert json.loads(path.read_text())["key"] == path.stem
+
+
+def test_an_interrupted_run_whose_last_pt_is_damaged_is_trained_from_scratch_and_says_so(
+    tmp_path: Path, tiny_data: Path, monkeypatch
+) -> None:
+    arm = rp.Arm("TSN", {"shift": False}, "tsn")
+    key = rp.run_key(arm, data_root=tiny_data, budget=TINY, seed=0, device="cpu")
+    folder = tmp_path / "runs" / key
+    folder.mkdir(parents=True)
+    (folder / "settings.json").write_text("{}")
+    (folder / "last.pt").write_bytes(b"PK\x03\x04 cut off")  # a last.pt whose writing was cut short
+    trained = _count_training(monkeypatch)
+    lines: list[str] = []
+    (run,) = rp.run_arms([arm], name="exp", setup=_setup(tmp_path, tiny_data, lines=lines))
+    assert trained == [{"arm": "TSN", "resume": False}] and run["resumed_at_step"] is None
+    assert run["steps"] == 1 and Path(run["checkpoint"]).stat().st_size > 1000  # the whole budget, saved
+    assert "last.pt" in run["restarted_because"]
+    assert any("trained from scratch: the interrupted sitting's" in line for line in lines)

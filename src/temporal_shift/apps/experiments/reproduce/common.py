@@ -237,14 +237,17 @@ def _seconds_so_far(out_dir: Path) -> float:
         return 0.0
 
 
-def _resume_step(run_dir: Path) -> int | None:
-    """The step an interrupted run's last.pt resumes at; None if it has no usable training state."""
+def _resume_step(run_dir: Path) -> tuple[int | None, str | None]:
+    """The step an interrupted run's last.pt resumes at, or None and why it cannot be resumed
+    (damaged, truncated, no training state)."""
     from temporal_shift.checkpoint.format import CheckpointError, read_checkpoint
 
     try:
-        return int(read_checkpoint(run_dir / "last.pt")["train_state"]["global_step"])
-    except (CheckpointError, KeyError, TypeError, ValueError):
-        return None
+        return int(read_checkpoint(run_dir / "last.pt")["train_state"]["global_step"]), None
+    except CheckpointError as exc:
+        return None, str(exc).splitlines()[0]
+    except (KeyError, TypeError, ValueError) as exc:
+        return None, f"{run_dir / 'last.pt'}: no training state to resume ({type(exc).__name__}: {exc})"
 
 
 def obtain_run(
@@ -271,8 +274,8 @@ def obtain_run(
         if done is not None:
             return done
         run_dir = store.run_dir(key)
-        step = _resume_step(run_dir) if store.start(key, settings) else None
-        if step is None:
+        step, unresumable = _resume_step(run_dir) if store.start(key, settings) else (None, None)
+        if step is None:  # nothing to resume, or a last.pt that cannot be: from scratch, and said so
             store.restart(key, settings)
         with heavy_run(f"{experiment}: {arm.label}, seed {seed}"):  # never while a benchmark times
             record = train_arm(
@@ -293,6 +296,7 @@ def obtain_run(
                 **record,
                 "trained_by": {"experiment": experiment, "arm": arm.label},
                 "resumed_at_step": step,
+                "restarted_because": unresumable,
                 "device": str(resolve_device(device)),
                 "settings": settings,
             },
@@ -485,6 +489,8 @@ def _progress_lines(
             return
         how = "" if record.get("trained_now") else " (finished meanwhile by another invocation)"
         resumed = "" if record.get("resumed_at_step") is None else f", resumed at step {record['resumed_at_step']}"
+        if record.get("restarted_because"):
+            resumed = f", trained from scratch: the interrupted sitting's {record['restarted_because']}"
         log(
             f"[{name} {finished}/{len(plan)}] {arm.label}, seed {seed}: top-1 {record['top1']:.1f}%, order "
             f"{record['order_acc']:.1f}%, {record['gmacs']:.3f} GMACs ({record['train_seconds']:.0f} s training"

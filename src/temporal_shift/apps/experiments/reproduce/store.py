@@ -16,8 +16,12 @@ Layout under the store's root (``<out>/runs``)::
     <key>.lock          held while a process trains the run (two invocations never train one run twice)
 
 A run folder without a record is an interrupted run: its last.pt (written every epoch and on
-Ctrl-C/SIGTERM) is resumed; one that cannot be resumed is trained again from scratch. A
-changed recipe, data or model gives another key, so the old record is simply not found.
+Ctrl-C/SIGTERM) is resumed; one that cannot be resumed (damaged, cut short) is trained again
+from scratch, and the run's line says why. A record is written by a rename, so never half: one
+that is not as this store writes it (unreadable, another key's, a metric missing, settings that
+do not hash to its key, its checkpoint gone) is an error naming the file, never used and never
+silently replaced (``--fresh`` replaces it). A changed recipe, data or model gives another key,
+so the old record is simply not found.
 ``fresh`` ignores the records and folders of earlier invocations (they are trained again;
 a run trained earlier in the same invocation is still reused).
 """
@@ -28,6 +32,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -106,14 +111,21 @@ class RunStore:
 
     def finished(self, key: str) -> dict[str, Any] | None:
         """The record of the finished run ``key`` (its checkpoint as a path under this store), or
-        None: not run, interrupted, unreadable, or older than ``since``."""
+        None: not run, interrupted, or older than ``since``. A record that is not one this store
+        wrote (unreadable, another key's, fields missing, its checkpoint gone) is a ValueError that
+        names the file: it is never used, and never silently replaced."""
         path = self.record_path(key)
+        if not path.exists() or self._stale(path.stat().st_mtime):
+            return None
         try:
             record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(record, dict) or record.get("key") != key or self._stale(record.get("finished_at", 0.0)):
-            return None
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a readable run record ({exc}); {_REMEDY}") from None
+        problem = record_problem(record, key)
+        if problem is None and not (self.root / record["checkpoint"]).is_file():
+            problem = f"its checkpoint {self.root / record['checkpoint']} is missing"
+        if problem is not None:
+            raise ValueError(f"{path}: {problem}; {_REMEDY}")
         return {**record, "checkpoint": str(self.root / record["checkpoint"])}
 
     def _stale(self, when: float) -> bool:
@@ -160,6 +172,28 @@ class RunStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_REMEDY = "delete it (and its run folder) to train the run again"
+# what every finished run's record holds (`common.train_arm` and `common.obtain_run`), by type
+_RECORD_NUMBERS = ("top1", "temporal_top1", "order_acc", "params_m", "gmacs", "train_seconds", "finished_at")
+
+
+def record_problem(record: Any, key: str) -> str | None:
+    """What makes ``record`` not the finished run ``key`` as this store writes it, or None."""
+    if not isinstance(record, dict):
+        return f"a run record is a JSON object, got {type(record).__name__}"
+    if record.get("key") != key:
+        return f"it is the record of run {record.get('key')!r}, not {key!r}"
+    for field in _RECORD_NUMBERS:
+        value = record.get(field)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return f"{field} is {value!r}, not a number"
+    if not isinstance(record.get("checkpoint"), str) or not isinstance(record.get("settings"), dict):
+        return "its checkpoint or settings are missing"
+    if settings_key(record["settings"]) != key:
+        return "its settings are not those of its key (edited, or from another version)"
+    return None
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
