@@ -30,6 +30,7 @@ from temporal_shift.apps.experiments.recipe import DEMO_SEGMENTS, DEMO_SIZE, NUM
 from temporal_shift.apps.experiments.reproduce import (
     BUDGETS,
     EXPERIMENTS,
+    data_folder,
     online,
     placement,
     shift_proportion,
@@ -52,16 +53,17 @@ def experiment_arms(name: str) -> list[Arm]:
 def planned_runs(
     invocations: list[tuple[list[str], str]], *, budget: Budget, seeds: int, store: RunStore | None
 ) -> list[dict[str, Any]]:
-    """Every distinct run of ``invocations`` ((experiments, data) pairs), by key, minus those in ``store``."""
+    """Every distinct run of ``invocations`` ((experiments, data) pairs), by key, minus those in
+    ``store`` (a `tsm reproduce --out DIR`'s ``DIR/runs``: its runs' keys are found with the data
+    that invocation generated in ``DIR/data``)."""
     runs: dict[str, dict[str, Any]] = {}
     for names, data in invocations:
-        root = Path(f"(the {data} data)")  # no dataset needed: the key of a run differs between data variants
+        # without a store no dataset is needed: a run's key differs between data variants anyway
+        root = data_folder(store.root.parent, data, budget) if store else Path(f"(the {data} data)")
         for name in names:
             for seed in range(seeds):
                 for arm in experiment_arms(name):
-                    settings = run_settings(arm, data_root=root, budget=budget, seed=seed, device="cpu")
-                    settings["dataset"] = data
-                    key = settings_key(settings)
+                    key = settings_key(run_settings(arm, data_root=root, budget=budget, seed=seed, device="cpu"))
                     if store is not None and store.finished(key) is not None:
                         continue
                     runs.setdefault(key, {"arm": arm, "data": data, "first": f"{name}: {arm.label}"})

@@ -81,6 +81,7 @@ __all__ = [
     "Setup",
     "arm_config",
     "compare",
+    "data_folder",
     "markdown_table",
     "report",
     "reproduce",
@@ -120,10 +121,7 @@ def reproduce(
     if data not in DATA_VARIANTS:
         raise ValueError(f"unknown --data {data!r}; expected one of {', '.join(DATA_VARIANTS)}")
     out = Path(out_dir)
-    folder = "synthetic" if data == "demo" else data
-    paths = prepare_data(
-        out / "data" / f"{folder}_{plan.num_videos}", variant=data, num_videos=plan.num_videos, progress=progress
-    )
+    paths = prepare_data(data_folder(out, data, plan), variant=data, num_videos=plan.num_videos, progress=progress)
     store = RunStore.at(out / "runs", fresh=fresh)
     command = (
         f"tsm reproduce {' '.join(names)} --budget {plan.name} --seeds {len(seeds_run)} --data {data} --out {out}"
@@ -150,6 +148,12 @@ def reproduce(
         )
         results.append(RUNNERS[name](setup))
     return results
+
+
+def data_folder(out_dir: str | Path, data: str, budget: Budget) -> Path:
+    """Where `reproduce` with ``out_dir`` keeps the synthetic ``data`` of ``budget``'s size."""
+    folder = "synthetic" if data == "demo" else data
+    return Path(out_dir) / "data" / f"{folder}_{budget.num_videos}"
 
 
 def _experiments(experiment: str | Sequence[str]) -> list[str]:
