@@ -48,9 +48,18 @@ def _register_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=options.default(generate, "seed"))
     p.add_argument("--val-fraction", type=float, default=synthetic.DEFAULT_VAL_FRACTION)
     p.add_argument(
+        "--scene",
+        choices=synthetic.SCENES,
+        default=options.default(generate, "scene"),
+        help="single: one object per clip acts the class (the default); hard: a square and a circle act it "
+        "(orbiting, chasing, launching, passing, side by side) among 3-5 look-alike moving distractors, so the order "
+        "is in a local relation (tsm reproduce --data hard)",
+    )
+    p.add_argument(
         "--plain",
         action="store_true",
-        help="plain backgrounds, no distractor objects (learned in fewer steps; tsm demo uses it)",
+        help="plain backgrounds (the single scene: and no distractor objects; learned in fewer steps; tsm demo "
+        "uses it)",
     )
     p.add_argument(
         "--motion",
@@ -199,6 +208,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         pair_hues=args.pair_hues,
         object_scale=args.object_scale,
         spin=args.spin,
+        scene=args.scene,
     )
     print(f"wrote {args.num_videos} clips to {paths.root}")
     for path in (paths.train_frames, paths.val_frames, paths.train_videos, paths.val_videos, paths.classes):

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from temporal_shift.apps.bench.overhead import count_flops, summarize
+from temporal_shift.apps.bench.turns import measuring
 from temporal_shift.data.flow import DEFAULT_FLOW_LENGTH, METHODS, FlowComputer, FlowMethod, require_opencv
 from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.factory import build_model
@@ -180,10 +181,11 @@ def _models(arch: str, *, n_segment: int, flow_length: int, num_classes: int) ->
 
 def _interleaved(tasks: dict[str, Callable[[], Any]], *, repeats: int, warmup: int) -> dict[str, list[float]]:
     """Seconds of each task per round: ``warmup`` untimed rounds, then ``repeats`` rounds each
-    starting one task later (so no task always runs first), under inference mode."""
+    starting one task later (so no task always runs first), under inference mode, while no heavy
+    run starts on the machine (`turns.measuring`)."""
     names = list(tasks)
     times: dict[str, list[float]] = {name: [] for name in names}
-    with torch.inference_mode():
+    with measuring(f"the costs of {', '.join(names)}"), torch.inference_mode():
         for _ in range(warmup):
             for name in names:
                 tasks[name]()
