@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -114,7 +114,7 @@ def benchmark_two_stream(
     """Time TSM against the two-stream baseline per clip (see the module docstring)."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    cv2 = require_opencv()
+    require_opencv()  # before the models are built: a missing OpenCV is a one-line error
     dev = resolve_device(device or "auto")
     if threads is not None:
         torch.set_num_threads(threads)
@@ -123,23 +123,7 @@ def benchmark_two_stream(
     gflops = {name: count_flops(m.eval(), inputs[name]) / 1e9 for name, m in models.items()}
     models = {name: m.to(dev).eval() for name, m in models.items()}
     inputs = {name: x.to(dev) for name, x in inputs.items()}
-    prev, nxt = moving_texture_pair(*flow_frame)
-    computers = {method: FlowComputer(method) for method in methods}
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-
-    def forward(name: str) -> None:
-        models[name](inputs[name])
-        sync()
-
-    tasks: dict[str, Any] = {name: (lambda n=name: forward(n)) for name in models}
-    tasks |= {f"flow:{m}": (lambda c=computers[m]: c(prev, nxt)) for m in methods}
-    cv_threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        times = _interleaved(tasks, repeats=repeats, warmup=warmup)
-    finally:
-        cv2.setNumThreads(cv_threads)
-    ms = {name: [1000.0 * t for t in values] for name, values in times.items()}
+    ms = _time_interleaved(models, inputs, dev, methods=methods, flow_frame=flow_frame, repeats=repeats, warmup=warmup)
     pairs = n_segment * flow_length
     per_clip = {"TSM": ms["TSM"]}
     for m in methods:
@@ -165,6 +149,37 @@ def benchmark_two_stream(
             name: summarize([a / b for a, b in zip(v, ms["TSM"], strict=True)]) for name, v in per_clip.items()
         },
     )
+
+
+def _time_interleaved(
+    models: Mapping[str, ClipClassifier],
+    inputs: Mapping[str, torch.Tensor],
+    dev: torch.device,
+    *,
+    methods: tuple[FlowMethod, ...],
+    flow_frame: tuple[int, int],
+    repeats: int,
+    warmup: int,
+) -> dict[str, list[float]]:
+    """Milliseconds of each model's forward and each flow method's pair, interleaved; OpenCV on one thread."""
+    cv2 = require_opencv()
+    prev, nxt = moving_texture_pair(*flow_frame)
+    computers = {method: FlowComputer(method) for method in methods}
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+
+    def forward(name: str) -> None:
+        models[name](inputs[name])
+        sync()
+
+    tasks: dict[str, Any] = {name: (lambda n=name: forward(n)) for name in models}
+    tasks |= {f"flow:{m}": (lambda c=computers[m]: c(prev, nxt)) for m in methods}
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        times = _interleaved(tasks, repeats=repeats, warmup=warmup)
+    finally:
+        cv2.setNumThreads(cv_threads)
+    return {name: [1000.0 * t for t in values] for name, values in times.items()}
 
 
 def _models(arch: str, *, n_segment: int, flow_length: int, num_classes: int) -> dict[str, ClipClassifier]:

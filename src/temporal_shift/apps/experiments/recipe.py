@@ -160,12 +160,6 @@ def demo_config(
 ) -> TrainConfig:
     """The recipe's training run of one model on the demo data: TSN if ``shift`` is false, else
     TSM; ``model`` overrides other model settings (fold_div, place, mode, family, ...)."""
-    from temporal_shift.data.synthetic import (
-        CLASSES_FILE,
-        TRAIN_FRAMES_LIST,
-        VAL_FRAMES_LIST,
-    )
-
     return config_from_dict(
         {
             "model": {
@@ -176,31 +170,8 @@ def demo_config(
                 "small_maps": True,
                 **(model or {}),
             },
-            "data": {
-                "root": str(data_root),
-                "train_list": TRAIN_FRAMES_LIST,
-                "val_list": VAL_FRAMES_LIST,
-                "classes": CLASSES_FILE,
-                "num_classes": NUM_CLASSES,
-                "kind": "frames",
-                "size": DEMO_SIZE,
-                "scale_size": DEMO_SIZE,
-                "scales": [1.0],
-                "flip": False,
-                "batch_size": batch_size,
-                "workers": workers,
-            },
-            # from scratch in ~1440 steps: AdamW with a short warm-up and cosine decay
-            "optim": {
-                "optimizer": "adamw",
-                "lr": 1e-3,
-                "lr_batch": None,
-                "weight_decay": 0.05,
-                "schedule": "cosine",
-                "warmup_epochs": min(0.5, epochs - 1),
-                "epochs": epochs,
-                "clip_grad": 20.0,
-            },
+            "data": _demo_data(data_root, batch_size=batch_size, workers=workers),
+            "optim": _demo_optim(epochs),
             # validating every other epoch (and after the last) saves 4 of 8 passes over the 720
             # validation clips, 7 s each on one thread: the test after training scores them anyway
             "run": {
@@ -213,6 +184,40 @@ def demo_config(
         },
         source="tsm demo",
     )
+
+
+def _demo_data(data_root: Path, *, batch_size: int, workers: int) -> dict[str, Any]:
+    """The demo data's section of a training config: the synthetic frame lists, no augmentation."""
+    from temporal_shift.data.synthetic import CLASSES_FILE, TRAIN_FRAMES_LIST, VAL_FRAMES_LIST
+
+    return {
+        "root": str(data_root),
+        "train_list": TRAIN_FRAMES_LIST,
+        "val_list": VAL_FRAMES_LIST,
+        "classes": CLASSES_FILE,
+        "num_classes": NUM_CLASSES,
+        "kind": "frames",
+        "size": DEMO_SIZE,
+        "scale_size": DEMO_SIZE,
+        "scales": [1.0],
+        "flip": False,
+        "batch_size": batch_size,
+        "workers": workers,
+    }
+
+
+def _demo_optim(epochs: int) -> dict[str, Any]:
+    """From scratch in ~1440 steps: AdamW with a short warm-up and cosine decay."""
+    return {
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "lr_batch": None,
+        "weight_decay": 0.05,
+        "schedule": "cosine",
+        "warmup_epochs": min(0.5, epochs - 1),
+        "epochs": epochs,
+        "clip_grad": 20.0,
+    }
 
 
 def arm_config(
