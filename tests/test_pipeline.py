@@ -75,6 +75,9 @@ def test_frames_are_sampled_as_the_model_was_trained(tmp_path: Path) -> None:
     expected = DenseSampler(n_segment=4, train=False, window=8, num_clips=1)(30)[0].tolist()
     assert frame_ids(dense.clip(frames)) == expected
     assert np.diff(expected).tolist() == [2, 2, 2]  # one window, frames 2 apart: not the segment centres
+    odd = checkpoint(tmp_path / "odd.pt", data={"sampling": "random"})
+    with pytest.raises(ValueError, match=r"odd.pt: data.sampling is 'random'; expected 'tsn' or 'dense'"):
+        temporal_shift.pipeline(odd, device="cpu")
 
 
 def test_bad_inputs_are_one_line_errors(files: dict[str, Path], tmp_path: Path) -> None:

@@ -49,11 +49,14 @@ class VideoClassificationPipeline:
         """The ``top_k`` classes of one video, or of each video of a list."""
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
-        single = isinstance(videos, (str, Path, np.ndarray, torch.Tensor))
-        items = [videos] if single else list(videos)  # type: ignore[list-item]
+        items: list[VideoInput]
+        if isinstance(videos, (str, Path, np.ndarray, torch.Tensor)):
+            items, single = [videos], True
+        else:
+            items, single = list(videos), False
         if not items:
             raise ValueError("no video given")
-        results = []
+        results: list[list[dict[str, Any]]] = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
             clips = torch.stack(

@@ -35,8 +35,8 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from temporal_shift.checkpoint.loading import LoadedCheckpoint, load_checkpoint, resolve_class_names
-from temporal_shift.data.factory import build_sampler
+from temporal_shift.checkpoint.loading import LoadedCheckpoint, Published, load_checkpoint, resolve_class_names
+from temporal_shift.data.factory import Sampling, build_sampler
 from temporal_shift.data.lists import DEFAULT_TEMPLATE
 from temporal_shift.data.sampling import Sampler, TSNSampler
 from temporal_shift.data.sources import VideoSource, find_sources, open_folder
@@ -70,9 +70,12 @@ def trained_sampler(loaded: LoadedCheckpoint) -> Sampler:
     """The one-clip test sampler of the sampling the checkpoint was trained with: its run's
     ``data.sampling`` (and ``data.dense_window``), a published entry's ``sampling``, else TSN."""
     data = loaded.data_config
-    sampling = data.get("sampling")
-    if sampling is None:
-        sampling = "dense" if getattr(loaded.published, "sampling", "uniform") == "dense" else "tsn"
+    given = data.get("sampling")
+    if given is None:
+        given = "dense" if getattr(loaded.published, "sampling", "uniform") == "dense" else "tsn"
+    if given not in ("tsn", "dense"):
+        raise ValueError(f"{loaded.path}: data.sampling is {given!r}; expected 'tsn' or 'dense'")
+    sampling: Sampling = "dense" if given == "dense" else "tsn"
     return build_sampler(
         sampling=sampling,
         n_segment=loaded.n_segment,
@@ -103,7 +106,7 @@ class Predictor:
 
     def __init__(
         self,
-        checkpoint: str | Path,
+        checkpoint: str | Path | Published,
         *,
         n_segment: int | None = None,
         classes: str | Path | None = None,
@@ -172,7 +175,7 @@ class Predictor:
 def predict(
     inputs: str | Path | Sequence[str | Path],
     *,
-    checkpoint: str | Path,
+    checkpoint: str | Path | Published,
     topk: int = 5,
     n_segment: int | None = None,
     classes: str | Path | None = None,
