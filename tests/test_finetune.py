@@ -4,7 +4,10 @@ The data is a class-folder tree of mp4 files from the synthetic generator (32x32
 backgrounds, each class's object in its own hue). The source checkpoint is built here: a TSM
 ResNet-18 trained briefly on five *other* synthetic classes, so fine-tuning transfers its
 features, as fine-tuning from published weights does. One fine-tuning run (module fixture)
-serves the accuracy, model-card, long-video and pipeline tests.
+serves the accuracy, model-card, long-video and pipeline tests: 16 s on an idle 2-core CPU, 34 s
+under load, so they are slow tests (``-m slow``). `tests/test_pipeline.py`, `tests/test_timeline.py`
+and `tests/data/test_folder.py` cover the same pieces on untrained models in the default suite, as
+do the flow and recipe tests below.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ def finetuned(tmp_path_factory: pytest.TempPathFactory, pretrained: Path) -> Fin
     )
 
 
+@pytest.mark.slow  # the fine-tuning fixture: 16-34 s on 2 shared cores
 def test_finetune_beats_chance_and_writes_a_model_card(finetuned: FinetuneResult) -> None:
     r = finetuned
     chance = 100.0 / len(TARGET)
@@ -111,6 +115,7 @@ def test_finetune_beats_chance_and_writes_a_model_card(finetuned: FinetuneResult
         assert (out / name).is_file(), name
 
 
+@pytest.mark.slow  # the fine-tuning fixture: 16-34 s on 2 shared cores
 def test_finetune_refuses_a_used_folder_and_the_wrong_modality(finetuned: FinetuneResult, run_cli) -> None:
     root, out = finetuned.data.source, finetuned.out_dir
     args = ["finetune", root, "--checkpoint", finetuned.checkpoint, "--device", "cpu", "--no-progress"]
@@ -121,6 +126,7 @@ def test_finetune_refuses_a_used_folder_and_the_wrong_modality(finetuned: Finetu
     assert len(flow.err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # the fine-tuning fixture: 16-34 s on 2 shared cores
 def test_long_video_segments_recover_the_boundaries_within_one_stride(
     finetuned: FinetuneResult, tmp_path: Path, run_cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,6 +167,7 @@ def test_long_video_segments_recover_the_boundaries_within_one_stride(
     assert header == "label,name,start,end,score"
 
 
+@pytest.mark.slow  # the fine-tuning fixture: 16-34 s on 2 shared cores
 def test_pipeline_classifies_paths_frame_arrays_and_lists(finetuned: FinetuneResult, tmp_path: Path) -> None:
     import temporal_shift
     from temporal_shift.data.sources import VideoSource
