@@ -104,3 +104,38 @@ def test_cli_window_options_go_with_window(run_cli, tmp_path: Path) -> None:
     assert result.code == 2 and "--plot goes with --window SECONDS" in result.err
     result = run_cli(["predict", tmp_path, tmp_path, "--checkpoint", checkpoint, "--window", 2])
     assert result.code == 2 and "--window takes one video, got 2 inputs" in result.err
+
+
+def test_cli_window_writes_windows_segments_and_plot(run_cli, tmp_path: Path, make_video) -> None:
+    """An untrained model over a 30-frame video at 25 fps: the files, their shapes and the JSON on stdout."""
+    import itertools
+    import json
+
+    from temporal_shift.checkpoint.format import save_checkpoint
+    from temporal_shift.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=3, n_segment=4)
+    extra = {"class_names": ["x", "y", "z"], "config": {"data": {"size": 32, "scale_size": 32}}}
+    checkpoint = save_checkpoint(model, tmp_path / "m.pt", extra=extra)
+    video = make_video(tmp_path / "long.mp4", 30)
+    out = tmp_path / "out"
+    args = ["predict", video, "--checkpoint", checkpoint, "--device", "cpu", "--window", 0.32, "--stride", 0.16]
+    result = run_cli([*args, "--topk", 2, "--plot", "--out", out, "--json", "--batch-size", 2])
+    assert result.code == 0, result.err
+    printed = json.loads(result.out)
+    assert printed == json.loads((out / "long.timeline.json").read_text())
+    assert (printed["fps"], printed["frames"], printed["classes"]) == (25, 30, ["x", "y", "z"])
+    windows = printed["windows"]
+    starts = [k * 0.16 for k in range(6)] + [22 / 25]  # 8 frames every 4, and the last 8
+    assert [w["start"] for w in windows] == pytest.approx(starts)
+    assert all(len(w["topk"]) == 2 and w["topk"][0]["score"] >= w["topk"][1]["score"] for w in windows)
+    segments = printed["segments"]
+    assert segments[0]["start"] == 0 and segments[-1]["end"] == pytest.approx(30 / 25)
+    assert all(a["end"] == b["start"] and a["name"] != b["name"] for a, b in itertools.pairwise(segments))
+    rows = (out / "long.windows.csv").read_text().splitlines()
+    assert rows[0] == "start,end,label_1,name_1,score_1,label_2,name_2,score_2" and len(rows) == 1 + len(windows)
+    assert len((out / "long.segments.csv").read_text().splitlines()) == 1 + len(segments)
+    assert (out / "long.timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = run_cli([*args[:-4], "--window", 0, "--stride", 0.1])
+    assert bad.code == 2 and "window and stride must be positive seconds" in bad.err
