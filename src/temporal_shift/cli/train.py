@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from temporal_shift.cli import options
@@ -143,6 +144,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     finetune_from = options.checkpoint_or_weights(args, dest="finetune_from", required=False)
     result = train(config, resume=args.resume, finetune_from=finetune_from)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: the first process reports for all
+        return 130 if result.interrupted and config.run.stop_after_steps is None else 0
     best = (
         f"best val top-1 {result.best_top1:.2f}% (epoch {result.best_epoch})"
         if result.best_epoch > 0

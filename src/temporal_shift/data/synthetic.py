@@ -849,3 +849,56 @@ def pair_of(label: int, pairs: Sequence[tuple[int, int]] = TEMPORAL_PAIRS + CONT
         if label in pair:
             return pair
     raise ValueError(f"label {label} is in no synthetic class pair")
+
+
+def generate_class_folders(
+    out_dir: str | Path,
+    *,
+    classes: Sequence[str],
+    videos_per_class: int,
+    size: int | tuple[int, int] = DEFAULT_SIZE,
+    frames: int = DEFAULT_FRAMES,
+    seed: int = 0,
+    fps: int = DEFAULT_FPS,
+    **render: Any,
+) -> Path:
+    """Synthetic clips of some of the classes as a tree of your own videos would be:
+    ``out_dir/<class>/<class>_<k>.mp4`` (what ``tsm prepare folder`` and ``tsm finetune`` read).
+
+    ``classes`` are names of `CLASSES`; ``render`` are `render_clip`'s options (``clutter``,
+    ``pair_hues``, ``motion`` ...). Clip k of a class is drawn from a generator seeded by
+    (seed, label, k): the same call writes the same videos."""
+    unknown = [name for name in classes if name not in CLASSES]
+    if unknown:
+        raise ValueError(f"unknown synthetic classes {', '.join(unknown)}; choose from {', '.join(CLASSES)}")
+    if videos_per_class < 1:
+        raise ValueError(f"videos_per_class must be at least 1, got {videos_per_class}")
+    root = Path(out_dir)
+    for name in classes:
+        label = CLASSES.index(name)
+        for k in range(videos_per_class):
+            rng = np.random.default_rng([seed, label, k])
+            clip, _ = render_clip(label, rng=rng, size=size, frames=frames, **render)
+            write_video(root / name / f"{name}_{k:03d}{VIDEO_SUFFIX}", clip, fps=fps)
+    return root
+
+
+def render_sequence(
+    labels: Sequence[int],
+    *,
+    frames_each: int | Sequence[int],
+    size: int | tuple[int, int] = DEFAULT_SIZE,
+    seed: int = 0,
+    **render: Any,
+) -> np.ndarray:
+    """One long uint8 (frames, H, W, 3) video: a clip of each class of ``labels`` in turn,
+    ``frames_each`` frames long (one count, or one per clip), for testing recognition over time
+    (the true segment boundaries are the cumulative frame counts)."""
+    counts = [frames_each] * len(labels) if isinstance(frames_each, int) else list(frames_each)
+    if len(counts) != len(labels):
+        raise ValueError(f"frames_each: {len(counts)} counts for {len(labels)} clips")
+    clips = [
+        render_clip(label, rng=np.random.default_rng([seed, k]), size=size, frames=n, **render)[0]
+        for k, (label, n) in enumerate(zip(labels, counts, strict=True))
+    ]
+    return np.concatenate(clips)
