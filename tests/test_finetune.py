@@ -230,3 +230,22 @@ def test_recipe_steps_and_rule() -> None:
     assert recipe.lr_steps(1) == [] and recipe.lr_steps(3) == [1, 2]
     assert "0.001 x 64 / 64 = 0.001" in recipe.describe(batch=64)
     assert "0.001 x 16 x 2 processes / 64 = 0.0005" in recipe.describe(batch=16, world=2)
+
+
+def test_finetune_without_out_uses_runs_finetune_root_name(tmp_path: Path, run_cli, monkeypatch) -> None:
+    """--out is optional: the run goes to runs/finetune-<ROOT's name> under the working directory (here
+    already holding a run, so the command stops before training and names that folder)."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "my clips"
+    (root / "a").mkdir(parents=True)
+    used = tmp_path / "runs" / "finetune-my clips"
+    used.mkdir(parents=True)
+    (used / "last.pt").write_bytes(b"")
+    checkpoint = tmp_path / "source.pt"
+    checkpoint.write_bytes(b"not read: the used run folder is refused first")
+    result = run_cli(["finetune", root, "--checkpoint", checkpoint, "--device", "cpu", "--no-progress"])
+    assert result.code == 2, result.err
+    assert result.err.strip() == (
+        "tsm finetune: error: runs/finetune-my clips already holds a run (last.pt): pass --resume to continue it, "
+        "or choose another --out"
+    )

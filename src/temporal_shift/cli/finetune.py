@@ -24,7 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_checkpoint_or_weights(
         p, required=True, checkpoint_help="start from this checkpoint (ours, reference release, MMAction2)"
     )
-    p.add_argument("--out", type=Path, required=True, help="run folder: lists, checkpoints, test results, README.md")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run folder: lists, checkpoints, test results, README.md (default: runs/finetune-<ROOT's name>)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="default: 25 on a GPU (the reference's), 10 on a CPU")
     p.add_argument("--batch-size", type=int, default=None, help="clips per step (default: 16 on a GPU, 4 on a CPU)")
     p.add_argument(
@@ -61,6 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_finetune)
 
 
+def default_out(root: Path) -> Path:
+    """Where a run goes without --out: ``runs/finetune-<ROOT's folder name>``, in the working directory."""
+    return Path("runs") / f"finetune-{root.resolve().name}"
+
+
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from temporal_shift.engine.finetune import finetune
 
@@ -72,7 +82,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     result = finetune(
         args.root,
         source=options.checkpoint_or_weights(args),
-        out_dir=args.out,
+        out_dir=args.out if args.out is not None else default_out(args.root),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
