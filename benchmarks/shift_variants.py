@@ -5,24 +5,34 @@ Variants (each checked against the torch-ops shift, values and gradients, bit fo
 - ``slices``: the torch-ops shift with autograd through its slice copies (what the
   library did before the registered op: one CopySlices node per copy, each of whose
   backward clones the whole gradient);
-- ``op``: the registered ``temporal_shift::shift`` op (one autograd node, adjoint
-  backward); on CUDA it runs the one-pass Triton kernel, elsewhere the torch ops;
-- inference only: ``out-of-place`` (the op) vs ``in-place`` (TemporalShift's default
-  inference path: Triton's fused pair on CUDA, slice copies of the moved channels elsewhere).
+- ``op``: alone, the registered ``temporal_shift::shift`` op (one autograd node, adjoint
+  backward; on CUDA the one-pass Triton kernel, elsewhere strided copies); in a training
+  step (``tsm-op``), TemporalShift's own path: the shift and its convolution as one node
+  that keeps the unshifted input (`ops/nodes.py`);
+- inference only: ``out-of-place`` vs ``in-place`` (TemporalShift's default inference path
+  for large inputs: Triton's fused pair on CUDA, strided copies of the moved channels elsewhere).
+
+With ``--against REV`` the training step also times ``tsm-before``: TSM as the package at
+git revision ``REV`` runs it, loaded in the same process (`revision.import_revision`), its
+first step's gradients checked equal to ``tsm-op``'s bit for bit.
 
 Every round runs every variant, order rotating; medians, IQR and per-round ratios to
 TSN (same weights) are printed. Runs on the CPU or CUDA (``--device``).
 
     PYTHONPATH=src python benchmarks/shift_variants.py --part ops --part train --device cuda
     PYTHONPATH=src python benchmarks/shift_variants.py --part train --arch resnet18 --size 64 --batch-size 8
+    PYTHONPATH=src python benchmarks/shift_variants.py --part train --size 112 --batch-size 2 --against main
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -116,26 +126,40 @@ def _autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
+def before_model(revision: str, args: argparse.Namespace, tsm: nn.Module, folder: Path) -> nn.Module:
+    """TSM as the package at git ``revision`` builds it, with ``tsm``'s weights."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from revision import import_revision
+
+    overhead = import_revision(revision, "apps.bench.overhead", into=folder)
+    _, model = overhead.tsn_tsm_pair(arch=args.arch, n_segment=args.segments)
+    model.load_state_dict(tsm.state_dict())
+    return model
+
+
 def time_train(args: argparse.Namespace, device: torch.device) -> None:
     """One SGD step (forward, backward, update) of TSN and of TSM with each shift variant."""
     tsn, tsm = tsn_tsm_pair(arch=args.arch, n_segment=args.segments)
     _, tsm_slices = tsn_tsm_pair(arch=args.arch, n_segment=args.segments)
     use_slices(tsm_slices)
     models = {"tsn": tsn, "tsm-slices": tsm_slices, "tsm-op": tsm}
+    if args.against:
+        models["tsm-before"] = before_model(args.against, args, tsm, Path(tempfile.mkdtemp()))
     fmt = torch.channels_last
     clips = torch.randn(args.batch_size * args.segments, 3, args.size, args.size, device=device)
     clips = clips.contiguous(memory_format=fmt).view(args.batch_size, args.segments, 3, args.size, args.size)
     labels = torch.randint(0, 400, (args.batch_size,), device=device)
     # the same first step for both shift variants, gradients bit for bit
     grads = {}
-    for name in ("tsm-slices", "tsm-op"):
+    for name in [name for name in models if name != "tsn"]:
         model = models[name].to(device, memory_format=fmt).train()
         model.zero_grad()
         torch.manual_seed(0)  # the same dropout mask
         nn.functional.cross_entropy(model(clips), labels).backward()
         grads[name] = [p.grad.clone() for p in model.parameters()]
-    pairs = zip(grads["tsm-slices"], grads["tsm-op"], strict=True)
-    assert all(torch.equal(a, b) for a, b in pairs), "gradients differ"
+    for name in grads:
+        pairs = zip(grads[name], grads["tsm-op"], strict=True)
+        assert all(torch.equal(a, b) for a, b in pairs), f"gradients of {name} and tsm-op differ"
 
     def step_fn(model: nn.Module) -> Callable[[], object]:
         model = model.to(device, memory_format=fmt).train()
@@ -161,6 +185,8 @@ def time_train(args: argparse.Namespace, device: torch.device) -> None:
         times,
         "tsn",
     )
+    if "tsm-before" in times:
+        report(" after against before:", {k: times[k] for k in ("tsm-before", "tsm-op")}, "tsm-before")
 
 
 def time_inference(args: argparse.Namespace, device: torch.device) -> None:
@@ -210,6 +236,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the training models")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--against", metavar="REV", help="training: also time TSM as this git revision runs it")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

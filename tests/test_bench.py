@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from temporal_shift.apps.bench.overhead import count_flops, summarize, tsn_tsm_pair
-from temporal_shift.apps.bench.train import TrainStep, benchmark_training, interleaved_steps, peak_step_bytes
+from temporal_shift.apps.bench.train import (
+    TrainStep,
+    benchmark_training,
+    interleaved_steps,
+    peak_step_bytes,
+    saved_tensor_bytes,
+)
 from temporal_shift.cli import main
 
 TINY = ["--arch", "resnet18", "--segments", "2", "--size", "32", "--threads", "1"]
@@ -35,15 +41,19 @@ def test_summarize_quartiles() -> None:
     assert summarize([7.0]) == {"median": 7.0, "q1": 7.0, "q3": 7.0, "min": 7.0, "max": 7.0}
 
 
-def test_cpu_peak_memory_sees_a_step_allocation() -> None:
-    def step() -> None:
-        a = torch.ones(4_000_000, dtype=torch.uint8)  # 4 MB, freed before the next one
-        del a
-        b = torch.ones(6_000_000, dtype=torch.uint8)  # 6 MB: the peak
-        del b
+def test_saved_tensor_bytes_counts_each_storage_once() -> None:
+    x = torch.randn(1000, requires_grad=True)  # 4000 bytes
 
-    peak = peak_step_bytes(step, torch.device("cpu"))
-    assert 6_000_000 <= peak < 7_000_000
+    def step() -> None:
+        y = torch.relu(x)  # saves y (4000 bytes)
+        (y * y).sum()  # saves y twice more: the same storage
+        x[:500].exp()  # saves the output of exp (2000 bytes)
+
+    assert saved_tensor_bytes(step) == 4000 + 2000
+    with torch.no_grad():
+        assert saved_tensor_bytes(step) == 0
+    with pytest.raises(ValueError, match="measured on cuda"):
+        peak_step_bytes(step, torch.device("cpu"))
 
 
 def test_train_step_learns_and_fp16_scales() -> None:
@@ -74,9 +84,11 @@ def test_benchmark_training_result_and_ratio_math() -> None:
         assert len(result.samples_ms[name]) == 3
         assert result.step_ms[name]["median"] == pytest.approx(statistics.median(result.samples_ms[name]))
         assert result.clips_per_s[name] == pytest.approx(2 * 1000 / result.step_ms[name]["median"])
-        # gradients of 11M float32 parameters alone are 44 MB
+        # saved: 11M float32 weights alone are 44 MB
         assert 40 < result.peak_step_mb[name] < 2000
-    assert "TSM/TSN step-time ratio" in result.table()
+    # TSM keeps what TSN keeps for the backward pass: the unshifted block inputs
+    assert result.memory_ratio == pytest.approx(1.0, abs=1e-3)
+    assert "TSM/TSN step-time ratio" in result.table() and "TSM/TSN 1.000" in result.table()
 
 
 def test_cli_bench_train_writes_json_and_png(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -119,6 +131,7 @@ def test_cli_bench_train_writes_json_and_png(tmp_path: Path, capsys: pytest.Capt
         "clips_per_s",
         "ratio",
         "peak_step_mb",
+        "memory_ratio",
         "memory_meter",
         "samples_ms",
     ):

@@ -124,7 +124,7 @@ def test_unknown_row_is_an_error(bare_python: Path) -> None:
 
 @pytest.mark.slow
 def test_smoke_run_prints_every_row(bare_python: Path, tmp_path: Path) -> None:
-    """All six rows end to end on the CPU at toy sizes (two compilations: minutes with a cold cache)."""
+    """All eight rows end to end on the CPU at toy sizes (two compilations: minutes with a cold cache)."""
     out = tmp_path / "out"
     done = subprocess.run(
         ["bash", str(SCRIPT), "--smoke", "--out", str(out)],
@@ -143,11 +143,24 @@ def test_smoke_run_prints_every_row(bare_python: Path, tmp_path: Path) -> None:
         "inference fp32, batch 1, eager",
         "MobileNetV2 inference fp32, batch 1",
         "compile reduce-overhead (CUDA graphs)",
+        "training step, bf16 autocast, batch 32, eager: peak memory",
+        "shift host time per call",
+        "shift, in-place pair vs one out-of-place launch",
     ):
         assert where in table and where in done.stdout
     assert "failed" not in table
     assert sorted(p.name for p in out.glob("*.json")) == sorted(
-        f"{r}.json" for r in ("train-eager", "train-compile", "infer-b16", "infer-b1", "mbv2-b1", "infer-b1-graph")
+        f"{r}.json"
+        for r in (
+            "train-eager",
+            "train-compile",
+            "infer-b16",
+            "infer-b1",
+            "mbv2-b1",
+            "infer-b1-graph",
+            "shift-host",
+            "shift-sizes",
+        )
     )
     assert "clips/s" in table and " ms " in table
 
@@ -161,7 +174,7 @@ def test_kernel_check_compares_devices_bit_for_bit() -> None:
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.check_shift_kernels("cpu") == 48
+    assert module.check_shift_kernels("cpu") == 96
 
 
 PAPER_TABLES = ROOT / "benchmarks" / "gpu_paper_tables.sh"

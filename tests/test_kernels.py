@@ -112,6 +112,84 @@ def test_refuses_layouts_it_cannot_index(kernels):
         kernels.shift_out_of_place(torch.randn(8, 16, 2, 2, device=DEVICE), 3, 2, 1, -1)
 
 
+def test_a_compiled_launch_is_kept_per_signature(kernels, monkeypatch):
+    """After the first launch of a signature, the compiled kernel's launcher is called directly
+    (Triton's argument binding and the input checks are skipped); a new shape, stride, dtype
+    or pointer alignment is a new signature. Under the interpreter nothing is kept."""
+    from collections import OrderedDict
+
+    from triton.compiler import CompiledKernel
+
+    launches = []
+
+    class Compiled(CompiledKernel):
+        module = None  # a stand-in: no binary behind it
+
+        def __init__(self) -> None:
+            pass
+
+        def __getitem__(self, grid):
+            return lambda *args: launches.append(("launcher", grid, args))
+
+    class Kernel:
+        def __getitem__(self, grid):
+            def jit(*args):
+                launches.append(("jit", grid, args))
+                return Compiled()
+
+            return jit
+
+    monkeypatch.setattr(kernels, "_launchers", OrderedDict())
+    monkeypatch.setattr(kernels, "LAUNCHERS_KEPT", 2)
+    prepared = []
+
+    def arguments():
+        prepared.append(True)
+        return (3,), (7, "constexpr")
+
+    storage = torch.zeros(64)
+    x, out = storage[:16], torch.zeros(16)
+    for tensors in ((x, out), (x, out), (storage[1:17], out), (x, out)):
+        kernels._launch(Kernel(), ("signature",), tensors, arguments)
+    assert [(kind, grid) for kind, grid, _ in launches] == [
+        ("jit", (3,)),
+        ("launcher", (3, 1, 1)),
+        ("jit", (3,)),
+        ("launcher", (3, 1, 1)),
+    ]
+    assert launches[1][2][0] is x and launches[1][2][2:] == (7, "constexpr") and len(prepared) == 2
+    kernels._launch(Kernel(), ("another",), (x, out), arguments)  # a third signature: the oldest goes
+    assert len(kernels._launchers) == 2 and ("signature", True, True, -1) not in kernels._launchers
+    # nothing to launch: nothing kept
+    kernels._launch(Kernel(), ("empty",), (x, out), lambda: None)
+    assert ("empty", True, True, -1) not in kernels._launchers and len(launches) == 5
+
+
+def test_interpreted_launches_are_not_kept(kernels):
+    x = _input((2, 4, 16, 2, 2, 8), "contiguous")
+    for _ in range(2):
+        assert torch.equal(kernels.shift_out_of_place(x, 4, 2, 1, -1), shift_with_torch_ops(x, 4, 2, 1, -1))
+    assert DEVICE == "cuda" or not kernels._launchers
+
+
+@pytest.mark.gpu
+def test_kept_launches_give_the_same_results_at_any_alignment():
+    from temporal_shift.ops.kernels import triton_shift
+
+    base = torch.randn(8 * 24 * 5 * 5 + 3, device="cuda")
+    for _ in range(3):  # the first launch of a signature compiles, the next ones reuse it
+        for start in (0, 1, 2, 3):  # 16-byte aligned or not: separate signatures
+            x = base[start : start + 8 * 24 * 5 * 5].view(8, 24, 5, 5)
+            expected = shift_with_torch_ops(x, 4, 3, 1, -1)
+            assert torch.equal(triton_shift.shift_out_of_place(x, 4, 3, 1, -1), expected)
+            work = base.clone()[start : start + 8 * 24 * 5 * 5].view(8, 24, 5, 5)
+            edge = triton_shift.shift_in_place(work, 4, 3, 1, -1)
+            assert torch.equal(work, expected)
+            triton_shift.restore_in_place(work, edge, 4, 3, 1, -1)
+            assert torch.equal(work, x)
+    assert triton_shift._launchers
+
+
 @pytest.mark.gpu
 def test_cuda_dispatch_uses_the_kernels_in_training_and_inference():
     from temporal_shift.ops.shift import TemporalShift, temporal_shift

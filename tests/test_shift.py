@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from temporal_shift.ops.shift import TemporalShift, temporal_shift
+from temporal_shift.ops.shift import OFFSETS, TemporalShift, temporal_shift
 
 
 def reference_shift(x: np.ndarray, n_segment: int, fold_div: int, mode: str) -> np.ndarray:
@@ -152,23 +152,36 @@ def test_module_shifts_then_calls_wrapped_module():
 # --- the inference fast path of TemporalShift ------------------------------------------
 
 
+class _Probe(torch.nn.Conv2d):
+    """A convolution that records the address of the tensor it is given."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen = x.data_ptr()
+        return super().forward(x)
+
+
 @pytest.mark.parametrize("mode", ["bidirectional", "causal"])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("context", ["no_grad", "inference_mode"])
-def test_in_place_inference_path_is_exact_and_restores_input(mode, channels_last, context):
+@pytest.mark.parametrize("side", [5, 60])  # below and above strided.IN_PLACE_FROM elements
+def test_in_place_inference_path_is_exact_and_restores_input(mode, channels_last, context, side):
+    from temporal_shift.ops import strided
+
     torch.manual_seed(0)
-    conv = torch.nn.Conv2d(20, 6, 1)
+    conv = _Probe(20, 6, 1)
     fast = TemporalShift(conv, 4, mode=mode)
     slow = TemporalShift(conv, 4, mode=mode, inplace_inference=False)
     with torch.no_grad() if context == "no_grad" else torch.inference_mode():
-        x = torch.randn(8, 20, 5, 5)
+        x = torch.randn(8, 20, side, side)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         before = x.clone()
         assert fast._can_shift_in_place(x)
-        expected = conv(temporal_shift(x, 4, mode=mode))
+        expected = torch.nn.functional.conv2d(temporal_shift(x, 4, mode=mode), conv.weight, conv.bias)
         assert torch.equal(fast(x), expected)
-        assert torch.equal(slow(x), expected)
+        in_place = conv.seen == x.data_ptr()
+        assert in_place == (x.numel() >= strided.IN_PLACE_FROM)  # small inputs: one out-of-place shift
+        assert torch.equal(slow(x), expected) and conv.seen != x.data_ptr()
         assert torch.equal(x, before)  # restored
 
 
@@ -282,8 +295,10 @@ def test_functional_form_matches_and_keeps_the_layout(channels_last):
 
 
 def test_inductor_writes_the_shift_once_in_the_convolutions_layout():
-    """A compiled TSM bottleneck has one extra forward kernel (the shift) over TSN, none in
-    backward, and feeds the conv a channels_last buffer without a layout conversion."""
+    """A compiled TSM bottleneck has two kernels more than TSN: the shift in the forward pass
+    and the shift again in the backward pass (recomputed there, not kept: see
+    test_training_keeps_what_tsn_keeps); its adjoint fuses into the gradient sum. The conv
+    gets a channels_last buffer without a layout conversion."""
     from torch._inductor.utils import run_and_get_code
     from torchvision.models.resnet import Bottleneck
 
@@ -310,7 +325,237 @@ def test_inductor_writes_the_shift_once_in_the_convolutions_layout():
     kernels = {
         name: set(re.findall(r"\b(cpp_fused_\w+|triton_\w+) = async_compile", text)) for name, text in code.items()
     }
-    assert len(kernels["tsm"]) == len(kernels["tsn"]) + 1, kernels
+    assert len(kernels["tsm"]) == len(kernels["tsn"]) + 2, kernels
     # no NCHW (contiguous) buffer of the block input, 4-D or as a (N, T, C, H, W) view: the
     # shift is written once, channels_last, straight into the convolution's input
     assert "(1152, 36, 6, 1)" not in code["tsm"] and "(4608, 1152, 36, 6, 1)" not in code["tsm"]
+
+
+# --- training: the shift and its convolution as one node that keeps the unshifted input ---
+
+CONVS = [
+    dict(kernel_size=1, bias=False),  # a bottleneck's conv1
+    dict(kernel_size=3, padding=1),
+    dict(kernel_size=3, stride=2, padding=2, dilation=2, groups=2),
+]
+
+
+def _separate_nodes(conv: torch.nn.Conv2d, x: torch.Tensor, t: int, mode: str) -> torch.Tensor:
+    """The shift as its own node (the registered op), then the convolution's own node."""
+    return conv(torch.ops.temporal_shift.shift(x, t, x.shape[1] // 8, *OFFSETS[mode]))
+
+
+def _grads(fn, x, conv, grad):
+    leaf = x.clone().requires_grad_(True)
+    conv.zero_grad(set_to_none=True)
+    out = fn(leaf)
+    out.backward(grad)
+    return out, [leaf.grad] + [p.grad for p in conv.parameters()]
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "causal"])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("conv_kwargs", CONVS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_training_node_gives_the_separate_nodes_gradients_bit_for_bit(mode, channels_last, conv_kwargs, dtype):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(16, 8, **conv_kwargs).to(dtype)
+    module = TemporalShift(conv, 4, mode=mode)
+    x = torch.randn(8, 16, 7, 6, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        conv.to(memory_format=torch.channels_last)
+    grad = torch.randn_like(conv(x))
+    out, got = _grads(module, x, conv, grad)
+    assert _autograd_node_names(out) == ["ShiftConv2dBackward"] + ["AccumulateGrad"] * (len(got))
+    expected_out, expected = _grads(lambda v: _separate_nodes(conv, v, 4, mode), x, conv, grad)
+    assert torch.equal(out, expected_out)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b) and a.stride() == b.stride()
+
+
+def test_training_node_under_autocast_matches_the_separate_nodes():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(16, 8, 3, padding=1)
+    module = TemporalShift(conv, 4)
+    x = torch.randn(8, 16, 5, 5).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(8, 8, 5, 5).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, got = _grads(module, x, conv, grad)  # a float32 input: cast as autocast casts it
+        expected_out, expected = _grads(lambda v: _separate_nodes(conv, v, 4, "bidirectional"), x, conv, grad)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, expected_out)
+    for a, b in zip(got, expected, strict=True):
+        assert a.dtype == torch.float32 and torch.equal(a, b)
+
+
+def test_training_node_double_backward():
+    torch.manual_seed(0)
+    module = TemporalShift(torch.nn.Conv2d(9, 4, 3, padding=1).double(), 3, fold_div=4)
+    x = torch.randn(6, 9, 3, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(module, (x,))
+    assert torch.autograd.gradgradcheck(module, (x,))
+
+
+def test_other_wrapped_modules_see_the_shifted_tensor():
+    class Subclass(torch.nn.Conv2d):  # may compute something else than a convolution
+        pass
+
+    for net in (Subclass(16, 8, 1), torch.nn.Conv2d(16, 8, 3, padding="same"), torch.nn.Sequential(torch.nn.ReLU())):
+        module = TemporalShift(net, 4)
+        x = torch.randn(8, 16, 3, 3, requires_grad=True)
+        out = module(x)
+        assert "ShiftConv2dBackward" not in _autograd_node_names(out)
+        assert torch.equal(out, net(temporal_shift(x, 4)))
+
+
+def test_training_keeps_what_tsn_keeps():
+    """The bytes autograd keeps for backward: a TSM bottleneck keeps exactly what a TSN one
+    keeps (its input, kept by the ReLU before it anyway), eager and compiled, both layouts."""
+    from torchvision.models.resnet import Bottleneck
+
+    from temporal_shift.apps.bench.train import saved_tensor_bytes
+
+    def saved(shift: bool, channels_last: bool, compiled: bool) -> int:
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        block = Bottleneck(64, 16)
+        if shift:
+            block.conv1 = TemporalShift(block.conv1, 4)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        block = block.to(memory_format=fmt).train()
+        run = torch.compile(block, fullgraph=True) if compiled else block
+        x = torch.randn(8, 64, 6, 6).contiguous(memory_format=fmt)
+
+        def step() -> torch.Tensor:
+            return run(torch.relu(x.clone().requires_grad_(True)))  # the block input, kept by its ReLU
+
+        step()  # compiles
+        return saved_tensor_bytes(step)
+
+    for channels_last, compiled in ((False, False), (True, False), (True, True)):
+        tsn, tsm = saved(False, channels_last, compiled), saved(True, channels_last, compiled)
+        assert tsm == tsn, (channels_last, compiled, tsn, tsm)
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compiled_training_matches_eager_bit_for_bit(backend):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(16, 8, 3, padding=1).to(memory_format=torch.channels_last)
+    module = TemporalShift(conv, 4)
+    x = torch.randn(8, 16, 6, 6).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(8, 8, 6, 6)
+    compiled = torch.compile(module, fullgraph=True, backend=backend)
+    out, got = _grads(compiled, x, conv, grad)
+    expected_out, expected = _grads(module, x, conv, grad)
+    assert torch.equal(out, expected_out)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_model_path_does_not_dispatch_the_registered_op():
+    """TemporalShift and temporal_shift run the eager implementations directly: the
+    registered op's dispatch (and its argument checks) cost more than a small shift."""
+    module = TemporalShift(torch.nn.Conv2d(16, 8, 1), 4)
+    x = torch.randn(8, 16, 3, 3, requires_grad=True)
+    with torch.profiler.profile() as prof:
+        module(x).sum().backward()
+        temporal_shift(x, 4).sum().backward()
+        with torch.no_grad():
+            module(x)
+    names = {event.name for event in prof.events()}
+    assert "temporal_shift::shift" not in names, sorted(names)
+
+
+# --- the registered op checks its arguments ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((torch.randn(8, 16, 2, 2), 4, 9, 1, -1), "fold must be an int >= 0 with 2 * fold <= 16 channels, got 9"),
+        ((torch.randn(8, 16, 2, 2), 4, 17, -1, 0), "fold must be an int >= 0 with 1 * fold <= 16 channels, got 17"),
+        ((torch.randn(8, 16, 2, 2), 4, -1, 1, -1), "fold must be an int >= 0 with 2 * fold <= 16 channels, got -1"),
+        ((torch.randn(8, 16, 2, 2), 4, 2, 2, -1), "offset0 must be -1, 0 or 1 (frames to read from), got 2"),
+        ((torch.randn(8, 16, 2, 2), 4, 2, 1, -3), "offset1 must be -1, 0 or 1 (frames to read from), got -3"),
+        (
+            (torch.randn(8, 16, 2, 2), 4, 2, 0, 1),
+            "offset1 must be 0 when offset0 is 0 (the first group moves first), got 1",
+        ),
+        ((torch.randn(8, 16, 2, 2), 0, 2, 1, -1), "n_segment must be a positive int, got 0"),
+        ((torch.randn(7, 16, 2, 2), 4, 2, 1, -1), "batch dimension 7 is not divisible by n_segment=4"),
+        (
+            (torch.randn(8, 16, 2), 4, 2, 1, -1),
+            "temporal_shift expects a 4-D (N*T, C, H, W) tensor, got shape (8, 16, 2)",
+        ),
+    ],
+)
+def test_registered_op_checks_its_arguments(args, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        torch.ops.temporal_shift.shift(*args)
+    assert "\n" not in str(error.value)
+    mode = torch._subclasses.fake_tensor.FakeTensorMode()
+    fake = mode.from_tensor(args[0])
+    with pytest.raises(ValueError, match=re.escape(message)), mode:  # the fake implementation too
+        torch.ops.temporal_shift.shift(fake, *args[1:])
+
+
+# --- the eager strided copies ------------------------------------------------------------
+
+
+def _layouts(clips, t, c, h, w):
+    x = torch.randn(clips * t, c, h, w, dtype=torch.float64)
+    yield "contiguous", x
+    yield "channels_last", x.contiguous(memory_format=torch.channels_last)
+    yield "storage offset", torch.randn(clips * t + 3, c, h, w, dtype=torch.float64)[3:]
+    yield "not dense", torch.randn(clips * t, 2 * c, h, w + 1, dtype=torch.float64)[:, ::2, :, 1:]
+
+
+@pytest.mark.parametrize(
+    ("clips", "t", "c", "h", "w"),
+    [(2, 8, 16, 3, 2), (1, 8, 67, 2, 3), (3, 4, 5, 2, 2), (2, 1, 16, 2, 2), (2, 3, 12, 3, 1), (1, 2, 2, 1, 1)],
+)
+def test_strided_copies_match_the_slice_shift(clips, t, c, h, w):
+    from temporal_shift.ops import strided
+    from temporal_shift.ops.shift import shift_with_torch_ops
+
+    for layout, x in _layouts(clips, t, c, h, w):
+        for fold_div in (2, 4, 8):
+            fold = c // fold_div
+            for offsets in ((1, -1), (-1, 0), (-1, 1), (1, 0), (1, 1), (0, 0)):
+                where = (layout, fold_div, offsets)
+                expected = shift_with_torch_ops(x, t, fold, *offsets)
+                got = strided.shift_out_of_place(x, t, fold, *offsets)  # a gather when tiny and dense
+                copied = strided._shift_by_copies(x, t, fold, *offsets)
+                for result in (got, copied):
+                    assert torch.equal(result, expected) and result.stride() == expected.stride(), where
+                if layout == "not dense":
+                    continue  # the in-place pair needs a dense input (TemporalShift checks)
+                storage = x.untyped_storage()
+                before = torch.tensor(storage, dtype=torch.uint8).clone()
+                undo = strided.shift_in_place(x, t, fold, *offsets)
+                assert torch.equal(x, expected), where
+                strided.restore_in_place(x, undo, t, fold, *offsets)
+                assert torch.equal(torch.tensor(storage, dtype=torch.uint8), before), where  # all of it restored
+
+
+def test_the_gather_of_tiny_tensors_works_in_and_out_of_inference_mode():
+    """The gather index is kept per geometry: made in inference mode, it still serves a
+    training shift (and the other way round), values and gradients as the slice shift's."""
+    from temporal_shift.ops import strided
+
+    x = torch.randn(8, 16, 2, 2)
+    assert x.numel() < strided.GATHER_BELOW
+    for first_in_inference in (True, False):
+        strided._gather_index.cache_clear()
+        with torch.inference_mode(first_in_inference):
+            temporal_shift(x, 4)
+        with torch.inference_mode(not first_in_inference):
+            expected = torch.from_numpy(reference_shift(x.numpy(), 4, 8, "bidirectional"))
+            assert torch.equal(temporal_shift(x, 4), expected)
+        leaf = x.clone().requires_grad_(True)
+        grad = torch.randn_like(x)
+        temporal_shift(leaf, 4).backward(grad)
+        adjoint = reference_shift(grad.flip(0).numpy(), 4, 8, "bidirectional")[::-1]  # the shift, time reversed
+        assert torch.equal(leaf.grad, torch.from_numpy(adjoint.copy()))
+    assert strided._gather_index.cache_info().currsize == 2  # forward and adjoint offsets

@@ -13,14 +13,22 @@ The op is pure data movement: the output is written once (no zero-fill of the wh
 tensor, no Python loop over time), which keeps its cost at one read and one write of
 the feature map. Which implementation runs depends on the context (`_dispatch`):
 
-- eager: the registered operator ``torch.ops.temporal_shift.shift`` (one autograd node,
-  backward = the adjoint shift in one pass); on CUDA a one-pass Triton kernel
-  (`temporal_shift.ops.kernels`), elsewhere slice copies (`shift_with_torch_ops`);
+- eager: on CUDA a one-pass Triton kernel (`temporal_shift.ops.kernels`), elsewhere a few
+  strided copies (`temporal_shift.ops.strided`); with a gradient, one autograd node
+  (`nodes.Shift`) whose backward is the adjoint shift;
 - ``torch.compile``: `shift_functional`, which Inductor fuses into one pass in the
   convolution's layout, forward and backward;
 - TorchScript tracing and ``torch.export`` / ONNX: `shift_with_torch_ops`, standard ops;
-- `TemporalShift` at inference: the shifted channels move inside the input and are
-  restored after the wrapped convolution (fused Triton kernels on CUDA).
+- `TemporalShift` in training keeps the unshifted input for the backward pass, not a
+  shifted copy, and shifts it again there: eager, the shift and the convolution it wraps
+  are one autograd node (`nodes.ShiftConv2d`); compiled, the shift is checkpointed, which
+  makes Inductor recompute it. At inference the shifted channels of a large input move
+  inside it and are restored after the wrapped convolution (fused Triton kernels on CUDA).
+
+The registered operator ``torch.ops.temporal_shift.shift`` is the same shift for code that
+calls it directly (any context, compiled without a graph break) and checks its arguments;
+the model path does not go through it: its dispatch costs more host time than shifting
+a small tensor, and the module checks its settings once.
 """
 
 from __future__ import annotations
@@ -31,8 +39,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
+from temporal_shift.ops import strided
 from temporal_shift.ops.kernels import triton_available
+from temporal_shift.ops.nodes import Shift, fusable, shift_conv2d
 
 MODES = ("bidirectional", "causal")
 # time offset of the first and second channel fold: +1 reads frame t+1, -1 frame t-1
@@ -68,13 +79,25 @@ def temporal_shift(x: Tensor, n_segment: int, *, fold_div: int = 8, mode: str = 
 
 def _dispatch(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
     """The implementation for the context: exported graphs, compiled graphs, or eager."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or _is_exporting():
+    if _is_graph_export():
         # TorchScript and torch.export (hence ONNX): standard ops that run anywhere
         return shift_with_torch_ops(x, n_segment, fold, offset0, offset1)
     if torch.compiler.is_compiling():
         # Inductor fuses the functional form into one pass in the consumer's layout
         return shift_functional(x, n_segment, fold, offset0, offset1)
-    return torch.ops.temporal_shift.shift(x, n_segment, fold, offset0, offset1)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return Shift.apply(x, shift_eager, (n_segment, fold, offset0, offset1))
+    return shift_eager(x, n_segment, fold, offset0, offset1)
+
+
+def shift_eager(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
+    """The shift in eager code, out of place: the Triton kernel for a dense CUDA tensor,
+    strided copies otherwise. No autograd node (see `nodes.Shift`), no argument checks."""
+    if x.is_cuda:
+        kernels = _triton_kernels()
+        if kernels is not None and kernels.supports(x):
+            return kernels.shift_out_of_place(x, n_segment, fold, offset0, offset1)
+    return strided.shift_out_of_place(x, n_segment, fold, offset0, offset1)
 
 
 def shift_with_torch_ops(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
@@ -83,8 +106,8 @@ def shift_with_torch_ops(x: Tensor, n_segment: int, fold: int, offset0: int, off
     Channels ``[0, fold)`` read frame ``t + offset0``, channels ``[fold, 2*fold)`` frame
     ``t + offset1`` (offsets in {-1, 0, 1}), zero where that frame is outside the clip;
     the rest are copied. Every output element is written exactly once (no zero-fill of
-    the whole tensor). This is the implementation on the CPU, in traced and exported
-    graphs (it maps to standard ONNX ops) and the reference the kernels are tested against.
+    the whole tensor). This is the implementation in traced and exported graphs (it maps
+    to standard ONNX ops) and the reference the other implementations are tested against.
     """
     out = torch.empty_like(x)
     # (N, T, C, H, W) views; splitting the outermost dim is a view in any memory format.
@@ -147,29 +170,42 @@ def shift_functional(x: Tensor, n_segment: int, fold: int, offset0: int, offset1
 
 # --- the registered operator -----------------------------------------------------------
 #
-# ``temporal_shift::shift(x, n_segment, fold, offset0, offset1)``: a real torch operator,
-# so autograd records one node per shift (not one CopySlices node per slice copy, each of
-# whose backward clones the whole gradient), torch.compile traces it without a graph break
-# (its fake implementation gives the output's shape and strides) and CUDA tensors take a
-# one-pass Triton kernel. Its backward is the same op with the opposite offsets: the
-# adjoint of moving channels forward in time is moving them back, zero at the other edge.
+# ``temporal_shift::shift(x, n_segment, fold, offset0, offset1)``: a real torch operator for
+# code that calls it directly: autograd records one node per shift, torch.compile traces it
+# without a graph break (its fake implementation gives the output's shape and strides) and
+# CUDA tensors take the one-pass Triton kernel. Its backward is the same op with the
+# opposite offsets. Every implementation (fake included) checks its arguments first.
+
+
+def check_op_args(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> None:
+    """Validate the registered op's arguments; raise ValueError naming the value.
+
+    The input and ``n_segment`` as `temporal_shift` checks them; ``fold`` channels per
+    moved group, the groups (one per non-zero offset, the first offset moving first)
+    within the channels; offsets in {-1, 0, 1}.
+    """
+    if not isinstance(n_segment, int) or isinstance(n_segment, bool) or n_segment < 1:
+        raise ValueError(f"n_segment must be a positive int, got {n_segment!r}")
+    _check_input(x, n_segment)
+    for name, offset in (("offset0", offset0), ("offset1", offset1)):
+        if offset not in (-1, 0, 1) or isinstance(offset, bool):
+            raise ValueError(f"{name} must be -1, 0 or 1 (frames to read from), got {offset!r}")
+    if offset0 == 0 and offset1 != 0:
+        raise ValueError(f"offset1 must be 0 when offset0 is 0 (the first group moves first), got {offset1!r}")
+    groups = (offset0 != 0) + (offset1 != 0)
+    if not isinstance(fold, int) or isinstance(fold, bool) or fold < 0 or groups * fold > x.shape[1]:
+        raise ValueError(f"fold must be an int >= 0 with {groups} * fold <= {x.shape[1]} channels, got {fold!r}")
 
 
 @torch.library.custom_op("temporal_shift::shift", mutates_args=())
 def _shift_op(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
-    return shift_with_torch_ops(x, n_segment, fold, offset0, offset1)
-
-
-@_shift_op.register_kernel("cuda")
-def _shift_op_cuda(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
-    kernels = _triton_kernels()
-    if kernels is not None and kernels.supports(x):
-        return kernels.shift_out_of_place(x, n_segment, fold, offset0, offset1)
-    return shift_with_torch_ops(x, n_segment, fold, offset0, offset1)
+    check_op_args(x, n_segment, fold, offset0, offset1)
+    return shift_eager(x, n_segment, fold, offset0, offset1)
 
 
 @_shift_op.register_fake
 def _shift_op_fake(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
+    check_op_args(x, n_segment, fold, offset0, offset1)
     return torch.empty_like(x)
 
 
@@ -197,30 +233,23 @@ def _triton_kernels() -> ModuleType | None:
     return triton_shift
 
 
-def _shift_in_place(x5: Tensor, fold: int, mode: str) -> Tensor:
-    """Shift the (N, T, C, H, W) view ``x5`` in place; returns the original shifted channels.
-
-    Only the shifted channels move: they are saved (a copy of 2/8 of the tensor for the
-    default fold_div), written shifted, and later restored from the copy by the caller:
-    three passes over 2/8 of the tensor instead of reading and writing all of it, and
-    the untouched channels stay where the caches have them.
-    """
-    moved = 2 * fold if mode == "bidirectional" else fold
-    saved = x5[:, :, :moved].clone()
-    if mode == "bidirectional":
-        x5[:, :-1, :fold] = saved[:, 1:, :fold]
-        x5[:, -1:, :fold] = 0
-        x5[:, 1:, fold:moved] = saved[:, :-1, fold:]
-        x5[:, :1, fold:moved] = 0
-    else:
-        x5[:, 1:, :fold] = saved[:, :-1]
-        x5[:, :1, :fold] = 0
-    return saved
+def _in_place_kernels(x: Tensor) -> ModuleType:
+    """The module whose ``prefers_in_place`` / ``shift_in_place`` / ``restore_in_place`` take the dense ``x``."""
+    if x.is_cuda:
+        kernels = _triton_kernels()
+        if kernels is not None:
+            return kernels
+    return strided
 
 
 def _is_exporting() -> bool:
     is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.6
     return bool(is_exporting and is_exporting())
+
+
+def _is_graph_export() -> bool:
+    """Whether the code is being traced or scripted by TorchScript or exported by torch.export."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or _is_exporting()
 
 
 def _writable_dense(x: Tensor) -> bool:
@@ -231,14 +260,21 @@ class TemporalShift(nn.Module):
     """Shift the input along time, then call the wrapped module (``net``).
 
     The wrapped module is stored as ``net`` so state-dict keys read
-    ``...conv1.net.weight``, like the reference release.
+    ``...conv1.net.weight``, like the reference release. The settings are checked once,
+    here; a call checks only its input's shape.
+
+    Training (a gradient is recorded): a plain zero-padded ``nn.Conv2d`` and the shift run
+    as one autograd node that keeps the unshifted input, not a shifted copy, for the
+    backward pass (`nodes.ShiftConv2d`; the same in eager and compiled code); any other
+    ``net`` sees the shifted tensor, the shift being its own node.
 
     Inference fast path (``inplace_inference=True``, the default): when no gradient is
-    recorded, nothing is being traced or compiled and ``net`` is a convolution (which
-    never returns a view of its input), the shifted channels are moved inside ``x``
-    itself, ``net`` runs, and ``x`` is restored before returning. The result is
-    bit-identical to the out-of-place shift and ``x`` is unchanged afterwards; it only
-    saves memory traffic (see benchmarks/shift_variants.py).
+    recorded, nothing is being traced or compiled, ``net`` is a convolution (which never
+    returns a view of its input) and ``x`` is large enough for it to pay (below that one
+    out-of-place shift costs less: `strided.IN_PLACE_FROM`, `triton_shift.IN_PLACE_MIN_BYTES`),
+    the shifted channels are moved inside ``x`` itself, ``net`` runs, and ``x`` is restored
+    before returning. The result is bit-identical to the out-of-place shift and ``x`` is
+    unchanged afterwards; it only saves memory traffic (see benchmarks/shift_variants.py).
     """
 
     def __init__(
@@ -261,36 +297,54 @@ class TemporalShift(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         _check_input(x, self.n_segment)
         fold = x.shape[1] // self.fold_div
-        offset0, offset1 = OFFSETS[self.mode]
-        if self._can_shift_in_place(x) and fold > 0:
-            kernels = _triton_kernels() if x.is_cuda else None
-            if kernels is not None:  # two fused passes over the shifted channels
-                edge = kernels.shift_in_place(x, self.n_segment, fold, offset0, offset1)
+        net = self.net
+        args = (self.n_segment, fold, *OFFSETS[self.mode])
+        if _is_graph_export():
+            return net(shift_with_torch_ops(x, *args))
+        if fold == 0:  # nothing moves
+            return net(x)
+        if torch.compiler.is_compiling():
+            if self._records_grad(x):
+                # a checkpointed shift: Inductor's partitioner recomputes it in the backward
+                # pass instead of keeping the shifted copy (which it would, as the input of
+                # a convolution's backward), as the eager node below does
+                return net(checkpoint(shift_functional, x, *args, use_reentrant=False))
+            return net(shift_functional(x, *args))
+        if self._records_grad(x):
+            if fusable(net):
+                return shift_conv2d(x, net, shift_eager, args)
+            return net(Shift.apply(x, shift_eager, args))
+        if self.inplace_inference:
+            kernels = _in_place_kernels(x)
+            if kernels.prefers_in_place(x) and self._in_place_safe(x):
+                undo = kernels.shift_in_place(x, *args)
                 try:
-                    return self.net(x)
+                    return net(x)
                 finally:
-                    kernels.restore_in_place(x, edge, self.n_segment, fold, offset0, offset1)
-            x5 = x.view((-1, self.n_segment, *tuple(x.shape[1:])))
-            saved = _shift_in_place(x5, fold, self.mode)
-            try:
-                return self.net(x)
-            finally:
-                x5[:, :, : saved.shape[2]] = saved
-        return self.net(_dispatch(x, self.n_segment, fold, offset0, offset1))
+                    kernels.restore_in_place(x, undo, *args)
+        return net(shift_eager(x, *args))
 
-    def _can_shift_in_place(self, x: Tensor) -> bool:
+    def _records_grad(self, x: Tensor) -> bool:
+        """Whether autograd records this call (the input or ``net``'s parameters need a gradient)."""
+        return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.net.parameters()))
+
+    def _in_place_safe(self, x: Tensor) -> bool:
+        """Whether eager inference may shift ``x`` in place: ``net`` cannot return a view of
+        it, ``x`` can be written (an inference tensor only in inference mode) and is dense."""
         return (
-            self.inplace_inference
-            and isinstance(self.net, nn.Conv2d)
-            and not (
-                torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.net.parameters()))
-            )
-            and not torch.jit.is_tracing()
-            and not torch.jit.is_scripting()
-            and not torch.compiler.is_compiling()
-            and not _is_exporting()
+            isinstance(self.net, nn.Conv2d)
             and not (x.is_inference() and not torch.is_inference_mode_enabled())
             and _writable_dense(x)
+        )
+
+    def _can_shift_in_place(self, x: Tensor) -> bool:
+        """Whether this call may take the in-place path (at a size where it pays, it does)."""
+        return (
+            self.inplace_inference
+            and not self._records_grad(x)
+            and not _is_graph_export()
+            and not torch.compiler.is_compiling()
+            and self._in_place_safe(x)
         )
 
     def extra_repr(self) -> str:

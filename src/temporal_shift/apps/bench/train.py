@@ -13,12 +13,14 @@ Timing as in `overhead.benchmark_overhead`: warm-up steps (compilation happens t
 ``compile``), then interleaved rounds, each timing one step of every model back to back
 with the order rotating; the per-round TSM/TSN time ratio is the robust figure.
 
-Peak memory (``peak_step_mb``): what one step allocates at its peak above what was
-allocated before it (activations kept for backward, gradients, temporaries; the
-weights and the optimizer state are not in it), measured on an extra untimed step per
-model with all gradients freed first. CUDA: the caching allocator's counters
-(`torch.cuda.max_memory_allocated`); CPU: the allocation events of `torch.profiler`
-(``profile_memory=True``). The same quantity on both, by different meters.
+Memory (``peak_step_mb``, and ``memory_ratio`` TSM/TSN), measured on an extra untimed
+step per model with all gradients freed first. CUDA: what the step allocates at its peak
+above what was allocated before it (activations kept for backward, gradients,
+temporaries; the weights and the optimizer state are not in it), by the caching
+allocator's counters (`torch.cuda.max_memory_allocated`). CPU: the bytes autograd keeps
+for the backward pass (`saved_tensor_bytes`: every storage a saved tensor lives in,
+counted once), the part of the peak where TSN and TSM can differ, counted exactly
+instead of sampled from allocation events.
 """
 
 from __future__ import annotations
@@ -26,10 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
-import sys
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,49 +114,35 @@ def interleaved_steps(
     return times
 
 
-@contextlib.contextmanager
-def _quiet_profiler_log() -> Iterator[None]:
-    """Drop kineto's own start/stop lines (written to fd 2 by C++), keep anything else."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as log:
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            log.seek(0)
-            for line in log.read().decode(errors="replace").splitlines():
-                if not (line.startswith("USDT:") or "gpuGetDeviceCount" in line):
-                    print(line, file=sys.stderr)
-
-
 def peak_step_bytes(step: Callable[[], object], device: torch.device) -> int:
-    """Peak bytes allocated during ``step()`` above what was allocated before it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - before
-    if device.type != "cpu":
-        raise ValueError(f"peak memory is measured on cpu and cuda, not {device.type}")
-    from torch.profiler import ProfilerActivity, profile
+    """Peak bytes allocated on the CUDA ``device`` during ``step()`` above what was allocated before it."""
+    if device.type != "cuda":
+        raise ValueError(f"peak memory is measured on cuda, not {device.type}; see saved_tensor_bytes")
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
 
-    with _quiet_profiler_log(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+
+def saved_tensor_bytes(step: Callable[[], object]) -> int:
+    """Bytes of the tensors autograd saves for backward passes during ``step()``.
+
+    Counted by storage: a tensor saved by several nodes, or views of one tensor, count
+    once (each storage's whole size, as that is what stays allocated), the way memory
+    holds them. Saved parameters count too.
+    """
+    storages: dict[tuple[torch.device, int], int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        storage = t.untyped_storage()
+        storages[(t.device, storage.data_ptr())] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         step()
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
-    )
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
+    return sum(storages.values())
 
 
 @dataclasses.dataclass
@@ -177,6 +162,7 @@ class TrainBenchResult:
     clips_per_s: dict[str, float]
     ratio: dict[str, float]
     peak_step_mb: dict[str, float]
+    memory_ratio: float
     memory_meter: str
     samples_ms: dict[str, list[float]]
 
@@ -190,7 +176,7 @@ class TrainBenchResult:
             f"{self.device}, {self.threads} threads, {'channels_last' if self.channels_last else 'contiguous'}, "
             f"amp {self.amp}, {'compiled (' + self.compile + ')' if self.compile else 'eager'}, "
             f"{self.repeats} interleaved pairs after {self.warmup} warm-up steps",
-            f"{'model':<6}{'median ms':>12}{'IQR ms':>19}{'clips/s':>10}{'peak MB':>10}",
+            f"{'model':<6}{'median ms':>12}{'IQR ms':>19}{'clips/s':>10}{'MB':>10}",
         ]
         for name in ("TSN", "TSM"):
             lines.append(
@@ -202,7 +188,7 @@ class TrainBenchResult:
             f"TSM/TSN step-time ratio (per pair): median {r['median']:.3f}, "
             f"IQR {r['q1']:.3f}-{r['q3']:.3f}, range {r['min']:.3f}-{r['max']:.3f}"
         )
-        lines.append(f"peak MB: {self.memory_meter}")
+        lines.append(f"MB: {self.memory_meter}; TSM/TSN {self.memory_ratio:.3f}")
         return "\n".join(lines)
 
 
@@ -239,10 +225,7 @@ def benchmark_training(
         name: TrainStep(model.to(dev).to(memory_format=fmt), device=dev, amp=amp, compile_mode=mode)
         for name, model in zip(("TSN", "TSM"), pair, strict=True)
     }
-    generator = torch.Generator().manual_seed(0)
-    frames = torch.randn(batch_size * n_segment, 3, size, size, generator=generator)
-    clips = frames.to(dev).contiguous(memory_format=fmt).view(batch_size, n_segment, 3, size, size)
-    labels = torch.randint(num_classes, (batch_size,), generator=generator).to(dev)
+    clips, labels = _random_batch(batch_size, n_segment, size, num_classes, dev, fmt)
     calls = {name: (lambda s=step: s(clips, labels)) for name, step in steps.items()}
     times = interleaved_steps(calls, device=dev, repeats=repeats, warmup=warmup)
     peaks = _peak_step_mb(steps, calls, dev)
@@ -263,9 +246,20 @@ def benchmark_training(
         clips_per_s={name: batch_size * 1e3 / s["median"] for name, s in step_ms.items()},
         ratio=summarize([b / a for a, b in zip(times["TSN"], times["TSM"], strict=True)]),
         peak_step_mb=peaks,
+        memory_ratio=peaks["TSM"] / peaks["TSN"],
         memory_meter=MEMORY_METERS["cuda" if dev.type == "cuda" else "cpu"],
         samples_ms={name: [t * 1e3 for t in ts] for name, ts in times.items()},
     )
+
+
+def _random_batch(
+    batch_size: int, n_segment: int, size: int, num_classes: int, device: torch.device, fmt: torch.memory_format
+) -> tuple[Tensor, Tensor]:
+    """Random clips (in ``fmt``) and labels on ``device``, the same for every model."""
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randn(batch_size * n_segment, 3, size, size, generator=generator)
+    clips = frames.to(device).contiguous(memory_format=fmt).view(batch_size, n_segment, 3, size, size)
+    return clips, torch.randint(num_classes, (batch_size,), generator=generator).to(device)
 
 
 def _check_arguments(*, amp: str, size: int, batch_size: int, repeats: int, warmup: int, compile: str | None) -> None:
@@ -279,10 +273,10 @@ def _check_arguments(*, amp: str, size: int, batch_size: int, repeats: int, warm
         raise ValueError(f"compiled steps need warmup >= 2 (compilation happens there), got {warmup}")
 
 
-# how the peak memory of a step is measured, per device type (`peak_step_bytes`)
+# what a step's memory is, per device type (`peak_step_bytes` on CUDA, `saved_tensor_bytes` on the CPU)
 MEMORY_METERS: dict[str, str] = {
-    "cuda": "torch.cuda.max_memory_allocated during one step, minus what was allocated before it",
-    "cpu": "torch.profiler CPU allocation events during one step, peak above its start",
+    "cuda": "peak of torch.cuda.max_memory_allocated during one step, above what was allocated before it",
+    "cpu": "bytes autograd saves for the backward pass during one step (storages counted once)",
 }
 
 
@@ -291,12 +285,13 @@ def _peak_step_mb(
     calls: Mapping[str, Callable[[], Any]],
     device: torch.device,
 ) -> dict[str, float]:
-    """Each model's peak step memory (MB, `peak_step_bytes`), every model's gradients freed first."""
+    """Each model's step memory (MB, `MEMORY_METERS`), every model's gradients freed first."""
     peaks = {}
     for name in calls:
         for step in steps.values():
             step.optimizer.zero_grad(set_to_none=True)
-        peaks[name] = peak_step_bytes(calls[name], device) / 2**20
+        memory = peak_step_bytes(calls[name], device) if device.type == "cuda" else saved_tensor_bytes(calls[name])
+        peaks[name] = memory / 2**20
     return peaks
 
 

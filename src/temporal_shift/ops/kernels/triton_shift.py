@@ -20,6 +20,17 @@ channels_last (strides are arguments, so one kernel serves both layouts):
   (1/T of the shifted channels), so restoring is the opposite walk plus that edge.
   Traffic: 2 x 2/fold_div of the tensor per call, against 2 x 1 for out-of-place.
 
+Launching: a Triton kernel launched as ``kernel[grid](*args)`` binds and specialises its
+arguments in Python on every call before the compiled launcher runs. `_launch` does that
+once per argument signature (dtype, shape, strides, pointer alignment and the integer
+arguments, which are all that Triton specialises on) and afterwards calls the compiled
+kernel's launcher directly; the input checks run with that first call too. Under the
+interpreter there is no compiled kernel and every call goes through ``kernel[grid]``.
+
+`prefers_in_place` says when the in-place pair is worth its second launch: on large
+tensors it moves half the bytes of the out-of-place kernel; on small ones the bytes are
+cheap and a launch is not (`IN_PLACE_MIN_BYTES`).
+
 Import this module only when a kernel is needed: Triton decides at import time whether
 to compile for the GPU or to interpret on the CPU (``TRITON_INTERPRET=1``, used by the
 tests).
@@ -27,14 +38,25 @@ tests).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from triton.compiler import CompiledKernel
 
 BLOCK_OUT = 1024  # elements per program of the out-of-place kernel
 BLOCK_IN_PLACE = 256  # positions per program of the in-place kernels
 INT32_LIMIT = 2**31 - 1
+# Below this size a shift at inference runs out of place (one launch) rather than as the
+# in-place pair (two launches and an edge buffer). Not measured yet: set so that every
+# shifted layer of R50 at batch 1 (8x224x224 frames, fp32: 3-26 MB) is below it and every
+# one at batch 16 above; `benchmarks/gpu_overhead.sh --rows shift-sizes` measures both forms.
+IN_PLACE_MIN_BYTES = 32 * 2**20
+LAUNCHERS_KEPT = 256  # compiled launches kept (the oldest dropped)
 
 
 @triton.jit
@@ -150,6 +172,44 @@ def supports(x: Tensor) -> bool:
     return x.dim() == 4 and _layout(x) is not None
 
 
+def prefers_in_place(x: Tensor) -> bool:
+    """Whether the in-place pair is the cheaper way to shift ``x`` at inference (see the module doc)."""
+    return x.numel() * x.element_size() >= IN_PLACE_MIN_BYTES
+
+
+_launchers: OrderedDict[tuple[Any, ...], tuple[Callable[..., None], tuple[Any, ...]]] = OrderedDict()
+
+
+def _launch(
+    kernel: Any,
+    key: tuple[Any, ...],
+    tensors: tuple[Tensor, ...],
+    arguments: Callable[[], tuple[tuple[int], tuple[Any, ...]] | None],
+) -> None:
+    """Launch ``kernel`` on ``tensors`` plus the rest of its arguments.
+
+    ``key`` identifies everything the launch depends on besides the tensors' addresses:
+    pointer alignment (Triton specialises on it) is added here. ``arguments()`` checks the
+    inputs and returns (grid, the other arguments), or None for nothing to launch; it runs
+    only the first time a key is seen.
+    """
+    key = key + tuple(t.data_ptr() % 16 == 0 for t in tensors) + (tensors[0].get_device(),)
+    cached = _launchers.get(key)
+    if cached is not None:
+        runner, rest = cached
+        runner(*tensors, *rest)
+        return
+    prepared = arguments()
+    if prepared is None:
+        return
+    grid, rest = prepared
+    compiled = kernel[grid](*tensors, *rest)
+    if isinstance(compiled, CompiledKernel):  # not under the interpreter
+        _launchers[key] = compiled[grid + (1,) * (3 - len(grid))], rest  # its launcher takes a 3-D grid
+        if len(_launchers) > LAUNCHERS_KEPT:
+            _launchers.popitem(last=False)
+
+
 def _check(x: Tensor, n_segment: int, fold: int) -> tuple[int, int, int]:
     layout = _layout(x)
     if x.dim() != 4 or layout is None:
@@ -164,56 +224,61 @@ def _check(x: Tensor, n_segment: int, fold: int) -> tuple[int, int, int]:
 
 def shift_out_of_place(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
     """A new tensor (same layout as ``x``) holding ``x`` shifted by the given offsets."""
-    frame_stride, channel_stride, _ = _check(x, n_segment, fold)
     out = torch.empty_like(x)
-    numel = x.numel()
-    if numel == 0:
-        return out
-    grid = (triton.cdiv(numel, BLOCK_OUT),)
-    _shift_out_of_place_kernel[grid](
-        x,
-        out,
-        numel,
-        n_segment,
-        x.shape[1],
-        fold,
-        frame_stride,
-        channel_stride,
-        offset0,
-        offset1,
-        BLOCK=BLOCK_OUT,
-        WIDE_INDEX=numel + frame_stride > INT32_LIMIT,
-    )
+
+    def arguments() -> tuple[tuple[int], tuple[Any, ...]] | None:
+        frame_stride, channel_stride, _ = _check(x, n_segment, fold)
+        numel = x.numel()
+        if numel == 0:
+            return None
+        rest = (
+            numel,
+            n_segment,
+            x.shape[1],
+            fold,
+            frame_stride,
+            channel_stride,
+            offset0,
+            offset1,
+            BLOCK_OUT,
+            numel + frame_stride > INT32_LIMIT,
+        )
+        return (triton.cdiv(numel, BLOCK_OUT),), rest
+
+    key = ("out", x.dtype, x.shape, x.stride(), n_segment, fold, offset0, offset1)
+    _launch(_shift_out_of_place_kernel, key, (x, out), arguments)
     return out
 
 
 def _in_place(x: Tensor, edge: Tensor, n_segment: int, fold: int, offsets: tuple[int, int], *, restore: bool) -> None:
-    frame_stride, channel_stride, pixel_stride = _check(x, n_segment, fold)
-    moved = fold * (2 if offsets[1] else 1)
-    clips = x.shape[0] // n_segment
-    pixels = x.shape[2] * x.shape[3]
-    positions = clips * moved * pixels
-    if positions == 0:
-        return
-    grid = (triton.cdiv(positions, BLOCK_IN_PLACE),)
-    _shift_in_place_kernel[grid](
-        x,
-        edge,
-        positions,
-        n_segment,
-        moved,
-        fold,
-        pixels,
-        frame_stride,
-        channel_stride,
-        pixel_stride,
-        offsets[0],
-        offsets[1],
-        RESTORE=restore,
-        CHANNELS_INNERMOST=channel_stride == 1 and x.shape[1] > 1,
-        BLOCK=BLOCK_IN_PLACE,
-        WIDE_INDEX=x.numel() + frame_stride > INT32_LIMIT,
-    )
+    def arguments() -> tuple[tuple[int], tuple[Any, ...]] | None:
+        frame_stride, channel_stride, pixel_stride = _check(x, n_segment, fold)
+        moved = fold * (2 if offsets[1] else 1)
+        clips = x.shape[0] // n_segment
+        pixels = x.shape[2] * x.shape[3]
+        positions = clips * moved * pixels
+        if positions == 0:
+            return None
+        rest = (
+            positions,
+            n_segment,
+            moved,
+            fold,
+            pixels,
+            frame_stride,
+            channel_stride,
+            pixel_stride,
+            offsets[0],
+            offsets[1],
+            restore,
+            channel_stride == 1 and x.shape[1] > 1,
+            BLOCK_IN_PLACE,
+            x.numel() + frame_stride > INT32_LIMIT,
+        )
+        return (triton.cdiv(positions, BLOCK_IN_PLACE),), rest
+
+    key = ("in place", x.dtype, x.shape, x.stride(), n_segment, fold, offsets, restore)
+    _launch(_shift_in_place_kernel, key, (x, edge), arguments)
 
 
 def shift_in_place(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
