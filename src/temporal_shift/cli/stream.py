@@ -10,7 +10,7 @@ from temporal_shift.cli import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from temporal_shift.apps.stream import load_stream, run_stream
+    from temporal_shift.apps.stream import RUNTIMES, load_stream, run_stream
 
     p = sub.add_parser(
         "stream",
@@ -26,8 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         instead_of="--checkpoint (a causal model, e.g. online_tsm_mobilenetv2_jester)")
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: indices)")
     options.add_segments(p)
-    p.add_argument("--runtime", default=options.default(load_stream, "runtime"), choices=("torch", "onnxruntime"))
-    p.add_argument("--onnx", type=Path, default=None, help="streaming-step ONNX (tsm export --online), for onnxruntime")
+    p.add_argument("--runtime", default=options.default(load_stream, "runtime"), choices=RUNTIMES,
+                   help="torch (a checkpoint), or the runtime of a step exported with tsm export --online")
+    p.add_argument("--exported", type=Path, default=None, metavar="FILE",
+                   help="the exported streaming step (.onnx, .pte, .xml) for onnxruntime, executorch or openvino")
+    p.add_argument("--onnx", type=Path, default=None, help="streaming-step ONNX, for onnxruntime (= --exported)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of an exported step's runtime")
     p.add_argument("--every", type=int, default=options.default(run_stream, "every"),
                    help="process every K-th frame (default %(default)s)")
     options.add_stream_labels(p, library=run_stream)
@@ -48,8 +52,8 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     from temporal_shift.apps.stream import load_stream, run_stream
 
     checkpoint = options.checkpoint_or_weights(args, required=False)
-    model = load_stream(runtime=args.runtime, checkpoint=checkpoint, onnx=args.onnx,
-                        n_segment=args.segments, classes=args.classes)
+    model = load_stream(runtime=args.runtime, checkpoint=checkpoint, onnx=args.onnx, exported=args.exported,
+                        n_segment=args.segments, classes=args.classes, threads=args.threads)
     summary = run_stream(
         args.source, model.stream, classes=model.classes, out=sys.stdout, out_video=args.out_video,
         size=args.size, short_side=args.short_side, every=args.every, smooth=args.smooth,
