@@ -2,10 +2,10 @@
 
 The model is the demo's trained TSM (``tsm demo``: ResNet-18, T=4, 32x32 synthetic clips; its
 ``runs/demo/tsm/last.pt``), tested on the demo's validation split (720 clips) the way the demo
-tests it: one clip of segment centres, short side size*8/7, centre crop. The int8 builds are what
-``tsm export --quantize int8 --calibration LIST`` writes: ExecuTorch with PT2E and the XNNPACK
-quantizer, OpenVINO with NNCF, both calibrated on the first ``--calibration-clips`` clips of the
-*training* list. Every runtime sees the same preprocessed clips, one at a time (batch 1); latency
+tests it: one clip of segment centres, the checkpoint's short side and crop (32, 32). The int8
+builds are what ``tsm export --quantize int8 --calibration LIST`` writes: ExecuTorch with PT2E and
+the XNNPACK quantizer, OpenVINO with NNCF, both calibrated on the first ``--calibration-clips``
+clips of the *training* list. Every runtime sees the same preprocessed clips, one at a time (batch 1); latency
 is timed in interleaved rounds over the runtimes on one clip.
 
     .venv/bin/python benchmarks/int8_accuracy.py --checkpoint runs/demo/tsm/last.pt \
@@ -47,12 +47,13 @@ def main() -> None:
     model = loaded.model.eval()
     size = int(loaded.input_size or 224)
     t = model.config.n_segment
+    scale = int(loaded.scale_size or round(size * 8 / 7))  # as the checkpoint was tested (the demo: 32, 32)
     val = build_dataset(modality="rgb", list_file=args.root / args.val_list, root=args.root, train=False, size=size,
-                        scale_size=round(size * 8 / 7), sampler=TSNSampler(num_segments=t, train=False))
+                        scale_size=scale, sampler=TSNSampler(num_segments=t, train=False))
     clips = torch.stack([val[i][0] for i in range(len(val))])
     labels = torch.tensor([val.records[i].label for i in range(len(val))])
     calibration = calibration_clips(args.root / args.calibration_list, root=args.root, model=model, size=size,
-                                    limit=args.calibration_clips)
+                                    scale_size=scale, limit=args.calibration_clips)
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     runners = {"pytorch": lambda x: model(x)}
@@ -60,9 +61,10 @@ def main() -> None:
         for quantize in (None, "int8"):
             path = args.out_dir / f"tsm-{'int8' if quantize else 'fp32'}{suffix}"
             started = time.perf_counter()
-            export_model(model, path, format=fmt, size=size, batch_size=1, quantize=quantize,
-                         calibration=calibration if quantize else None)
-            print(f"exported {path} in {time.perf_counter() - started:.0f} s", flush=True)
+            if not path.is_file():  # kept in --out-dir: a second run only measures
+                export_model(model, path, format=fmt, size=size, batch_size=1, quantize=quantize,
+                             calibration=calibration if quantize else None)
+                print(f"exported {path} in {time.perf_counter() - started:.0f} s", flush=True)
             runtime = load_runtime(path, threads=args.threads)
             runners[f"{fmt}-{quantize or 'fp32'}"] = lambda x, r=runtime: r(x)[0]
 

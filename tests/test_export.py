@@ -172,7 +172,7 @@ def test_online_step_in_executorch_and_openvino(tmp_path, online, fmt):
     path = export_online(online, tmp_path / ("step.pte" if fmt == "executorch" else "step.xml"), format=fmt,
                          size=SIZE)
     parity = verify_online_export(online, path, size=SIZE, steps=12)
-    assert parity.max_rel < 1e-5, parity.line()
+    assert parity.max_rel < 1e-4, parity.line()
     stream = ExportedStream(path)
     with pytest.raises(ValueError, match=r"expected a frame of shape \(1, 3, 32, 32\)"):
         stream.update(torch.randn(3, 16, 16))

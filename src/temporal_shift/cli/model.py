@@ -78,7 +78,7 @@ def _check_parity(parity: object, out: Path, *, args: argparse.Namespace) -> Non
         raise ValueError(f"{out}: exported model differs from PyTorch by {error:.2e} relative (> {limit:g})")
 
 
-def _calibration(args: argparse.Namespace, model: Any) -> list | None:
+def _calibration(args: argparse.Namespace, model: Any, *, scale_size: int | None) -> list | None:
     from temporal_shift.engine.export import calibration_clips
 
     if args.quantize is None:
@@ -88,7 +88,8 @@ def _calibration(args: argparse.Namespace, model: Any) -> list | None:
     if args.calibration is None:
         raise ValueError(f"--quantize {args.quantize} needs --calibration LIST (clips to calibrate on)")
     root = args.root if args.root is not None else args.calibration.parent
-    return calibration_clips(args.calibration, root=root, model=model, size=args.size, limit=args.calibration_clips)
+    return calibration_clips(args.calibration, root=root, model=model, size=args.size, scale_size=scale_size,
+                             limit=args.calibration_clips)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -100,9 +101,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     checkpoint = options.checkpoint_or_weights(args, what="CHECKPOINT")
     if args.online:
         return _export_online(args, checkpoint=checkpoint)
-    model = load_checkpoint(checkpoint, n_segment=args.segments).model
+    loaded = load_checkpoint(checkpoint, n_segment=args.segments)
+    model = loaded.model
     check_exportable(model, format=args.format, quantize=args.quantize)
-    calibration = _calibration(args, model)
+    # the short side the checkpoint was tested with, when the crop is its own
+    scale = loaded.scale_size if args.size in (None, loaded.input_size) else None
+    calibration = _calibration(args, model, scale_size=scale)
     out = export_model(model, args.out, format=args.format, size=args.size, batch_size=args.batch_size,
                        quantize=args.quantize, calibration=calibration, precision=args.precision)
     print(f"wrote {out}" + (f" (int8, calibrated on {sum(len(c) for c in calibration)} clips)" if calibration else ""))
@@ -126,7 +130,7 @@ def _export_online(args: argparse.Namespace, *, checkpoint: object) -> int:
     check_exportable(online, format=args.format, quantize=args.quantize)
     size = options.default(export_online, "size") if args.size is None else args.size
     args.size = size
-    calibration = _calibration(args, online)
+    calibration = _calibration(args, online, scale_size=None)
     out = export_online(online, args.out, format=args.format, size=size, quantize=args.quantize,
                         calibration=calibration, precision=args.precision)
     print(f"wrote {out} (inputs: frame, buffer_0..{online.num_buffers - 1})")

@@ -284,6 +284,9 @@ def _to_openvino(model: nn.Module, inputs: tuple[torch.Tensor, ...], out: Path, 
     """torch.export -> OpenVINO model (names set, fp32 weights kept) -> [NNCF int8] -> IR."""
     ov = require("openvino", what="OpenVINO export")
     ov_model = ov.convert_model(_capture(model, inputs, dynamic))
+    # the converted model's inputs are fully dynamic: give them the static shapes (but the batch)
+    shapes = [[-1 if dynamic is not None and i == 0 else d for i, d in enumerate(x.shape)] for x in inputs]
+    ov_model.reshape({port: ov.PartialShape(shape) for port, shape in zip(ov_model.inputs, shapes)})
     for port, name in zip(ov_model.inputs, input_names):
         port.get_tensor().set_names({name})
     for port, name in zip(ov_model.outputs, output_names):
@@ -316,18 +319,19 @@ def onnx_graph_summary(path: str | Path) -> dict[str, Any]:
 
 
 def calibration_clips(
-    list_file: str | Path, *, root: str | Path, model: nn.Module, size: int | None = None, limit: int = 32,
-    batch_size: int = 1,
+    list_file: str | Path, *, root: str | Path, model: nn.Module, size: int | None = None,
+    scale_size: int | None = None, limit: int = 32, batch_size: int = 1,
 ) -> list[torch.Tensor]:
     """Clip batches (``batch_size``, T, C, size, size) for int8 calibration: the first ``limit``
     entries of ``list_file`` (frame folders or videos under ``root``, as `tsm test` reads them),
-    sampled and preprocessed as at test time (segment centres, short side size*8/7, centre crop)."""
+    sampled and preprocessed as at test time (segment centres, short side ``scale_size``, default
+    size*8/7, centre crop)."""
     from temporal_shift.data.factory import build_dataset
     from temporal_shift.data.sampling import TSNSampler
 
     side = _size(model, size)
     dataset = build_dataset(modality="rgb", list_file=list_file, root=root, train=False, size=side,
-                            scale_size=round(side * 8 / 7),
+                            scale_size=scale_size or round(side * 8 / 7),
                             sampler=TSNSampler(num_segments=model.config.n_segment, train=False))
     count = min(limit, len(dataset))
     if count == 0:

@@ -9,14 +9,16 @@ docs/deploy.md). The online MobileNetV2 step (one frame through a causal TSM, th
 buffers as inputs and outputs) is timed in each runtime too, next to the TSN per-frame step.
 
 Every exported graph is the one `engine.export` writes (the shift as `ops.shift.shift_export`),
-exported into ``work_dir`` and loaded through `engine.runtimes.load_runtime`. The timing is
-one run of interleaved rounds: each round times every (runtime, model) pair, TSN and TSM back
-to back with alternating order, the order of runtimes rotating from round to round; the
-TSM/TSN ratio is taken per pair, which is the figure that survives a shared, noisy machine.
+exported into ``work_dir`` and loaded through `engine.runtimes.load_runtime`. Each (model group,
+runtime) row runs in a process of its own, so that no runtime's thread pool competes with
+another's. The timing is one run of interleaved rounds: each round times every row, TSN and TSM
+back to back with alternating order, the order of rows rotating from round to round; the TSM/TSN
+ratio is taken per pair, which is the figure that survives a shared, noisy machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -105,33 +107,90 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores (shared machine: other work may run; ratios are per pair)"
 
 
-def _exported(model: torch.nn.Module, path: Path, *, format: str, size: int, threads: int,
-              quantize: str | None = None, online: bool = False) -> Callable[..., Any]:
+def _export(model: torch.nn.Module, path: Path, *, format: str, size: int, quantize: str | None,
+            online: bool) -> None:
+    """Write ``path`` as ``tsm export`` would (int8: calibrated on random clips), unless it exists."""
     from temporal_shift.engine.export import export_model, export_online
-    from temporal_shift.engine.runtimes import load_runtime
 
-    if not path.is_file():
-        if online:
-            clips = [torch.randn(1, 4, 3, size, size)] if quantize else None
-            export_online(model, path, format=format, size=size, quantize=quantize, calibration=clips)
-        else:
-            clips = [torch.randn(1, model.config.n_segment, 3, size, size) for _ in range(4)] if quantize else None
-            export_model(model, path, format=format, size=size, quantize=quantize, calibration=clips)
-    return load_runtime(path, format=format, threads=threads)
+    if path.is_file():
+        return
+    if online:
+        clips = [torch.randn(1, 4, 3, size, size)] if quantize else None
+        export_online(model, path, format=format, size=size, quantize=quantize, calibration=clips)
+    else:
+        clips = [torch.randn(1, model.config.n_segment, 3, size, size) for _ in range(4)] if quantize else None
+        export_model(model, path, format=format, size=size, quantize=quantize, calibration=clips)
 
 
-def _runners(tsn: torch.nn.Module, tsm: torch.nn.Module, *, runtime: str, size: int, threads: int,
-             work_dir: Path, tag: str, online: bool, example: Sequence[torch.Tensor]) -> dict[str, Callable[..., Any]]:
-    if runtime == "eager":
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    """One (model group, runtime) row: what a worker process builds and times."""
+
+    group: str  # an arch, or "online"
+    runtime: str
+    n_segment: int
+    size: int
+    threads: int
+    work: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.group}/{self.runtime}"
+
+    def path(self, model: str) -> Path:
+        base, _, quant = self.runtime.partition("-")
+        suffix = {"onnx": ".onnx", "executorch": ".pte", "openvino": ".xml"}[_FORMAT[base]]
+        tag = f"{ONLINE_ARCH}-online" if self.group == "online" else self.group
+        return Path(self.work) / f"{tag}-{model.lower()}{'-' + quant if quant else ''}{suffix}"
+
+    def models(self) -> dict[str, torch.nn.Module]:
+        """TSN and TSM with identical weights (the online group: their streaming steps, TSM causal)."""
+        from temporal_shift.models.online import OnlineRecognizer
+
+        arch = ONLINE_ARCH if self.group == "online" else self.group
+        tsn, tsm = tsn_tsm_pair(arch=arch, n_segment=self.n_segment)
+        if self.group == "online":
+            return {"TSN": OnlineRecognizer(tsn), "TSM": OnlineRecognizer(_causal_copy(tsm))}
         return {"TSN": tsn, "TSM": tsm}
-    if runtime == "compile":
-        return {"TSN": torch.compile(tsn), "TSM": torch.compile(tsm)}
-    base, _, quant = runtime.partition("-")
-    format = _FORMAT[base]
-    suffix = {"onnx": ".onnx", "executorch": ".pte", "openvino": ".xml"}[format]
-    return {name: _exported(model, work_dir / f"{tag}-{name.lower()}{'-' + quant if quant else ''}{suffix}",
-                            format=format, size=size, threads=threads, quantize=quant or None, online=online)
-            for name, model in (("TSN", tsn), ("TSM", tsm))}
+
+    def inputs(self, models: dict[str, torch.nn.Module]) -> dict[str, tuple[torch.Tensor, ...]]:
+        generator = torch.Generator().manual_seed(1)
+        if self.group == "online":
+            frame = torch.randn(1, 3, self.size, self.size, generator=generator)
+            return {name: (frame, *m.initial_buffers(size=(self.size, self.size)))  # type: ignore[operator]
+                    for name, m in models.items()}
+        clips = torch.randn(1, self.n_segment, 3, self.size, self.size, generator=generator)
+        return dict.fromkeys(models, (clips,))
+
+    def runners(self, models: dict[str, torch.nn.Module]) -> dict[str, Callable[..., Any]]:
+        from temporal_shift.engine.runtimes import load_runtime
+
+        if self.runtime == "eager":
+            return dict(models)
+        if self.runtime == "compile":
+            return {name: torch.compile(m) for name, m in models.items()}
+        format = _FORMAT[self.runtime.partition("-")[0]]
+        return {name: load_runtime(self.path(name), format=format, threads=self.threads) for name in models}
+
+
+def _serve(row: _Row, conn: Any) -> None:
+    """A worker: build ``row``'s runners, warm them up, then time the model named by each request."""
+    torch.set_num_threads(row.threads)
+    try:
+        models = row.models()
+        runners, inputs = row.runners(models), row.inputs(models)
+        with torch.inference_mode():
+            for name, run in runners.items():  # the first calls compile / allocate: untimed
+                run(*inputs[name])
+        conn.send(("ready", None))
+    except Exception as exc:  # reported by the parent, which stops all workers
+        conn.send(("error", f"{row.name}: {type(exc).__name__}: {exc}"))
+        return
+    with torch.inference_mode():
+        while (name := conn.recv()) is not None:
+            started = time.perf_counter()
+            runners[name](*inputs[name])
+            conn.send(("time", time.perf_counter() - started))
 
 
 def benchmark_runtimes(
@@ -150,8 +209,12 @@ def benchmark_runtimes(
 ) -> RuntimesResult:
     """Batch-1 latency of TSN and TSM of each of ``archs`` in each of ``runtimes`` (and the int8
     builds with ``int8``), and of the online MobileNetV2 step (``online``); exported files are
-    kept in ``work_dir`` and reused by a later run with the same settings."""
-    from temporal_shift.models.online import OnlineRecognizer
+    kept in ``work_dir`` and reused by a later run with the same settings.
+
+    Each row runs in a process of its own (spawned), so that no runtime's thread pool (PyTorch's
+    OpenMP workers spin after each call, XNNPACK's and OpenVINO's have their own) competes with
+    another's; only one process computes at a time, the others wait on a pipe."""
+    import multiprocessing
 
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
@@ -162,41 +225,48 @@ def benchmark_runtimes(
     work = Path(work_dir) / f"t{n_segment}-{size}"
     work.mkdir(parents=True, exist_ok=True)
     all_runtimes = list(runtimes) + ([f"{r}-int8" for r in INT8_RUNTIMES if r in runtimes] if int8 else [])
-    groups: list[tuple[str, torch.nn.Module, torch.nn.Module, tuple[torch.Tensor, ...], bool]] = []
-    for arch in archs:
-        tsn, tsm = tsn_tsm_pair(arch=arch, n_segment=n_segment)
-        groups.append((arch, tsn, tsm, (torch.randn(1, n_segment, 3, size, size),), False))
-    if online:
-        tsn, tsm = tsn_tsm_pair(arch=ONLINE_ARCH, n_segment=n_segment)
-        causal = _causal_copy(tsm)
-        tsn_step, tsm_step = OnlineRecognizer(tsn), OnlineRecognizer(causal)
-        frame = torch.randn(1, 3, size, size)
-        groups.append(("online", tsn_step, tsm_step, (frame,), True))
-    pairs: dict[str, dict[str, Callable[..., Any]]] = {}
-    inputs: dict[str, dict[str, tuple[torch.Tensor, ...]]] = {}
+    groups = list(archs) + (["online"] if online else [])
+    rows = [_Row(group=g, runtime=r, n_segment=n_segment, size=size, threads=threads, work=str(work))
+            for g in groups for r in all_runtimes]
     seconds: dict[str, float] = {}
-    for tag, tsn, tsm, example, is_online in groups:
-        for runtime in all_runtimes:
-            row = f"{tag}/{runtime}"
+    for row in rows:  # export first, one at a time (files are reused by a later run)
+        if row.runtime in ("eager", "compile"):
+            continue
+        started = time.perf_counter()
+        models = row.models()
+        base, _, quant = row.runtime.partition("-")
+        for name, model in models.items():
+            if log and not row.path(name).is_file():
+                log(f"exporting {row.name} {name} -> {row.path(name)}")
+            _export(model, row.path(name), format=_FORMAT[base], size=size, quantize=quant or None,
+                    online=row.group == "online")
+        seconds[row.name] = time.perf_counter() - started
+    context = multiprocessing.get_context("spawn")
+    workers: dict[str, tuple[Any, Any]] = {}
+    try:
+        for row in rows:
             if log:
-                log(f"preparing {row} ...")
-            started = time.perf_counter()
-            pairs[row] = _runners(tsn, tsm, runtime=runtime, size=size, threads=threads, work_dir=work,
-                                  tag=f"{ONLINE_ARCH}-online" if is_online else tag, online=is_online,
-                                  example=example)
-            if is_online:
-                inputs[row] = {name: (example[0], *m.initial_buffers(size=(size, size)))
-                               for name, m in (("TSN", tsn), ("TSM", tsm))}
-            else:
-                inputs[row] = {"TSN": example, "TSM": example}
-            with torch.inference_mode():  # the first calls compile / allocate: untimed
-                for name, run in pairs[row].items():
-                    run(*inputs[row][name])
-            seconds[row] = time.perf_counter() - started
-    times = _interleaved(pairs, inputs, repeats=repeats, warmup=warmup, log=log)
+                log(f"starting {row.name} ...")
+            parent, child = context.Pipe()
+            process = context.Process(target=_serve, args=(row, child), daemon=True)
+            process.start()
+            status, detail = parent.recv()
+            if status == "error":
+                raise RuntimeError(detail)
+            workers[row.name] = (process, parent)
+        times = _interleaved({name: conn for name, (_, conn) in workers.items()}, repeats=repeats, warmup=warmup,
+                             log=log)
+    finally:
+        for process, conn in workers.values():
+            with contextlib.suppress(OSError):  # a worker that failed has closed its end
+                conn.send(None)
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
     latency = {row: {name: summarize([t * 1e3 for t in ts]) for name, ts in per.items()} for row, per in times.items()}
     ratio = {row: summarize([b / a for a, b in zip(per["TSN"], per["TSM"])]) for row, per in times.items()}
-    notes = ["int8 builds calibrated on random clips (latency only)"] if int8 else []
+    notes = ["each row in its own process; int8 builds calibrated on random clips (latency only)"] if int8 else [
+        "each row in its own process"]
     return RuntimesResult(n_segment=n_segment, size=size, threads=threads, repeats=repeats, machine=_machine(),
                           latency_ms=latency, ratio=ratio,
                           samples_ms={row: {n: [t * 1e3 for t in ts] for n, ts in per.items()}
@@ -215,25 +285,21 @@ def _causal_copy(tsm: torch.nn.Module) -> torch.nn.Module:
     return causal.eval()
 
 
-def _interleaved(pairs: dict[str, dict[str, Callable[..., Any]]],
-                 inputs: dict[str, dict[str, tuple[torch.Tensor, ...]]], *, repeats: int, warmup: int,
+def _interleaved(workers: dict[str, Any], *, repeats: int, warmup: int,
                  log: Callable[[str], None] | None) -> dict[str, dict[str, list[float]]]:
-    rows = list(pairs)
+    """Rounds over all rows (their order rotating), TSN and TSM of a row back to back (alternating)."""
+    rows = list(workers)
     times: dict[str, dict[str, list[float]]] = {row: {"TSN": [], "TSM": []} for row in rows}
-    with torch.inference_mode():
-        for r in range(-warmup, repeats):
-            shift = r % len(rows)
-            for row in rows[shift:] + rows[:shift]:
-                order = ("TSN", "TSM") if r % 2 == 0 else ("TSM", "TSN")
-                for name in order:
-                    run, args = pairs[row][name], inputs[row][name]
-                    start = time.perf_counter()
-                    run(*args)
-                    elapsed = time.perf_counter() - start
-                    if r >= 0:
-                        times[row][name].append(elapsed)
-            if log and r >= 0:
-                log(f"round {r + 1}/{repeats} done")
+    for r in range(-warmup, repeats):
+        shift = r % len(rows)
+        for row in rows[shift:] + rows[:shift]:
+            for name in (("TSN", "TSM") if r % 2 == 0 else ("TSM", "TSN")):
+                workers[row].send(name)
+                _, elapsed = workers[row].recv()
+                if r >= 0:
+                    times[row][name].append(elapsed)
+        if log and r >= 0:
+            log(f"round {r + 1}/{repeats} done")
     return times
 
 
