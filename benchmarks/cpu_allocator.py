@@ -57,8 +57,11 @@ def measure(setting: str, *, threads: int, steps: int, size: int, tsn: bool) -> 
         step()
         times.append(time.perf_counter() - start)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    return {"step_ms": 1000 * statistics.median(times), "faults_per_step": faults / steps,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "step_ms": 1000 * statistics.median(times),
+        "faults_per_step": faults / steps,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -84,20 +87,34 @@ def main() -> None:
     for round_ in range(args.rounds):
         order = SETTINGS if round_ % 2 == 0 else SETTINGS[::-1]
         for setting in order:
-            cmd = [sys.executable, __file__, "--child", setting, "--threads", str(args.threads),
-                   "--steps", str(args.steps), "--size", str(args.size)] + (["--tsn"] if args.tsn else [])
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                setting,
+                "--threads",
+                str(args.threads),
+                "--steps",
+                str(args.steps),
+                "--size",
+                str(args.size),
+            ] + (["--tsn"] if args.tsn else [])
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy()).stdout
             results[setting].append(json.loads(out.strip().splitlines()[-1]))
     model = "TSN" if args.tsn else "TSM"
-    print(f"{model} ResNet-18 training step, batch 16x4 at {args.size}x{args.size}, {args.threads} thread(s), "
-          f"{args.rounds} processes per setting x {args.steps} steps")
+    print(
+        f"{model} ResNet-18 training step, batch 16x4 at {args.size}x{args.size}, {args.threads} thread(s), "
+        f"{args.rounds} processes per setting x {args.steps} steps"
+    )
     for setting in SETTINGS:
         rows = results[setting]
         q1, med, q3 = _quartiles([r["step_ms"] for r in rows])
         faults = statistics.median(r["faults_per_step"] for r in rows)
         rss = statistics.median(r["peak_rss_mb"] for r in rows)
-        print(f"  {setting:<11} step {med:7.1f} ms (IQR {q1:.1f}-{q3:.1f})  minor faults/step {faults:9.1f}  "
-              f"peak RSS {rss:6.0f} MB")
+        print(
+            f"  {setting:<11} step {med:7.1f} ms (IQR {q1:.1f}-{q3:.1f})  minor faults/step {faults:9.1f}  "
+            f"peak RSS {rss:6.0f} MB"
+        )
     ratios = [k["step_ms"] / d["step_ms"] for d, k in zip(results["default"], results["keep-freed"])]
     q1, med, q3 = _quartiles(ratios)
     print(f"  keep-freed / default step time, per round: median {med:.3f} (IQR {q1:.3f}-{q3:.3f})")

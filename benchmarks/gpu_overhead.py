@@ -35,16 +35,32 @@ from typing import Any
 
 # name -> (where, kind, arguments); the full-size settings of the table.
 ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "train-eager": ("training step, bf16 autocast, batch 32, eager", "train",
-                    dict(arch="resnet50", batch_size=32, amp="bf16", repeats=20, warmup=3)),
-    "train-compile": ("training step, bf16 autocast, batch 32, torch.compile", "train",
-                      dict(arch="resnet50", batch_size=32, amp="bf16", compile="default", repeats=20, warmup=3)),
+    "train-eager": (
+        "training step, bf16 autocast, batch 32, eager",
+        "train",
+        dict(arch="resnet50", batch_size=32, amp="bf16", repeats=20, warmup=3),
+    ),
+    "train-compile": (
+        "training step, bf16 autocast, batch 32, torch.compile",
+        "train",
+        dict(arch="resnet50", batch_size=32, amp="bf16", compile="default", repeats=20, warmup=3),
+    ),
     "infer-b16": ("inference fp32, batch 16", "infer", dict(arch="resnet50", batch_size=16, repeats=40, warmup=5)),
-    "infer-b1": ("inference fp32, batch 1, eager", "infer", dict(arch="resnet50", batch_size=1, repeats=100, warmup=10)),
-    "mbv2-b1": ("MobileNetV2 inference fp32, batch 1, eager", "infer",
-                dict(arch="mobilenet_v2", batch_size=1, repeats=100, warmup=10)),
-    "infer-b1-graph": ("inference fp32, batch 1, compile reduce-overhead (CUDA graphs)", "infer",
-                       dict(arch="resnet50", batch_size=1, compile="reduce-overhead", repeats=100, warmup=5)),
+    "infer-b1": (
+        "inference fp32, batch 1, eager",
+        "infer",
+        dict(arch="resnet50", batch_size=1, repeats=100, warmup=10),
+    ),
+    "mbv2-b1": (
+        "MobileNetV2 inference fp32, batch 1, eager",
+        "infer",
+        dict(arch="mobilenet_v2", batch_size=1, repeats=100, warmup=10),
+    ),
+    "infer-b1-graph": (
+        "inference fp32, batch 1, compile reduce-overhead (CUDA graphs)",
+        "infer",
+        dict(arch="resnet50", batch_size=1, compile="reduce-overhead", repeats=100, warmup=5),
+    ),
 }
 # --smoke: the same rows on the CPU at toy sizes (ResNet-18 for R50), only to prove the mechanics.
 SMOKE = dict(size=32, n_segment=4, device="cpu", threads=1)
@@ -95,10 +111,7 @@ def format_table(lines: list[tuple[str, str, str, str]]) -> str:
     header = ("where", "TSN", "TSM", "TSM/TSN median (IQR)")
     rows = [header, *lines]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    text = [
-        "| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |"
-        for row in rows
-    ]
+    text = ["| " + " | ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + " |" for row in rows]
     text.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(text)
 
@@ -166,20 +179,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         device = "CPU (smoke run: toy sizes, ResNet-18 for ResNet-50; the figures mean nothing)"
     elif not torch.cuda.is_available():
-        print("gpu_overhead: error: no CUDA device visible to torch "
-              f"{torch.__version__} (torch.cuda.is_available() is False); this script measures GPU "
-              "figures: run it on a GPU machine, or with --smoke to check it on the CPU", file=sys.stderr)
+        print(
+            "gpu_overhead: error: no CUDA device visible to torch "
+            f"{torch.__version__} (torch.cuda.is_available() is False); this script measures GPU "
+            "figures: run it on a GPU machine, or with --smoke to check it on the CPU",
+            file=sys.stderr,
+        )
         return 2
     else:
         device = f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
     if not args.smoke:  # never time kernels that give wrong results
         tick = time.perf_counter()
         cases = check_shift_kernels("cuda")
-        print(f"gpu_overhead: shift on CUDA equals the CPU's bit for bit, values and gradients, "
-              f"{cases} cases ({time.perf_counter() - tick:.0f} s)", flush=True)
+        print(
+            f"gpu_overhead: shift on CUDA equals the CPU's bit for bit, values and gradients, "
+            f"{cases} cases ({time.perf_counter() - tick:.0f} s)",
+            flush=True,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"gpu_overhead: {device}; {len(rows)} rows, each in a fresh process; results in {args.out}",
-          flush=True)
+    print(f"gpu_overhead: {device}; {len(rows)} rows, each in a fresh process; results in {args.out}", flush=True)
     start = time.perf_counter()
     lines, failed = [], []
     for name in rows:
@@ -187,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         row_json.unlink(missing_ok=True)
         tick = time.perf_counter()
         print(f"\n== {name}: {ROWS[name][0]}", flush=True)
-        cmd = [sys.executable, __file__, "--row", name, "--row-json", str(row_json)] + (["--smoke"] if args.smoke else [])
+        cmd = [sys.executable, __file__, "--row", name, "--row-json", str(row_json)] + (
+            ["--smoke"] if args.smoke else []
+        )
         code = subprocess.run(cmd).returncode
         seconds = time.perf_counter() - tick
         if code != 0 or not row_json.exists():
@@ -199,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: {seconds:.0f} s", flush=True)
     table = format_table(lines)
     total = time.perf_counter() - start
-    footer = (f"{device}; R50 unless named, T=8, 224x224, channels_last, identical weights, "
-              f"medians of interleaved pairs; {total:.0f} s in all")
+    footer = (
+        f"{device}; R50 unless named, T=8, 224x224, channels_last, identical weights, "
+        f"medians of interleaved pairs; {total:.0f} s in all"
+    )
     print(f"\n{table}\n{footer}")
     (args.out / "table.md").write_text(f"{table}\n\n{footer}\n")
     if failed:

@@ -48,12 +48,25 @@ def main() -> None:
     size = int(loaded.input_size or 224)
     t = model.config.n_segment
     scale = int(loaded.scale_size or round(size * 8 / 7))  # as the checkpoint was tested (the demo: 32, 32)
-    val = build_dataset(modality="rgb", list_file=args.root / args.val_list, root=args.root, train=False, size=size,
-                        scale_size=scale, sampler=TSNSampler(num_segments=t, train=False))
+    val = build_dataset(
+        modality="rgb",
+        list_file=args.root / args.val_list,
+        root=args.root,
+        train=False,
+        size=size,
+        scale_size=scale,
+        sampler=TSNSampler(num_segments=t, train=False),
+    )
     clips = torch.stack([val[i][0] for i in range(len(val))])
     labels = torch.tensor([val.records[i].label for i in range(len(val))])
-    calibration = calibration_clips(args.root / args.calibration_list, root=args.root, model=model, size=size,
-                                    scale_size=scale, limit=args.calibration_clips)
+    calibration = calibration_clips(
+        args.root / args.calibration_list,
+        root=args.root,
+        model=model,
+        size=size,
+        scale_size=scale,
+        limit=args.calibration_clips,
+    )
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     runners = {"pytorch": lambda x: model(x)}
@@ -62,8 +75,15 @@ def main() -> None:
             path = args.out_dir / f"tsm-{'int8' if quantize else 'fp32'}{suffix}"
             started = time.perf_counter()
             if not path.is_file():  # kept in --out-dir: a second run only measures
-                export_model(model, path, format=fmt, size=size, batch_size=1, quantize=quantize,
-                             calibration=calibration if quantize else None)
+                export_model(
+                    model,
+                    path,
+                    format=fmt,
+                    size=size,
+                    batch_size=1,
+                    quantize=quantize,
+                    calibration=calibration if quantize else None,
+                )
                 print(f"exported {path} in {time.perf_counter() - started:.0f} s", flush=True)
             runtime = load_runtime(path, threads=args.threads)
             runners[f"{fmt}-{quantize or 'fp32'}"] = lambda x, r=runtime: r(x)[0]
@@ -83,7 +103,7 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in runners}
         names = list(runners)
         for r in range(args.repeats + 3):
-            for name in names[r % len(names):] + names[: r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 start = time.perf_counter()
                 runners[name](one)
                 if r >= 3:
@@ -94,13 +114,25 @@ def main() -> None:
         results[name]["latency_ms_iqr"] = [q[0], q[2]]
     print(f"{'runtime':<20}{'top-1 %':>9}{'agree %':>9}{'max |dlogit|':>14}{'ms/clip':>9}{'IQR':>16}")
     for name, row in results.items():
-        print(f"{name:<20}{row['top1']:>9.2f}{row['agreement_with_pytorch']:>9.2f}"
-              f"{row['max_abs_logit_difference']:>14.3g}{row['latency_ms_median']:>9.3f}"
-              f"{row['latency_ms_iqr'][0]:>8.3f}-{row['latency_ms_iqr'][1]:<7.3f}")
+        print(
+            f"{name:<20}{row['top1']:>9.2f}{row['agreement_with_pytorch']:>9.2f}"
+            f"{row['max_abs_logit_difference']:>14.3g}{row['latency_ms_median']:>9.3f}"
+            f"{row['latency_ms_iqr'][0]:>8.3f}-{row['latency_ms_iqr'][1]:<7.3f}"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"checkpoint": str(args.checkpoint), "clips": len(clips), "size": size,
-                                         "calibration_clips": sum(len(c) for c in calibration),
-                                         "threads": args.threads, "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "checkpoint": str(args.checkpoint),
+                    "clips": len(clips),
+                    "size": size,
+                    "calibration_clips": sum(len(c) for c in calibration),
+                    "threads": args.threads,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -48,15 +48,16 @@ def models() -> tuple[OnlineRecognizer, OnlineRecognizer]:
     return plain, online
 
 
-def interleaved(runners: dict[str, Callable[[torch.Tensor], object]], frame: torch.Tensor, *, repeats: int,
-                warmup: int) -> dict[str, list[float]]:
+def interleaved(
+    runners: dict[str, Callable[[torch.Tensor], object]], frame: torch.Tensor, *, repeats: int, warmup: int
+) -> dict[str, list[float]]:
     names = list(runners)
     times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(warmup):
         for name in names:
             runners[name](frame)
     for r in range(repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for name in names if r % 2 == 0 else names[::-1]:
             start = time.perf_counter()
             runners[name](frame)
             times[name].append((time.perf_counter() - start) * 1e3)
@@ -74,8 +75,11 @@ def measure(runtime: str, args: argparse.Namespace) -> dict[str, list[float]]:
 
     with tempfile.TemporaryDirectory() as tmp:
         runners = {
-            name: OnnxStream(export_online(model, Path(tmp) / f"{name}.onnx", size=args.size),
-                             threads=args.ort_threads, spin=args.spin).update
+            name: OnnxStream(
+                export_online(model, Path(tmp) / f"{name}.onnx", size=args.size),
+                threads=args.ort_threads,
+                spin=args.spin,
+            ).update
             for name, model in (("plain", plain), ("online", online))
         }
         return interleaved(runners, frame, repeats=args.repeats, warmup=args.warmup)
@@ -84,13 +88,17 @@ def measure(runtime: str, args: argparse.Namespace) -> dict[str, list[float]]:
 def report(runtime: str, times: dict[str, list[float]]) -> None:
     for name in ("plain", "online"):
         t = times[name]
-        print(f"  {runtime:11s} {name:6s}  median {statistics.median(t):7.2f} ms  p95 {percentile(t, 0.95):7.2f} ms"
-              f"  {1e3 / statistics.median(t):6.1f} frames/s")
+        print(
+            f"  {runtime:11s} {name:6s}  median {statistics.median(t):7.2f} ms  p95 {percentile(t, 0.95):7.2f} ms"
+            f"  {1e3 / statistics.median(t):6.1f} frames/s"
+        )
     ratios = [a / b for a, b in zip(times["online"], times["plain"])]
     q = statistics.quantiles(ratios, n=4)
-    print(f"  {runtime:11s} online/plain per-round ratio: median {statistics.median(ratios):.3f} "
-          f"(IQR {q[0]:.3f}-{q[2]:.3f}); ratio of medians "
-          f"{statistics.median(times['online']) / statistics.median(times['plain']):.3f}")
+    print(
+        f"  {runtime:11s} online/plain per-round ratio: median {statistics.median(ratios):.3f} "
+        f"(IQR {q[0]:.3f}-{q[2]:.3f}); ratio of medians "
+        f"{statistics.median(times['online']) / statistics.median(times['plain']):.3f}"
+    )
 
 
 def main() -> None:
@@ -110,9 +118,11 @@ def main() -> None:
     if args.json:
         print(json.dumps(measure(args.runtime, args)))
         return
-    print(f"MobileNetV2, {args.size}x{args.size}, one frame per step, {args.repeats} interleaved rounds; "
-          f"torch threads {torch.get_num_threads()}, onnxruntime threads {args.ort_threads or 'default'}"
-          f"{' (spinning)' if args.spin else ''}")
+    print(
+        f"MobileNetV2, {args.size}x{args.size}, one frame per step, {args.repeats} interleaved rounds; "
+        f"torch threads {torch.get_num_threads()}, onnxruntime threads {args.ort_threads or 'default'}"
+        f"{' (spinning)' if args.spin else ''}"
+    )
     for runtime in ("torch", "onnxruntime"):
         if args.runtime not in (runtime, "both"):
             continue
@@ -120,8 +130,9 @@ def main() -> None:
         child += ["--threads", args.threads] if args.threads else []
         child += ["--ort-threads", args.ort_threads] if args.ort_threads else []
         child += ["--spin"] if args.spin else []
-        out = subprocess.run([sys.executable, __file__, *map(str, child), "--json"],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, *map(str, child), "--json"], check=True, capture_output=True, text=True
+        ).stdout
         report(runtime, json.loads(out.strip().splitlines()[-1]))
 
 

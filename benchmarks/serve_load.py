@@ -65,8 +65,12 @@ def free_port() -> int:
 def start_server(args_list: list[str], *, port: int, log: Path) -> subprocess.Popen:
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "temporal_shift.cli", "serve", *args_list, "--port", str(port)],
-                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "temporal_shift.cli", "serve", *args_list, "--port", str(port)],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -97,9 +101,14 @@ def browser_figures(url: str, *, seconds: float, fps: int, work: Path) -> dict:
         time.sleep(seconds)
         end = page_state(driver)
     frames = end["frames"] - start["frames"]
-    return {"sampling_fps": end["fps"], "page_fps": round(frames / seconds, 2), "skipped": end["skipped"] - start["skipped"],
-            "rtt_ms_median_last30": round(statistics.median(end["rtts"]), 3),
-            "step_ms_median_last30": round(statistics.median(end["models"]), 3), "resets": end["resets"]}
+    return {
+        "sampling_fps": end["fps"],
+        "page_fps": round(frames / seconds, 2),
+        "skipped": end["skipped"] - start["skipped"],
+        "rtt_ms_median_last30": round(statistics.median(end["rtts"]), 3),
+        "step_ms_median_last30": round(statistics.median(end["models"]), 3),
+        "resets": end["resets"],
+    }
 
 
 def main() -> None:
@@ -115,9 +124,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from temporal_shift import build_model, save_checkpoint
-    from temporal_shift.engine.export import OnnxStream, export_online
-    from temporal_shift.checkpoint.loading import load_online
     from temporal_shift.apps.serve.load import rss_mb, run_clients, stream_client
+    from temporal_shift.checkpoint.loading import load_online
+    from temporal_shift.engine.export import OnnxStream, export_online
 
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="tsm-serve-bench-"))
@@ -127,9 +136,24 @@ def main() -> None:
     short = round(args.size * 8 / 7)
     frames = make_frames(args.frames, short_side=short)
     port = free_port()
-    server = start_server(["--checkpoint", str(ckpt), "--runtime", "onnxruntime", "--onnx", str(onnx),
-                           "--size", str(args.size), "--max-connections", str(max(8, args.clients)),
-                           "--fps", "30"], port=port, log=work / "serve.log")
+    server = start_server(
+        [
+            "--checkpoint",
+            str(ckpt),
+            "--runtime",
+            "onnxruntime",
+            "--onnx",
+            str(onnx),
+            "--size",
+            str(args.size),
+            "--max-connections",
+            str(max(8, args.clients)),
+            "--fps",
+            "30",
+        ],
+        port=port,
+        log=work / "serve.log",
+    )
     url = f"ws://127.0.0.1:{port}/ws"
     try:
         bare_stream = OnnxStream(onnx)
@@ -147,21 +171,34 @@ def main() -> None:
             if client.error:
                 raise RuntimeError(client.error)
             added = [a - b for a, b in zip(client.rtt_ms, client.step_ms)]
-            rounds.append({"bare_ms": statistics.median(bare), "fps": client.fps,
-                           "rtt_ms": statistics.median(client.rtt_ms), "step_ms": statistics.median(client.step_ms),
-                           "server_ms": statistics.median(client.server_ms), "added_ms": statistics.median(added),
-                           "rtt_over_bare": statistics.median(client.rtt_ms) / statistics.median(bare)})
-            print(f"round {r + 1}: bare {rounds[-1]['bare_ms']:.2f} ms, client {client.fps:.1f} frames/s, "
-                  f"round trip {rounds[-1]['rtt_ms']:.2f} ms, server step {rounds[-1]['step_ms']:.2f} ms, "
-                  f"added {rounds[-1]['added_ms']:.2f} ms", flush=True)
+            rounds.append(
+                {
+                    "bare_ms": statistics.median(bare),
+                    "fps": client.fps,
+                    "rtt_ms": statistics.median(client.rtt_ms),
+                    "step_ms": statistics.median(client.step_ms),
+                    "server_ms": statistics.median(client.server_ms),
+                    "added_ms": statistics.median(added),
+                    "rtt_over_bare": statistics.median(client.rtt_ms) / statistics.median(bare),
+                }
+            )
+            print(
+                f"round {r + 1}: bare {rounds[-1]['bare_ms']:.2f} ms, client {client.fps:.1f} frames/s, "
+                f"round trip {rounds[-1]['rtt_ms']:.2f} ms, server step {rounds[-1]['step_ms']:.2f} ms, "
+                f"added {rounds[-1]['added_ms']:.2f} ms",
+                flush=True,
+            )
         load = []
         rss = [rss_mb(server.pid)]
         for _ in range(2):
             results = asyncio.run(run_clients(url, frames, clients=args.clients, seconds=args.seconds))
             load.append([res.summary() for res in results])
             rss.append(rss_mb(server.pid))
-        page = browser_figures(f"http://127.0.0.1:{port}/", seconds=8, fps=args.browser_fps, work=work) \
-            if args.browser else None
+        page = (
+            browser_figures(f"http://127.0.0.1:{port}/", seconds=8, fps=args.browser_fps, work=work)
+            if args.browser
+            else None
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -170,28 +207,42 @@ def main() -> None:
     last = load[-1]
     report = {
         "setting": f"online TSM-MobileNetV2 {args.size}x{args.size}, onnxruntime, server process on loopback, "
-                   f"JPEG frames {short} short side",
-        "cpu_count": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after,
-        "one_client_rounds": rounds, "one_client": one,
-        "load": {"clients": args.clients, "seconds": args.seconds, "per_client_last_phase": last,
-                 "errors": sum(1 for phase in load for c in phase if c["error"]),
-                 "fps_per_client_median": statistics.median(c["fps"] for c in last),
-                 "total_fps": round(sum(c["fps"] for c in last), 2),
-                 "rtt_ms_p95_max": max(c["rtt_ms_p95"] for c in last),
-                 "server_rss_mb": [round(v, 1) for v in rss], "rss_growth_mb_second_phase": round(rss[2] - rss[1], 1)},
+        f"JPEG frames {short} short side",
+        "cpu_count": os.cpu_count(),
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "one_client_rounds": rounds,
+        "one_client": one,
+        "load": {
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "per_client_last_phase": last,
+            "errors": sum(1 for phase in load for c in phase if c["error"]),
+            "fps_per_client_median": statistics.median(c["fps"] for c in last),
+            "total_fps": round(sum(c["fps"] for c in last), 2),
+            "rtt_ms_p95_max": max(c["rtt_ms_p95"] for c in last),
+            "server_rss_mb": [round(v, 1) for v in rss],
+            "rss_growth_mb_second_phase": round(rss[2] - rss[1], 1),
+        },
         "page": page,
     }
     print(json.dumps(report, indent=2))
-    print(f"\none client: {one['fps']['median']:.1f} frames/s (IQR {one['fps']['q1']:.1f}-{one['fps']['q3']:.1f}), "
-          f"bare step {one['bare_ms']['median']:.2f} ms, server step {one['step_ms']['median']:.2f} ms, "
-          f"round trip {one['rtt_ms']['median']:.2f} ms, added {one['added_ms']['median']:.2f} ms "
-          f"(IQR {one['added_ms']['q1']:.2f}-{one['added_ms']['q3']:.2f}) over {args.rounds} rounds")
-    print(f"{args.clients} clients: {report['load']['fps_per_client_median']:.1f} frames/s each "
-          f"({report['load']['total_fps']:.1f} total), p95 round trip <= {report['load']['rtt_ms_p95_max']:.1f} ms, "
-          f"{report['load']['errors']} errors, server RSS {report['load']['server_rss_mb']} MB")
+    print(
+        f"\none client: {one['fps']['median']:.1f} frames/s (IQR {one['fps']['q1']:.1f}-{one['fps']['q3']:.1f}), "
+        f"bare step {one['bare_ms']['median']:.2f} ms, server step {one['step_ms']['median']:.2f} ms, "
+        f"round trip {one['rtt_ms']['median']:.2f} ms, added {one['added_ms']['median']:.2f} ms "
+        f"(IQR {one['added_ms']['q1']:.2f}-{one['added_ms']['q3']:.2f}) over {args.rounds} rounds"
+    )
+    print(
+        f"{args.clients} clients: {report['load']['fps_per_client_median']:.1f} frames/s each "
+        f"({report['load']['total_fps']:.1f} total), p95 round trip <= {report['load']['rtt_ms_p95_max']:.1f} ms, "
+        f"{report['load']['errors']} errors, server RSS {report['load']['server_rss_mb']} MB"
+    )
     if page:
-        print(f"page (Chromium, fake camera, sampling {page['sampling_fps']}/s): {page['page_fps']} frames/s, "
-              f"round trip {page['rtt_ms_median_last30']} ms, model step {page['step_ms_median_last30']} ms")
+        print(
+            f"page (Chromium, fake camera, sampling {page['sampling_fps']}/s): {page['page_fps']} frames/s, "
+            f"round trip {page['rtt_ms_median_last30']} ms, model step {page['step_ms_median_last30']} ms"
+        )
     print(f"load average before {load_before}, after {load_after} ({os.cpu_count()} CPUs)")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

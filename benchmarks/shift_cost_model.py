@@ -55,8 +55,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dtype-bytes", type=int, default=4, help="4 for fp32, 2 for bf16/fp16")
-    parser.add_argument("--bandwidth-gbs", type=float, default=4800.0,
-                        help="memory bandwidth in GB/s (H100 SXM 3350, H200 4800: peak figures)")
+    parser.add_argument(
+        "--bandwidth-gbs",
+        type=float,
+        default=4800.0,
+        help="memory bandwidth in GB/s (H100 SXM 3350, H200 4800: peak figures)",
+    )
     parser.add_argument("--tsn-ms", type=float, default=None, help="measured TSN time per step, to print ratios")
     args = parser.parse_args()
     elements, fold_div = shifted_input_elements(args.arch, args.segments, args.size)
@@ -73,8 +77,10 @@ def main() -> None:
         f"{args.dtype_bytes}-byte values, fold_div {fold_div}: shifted inputs "
         f"{elements / 1e6:.2f} M elements per clip, {one / 1e9:.3f} GB per batch"
     )
-    print(f"{'variant':48s}{'GB moved':>10}{'ms at ' + str(int(args.bandwidth_gbs)) + ' GB/s':>18}"
-          + (f"{'x TSN':>8}" if args.tsn_ms else ""))
+    print(
+        f"{'variant':48s}{'GB moved':>10}{'ms at ' + str(int(args.bandwidth_gbs)) + ' GB/s':>18}"
+        + (f"{'x TSN':>8}" if args.tsn_ms else "")
+    )
     for name, nbytes in rows.items():
         ms = nbytes / (args.bandwidth_gbs * 1e9) * 1e3
         line = f"{name:48s}{nbytes / 1e9:>10.3f}{ms:>18.3f}"

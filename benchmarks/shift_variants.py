@@ -39,14 +39,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleave(runs: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 3) -> dict[str, list[float]]:
+def interleave(
+    runs: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 3
+) -> dict[str, list[float]]:
     names = list(runs)
     for _ in range(warmup):
         for name in names:
             runs[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             _sync(device)
             start = time.perf_counter()
             runs[name]()
@@ -88,7 +90,9 @@ def use_slices(model: nn.Module) -> None:
 
 def time_ops(args: argparse.Namespace, device: torch.device) -> None:
     """Forward + backward of the shift alone, per stage shape of TSM-ResNet50."""
-    print(f"shift alone, forward + backward, {args.batch_size} clip(s) x {args.segments} frames, channels_last, {device}:")
+    print(
+        f"shift alone, forward + backward, {args.batch_size} clip(s) x {args.segments} frames, channels_last, {device}:"
+    )
     for channels, side in STAGES:
         x = torch.randn(args.batch_size * args.segments, channels, side, side, device=device)
         x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
@@ -173,6 +177,7 @@ def time_inference(args: argparse.Namespace, device: torch.device) -> None:
             for m in shifts:
                 m.inplace_inference = inplace
             return tsm(clips)
+
         return run
 
     runs = {"tsn": lambda: tsn(clips), "tsm-out-of-place": tsm_with(False), "tsm-in-place": tsm_with(True)}
@@ -189,8 +194,12 @@ def time_inference(args: argparse.Namespace, device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", action="append", choices=["ops", "train", "infer"],
-                        help="what to time (repeatable; default: all three)")
+    parser.add_argument(
+        "--part",
+        action="append",
+        choices=["ops", "train", "infer"],
+        help="what to time (repeatable; default: all three)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--arch", default="resnet50")
     parser.add_argument("--segments", type=int, default=8)

@@ -55,8 +55,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--tsn", action="store_true", help="time TSN instead of TSM")
-    parser.add_argument("--family", choices=("tsn", "c3d", "eco_lite", "eco_full"), default="tsn",
-                        help="tsn: ResNet-18 TSM/TSN (default); or that comparison model")
+    parser.add_argument(
+        "--family",
+        choices=("tsn", "c3d", "eco_lite", "eco_full"),
+        default="tsn",
+        help="tsn: ResNet-18 TSM/TSN (default); or that comparison model",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -70,6 +74,7 @@ def main() -> None:
         def run():
             x = x_map.clone().requires_grad_()
             layer(x).sum().backward()
+
         return run
 
     if video:
@@ -88,13 +93,18 @@ def main() -> None:
             optimizers[name].zero_grad()
             loss.backward()
             optimizers[name].step()
+
         return run
 
-    parts = {"conv": {name: conv_run(layer) for name, layer in convs.items()},
-             "step": {name: step_run(name) for name in models}}
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, "
-          f"{args.family if video else 'TSN ResNet-18' if args.tsn else 'TSM ResNet-18'} batch 16 x T=4 at "
-          f"{args.size}x{args.size}")
+    parts = {
+        "conv": {name: conv_run(layer) for name, layer in convs.items()},
+        "step": {name: step_run(name) for name in models},
+    }
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, "
+        f"{args.family if video else 'TSN ResNet-18' if args.tsn else 'TSM ResNet-18'} batch 16 x T=4 at "
+        f"{args.size}x{args.size}"
+    )
     for part, runs in parts.items():
         names = list(runs)
         for name in names:  # warm-up
@@ -102,7 +112,7 @@ def main() -> None:
             runs[name]()
         times: dict[str, list[float]] = {name: [] for name in names}
         for r in range(args.rounds):
-            for name in names[r % 2:] + names[:r % 2]:
+            for name in names[r % 2 :] + names[: r % 2]:
                 start = time.perf_counter()
                 runs[name]()
                 times[name].append(time.perf_counter() - start)

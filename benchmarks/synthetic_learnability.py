@@ -34,9 +34,17 @@ def render(n: int, *, seed: int, classes: list[int], args: argparse.Namespace) -
     clips, labels = [], []
     for i in range(n):
         label = classes[i % len(classes)]
-        clip, _ = render_clip(label, rng=np.random.default_rng([seed, i]), size=args.size, frames=args.frames,
-                              clutter=args.clutter, motion=args.motion, pair_hues=args.pair_hues,
-                              object_scale=args.object_scale, spin=args.spin)
+        clip, _ = render_clip(
+            label,
+            rng=np.random.default_rng([seed, i]),
+            size=args.size,
+            frames=args.frames,
+            clutter=args.clutter,
+            motion=args.motion,
+            pair_hues=args.pair_hues,
+            object_scale=args.object_scale,
+            spin=args.spin,
+        )
         clips.append(clip)
         labels.append(classes.index(label))
     x = torch.from_numpy(np.stack(clips)).permute(0, 1, 4, 2, 3).float() / 255
@@ -58,8 +66,9 @@ def sample(x: torch.Tensor, segments: int, *, train: bool, rng: np.random.Genera
     return x[:, index]
 
 
-def pair_order(scores: torch.Tensor, labels: torch.Tensor, pairs: list[tuple[int, int]],
-               names: list[str]) -> dict[str, float]:
+def pair_order(
+    scores: torch.Tensor, labels: torch.Tensor, pairs: list[tuple[int, int]], names: list[str]
+) -> dict[str, float]:
     """Order accuracy (%) per pair (label indices), keyed by the name of the pair's first class."""
     out = {}
     for a, b in pairs:
@@ -104,19 +113,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     x_train, y_train = render(args.train, seed=1, classes=classes, args=args)
     x_val, y_val = render(args.val, seed=2, classes=classes, args=args)
     pairs = [(classes.index(a), classes.index(b)) for a, b in TEMPORAL_PAIRS if a in classes and b in classes]
-    model = build_model("resnet18", num_classes=len(classes), n_segment=args.segments, shift=not args.no_shift,
-                        dropout=0.2)
+    model = build_model(
+        "resnet18", num_classes=len(classes), n_segment=args.segments, shift=not args.no_shift, dropout=0.2
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05, fused=True)  # as `tsm train`
     per_epoch = args.train // args.batch_size
     total, warm = args.epochs * per_epoch, max(1, per_epoch // 2)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (s + 1) / warm if s < warm else
-                                                 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))),
+    )
     rows, step, started = [], 0, time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         model.train()
         order = torch.randperm(len(x_train))
         for b in range(per_epoch):
-            idx = order[b * args.batch_size:(b + 1) * args.batch_size]
+            idx = order[b * args.batch_size : (b + 1) * args.batch_size]
             loss = F.cross_entropy(model(sample(x_train[idx], args.segments, train=True, rng=rng)), y_train[idx])
             optimizer.zero_grad()
             loss.backward()
@@ -126,20 +138,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
             step += 1
         model.eval()
         with torch.no_grad():
-            scores = torch.cat([model(sample(x_val[i:i + 64], args.segments, train=False, rng=rng))
-                                for i in range(0, len(x_val), 64)])
+            scores = torch.cat(
+                [
+                    model(sample(x_val[i : i + 64], args.segments, train=False, rng=rng))
+                    for i in range(0, len(x_val), 64)
+                ]
+            )
         per_pair = pair_order(scores, y_val, pairs, [CLASSES[c] for c in classes])
-        row = {"epoch": epoch, "step": step, "seconds": round(time.perf_counter() - started, 1),
-               "top1": 100.0 * float((scores.argmax(1) == y_val).float().mean()),
-               "order_acc": float(np.mean(list(per_pair.values()))) if per_pair else float("nan"),
-               "order_per_pair": per_pair}
+        row = {
+            "epoch": epoch,
+            "step": step,
+            "seconds": round(time.perf_counter() - started, 1),
+            "top1": 100.0 * float((scores.argmax(1) == y_val).float().mean()),
+            "order_acc": float(np.mean(list(per_pair.values()))) if per_pair else float("nan"),
+            "order_per_pair": per_pair,
+        }
         rows.append(row)
         if args.json:
             print(json.dumps(row), flush=True)
         else:
             pairs_text = " ".join(f"{name} {value:.0f}" for name, value in per_pair.items())
-            print(f"epoch {epoch} step {step} ({row['seconds']:.0f} s): top-1 {row['top1']:.1f}%, order "
-                  f"{row['order_acc']:.1f}% | per pair: {pairs_text}", flush=True)
+            print(
+                f"epoch {epoch} step {step} ({row['seconds']:.0f} s): top-1 {row['top1']:.1f}%, order "
+                f"{row['order_acc']:.1f}% | per pair: {pairs_text}",
+                flush=True,
+            )
     return rows
 
 

@@ -55,8 +55,13 @@ def main() -> int:
                     expected = model.cuda()(clips.cuda()).cpu()
                 runners[f"{name}/eager"] = lambda x, m=model: m(x)
                 for precision in ("fp32", "fp16"):
-                    path = export_model(model.cpu(), Path(tmp) / f"{arch}-{name}-{precision}.engine",
-                                        format="tensorrt", size=args.size, precision=precision)
+                    path = export_model(
+                        model.cpu(),
+                        Path(tmp) / f"{arch}-{name}-{precision}.engine",
+                        format="tensorrt",
+                        size=args.size,
+                        precision=precision,
+                    )
                     engine = load_runtime(path)
                     got = torch.cat([engine(c.unsqueeze(0))[0] for c in clips])
                     diff = float((got - expected).abs().max())
@@ -65,8 +70,11 @@ def main() -> int:
                     ok = rel <= TOLERANCE[precision]
                     failed |= not ok
                     rows[f"{arch}/{name}/tensorrt-{precision}"] = {"max_abs": diff, "max_rel": rel, "top1_agree": agree}
-                    print(f"{arch} {name} TensorRT {precision}: max abs {diff:.2e}, relative {rel:.2e}, "
-                          f"top-1 agreement {100 * agree:.0f}% {'ok' if ok else 'FAILED'}", flush=True)
+                    print(
+                        f"{arch} {name} TensorRT {precision}: max abs {diff:.2e}, relative {rel:.2e}, "
+                        f"top-1 agreement {100 * agree:.0f}% {'ok' if ok else 'FAILED'}",
+                        flush=True,
+                    )
                     runners[f"{name}/tensorrt-{precision}"] = lambda x, e=engine: e(x)
                 model.cuda()
             x = clips[:1].cuda()
@@ -74,7 +82,7 @@ def main() -> int:
             names = list(runners)
             with torch.inference_mode():
                 for r in range(args.repeats + 5):
-                    for key in names[r % len(names):] + names[: r % len(names)]:
+                    for key in names[r % len(names) :] + names[: r % len(names)]:
                         torch.cuda.synchronize()
                         start = time.perf_counter()
                         runners[key](x)
@@ -85,8 +93,11 @@ def main() -> int:
                 tsn_ms, tsm_ms = (statistics.median(times[f"{n}/{runtime}"]) for n in ("TSN", "TSM"))
                 ratios = [b / a for a, b in zip(times[f"TSN/{runtime}"], times[f"TSM/{runtime}"])]
                 rows[f"{arch}/{runtime}"] = {"TSN_ms": tsn_ms, "TSM_ms": tsm_ms, "ratio": statistics.median(ratios)}
-                print(f"{arch} {runtime:<14} TSN {tsn_ms:7.2f} ms  TSM {tsm_ms:7.2f} ms  TSM/TSN "
-                      f"{statistics.median(ratios):.3f}  ({torch.cuda.get_device_name()})", flush=True)
+                print(
+                    f"{arch} {runtime:<14} TSN {tsn_ms:7.2f} ms  TSM {tsm_ms:7.2f} ms  TSM/TSN "
+                    f"{statistics.median(ratios):.3f}  ({torch.cuda.get_device_name()})",
+                    flush=True,
+                )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 1 if failed else 0

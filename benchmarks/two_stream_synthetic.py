@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+from temporal_shift.apps.experiments.demo import DEMO_FRAMES, DEMO_SIZE, _group_top1, demo_config, order_accuracy
 from temporal_shift.data.flow import prepare_flow
 from temporal_shift.data.synthetic import (
     CONTROL_PAIRS,
@@ -26,7 +27,6 @@ from temporal_shift.data.synthetic import (
     VAL_FRAMES_LIST,
     generate_synthetic,
 )
-from temporal_shift.apps.experiments.demo import DEMO_FRAMES, DEMO_SIZE, _group_top1, demo_config, order_accuracy
 from temporal_shift.engine.evaluate import Member, evaluate
 from temporal_shift.engine.train import train
 
@@ -44,37 +44,56 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    paths = generate_synthetic(args.data, num_videos=args.videos, size=DEMO_SIZE, frames=DEMO_FRAMES, seed=0,
-                               workers=2, progress=False, clutter=False)
+    paths = generate_synthetic(
+        args.data,
+        num_videos=args.videos,
+        size=DEMO_SIZE,
+        frames=DEMO_FRAMES,
+        seed=0,
+        workers=2,
+        progress=False,
+        clutter=False,
+    )
     t0 = time.perf_counter()
     for name in (TRAIN_FRAMES_LIST, VAL_FRAMES_LIST):
-        flow = prepare_flow(paths.root / name, root=paths.root, out_root=paths.root, method=args.method, workers=2,
-                            progress=False)
+        flow = prepare_flow(
+            paths.root / name, root=paths.root, out_root=paths.root, method=args.method, workers=2, progress=False
+        )
         if flow.extraction.failed:
             raise SystemExit(flow.summary())
     flow_seconds = time.perf_counter() - t0
 
     runs = {}
     for name, shift, modality in (("TSN-RGB", False, "rgb"), ("TSN-flow", False, "flow"), ("TSM-RGB", True, "rgb")):
-        config = demo_config(paths.root, args.out / name.lower(), shift=shift, epochs=args.epochs,
-                             workers=args.workers, progress=False)
+        config = demo_config(
+            paths.root, args.out / name.lower(), shift=shift, epochs=args.epochs, workers=args.workers, progress=False
+        )
         if modality == "flow":
             config = dataclasses.replace(
-                config, model=dataclasses.replace(config.model, modality="flow", flow_length=args.flow_length),
-                data=dataclasses.replace(config.data, train_list="train_frames_flow.txt",
-                                         val_list="val_frames_flow.txt", kind="auto"),
+                config,
+                model=dataclasses.replace(config.model, modality="flow", flow_length=args.flow_length),
+                data=dataclasses.replace(
+                    config.data, train_list="train_frames_flow.txt", val_list="val_frames_flow.txt", kind="auto"
+                ),
             )
         t = time.perf_counter()
         result = train(config)
         runs[name] = (result.last_checkpoint, time.perf_counter() - t)
 
-    common = dict(list_file=VAL_FRAMES_LIST, root=paths.root, flow_list="val_frames_flow.txt", batch_size=32,
-                  workers=args.workers, progress=False)
+    common = dict(
+        list_file=VAL_FRAMES_LIST,
+        root=paths.root,
+        flow_list="val_frames_flow.txt",
+        batch_size=32,
+        workers=args.workers,
+        progress=False,
+    )
     tested = {
         "TSN-RGB": evaluate([runs["TSN-RGB"][0]], **common),
         "TSN-flow": evaluate([runs["TSN-flow"][0]], **common),
-        "TSN two-stream": evaluate([Member(runs["TSN-RGB"][0], weight=1.0),
-                                    Member(runs["TSN-flow"][0], weight=args.flow_weight)], **common),
+        "TSN two-stream": evaluate(
+            [Member(runs["TSN-RGB"][0], weight=1.0), Member(runs["TSN-flow"][0], weight=args.flow_weight)], **common
+        ),
         "TSM-RGB": evaluate([runs["TSM-RGB"][0]], **common),
     }
     temporal = [c for pair in TEMPORAL_PAIRS for c in pair]
@@ -85,20 +104,25 @@ def main() -> None:
             "temporal_top1": _group_top1(r, temporal),
             "control_top1": _group_top1(r, control),
             "order_acc": order_accuracy(r.scores, r.labels, TEMPORAL_PAIRS),
-            "train_s": runs["TSN-RGB"][1] + runs["TSN-flow"][1] if name == "TSN two-stream"
-            else runs[name][1],
+            "train_s": runs["TSN-RGB"][1] + runs["TSN-flow"][1] if name == "TSN two-stream" else runs[name][1],
         }
         for name, r in tested.items()
     }
     header = f"{'':<26}" + "".join(f"{n:>16}" for n in rows)
     lines = [header]
-    for label, key, fmt in (("val top-1 %", "top1", "{:.1f}"), ("temporal pairs top-1 %", "temporal_top1", "{:.1f}"),
-                            ("control pair top-1 %", "control_top1", "{:.1f}"),
-                            ("order accuracy %", "order_acc", "{:.1f}"), ("train s", "train_s", "{:.0f}")):
+    for label, key, fmt in (
+        ("val top-1 %", "top1", "{:.1f}"),
+        ("temporal pairs top-1 %", "temporal_top1", "{:.1f}"),
+        ("control pair top-1 %", "control_top1", "{:.1f}"),
+        ("order accuracy %", "order_acc", "{:.1f}"),
+        ("train s", "train_s", "{:.0f}"),
+    ):
         lines.append(f"{label:<26}" + "".join(f"{fmt.format(rows[n][key]):>16}" for n in rows))
-    budget = (f"{args.videos} clips ({tested['TSN-RGB'].num_videos} val), {args.epochs} epochs, T=4, "
-              f"flow {args.method} L={args.flow_length} ({flow_seconds:.0f} s to extract), "
-              f"two-stream weights 1:{args.flow_weight}; total {time.perf_counter() - started:.0f} s")
+    budget = (
+        f"{args.videos} clips ({tested['TSN-RGB'].num_videos} val), {args.epochs} epochs, T=4, "
+        f"flow {args.method} L={args.flow_length} ({flow_seconds:.0f} s to extract), "
+        f"two-stream weights 1:{args.flow_weight}; total {time.perf_counter() - started:.0f} s"
+    )
     print("\n".join(lines) + "\n" + budget)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "two_stream.json").write_text(json.dumps({"rows": rows, "budget": budget}, indent=2) + "\n")

@@ -70,9 +70,9 @@ def batch_norm_eval(x: Tensor, state: dict[str, Tensor], prefix: str) -> Tensor:
     shape = (1, -1) + (1,) * (x.dim() - 2)
     mean = state[f"{prefix}.running_mean"].view(shape)
     var = state[f"{prefix}.running_var"].view(shape)
-    return (x - mean) / torch.sqrt(var + BN_EPS) * state[f"{prefix}.weight"].view(shape) + state[
-        f"{prefix}.bias"
-    ].view(shape)
+    return (x - mean) / torch.sqrt(var + BN_EPS) * state[f"{prefix}.weight"].view(shape) + state[f"{prefix}.bias"].view(
+        shape
+    )
 
 
 def conv(x: Tensor, weight: Tensor, *, stride: int = 1, bias: Tensor | None = None) -> Tensor:

@@ -51,7 +51,9 @@ def test_star_import_in_a_fresh_process_has_no_cycles():
 
 
 def test_no_exported_name_hides_a_submodule():
-    submodules = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    submodules = {p.stem for p in PACKAGE.glob("*.py")} | {
+        p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()
+    }
     for name in temporal_shift.__all__:
         if name in submodules:
             assert name in temporal_shift._SUBMODULES, f"temporal_shift.{name} would hide the module {name}.py"
@@ -61,7 +63,9 @@ def test_no_name_the_models_package_exports_is_also_one_of_its_modules():
     import temporal_shift.models as models
 
     folder = PACKAGE / "models"
-    submodules = {p.stem for p in folder.glob("*.py")} | {p.name for p in folder.iterdir() if (p / "__init__.py").is_file()}
+    submodules = {p.stem for p in folder.glob("*.py")} | {
+        p.name for p in folder.iterdir() if (p / "__init__.py").is_file()
+    }
     assert not set(models.__all__) & submodules  # importing the module would replace the lazy name
 
 

@@ -63,8 +63,9 @@ def test_train_step_learns_and_fp16_scales() -> None:
 
 
 def test_benchmark_training_result_and_ratio_math() -> None:
-    result = benchmark_training(arch="resnet18", n_segment=2, size=32, batch_size=2, repeats=3, warmup=0,
-                                device="cpu", num_classes=5)
+    result = benchmark_training(
+        arch="resnet18", n_segment=2, size=32, batch_size=2, repeats=3, warmup=0, device="cpu", num_classes=5
+    )
     assert (result.device, result.amp, result.compile, result.channels_last) == ("cpu", "off", None, True)
     ratios = [b / a for a, b in zip(result.samples_ms["TSN"], result.samples_ms["TSM"])]
     assert result.ratio["median"] == pytest.approx(statistics.median(ratios))
@@ -80,12 +81,47 @@ def test_benchmark_training_result_and_ratio_math() -> None:
 
 def test_cli_bench_train_writes_json_and_png(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out, png = tmp_path / "train.json", tmp_path / "train.png"
-    code = main(["bench", "train", *TINY, "--device", "cpu", "--batch-size", "2", "--repeats", "1", "--warmup", "0",
-                 "--amp", "bf16", "--json", str(out), "--plot", str(png)])
+    code = main(
+        [
+            "bench",
+            "train",
+            *TINY,
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--amp",
+            "bf16",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+        ]
+    )
     assert code == 0
     data = json.loads(out.read_text())
-    for key in ("arch", "n_segment", "size", "batch_size", "device", "amp", "compile", "channels_last",
-                "repeats", "warmup", "step_ms", "clips_per_s", "ratio", "peak_step_mb", "memory_meter", "samples_ms"):
+    for key in (
+        "arch",
+        "n_segment",
+        "size",
+        "batch_size",
+        "device",
+        "amp",
+        "compile",
+        "channels_last",
+        "repeats",
+        "warmup",
+        "step_ms",
+        "clips_per_s",
+        "ratio",
+        "peak_step_mb",
+        "memory_meter",
+        "samples_ms",
+    ):
         assert key in data, key
     assert (data["arch"], data["amp"], data["batch_size"], data["n_segment"]) == ("resnet18", "bf16", 2, 2)
     assert set(data["ratio"]) == {"median", "q1", "q3", "min", "max"}
@@ -96,8 +132,21 @@ def test_cli_bench_train_writes_json_and_png(tmp_path: Path, capsys: pytest.Capt
 
 def test_cli_bench_inference_json(tmp_path: Path) -> None:
     out = tmp_path / "infer.json"
-    argv = ["bench", "overhead", *TINY, "--device", "cpu", "--batch-size", "2", "--repeats", "2", "--warmup", "0",
-            "--json", str(out)]
+    argv = [
+        "bench",
+        "overhead",
+        *TINY,
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+        "--repeats",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+        str(out),
+    ]
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert data["compile"] is None and data["batch_size"] == 2 and data["repeats"] == 2
@@ -119,8 +168,11 @@ def test_cli_bench_inference_json(tmp_path: Path) -> None:
         (["train", "--compile", "--warmup", "1"], "warmup >= 2"),
         (["train", "--repeats", "0"], "repeats >= 1"),
         (["overhead", "--device", "tpu9"], "unknown device 'tpu9'"),
-        pytest.param(["train", "--device", "cuda"], "device cuda asked for but CUDA is not available",
-                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")),
+        pytest.param(
+            ["train", "--device", "cuda"],
+            "device cuda asked for but CUDA is not available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA"),
+        ),
     ],
 )
 def test_cli_bench_bad_inputs_are_one_line_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:

@@ -33,8 +33,12 @@ def test_every_contender_builds_as_a_known_family() -> None:
 def test_parse_names() -> None:
     assert parse_names("tsm, tsn") == ["tsm", "tsn"]
     assert set(parse_names("all")) == set(CONTENDERS)
-    for spec, message in (("tsm,x3d", "unknown model 'x3d'"), ("tsm,tsm", "named twice"),
-                          (",", "no model names"), ("i3d_gcn", "published figures only")):
+    for spec, message in (
+        ("tsm,x3d", "unknown model 'x3d'"),
+        ("tsm,tsm", "named twice"),
+        (",", "no model names"),
+        ("i3d_gcn", "published figures only"),
+    ):
         with pytest.raises(ValueError, match=message):
             parse_names(spec)
     assert set(PUBLISHED_ONLY).isdisjoint(CONTENDERS)
@@ -64,8 +68,27 @@ def test_compare_measures_every_model_side_by_side(tmp_path: Path) -> None:
 
 
 def test_cli_compare_writes_json_and_png(tmp_path: Path, run_cli) -> None:
-    r = run_cli(["bench", "compare", "tsm,single_frame", "--size", 32, "--repeats", 2, "--batch-size", 2,
-                 "--warmup", 0, "--device", "cpu", "--json", tmp_path / "c.json", "--plot", tmp_path / "c.png"])
+    r = run_cli(
+        [
+            "bench",
+            "compare",
+            "tsm,single_frame",
+            "--size",
+            32,
+            "--repeats",
+            2,
+            "--batch-size",
+            2,
+            "--warmup",
+            0,
+            "--device",
+            "cpu",
+            "--json",
+            tmp_path / "c.json",
+            "--plot",
+            tmp_path / "c.png",
+        ]
+    )
     assert r.code == 0, r.err
     assert "single_frame" in r.out and "x TSM" in r.out
     assert json.loads((tmp_path / "c.json").read_text())["frames"] == {"tsm": 8, "single_frame": 8}
@@ -76,4 +99,3 @@ def test_cli_compare_errors_are_one_line(run_cli) -> None:
     r = run_cli(["bench", "compare", "tsm,nope"])
     assert r.code == 2
     assert r.err.startswith("tsm bench: error: unknown model 'nope'") and len(r.err.strip().splitlines()) == 1
-

@@ -61,7 +61,9 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     assert "weights_only" not in str(info.value)  # PyTorch's advice to load unsafely is not ours
     with_object = tmp_path / "with_object.pt"
     torch.save({"state_dict": {}, "args": argparse.Namespace(lr=0.1)}, with_object)
-    with pytest.raises(CheckpointError, match=r"with_object.pt: cannot read checkpoint safely: .*\(argparse.Namespace\)") as info:
+    with pytest.raises(
+        CheckpointError, match=r"with_object.pt: cannot read checkpoint safely: .*\(argparse.Namespace\)"
+    ) as info:
         load_model(with_object)
     assert "weights_only" not in str(info.value)
     foreign = tmp_path / "foreign.pt"
@@ -127,15 +129,24 @@ def test_checkpoints_module_is_file_io_only():
     modules = eval(out)
     assert "temporal_shift.checkpoint.format" in modules
     allowed = {"temporal_shift.models", "temporal_shift.models.state"}  # the package's __init__ is lazy
-    assert not [m for m in modules if m.startswith(("temporal_shift.models", "temporal_shift.checkpoint.importers",
-                                                      "temporal_shift.checkpoint.loading")) and m not in allowed], modules
+    assert not [
+        m
+        for m in modules
+        if m.startswith(
+            ("temporal_shift.models", "temporal_shift.checkpoint.importers", "temporal_shift.checkpoint.loading")
+        )
+        and m not in allowed
+    ], modules
 
 
 def test_load_checkpoint_reports_format_names_and_input_size(tmp_path):
     model = build_model("resnet18", num_classes=3, n_segment=4).eval()
     names = ["a", "b", "c"]
-    path = save_checkpoint(model, tmp_path / "m.pt", extra={
-        "class_names": names, "config": {"data": {"size": 112, "scale_size": 128, "normalize": False}}})
+    path = save_checkpoint(
+        model,
+        tmp_path / "m.pt",
+        extra={"class_names": names, "config": {"data": {"size": 112, "scale_size": 128, "normalize": False}}},
+    )
     loaded = load_checkpoint(path)
     assert (loaded.format, loaded.class_names, loaded.n_segment, loaded.num_classes) == ("temporal-shift", names, 4, 3)
     assert (loaded.input_size, loaded.scale_size, loaded.normalize) == (112, 128, False)
@@ -148,8 +159,11 @@ def test_load_checkpoint_reports_format_names_and_input_size(tmp_path):
     bare = load_checkpoint(save_checkpoint(model, tmp_path / "bare.pt"))
     assert (bare.class_names, bare.input_size, bare.scale_size, bare.normalize) == (None, 224, 256, True)
     # a foreign layout (the reference release's keys) needs T: n_segment or default_n_segment
-    release = {"state_dict": {k.replace("backbone.", "base_model.").replace("head.", "new_fc."): v
-                              for k, v in model.state_dict().items()}}
+    release = {
+        "state_dict": {
+            k.replace("backbone.", "base_model.").replace("head.", "new_fc."): v for k, v in model.state_dict().items()
+        }
+    }
     torch.save(release, tmp_path / "release.pth")
     with pytest.raises(ValueError, match="release.pth: a reference checkpoint does not record the number of frames"):
         load_checkpoint(tmp_path / "release.pth")

@@ -11,8 +11,8 @@ from pathlib import Path
 import av
 import pytest
 import yaml
-from conftest import index_frames
 
+from conftest import index_frames
 from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.cli import build_parser, main
 from temporal_shift.data.encode import write_frame_folder
@@ -23,9 +23,25 @@ from temporal_shift.models import build_model
 def test_reader_going_away_is_a_quiet_sigpipe_exit(tmp_path: Path) -> None:
     # like `tsm ... | head -1`: the read end of stdout closes before the command prints
     proc = subprocess.Popen(
-        [sys.executable, "-m", "temporal_shift.cli", "synth", "--out", str(tmp_path / "s"), "--num-videos", "24",
-         "--size", "16", "--frames", "2", "--workers", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "temporal_shift.cli",
+            "synth",
+            "--out",
+            str(tmp_path / "s"),
+            "--num-videos",
+            "24",
+            "--size",
+            "16",
+            "--frames",
+            "2",
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()
@@ -35,12 +51,14 @@ def test_reader_going_away_is_a_quiet_sigpipe_exit(tmp_path: Path) -> None:
     assert (tmp_path / "s" / "classes.txt").is_file()  # the work itself was done
 
 
-
 def test_python_m_runs_the_cli() -> None:
-    for argv, shown in ((["--help"], ["usage: tsm", "bench", "predict", "serve"]),
-                        (["bench", "--help"], ["usage: tsm bench", "overhead", "two-stream", "data"])):
-        proc = subprocess.run([sys.executable, "-m", "temporal_shift.cli", *argv], capture_output=True, text=True,
-                              timeout=120)
+    for argv, shown in (
+        (["--help"], ["usage: tsm", "bench", "predict", "serve"]),
+        (["bench", "--help"], ["usage: tsm bench", "overhead", "two-stream", "data"]),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "temporal_shift.cli", *argv], capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 0, proc.stderr
         assert all(word in proc.stdout for word in shown), proc.stdout
 
@@ -59,10 +77,14 @@ SUBCOMMANDS = "{overhead,train,compare,two-stream,data,runtimes}"
         (["--debug", "bench", "--train"], "tsm bench: error: `--train` is now `tsm bench train`"),
         (["bench", "--compare", "tsm,tsn"], "tsm bench: error: `--compare` is now `tsm bench compare NAMES`"),
         (["bench", "--compare=all"], "tsm bench: error: `--compare` is now `tsm bench compare NAMES`"),
-        (["bench", "--two-stream", "--flow-length", "3"],
-         "tsm bench: error: `--two-stream` is now `tsm bench two-stream`"),
-        (["bench", "--arch", "resnet18", "--json", "x.json"],
-         "tsm bench: error: plain `tsm bench` is now `tsm bench overhead`"),
+        (
+            ["bench", "--two-stream", "--flow-length", "3"],
+            "tsm bench: error: `--two-stream` is now `tsm bench two-stream`",
+        ),
+        (
+            ["bench", "--arch", "resnet18", "--json", "x.json"],
+            "tsm bench: error: plain `tsm bench` is now `tsm bench overhead`",
+        ),
         (["bench-data", "--workers", "0"], "tsm bench-data: error: `tsm bench-data` is now `tsm bench data`"),
     ],
 )
@@ -74,9 +96,14 @@ def test_old_bench_spellings_point_to_the_new_ones(argv: list[str], line: str, c
 
 @pytest.mark.parametrize(
     ("argv", "benchmark"),
-    [(["bench", "overhead"], "overhead"), (["bench", "train", "--amp", "bf16"], "train"),
-     (["bench", "compare", "tsm,tsn"], "compare"), (["bench", "two-stream", "--flow-length", "3"], "two-stream"),
-     (["bench", "data", "--segments", "4"], "data"), (["bench", "runtimes", "--no-int8"], "runtimes")],
+    [
+        (["bench", "overhead"], "overhead"),
+        (["bench", "train", "--amp", "bf16"], "train"),
+        (["bench", "compare", "tsm,tsn"], "compare"),
+        (["bench", "two-stream", "--flow-length", "3"], "two-stream"),
+        (["bench", "data", "--segments", "4"], "data"),
+        (["bench", "runtimes", "--no-int8"], "runtimes"),
+    ],
 )
 def test_each_benchmark_is_a_subcommand(argv: list[str], benchmark: str) -> None:
     args = build_parser().parse_args(argv)
@@ -85,10 +112,20 @@ def test_each_benchmark_is_a_subcommand(argv: list[str], benchmark: str) -> None
 
 @pytest.mark.parametrize(
     ("benchmark", "option"),
-    [("overhead", ["--amp", "bf16"]), ("overhead", ["--flow-length", "3"]), ("train", ["--flow-length", "3"]),
-     ("compare", ["--arch", "resnet18"]), ("compare", ["--segments", "8"]), ("compare", ["--compile"]),
-     ("compare", ["--contiguous"]), ("two-stream", ["--compile"]), ("two-stream", ["--batch-size", "2"]),
-     ("two-stream", ["--plot", "x.png"]), ("data", ["--device", "cpu"]), ("data", ["--arch", "resnet18"])],
+    [
+        ("overhead", ["--amp", "bf16"]),
+        ("overhead", ["--flow-length", "3"]),
+        ("train", ["--flow-length", "3"]),
+        ("compare", ["--arch", "resnet18"]),
+        ("compare", ["--segments", "8"]),
+        ("compare", ["--compile"]),
+        ("compare", ["--contiguous"]),
+        ("two-stream", ["--compile"]),
+        ("two-stream", ["--batch-size", "2"]),
+        ("two-stream", ["--plot", "x.png"]),
+        ("data", ["--device", "cpu"]),
+        ("data", ["--arch", "resnet18"]),
+    ],
 )
 def test_each_benchmark_takes_only_its_own_options(benchmark: str, option: list[str], capsys) -> None:
     names = ["tsm"] if benchmark == "compare" else []
@@ -99,6 +136,7 @@ def test_each_benchmark_takes_only_its_own_options(benchmark: str, option: list[
 
 
 # --- defaults: the library's
+
 
 def _library_defaults() -> list[tuple[list[str], str, object]]:
     """(argv, option dest, the library's default) for options whose default the library states."""
@@ -114,31 +152,60 @@ def _library_defaults() -> list[tuple[list[str], str, object]]:
     cases: list[tuple[list[str], str, object]] = []
     bench_args = {"n_segment": "segments"}
     for argv, func, names in (
-        (["bench", "overhead"], overhead.benchmark_overhead,
-         ("arch", "n_segment", "size", "batch_size", "repeats", "warmup", "device", "threads")),
-        (["bench", "train"], train.benchmark_training,
-         ("arch", "n_segment", "size", "batch_size", "repeats", "warmup", "amp", "device", "threads")),
-        (["bench", "compare", "all"], compare.benchmark_compare,
-         ("size", "batch_size", "repeats", "device", "threads")),
-        (["bench", "two-stream"], two_stream.benchmark_two_stream,
-         ("arch", "n_segment", "size", "flow_length", "repeats", "warmup", "device", "threads")),
+        (
+            ["bench", "overhead"],
+            overhead.benchmark_overhead,
+            ("arch", "n_segment", "size", "batch_size", "repeats", "warmup", "device", "threads"),
+        ),
+        (
+            ["bench", "train"],
+            train.benchmark_training,
+            ("arch", "n_segment", "size", "batch_size", "repeats", "warmup", "amp", "device", "threads"),
+        ),
+        (
+            ["bench", "compare", "all"],
+            compare.benchmark_compare,
+            ("size", "batch_size", "repeats", "device", "threads"),
+        ),
+        (
+            ["bench", "two-stream"],
+            two_stream.benchmark_two_stream,
+            ("arch", "n_segment", "size", "flow_length", "repeats", "warmup", "device", "threads"),
+        ),
         (["bench", "data"], data.benchmark_data, ("workers", "clips", "repeats", "segments", "size", "batch_size")),
-        (["synth", "--out", "x"], synthetic.generate_synthetic,
-         ("num_videos", "size", "frames", "seed", "val_fraction", "workers", "motion", "object_scale", "spin")),
-        (["prepare", "extract", "--videos", "v", "--out", "o"], extract.extract_frames,
-         ("short_side", "quality", "template", "workers")),
-        (["prepare", "flow", "--list", "l", "--root", "r", "--out", "o"], flow.prepare_flow,
-         ("method", "bound", "short_side", "quality", "kind", "template", "workers")),
-        (["test", "--data", "d", "--list", "l"], evaluate.evaluate,
-         ("kind", "template", "batch_size", "workers", "device", "on_error")),
-        (["test", "--data", "d", "--list", "l"], evaluate.EvalProtocol,
-         ("clips", "crops", "fusion", "dense_clips", "dense_window", "size", "scale_size")),
-        (["predict", "v", "--checkpoint", "c"], predict.predict,
-         ("topk", "size", "scale_size", "device", "template")),
+        (
+            ["synth", "--out", "x"],
+            synthetic.generate_synthetic,
+            ("num_videos", "size", "frames", "seed", "val_fraction", "workers", "motion", "object_scale", "spin"),
+        ),
+        (
+            ["prepare", "extract", "--videos", "v", "--out", "o"],
+            extract.extract_frames,
+            ("short_side", "quality", "template", "workers"),
+        ),
+        (
+            ["prepare", "flow", "--list", "l", "--root", "r", "--out", "o"],
+            flow.prepare_flow,
+            ("method", "bound", "short_side", "quality", "kind", "template", "workers"),
+        ),
+        (
+            ["test", "--data", "d", "--list", "l"],
+            evaluate.evaluate,
+            ("kind", "template", "batch_size", "workers", "device", "on_error"),
+        ),
+        (
+            ["test", "--data", "d", "--list", "l"],
+            evaluate.EvalProtocol,
+            ("clips", "crops", "fusion", "dense_clips", "dense_window", "size", "scale_size"),
+        ),
+        (["predict", "v", "--checkpoint", "c"], predict.predict, ("topk", "size", "scale_size", "device", "template")),
         (["stream", "0"], stream.run_stream, ("size", "short_side", "every", "smooth", "hysteresis", "topk", "fps")),
         (["stream", "0"], stream.load_stream, ("runtime",)),
-        (["serve"], serve.run_serve,
-         ("runtime", "host", "port", "size", "short_side", "smooth", "hysteresis", "topk", "fps")),
+        (
+            ["serve"],
+            serve.run_serve,
+            ("runtime", "host", "port", "size", "short_side", "smooth", "hysteresis", "topk", "fps"),
+        ),
         (["demo"], demo.run_demo, ("seed", "device")),
         (["reproduce", "zoo"], reproduce.reproduce, ("budget", "device")),
         (["export", "c", "--out", "o"], export.export_model, ("format",)),
@@ -147,9 +214,11 @@ def _library_defaults() -> list[tuple[list[str], str, object]]:
         cases += [(argv, bench_args.get(name, name), defaults[name]) for name in names]
     for name, value in vars(of(serve.run_serve)["limits"]).items():
         cases.append((["serve"], name, value))
-    cases += [(["demo"], "out", Path(of(demo.run_demo)["out_dir"])),
-              (["demo"], "data", Path(of(demo.run_demo)["data_dir"])),
-              (["reproduce", "zoo"], "out", Path(of(reproduce.reproduce)["out_dir"]))]
+    cases += [
+        (["demo"], "out", Path(of(demo.run_demo)["out_dir"])),
+        (["demo"], "data", Path(of(demo.run_demo)["data_dir"])),
+        (["reproduce", "zoo"], "out", Path(of(reproduce.reproduce)["out_dir"])),
+    ]
     return cases
 
 
@@ -159,7 +228,6 @@ def test_defaults_are_the_librarys() -> None:
     for argv, dest, expected in _library_defaults():
         value = getattr(parser.parse_args(argv), dest)
         assert value == expected, (argv, dest, value, expected)
-
 
 
 def test_a_default_is_read_from_the_signature() -> None:
@@ -196,8 +264,16 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _train_config(tmp_path: Path, clips: Path, *, workers: int) -> Path:
     config = {
         "model": {"arch": "resnet18", "n_segment": 4},
-        "data": {"root": str(clips), "train_list": "list.txt", "val_list": "list.txt", "num_classes": 2,
-                 "size": 32, "scale_size": 32, "batch_size": 4, "workers": workers},
+        "data": {
+            "root": str(clips),
+            "train_list": "list.txt",
+            "val_list": "list.txt",
+            "num_classes": 2,
+            "size": 32,
+            "scale_size": 32,
+            "batch_size": 4,
+            "workers": workers,
+        },
         "optim": {"epochs": 1, "warmup_epochs": 0},
         "run": {"out_dir": str(tmp_path / f"run{workers}"), "progress": False, "device": "cpu"},
     }
@@ -220,8 +296,20 @@ def test_a_data_worker_error_reads_as_with_workers_0(command, clips, checkpoint,
     def run(workers: int):
         if command == "train":
             return run_cli(["train", "--config", _train_config(tmp_path, clips, workers=workers)])
-        return run_cli(["test", "--checkpoint", checkpoint, "--data", clips, "--list", "list.txt",
-                        "--workers", workers, "--no-progress"])
+        return run_cli(
+            [
+                "test",
+                "--checkpoint",
+                checkpoint,
+                "--data",
+                clips,
+                "--list",
+                "list.txt",
+                "--workers",
+                workers,
+                "--no-progress",
+            ]
+        )
 
     in_process = _one_error_line(run(0), command)
     in_worker = _one_error_line(run(2), command)
@@ -238,8 +326,12 @@ def test_missing_entries_are_found_before_training_starts(clips, checkpoint, tmp
     assert "2 of 4 entries cannot be used" in line and "with_missing.txt:2: frame folder" in line
     assert "with_missing.txt:4: " in line and "lists 20 frames but only 8" in line
     assert not (tmp_path / "run0" / "last.pt").exists()  # nothing was trained
-    line = _one_error_line(run_cli(["test", "--checkpoint", checkpoint, "--data", clips, "--list", listed,
-                                    "--workers", 0, "--no-progress"]), "test")
+    line = _one_error_line(
+        run_cli(
+            ["test", "--checkpoint", checkpoint, "--data", clips, "--list", listed, "--workers", 0, "--no-progress"]
+        ),
+        "test",
+    )
     assert "2 of 4 entries cannot be used" in line
 
 

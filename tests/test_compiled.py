@@ -19,7 +19,6 @@ from temporal_shift.cli import main
 from temporal_shift.engine.compiled import compile_for_inference, resolve_mode
 from temporal_shift.models.factory import build_model
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -97,8 +96,29 @@ def test_inductor_compiled_models_equal_eager() -> None:
 @pytest.mark.slow
 def test_cli_bench_compile(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    argv = ["bench", "overhead", "--compile", "--arch", "resnet18", "--segments", "4", "--size", "32", "--batch-size", "2",
-            "--repeats", "2", "--warmup", "1", "--threads", "1", "--device", "cpu", "--json", str(out)]
+    argv = [
+        "bench",
+        "overhead",
+        "--compile",
+        "--arch",
+        "resnet18",
+        "--segments",
+        "4",
+        "--size",
+        "32",
+        "--batch-size",
+        "2",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+        str(out),
+    ]
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert data["compile"] == "default" and data["repeats"] == 2
@@ -117,8 +137,21 @@ def test_cli_predict_compile_matches_eager(tmp_path: Path, capsys: pytest.Captur
     write_frame_folder(tmp_path / "clip", frames, quality=95)
     outputs = []
     for extra in ([], ["--compile"]):
-        assert main(["predict", str(tmp_path / "clip"), "--checkpoint", str(tmp_path / "m.pt"), "--json",
-                     "--device", "cpu", *extra]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(tmp_path / "clip"),
+                    "--checkpoint",
+                    str(tmp_path / "m.pt"),
+                    "--json",
+                    "--device",
+                    "cpu",
+                    *extra,
+                ]
+            )
+            == 0
+        )
         outputs.append(json.loads(capsys.readouterr().out)["predictions"][0]["topk"])
     eager, compiled = outputs
     assert [p["label"] for p in compiled] == [p["label"] for p in eager]

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from temporal_shift.data.synthetic import TEMPORAL_PAIRS
 from temporal_shift.apps.experiments.demo import DEMO_DATA, DEMO_SEGMENTS, demo_budget, demo_config, order_accuracy
+from temporal_shift.data.synthetic import TEMPORAL_PAIRS
 
 
 def test_tsn_and_tsm_runs_differ_only_in_the_shift(tmp_path: Path) -> None:
@@ -26,8 +26,8 @@ def test_tsn_and_tsm_runs_differ_only_in_the_shift(tmp_path: Path) -> None:
 
 
 def test_an_older_demo_dataset_is_refused_not_overwritten(tmp_path: Path) -> None:
-    from temporal_shift.data.synthetic import generate_synthetic
     from temporal_shift.apps.experiments.demo import prepare_demo_data
+    from temporal_shift.data.synthetic import generate_synthetic
 
     old = tmp_path / "synthetic_demo"
     generate_synthetic(old, num_videos=24, size=32, frames=8, clutter=False, workers=1, progress=False)
@@ -52,8 +52,8 @@ def test_budget_fits_the_cpu_and_grows_on_a_gpu(monkeypatch) -> None:
 
 
 def test_cli_help_states_the_budget_that_runs(capsys) -> None:
-    from temporal_shift.cli import main
     from temporal_shift.apps.experiments.demo import DEMO_EPOCHS
+    from temporal_shift.cli import main
 
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
@@ -69,12 +69,14 @@ def test_readme_shows_the_budget_that_runs() -> None:
 
 def test_order_accuracy_by_hand() -> None:
     pairs = ((0, 1), (2, 3))
-    scores = np.array([
-        [0.6, 0.4, 0.0, 0.0, 0.0],  # label 0: 0.6 > 0.4 -> right
-        [0.6, 0.4, 0.0, 0.0, 0.0],  # label 1: 0.4 < 0.6 -> wrong
-        [0.0, 0.0, 0.3, 0.3, 0.4],  # label 3: tie with 2 -> half (class 4 winning does not matter)
-        [0.0, 0.0, 0.0, 0.0, 1.0],  # label 4: in no pair -> not counted
-    ])
+    scores = np.array(
+        [
+            [0.6, 0.4, 0.0, 0.0, 0.0],  # label 0: 0.6 > 0.4 -> right
+            [0.6, 0.4, 0.0, 0.0, 0.0],  # label 1: 0.4 < 0.6 -> wrong
+            [0.0, 0.0, 0.3, 0.3, 0.4],  # label 3: tie with 2 -> half (class 4 winning does not matter)
+            [0.0, 0.0, 0.0, 0.0, 1.0],  # label 4: in no pair -> not counted
+        ]
+    )
     labels = np.array([0, 1, 3, 4])
     assert order_accuracy(scores, labels, pairs) == pytest.approx(100 * 1.5 / 3)
     assert math.isnan(order_accuracy(scores[3:], labels[3:], pairs))
@@ -91,8 +93,15 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     margin test's)."""
     from temporal_shift.apps.experiments.demo import run_demo
 
-    demo = run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "synth", epochs=1, num_videos=48, batch_size=4,
-                    progress=False, workers=1)
+    demo = run_demo(
+        out_dir=tmp_path / "demo",
+        data_dir=tmp_path / "synth",
+        epochs=1,
+        num_videos=48,
+        batch_size=4,
+        progress=False,
+        workers=1,
+    )
     assert set(demo.rows) == {"TSN", "TSM"}
     assert demo.rows["TSN"]["params_m"] == demo.rows["TSM"]["params_m"]
     assert 0 <= demo.rows["TSM"]["order_acc"] <= 100

@@ -80,8 +80,9 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_each_protocol_gives_clips_times_crops_views(data: Path, clips: str, num_clips: int, crops: int) -> None:
     protocol = EvalProtocol(clips=clips, crops=crops, dense_window=8, size=32, scale_size=36)
     assert protocol.num_clips == num_clips and protocol.views == num_clips * crops
-    ds = VideoDataset(list_file=data / "test.txt", root=data, sampler=protocol.sampler(4),
-                      transform=protocol.transform())
+    ds = VideoDataset(
+        list_file=data / "test.txt", root=data, sampler=protocol.sampler(4), transform=protocol.transform()
+    )
     clip, _ = ds[0]
     side = 36 if crops == 3 else 32  # 3 crops are full-resolution squares of the short side
     expected = (4, 3, side, side) if protocol.views == 1 else (protocol.views, 4, 3, side, side)
@@ -137,13 +138,15 @@ def test_fuse_members_normalises_weights() -> None:
 
 def test_metrics_against_hand_computed_values() -> None:
     # 5 videos, 4 classes; class 3 never occurs as a label.
-    scores = np.array([
-        [0.7, 0.2, 0.1, 0.0],  # label 0, top-1 0            correct
-        [0.1, 0.3, 0.6, 0.0],  # label 1, top-1 2, top-2 has 1
-        [0.2, 0.1, 0.3, 0.4],  # label 2, top-1 3 (absent class), top-2 has 2
-        [0.5, 0.5, 0.0, 0.0],  # label 1, tie 0/1 -> lower index 0 wins, top-2 has 1
-        [0.0, 0.1, 0.2, 0.7],  # label 0, top-1 3, 0 is last
-    ])
+    scores = np.array(
+        [
+            [0.7, 0.2, 0.1, 0.0],  # label 0, top-1 0            correct
+            [0.1, 0.3, 0.6, 0.0],  # label 1, top-1 2, top-2 has 1
+            [0.2, 0.1, 0.3, 0.4],  # label 2, top-1 3 (absent class), top-2 has 2
+            [0.5, 0.5, 0.0, 0.0],  # label 1, tie 0/1 -> lower index 0 wins, top-2 has 1
+            [0.0, 0.1, 0.2, 0.7],  # label 0, top-1 3, 0 is last
+        ]
+    )
     labels = np.array([0, 1, 2, 1, 0])
     assert topk_predictions(scores, 2).tolist() == [[0, 1], [2, 1], [3, 2], [0, 1], [3, 2]]
     assert topk_accuracy(scores, labels, 1) == pytest.approx(20.0)
@@ -182,8 +185,12 @@ def test_metric_errors() -> None:
 
 def _manual_scores(ckpt: Path, data: Path, protocol: EvalProtocol, fusion: str) -> np.ndarray:
     model = load_model(ckpt)
-    ds = VideoDataset(list_file=data / "test.txt", root=data, sampler=protocol.sampler(model.config.n_segment),
-                      transform=protocol.transform())
+    ds = VideoDataset(
+        list_file=data / "test.txt",
+        root=data,
+        sampler=protocol.sampler(model.config.n_segment),
+        transform=protocol.transform(),
+    )
     rows = []
     with torch.no_grad():
         for i in range(len(ds)):
@@ -196,11 +203,19 @@ def _manual_scores(ckpt: Path, data: Path, protocol: EvalProtocol, fusion: str) 
 
 def test_ensemble_of_8f_and_16f_style_members_fuses_views_then_members(data: Path, ckpts: dict) -> None:
     protocol = EvalProtocol(clips="twice", crops=3, size=32, scale_size=36)
-    result = evaluate([Member(ckpts["t4"], weight=3.0), Member(ckpts["t8"], weight=1.0)], list_file="test.txt",
-                      root=data, protocol=protocol, workers=0, batch_size=4, progress=False)
+    result = evaluate(
+        [Member(ckpts["t4"], weight=3.0), Member(ckpts["t8"], weight=1.0)],
+        list_file="test.txt",
+        root=data,
+        protocol=protocol,
+        workers=0,
+        batch_size=4,
+        progress=False,
+    )
     assert result.views_per_video == 6 and result.num_videos == 6
-    expected = 0.75 * _manual_scores(ckpts["t4"], data, protocol, "softmax") \
-        + 0.25 * _manual_scores(ckpts["t8"], data, protocol, "softmax")
+    expected = 0.75 * _manual_scores(ckpts["t4"], data, protocol, "softmax") + 0.25 * _manual_scores(
+        ckpts["t8"], data, protocol, "softmax"
+    )
     np.testing.assert_allclose(result.scores, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.scores.sum(1), 1.0, rtol=1e-6)  # fused probabilities
     assert result.labels.tolist() == [0, 1, 2, 0, 1, 2]
@@ -213,9 +228,15 @@ def test_ensemble_of_8f_and_16f_style_members_fuses_views_then_members(data: Pat
 
 
 def test_logits_fusion_and_training_size_defaults(data: Path, ckpts: dict, tmp_path: Path) -> None:
-    result = evaluate([ckpts["t4"]], list_file=data / "test.txt", root=data,
-                      protocol=EvalProtocol(crops=5, fusion="logits"), workers=0, progress=False,
-                      out_dir=tmp_path / "out")
+    result = evaluate(
+        [ckpts["t4"]],
+        list_file=data / "test.txt",
+        root=data,
+        protocol=EvalProtocol(crops=5, fusion="logits"),
+        workers=0,
+        progress=False,
+        out_dir=tmp_path / "out",
+    )
     assert (result.protocol.size, result.protocol.scale_size) == (32, 36)  # the checkpoint's training sizes
     assert result.views_per_video == 5
     expected = _manual_scores(ckpts["t4"], data, EvalProtocol(crops=5, size=32, scale_size=36), "logits")
@@ -270,21 +291,51 @@ def test_class_names_from_file_and_conflicts(data: Path, ckpts: dict, tmp_path: 
 # --- CLI -----------------------------------------------------------------------------------
 
 
-def test_cli_test_prints_metrics_and_writes_files(data: Path, ckpts: dict, tmp_path: Path,
-                                                  run_cli) -> None:
-    code, out, err = run_cli(["test", "--checkpoint", str(ckpts["t4"]), "--checkpoint", str(ckpts["t8"]),
-                                   "--ensemble-weights", "1", "1", "--data", str(data), "--list", "test.txt",
-                                   "--clips", "twice", "--workers", "0", "--no-progress", "--out", str(tmp_path / "o")])
+def test_cli_test_prints_metrics_and_writes_files(data: Path, ckpts: dict, tmp_path: Path, run_cli) -> None:
+    code, out, err = run_cli(
+        [
+            "test",
+            "--checkpoint",
+            str(ckpts["t4"]),
+            "--checkpoint",
+            str(ckpts["t8"]),
+            "--ensemble-weights",
+            "1",
+            "1",
+            "--data",
+            str(data),
+            "--list",
+            "test.txt",
+            "--clips",
+            "twice",
+            "--workers",
+            "0",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 0, err
     assert "2 clips (twice_sample) x 1 centre crop = 2 views" in out and "top-1 " in out and "mean class" in out
     assert (tmp_path / "o" / "confusion.png").is_file() and (tmp_path / "o" / "predictions.csv").is_file()
 
 
-@pytest.mark.parametrize("case", ["missing checkpoint", "missing list", "missing root", "label too big",
-                                  "class mismatch", "empty list", "not a checkpoint", "weights count",
-                                  "old ensemble weights", "classes file"])
-def test_cli_test_errors_are_one_line(case: str, data: Path, ckpts: dict, tmp_path: Path,
-                                      run_cli) -> None:
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing checkpoint",
+        "missing list",
+        "missing root",
+        "label too big",
+        "class mismatch",
+        "empty list",
+        "not a checkpoint",
+        "weights count",
+        "old ensemble weights",
+        "classes file",
+    ],
+)
+def test_cli_test_errors_are_one_line(case: str, data: Path, ckpts: dict, tmp_path: Path, run_cli) -> None:
     (tmp_path / "empty.txt").write_text("# nothing\n\n")
     (tmp_path / "big.txt").write_text("v0 10 0\nv1 10 3\n")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -293,24 +344,36 @@ def test_cli_test_errors_are_one_line(case: str, data: Path, ckpts: dict, tmp_pa
     base = ["--data", str(data), "--list", "test.txt", "--workers", "0", "--no-progress"]
     argv, expected = {
         "missing checkpoint": (["--checkpoint", str(tmp_path / "nope.pt"), *base], "checkpoint not found: "),
-        "missing list": (["--checkpoint", t4, "--data", str(data), "--list", "absent.txt"],
-                         "absent.txt: list file not found"),
-        "missing root": (["--checkpoint", t4, "--data", str(tmp_path / "nodata"), "--list", "x.txt"],
-                         "nodata: data root not found"),
-        "label too big": (["--checkpoint", t4, "--data", str(data), "--list", str(tmp_path / "big.txt")],
-                          "big.txt:2: label 3 out of range: "),
-        "class mismatch": (["--checkpoint", t4, "--checkpoint", k5, *base],
-                           f"ensemble members disagree on the classes: {t4} has 3, {k5} has 5"),
-        "empty list": (["--checkpoint", t4, "--data", str(data), "--list", str(tmp_path / "empty.txt")],
-                       "empty.txt: empty list"),
+        "missing list": (
+            ["--checkpoint", t4, "--data", str(data), "--list", "absent.txt"],
+            "absent.txt: list file not found",
+        ),
+        "missing root": (
+            ["--checkpoint", t4, "--data", str(tmp_path / "nodata"), "--list", "x.txt"],
+            "nodata: data root not found",
+        ),
+        "label too big": (
+            ["--checkpoint", t4, "--data", str(data), "--list", str(tmp_path / "big.txt")],
+            "big.txt:2: label 3 out of range: ",
+        ),
+        "class mismatch": (
+            ["--checkpoint", t4, "--checkpoint", k5, *base],
+            f"ensemble members disagree on the classes: {t4} has 3, {k5} has 5",
+        ),
+        "empty list": (
+            ["--checkpoint", t4, "--data", str(data), "--list", str(tmp_path / "empty.txt")],
+            "empty.txt: empty list",
+        ),
         "not a checkpoint": (["--checkpoint", str(tmp_path / "junk.pt"), *base], "junk.pt: not a checkpoint"),
-        "weights count": (["--checkpoint", t4, "--checkpoint", t8, "--ensemble-weights", "1", *base],
-                          "--ensemble-weights: 1 values for 2 checkpoints"),
-        "old ensemble weights": (["--checkpoint", t4, "--checkpoint", t8, "--weights", "1", *base],
-                                 "--weights takes names of published weights, got '1'; ensemble weights are "
-                                 "--ensemble-weights W ..."),
-        "classes file": (["--checkpoint", t4, "--classes", str(tmp_path / "two.txt"), *base],
-                         "two.txt: 2 class names"),
+        "weights count": (
+            ["--checkpoint", t4, "--checkpoint", t8, "--ensemble-weights", "1", *base],
+            "--ensemble-weights: 1 values for 2 checkpoints",
+        ),
+        "old ensemble weights": (
+            ["--checkpoint", t4, "--checkpoint", t8, "--weights", "1", *base],
+            "--weights takes names of published weights, got '1'; ensemble weights are --ensemble-weights W ...",
+        ),
+        "classes file": (["--checkpoint", t4, "--classes", str(tmp_path / "two.txt"), *base], "two.txt: 2 class names"),
     }[case]
     code, out, err = run_cli(["test", *argv])
     assert code == 2
@@ -335,10 +398,18 @@ def test_score_videos_keeps_dataset_indices_and_skips(data: Path, ckpts: dict, t
         (broken / f"img_{i:05d}.jpg").write_bytes(b"not a jpeg")
     listed = tmp_path / "with_broken.txt"
     listed.write_text((data / "test.txt").read_text() + f"{broken} 10 1\n")
-    ds = VideoDataset(list_file=listed, root=data, sampler=protocol.sampler(4), transform=protocol.transform(),
-                      on_error="skip")
-    scored = score_videos(load_model(ckpts["t4"]), ds, device=torch.device("cpu"), views=3, fusion="logits",
-                          indices=[6, 1, 3, 5], batch_size=2)
+    ds = VideoDataset(
+        list_file=listed, root=data, sampler=protocol.sampler(4), transform=protocol.transform(), on_error="skip"
+    )
+    scored = score_videos(
+        load_model(ckpts["t4"]),
+        ds,
+        device=torch.device("cpu"),
+        views=3,
+        fusion="logits",
+        indices=[6, 1, 3, 5],
+        batch_size=2,
+    )
     assert scored.indices.tolist() == [1, 3, 5] and list(scored.skipped) == [6]
     assert "broken" in scored.skipped[6]
     expected = _manual_scores(ckpts["t4"], data, protocol, "logits")[[1, 3, 5]]
@@ -364,13 +435,24 @@ def test_single_clip_centre_crop_reproduces_the_trainers_validation(
 
     monkeypatch.setattr(temporal_shift.engine.train, "score_videos", spy)
 
-    config = config_from_dict({
-        "model": {"arch": "resnet18", "n_segment": 4, "dropout": 0.0},
-        "data": {"root": str(data), "train_list": "test.txt", "val_list": "test.txt", "num_classes": 3,
-                 "classes": "classes.txt", "size": 32, "scale_size": 36, "batch_size": 3, "workers": 0},
-        "optim": {"lr": 0.01, "lr_batch": None, "epochs": 1},
-        "run": {"out_dir": str(tmp_path / "run"), "progress": False, "device": "cpu"},
-    })
+    config = config_from_dict(
+        {
+            "model": {"arch": "resnet18", "n_segment": 4, "dropout": 0.0},
+            "data": {
+                "root": str(data),
+                "train_list": "test.txt",
+                "val_list": "test.txt",
+                "num_classes": 3,
+                "classes": "classes.txt",
+                "size": 32,
+                "scale_size": 36,
+                "batch_size": 3,
+                "workers": 0,
+            },
+            "optim": {"lr": 0.01, "lr_batch": None, "epochs": 1},
+            "run": {"out_dir": str(tmp_path / "run"), "progress": False, "device": "cpu"},
+        }
+    )
     run = train(config)
     assert run.best_checkpoint is not None
     assert [(c["views"], c["fusion"]) for c in calls] == [(1, "logits")]  # the validation of its one epoch

@@ -49,8 +49,9 @@ def online():
 def test_shift_export_is_the_shift_for_both_batch_kinds():
     """Its static-batch spelling (per-clip slices) and its dynamic one (traced: a (N, T, C, H*W) view)
     equal the reference for every offset pair, T, fold and batch."""
-    for t, c, offsets, n, fold_div in itertools.product((1, 3, 4), (5, 16), [*OFFSETS.values(), (1, 0)], (1, 2),
-                                                        (2, 8)):
+    for t, c, offsets, n, fold_div in itertools.product(
+        (1, 3, 4), (5, 16), [*OFFSETS.values(), (1, 0)], (1, 2), (2, 8)
+    ):
         x = torch.randn(n * t, c, 3, 2)
         fold = c // fold_div
         expected = shift_with_torch_ops(x, t, fold, *offsets)
@@ -94,11 +95,17 @@ def _check_program(program: torch.export.ExportedProgram, *, dynamic: bool) -> d
 _SLOW = pytest.mark.slow
 
 
-@pytest.mark.parametrize(("arch", "kind"), [
-    ("resnet18", "bidirectional"), ("mobilenet_v2", "causal"), ("mobilenet_v2", "online"),
-    pytest.param("mobilenet_v2", "bidirectional", marks=_SLOW), pytest.param("resnet18", "causal", marks=_SLOW),
-    pytest.param("resnet18", "online", marks=_SLOW),
-])
+@pytest.mark.parametrize(
+    ("arch", "kind"),
+    [
+        ("resnet18", "bidirectional"),
+        ("mobilenet_v2", "causal"),
+        ("mobilenet_v2", "online"),
+        pytest.param("mobilenet_v2", "bidirectional", marks=_SLOW),
+        pytest.param("resnet18", "causal", marks=_SLOW),
+        pytest.param("resnet18", "online", marks=_SLOW),
+    ],
+)
 def test_exported_graphs_have_the_rank4_shift_in_core_aten(arch, kind):
     """torch.export (the graph ONNX, ExecuTorch and OpenVINO start from): the bidirectional model with a
     dynamic batch, the causal one with a static batch of 2 (the ExecuTorch spelling), the online step."""
@@ -169,8 +176,7 @@ def test_executorch_and_openvino_match_pytorch(tmp_path, model, fmt):
 @pytest.mark.parametrize("fmt", ["executorch", "openvino"])
 def test_online_step_in_executorch_and_openvino(tmp_path, online, fmt):
     pytest.importorskip(fmt)
-    path = export_online(online, tmp_path / ("step.pte" if fmt == "executorch" else "step.xml"), format=fmt,
-                         size=SIZE)
+    path = export_online(online, tmp_path / ("step.pte" if fmt == "executorch" else "step.xml"), format=fmt, size=SIZE)
     parity = verify_online_export(online, path, size=SIZE, steps=12)
     assert parity.max_rel < 1e-4, parity.line()
     stream = ExportedStream(path)
@@ -183,8 +189,14 @@ def test_online_step_in_executorch_and_openvino(tmp_path, online, fmt):
 def test_int8_builds_agree_with_pytorch_on_their_calibration_clips(tmp_path, model, fmt):
     pytest.importorskip("nncf" if fmt == "openvino" else "executorch")
     clips = [torch.randn(1, T, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(i)) for i in range(8)]
-    path = export_model(model, tmp_path / ("q.pte" if fmt == "executorch" else "q.xml"), format=fmt, size=SIZE,
-                        quantize="int8", calibration=clips)
+    path = export_model(
+        model,
+        tmp_path / ("q.pte" if fmt == "executorch" else "q.xml"),
+        format=fmt,
+        size=SIZE,
+        quantize="int8",
+        calibration=clips,
+    )
     parity = verify_export(model, path, format=fmt, clips=torch.cat(clips))
     assert parity.top1_agreement is not None and parity.max_rel < 0.5, parity.line()
 
@@ -270,7 +282,6 @@ def test_cli_export_and_errors(tmp_path, model, capsys):
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_matches_pytorch(tmp_path, model, precision):
     pytest.importorskip("tensorrt")
-    path = export_model(model, tmp_path / f"tsm-{precision}.engine", format="tensorrt", size=SIZE,
-                        precision=precision)
+    path = export_model(model, tmp_path / f"tsm-{precision}.engine", format="tensorrt", size=SIZE, precision=precision)
     parity = verify_export(model, path, format="tensorrt", size=SIZE)
     assert parity.max_rel < (1e-4 if precision == "fp32" else 2e-2), parity.line()

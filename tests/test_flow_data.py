@@ -88,7 +88,8 @@ def test_flip_negates_x_and_mirrors_both() -> None:
     assert label == 4 and torch.equal(out, flipped)
     # the 10-crop test views: views 5..9 are the mirrors of 0..4, x negated
     views = flow_test_transform(flow_length=3, size=6, scale_size=8, views=10, normalize=False)(
-        tv_tensors.Video(torch.randint(0, 256, (6, 2, 8, 8), dtype=torch.uint8)))
+        tv_tensors.Video(torch.randint(0, 256, (6, 2, 8, 8), dtype=torch.uint8))
+    )
     assert views.shape == (10, 2, 6, 6, 6)
     assert torch.allclose(views[5:, :, 0::2], 1.0 - views[:5, :, 0::2].flip(-1), atol=1e-6)
     assert torch.allclose(views[5:, :, 1::2], views[:5, :, 1::2].flip(-1))
@@ -116,16 +117,23 @@ def test_flow_dataset_stacks_l_fields_per_segment(tmp_path: Path) -> None:
     assert clip.shape == (6, 2, 16, 16) and clip.dtype == torch.uint8 and label == 1
     positions = sampler(12)[0]
     assert clip[:, 0, 0, 0].tolist() == [10 * int(i) for i in positions]  # x channel in field order
-    ds = FlowDataset(list_file=tmp_path / "flow.txt", root=tmp_path, sampler=sampler,
-                     transform=flow_test_transform(flow_length=2, size=16, scale_size=16))
+    ds = FlowDataset(
+        list_file=tmp_path / "flow.txt",
+        root=tmp_path,
+        sampler=sampler,
+        transform=flow_test_transform(flow_length=2, size=16, scale_size=16),
+    )
     clip, _ = ds[0]
     assert clip.shape == (3, 4, 16, 16)  # (T, 2L, H, W): x1, y1, x2, y2
     expected = (10 * positions[1] / 255 - FLOW_MEAN) / FLOW_STD
     assert clip[0, 2, 0, 0].item() == pytest.approx(expected, abs=1e-5)
     assert clip[0, 3, 0, 0].item() == pytest.approx(((200 + positions[1]) / 255 - FLOW_MEAN) / FLOW_STD, abs=1e-5)
-    train = FlowDataset(list_file=tmp_path / "flow.txt", root=tmp_path,
-                        sampler=TSNSampler(num_segments=3, train=True, new_length=2),
-                        transform=flow_train_transform(flow_length=2, size=8, scales=[1.0, 0.75]))
+    train = FlowDataset(
+        list_file=tmp_path / "flow.txt",
+        root=tmp_path,
+        sampler=TSNSampler(num_segments=3, train=True, new_length=2),
+        transform=flow_train_transform(flow_length=2, size=8, scales=[1.0, 0.75]),
+    )
     assert train[0][0].shape == (3, 4, 8, 8)
 
 
@@ -166,8 +174,7 @@ def test_prepare_flow_is_resumable_and_lists_failures(tmp_path: Path, capsys) ->
         write_frame_folder(root / f"v{i}", _square_frames(4 + i))
     write_frame_folder(root / "one", _square_frames(1))
     write_frame_list(root / "val.txt", [("v0", 4, 0), ("one", 1, 1), ("v1", 5, 1), ("v2", 6, 2)])
-    result = prepare_flow(root / "val.txt", root=root, out_root=root, method="farneback", workers=2,
-                          progress=False)
+    result = prepare_flow(root / "val.txt", root=root, out_root=root, method="farneback", workers=2, progress=False)
     assert (result.extraction.extracted, result.extraction.skipped) == (3, 0)
     assert [v for v, _ in result.extraction.failed] == [str(root / "one")]
     assert "one frame only" in (root / "flow_failures.txt").read_text()
@@ -177,15 +184,31 @@ def test_prepare_flow_is_resumable_and_lists_failures(tmp_path: Path, capsys) ->
     stamp = (root / "v0" / "flow_x_00001.jpg").stat().st_mtime_ns
     (root / "v2" / FLOW_DONE_MARKER).unlink()  # interrupted: redone
     os.utime(root / "v1" / "flow_x_00001.jpg", ns=(1, 1))
-    again = prepare_flow(root / "val.txt", root=root, out_root=root, method="farneback", workers=1,
-                         progress=False)
+    again = prepare_flow(root / "val.txt", root=root, out_root=root, method="farneback", workers=1, progress=False)
     assert (again.extraction.extracted, again.extraction.skipped) == (1, 2)
     assert (root / "v0" / "flow_x_00001.jpg").stat().st_mtime_ns == stamp
     assert (root / "v1" / "flow_x_00001.jpg").stat().st_mtime_ns == 1  # skipped: not rewritten
     assert again.list_file.read_text() == result.list_file.read_text()
     # the CLI: exit status 1 with failures, summary printed
-    assert main(["prepare", "flow", "--list", "val.txt", "--root", str(root), "--out", str(tmp_path / "f"),
-                 "--method", "farneback", "--workers", "1"]) == 1
+    assert (
+        main(
+            [
+                "prepare",
+                "flow",
+                "--list",
+                "val.txt",
+                "--root",
+                str(root),
+                "--out",
+                str(tmp_path / "f"),
+                "--method",
+                "farneback",
+                "--workers",
+                "1",
+            ]
+        )
+        == 1
+    )
     out = capsys.readouterr().out
     assert "extracted 3, skipped (already done) 0, failed 1" in out and "val_flow.txt (3 videos)" in out
     assert (tmp_path / "f" / "v2" / "flow_y_00005.jpg").is_file()
@@ -195,8 +218,9 @@ def test_prepare_flow_reads_video_lists(tmp_path: Path) -> None:
     root = tmp_path / "data"
     write_video(root / "cls" / "a.mp4", _square_frames(4))
     write_video_list(root / "list.txt", [("cls/a.mp4", 2)])
-    result = prepare_flow(root / "list.txt", root=root, out_root=tmp_path / "flow", method="farneback",
-                          workers=1, progress=False)
+    result = prepare_flow(
+        root / "list.txt", root=root, out_root=tmp_path / "flow", method="farneback", workers=1, progress=False
+    )
     assert result.list_file.read_text() == "cls/a 3 2\n"
 
 

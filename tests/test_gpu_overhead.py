@@ -21,10 +21,33 @@ SCRIPT = ROOT / "benchmarks" / "gpu_overhead.sh"
 # torch, torchvision and what they need (their requirements), and setuptools, which every
 # pip-made Python 3.11 environment has and inductor's CPU code generation imports
 # (torch.utils.cpp_extension); nothing else of the test venv.
-BARE = ("torch", "torchgen", "functorch", "triton", "nvidia", "cuda", "filelock", "fsspec", "jinja2", "markupsafe",
-        "networkx", "sympy", "mpmath", "isympy.py", "typing_extensions.py", "numpy", "numpy.libs",
-        "torchvision", "torchvision.libs", "PIL", "pillow.libs",
-        "setuptools", "_distutils_hack", "distutils-precedence.pth", "pkg_resources")
+BARE = (
+    "torch",
+    "torchgen",
+    "functorch",
+    "triton",
+    "nvidia",
+    "cuda",
+    "filelock",
+    "fsspec",
+    "jinja2",
+    "markupsafe",
+    "networkx",
+    "sympy",
+    "mpmath",
+    "isympy.py",
+    "typing_extensions.py",
+    "numpy",
+    "numpy.libs",
+    "torchvision",
+    "torchvision.libs",
+    "PIL",
+    "pillow.libs",
+    "setuptools",
+    "_distutils_hack",
+    "distutils-precedence.pth",
+    "pkg_resources",
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +71,9 @@ def _env(python: Path) -> dict[str, str]:
 
 def test_the_bare_venv_lacks_the_other_dependencies(bare_python: Path) -> None:
     for module in ("matplotlib", "tensorboard", "yaml", "av", "tqdm", "onnx", "temporal_shift"):
-        done = subprocess.run([str(bare_python), "-c", f"import {module}"], env=_env(bare_python),
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [str(bare_python), "-c", f"import {module}"], env=_env(bare_python), capture_output=True, text=True
+        )
         assert done.returncode != 0 and "ModuleNotFoundError" in done.stderr, module
 
 
@@ -61,24 +85,39 @@ def test_bench_path_needs_only_torch_and_torchvision(bare_python: Path) -> None:
         "r = temporal_shift.apps.bench.overhead.benchmark_overhead(arch='resnet18', n_segment=2, size=32, repeats=1, warmup=0, device='cpu')\n"
         "print(r.table())\n"
     )
-    done = subprocess.run([str(bare_python), "-c", code, str(ROOT / "src")], env=_env(bare_python),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(bare_python), "-c", code, str(ROOT / "src")],
+        env=_env(bare_python),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "TSM/TSN latency ratio" in done.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_without_cuda_it_fails_clearly(bare_python: Path, tmp_path: Path) -> None:
-    done = subprocess.run(["bash", str(SCRIPT), "--out", str(tmp_path / "out")], env=_env(bare_python),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "--out", str(tmp_path / "out")],
+        env=_env(bare_python),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     assert "gpu_overhead: error: no CUDA device" in done.stderr and "--smoke" in done.stderr
     assert not (tmp_path / "out").exists()
 
 
 def test_unknown_row_is_an_error(bare_python: Path) -> None:
-    done = subprocess.run(["bash", str(SCRIPT), "--smoke", "--rows", "infer-b1,infer-b2"], env=_env(bare_python),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "--smoke", "--rows", "infer-b1,infer-b2"],
+        env=_env(bare_python),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "unknown rows ['infer-b2']" in done.stderr
 
 
@@ -86,17 +125,29 @@ def test_unknown_row_is_an_error(bare_python: Path) -> None:
 def test_smoke_run_prints_every_row(bare_python: Path, tmp_path: Path) -> None:
     """All six rows end to end on the CPU at toy sizes (two compilations: minutes with a cold cache)."""
     out = tmp_path / "out"
-    done = subprocess.run(["bash", str(SCRIPT), "--smoke", "--out", str(out)], env=_env(bare_python),
-                          capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "--smoke", "--out", str(out)],
+        env=_env(bare_python),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = (out / "table.md").read_text()
-    for where in ("training step, bf16 autocast, batch 32, eager", "training step, bf16 autocast, batch 32, torch.compile",
-                  "inference fp32, batch 16", "inference fp32, batch 1, eager", "MobileNetV2 inference fp32, batch 1",
-                  "compile reduce-overhead (CUDA graphs)"):
+    for where in (
+        "training step, bf16 autocast, batch 32, eager",
+        "training step, bf16 autocast, batch 32, torch.compile",
+        "inference fp32, batch 16",
+        "inference fp32, batch 1, eager",
+        "MobileNetV2 inference fp32, batch 1",
+        "compile reduce-overhead (CUDA graphs)",
+    ):
         assert where in table and where in done.stdout
     assert "failed" not in table
     assert sorted(p.name for p in out.glob("*.json")) == sorted(
-        f"{r}.json" for r in ("train-eager", "train-compile", "infer-b16", "infer-b1", "mbv2-b1", "infer-b1-graph"))
+        f"{r}.json" for r in ("train-eager", "train-compile", "infer-b16", "infer-b1", "mbv2-b1", "infer-b1-graph")
+    )
     assert "clips/s" in table and " ms " in table
 
 
@@ -104,7 +155,9 @@ def test_kernel_check_compares_devices_bit_for_bit() -> None:
     """The script's pre-timing check, run CPU against CPU here (on a GPU it checks Triton)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("gpu_overhead", Path(__file__).parents[1] / "benchmarks" / "gpu_overhead.py")
+    spec = importlib.util.spec_from_file_location(
+        "gpu_overhead", Path(__file__).parents[1] / "benchmarks" / "gpu_overhead.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.check_shift_kernels("cpu") == 48

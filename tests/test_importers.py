@@ -17,7 +17,6 @@ import torch
 from conftest import random_state
 from reference_forward import mobilenet_v2_forward, resnet_forward
 from temporal_shift.checkpoint.format import CheckpointError, save_checkpoint
-from temporal_shift.cli import main
 from temporal_shift.checkpoint.importers import (
     detect_format,
     import_checkpoint,
@@ -25,6 +24,7 @@ from temporal_shift.checkpoint.importers import (
     import_reference_checkpoint,
 )
 from temporal_shift.checkpoint.loading import load_checkpoint, load_model
+from temporal_shift.cli import main
 from temporal_shift.models import build_model
 
 T = 8
@@ -65,14 +65,22 @@ CASES = [
 
 
 @pytest.mark.parametrize("name, saved_arch, arch, place, non_local", CASES)
-def test_reference_resnet_matches_independent_forward(tmp_path, release_layouts, name, saved_arch, arch, place, non_local):
+def test_reference_resnet_matches_independent_forward(
+    tmp_path, release_layouts, name, saved_arch, arch, place, non_local
+):
     state = random_state(release_layouts[name])
     path = tmp_path / f"TSM_{name}.pth.tar"
     torch.save(release_checkpoint(state, saved_arch), path)
     model = load_checkpoint(path, n_segment=T).model
     c = model.config
     assert (c.arch, c.place, c.non_local, c.shift, c.num_classes, c.n_segment, c.fold_div) == (
-        arch, place, non_local, True, 10, T, 8
+        arch,
+        place,
+        non_local,
+        True,
+        10,
+        T,
+        8,
     )
     x = clips()
     assert_close(our_logits(model, x), resnet_forward(state, x, n_segment=T))

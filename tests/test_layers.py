@@ -88,7 +88,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)) is not None:
                 return cycle
         stack.pop()
@@ -132,11 +132,21 @@ def test_the_checker_sees_function_level_relative_and_type_checking_imports_and_
         "if TYPE_CHECKING:\n    from temporal_shift.hub.weights import X\n"
         "def f():\n    from temporal_shift.apps import stream\n    import temporal_shift.cli\n"
     )
-    known = {"temporal_shift.models", "temporal_shift.models.tsn", "temporal_shift.hub.weights",
-             "temporal_shift.apps", "temporal_shift.apps.stream", "temporal_shift.cli"}
+    known = {
+        "temporal_shift.models",
+        "temporal_shift.models.tsn",
+        "temporal_shift.hub.weights",
+        "temporal_shift.apps",
+        "temporal_shift.apps.stream",
+        "temporal_shift.cli",
+    }
     found = imports_in(source, package="temporal_shift.models", modules=known)
-    assert found == {"temporal_shift.models.tsn", "temporal_shift.hub.weights", "temporal_shift.apps.stream",
-                     "temporal_shift.cli"}
+    assert found == {
+        "temporal_shift.models.tsn",
+        "temporal_shift.hub.weights",
+        "temporal_shift.apps.stream",
+        "temporal_shift.cli",
+    }
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 

@@ -10,23 +10,28 @@ import torch
 from conftest import calibrated_model, random_state
 from reference_forward import mobilenet_v2_forward
 from temporal_shift.checkpoint.format import save_checkpoint
-from temporal_shift.checkpoint.loading import load_model
+from temporal_shift.checkpoint.loading import load_model, load_online
 from temporal_shift.cli import main
-from temporal_shift.engine.config import load_config
 from temporal_shift.data.synthetic import generate_synthetic
+from temporal_shift.engine.config import load_config
 from temporal_shift.engine.export import OnnxStream, export_online
-from temporal_shift.models import build_model
-from temporal_shift.checkpoint.loading import load_online
-from temporal_shift.models.online import OnlineRecognizer, OnlineStream
 from temporal_shift.engine.train import train
+from temporal_shift.models import build_model
+from temporal_shift.models.online import OnlineRecognizer, OnlineStream
 
 T = 6
 
 
 def causal_model(arch: str, *, num_classes: int = 5, seed: int = 0, **kwargs):
     return calibrated_model(
-        arch, num_classes=num_classes, n_segment=T, size=64, seed=seed, calibration_seed=seed + 100,
-        mode="causal", **kwargs,
+        arch,
+        num_classes=num_classes,
+        n_segment=T,
+        size=64,
+        seed=seed,
+        calibration_seed=seed + 100,
+        mode="causal",
+        **kwargs,
     )
 
 
@@ -171,11 +176,22 @@ def test_causal_preset_trains_with_the_normal_trainer_and_streams(tmp_path):
     """configs/online_tsm_mobilenetv2_synthetic.yaml, shrunk: train, then stream the checkpoint."""
     data = generate_synthetic(tmp_path / "synth", num_videos=24, size=32, frames=4, seed=0, workers=1, progress=False)
     preset = Path(__file__).resolve().parents[1] / "configs" / "online_tsm_mobilenetv2_synthetic.yaml"
-    config = load_config(preset, [
-        f"data.root={data.root}", "data.size=32", "data.scale_size=32", "data.workers=0", "data.batch_size=6",
-        "model.n_segment=4", "optim.epochs=1", "optim.warmup_epochs=0", f"run.out_dir={tmp_path / 'run'}",
-        "run.progress=false", "run.device=cpu",
-    ])
+    config = load_config(
+        preset,
+        [
+            f"data.root={data.root}",
+            "data.size=32",
+            "data.scale_size=32",
+            "data.workers=0",
+            "data.batch_size=6",
+            "model.n_segment=4",
+            "optim.epochs=1",
+            "optim.warmup_epochs=0",
+            f"run.out_dir={tmp_path / 'run'}",
+            "run.progress=false",
+            "run.device=cpu",
+        ],
+    )
     assert config.model.mode == "causal"
     result = train(config)
     assert result.epochs_completed == 1

@@ -13,8 +13,8 @@ from temporal_shift.checkpoint.format import save_checkpoint
 from temporal_shift.checkpoint.loading import load_model
 from temporal_shift.data.encode import write_frame_folder, write_video
 from temporal_shift.data.transforms import test_transform as make_test_transform
-from temporal_shift.models.factory import build_model
 from temporal_shift.engine.predict import Predictor, find_inputs, predict, read_clip
+from temporal_shift.models.factory import build_model
 
 NAMES = ["red", "green", "blue"]
 
@@ -42,18 +42,30 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.manual_seed(0)
     model = build_model("resnet18", num_classes=3, n_segment=4)
     torch.nn.init.normal_(model.head.weight, 0.0, 0.3)
-    save_checkpoint(model, root / "named.pt", extra={"class_names": NAMES,
-                                                     "config": {"data": {"size": 32, "scale_size": 36}}})
+    save_checkpoint(
+        model, root / "named.pt", extra={"class_names": NAMES, "config": {"data": {"size": 32, "scale_size": 36}}}
+    )
     save_checkpoint(model, root / "plain.pt")
-    return {"root": root, "frames": root / "frames", "named": other, "videos": root / "videos",
-            "video": root / "videos" / "a.mp4", "bad": root / "bad", "empty": root / "empty",
-            "ckpt": root / "named.pt", "plain": root / "plain.pt"}
+    return {
+        "root": root,
+        "frames": root / "frames",
+        "named": other,
+        "videos": root / "videos",
+        "video": root / "videos" / "a.mp4",
+        "bad": root / "bad",
+        "empty": root / "empty",
+        "ckpt": root / "named.pt",
+        "plain": root / "plain.pt",
+    }
 
 
 def test_find_inputs(inputs: dict[str, Path]) -> None:
     assert find_inputs(inputs["video"]) == [(inputs["video"], "video")]
     assert find_inputs(inputs["frames"]) == [(inputs["frames"], "frames")]
-    assert find_inputs(inputs["videos"]) == [(inputs["videos"] / "a.mp4", "video"), (inputs["videos"] / "b.mp4", "video")]
+    assert find_inputs(inputs["videos"]) == [
+        (inputs["videos"] / "a.mp4", "video"),
+        (inputs["videos"] / "b.mp4", "video"),
+    ]
 
 
 def test_prediction_is_the_centre_clip_centre_crop_softmax(inputs: dict[str, Path]) -> None:
@@ -107,8 +119,10 @@ def test_cli_predict_errors_are_one_line(case: str, inputs: dict[str, Path], run
         "image": ([str(inputs["frames"] / "img_00001.jpg"), "--checkpoint", ckpt], "a single image is not a video"),
         "empty folder": ([str(inputs["empty"]), "--checkpoint", ckpt], "no JPEG frames and no videos"),
         "corrupt video": ([str(inputs["bad"]), "--checkpoint", ckpt], "broken.mp4: cannot open video"),
-        "missing checkpoint": ([str(inputs["video"]), "--checkpoint", str(inputs["root"] / "x.pt")],
-                               "checkpoint not found"),
+        "missing checkpoint": (
+            [str(inputs["video"]), "--checkpoint", str(inputs["root"] / "x.pt")],
+            "checkpoint not found",
+        ),
         "topk": ([str(inputs["video"]), "--checkpoint", ckpt, "--topk", "0"], "topk must be at least 1"),
     }[case]
     code, out, err = run_cli(["predict", *argv])

@@ -14,15 +14,19 @@ import torch
 from temporal_shift.apps.experiments import reproduce as rp
 from temporal_shift.cli import main
 
-TINY = rp.Budget("tiny", num_videos=24, epochs=1, seeds=2, batch_size=8, bench_arch="resnet18", bench_size=32,
-                 bench_repeats=2)
+TINY = rp.Budget(
+    "tiny", num_videos=24, epochs=1, seeds=2, batch_size=8, bench_arch="resnet18", bench_size=32, bench_repeats=2
+)
 
 
-@pytest.mark.parametrize("arms", [rp._shift_arms(), rp._placement_arms(), rp._online_arms()],
-                         ids=["shift-proportion", "placement", "online"])
+@pytest.mark.parametrize(
+    "arms", [rp._shift_arms(), rp._placement_arms(), rp._online_arms()], ids=["shift-proportion", "placement", "online"]
+)
 def test_arms_share_data_budget_seed_and_optimizer(tmp_path: Path, arms) -> None:
-    configs = [rp.arm_config(arm, data_root=tmp_path, out_dir=tmp_path / "x", budget=rp.BUDGETS["small"], seed=3)
-               for arm in arms]
+    configs = [
+        rp.arm_config(arm, data_root=tmp_path, out_dir=tmp_path / "x", budget=rp.BUDGETS["small"], seed=3)
+        for arm in arms
+    ]
     first = configs[0]
     for arm, config in zip(arms, configs):
         assert (config.data, config.optim, config.run) == (first.data, first.optim, first.run)
@@ -43,18 +47,47 @@ def test_shift_proportions_are_the_papers() -> None:
 
 
 def test_seed_statistics_and_spread_verdicts_by_hand() -> None:
-    runs = [{"arm": "a", "top1": 80.0, "temporal_top1": 70.0, "order_acc": 90.0, "params_m": 1.0, "gmacs": 0.5,
-             "train_seconds": 10.0},
-            {"arm": "a", "top1": 84.0, "temporal_top1": 74.0, "order_acc": 94.0, "params_m": 1.0, "gmacs": 0.5,
-             "train_seconds": 12.0},
-            {"arm": "b", "top1": 60.0, "temporal_top1": 50.0, "order_acc": 50.0, "params_m": 1.0, "gmacs": 0.5,
-             "train_seconds": 11.0},
-            {"arm": "b", "top1": 61.0, "temporal_top1": 51.0, "order_acc": 51.0, "params_m": 1.0, "gmacs": 0.5,
-             "train_seconds": 11.0}]
+    runs = [
+        {
+            "arm": "a",
+            "top1": 80.0,
+            "temporal_top1": 70.0,
+            "order_acc": 90.0,
+            "params_m": 1.0,
+            "gmacs": 0.5,
+            "train_seconds": 10.0,
+        },
+        {
+            "arm": "a",
+            "top1": 84.0,
+            "temporal_top1": 74.0,
+            "order_acc": 94.0,
+            "params_m": 1.0,
+            "gmacs": 0.5,
+            "train_seconds": 12.0,
+        },
+        {
+            "arm": "b",
+            "top1": 60.0,
+            "temporal_top1": 50.0,
+            "order_acc": 50.0,
+            "params_m": 1.0,
+            "gmacs": 0.5,
+            "train_seconds": 11.0,
+        },
+        {
+            "arm": "b",
+            "top1": 61.0,
+            "temporal_top1": 51.0,
+            "order_acc": 51.0,
+            "params_m": 1.0,
+            "gmacs": 0.5,
+            "train_seconds": 11.0,
+        },
+    ]
     summary = rp.summarize_runs(runs, [rp.Arm("a", {}), rp.Arm("b", {})])
     a, b = summary
-    assert a["top1"] == {"mean": 82.0, "sd": pytest.approx(np.std([80, 84], ddof=1)), "min": 80.0, "max": 84.0,
-                         "n": 2}
+    assert a["top1"] == {"mean": 82.0, "sd": pytest.approx(np.std([80, 84], ddof=1)), "min": 80.0, "max": 84.0, "n": 2}
     assert rp.compare(a["top1"], b["top1"]) == "+21.5 (beyond the seed spread 4.0)"
     close = rp._stats([81.0, 85.0])
     assert rp.compare(close, a["top1"]) == "+1.0 (within the seed spread 4.0)"
@@ -104,9 +137,9 @@ def test_bad_arguments_are_one_line_errors(capsys, tmp_path: Path) -> None:
 def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path: Path) -> None:
     """The stream (one frame at a time, shift buffers) after T frames scores each clip as
     `evaluate` scores the whole clip with the offline causal model."""
+    from temporal_shift.apps.experiments.demo import prepare_demo_data
     from temporal_shift.checkpoint.format import save_checkpoint
     from temporal_shift.data.synthetic import VAL_FRAMES_LIST
-    from temporal_shift.apps.experiments.demo import prepare_demo_data
     from temporal_shift.engine.evaluate import evaluate
     from temporal_shift.models.factory import build_model
 
@@ -117,8 +150,15 @@ def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path
         model.head.weight.normal_(0, 1)
     save_checkpoint(model, tmp_path / "causal.pt")
     curve = rp.streaming_accuracy(tmp_path / "causal.pt", data_root=data.root, device="cpu", batch_size=5)
-    tested = evaluate([tmp_path / "causal.pt"], list_file=VAL_FRAMES_LIST, root=data.root, kind="frames",
-                      workers=0, device="cpu", progress=False)  # both at the checkpoint's size (224, untrained)
+    tested = evaluate(
+        [tmp_path / "causal.pt"],
+        list_file=VAL_FRAMES_LIST,
+        root=data.root,
+        kind="frames",
+        workers=0,
+        device="cpu",
+        progress=False,
+    )  # both at the checkpoint's size (224, untrained)
     assert curve["frames"] == list(range(1, 5)) and len(curve["top1"]) == 4
     assert curve["top1"][-1] == pytest.approx(tested.top1)
     from temporal_shift.apps.experiments.demo import synthetic_metrics
@@ -154,8 +194,9 @@ def test_online_two_seeds_end_to_end_tiny(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_shift_proportion_end_to_end_tiny(tmp_path: Path) -> None:
-    (result,) = rp.reproduce("shift-proportion", budget=TINY, seeds=1, out_dir=tmp_path, progress=False,
-                             log=lambda line: None)
+    (result,) = rp.reproduce(
+        "shift-proportion", budget=TINY, seeds=1, out_dir=tmp_path, progress=False, log=lambda line: None
+    )
     assert [r["arm"] for r in result.summary] == [a.label for a in rp._shift_arms()]
     latency = result.extra["latency"]["per_proportion"]
     assert set(latency) == {label for label, _ in rp.PROPORTIONS}
@@ -183,18 +224,28 @@ def test_an_interrupted_arm_stops_the_experiment(tmp_path: Path, monkeypatch) ->
     data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)
 
     def interrupted(config, **kwargs):
-        return train_module.TrainResult(out_dir=Path(config.run.out_dir), epochs_completed=0, global_step=1,
-                                        best_top1=0.0, best_epoch=0, history=[], interrupted=True,
-                                        last_checkpoint=Path(config.run.out_dir) / "last.pt", best_checkpoint=None)
+        return train_module.TrainResult(
+            out_dir=Path(config.run.out_dir),
+            epochs_completed=0,
+            global_step=1,
+            best_top1=0.0,
+            best_epoch=0,
+            history=[],
+            interrupted=True,
+            last_checkpoint=Path(config.run.out_dir) / "last.pt",
+            best_checkpoint=None,
+        )
 
     monkeypatch.setattr(train_module, "train", interrupted)
     with pytest.raises(KeyboardInterrupt, match="TSN, seed 0: training interrupted"):
-        rp.train_arm(rp._online_arms()[0], data_root=data.root, out_dir=tmp_path / "arm", budget=TINY, seed=0,
-                     progress=False)
+        rp.train_arm(
+            rp._online_arms()[0], data_root=data.root, out_dir=tmp_path / "arm", budget=TINY, seed=0, progress=False
+        )
 
 
 def test_run_key_is_the_resolved_run(tmp_path: Path) -> None:
     """`all` reuses a run when its full settings match: defaults filled in, nothing else ignored."""
+
     def key(model, seed=0, budget=TINY):
         return rp.run_key(rp.Arm("x", model), data_root=tmp_path, budget=budget, seed=seed, device="cpu")
 
@@ -216,8 +267,9 @@ def test_an_identical_run_is_reused_not_trained_again(tmp_path: Path, monkeypatc
     data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)
     reuse: dict = {}
     lines: list[str] = []
-    common = dict(data_root=data.root, budget=TINY, seeds=[0], device="cpu", progress=False, log=lines.append, jobs=1,
-                  reuse=reuse)
+    common = dict(
+        data_root=data.root, budget=TINY, seeds=[0], device="cpu", progress=False, log=lines.append, jobs=1, reuse=reuse
+    )
     (first,) = rp._run_arms([rp.Arm("TSN", {"shift": False}, "tsn")], name="one", out=tmp_path / "one", **common)
     assert len(reuse) == 1 and "reused_from" not in first
 
@@ -227,8 +279,9 @@ def test_an_identical_run_is_reused_not_trained_again(tmp_path: Path, monkeypatc
     monkeypatch.setattr(rp, "train_arm", no_training)
     (again,) = rp._run_arms([rp.Arm("no shift", {"shift": False}, "0")], name="two", out=tmp_path / "two", **common)
     assert again["reused_from"] == "one: TSN" and (again["arm"], again["group"]) == ("no shift", "0")
-    assert {k: again[k] for k in ("top1", "order_acc", "checkpoint", "seed")} == \
-        {k: first[k] for k in ("top1", "order_acc", "checkpoint", "seed")}
+    assert {k: again[k] for k in ("top1", "order_acc", "checkpoint", "seed")} == {
+        k: first[k] for k in ("top1", "order_acc", "checkpoint", "seed")
+    }
     assert any("1 of them already trained" in line for line in lines)
     with pytest.raises(AssertionError, match="trained again"):  # a different run is trained
         rp._run_arms([rp.Arm("TSM", {"shift": True}, "tsm")], name="three", out=tmp_path / "three", **common)

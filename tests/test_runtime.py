@@ -41,9 +41,15 @@ def test_unwrap_takes_off_wrappers() -> None:
     assert unwrap(inner) is inner
 
 
-@pytest.mark.parametrize(("module", "not_imported"), [
-    ("temporal_shift.engine.predict", "temporal_shift.engine.evaluate"),  # predict's helpers live in loading/runtime
-])
+@pytest.mark.parametrize(
+    ("module", "not_imported"),
+    [
+        (
+            "temporal_shift.engine.predict",
+            "temporal_shift.engine.evaluate",
+        ),  # predict's helpers live in loading/runtime
+    ],
+)
 def test_module_does_not_import(module: str, not_imported: str) -> None:
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('temporal_shift')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -80,8 +86,11 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_keep_freed_memory_stops_the_page_faults_of_each_training_step() -> None:
     faults = {
-        mode: float(subprocess.run([sys.executable, "-c", _FAULTS_A_STEP, mode], capture_output=True, text=True,
-                                   check=True).stdout.split()[-1])
+        mode: float(
+            subprocess.run(
+                [sys.executable, "-c", _FAULTS_A_STEP, mode], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
         for mode in ("default", "keep")
     }
     # measured: 15,000-28,000 faults a step by default (60-110 MB faulted in again), 0-300 kept
@@ -91,8 +100,8 @@ def test_keep_freed_memory_stops_the_page_faults_of_each_training_step() -> None
 def test_cpu_training_keeps_freed_memory(tmp_path, monkeypatch) -> None:
     """`train` on a CPU asks for it (a process of its own or the job's), and only there."""
     import temporal_shift.engine.train as train_module
-    from temporal_shift.data.synthetic import generate_synthetic
     from temporal_shift.apps.experiments.demo import demo_config
+    from temporal_shift.data.synthetic import generate_synthetic
 
     calls = []
     monkeypatch.setattr(train_module, "keep_freed_memory", lambda: calls.append(1) or True)

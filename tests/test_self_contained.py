@@ -27,7 +27,9 @@ def _repo_files() -> list[str]:
         pytest.skip("not a git checkout: nothing to clone")
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO, capture_output=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        check=True,
     ).stdout.decode()
     return [name for name in listed.split("\0") if name and (REPO / name).is_file()]
 
@@ -53,13 +55,31 @@ def test_a_clone_alone_in_a_folder_passes_the_importer_tests(tmp_path: Path) -> 
     env = dict(os.environ, PYTHONPATH=str(clone / "src"), PYTHONDONTWRITEBYTECODE="1")
     where = subprocess.run(
         [sys.executable, "-c", "import temporal_shift; print(temporal_shift.__file__)"],
-        cwd=clone, env=env, capture_output=True, text=True, check=True,
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert Path(where).is_relative_to(clone), f"imported {where}, not the clone's package"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_importers.py",
-         "tests/test_online.py", "-k", "reference or release or import or online_demo"],
-        cwd=clone, env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_importers.py",
+            "tests/test_online.py",
+            "-k",
+            "reference or release or import or online_demo",
+        ],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert " passed" in run.stdout and "error" not in run.stdout.splitlines()[-1]

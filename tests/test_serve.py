@@ -19,19 +19,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 import websockets  # the test extra has the serve extra's packages
 from websockets.asyncio.client import connect
 
 from conftest import calibrated_model
-from temporal_shift.checkpoint.format import save_checkpoint
-from temporal_shift.data.encode import write_frame_folder
-from temporal_shift.data.lists import write_classes
-from temporal_shift.checkpoint.loading import load_online
-from temporal_shift.models.online import OnlineStream
 from temporal_shift.apps.serve.app import BackgroundServer, ServeSettings, create_app, is_loopback
 from temporal_shift.apps.serve.protocol import ServeLimits, encode_frame
 from temporal_shift.apps.stream import load_stream, stream_predictions
+from temporal_shift.checkpoint.format import save_checkpoint
+from temporal_shift.checkpoint.loading import load_online
+from temporal_shift.data.encode import write_frame_folder
+from temporal_shift.data.lists import write_classes
+from temporal_shift.models.online import OnlineStream
 
 K = 4
 SIZE, SHORT = 32, 36
@@ -51,8 +50,9 @@ def media(tmp_path_factory):
         frames = rng.integers(0, 255, (N_FRAMES, 40, 48, 3), dtype=np.uint8)
         frames[:, :, :, clip] = np.linspace(0, 255, N_FRAMES, dtype=np.uint8)[:, None, None]  # motion over time
         folders.append(write_frame_folder(root / f"clip{clip}", frames))
-    model = calibrated_model("resnet18", num_classes=K, n_segment=4, size=SIZE, calibration_seed=1, head_std=0.01,
-                             mode="causal")
+    model = calibrated_model(
+        "resnet18", num_classes=K, n_segment=4, size=SIZE, calibration_seed=1, head_std=0.01, mode="causal"
+    )
     ckpt = save_checkpoint(model, root / "causal.pt")
     classes = write_classes(root / "classes.txt", CLASSES)
     jpegs = [[p.read_bytes() for p in sorted(folder.iterdir())] for folder in folders]
@@ -107,8 +107,19 @@ async def closed_with(ws) -> tuple[int, str]:
 
 def expected_records(media, clip: int):
     stream = OnlineStream(load_online(media["ckpt"]))
-    return list(stream_predictions(media["folders"][clip], stream, classes=CLASSES, size=SIZE, short_side=SHORT,
-                                   smooth=2, hysteresis=2, topk=3, fps=FPS))
+    return list(
+        stream_predictions(
+            media["folders"][clip],
+            stream,
+            classes=CLASSES,
+            size=SIZE,
+            short_side=SHORT,
+            smooth=2,
+            hysteresis=2,
+            topk=3,
+            fps=FPS,
+        )
+    )
 
 
 def same(result: dict, record) -> None:
@@ -150,27 +161,38 @@ def test_reset_on_request_on_gap_and_on_new_source(media, server):
 
             await ws.send(json.dumps({"type": "source", "kind": "camera", "fps": FPS}))
             for i in range(3):
-                await frame(i / FPS, jpegs[i])           # 0 start, 1, 2 continue
-            await frame(3 / FPS, jpegs[0])                # continuing: buffers carry frames 0-2
+                await frame(i / FPS, jpegs[i])  # 0 start, 1, 2 continue
+            await frame(3 / FPS, jpegs[0])  # continuing: buffers carry frames 0-2
             await ws.send(json.dumps({"type": "reset"}))
-            await frame(4 / FPS, jpegs[0])                # request
+            await frame(4 / FPS, jpegs[0])  # request
             await frame(5 / FPS, jpegs[1])
-            await frame(7 / FPS, jpegs[0])                # a skipped tick: gap
+            await frame(7 / FPS, jpegs[0])  # a skipped tick: gap
             await frame(8 / FPS, jpegs[1])
-            await frame(8 / FPS, jpegs[0])                # time not moving forward: gap
+            await frame(8 / FPS, jpegs[0])  # time not moving forward: gap
             await ws.send(json.dumps({"type": "source", "kind": "file", "fps": FPS / 2}))
-            await frame(100.0, jpegs[0])                  # new source: start
-            await frame(100.0 + 2 / FPS, jpegs[1])        # one step at the new rate: no gap
-            await frame(100.0 + 3 / FPS, jpegs[2])        # half a step: within the tolerance
+            await frame(100.0, jpegs[0])  # new source: start
+            await frame(100.0 + 2 / FPS, jpegs[1])  # one step at the new rate: no gap
+            await frame(100.0 + 3 / FPS, jpegs[2])  # half a step: within the tolerance
             return out
 
     out = run(session())
     assert [r["reset"] for r in out] == [
-        "start", None, None, None, "request", None, "gap", None, "gap", "start", None, None,
+        "start",
+        None,
+        None,
+        None,
+        "request",
+        None,
+        "gap",
+        None,
+        "gap",
+        "start",
+        None,
+        None,
     ]
     first = out[0]["topk"]
-    assert out[3]["topk"] != first            # same image, different past: the buffers matter
-    for i in (4, 6, 8, 9):                    # same image after a reset: exactly a fresh stream's result
+    assert out[3]["topk"] != first  # same image, different past: the buffers matter
+    for i in (4, 6, 8, 9):  # same image after a reset: exactly a fresh stream's result
         assert out[i]["topk"] == first and out[i]["label"] == out[0]["label"]
 
 
@@ -237,13 +259,23 @@ def test_bounds_message_size_frame_size_rate_and_connections(media):
     jpeg = media["jpegs"][0][0]
     assert len(too_wide) < 4096
     with BackgroundServer(make_app(media, limits=limits), limits=limits) as s:
+
         async def scenario():
-            await expect_close(s.ws_url, [source, encode_frame(0.0, b"\xff\xd8" + bytes(5000))], code=1009,
-                               reason="over the limit of 4096")
-            await expect_close(s.ws_url, [source, encode_frame(0.0, too_wide)], code=1008,
-                               reason="60x80 over the limit of 64 pixels")
-            await expect_close(s.ws_url, [json.dumps({"type": "source", "fps": 30})], code=1008,
-                               reason="fps 30 over this server's limit of 5")
+            await expect_close(
+                s.ws_url,
+                [source, encode_frame(0.0, b"\xff\xd8" + bytes(5000))],
+                code=1009,
+                reason="over the limit of 4096",
+            )
+            await expect_close(
+                s.ws_url, [source, encode_frame(0.0, too_wide)], code=1008, reason="60x80 over the limit of 64 pixels"
+            )
+            await expect_close(
+                s.ws_url,
+                [json.dumps({"type": "source", "fps": 30})],
+                code=1008,
+                reason="fps 30 over this server's limit of 5",
+            )
             # a burst of 1 s of frames passes, sustained flooding does not
             flood = [source] + [encode_frame(i / 5, jpeg) for i in range(40)]
             await expect_close(s.ws_url, flood, code=1008, reason="more than 5 frames a second")
@@ -283,8 +315,16 @@ def test_only_the_page_is_served_and_no_files_are_touched(media, server, tmp_pat
     assert page.headers["Content-Type"].startswith("text/html") and b"tsm serve" in page.read()
     secret = tmp_path / "secret.txt"
     secret.write_text("do not serve")
-    for path in ("/index.html", "/secret.txt", "/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
-                 "/static/../../etc/passwd", f"/{media['ckpt']}", "/serve/index.html", "/ws/../secret.txt"):
+    for path in (
+        "/index.html",
+        "/secret.txt",
+        "/../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/static/../../etc/passwd",
+        f"/{media['ckpt']}",
+        "/serve/index.html",
+        "/ws/../secret.txt",
+    ):
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(server.url + path, timeout=10)
         assert info.value.code == 404, path
@@ -306,7 +346,8 @@ def test_cli_errors_are_one_line(media, run_cli, tmp_path):
     assert code == 2 and "needs a causal (online) model" in err and "--demo" in err and len(err.splitlines()) == 1
     bidirectional = save_checkpoint(
         calibrated_model("resnet18", num_classes=K, n_segment=4, size=SIZE, calibration_seed=1, mode="bidirectional"),
-        tmp_path / "offline.pt")
+        tmp_path / "offline.pt",
+    )
     code, out, err = run_cli(["serve", "--checkpoint", bidirectional])
     assert code == 2 and str(bidirectional) in err and "causal" in err
     code, out, err = run_cli(["serve", "--checkpoint", tmp_path / "missing.pt"])
@@ -315,8 +356,12 @@ def test_cli_errors_are_one_line(media, run_cli, tmp_path):
     assert code == 2 and "--onnx" in err
     code, out, err = run_cli(["serve", "--checkpoint", media["ckpt"], "--fps", "90"])
     assert code == 2 and "--max-fps" in err
-    for option, message in (("--smooth", "smooth must be at least 1"), ("--hysteresis", "hysteresis must be at least 1"),
-                            ("--topk", "topk must be at least 1"), ("--max-connections", "max_connections")):
+    for option, message in (
+        ("--smooth", "smooth must be at least 1"),
+        ("--hysteresis", "hysteresis must be at least 1"),
+        ("--topk", "topk must be at least 1"),
+        ("--max-connections", "max_connections"),
+    ):
         code, out, err = run_cli(["serve", "--checkpoint", media["ckpt"], option, "0"])
         assert code == 2 and message in err, (option, err)
     code, out, err = run_cli(["serve", "--checkpoint", media["ckpt"], "--classes", tmp_path / "none.txt"])
@@ -339,8 +384,10 @@ def test_onnxruntime_runtime_matches_torch(media, tmp_path):
 
     onnx = export_online(load_online(media["ckpt"]), tmp_path / "step.onnx", size=SIZE)
     model = load_stream(runtime="onnxruntime", checkpoint=media["ckpt"], onnx=onnx, classes=media["classes"])
-    app = create_app(model, settings=ServeSettings(size=SIZE, short_side=SHORT, smooth=2, hysteresis=2,
-                                                   runtime="onnxruntime"))
+    app = create_app(
+        model, settings=ServeSettings(size=SIZE, short_side=SHORT, smooth=2, hysteresis=2, runtime="onnxruntime")
+    )
+
     async def both(url):
         return await asyncio.gather(*(stream_clip(url, media["jpegs"][c], pause=0.005) for c in (0, 1)))
 
@@ -371,9 +418,12 @@ def test_demo_model_is_trained_once_and_cached(tmp_path, monkeypatch):
     model = load_stream(checkpoint=again.checkpoint)
     assert model.classes[10:] == ["still_red", "still_blue"] and model.input_size == 32 and model.scale_size == 32
     (again.folder / "step.onnx").write_bytes(b"stale export of the previous model")
-    other = ensure_demo_model(cache_dir=tmp_path / "cache", budget=DemoServeBudget(num_videos=24, epochs=1,
-                                                                                   batch_size=8, seed=1),
-                              progress=False, log=lines.append)
+    other = ensure_demo_model(
+        cache_dir=tmp_path / "cache",
+        budget=DemoServeBudget(num_videos=24, epochs=1, batch_size=8, seed=1),
+        progress=False,
+        log=lines.append,
+    )
     assert other.trained_now and not (other.folder / "step.onnx").exists()  # another budget: retrained
 
 
@@ -381,8 +431,12 @@ def test_demo_model_is_trained_once_and_cached(tmp_path, monkeypatch):
 def test_demo_model_exports_its_step_for_onnxruntime_once(tmp_path):
     from temporal_shift.apps.serve.demo_model import DemoServeBudget, ensure_demo_model
 
-    demo = ensure_demo_model(cache_dir=tmp_path, budget=DemoServeBudget(num_videos=24, epochs=1, batch_size=8),
-                             progress=False, log=lambda line: None)
+    demo = ensure_demo_model(
+        cache_dir=tmp_path,
+        budget=DemoServeBudget(num_videos=24, epochs=1, batch_size=8),
+        progress=False,
+        log=lambda line: None,
+    )
     onnx = demo.onnx()
     stamp = onnx.stat().st_mtime_ns
     assert demo.onnx() == onnx and onnx.stat().st_mtime_ns == stamp  # cached

@@ -50,8 +50,12 @@ def control_clips(label: int, count: int, *, seed: int, pair_hues: bool = False)
     from temporal_shift.data.synthetic import render_clip
 
     rng = np.random.default_rng(seed)
-    return np.stack([render_clip(label, rng=rng, size=SIZE, frames=FRAMES, clutter=False, pair_hues=pair_hues)[0]
-                     for _ in range(count)])
+    return np.stack(
+        [
+            render_clip(label, rng=rng, size=SIZE, frames=FRAMES, clutter=False, pair_hues=pair_hues)[0]
+            for _ in range(count)
+        ]
+    )
 
 
 CAMERA_SEED, FILE_SEED = 7, 8  # the still_red camera clip and the still_blue video file
@@ -78,7 +82,7 @@ def control_model(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model("resnet18", num_classes=len(CLASSES), n_segment=4, mode="causal")
     clips = {RED: control_clips(RED, 1, seed=CAMERA_SEED)[0], BLUE: control_clips(BLUE, 1, seed=FILE_SEED)[0]}
-    x = torch.stack([frames(clip[start:start + 4]) for clip in clips.values() for start in (0, 2, 4)])
+    x = torch.stack([frames(clip[start : start + 4]) for clip in clips.values() for start in (0, 2, 4)])
     y = torch.tensor([label for label in clips for _ in range(3)])
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -148,8 +152,12 @@ def test_page_shows_the_class_of_the_camera_clip_and_of_a_picked_file(control_mo
         state = open_page(driver, server.url + "/")
         assert "12 classes" in state["status"], (state["status"], browser.console())
         start_camera(driver)
-        state = wait_for(driver, lambda s: s["frames"] >= 10 and s["label"] == "still_red", timeout=60,
-                         what="still_red from the camera")
+        state = wait_for(
+            driver,
+            lambda s: s["frames"] >= 10 and s["label"] == "still_red",
+            timeout=60,
+            what="still_red from the camera",
+        )
         # live probabilities: the bars are the top-k of the latest result, and keep coming
         assert [b["label"] for b in state["bars"]][0] == "still_red" and len(state["bars"]) == 3
         assert all(0 <= b["score"] <= 1 for b in state["bars"]) and sum(b["score"] for b in state["bars"]) <= 1.0001
@@ -163,8 +171,12 @@ def test_page_shows_the_class_of_the_camera_clip_and_of_a_picked_file(control_mo
         assert shot.stat().st_size > 10_000
         # a file the person picks: a new source (reset "start"), and its class
         choose_file(driver, video)
-        state = wait_for(driver, lambda s: s["label"] == "still_blue" and s["resets"]["start"] > starts,
-                         timeout=60, what="still_blue from the picked file")
+        state = wait_for(
+            driver,
+            lambda s: s["label"] == "still_blue" and s["resets"]["start"] > starts,
+            timeout=60,
+            what="still_blue from the picked file",
+        )
         assert state["bars"][0]["label"] == "still_blue" and not state["closed"]
         driver.save_screenshot(str(tmp_path / "file.png"))
         health = urllib.request.urlopen(server.url + "/health", timeout=10).read()
@@ -186,8 +198,12 @@ def test_tsm_serve_demo_in_the_browser(tmp_path):
     src = str(Path(__file__).resolve().parents[1] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "temporal_shift.cli", "serve", "--demo", "--port", str(port),
-                             "--fps", "10"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "temporal_shift.cli", "serve", "--demo", "--port", str(port), "--fps", "10"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 3600
         while True:
@@ -203,14 +219,22 @@ def test_tsm_serve_demo_in_the_browser(tmp_path):
         with Browser(fake_camera=camera) as browser:
             open_page(browser.driver, f"http://127.0.0.1:{port}/")
             start_camera(browser.driver)
-            state = wait_for(browser.driver, lambda s: s["frames"] >= 20 and s["label"] == "still_red", timeout=90,
-                             what="still_red from the camera (demo model)")
+            state = wait_for(
+                browser.driver,
+                lambda s: s["frames"] >= 20 and s["label"] == "still_red",
+                timeout=90,
+                what="still_red from the camera (demo model)",
+            )
             assert state["bars"][0]["label"] == "still_red"
             time.sleep(2)  # a few more frames for the rate on the page
             # the fake camera loops its clip, and where it jumps back the label can flicker for a
             # frame or two (seen once: rotating_clockwise): the screenshot waits for still_red again
-            wait_for(browser.driver, lambda s: s["label"] == "still_red", timeout=30,
-                     what="still_red again before the screenshot")
+            wait_for(
+                browser.driver,
+                lambda s: s["label"] == "still_red",
+                timeout=30,
+                what="still_red again before the screenshot",
+            )
             shot = Path(os.environ.get("TSM_SERVE_SCREENSHOT") or tmp_path / "serve.png")
             shot.parent.mkdir(parents=True, exist_ok=True)
             browser.driver.save_screenshot(str(shot))

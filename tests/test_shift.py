@@ -113,9 +113,7 @@ def test_trace_has_no_warnings_and_generalises_over_batch():
 def test_torch_export_with_dynamic_batch():
     module = TemporalShift(torch.nn.Conv2d(16, 4, 1), 4).eval()
     batch = torch.export.Dim("batch")
-    program = torch.export.export(
-        module, (torch.randn(8, 16, 3, 3),), dynamic_shapes={"x": {0: 4 * batch}}
-    )
+    program = torch.export.export(module, (torch.randn(8, 16, 3, 3),), dynamic_shapes={"x": {0: 4 * batch}})
     other = torch.randn(12, 16, 3, 3)
     assert torch.allclose(program.module()(other), module(other))
 
@@ -162,7 +160,7 @@ def test_in_place_inference_path_is_exact_and_restores_input(mode, channels_last
     conv = torch.nn.Conv2d(20, 6, 1)
     fast = TemporalShift(conv, 4, mode=mode)
     slow = TemporalShift(conv, 4, mode=mode, inplace_inference=False)
-    with (torch.no_grad() if context == "no_grad" else torch.inference_mode()):
+    with torch.no_grad() if context == "no_grad" else torch.inference_mode():
         x = torch.randn(8, 20, 5, 5)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -263,8 +261,9 @@ def test_compile_fullgraph_no_graph_break():
     (g_eager,) = torch.autograd.grad(module(x).sum(), x)
     assert torch.allclose(g_compiled, g_eager)
     # the registered op on its own also compiles without a break (its fake gives the strides)
-    op = torch.compile(lambda v: torch.ops.temporal_shift.shift(v, 4, 2, 1, -1) * 2, fullgraph=True,
-                       backend="aot_eager")
+    op = torch.compile(
+        lambda v: torch.ops.temporal_shift.shift(v, 4, 2, 1, -1) * 2, fullgraph=True, backend="aot_eager"
+    )
     assert torch.equal(op(x.detach()), temporal_shift(x.detach(), 4) * 2)
 
 
@@ -308,7 +307,9 @@ def test_inductor_writes_the_shift_once_in_the_convolutions_layout():
         return "\n".join(code)
 
     code = {name: generated(name == "tsm") for name in ("tsn", "tsm")}
-    kernels = {name: set(re.findall(r"\b(cpp_fused_\w+|triton_\w+) = async_compile", text)) for name, text in code.items()}
+    kernels = {
+        name: set(re.findall(r"\b(cpp_fused_\w+|triton_\w+) = async_compile", text)) for name, text in code.items()
+    }
     assert len(kernels["tsm"]) == len(kernels["tsn"]) + 1, kernels
     # no NCHW (contiguous) buffer of the block input, 4-D or as a (N, T, C, H, W) view: the
     # shift is written once, channels_last, straight into the convolution's input

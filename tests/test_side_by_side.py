@@ -7,8 +7,14 @@ import os
 
 import pytest
 
-from temporal_shift.apps.experiments.side_by_side import (MAX_LOADER_WORKERS, MAX_SLOTS, Slots, loader_workers, plan_slots,
-                                        run_side_by_side)
+from temporal_shift.apps.experiments.side_by_side import (
+    MAX_LOADER_WORKERS,
+    MAX_SLOTS,
+    Slots,
+    loader_workers,
+    plan_slots,
+    run_side_by_side,
+)
 
 
 def test_plan_splits_the_cpu_and_keeps_a_gpu_to_one_run() -> None:

@@ -13,11 +13,11 @@ from temporal_shift.ops.small_maps import SmallMapConv2d, SmallMapConv3d, full_k
 
 # (in, out, kernel, stride, padding, groups, bias, input size): every output is 1x1 but the last
 CASES = [
-    (16, 24, 3, 1, 1, 1, False, 1),   # ResNet layer4 on 32x32 frames: the centre tap only
-    (16, 24, 3, 2, 1, 1, True, 2),    # layer4's first conv: a 2x2 map to 1x1, a 2x2 window of taps
-    (8, 8, 3, 1, 1, 8, False, 1),     # depthwise (MobileNetV2)
-    (6, 10, 7, 2, 3, 1, True, 2),     # a stem on a 2x2 frame: taps 3..4
-    (6, 10, 1, 1, 0, 1, True, 1),     # 1x1 kernel: nothing to skip
+    (16, 24, 3, 1, 1, 1, False, 1),  # ResNet layer4 on 32x32 frames: the centre tap only
+    (16, 24, 3, 2, 1, 1, True, 2),  # layer4's first conv: a 2x2 map to 1x1, a 2x2 window of taps
+    (8, 8, 3, 1, 1, 8, False, 1),  # depthwise (MobileNetV2)
+    (6, 10, 7, 2, 3, 1, True, 2),  # a stem on a 2x2 frame: taps 3..4
+    (6, 10, 1, 1, 0, 1, True, 1),  # 1x1 kernel: nothing to skip
     (6, 10, (3, 1), 1, (1, 0), 1, False, 1),
 ]
 
@@ -99,8 +99,9 @@ def test_use_small_map_convs_leaves_other_layers_alone():
     from temporal_shift.models.zoo.i3d import TimePaddedConv3d
 
     own_forward = TimePaddedConv3d(4, 4, kernel_size=(3, 1, 1), time_padding=1)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 1), nn.Conv3d(4, 4, 3), Conv3DSimple(4, 4),
-                        own_forward)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv1d(4, 4, 1), nn.Conv3d(4, 4, 3), Conv3DSimple(4, 4), own_forward
+    )
     use_small_map_convs(net)
     fast = [SmallMapConv2d, nn.ReLU, nn.Conv1d, SmallMapConv3d, SmallMapConv3d, TimePaddedConv3d]
     assert [type(m) for m in net] == fast
@@ -112,12 +113,12 @@ def test_use_small_map_convs_leaves_other_layers_alone():
 # (in, out, kernel, stride, padding, bias, input (T, H, W), expected window): 3D convolutions
 # with a single output position along some axes only
 CASES_3D = [
-    (8, 12, 3, 1, 1, True, (1, 4, 4), ((1, 1), None, None)),        # C3D conv4 on one frame: a 2D conv
-    (8, 12, 3, 1, 1, False, (1, 2, 2), ((1, 1), None, None)),       # C3D conv5
-    (8, 12, 3, 1, 1, True, (1, 1, 1), ((1, 1), (1, 1), (1, 1))),    # the centre tap alone
-    (8, 12, 3, 2, 1, True, (2, 3, 3), ((1, 2), None, None)),        # a 2-frame window, stride 2
+    (8, 12, 3, 1, 1, True, (1, 4, 4), ((1, 1), None, None)),  # C3D conv4 on one frame: a 2D conv
+    (8, 12, 3, 1, 1, False, (1, 2, 2), ((1, 1), None, None)),  # C3D conv5
+    (8, 12, 3, 1, 1, True, (1, 1, 1), ((1, 1), (1, 1), (1, 1))),  # the centre tap alone
+    (8, 12, 3, 2, 1, True, (2, 3, 3), ((1, 2), None, None)),  # a 2-frame window, stride 2
     (8, 12, (3, 1, 1), 1, (1, 0, 0), True, (1, 3, 3), ((1, 1), None, None)),  # I3D's temporal kernel
-    (8, 12, 3, 1, 1, True, (3, 1, 1), (None, (1, 1), (1, 1))),      # many frames, one pixel
+    (8, 12, 3, 1, 1, True, (3, 1, 1), (None, (1, 1), (1, 1))),  # many frames, one pixel
 ]
 
 

@@ -13,13 +13,6 @@ import pytest
 import torch
 
 from conftest import calibrated_model
-from temporal_shift.checkpoint.format import save_checkpoint
-from temporal_shift.data.decode import read_video
-from temporal_shift.data.encode import write_frame_folder, write_video
-from temporal_shift.data.lists import write_classes
-from temporal_shift.data.transforms import test_transform as make_test_transform
-from temporal_shift.checkpoint.loading import load_online
-from temporal_shift.models.online import OnlineStream
 from temporal_shift.apps.stream import (
     GapDetector,
     ScoreFilter,
@@ -27,7 +20,14 @@ from temporal_shift.apps.stream import (
     StreamSummary,
     stream_predictions,
 )
+from temporal_shift.checkpoint.format import save_checkpoint
+from temporal_shift.checkpoint.loading import load_online
+from temporal_shift.data.decode import read_video
+from temporal_shift.data.encode import write_frame_folder, write_video
+from temporal_shift.data.lists import write_classes
 from temporal_shift.data.sources import SourceFrame
+from temporal_shift.data.transforms import test_transform as make_test_transform
+from temporal_shift.models.online import OnlineStream
 
 K = 4
 SIZE, SHORT = 32, 36
@@ -68,9 +68,18 @@ def test_one_record_per_processed_frame(media, every):
     stream = OnlineStream(load_online(media["ckpt"]))
     summary = StreamSummary()
     for source, fps in ((media["video"], 10), (media["folder"], 25)):
-        records = list(stream_predictions(
-            source, stream, classes=CLASSES, size=SIZE, short_side=SHORT, every=every, topk=2, summary=summary,
-        ))
+        records = list(
+            stream_predictions(
+                source,
+                stream,
+                classes=CLASSES,
+                size=SIZE,
+                short_side=SHORT,
+                every=every,
+                topk=2,
+                summary=summary,
+            )
+        )
         assert [r.frame for r in records] == list(range(0, N_FRAMES, every))
         assert [r.time for r in records] == pytest.approx([i / fps for i in range(0, N_FRAMES, every)])
         assert records[0].reset == "start" and all(r.reset is None for r in records[1:])
@@ -82,9 +91,17 @@ def test_one_record_per_processed_frame(media, every):
 
 def test_scores_equal_online_stream_run_by_hand(media):
     online = load_online(media["ckpt"])
-    records = list(stream_predictions(
-        media["video"], OnlineStream(online), classes=CLASSES, size=SIZE, short_side=SHORT, every=2, topk=K,
-    ))
+    records = list(
+        stream_predictions(
+            media["video"],
+            OnlineStream(online),
+            classes=CLASSES,
+            size=SIZE,
+            short_side=SHORT,
+            every=2,
+            topk=K,
+        )
+    )
     frames = read_video(media["video"], range(0, N_FRAMES, 2))
     transform = make_test_transform(size=SIZE, scale_size=SHORT)
     by_hand = OnlineStream(online)
@@ -156,8 +173,9 @@ def test_gap_in_real_video_timestamps(media):
                 container.mux(packet)
         for packet in s.encode():
             container.mux(packet)
-    records = list(stream_predictions(
-        path, OnlineStream(load_online(media["ckpt"])), classes=CLASSES, size=SIZE, short_side=SHORT))
+    records = list(
+        stream_predictions(path, OnlineStream(load_online(media["ckpt"])), classes=CLASSES, size=SIZE, short_side=SHORT)
+    )
     assert [r.reset for r in records] == ["start", None, None, None, "gap", None]
     assert records[4].time == pytest.approx(0.7)
 
@@ -165,9 +183,26 @@ def test_gap_in_real_video_timestamps(media):
 def test_cli_json_lines_summary_and_annotated_video(media, run_cli, tmp_path):
     out_video, summary = tmp_path / "annotated.mp4", tmp_path / "summary.json"
     code, out, err = run_cli(
-        ["stream", media["video"], "--checkpoint", media["ckpt"], "--classes", media["classes"],
-         "--size", SIZE, "--every", 2, "--smooth", 2, "--hysteresis", 2, "--out-video", out_video,
-         "--json-summary", summary],
+        [
+            "stream",
+            media["video"],
+            "--checkpoint",
+            media["ckpt"],
+            "--classes",
+            media["classes"],
+            "--size",
+            SIZE,
+            "--every",
+            2,
+            "--smooth",
+            2,
+            "--hysteresis",
+            2,
+            "--out-video",
+            out_video,
+            "--json-summary",
+            summary,
+        ],
     )
     assert code == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
@@ -255,15 +290,25 @@ def test_load_stream_is_the_cli_without_argparse(media, tmp_path):
         ({"runtime": "tensorrt"}, "runtime must be one of torch, onnxruntime, executorch, openvino"),
         ({"runtime": "executorch"}, "--runtime executorch needs --exported FILE"),
         ({"runtime": "openvino", "onnx": tmp_path / "x.onnx"}, "--onnx is for --runtime onnxruntime"),
-        ({"checkpoint": media["ckpt"], "classes": write_classes(tmp_path / "two.txt", CLASSES[:2])},
-         "two.txt: 2 class names, but the model has 4 classes"),
+        (
+            {"checkpoint": media["ckpt"], "classes": write_classes(tmp_path / "two.txt", CLASSES[:2])},
+            "two.txt: 2 class names, but the model has 4 classes",
+        ),
     ]:
         with pytest.raises(ValueError, match=message):
             load_stream(**kwargs)
     # short_side defaults to size * 8/7, as the CLI's --short-side
     lines = io.StringIO()
     summary = run_stream(media["folder"], model.stream, classes=model.classes, out=lines, size=SIZE, topk=2)
-    direct = list(stream_predictions(media["folder"], OnlineStream(load_online(media["ckpt"])), classes=model.classes,
-                                     size=SIZE, short_side=round(SIZE * 8 / 7), topk=2))
+    direct = list(
+        stream_predictions(
+            media["folder"],
+            OnlineStream(load_online(media["ckpt"])),
+            classes=model.classes,
+            size=SIZE,
+            short_side=round(SIZE * 8 / 7),
+            topk=2,
+        )
+    )
     assert summary.frames_processed == len(direct) == N_FRAMES
     assert [json.loads(line)["topk"] for line in lines.getvalue().splitlines()] == [r.topk for r in direct]

@@ -20,9 +20,29 @@ def script():
 
 
 def test_a_tiny_run_reports_every_pair_it_trains_on(script, capsys) -> None:
-    rows = script.main(["--classes", "0,1,6,7,10", "--train", "20", "--val", "10", "--epochs", "2",
-                        "--batch-size", "10", "--segments", "4", "--motion", "3", "--spin", "2.5", "--json",
-                        "--threads", "1"])
+    rows = script.main(
+        [
+            "--classes",
+            "0,1,6,7,10",
+            "--train",
+            "20",
+            "--val",
+            "10",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "10",
+            "--segments",
+            "4",
+            "--motion",
+            "3",
+            "--spin",
+            "2.5",
+            "--json",
+            "--threads",
+            "1",
+        ]
+    )
     assert [r["step"] for r in rows] == [2, 4]
     # pairs (0, 1) and (6, 7) are both in; class 10's partner is not a temporal pair
     assert set(rows[-1]["order_per_pair"]) == {"moving_right", "rotating_clockwise"}
@@ -42,11 +62,14 @@ def test_sampling_takes_one_frame_per_segment(script) -> None:
     assert all(2 * k <= int(v) <= 2 * k + 1 for k, v in enumerate(train.tolist()))
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--classes", "0,0"], "--classes: distinct indices"),
-    (["--classes", "12"], "--classes: distinct indices"),
-    (["--train", "4"], "--train 4 is smaller than one batch"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--classes", "0,0"], "--classes: distinct indices"),
+        (["--classes", "12"], "--classes: distinct indices"),
+        (["--train", "4"], "--train 4 is smaller than one batch"),
+    ],
+)
 def test_bad_arguments_name_the_option(script, capsys, argv, message) -> None:
     with pytest.raises(SystemExit) as exit_info:
         script.main(argv)

@@ -14,9 +14,9 @@ import yaml
 
 from temporal_shift.checkpoint.format import read_checkpoint
 from temporal_shift.checkpoint.loading import load_model
-from temporal_shift.engine.config import ConfigError, load_config
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list
+from temporal_shift.engine.config import ConfigError, load_config
 from temporal_shift.engine.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,8 +34,13 @@ def test_presets_parse(path: Path) -> None:
 
 def test_preset_set_is_complete() -> None:
     names = {p.name for p in CONFIGS}
-    for wanted in ("synthetic_tsm_r18.yaml", "synthetic_tsn_r18.yaml", "tsm_r50_kinetics400_8f.yaml",
-                   "tsm_r50_somethingv2_8f.yaml", "tsm_mobilenetv2_jester_8f.yaml"):
+    for wanted in (
+        "synthetic_tsm_r18.yaml",
+        "synthetic_tsn_r18.yaml",
+        "tsm_r50_kinetics400_8f.yaml",
+        "tsm_r50_somethingv2_8f.yaml",
+        "tsm_mobilenetv2_jester_8f.yaml",
+    ):
         assert wanted in names
 
 
@@ -77,9 +82,19 @@ def test_config_errors_name_key_and_file(tmp_path: Path, override: str, message:
 # A non-default value for every model option: the config's model section must take each
 # ModelConfig field (and only those, with data.num_classes as the number of classes).
 NON_DEFAULT_MODEL = {
-    "arch": "resnet34", "n_segment": 6, "shift": False, "fold_div": 4, "place": "block", "mode": "causal",
-    "temporal_pool": True, "non_local": False, "dropout": 0.25, "partial_bn": True, "modality": "flow",
-    "flow_length": 3, "small_maps": True,
+    "arch": "resnet34",
+    "n_segment": 6,
+    "shift": False,
+    "fold_div": 4,
+    "place": "block",
+    "mode": "causal",
+    "temporal_pool": True,
+    "non_local": False,
+    "dropout": 0.25,
+    "partial_bn": True,
+    "modality": "flow",
+    "flow_length": 3,
+    "small_maps": True,
 }
 
 
@@ -137,7 +152,7 @@ def _colour_clips(root: Path, *, per_class: int, frames: int = 6, size: int = 32
         write_frame_folder(root / f"v{i:03d}", clip, quality=90)
         rows.append((f"v{i:03d}", frames, label))
     write_frame_list(root / "train.txt", rows[: 3 * len(rows) // 4])
-    write_frame_list(root / "val.txt", rows[3 * len(rows) // 4:])
+    write_frame_list(root / "val.txt", rows[3 * len(rows) // 4 :])
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +165,18 @@ def colour_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _config_file(tmp_path: Path, data_root: Path, **sections: dict) -> Path:
     data = {
         "model": {"arch": "resnet18", "n_segment": 4, "dropout": 0.3},
-        "data": {"root": str(data_root), "train_list": "train.txt", "val_list": "val.txt", "num_classes": 2,
-                 "size": 32, "scale_size": 32, "scales": [1.0, 0.875], "flip": True, "batch_size": 4, "workers": 0},
+        "data": {
+            "root": str(data_root),
+            "train_list": "train.txt",
+            "val_list": "val.txt",
+            "num_classes": 2,
+            "size": 32,
+            "scale_size": 32,
+            "scales": [1.0, 0.875],
+            "flip": True,
+            "batch_size": 4,
+            "workers": 0,
+        },
         "optim": {"lr": 0.02, "lr_batch": None, "schedule": "cosine", "warmup_epochs": 1, "epochs": 3},
         "run": {"out_dir": str(tmp_path / "run"), "seed": 1, "progress": False},
     }
@@ -237,9 +262,10 @@ def test_finetune_replaces_head_for_new_class_count(tmp_path: Path, colour_data:
 
     source = build_model("resnet18", num_classes=7, n_segment=4, dropout=0.3)
     ckpt = save_checkpoint(source, tmp_path / "src.pt")
-    config = load_config(_config_file(tmp_path, colour_data), ["optim.epochs=1", "optim.warmup_epochs=0",
-                                                                "optim.fc_lr5=true", "optim.lr=1e-9",
-                                                                "run.amp=true"])  # bf16 autocast on CPU
+    config = load_config(
+        _config_file(tmp_path, colour_data),
+        ["optim.epochs=1", "optim.warmup_epochs=0", "optim.fc_lr5=true", "optim.lr=1e-9", "run.amp=true"],
+    )  # bf16 autocast on CPU
     result = train(config, finetune_from=ckpt)
     tuned = read_checkpoint(result.last_checkpoint)["state_dict"]
     key = "backbone.layer4.1.conv2.weight"
@@ -249,8 +275,11 @@ def test_finetune_replaces_head_for_new_class_count(tmp_path: Path, colour_data:
 
 def test_class_names_are_saved_in_checkpoints(tmp_path: Path, colour_data: Path) -> None:
     (colour_data / "colour_classes.txt").write_text("reddish\nbluish\n")
-    config = load_config(_config_file(tmp_path, colour_data, optim={"epochs": 1, "warmup_epochs": 0},
-                                      data={"classes": "colour_classes.txt"}))  # relative to data.root
+    config = load_config(
+        _config_file(
+            tmp_path, colour_data, optim={"epochs": 1, "warmup_epochs": 0}, data={"classes": "colour_classes.txt"}
+        )
+    )  # relative to data.root
     result = train(config)
     assert read_checkpoint(result.last_checkpoint)["class_names"] == ["reddish", "bluish"]
     assert read_checkpoint(tmp_path / "run" / "best.pt")["class_names"] == ["reddish", "bluish"]
@@ -263,8 +292,13 @@ def test_class_names_are_saved_in_checkpoints(tmp_path: Path, colour_data: Path)
 def test_torchrun_gloo_two_processes(tmp_path: Path, colour_data: Path) -> None:
     """2-process DDP on CPU: runs, all-reduces metrics, only rank 0 writes, uses the
     single-process learning rate for the same total batch and starts like it."""
-    cfg = _config_file(tmp_path, colour_data, optim={"epochs": 2, "lr_batch": 8, "lr": 0.02},
-                       data={"batch_size": 2}, model={"dropout": 0.0})
+    cfg = _config_file(
+        tmp_path,
+        colour_data,
+        optim={"epochs": 2, "lr_batch": 8, "lr": 0.02},
+        data={"batch_size": 2},
+        model={"dropout": 0.0},
+    )
     script = tmp_path / "run.py"
     script.write_text(
         "import sys, torch\n"
@@ -275,9 +309,20 @@ def test_torchrun_gloo_two_processes(tmp_path: Path, colour_data: Path) -> None:
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(script), str(cfg), f"run.out_dir={tmp_path / 'ddp'}"],
-        capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            str(cfg),
+            f"run.out_dir={tmp_path / 'ddp'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("RESULT 6 2") == 2  # 12 clips / (2 x 2) = 3 steps per epoch
@@ -313,7 +358,9 @@ def test_sigterm_saves_resumable_checkpoint(tmp_path: Path, colour_data: Path) -
     cfg = _config_file(tmp_path, colour_data, optim={"epochs": 40})
     proc = subprocess.Popen(
         [sys.executable, "-m", "temporal_shift.cli", "train", "--config", str(cfg)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.stderr is not None
@@ -326,6 +373,11 @@ def test_sigterm_saves_resumable_checkpoint(tmp_path: Path, colour_data: Path) -
     assert "stopped (SIGTERM)" in err and "resumable checkpoint" in err
     state = read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]
     assert 3 <= state["global_step"] < 40 * 3 and state["epoch"] < 40
-    resumed = train(load_config(tmp_path / "run" / "config.yaml", ["optim.epochs=40", "run.stop_after_steps=" +
-                                                                    str(state["global_step"] + 1)]), resume=True)
+    resumed = train(
+        load_config(
+            tmp_path / "run" / "config.yaml",
+            ["optim.epochs=40", "run.stop_after_steps=" + str(state["global_step"] + 1)],
+        ),
+        resume=True,
+    )
     assert resumed.global_step == state["global_step"] + 1

@@ -17,15 +17,14 @@ import torch
 
 from conftest import random_state
 from temporal_shift.checkpoint.format import CheckpointError, CheckpointNotFoundError, save_checkpoint
-from temporal_shift.data import transforms
 from temporal_shift.checkpoint.loading import load_checkpoint
+from temporal_shift.data import transforms
 from temporal_shift.engine.evaluate import EvalProtocol
 from temporal_shift.hub.build import build_model, load_model
-from temporal_shift.models.backbones import BACKBONES
 from temporal_shift.hub.download import DownloadError, sha256_file
-from temporal_shift.hub.published import DATASETS, PublishedWeights, class_names
-from temporal_shift.hub.published import PROTOCOL_CLIPS
+from temporal_shift.hub.published import DATASETS, PROTOCOL_CLIPS, PublishedWeights, class_names
 from temporal_shift.hub.weights import cached_path, download_weights, get_weights, registry
+from temporal_shift.models.backbones import BACKBONES
 from temporal_shift.models.config import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -50,11 +49,12 @@ def release_shapes(layouts: dict, entry: PublishedWeights, *, num_classes: int |
     return shapes
 
 
-def write_release_file(path: Path, layouts: dict, entry: PublishedWeights, *, num_classes: int | None = None,
-                       empty: bool = False) -> Path:
+def write_release_file(
+    path: Path, layouts: dict, entry: PublishedWeights, *, num_classes: int | None = None, empty: bool = False
+) -> Path:
     """A checkpoint of ``entry`` as the release saves it (online demo: bare features/classifier keys)."""
     shapes = release_shapes(layouts, entry, num_classes=num_classes)
-    state = ({k: torch.zeros(s) for k, s in shapes.items()} if empty else random_state(shapes))
+    state = {k: torch.zeros(s) for k, s in shapes.items()} if empty else random_state(shapes)
     if entry.layout == "online-demo":
         bare = {}
         for key, value in state.items():
@@ -62,8 +62,12 @@ def write_release_file(path: Path, layouts: dict, entry: PublishedWeights, *, nu
             bare[key.replace("new_fc.", "classifier.")] = value
         data = bare
     else:
-        data = {"epoch": 50, "arch": entry.arch.replace("_", ""), "best_prec1": 70.0,
-                "state_dict": {f"module.{k}": v for k, v in state.items()}}
+        data = {
+            "epoch": 50,
+            "arch": entry.arch.replace("_", ""),
+            "best_prec1": 70.0,
+            "state_dict": {f"module.{k}": v for k, v in state.items()},
+        }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(data, path)
     return path
@@ -74,8 +78,13 @@ def small_entry(url: str, **changes) -> PublishedWeights:
     model = dict(arch="mobilenet_v2", num_classes=27, n_segment=8)
     model.update({k: changes.pop(k) for k in list(changes) if k in ModelConfig.field_names()})
     fields = dict(
-        name="test_tsm_mobilenetv2_jester_8f", url=url, model=ModelConfig(**model), dataset="jester",
-        accuracies=(), gmacs=2.4, sources=(("url", "this test"),),
+        name="test_tsm_mobilenetv2_jester_8f",
+        url=url,
+        model=ModelConfig(**model),
+        dataset="jester",
+        accuracies=(),
+        gmacs=2.4,
+        sources=(("url", "this test"),),
     )
     fields.update(changes)
     return PublishedWeights(**fields)
@@ -125,8 +134,14 @@ def test_every_registry_entry_is_complete_and_consistent():
         assert any("url" in fact for fact in facts) and all(facts.values()), name
         assert w.accuracies == () or any("accuracy" in fact for fact in facts), name
         assert w.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", w.sha256), name
-    assert set(entries) >= {"tsm_r50_kinetics400_8f", "tsm_r50_somethingv2_8f", "tsm_mobilenetv2_kinetics400_8f",
-                            "tsm_r50_kinetics400_8f_nl", "tsn_r50_kinetics400_8f", "online_tsm_mobilenetv2_jester"}
+    assert set(entries) >= {
+        "tsm_r50_kinetics400_8f",
+        "tsm_r50_somethingv2_8f",
+        "tsm_mobilenetv2_kinetics400_8f",
+        "tsm_r50_kinetics400_8f_nl",
+        "tsn_r50_kinetics400_8f",
+        "online_tsm_mobilenetv2_jester",
+    }
 
 
 def test_every_registry_entry_imports_from_the_release_layout(release_layouts):
@@ -144,8 +159,10 @@ def test_every_registry_entry_imports_from_the_release_layout(release_layouts):
         path_like = f"{w.name} layout"
         shapes = release_shapes(release_layouts, w)
         if w.layout == "online-demo":
-            data = {k.removeprefix("base_model.").replace(".net.", ".").replace("new_fc.", "classifier."):
-                    torch.empty(s) for k, s in shapes.items()}
+            data = {
+                k.removeprefix("base_model.").replace(".net.", ".").replace("new_fc.", "classifier."): torch.empty(s)
+                for k, s in shapes.items()
+            }
         else:
             data = {"state_dict": {k: torch.empty(s) for k, s in shapes.items()}}
         model, kind = model_from_data(data, source=path_like, n_segment=w.n_segment, fold_div=w.fold_div)
@@ -193,7 +210,9 @@ def test_class_names_ship_in_the_reference_label_order():
 
 
 def test_unknown_name_suggests_close_ones():
-    with pytest.raises(ValueError, match=r"unknown published weights 'tsm_r50_kinetics_8f'; did you mean tsm_r50_kinetics400_8f"):
+    with pytest.raises(
+        ValueError, match=r"unknown published weights 'tsm_r50_kinetics_8f'; did you mean tsm_r50_kinetics400_8f"
+    ):
         get_weights("tsm_r50_kinetics_8f")
 
 
@@ -242,13 +261,23 @@ def test_wrong_layouts_are_refused_and_not_cached(tmp_path, release_layouts):
     with pytest.raises(CheckpointError, match=r"page/tsm_mobilenetv2_jester.pth: not a checkpoint: a text file"):
         download_weights(small_entry(page.as_uri()), cache_dir=cache, progress=False)
     # a checkpoint of another model: 10 classes where Jester has 27
-    other = write_release_file(tmp_path / "ten" / "tsm_mobilenetv2_jester.pth", release_layouts,
-                               small_entry("file:///unused"), num_classes=10, empty=True)
-    with pytest.raises(CheckpointError, match=r"holds a model with num_classes=10, but test_tsm_mobilenetv2_jester_8f "
-                                              r"is published with num_classes=27"):
+    other = write_release_file(
+        tmp_path / "ten" / "tsm_mobilenetv2_jester.pth",
+        release_layouts,
+        small_entry("file:///unused"),
+        num_classes=10,
+        empty=True,
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds a model with num_classes=10, but test_tsm_mobilenetv2_jester_8f "
+        r"is published with num_classes=27",
+    ):
         download_weights(small_entry(other.as_uri()), cache_dir=cache, progress=False)
     # our own format where the release's is expected
-    ours = save_checkpoint(build_model("mobilenet_v2", num_classes=27), tmp_path / "ours" / "tsm_mobilenetv2_jester.pth")
+    ours = save_checkpoint(
+        build_model("mobilenet_v2", num_classes=27), tmp_path / "ours" / "tsm_mobilenetv2_jester.pth"
+    )
     with pytest.raises(CheckpointError, match="a temporal-shift checkpoint, but .* is published as reference"):
         download_weights(small_entry(ours.as_uri()), cache_dir=cache, progress=False)
     assert list(cache.iterdir()) == []
@@ -345,12 +374,16 @@ def test_a_truncated_download_is_refused_after_the_retries(tmp_path, jester_file
 
 def test_a_mirror_is_used_when_the_url_is_gone(tmp_path, jester_file):
     with _Server(jester_file.read_bytes(), missing=("/moved/tsm_mobilenetv2_jester.pth",)) as server:
-        entry = small_entry(server.url("/moved/tsm_mobilenetv2_jester.pth"),
-                            mirrors=(server.url("/mirror/tsm_mobilenetv2_jester.pth"),))
+        entry = small_entry(
+            server.url("/moved/tsm_mobilenetv2_jester.pth"), mirrors=(server.url("/mirror/tsm_mobilenetv2_jester.pth"),)
+        )
         path = download_weights(entry, cache_dir=tmp_path, backoff=0, progress=False)
     assert path.read_bytes() == jester_file.read_bytes()
     # a 404 is not retried: one request to the URL, one to the mirror
-    assert [p for p, _ in server.requests] == ["/moved/tsm_mobilenetv2_jester.pth", "/mirror/tsm_mobilenetv2_jester.pth"]
+    assert [p for p, _ in server.requests] == [
+        "/moved/tsm_mobilenetv2_jester.pth",
+        "/mirror/tsm_mobilenetv2_jester.pth",
+    ]
 
 
 def test_offline_is_one_line_naming_the_url_and_the_other_ways(tmp_path):
@@ -424,7 +457,9 @@ def test_cli_weights_list_and_get(run_cli, torch_home, release_layouts):
     entry = get_weights("online_tsm_mobilenetv2_jester")
     placed = write_release_file(torch_home / entry.file_name, release_layouts, entry)
     got = run_cli(["weights", "get", "online_tsm_mobilenetv2_jester"])
-    assert got.code == 0 and got.out.strip() == f"online_tsm_mobilenetv2_jester: {placed} (sha256 {sha256_file(placed)})"
+    assert (
+        got.code == 0 and got.out.strip() == f"online_tsm_mobilenetv2_jester: {placed} (sha256 {sha256_file(placed)})"
+    )
     bad = run_cli(["weights", "get", "tsm_r50_kinetics"])
     assert bad.code == 2 and bad.err.count("\n") == 1
     assert bad.err.startswith("tsm weights: error: unknown published weights 'tsm_r50_kinetics'; did you mean")
@@ -445,12 +480,15 @@ def fetch_into_cache(name: str, cache: Path, layouts: dict, tmp_path: Path) -> P
 def test_build_model_with_published_weights(torch_home, release_layouts, tmp_path):
     entry = fetch_into_cache("tsm_mobilenetv2_kinetics400_8f", torch_home, release_layouts, tmp_path)
     reference = load_checkpoint(entry).model.state_dict()
-    model = build_model("mobilenet_v2", num_classes=400, weights="tsm_mobilenetv2_kinetics400_8f", n_segment=16,
-                        dropout=0.8)
+    model = build_model(
+        "mobilenet_v2", num_classes=400, weights="tsm_mobilenetv2_kinetics400_8f", n_segment=16, dropout=0.8
+    )
     assert model.config.n_segment == 16 and model.config.dropout == 0.8 and model.config.shift
     assert all(torch.equal(v, reference[k]) for k, v in model.state_dict().items())
-    with pytest.raises(ValueError, match="build_model: arch='resnet50', but tsm_mobilenetv2_kinetics400_8f holds a "
-                                         "model with arch='mobilenet_v2'"):
+    with pytest.raises(
+        ValueError,
+        match="build_model: arch='resnet50', but tsm_mobilenetv2_kinetics400_8f holds a model with arch='mobilenet_v2'",
+    ):
         build_model("resnet50", num_classes=400, weights=entry)
     with pytest.raises(ValueError, match="build_model: num_classes=10, but .* num_classes=400"):
         build_model("mobilenet_v2", num_classes=10, weights=entry)
@@ -473,19 +511,37 @@ def test_cli_predict_with_published_weights(run_cli, torch_home, release_layouts
     assert both.value.code == 2
 
 
-def test_cli_test_export_and_stream_with_published_weights(run_cli, torch_home, release_layouts, tmp_path,
-                                                           make_frames, make_video):
+def test_cli_test_export_and_stream_with_published_weights(
+    run_cli, torch_home, release_layouts, tmp_path, make_frames, make_video
+):
     fetch_into_cache("tsm_mobilenetv2_kinetics400_8f", torch_home, release_layouts, tmp_path)
     data = tmp_path / "data"
     for i in range(2):
         make_frames(data, f"v{i}", 12)
     (data / "list.txt").write_text("v0 12 3\nv1 12 399\n")
-    tested = run_cli(["test", "--weights", "tsm_mobilenetv2_kinetics400_8f", "--data", data, "--list", "list.txt",
-                      "--workers", "0", "--no-progress", "--size", "112", "--scale-size", "128"])
+    tested = run_cli(
+        [
+            "test",
+            "--weights",
+            "tsm_mobilenetv2_kinetics400_8f",
+            "--data",
+            data,
+            "--list",
+            "list.txt",
+            "--workers",
+            "0",
+            "--no-progress",
+            "--size",
+            "112",
+            "--scale-size",
+            "128",
+        ]
+    )
     assert tested.code == 0, tested.err
     assert "videos: 2" in tested.out and "top-1" in tested.out and "TSM_kinetics_RGB_mobilenetv2" in tested.out
-    exported = run_cli(["export", "--weights", "tsm_mobilenetv2_kinetics400_8f", "--out", tmp_path / "m.onnx",
-                        "--size", "64"])
+    exported = run_cli(
+        ["export", "--weights", "tsm_mobilenetv2_kinetics400_8f", "--out", tmp_path / "m.onnx", "--size", "64"]
+    )
     assert exported.code == 0, exported.err
     assert (tmp_path / "m.onnx").is_file() and "max relative difference" in exported.out
     neither = run_cli(["export", "--out", tmp_path / "x.onnx"])
@@ -529,12 +585,19 @@ def test_readme_model_zoo_table_is_the_registry():
     for row, w in zip(rows, registry().values()):
         cells = [c.strip() for c in row.strip("|").split("|")]
         acc = w.accuracies[0] if w.accuracies else None
-        assert cells == [f"`{w.name}`", DATASETS[w.dataset].title, str(w.n_segment), f"{w.gmacs:.1f}",
-                         f"{acc.top1:.1f}" if acc else "-", acc.protocol if acc else "not published"], row
+        assert cells == [
+            f"`{w.name}`",
+            DATASETS[w.dataset].title,
+            str(w.n_segment),
+            f"{w.gmacs:.1f}",
+            f"{acc.top1:.1f}" if acc else "-",
+            acc.protocol if acc else "not published",
+        ], row
 
 
-def test_readme_one_command_and_python_block_run(run_cli, torch_home, release_layouts, tmp_path, monkeypatch,
-                                                 make_video):
+def test_readme_one_command_and_python_block_run(
+    run_cli, torch_home, release_layouts, tmp_path, monkeypatch, make_video
+):
     import shlex
 
     section = readme_section()

@@ -13,16 +13,15 @@ import pytest
 import torch
 
 from temporal_shift.checkpoint.format import save_checkpoint
-from temporal_shift.engine.config import load_config
+from temporal_shift.checkpoint.loading import load_model
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import write_frame_list
-from temporal_shift.engine.export import verify_export, export_model
-from temporal_shift.checkpoint.loading import load_model
-from temporal_shift.models.config import ModelConfig
-from temporal_shift.models.factory import build_model, model_from_config
-from temporal_shift.models.optim_groups import param_groups
-from temporal_shift.models.factory import FAMILIES, check_config
+from temporal_shift.engine.config import load_config
+from temporal_shift.engine.export import export_model, verify_export
 from temporal_shift.engine.train import train
+from temporal_shift.models.config import ModelConfig
+from temporal_shift.models.factory import FAMILIES, build_model, check_config, model_from_config
+from temporal_shift.models.optim_groups import param_groups
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -113,8 +112,11 @@ def test_comparison_families_refuse_tsn_options(family: str) -> None:
     arch = FAMILIES[family].archs[0]
     for option in ("shift", "temporal_pool", "non_local"):
         with pytest.raises(ValueError, match=rf"{option}=True is for the tsn family.*set {option} to false"):
-            check_config(ModelConfig(arch=arch, family=family, n_segment=max(FAMILIES[family].frames),
-                                     **{"shift": False, option: True}))
+            check_config(
+                ModelConfig(
+                    arch=arch, family=family, n_segment=max(FAMILIES[family].frames), **{"shift": False, option: True}
+                )
+            )
     with pytest.raises(ValueError, match=rf"unknown arch 'vgg16' for model family '{family}'"):
         check_config(ModelConfig(arch="vgg16", family=family, shift=False))
 
@@ -199,19 +201,46 @@ def test_tsm_train_and_tsm_test_take_a_comparison_family(tmp_path: Path, colour_
     import yaml
 
     config_path = tmp_path / "single.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "model": {"arch": "resnet18", "family": "single_frame", "shift": False, "n_segment": 4, "dropout": 0.0},
-        "data": {"root": str(colour_data), "train_list": "train.txt", "val_list": "val.txt", "num_classes": 2,
-                 "size": 32, "scale_size": 32, "flip": False, "batch_size": 4, "workers": 0},
-        "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_batch": None, "schedule": "cosine", "epochs": 3},
-        "run": {"out_dir": str(tmp_path / "run"), "seed": 0, "progress": False},
-    }))
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"arch": "resnet18", "family": "single_frame", "shift": False, "n_segment": 4, "dropout": 0.0},
+                "data": {
+                    "root": str(colour_data),
+                    "train_list": "train.txt",
+                    "val_list": "val.txt",
+                    "num_classes": 2,
+                    "size": 32,
+                    "scale_size": 32,
+                    "flip": False,
+                    "batch_size": 4,
+                    "workers": 0,
+                },
+                "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_batch": None, "schedule": "cosine", "epochs": 3},
+                "run": {"out_dir": str(tmp_path / "run"), "seed": 0, "progress": False},
+            }
+        )
+    )
     result = train(load_config(config_path))
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     best = tmp_path / "run" / "best.pt"
     assert load_model(best).config.family == "single_frame"
-    r = run_cli(["test", "--checkpoint", best, "--data", colour_data, "--list", "val.txt",
-                 "--workers", 0, "--no-progress", "--out", tmp_path / "test"])
+    r = run_cli(
+        [
+            "test",
+            "--checkpoint",
+            best,
+            "--data",
+            colour_data,
+            "--list",
+            "val.txt",
+            "--workers",
+            0,
+            "--no-progress",
+            "--out",
+            tmp_path / "test",
+        ]
+    )
     assert r.code == 0, r.err
     assert "top1" in r.out.lower() or "top-1" in r.out.lower()
 
@@ -220,11 +249,15 @@ def test_yaml_comparison_family_with_shift_is_a_one_line_error(tmp_path: Path, r
     import yaml
 
     config_path = tmp_path / "bad.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "model": {"arch": "resnet18", "family": "single_frame"},
-        "data": {"root": "r", "train_list": "t.txt", "val_list": "v.txt", "num_classes": 2},
-        "run": {"out_dir": str(tmp_path / "o")},
-    }))
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"arch": "resnet18", "family": "single_frame"},
+                "data": {"root": "r", "train_list": "t.txt", "val_list": "v.txt", "num_classes": 2},
+                "run": {"out_dir": str(tmp_path / "o")},
+            }
+        )
+    )
     r = run_cli(["train", "--config", config_path])
     assert r.code != 0
     assert len(r.err.strip().splitlines()) == 1
@@ -233,6 +266,7 @@ def test_yaml_comparison_family_with_shift_is_a_one_line_error(tmp_path: Path, r
 
 def test_model_from_config_builds_every_family() -> None:
     for family, cls in FAMILIES.items():
-        config = ModelConfig(arch=cls.archs[0], family=family, shift=family == "tsn",
-                             n_segment=min(cls.frames), num_classes=2)
+        config = ModelConfig(
+            arch=cls.archs[0], family=family, shift=family == "tsn", n_segment=min(cls.frames), num_classes=2
+        )
         assert isinstance(model_from_config(config), cls)

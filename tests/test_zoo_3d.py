@@ -23,14 +23,14 @@ import torchvision
 from torch import nn
 
 from temporal_shift.apps.bench.overhead import count_flops, count_params
+from temporal_shift.checkpoint.backbone import inflate_2d_weights
 from temporal_shift.checkpoint.format import CheckpointError, save_checkpoint
-from temporal_shift.engine.export import export_model, verify_export
 from temporal_shift.checkpoint.loading import load_model
+from temporal_shift.engine.export import export_model, verify_export
 from temporal_shift.hub.build import build_model
 from temporal_shift.models.factory import FAMILIES
 from temporal_shift.models.zoo.c3d import C3D, adaptive_avg_pool
 from temporal_shift.models.zoo.i3d import I3D
-from temporal_shift.checkpoint.backbone import inflate_2d_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -120,8 +120,14 @@ def test_c3d_params_and_flops_match_the_published_network():
     # The Keras port of the Caffe Sports-1M weights, layer by layer.
     per_layer = {name: count_params(m) for name, m in model.features.named_children() if count_params(m)}
     assert per_layer == {
-        "conv1a": 5_248, "conv2a": 221_312, "conv3a": 884_992, "conv3b": 1_769_728,
-        "conv4a": 3_539_456, "conv4b": 7_078_400, "conv5a": 7_078_400, "conv5b": 7_078_400,
+        "conv1a": 5_248,
+        "conv2a": 221_312,
+        "conv3a": 884_992,
+        "conv3b": 1_769_728,
+        "conv4a": 3_539_456,
+        "conv4b": 7_078_400,
+        "conv5a": 7_078_400,
+        "conv5b": 7_078_400,
     }
     assert count_params(model.fc6) == 33_558_528 and count_params(model.fc7) == 16_781_312
     assert count_params(model) == 79_991_015

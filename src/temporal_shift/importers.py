@@ -13,5 +13,4 @@ from temporal_shift.checkpoint.importers import (  # noqa: F401
     model_from_data,
 )
 
-warnings.warn("temporal_shift.importers moved to temporal_shift.checkpoint.importers", DeprecationWarning,
-              stacklevel=2)
+warnings.warn("temporal_shift.importers moved to temporal_shift.checkpoint.importers", DeprecationWarning, stacklevel=2)

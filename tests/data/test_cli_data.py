@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import index_frames
 
+from conftest import index_frames
 from temporal_shift.cli import main
 from temporal_shift.data.encode import write_video
 from temporal_shift.data.lists import read_classes, read_list
@@ -15,16 +15,36 @@ from temporal_shift.data.lists import read_classes, read_list
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "synth"
-    assert main(["synth", "--out", str(out), "--num-videos", "24", "--size", "32", "--frames", "8",
-                 "--seed", "3", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(out),
+                "--num-videos",
+                "24",
+                "--size",
+                "32",
+                "--frames",
+                "8",
+                "--seed",
+                "3",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def test_synth(synth_dir, capsys):
     assert len(read_classes(synth_dir / "classes.txt")) == 12
     assert len(read_list(synth_dir / "train_frames.txt")) + len(read_list(synth_dir / "val_frames.txt")) == 24
-    assert main(["synth", "--out", str(synth_dir), "--num-videos", "24", "--size", "32", "--frames", "8",
-                 "--seed", "4"]) == 2
+    assert (
+        main(["synth", "--out", str(synth_dir), "--num-videos", "24", "--size", "32", "--frames", "8", "--seed", "4"])
+        == 2
+    )
     assert "tsm synth: error:" in capsys.readouterr().err
 
 
@@ -36,10 +56,39 @@ def test_synth_bad_size(tmp_path, capsys):
 
 def test_synth_knobs_are_recorded_and_checked(tmp_path, capsys):
     out = tmp_path / "fast"
-    assert main(["synth", "--out", str(out), "--num-videos", "24", "--size", "32", "--frames", "4", "--workers", "1",
-                 "--plain", "--pair-hues", "--motion", "3", "--object-scale", "1.5", "--spin", "2.5"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(out),
+                "--num-videos",
+                "24",
+                "--size",
+                "32",
+                "--frames",
+                "4",
+                "--workers",
+                "1",
+                "--plain",
+                "--pair-hues",
+                "--motion",
+                "3",
+                "--object-scale",
+                "1.5",
+                "--spin",
+                "2.5",
+            ]
+        )
+        == 0
+    )
     settings = json.loads((out / "meta.json").read_text())["settings"]
-    assert (settings["motion"], settings["object_scale"], settings["spin"], settings["pair_hues"]) == (3, 1.5, 2.5, True)
+    assert (settings["motion"], settings["object_scale"], settings["spin"], settings["pair_hues"]) == (
+        3,
+        1.5,
+        2.5,
+        True,
+    )
     capsys.readouterr()
     assert main(["synth", "--out", str(tmp_path / "bad"), "--spin", "-1"]) == 2
     err = capsys.readouterr().err.strip()
@@ -54,8 +103,20 @@ def test_prepare_jester_and_malformed_line(tmp_path, capsys):
     root = tmp_path / "videos"
     for i in (1, 2, 3):
         write_video(root / f"{i}.mp4", index_frames(4, height=16, width=16))
-    args = ["prepare", "jester", "--root", str(root), "--out", str(tmp_path / "lists"), "--labels", str(labels),
-            "--train", str(tmp_path / "train.csv"), "--val", str(tmp_path / "val.csv")]
+    args = [
+        "prepare",
+        "jester",
+        "--root",
+        str(root),
+        "--out",
+        str(tmp_path / "lists"),
+        "--labels",
+        str(labels),
+        "--train",
+        str(tmp_path / "train.csv"),
+        "--val",
+        str(tmp_path / "val.csv"),
+    ]
     assert main(args) == 0
     assert (tmp_path / "lists" / "train.txt").read_text() == "1.mp4 0\n2.mp4 1\n"
     assert "train:" in capsys.readouterr().out
@@ -83,8 +144,18 @@ def test_prepare_extract(tmp_path, capsys):
     videos = tmp_path / "videos"
     write_video(videos / "x.mp4", index_frames(6, height=32, width=48))
     (videos / "bad.mp4").write_bytes(b"\x00" * 100)
-    args = ["prepare", "extract", "--videos", str(videos), "--out", str(tmp_path / "frames"),
-            "--short-side", "16", "--workers", "1"]
+    args = [
+        "prepare",
+        "extract",
+        "--videos",
+        str(videos),
+        "--out",
+        str(tmp_path / "frames"),
+        "--short-side",
+        "16",
+        "--workers",
+        "1",
+    ]
     assert main(args) == 1  # some videos failed
     out = capsys.readouterr().out
     assert "extracted 1" in out and "FAILED" in out and "bad.mp4" in out
@@ -97,10 +168,30 @@ def test_prepare_extract(tmp_path, capsys):
 
 
 def test_bench_data(synth_dir, tmp_path, capsys):
-    args = ["bench", "data", "--root", str(synth_dir), "--frames-list", str(synth_dir / "train_frames.txt"),
-            "--videos-list", str(synth_dir / "train_videos.txt"), "--workers", "0", "--clips", "4",
-            "--repeats", "2", "--size", "24", "--batch-size", "2", "--json", str(tmp_path / "b.json"),
-            "--plot", str(tmp_path / "b.png")]
+    args = [
+        "bench",
+        "data",
+        "--root",
+        str(synth_dir),
+        "--frames-list",
+        str(synth_dir / "train_frames.txt"),
+        "--videos-list",
+        str(synth_dir / "train_videos.txt"),
+        "--workers",
+        "0",
+        "--clips",
+        "4",
+        "--repeats",
+        "2",
+        "--size",
+        "24",
+        "--batch-size",
+        "2",
+        "--json",
+        str(tmp_path / "b.json"),
+        "--plot",
+        str(tmp_path / "b.png"),
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "frames / mp4" in out and "per worker" in out
@@ -119,5 +210,9 @@ def test_bench_data_bad_workers(synth_dir):
     from temporal_shift.apps.bench.data import benchmark_data
 
     with pytest.raises(ValueError, match="workers must be >= 0"):
-        benchmark_data(root=synth_dir, frames_list=synth_dir / "train_frames.txt",
-                       videos_list=synth_dir / "train_videos.txt", workers=-1)
+        benchmark_data(
+            root=synth_dir,
+            frames_list=synth_dir / "train_frames.txt",
+            videos_list=synth_dir / "train_videos.txt",
+            workers=-1,
+        )

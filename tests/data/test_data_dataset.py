@@ -7,9 +7,9 @@ import time
 
 import pytest
 import torch
-from conftest import frame_ids
 from torch.utils.data import DataLoader, DistributedSampler
 
+from conftest import frame_ids
 from temporal_shift.data.dataset import (
     MissingFilesError,
     SkippedSample,
@@ -35,7 +35,8 @@ def frames_root(tmp_path, make_frames):
 
 def test_frame_dataset_returns_sampled_frames(frames_root):
     ds = VideoDataset(
-        list_file=frames_root / "list.txt", root=frames_root,
+        list_file=frames_root / "list.txt",
+        root=frames_root,
         sampler=TSNSampler(num_segments=4, train=False),
     )
     clip, label = ds[0]
@@ -67,7 +68,9 @@ def _epoch(ds, *, workers: int, epoch: int):
 def test_seeded_draws_do_not_depend_on_workers_and_change_per_epoch(frames_root):
     def dataset(seed):
         return VideoDataset(
-            list_file=frames_root / "list.txt", root=frames_root, seed=seed,
+            list_file=frames_root / "list.txt",
+            root=frames_root,
+            seed=seed,
             sampler=TSNSampler(num_segments=4, train=True),
             transform=train_transform(size=32, flip_labels={0: 1, 1: 0}),
         )
@@ -85,7 +88,8 @@ def test_seeded_draws_do_not_depend_on_workers_and_change_per_epoch(frames_root)
 
 def test_distributed_sampler_shards_cover_the_dataset(frames_root):
     ds = VideoDataset(
-        list_file=frames_root / "list.txt", root=frames_root,
+        list_file=frames_root / "list.txt",
+        root=frames_root,
         sampler=TSNSampler(num_segments=2, train=False),
     )
     labels = []
@@ -97,14 +101,16 @@ def test_distributed_sampler_shards_cover_the_dataset(frames_root):
 
 def test_multi_view_and_multi_clip_shapes(frames_root):
     ds = VideoDataset(
-        list_file=frames_root / "list.txt", root=frames_root,
+        list_file=frames_root / "list.txt",
+        root=frames_root,
         sampler=TSNSampler(num_segments=4, train=False, twice_sample=True),
         transform=make_test_transform(size=32, scale_size=40, views=10),
     )
     clip, _ = ds[1]
     assert clip.shape == (20, 4, 3, 32, 32) and clip.dtype == torch.float32
     single = VideoDataset(
-        list_file=frames_root / "list.txt", root=frames_root,
+        list_file=frames_root / "list.txt",
+        root=frames_root,
         sampler=TSNSampler(num_segments=4, train=False),
         transform=make_test_transform(size=32, scale_size=40, views=3),
     )
@@ -118,14 +124,19 @@ def _single(tmp_path, line: str, kind="auto", **kw):
     path = tmp_path / "one.txt"
     path.write_text("# header\n" + line + "\n")
     return VideoDataset(
-        list_file=path, root=tmp_path, kind=kind,
-        sampler=TSNSampler(num_segments=4, train=False), **kw,
+        list_file=path,
+        root=tmp_path,
+        kind=kind,
+        sampler=TSNSampler(num_segments=4, train=False),
+        **kw,
     )
 
 
 def test_missing_folder_names_list_line(tmp_path):
     # found when the dataset is built, not when a batch first touches it
-    with pytest.raises(MissingFilesError, match=r"one.txt: 1 of 1 entries .*one.txt:2: frame folder .*nofolder not found"):
+    with pytest.raises(
+        MissingFilesError, match=r"one.txt: 1 of 1 entries .*one.txt:2: frame folder .*nofolder not found"
+    ):
         _single(tmp_path, "nofolder 10 0")
     ds = _single(tmp_path, "nofolder 10 0", check_files=False)  # and if it goes missing later
     with pytest.raises(FileNotFoundError, match=r"one.txt:2: frame folder .*nofolder not found"):
@@ -158,7 +169,9 @@ def test_every_entry_is_checked_up_front_count_and_first_entries_reported(tmp_pa
     shown = [f"frames.txt:{n}:" for n in (2, 3, 5)]
     assert all(s in message for s in shown) and "frames.txt:6:" not in message and "(1 more)" in message
     assert "lists 8 frames but only 5" in message and "on_error: skip" in message
-    with pytest.raises(MissingFilesError, match=r"3 of 3 entries .*empty.mp4 is empty; .*dir.mp4 is not a file; .*nope.mp4 not found"):
+    with pytest.raises(
+        MissingFilesError, match=r"3 of 3 entries .*empty.mp4 is empty; .*dir.mp4 is not a file; .*nope.mp4 not found"
+    ):
         VideoDataset(list_file=tmp_path / "videos.txt", root=tmp_path, sampler=sampler)
 
     with caplog.at_level(logging.WARNING, logger="temporal_shift.data"):
@@ -222,8 +235,12 @@ def test_skip_mode_logs_and_counts_without_substitution(tmp_path, make_frames, c
     (tmp_path / "list.txt").write_text("good 8 0\nmissing 8 1\ncorrupt 8 1\nbroken line\ngood 8 9\ngood 8 1\n")
     with caplog.at_level(logging.WARNING, logger="temporal_shift.data"):
         ds = VideoDataset(
-            list_file=tmp_path / "list.txt", root=tmp_path, kind="frames", num_classes=2,
-            sampler=TSNSampler(num_segments=4, train=False), on_error="skip",
+            list_file=tmp_path / "list.txt",
+            root=tmp_path,
+            kind="frames",
+            num_classes=2,
+            sampler=TSNSampler(num_segments=4, train=False),
+            on_error="skip",
         )
         # bad lines (4, 5) and the missing folder (2) are left out at construction
         assert len(ds.skipped_lines) == 3 and len(ds) == 3

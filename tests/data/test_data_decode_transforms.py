@@ -8,11 +8,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import frame_ids
 from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from conftest import frame_ids
 from temporal_shift.data.decode import (
     CorruptMediaError,
     count_frame_files,
@@ -28,8 +28,10 @@ from temporal_shift.data.transforms import (
     ToFloatNormalize,
     fixed_crop_offsets,
     flip_label_map,
-    test_transform as make_test_transform,
     train_transform,
+)
+from temporal_shift.data.transforms import (
+    test_transform as make_test_transform,
 )
 
 # --- frame folders -------------------------------------------------------------------

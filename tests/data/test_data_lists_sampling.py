@@ -17,7 +17,6 @@ from temporal_shift.data.lists import (
 )
 from temporal_shift.data.sampling import DenseSampler, TSNSampler
 
-
 # --- lists -------------------------------------------------------------------------
 
 

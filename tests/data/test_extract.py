@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import frame_ids, index_frames
 
+from conftest import frame_ids, index_frames
 from temporal_shift.data.decode import count_frame_files, read_frame_folder
 from temporal_shift.data.encode import write_video
 from temporal_shift.data.extract import (
@@ -37,7 +37,7 @@ def test_extracts_resized_frames_skips_finished_and_lists_failures(videos, tmp_p
     assert clip.shape == (3, 3, 32, 43)  # short side 48 -> 32, 64 -> 43
     assert frame_ids(clip) == [0, 5, 11]
     assert read_frame_folder(out / "b" / "two", [0]).shape == (1, 3, 43, 32)
-    (video, reason), = result.failed
+    ((video, reason),) = result.failed
     assert video.endswith("broken.mp4") and reason
     lines = result.failures_file.read_text().splitlines()
     assert result.failures_file == out / "extract_failures.txt"

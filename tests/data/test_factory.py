@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import frame_ids
 
+from conftest import frame_ids
 from temporal_shift.data.dataset import VideoDataset
 from temporal_shift.data.factory import build_dataset, build_sampler, build_transform
 from temporal_shift.data.flow import FLOW_MEAN, FLOW_STD, FlowDataset, flow_train_transform, write_flow_image
@@ -52,11 +52,25 @@ def test_samplers_by_kind():
 
 def test_rgb_training_dataset_is_the_hand_built_one(rgb_root):
     sampler = build_sampler(sampling="tsn", num_segments=4, train=True)
-    ds = build_dataset(modality="rgb", list_file=rgb_root / "list.txt", root=rgb_root, sampler=sampler, train=True,
-                       size=32, scales=(1.0, 0.875), flip=False, seed=5)
+    ds = build_dataset(
+        modality="rgb",
+        list_file=rgb_root / "list.txt",
+        root=rgb_root,
+        sampler=sampler,
+        train=True,
+        size=32,
+        scales=(1.0, 0.875),
+        flip=False,
+        seed=5,
+    )
     assert type(ds) is VideoDataset
-    by_hand = VideoDataset(list_file=rgb_root / "list.txt", root=rgb_root, sampler=sampler, seed=5,
-                           transform=train_transform(size=32, scales=(1.0, 0.875), flip=False))
+    by_hand = VideoDataset(
+        list_file=rgb_root / "list.txt",
+        root=rgb_root,
+        sampler=sampler,
+        seed=5,
+        transform=train_transform(size=32, scales=(1.0, 0.875), flip=False),
+    )
     (clip, label), (expected, _) = ds[0], by_hand[0]
     assert clip.shape == (4, 3, 32, 32) and label == 1
     torch.testing.assert_close(clip, expected, rtol=0, atol=0)
@@ -64,8 +78,15 @@ def test_rgb_training_dataset_is_the_hand_built_one(rgb_root):
 
 def test_rgb_test_dataset_views_and_normalisation(rgb_root):
     sampler = build_sampler(sampling="tsn", num_segments=4, train=False)
-    common = {"modality": "rgb", "list_file": rgb_root / "list.txt", "root": rgb_root, "sampler": sampler,
-              "train": False, "size": 32, "scale_size": 40}
+    common = {
+        "modality": "rgb",
+        "list_file": rgb_root / "list.txt",
+        "root": rgb_root,
+        "sampler": sampler,
+        "train": False,
+        "size": 32,
+        "scale_size": 40,
+    }
     assert build_dataset(views=10, **common)[0][0].shape == (10, 4, 3, 32, 32)
     raw = build_dataset(normalize=False, **common)[0][0]
     assert raw.dtype == torch.float32 and 0.0 <= float(raw.min()) and float(raw.max()) <= 1.0
@@ -77,8 +98,16 @@ def test_rgb_test_dataset_views_and_normalisation(rgb_root):
 
 def test_flow_datasets_stack_flow_length_fields(flow_root):
     sampler = build_sampler(sampling="tsn", num_segments=3, train=False, new_length=2)
-    ds = build_dataset(modality="flow", list_file=flow_root / "flow.txt", root=flow_root, sampler=sampler,
-                       train=False, size=16, scale_size=20, flow_length=2)
+    ds = build_dataset(
+        modality="flow",
+        list_file=flow_root / "flow.txt",
+        root=flow_root,
+        sampler=sampler,
+        train=False,
+        size=16,
+        scale_size=20,
+        flow_length=2,
+    )
     assert type(ds) is FlowDataset
     clip, label = ds[0]
     assert clip.shape == (3, 4, 16, 16) and label == 0  # (T, 2L, H, W): x1, y1, x2, y2
@@ -86,31 +115,66 @@ def test_flow_datasets_stack_flow_length_fields(flow_root):
     assert clip[0, 0, 8, 8].item() == pytest.approx((10 * first / 255 - FLOW_MEAN) / FLOW_STD, abs=1e-5)
     assert clip[0, 3, 8, 8].item() == pytest.approx(((200 + first + 1) / 255 - FLOW_MEAN) / FLOW_STD, abs=1e-5)
     train_sampler = build_sampler(sampling="tsn", num_segments=3, train=True, new_length=2)
-    train = build_dataset(modality="flow", list_file=flow_root / "flow.txt", root=flow_root, sampler=train_sampler,
-                          train=True, size=12, scales=(1.0,), flow_length=2, seed=1)
-    by_hand = FlowDataset(list_file=flow_root / "flow.txt", root=flow_root, sampler=train_sampler, seed=1,
-                          transform=flow_train_transform(flow_length=2, size=12, scales=(1.0,)))
+    train = build_dataset(
+        modality="flow",
+        list_file=flow_root / "flow.txt",
+        root=flow_root,
+        sampler=train_sampler,
+        train=True,
+        size=12,
+        scales=(1.0,),
+        flow_length=2,
+        seed=1,
+    )
+    by_hand = FlowDataset(
+        list_file=flow_root / "flow.txt",
+        root=flow_root,
+        sampler=train_sampler,
+        seed=1,
+        transform=flow_train_transform(flow_length=2, size=12, scales=(1.0,)),
+    )
     torch.testing.assert_close(train[0][0], by_hand[0][0], rtol=0, atol=0)
     assert build_transform(modality="flow", train=False, size=16, views=10, flow_length=2)(
-        torch.zeros(6, 2, 20, 24, dtype=torch.uint8)).shape == (10, 3, 4, 16, 16)
+        torch.zeros(6, 2, 20, 24, dtype=torch.uint8)
+    ).shape == (10, 3, 4, 16, 16)
 
 
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("template", (r"flow\.txt: a flow list \(tsm prepare flow\) names flow_x_/flow_y_ folders, so a frame "
-                      r"template and kind 'videos' do not apply to modality 'flow'")),
+        (
+            "template",
+            (
+                r"flow\.txt: a flow list \(tsm prepare flow\) names flow_x_/flow_y_ folders, so a frame "
+                r"template and kind 'videos' do not apply to modality 'flow'"
+            ),
+        ),
         ("videos", r"flow\.txt: a flow list .* do not apply to modality 'flow'"),
-        ("new_length", (r"flow\.txt: a flow clip takes flow_length=5 fields per segment but the sampler takes 1; "
-                        r"build the sampler with new_length=5")),
+        (
+            "new_length",
+            (
+                r"flow\.txt: a flow clip takes flow_length=5 fields per segment but the sampler takes 1; "
+                r"build the sampler with new_length=5"
+            ),
+        ),
         ("modality", r"modality must be 'rgb' or 'flow', got 'depth'"),
     ],
 )
 def test_factory_errors_name_the_list_and_the_fix(case, message, flow_root):
     sampler = build_sampler(sampling="tsn", num_segments=3, train=False, new_length=1 if case == "new_length" else 5)
-    options = {"template": {"template": "frame_{:04d}.jpg"}, "videos": {"kind": "videos"}, "new_length": {},
-               "modality": {"modality": "depth"}}[case]
-    kwargs = {"modality": "flow", "list_file": flow_root / "flow.txt", "root": flow_root, "sampler": sampler,
-              "train": False, "flow_length": 5}
+    options = {
+        "template": {"template": "frame_{:04d}.jpg"},
+        "videos": {"kind": "videos"},
+        "new_length": {},
+        "modality": {"modality": "depth"},
+    }[case]
+    kwargs = {
+        "modality": "flow",
+        "list_file": flow_root / "flow.txt",
+        "root": flow_root,
+        "sampler": sampler,
+        "train": False,
+        "flow_length": 5,
+    }
     with pytest.raises(ValueError, match=message):
         build_dataset(**{**kwargs, **options})

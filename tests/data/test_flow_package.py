@@ -19,4 +19,3 @@ def test_package_names_are_the_submodules_objects():
         assert name in flow.__all__  # what train, evaluate and the CLI import
     for module in owners.values():
         assert module.__doc__ and len(module.__doc__.split()) > 10, module.__name__
-

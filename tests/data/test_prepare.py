@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import index_frames
 
+from conftest import index_frames
 from temporal_shift.data.encode import write_frame_folder
 from temporal_shift.data.lists import FrameRecord, VideoRecord, read_classes, read_list
 from temporal_shift.data.prepare import (
@@ -57,7 +57,9 @@ def test_kinetics(tmp_path):
     ann = parse_kinetics([train, val])
     assert ann.classes == ["abseiling", "air drumming, loud"]
     assert [(s.name, s.label) for s in ann.train] == [
-        ("--07WQ2iBlw_000001_000011", 0), ("--33Lscn6sk_000004_000014", 1), ("-0eLpSpyFW4_000022_000032", 0)
+        ("--07WQ2iBlw_000001_000011", 0),
+        ("--33Lscn6sk_000004_000014", 1),
+        ("-0eLpSpyFW4_000022_000032", 0),
     ]
     assert ann.val[0].name == "0AbCdEfGhIj_000100_000110" and ann.val[0].source == f"{val}:2"
 
@@ -118,7 +120,12 @@ def test_something_v1_and_jester(tmp_path):
     for name, n in (("100218", 30), ("48032", 12), ("9", 5)):
         write_frame_folder(root / name, index_frames(n, height=16, width=16), template="{:05d}.jpg")
     result = prepare_dataset(
-        "something-v1", root=root, out_dir=tmp_path / "out", labels=labels, train=train, val=val,
+        "something-v1",
+        root=root,
+        out_dir=tmp_path / "out",
+        labels=labels,
+        train=train,
+        val=val,
         template="{:05d}.jpg",
     )
     assert result.lists["train"].read_text() == "100218 30 1\n48032 12 0\n"
@@ -159,10 +166,18 @@ def test_labels_file_errors(tmp_path):
 
 SSV2_LABELS = {"Holding something next to something": "0", "Pushing something from left to right": "1"}
 SSV2_TRAIN = [
-    {"id": "78687", "label": "holding potato next to vicks vaporub bottle",
-     "template": "Holding [something] next to [something]", "placeholders": ["potato", "vicks vaporub bottle"]},
-    {"id": "42326", "label": "pushing a pen from left to right",
-     "template": "Pushing [something] from left to right", "placeholders": ["a pen"]},
+    {
+        "id": "78687",
+        "label": "holding potato next to vicks vaporub bottle",
+        "template": "Holding [something] next to [something]",
+        "placeholders": ["potato", "vicks vaporub bottle"],
+    },
+    {
+        "id": "42326",
+        "label": "pushing a pen from left to right",
+        "template": "Pushing [something] from left to right",
+        "placeholders": ["a pen"],
+    },
 ]
 
 
@@ -199,8 +214,7 @@ def test_something_v2_malformed(tmp_path):
     with pytest.raises(AnnotationError, match="expected a JSON list"):
         parse_something_v2(labels=labels, train=_write(tmp_path / "t.json", "{}"), val=good)
     with pytest.raises(AnnotationError, match="empty id"):
-        parse_something_v2(labels=labels, train=_write(tmp_path / "t.json", '[{"id": " ", "template": "x"}]'),
-                           val=good)
+        parse_something_v2(labels=labels, train=_write(tmp_path / "t.json", '[{"id": " ", "template": "x"}]'), val=good)
     for text, match in [
         ("[]", "expected a JSON object"),
         ('{"A": "x"}', "non-integer index"),
@@ -214,8 +228,11 @@ def test_something_v2_malformed(tmp_path):
 # --- UCF101 ----------------------------------------------------------------------------------
 
 
-def _ucf(tmp_path, trainlist="ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\nYoYo/v_YoYo_g10_c02.avi 2\n",
-         testlist="YoYo/v_YoYo_g01_c01.avi\n"):
+def _ucf(
+    tmp_path,
+    trainlist="ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\nYoYo/v_YoYo_g10_c02.avi 2\n",
+    testlist="YoYo/v_YoYo_g01_c01.avi\n",
+):
     d = tmp_path / "ucfTrainTestlist"
     _write(d / "classInd.txt", "1 ApplyEyeMakeup\n2 YoYo\n")
     _write(d / "trainlist02.txt", trainlist)
@@ -280,13 +297,17 @@ def test_ucf101_bad_class_index_and_split(tmp_path):
 
 def test_hmdb51(tmp_path):
     d = tmp_path / "testTrainMulti_7030_splits"
-    _write(d / "brush_hair_test_split1.txt", "April_09_brush_hair_u_nm_np1_ba_goo_0.avi 1 \nBlonde_hair_h_cm_np1_le_goo_0.avi 2 \n")
+    _write(
+        d / "brush_hair_test_split1.txt",
+        "April_09_brush_hair_u_nm_np1_ba_goo_0.avi 1 \nBlonde_hair_h_cm_np1_le_goo_0.avi 2 \n",
+    )
     _write(d / "wave_test_split1.txt", "21_wave_u_cm_np1_fr_med_0.avi 0 \n22_wave_f_nm_np1_fr_goo_1.avi 1 \n")
     _write(d / "wave_test_split2.txt", "21_wave_u_cm_np1_fr_med_0.avi 1 \n")
     ann = parse_hmdb51(d, split=1)
     assert ann.classes == ["brush_hair", "wave"]
     assert [(s.name, s.label) for s in ann.train] == [
-        ("April_09_brush_hair_u_nm_np1_ba_goo_0", 0), ("22_wave_f_nm_np1_fr_goo_1", 1)
+        ("April_09_brush_hair_u_nm_np1_ba_goo_0", 0),
+        ("22_wave_f_nm_np1_fr_goo_1", 1),
     ]
     assert [(s.name, s.label) for s in ann.val] == [("Blonde_hair_h_cm_np1_le_goo_0", 0)]
     assert [s.name for s in parse_hmdb51(d, split=2).train] == ["21_wave_u_cm_np1_fr_med_0"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import frame_ids, index_frames
 
+from conftest import frame_ids, index_frames
 from temporal_shift.data.decode import CorruptMediaError, read_frame_folder, read_video
 from temporal_shift.data.encode import write_frame_folder, write_video
 from temporal_shift.data.sources import (
@@ -155,7 +155,11 @@ def test_open_source_decides_the_kind(tmp_path, make_frames, make_video, monkeyp
 @pytest.mark.parametrize(
     "case, error, message",
     [
-        ("missing", FileNotFoundError, r"nope.mp4: source not found \(a video file, a frame folder or a camera index\)"),
+        (
+            "missing",
+            FileNotFoundError,
+            r"nope.mp4: source not found \(a video file, a frame folder or a camera index\)",
+        ),
         ("image", ValueError, r"img_00001.jpg: a single image is not a stream; give its folder instead"),
         ("empty folder", ValueError, r"empty: no JPEG frames"),
         ("text file", CorruptMediaError, r"notes.mp4: cannot open video"),
@@ -199,14 +203,20 @@ def test_find_sources_video_folder_or_folder_of_videos(tmp_path, make_frames, ma
     assert isinstance(one, VideoSource) and one.path == video
     [frames] = find_sources(folder)
     assert isinstance(frames, FolderSource) and frames.num_frames == 3 and frames.files is None
-    assert [(s.kind, s.path.name) for s in find_sources(tmp_path / "videos")] == [("video", "a.mkv"),
-                                                                                   ("video", "b.mp4")]
+    assert [(s.kind, s.path.name) for s in find_sources(tmp_path / "videos")] == [
+        ("video", "a.mkv"),
+        ("video", "b.mp4"),
+    ]
 
 
 @pytest.mark.parametrize(
     "case, error, message",
     [
-        ("missing", FileNotFoundError, r"nope: not found \(expected a video file, a frame folder or a folder of videos\)"),
+        (
+            "missing",
+            FileNotFoundError,
+            r"nope: not found \(expected a video file, a frame folder or a folder of videos\)",
+        ),
         ("image", ValueError, r"img_00001.jpg: a single image is not a video; give the frame folder instead"),
         ("mixed", ValueError, r"mixed: holds both JPEG frames and videos"),
         ("empty", ValueError, r"empty: no JPEG frames and no videos \(\.mp4, "),
@@ -216,8 +226,12 @@ def test_find_sources_errors(case, error, message, tmp_path, make_frames, make_v
     folder = make_frames(tmp_path, "mixed", 2)
     make_video(folder / "v.mp4", 4)
     (tmp_path / "empty").mkdir()
-    path = {"missing": tmp_path / "nope", "image": folder / "img_00001.jpg", "mixed": folder,
-            "empty": tmp_path / "empty"}[case]
+    path = {
+        "missing": tmp_path / "nope",
+        "image": folder / "img_00001.jpg",
+        "mixed": folder,
+        "empty": tmp_path / "empty",
+    }[case]
     with pytest.raises(error, match=message):
         find_sources(path)
 

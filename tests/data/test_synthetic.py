@@ -61,11 +61,9 @@ def test_layout_is_readable_by_lists_and_dataset(tiny):
 
 
 def test_same_seed_same_bytes_other_seed_differs(tiny, tmp_path):
-    again = generate_synthetic(tmp_path / "a", num_videos=24, size=32, frames=6, seed=5, workers=2,
-                               progress=False)
+    again = generate_synthetic(tmp_path / "a", num_videos=24, size=32, frames=6, seed=5, workers=2, progress=False)
     assert _digest(again.root) == _digest(tiny.root)  # also independent of the worker count
-    other = generate_synthetic(tmp_path / "b", num_videos=24, size=32, frames=6, seed=6, workers=1,
-                               progress=False)
+    other = generate_synthetic(tmp_path / "b", num_videos=24, size=32, frames=6, seed=6, workers=1, progress=False)
     a, b = _digest(again.root), _digest(other.root)
     assert a.keys() == b.keys()
     assert sum(a[k] != b[k] for k in a) > len(a) // 2
@@ -136,8 +134,9 @@ def _frame_features(frames: np.ndarray) -> torch.Tensor:
     thumb = torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)
     stats = torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
     bins = (x * 7.999).long()
-    hist = torch.stack([torch.stack([(bins[:, c] == b).float().mean(dim=(1, 2)) for b in range(8)], 1)
-                        for c in range(3)], 1).flatten(1)
+    hist = torch.stack(
+        [torch.stack([(bins[:, c] == b).float().mean(dim=(1, 2)) for b in range(8)], 1) for c in range(3)], 1
+    ).flatten(1)
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
     hue = torch.atan2(np.sqrt(3) * (g - b), 2 * r - g - b)  # -pi..pi
     saturated = (x.amax(1) - x.amin(1)) > 0.3
@@ -213,8 +212,11 @@ def test_frame_order_separates_temporal_pairs(pair):
     _, params, labels = _render_pair(pair, seed=1)
     name = CLASSES[pair[0]]
     key, period = {
-        "moving_right": ("cx", SIZE), "moving_down": ("cy", SIZE), "growing": ("radius", None),
-        "rotating_clockwise": ("angle", None), "appearing": ("alpha", None),
+        "moving_right": ("cx", SIZE),
+        "moving_down": ("cy", SIZE),
+        "growing": ("radius", None),
+        "rotating_clockwise": ("angle", None),
+        "appearing": ("alpha", None),
     }[name]
     slopes = np.array([_unwrap_slope(p[key], period) for p in params])
     assert (slopes[labels == 0] > 0).all() and (slopes[labels == 1] < 0).all()
@@ -292,10 +294,12 @@ def test_pair_hues_name_the_pair_and_keep_the_order_guarantee(tmp_path):
 
     for first, second in TEMPORAL_PAIRS:
         for seed in range(4):
-            a, pa = render_clip(first, rng=np.random.default_rng([seed, 5]), size=32, frames=8, clutter=False,
-                                pair_hues=True)
-            b, _ = render_clip(second, rng=np.random.default_rng([seed, 5]), size=32, frames=8, clutter=False,
-                               pair_hues=True)
+            a, pa = render_clip(
+                first, rng=np.random.default_rng([seed, 5]), size=32, frames=8, clutter=False, pair_hues=True
+            )
+            b, _ = render_clip(
+                second, rng=np.random.default_rng([seed, 5]), size=32, frames=8, clutter=False, pair_hues=True
+            )
             np.testing.assert_array_equal(b, a[::-1])  # still only the order differs within a pair
             t = int(np.argmax(pa["alpha"]))  # the most opaque frame: the object's own colour at its centre
             cx, cy = int(pa["cx"][t]) % 32, int(pa["cy"][t]) % 32
@@ -303,8 +307,18 @@ def test_pair_hues_name_the_pair_and_keep_the_order_guarantee(tmp_path):
             distance = abs((hue(centre) - PAIR_HUES[first // 2] + 0.5) % 1.0 - 0.5)
             assert distance < 0.06, (first, seed, hue(centre))
     out = tmp_path / "hues"
-    generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, clutter=False,
-                       pair_hues=True, motion=2.0)
+    generate_synthetic(
+        out,
+        num_videos=24,
+        size=32,
+        frames=4,
+        seed=1,
+        workers=1,
+        progress=False,
+        clutter=False,
+        pair_hues=True,
+        motion=2.0,
+    )
     settings = json.loads((out / "meta.json").read_text())["settings"]
     assert settings["pair_hues"] is True and settings["motion"] == 2.0
     with pytest.raises(ValueError, match="other settings"):
@@ -321,8 +335,9 @@ def test_motion_scales_the_speed_of_moving_objects_and_object_scale_their_size(t
         np.testing.assert_allclose(step_fast, 2 * step_slow, atol=1e-9)
     turn = [render_clip(6, rng=np.random.default_rng(4), size=64, frames=8, motion=m)[1]["angle"] for m in (1, 2)]
     np.testing.assert_array_equal(*turn)  # motion leaves rotation alone: spin is its own knob
-    small, big = (render_clip(4, rng=np.random.default_rng(4), size=64, frames=8, object_scale=k)[1]["radius"]
-                  for k in (1.0, 1.6))
+    small, big = (
+        render_clip(4, rng=np.random.default_rng(4), size=64, frames=8, object_scale=k)[1]["radius"] for k in (1.0, 1.6)
+    )
     np.testing.assert_allclose(big, 1.6 * small)
     for key, bad in (("motion", 0), ("object_scale", -1.0), ("spin", 0.0)):
         with pytest.raises(ValueError, match=f"{key} must be positive"):
@@ -356,8 +371,9 @@ def test_the_sails_light_half_leads_a_clockwise_turn_and_trails_the_reversed_one
     half: a cue visible locally, whatever the sail's angle, and only in the order."""
     for seed in range(6):
         for label, light_leads in ((6, True), (7, False)):
-            clip, _ = render_clip(label, rng=np.random.default_rng([seed, 9]), size=64, frames=8, clutter=False,
-                                  pair_hues=True, spin=2.5)
+            clip, _ = render_clip(
+                label, rng=np.random.default_rng([seed, 9]), size=64, frames=8, clutter=False, pair_hues=True, spin=2.5
+            )
             frames = clip.astype(np.float64)
             background = np.median(frames[0].reshape(-1, 3), axis=0)
             covered = np.abs(frames - background).sum(-1) > 60  # the sail's pixels

@@ -12,8 +12,9 @@ from temporal_shift.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ToFloatN
 
 def test_matches_torchvision_two_step_and_keeps_the_type():
     video = tv_tensors.Video(torch.randint(0, 256, (4, 3, 20, 24), dtype=torch.uint8))
-    reference = v2.Compose([v2.ToDtype(torch.float32, scale=True),
-                            v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))])
+    reference = v2.Compose(
+        [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))]
+    )
     out, label = ToFloatNormalize()(video, 7)
     assert isinstance(out, tv_tensors.Video) and out.dtype == torch.float32 and label == 7
     torch.testing.assert_close(out, reference(video), rtol=0, atol=1e-5)

@@ -53,8 +53,8 @@ from temporal_shift.data.sources import SourceFrame, open_source, parse_source  
 from temporal_shift.data.transforms import test_transform
 from temporal_shift.engine.export import OnnxStream
 from temporal_shift.engine.runtimes import ExportedStream
-from temporal_shift.models.online import OnlineStream
 from temporal_shift.hub.published import PublishedWeights
+from temporal_shift.models.online import OnlineStream
 
 
 class Stream(Protocol):
@@ -178,8 +178,7 @@ class StreamSummary:
         return (
             f"{d['frames_processed']}/{d['frames_read']} frames processed in {d['seconds']:.2f} s "
             f"({d['fps']} frames/s), model step median {d['step_latency_ms_median']} ms, "
-            f"p95 {d['step_latency_ms_p95']} ms; resets: "
-            + ", ".join(f"{n} {why}" for why, n in self.resets.items())
+            f"p95 {d['step_latency_ms_p95']} ms; resets: " + ", ".join(f"{n} {why}" for why, n in self.resets.items())
         )
 
 
@@ -266,9 +265,7 @@ class StreamPredictor:
         logits = self.stream.update(x)
         latency = (time.perf_counter() - t0) * 1e3
         if logits.numel() != len(self.classes):
-            raise ValueError(
-                f"the model has {logits.numel()} classes but {len(self.classes)} class names were given"
-            )
+            raise ValueError(f"the model has {logits.numel()} classes but {len(self.classes)} class names were given")
         probs = torch.softmax(logits.detach().double().reshape(-1), dim=0)
         averaged, current = self.filter.update(probs)
         scores, indices = averaged.topk(self.topk)
@@ -324,8 +321,14 @@ def stream_predictions(
     the frame counts and step latencies when the generator is done.
     """
     predictor = StreamPredictor(
-        stream, classes=classes, size=size, short_side=short_side, every=every,
-        smooth=smooth, hysteresis=hysteresis, topk=topk,
+        stream,
+        classes=classes,
+        size=size,
+        short_side=short_side,
+        every=every,
+        smooth=smooth,
+        hysteresis=hysteresis,
+        topk=topk,
     )
     if summary is not None:
         predictor.summary = summary
@@ -474,8 +477,10 @@ def load_stream(
         if checkpoint is None:
             raise ValueError("--checkpoint is required with --runtime torch (or --weights NAME)")
         if step is not None:
-            raise ValueError(f"{'--onnx' if onnx is not None else '--exported'} is for --runtime "
-                             f"{'onnxruntime' if onnx is not None else 'onnxruntime, executorch or openvino'}")
+            raise ValueError(
+                f"{'--onnx' if onnx is not None else '--exported'} is for --runtime "
+                f"{'onnxruntime' if onnx is not None else 'onnxruntime, executorch or openvino'}"
+            )
         online, loaded = _load_causal(checkpoint, n_segment=n_segment)
         num_classes = online.config.num_classes
         stream: Stream = OnlineStream(online)
@@ -507,8 +512,12 @@ def load_stream(
         names = [str(i) for i in range(num_classes)]
     else:
         raise ValueError("cannot tell the number of classes; pass --classes or --checkpoint")
-    return StreamModel(stream=stream, classes=names, input_size=loaded.input_size if loaded else None,
-                       scale_size=loaded.scale_size if loaded else None)
+    return StreamModel(
+        stream=stream,
+        classes=names,
+        input_size=loaded.input_size if loaded else None,
+        scale_size=loaded.scale_size if loaded else None,
+    )
 
 
 def _probe_classes(stream: ExportedStream) -> int | None:
@@ -543,8 +552,14 @@ def run_stream(
     frames = open_source(source, fps=fps)
     rate = frames.fps
     predictor = StreamPredictor(
-        stream, classes=classes, size=size, short_side=short_side, every=every,
-        smooth=smooth, hysteresis=hysteresis, topk=topk,
+        stream,
+        classes=classes,
+        size=size,
+        short_side=short_side,
+        every=every,
+        smooth=smooth,
+        hysteresis=hysteresis,
+        topk=topk,
     )
     writer = AnnotatedVideoWriter(out_video, fps=rate) if out_video is not None else None
     last: list[StreamRecord | None] = [None]

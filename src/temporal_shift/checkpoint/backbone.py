@@ -67,7 +67,7 @@ def inflate_2d_weights(model: ClipClassifier, source: str | Path | Mapping[str, 
     state = read_2d_weights(source)
     model.load_backbone_state(state, source=name)
     if head:
-        classifier = {k[len("fc."):]: v for k, v in state.items() if k.startswith("fc.")}
+        classifier = {k[len("fc.") :]: v for k, v in state.items() if k.startswith("fc.")}
         if not classifier:
             raise CheckpointError(f"{name}: no 2D classifier (fc.* / head.*) to copy; pass head=False")
         load_state_strict(model.head, classifier, source=f"{name} (classifier)")
@@ -82,8 +82,5 @@ def _torchvision_state(state: dict[str, Tensor], name: str) -> dict[str, Tensor]
 
 def _strip_module(state: dict[str, Tensor]) -> dict[str, Tensor]:
     if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
+        return {k[len("module.") :]: v for k, v in state.items()}
     return state
-
-
-

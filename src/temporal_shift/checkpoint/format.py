@@ -20,8 +20,16 @@ from temporal_shift.models.state import CheckpointError, load_state_strict
 from temporal_shift.ops.runtime import unwrap
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "CheckpointError", "CheckpointNotFoundError", "atomic_save",
-    "check_version", "is_our_format", "load_state_strict", "read_checkpoint", "save_checkpoint",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "atomic_save",
+    "check_version",
+    "is_our_format",
+    "load_state_strict",
+    "read_checkpoint",
+    "save_checkpoint",
 ]
 
 FORMAT_NAME = "temporal-shift"
@@ -124,6 +132,5 @@ def check_version(data: dict[str, Any], *, source: str) -> None:
         raise CheckpointError(f"{source}: not a temporal-shift checkpoint (no 'format' entry)")
     if data.get("version") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{source}: checkpoint format version {data.get('version')!r}, "
-            f"this library reads version {FORMAT_VERSION}"
+            f"{source}: checkpoint format version {data.get('version')!r}, this library reads version {FORMAT_VERSION}"
         )

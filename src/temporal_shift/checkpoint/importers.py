@@ -94,9 +94,7 @@ class ImportedCheckpoint:
     def summary(self) -> str:
         c = self.config
         shift = f"TSM ({c['place']}, 1/{c['fold_div']})" if c["shift"] else "TSN (no shift)"
-        extras = "".join(
-            f", {name}" for name in ("non_local", "temporal_pool") if c.get(name)
-        )
+        extras = "".join(f", {name}" for name in ("non_local", "temporal_pool") if c.get(name))
         return (
             f"{self.source_format} -> {self.out}: {c['arch']} {shift}, "
             f"{c['num_classes']} classes, n_segment={c['n_segment']}{extras}"
@@ -164,19 +162,14 @@ def model_from_data(
                 )
         return model.eval(), kind
     if n_segment is None:
-        raise ValueError(
-            f"{source}: a {kind} checkpoint does not record the number of frames; "
-            "pass n_segment (e.g. 8)"
-        )
+        raise ValueError(f"{source}: a {kind} checkpoint does not record the number of frames; pass n_segment (e.g. 8)")
     if kind == "online-demo":
         model = import_online_demo_checkpoint(
             data, n_segment=n_segment, fold_div=8 if fold_div is None else fold_div, source=source
         )
         return model, kind
     importer = import_reference_checkpoint if kind == "reference" else import_mmaction2_checkpoint
-    model = importer(
-        data, n_segment=n_segment, fold_div=8 if fold_div is None else fold_div, source=source
-    )
+    model = importer(data, n_segment=n_segment, fold_div=8 if fold_div is None else fold_div, source=source)
     return model, kind
 
 
@@ -292,9 +285,7 @@ def import_online_demo_checkpoint(
     backbone = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     head = {k[len("classifier.") :]: v for k, v in state.items() if k.startswith("classifier.")}
     plain = _reference_mobilenet_state(backbone)
-    settings = dataclasses.replace(
-        _infer_mobilenet(backbone, head, source), shift=True, place="blockres"
-    )
+    settings = dataclasses.replace(_infer_mobilenet(backbone, head, source), shift=True, place="blockres")
     model = _build(settings, n_segment=n_segment, fold_div=fold_div, mode="causal", source=source)
     wanted = model.state_dict()
     ours: dict[str, Tensor] = {}
@@ -313,9 +304,7 @@ def import_online_demo_checkpoint(
 # --- reading -----------------------------------------------------------------------
 
 
-def _load(
-    path_or_dict: str | Path | dict[str, Any], source: str | None = None
-) -> tuple[dict[str, Any], str]:
+def _load(path_or_dict: str | Path | dict[str, Any], source: str | None = None) -> tuple[dict[str, Any], str]:
     if isinstance(path_or_dict, dict):
         return path_or_dict, source or "checkpoint dict"
     path = Path(path_or_dict)
@@ -440,8 +429,7 @@ def _cross_check(
 ) -> None:
     if isinstance(saved_arch, str) and _norm_arch(saved_arch) != _norm_arch(settings.arch):
         raise CheckpointError(
-            f"{source}: the checkpoint's arch entry says {saved_arch!r} but its keys are "
-            f"those of {settings.arch}"
+            f"{source}: the checkpoint's arch entry says {saved_arch!r} but its keys are those of {settings.arch}"
         )
     if arch is not None and _norm_arch(arch) != _norm_arch(settings.arch):
         raise CheckpointError(f"{source}: arch={arch!r} was given but the keys are those of {settings.arch}")
@@ -467,9 +455,7 @@ def _build_and_load(
     return model.eval()
 
 
-def _build(
-    settings: InferredSettings, *, n_segment: int, fold_div: int, mode: str, source: str
-) -> VideoRecognizer:
+def _build(settings: InferredSettings, *, n_segment: int, fold_div: int, mode: str, source: str) -> VideoRecognizer:
     """The model ``settings`` describe, with fresh weights."""
     try:
         model = build_model(

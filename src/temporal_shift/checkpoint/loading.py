@@ -53,6 +53,7 @@ class Published(Protocol):
 
     def class_names(self) -> list[str]: ...
 
+
 # Input size of checkpoints that do not record theirs: a 224 crop of a 256 short side.
 DEFAULT_SIZE = 224
 DEFAULT_SCALE_SIZE = 256
@@ -136,8 +137,14 @@ def load_checkpoint(
     fold_div (``fold_div``, if given, must agree); it carries the dataset's class names.
     """
     if isinstance(path, Published):
-        return _load_published(path, n_segment=n_segment, fold_div=fold_div, map_location=map_location,
-                               cache_dir=cache_dir, progress=progress)
+        return _load_published(
+            path,
+            n_segment=n_segment,
+            fold_div=fold_div,
+            map_location=map_location,
+            cache_dir=cache_dir,
+            progress=progress,
+        )
     path = Path(path)
     data = read_checkpoint(path)
     if n_segment is None and not is_our_format(data):
@@ -187,7 +194,9 @@ def _loaded(
         if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise CheckpointError(f"{path}: class_names entry is not a list of strings")
         if len(names) != model.config.num_classes:
-            raise CheckpointError(f"{path}: {len(names)} class names for a model with {model.config.num_classes} classes")
+            raise CheckpointError(
+                f"{path}: {len(names)} class names for a model with {model.config.num_classes} classes"
+            )
     config = data.get("config") or data.get("train_state", {}).get("config") or {}
     return LoadedCheckpoint(path, model, kind, names, dict(config) if isinstance(config, dict) else {})
 
@@ -208,16 +217,15 @@ def _load_published(
         )
     path = entry.fetch(cache_dir=cache_dir, progress=progress)
     data = read_checkpoint(path)
-    model, kind = model_from_data(data, source=str(path), n_segment=n_segment or entry.n_segment,
-                                  fold_div=entry.fold_div)
+    model, kind = model_from_data(
+        data, source=str(path), n_segment=n_segment or entry.n_segment, fold_div=entry.fold_div
+    )
     entry.check_model(model, source=str(path))
     model = model.to(map_location).eval()
     return LoadedCheckpoint(path, model, kind, entry.class_names(), {}, published=entry)
 
 
-def resolve_class_names(
-    checkpoints: Sequence[LoadedCheckpoint], classes: str | Path | None = None
-) -> list[str]:
+def resolve_class_names(checkpoints: Sequence[LoadedCheckpoint], classes: str | Path | None = None) -> list[str]:
     """Class names from ``classes`` (a file), else the checkpoints', else "0", "1", ...
 
     A class file must have one name per class; checkpoints that carry different names

@@ -32,44 +32,106 @@ def register(sub: argparse._SubParsersAction) -> None:
         "print top-1, top-5 and mean class accuracy. With --out, also writes metrics.json, "
         "per_class.csv, predictions.csv, confusion.npy and confusion.png.",
     )
-    p.add_argument("--checkpoint", dest="members", action=_AppendMember, const="file", type=Path, metavar="CKPT",
-                   help="checkpoint to test; repeat for an ensemble (e.g. an 8-frame and a 16-frame model)")
-    p.add_argument("--weights", dest="members", action=_AppendMember, const="name", metavar="NAME",
-                   help="published weights to test (`tsm weights list`); repeatable, mixes with --checkpoint")
-    p.add_argument("--ensemble-weights", type=float, nargs="+", default=None, metavar="W",
-                   help="ensemble weights, one per member (--checkpoint/--weights, in order; normalised; "
-                   "default equal)")
-    p.add_argument("--segments", type=int, nargs="+", default=None, metavar="T",
-                   help="T of foreign (reference/MMAction2) checkpoints: one value, or one per member")
+    p.add_argument(
+        "--checkpoint",
+        dest="members",
+        action=_AppendMember,
+        const="file",
+        type=Path,
+        metavar="CKPT",
+        help="checkpoint to test; repeat for an ensemble (e.g. an 8-frame and a 16-frame model)",
+    )
+    p.add_argument(
+        "--weights",
+        dest="members",
+        action=_AppendMember,
+        const="name",
+        metavar="NAME",
+        help="published weights to test (`tsm weights list`); repeatable, mixes with --checkpoint",
+    )
+    p.add_argument(
+        "--ensemble-weights",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="W",
+        help="ensemble weights, one per member (--checkpoint/--weights, in order; normalised; default equal)",
+    )
+    p.add_argument(
+        "--segments",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="T",
+        help="T of foreign (reference/MMAction2) checkpoints: one value, or one per member",
+    )
     p.add_argument("--data", type=Path, required=True, help="data root (list paths are relative to it)")
     p.add_argument("--list", type=Path, required=True, help="list file, relative to --data or absolute")
-    p.add_argument("--flow-list", type=Path, default=None,
-                   help="two-stream: the flow list (tsm prepare flow) that flow checkpoints read, relative to "
-                   "--flow-data; its entries pair with --list's videos by path (video extension dropped)")
+    p.add_argument(
+        "--flow-list",
+        type=Path,
+        default=None,
+        help="two-stream: the flow list (tsm prepare flow) that flow checkpoints read, relative to "
+        "--flow-data; its entries pair with --list's videos by path (video extension dropped)",
+    )
     p.add_argument("--flow-data", type=Path, default=None, help="root of the flow list's folders (default --data)")
     p.add_argument("--kind", default=options.default(evaluate, "kind"), choices=("auto", "frames", "videos"))
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
-    p.add_argument("--clips", default=options.default(EvalProtocol, "clips"), choices=CLIP_PROTOCOLS,
-                   help="single: 1 centre clip; twice: 2 clips (twice_sample); dense: --dense-clips windows")
-    p.add_argument("--dense-clips", type=int, default=options.default(EvalProtocol, "dense_clips"),
-                   help="windows of --clips dense (default %(default)s)")
-    p.add_argument("--dense-window", type=int, default=options.default(EvalProtocol, "dense_window"),
-                   help="frames per dense window (default %(default)s)")
-    p.add_argument("--crops", type=int, default=options.default(EvalProtocol, "crops"), choices=CROPS,
-                   help="1 centre crop, 3 full-resolution crops, 5 (corners + centre) or 10 (and mirrors)")
-    p.add_argument("--fusion", default=options.default(EvalProtocol, "fusion"), choices=FUSIONS,
-                   help="average softmax probabilities or logits over views and members")
+    p.add_argument(
+        "--clips",
+        default=options.default(EvalProtocol, "clips"),
+        choices=CLIP_PROTOCOLS,
+        help="single: 1 centre clip; twice: 2 clips (twice_sample); dense: --dense-clips windows",
+    )
+    p.add_argument(
+        "--dense-clips",
+        type=int,
+        default=options.default(EvalProtocol, "dense_clips"),
+        help="windows of --clips dense (default %(default)s)",
+    )
+    p.add_argument(
+        "--dense-window",
+        type=int,
+        default=options.default(EvalProtocol, "dense_window"),
+        help="frames per dense window (default %(default)s)",
+    )
+    p.add_argument(
+        "--crops",
+        type=int,
+        default=options.default(EvalProtocol, "crops"),
+        choices=CROPS,
+        help="1 centre crop, 3 full-resolution crops, 5 (corners + centre) or 10 (and mirrors)",
+    )
+    p.add_argument(
+        "--fusion",
+        default=options.default(EvalProtocol, "fusion"),
+        choices=FUSIONS,
+        help="average softmax probabilities or logits over views and members",
+    )
     p.add_argument("--size", type=int, default=None, help="crop side (default: as trained, else 224)")
-    p.add_argument("--scale-size", type=int, default=None,
-                   help="short side before cropping (default: as trained, else 256)")
+    p.add_argument(
+        "--scale-size", type=int, default=None, help="short side before cropping (default: as trained, else 256)"
+    )
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int, default=options.default(evaluate, "batch_size"),
-                   help="videos per batch (x views clips per forward; default %(default)s)")
-    p.add_argument("--workers", type=int, default=options.default(evaluate, "workers"),
-                   help="DataLoader worker processes (default %(default)s)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=options.default(evaluate, "batch_size"),
+        help="videos per batch (x views clips per forward; default %(default)s)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=options.default(evaluate, "workers"),
+        help="DataLoader worker processes (default %(default)s)",
+    )
     options.add_device(p, default=options.default(evaluate, "device"))
-    p.add_argument("--on-error", default=options.default(evaluate, "on_error"), choices=("raise", "skip"),
-                   help="unreadable videos: fail, or leave them out and report them")
+    p.add_argument(
+        "--on-error",
+        default=options.default(evaluate, "on_error"),
+        choices=("raise", "skip"),
+        help="unreadable videos: fail, or leave them out and report them",
+    )
     p.add_argument("--out", type=Path, default=None, help="write metrics, predictions and the confusion matrix here")
     options.add_no_progress(p)
     p.set_defaults(func=_cmd_test)
@@ -80,22 +142,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Classify each input with one centre clip (the checkpoint's T segment centres) and one "
         "centre crop; print the top-k class names with softmax probabilities.",
     )
-    p.add_argument("inputs", nargs="+", type=Path, metavar="VIDEO_OR_FOLDER",
-                   help="video file, JPEG frame folder, or folder of videos")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="VIDEO_OR_FOLDER",
+        help="video file, JPEG frame folder, or folder of videos",
+    )
     options.add_checkpoint_or_weights(p, required=True)
-    p.add_argument("--topk", type=int, default=options.default(predict, "topk"),
-                   help="classes printed per input (default %(default)s)")
+    p.add_argument(
+        "--topk",
+        type=int,
+        default=options.default(predict, "topk"),
+        help="classes printed per input (default %(default)s)",
+    )
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: the checkpoint's)")
     options.add_segments(p)
     p.add_argument("--size", type=int, default=None, help="crop side (default: as trained, else 224)")
-    p.add_argument("--scale-size", type=int, default=None,
-                   help="short side before cropping (default: as trained, else 256)")
+    p.add_argument(
+        "--scale-size", type=int, default=None, help="short side before cropping (default: as trained, else 256)"
+    )
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
     options.add_device(p, default=options.default(predict, "device"))
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    options.add_compile(p, help="torch.compile the model first (CUDA graphs on CUDA): faster per clip, "
-                        "slower to start (compilation takes seconds to minutes)",
-                        auto="reduce-overhead on CUDA, default elsewhere")
+    options.add_compile(
+        p,
+        help="torch.compile the model first (CUDA graphs on CUDA): faster per clip, "
+        "slower to start (compilation takes seconds to minutes)",
+        auto="reduce-overhead on CUDA, default elsewhere",
+    )
     p.set_defaults(func=_cmd_predict)
 
 
@@ -115,8 +190,9 @@ def _members(args: argparse.Namespace) -> list[object]:
         except ValueError:
             checkpoints.append(get_weights(value))
             continue
-        raise ValueError(f"--weights takes names of published weights, got {value!r}; ensemble "
-                         "weights are --ensemble-weights W ...")
+        raise ValueError(
+            f"--weights takes names of published weights, got {value!r}; ensemble weights are --ensemble-weights W ..."
+        )
     return checkpoints
 
 
@@ -133,13 +209,30 @@ def _cmd_test(args: argparse.Namespace) -> int:
         segments = segments * n
     if len(segments) != n:
         raise ValueError(f"--segments: {len(segments)} values for {n} checkpoints (give one, or one per checkpoint)")
-    protocol = EvalProtocol(clips=args.clips, crops=args.crops, fusion=args.fusion, dense_clips=args.dense_clips,
-                            dense_window=args.dense_window, size=args.size, scale_size=args.scale_size)
+    protocol = EvalProtocol(
+        clips=args.clips,
+        crops=args.crops,
+        fusion=args.fusion,
+        dense_clips=args.dense_clips,
+        dense_window=args.dense_window,
+        size=args.size,
+        scale_size=args.scale_size,
+    )
     result = evaluate(
         [Member(checkpoint=c, weight=w, n_segment=t) for c, w, t in zip(checkpoints, weights, segments)],
-        list_file=args.list, root=args.data, protocol=protocol, kind=args.kind, template=args.template,
-        classes=args.classes, batch_size=args.batch_size, workers=args.workers, device=args.device,
-        on_error=args.on_error, out_dir=args.out, progress=not args.no_progress, flow_list=args.flow_list,
+        list_file=args.list,
+        root=args.data,
+        protocol=protocol,
+        kind=args.kind,
+        template=args.template,
+        classes=args.classes,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        on_error=args.on_error,
+        out_dir=args.out,
+        progress=not args.no_progress,
+        flow_list=args.flow_list,
         flow_root=args.flow_data,
     )
     print(result.summary())
@@ -158,13 +251,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     compile_mode = options.compile_mode(args)
     checkpoint = options.checkpoint_or_weights(args)
     predictions = predict(
-        args.inputs, checkpoint=checkpoint, topk=args.topk, n_segment=args.segments, classes=args.classes,
-        size=args.size, scale_size=args.scale_size, device=args.device, template=args.template,
+        args.inputs,
+        checkpoint=checkpoint,
+        topk=args.topk,
+        n_segment=args.segments,
+        classes=args.classes,
+        size=args.size,
+        scale_size=args.scale_size,
+        device=args.device,
+        template=args.template,
         compile=compile_mode,
     )
     if args.json:
-        print(json.dumps({"checkpoint": str(checkpoint), "predictions": [p.to_dict() for p in predictions]},
-                         indent=2))
+        print(json.dumps({"checkpoint": str(checkpoint), "predictions": [p.to_dict() for p in predictions]}, indent=2))
         return 0
     for prediction in predictions:
         if len(predictions) > 1:

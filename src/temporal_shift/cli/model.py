@@ -26,21 +26,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_weights(p, instead_of="a checkpoint file")
     p.add_argument("--format", default=options.default(export_model, "format"), choices=FORMATS)
     p.add_argument("--out", type=Path, required=True, help="the file to write (OpenVINO: an .xml, weights in the .bin)")
-    p.add_argument("--size", type=int, default=None,
-                   help="input height and width (default: the model's published size, 224; C3D 112)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="a static batch size (default: dynamic; ExecuTorch: 1)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="input height and width (default: the model's published size, 224; C3D 112)",
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="a static batch size (default: dynamic; ExecuTorch: 1)")
     options.add_segments(p)
-    p.add_argument("--quantize", default=None, choices=QUANTIZE,
-                   help="int8 post-training quantization (executorch: PT2E + XNNPACK quantizer; openvino: NNCF), "
-                   "calibrated on --calibration")
-    p.add_argument("--calibration", type=Path, default=None, metavar="LIST",
-                   help="clips to calibrate int8 on: a list file of frame folders or videos (as tsm test reads)")
+    p.add_argument(
+        "--quantize",
+        default=None,
+        choices=QUANTIZE,
+        help="int8 post-training quantization (executorch: PT2E + XNNPACK quantizer; openvino: NNCF), "
+        "calibrated on --calibration",
+    )
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        metavar="LIST",
+        help="clips to calibrate int8 on: a list file of frame folders or videos (as tsm test reads)",
+    )
     p.add_argument("--root", type=Path, default=None, help="data root of --calibration (default: the list's folder)")
-    p.add_argument("--calibration-clips", type=int, default=options.default(calibration_clips, "limit"),
-                   help="use the first N clips of --calibration (default %(default)s)")
-    p.add_argument("--precision", default=options.default(export_model, "precision"), choices=("fp32", "fp16"),
-                   help="TensorRT engine precision (default %(default)s)")
+    p.add_argument(
+        "--calibration-clips",
+        type=int,
+        default=options.default(calibration_clips, "limit"),
+        help="use the first N clips of --calibration (default %(default)s)",
+    )
+    p.add_argument(
+        "--precision",
+        default=options.default(export_model, "precision"),
+        choices=("fp32", "fp16"),
+        help="TensorRT engine precision (default %(default)s)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads of the runtime that verifies")
     p.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
     p.add_argument(
@@ -59,8 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, required=True)
     options.add_segments(p, help="T the checkpoint was trained with")
-    p.add_argument("--fold-div", type=int, default=None,
-                   help=f"shift 1/fold_div each way (default {options.default(ModelConfig, 'fold_div')})")
+    p.add_argument(
+        "--fold-div",
+        type=int,
+        default=None,
+        help=f"shift 1/fold_div each way (default {options.default(ModelConfig, 'fold_div')})",
+    )
     p.set_defaults(func=_cmd_import)
 
 
@@ -88,8 +112,9 @@ def _calibration(args: argparse.Namespace, model: Any, *, scale_size: int | None
     if args.calibration is None:
         raise ValueError(f"--quantize {args.quantize} needs --calibration LIST (clips to calibrate on)")
     root = args.root if args.root is not None else args.calibration.parent
-    return calibration_clips(args.calibration, root=root, model=model, size=args.size, scale_size=scale_size,
-                             limit=args.calibration_clips)
+    return calibration_clips(
+        args.calibration, root=root, model=model, size=args.size, scale_size=scale_size, limit=args.calibration_clips
+    )
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -107,13 +132,28 @@ def _cmd_export(args: argparse.Namespace) -> int:
     # the short side the checkpoint was tested with, when the crop is its own
     scale = loaded.scale_size if args.size in (None, loaded.input_size) else None
     calibration = _calibration(args, model, scale_size=scale)
-    out = export_model(model, args.out, format=args.format, size=args.size, batch_size=args.batch_size,
-                       quantize=args.quantize, calibration=calibration, precision=args.precision)
+    out = export_model(
+        model,
+        args.out,
+        format=args.format,
+        size=args.size,
+        batch_size=args.batch_size,
+        quantize=args.quantize,
+        calibration=calibration,
+        precision=args.precision,
+    )
     print(f"wrote {out}" + (f" (int8, calibrated on {sum(len(c) for c in calibration)} clips)" if calibration else ""))
     if not args.no_verify:
         clips = torch.cat(calibration) if calibration else None
-        parity = verify_export(model, out, format=args.format, size=args.size, batch_size=args.batch_size,
-                               clips=clips, threads=args.threads)
+        parity = verify_export(
+            model,
+            out,
+            format=args.format,
+            size=args.size,
+            batch_size=args.batch_size,
+            clips=clips,
+            threads=args.threads,
+        )
         _check_parity(parity, out, args=args)
     return 0
 
@@ -131,8 +171,15 @@ def _export_online(args: argparse.Namespace, *, checkpoint: object) -> int:
     size = options.default(export_online, "size") if args.size is None else args.size
     args.size = size
     calibration = _calibration(args, online, scale_size=None)
-    out = export_online(online, args.out, format=args.format, size=size, quantize=args.quantize,
-                        calibration=calibration, precision=args.precision)
+    out = export_online(
+        online,
+        args.out,
+        format=args.format,
+        size=size,
+        quantize=args.quantize,
+        calibration=calibration,
+        precision=args.precision,
+    )
     print(f"wrote {out} (inputs: frame, buffer_0..{online.num_buffers - 1})")
     if not args.no_verify:
         frames = torch.cat(calibration).flatten(0, 1) if calibration else None

@@ -30,13 +30,24 @@ def default(func: Callable[..., object], name: str) -> Any:
 
 def add_weights(parser: ArgumentGroup, *, instead_of: str, help: str | None = None) -> None:
     """``--weights NAME`` (stored as ``published``): published weights instead of ``instead_of``."""
-    parser.add_argument("--weights", dest="published", default=None, metavar="NAME",
-                        help=help or f"published weights by name instead of {instead_of} (`tsm weights list`; "
-                        "downloaded into the torch hub cache on first use)")
+    parser.add_argument(
+        "--weights",
+        dest="published",
+        default=None,
+        metavar="NAME",
+        help=help
+        or f"published weights by name instead of {instead_of} (`tsm weights list`; "
+        "downloaded into the torch hub cache on first use)",
+    )
 
 
-def add_checkpoint_or_weights(parser: argparse.ArgumentParser, *, required: bool, checkpoint_help: str | None = None,
-                              instead_of: str = "--checkpoint") -> argparse._MutuallyExclusiveGroup:
+def add_checkpoint_or_weights(
+    parser: argparse.ArgumentParser,
+    *,
+    required: bool,
+    checkpoint_help: str | None = None,
+    instead_of: str = "--checkpoint",
+) -> argparse._MutuallyExclusiveGroup:
     """``--checkpoint FILE`` or ``--weights NAME``, at most one (exactly one if ``required``); the
     group is returned for a command with a third way to name its model."""
     group = parser.add_mutually_exclusive_group(required=required)
@@ -45,8 +56,9 @@ def add_checkpoint_or_weights(parser: argparse.ArgumentParser, *, required: bool
     return group
 
 
-def checkpoint_or_weights(args: argparse.Namespace, *, dest: str = "checkpoint", required: bool = True,
-                          what: str = "--checkpoint") -> object:
+def checkpoint_or_weights(
+    args: argparse.Namespace, *, dest: str = "checkpoint", required: bool = True, what: str = "--checkpoint"
+) -> object:
     """The checkpoint file (``args.<dest>``) or the published weights (`PublishedWeights`) the user
     named; None when neither was given and neither is ``required``."""
     given = [x for x in (getattr(args, dest, None), args.published) if x is not None]
@@ -66,8 +78,9 @@ def add_device(parser: ArgumentGroup, *, default: str | None) -> None:
     parser.add_argument("--device", default=default, help="auto (CUDA if present; the default), cpu, cuda, cuda:N")
 
 
-def add_segments(parser: ArgumentGroup, *, default: int | None = None,
-                 help: str = "T, for checkpoints of other releases") -> None:
+def add_segments(
+    parser: ArgumentGroup, *, default: int | None = None, help: str = "T, for checkpoints of other releases"
+) -> None:
     """``--segments T``: frames per clip (the paper's T) on every command that takes it."""
     parser.add_argument("--segments", type=int, default=default, metavar="T", help=help)
 
@@ -77,8 +90,12 @@ def add_compile(parser: ArgumentGroup, *, help: str, auto: str) -> None:
     from temporal_shift.engine.compiled import MODES
 
     parser.add_argument("--compile", action="store_true", help=help)
-    parser.add_argument("--compile-mode", default="auto", metavar="{" + ",".join(MODES) + "}",
-                        help=f"torch.compile mode with --compile (auto: {auto})")
+    parser.add_argument(
+        "--compile-mode",
+        default="auto",
+        metavar="{" + ",".join(MODES) + "}",
+        help=f"torch.compile mode with --compile (auto: {auto})",
+    )
 
 
 def compile_mode(args: argparse.Namespace) -> str | None:
@@ -104,8 +121,13 @@ def add_result_files(parser: ArgumentGroup, *, plot: bool = True) -> None:
         parser.add_argument("--plot", type=Path, default=None, help="write a box plot (PNG) here")
 
 
-def print_result(result: Result, *, json_file: Path | None, plot_file: Path | None = None,
-                 plot: Callable[[Any, Path], Path] | None = None) -> None:
+def print_result(
+    result: Result,
+    *,
+    json_file: Path | None,
+    plot_file: Path | None = None,
+    plot: Callable[[Any, Path], Path] | None = None,
+) -> None:
     """Print the result's table, write its JSON and (with ``plot``, the library's plot function) its
     plot where asked, and say what was written."""
     print(result.table())
@@ -118,12 +140,21 @@ def print_result(result: Result, *, json_file: Path | None, plot_file: Path | No
 
 def add_stream_labels(parser: ArgumentGroup, *, library: Callable[..., object]) -> None:
     """--smooth, --hysteresis and --topk of an online stream's labels, with the defaults of ``library``."""
-    parser.add_argument("--smooth", type=int, default=default(library, "smooth"),
-                        help="average the scores of the last N steps (default %(default)s)")
-    parser.add_argument("--hysteresis", type=int, default=default(library, "hysteresis"),
-                        help="a label becomes current after M consecutive wins (default %(default)s)")
-    parser.add_argument("--topk", type=int, default=default(library, "topk"),
-                        help="classes reported per step (default %(default)s)")
+    parser.add_argument(
+        "--smooth",
+        type=int,
+        default=default(library, "smooth"),
+        help="average the scores of the last N steps (default %(default)s)",
+    )
+    parser.add_argument(
+        "--hysteresis",
+        type=int,
+        default=default(library, "hysteresis"),
+        help="a label becomes current after M consecutive wins (default %(default)s)",
+    )
+    parser.add_argument(
+        "--topk", type=int, default=default(library, "topk"), help="classes reported per step (default %(default)s)"
+    )
 
 
 def add_processes(parser: ArgumentGroup) -> None:

@@ -22,25 +22,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", help="video file, JPEG frame folder, or camera index (0, 1, ...)")
     options.add_checkpoint_or_weights(
-        p, required=False, checkpoint_help="causal checkpoint (or --weights NAME; one is required for --runtime torch)",
-        instead_of="--checkpoint (a causal model, e.g. online_tsm_mobilenetv2_jester)")
+        p,
+        required=False,
+        checkpoint_help="causal checkpoint (or --weights NAME; one is required for --runtime torch)",
+        instead_of="--checkpoint (a causal model, e.g. online_tsm_mobilenetv2_jester)",
+    )
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: indices)")
     options.add_segments(p)
-    p.add_argument("--runtime", default=options.default(load_stream, "runtime"), choices=RUNTIMES,
-                   help="torch (a checkpoint), or the runtime of a step exported with tsm export --online")
-    p.add_argument("--exported", type=Path, default=None, metavar="FILE",
-                   help="the exported streaming step (.onnx, .pte, .xml) for onnxruntime, executorch or openvino")
+    p.add_argument(
+        "--runtime",
+        default=options.default(load_stream, "runtime"),
+        choices=RUNTIMES,
+        help="torch (a checkpoint), or the runtime of a step exported with tsm export --online",
+    )
+    p.add_argument(
+        "--exported",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the exported streaming step (.onnx, .pte, .xml) for onnxruntime, executorch or openvino",
+    )
     p.add_argument("--onnx", type=Path, default=None, help="streaming-step ONNX, for onnxruntime (= --exported)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of an exported step's runtime")
-    p.add_argument("--every", type=int, default=options.default(run_stream, "every"),
-                   help="process every K-th frame (default %(default)s)")
+    p.add_argument(
+        "--every",
+        type=int,
+        default=options.default(run_stream, "every"),
+        help="process every K-th frame (default %(default)s)",
+    )
     options.add_stream_labels(p, library=run_stream)
-    p.add_argument("--size", type=int, default=options.default(run_stream, "size"),
-                   help="centre crop side (default %(default)s)")
-    p.add_argument("--short-side", type=int, default=options.default(run_stream, "short_side"),
-                   help="resize the short side to this (default: size*8/7)")
-    p.add_argument("--fps", type=float, default=options.default(run_stream, "fps"),
-                   help="frame rate for frame folders (default 25) or override")
+    p.add_argument(
+        "--size", type=int, default=options.default(run_stream, "size"), help="centre crop side (default %(default)s)"
+    )
+    p.add_argument(
+        "--short-side",
+        type=int,
+        default=options.default(run_stream, "short_side"),
+        help="resize the short side to this (default: size*8/7)",
+    )
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=options.default(run_stream, "fps"),
+        help="frame rate for frame folders (default 25) or override",
+    )
     p.add_argument("--out-video", type=Path, default=None, help="write an mp4 with the current label drawn on")
     p.add_argument("--json-summary", type=Path, default=None, help="write the summary as JSON here")
     p.set_defaults(func=_cmd_stream)
@@ -52,12 +77,28 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     from temporal_shift.apps.stream import load_stream, run_stream
 
     checkpoint = options.checkpoint_or_weights(args, required=False)
-    model = load_stream(runtime=args.runtime, checkpoint=checkpoint, onnx=args.onnx, exported=args.exported,
-                        n_segment=args.segments, classes=args.classes, threads=args.threads)
+    model = load_stream(
+        runtime=args.runtime,
+        checkpoint=checkpoint,
+        onnx=args.onnx,
+        exported=args.exported,
+        n_segment=args.segments,
+        classes=args.classes,
+        threads=args.threads,
+    )
     summary = run_stream(
-        args.source, model.stream, classes=model.classes, out=sys.stdout, out_video=args.out_video,
-        size=args.size, short_side=args.short_side, every=args.every, smooth=args.smooth,
-        hysteresis=args.hysteresis, topk=args.topk, fps=args.fps,
+        args.source,
+        model.stream,
+        classes=model.classes,
+        out=sys.stdout,
+        out_video=args.out_video,
+        size=args.size,
+        short_side=args.short_side,
+        every=args.every,
+        smooth=args.smooth,
+        hysteresis=args.hysteresis,
+        topk=args.topk,
+        fps=args.fps,
     )
     print(f"tsm stream: {summary.line()}", file=sys.stderr)
     if args.out_video is not None:

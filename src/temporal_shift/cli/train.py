@@ -25,11 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. optim.lr=0.02 run.amp=true")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in run.out_dir from last.pt")
-    group.add_argument("--finetune-from", type=Path, metavar="CKPT",
-                       help="start from another run's weights (our or imported formats); the head is "
-                       "replaced when the class count differs")
-    options.add_weights(group, instead_of="--finetune-from",
-                        help="like --finetune-from, from published weights (`tsm weights list`)")
+    group.add_argument(
+        "--finetune-from",
+        type=Path,
+        metavar="CKPT",
+        help="start from another run's weights (our or imported formats); the head is "
+        "replaced when the class count differs",
+    )
+    options.add_weights(
+        group, instead_of="--finetune-from", help="like --finetune-from, from published weights (`tsm weights list`)"
+    )
     p.add_argument("--amp", action="store_true", help="mixed precision (same as run.amp=true)")
     p.set_defaults(func=_cmd_train)
 
@@ -42,17 +47,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(true class vs its time-reversed partner), params, FLOPs and latency; saves demo.png. On a GPU it "
         "trains on 4x the clips, loaded by worker processes (the output says which budget ran).",
     )
-    p.add_argument("--out", type=Path, default=options.default(run_demo, "out_dir"),
-                   help="run folder (default %(default)s)")
-    p.add_argument("--data", type=Path, default=options.default(run_demo, "data_dir"),
-                   help="synthetic dataset folder, generated if absent (default %(default)s)")
+    p.add_argument(
+        "--out", type=Path, default=options.default(run_demo, "out_dir"), help="run folder (default %(default)s)"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=options.default(run_demo, "data_dir"),
+        help="synthetic dataset folder, generated if absent (default %(default)s)",
+    )
     p.add_argument("--epochs", type=int, default=None, help=f"epochs per model (default {DEMO_EPOCHS})")
     options.add_device(p, default=options.default(run_demo, "device"))
     p.add_argument("--seed", type=int, default=options.default(run_demo, "seed"))
     options.add_no_progress(p)
-    p.add_argument("--jobs", type=int, default=None,
-                   help="on a CPU, models trained at once, each in its own process (default: TSN and TSM side by "
-                   "side when there are 2+ cores; 1: one after the other)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="on a CPU, models trained at once, each in its own process (default: TSN and TSM side by "
+        "side when there are 2+ cores; 1: one after the other)",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser(
@@ -68,17 +82,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "seed is reused, and its table says so).",
     )
     p.add_argument("experiment", choices=(*EXPERIMENTS, "all"))
-    p.add_argument("--budget", choices=tuple(BUDGETS), default=options.default(reproduce, "budget"),
-                   help="small: ~15 min per experiment on 2 CPU cores (2 seeds); full: the demo's data and epochs, "
-                   "5 seeds, latency at 224x224")
+    p.add_argument(
+        "--budget",
+        choices=tuple(BUDGETS),
+        default=options.default(reproduce, "budget"),
+        help="small: ~15 min per experiment on 2 CPU cores (2 seeds); full: the demo's data and epochs, "
+        "5 seeds, latency at 224x224",
+    )
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the budget's)")
-    p.add_argument("--out", type=Path, default=options.default(reproduce, "out_dir"),
-                   help="output folder (default %(default)s)")
+    p.add_argument(
+        "--out", type=Path, default=options.default(reproduce, "out_dir"), help="output folder (default %(default)s)"
+    )
     options.add_device(p, default=options.default(reproduce, "device"))
     options.add_no_progress(p)
-    p.add_argument("--jobs", type=int, default=None,
-                   help="on a CPU, runs trained at once, each in its own process with its share of the cores "
-                   "(default: one per core, at most 8)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="on a CPU, runs trained at once, each in its own process with its share of the cores "
+        "(default: one per core, at most 8)",
+    )
     p.set_defaults(func=_cmd_reproduce)
 
 
@@ -94,10 +117,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     finetune_from = options.checkpoint_or_weights(args, dest="finetune_from", required=False)
     result = train(config, resume=args.resume, finetune_from=finetune_from)
-    best = (f"best val top-1 {result.best_top1:.2f}% (epoch {result.best_epoch})" if result.best_epoch > 0
-            else "no validation yet")
-    print(f"{'stopped' if result.interrupted else 'finished'}: {result.epochs_completed} epochs, "
-          f"{result.global_step} steps, {best}; checkpoints in {result.out_dir}")
+    best = (
+        f"best val top-1 {result.best_top1:.2f}% (epoch {result.best_epoch})"
+        if result.best_epoch > 0
+        else "no validation yet"
+    )
+    print(
+        f"{'stopped' if result.interrupted else 'finished'}: {result.epochs_completed} epochs, "
+        f"{result.global_step} steps, {best}; checkpoints in {result.out_dir}"
+    )
     return 130 if result.interrupted and config.run.stop_after_steps is None else 0
 
 
@@ -111,8 +139,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     _at_least_1(args.epochs, flag="--epochs")
     _at_least_1(args.jobs, flag="--jobs")
-    demo = run_demo(out_dir=args.out, data_dir=args.data, epochs=args.epochs, seed=args.seed, device=args.device,
-                    progress=not args.no_progress, jobs=args.jobs, log=_log)
+    demo = run_demo(
+        out_dir=args.out,
+        data_dir=args.data,
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+        jobs=args.jobs,
+        log=_log,
+    )
     print(demo.table())
     if demo.plot is not None:
         print(f"wrote {demo.plot} ({demo.seconds / 60:.1f} min in all)")
@@ -124,8 +160,16 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     _at_least_1(args.seeds, flag="--seeds")
     _at_least_1(args.jobs, flag="--jobs")
-    results = reproduce(args.experiment, budget=args.budget, seeds=args.seeds, out_dir=args.out, device=args.device,
-                        progress=not args.no_progress, log=_log, jobs=args.jobs)
+    results = reproduce(
+        args.experiment,
+        budget=args.budget,
+        seeds=args.seeds,
+        out_dir=args.out,
+        device=args.device,
+        progress=not args.no_progress,
+        log=_log,
+        jobs=args.jobs,
+    )
     for result in results:
         print()
         print(report(result))

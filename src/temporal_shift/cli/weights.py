@@ -22,8 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.set_defaults(func=_cmd_list)
     w = weights_sub.add_parser("get", help="download (or find in the cache) and verify published weights")
     w.add_argument("name", help="a name from `tsm weights list`")
-    w.add_argument("--cache-dir", type=Path, default=None,
-                   help="download here instead of the torch hub cache ($TORCH_HOME/hub/checkpoints)")
+    w.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="download here instead of the torch hub cache ($TORCH_HOME/hub/checkpoints)",
+    )
     options.add_no_progress(w, help="no progress bar")
     w.set_defaults(func=_cmd_get)
 

@@ -123,9 +123,7 @@ class VideoDataset(Dataset):
         self.on_error = on_error
         self.epoch = 0
         errors: list[ListFileError] | None = [] if on_error == "skip" else None
-        self.records: list[Record] = read_list(
-            self.list_file, kind=kind, num_classes=num_classes, errors=errors
-        )
+        self.records: list[Record] = read_list(self.list_file, kind=kind, num_classes=num_classes, errors=errors)
         self.skipped_lines: list[str] = [str(e) for e in errors or []]
         for message in self.skipped_lines:
             log.warning("skipping %s", message)
@@ -219,8 +217,7 @@ class VideoDataset(Dataset):
         if not frame_path(folder, num_frames - 1, template=self.template).is_file():
             on_disk = count_frame_files(folder, template=self.template)
             raise ListFileError(
-                f"{folder} lists {num_frames} frames but only {on_disk} "
-                f"('{self.template}' from 1) are on disk"
+                f"{folder} lists {num_frames} frames but only {on_disk} ('{self.template}' from 1) are on disk"
             )
 
 

@@ -76,9 +76,7 @@ def decode_jpeg_bytes(data: bytes, *, source: str | Path = "JPEG data") -> np.nd
     raise CorruptMediaError(f"{source}: corrupt JPEG ({reason})")
 
 
-def read_frame_folder(
-    folder: str | Path, indices: Sequence[int], *, template: str = DEFAULT_TEMPLATE
-) -> torch.Tensor:
+def read_frame_folder(folder: str | Path, indices: Sequence[int], *, template: str = DEFAULT_TEMPLATE) -> torch.Tensor:
     """Read frames ``indices`` (0-based) of a frame folder -> uint8 (N, 3, H, W)."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -165,9 +163,7 @@ def video_fps(path: str | Path) -> float:
         container.close()
 
 
-def decode_video_frames(
-    container: av.container.InputContainer, *, label: str
-) -> Iterator[tuple[float, torch.Tensor]]:
+def decode_video_frames(container: av.container.InputContainer, *, label: str) -> Iterator[tuple[float, torch.Tensor]]:
     """Every frame of an opened video or camera in decoding order: (time in s, uint8 (3, H, W) RGB).
 
     Times come from the frames' timestamps relative to the stream's start (dropped frames
@@ -228,9 +224,7 @@ def video_frame_count(path: str | Path) -> int:
         container.close()
 
 
-def read_video(
-    path: str | Path, indices: Sequence[int], *, seek_threshold: int = 32
-) -> torch.Tensor:
+def read_video(path: str | Path, indices: Sequence[int], *, seek_threshold: int = 32) -> torch.Tensor:
     """Decode frames ``indices`` (0-based, presentation order) of a video -> uint8 (N, 3, H, W).
 
     Frame positions come from timestamps (``pts * time_base * frame_rate``) when the stream
@@ -255,8 +249,7 @@ def read_video(
     if len(got) < len(wanted):
         missing = [i for i in wanted if i not in got]
         raise CorruptMediaError(
-            f"{path}: could not decode frame {missing[0]} (0-based); the video ends earlier "
-            "or is truncated"
+            f"{path}: could not decode frame {missing[0]} (0-based); the video ends earlier or is truncated"
         )
     frames = {i: torch.from_numpy(a).permute(2, 0, 1) for i, a in got.items()}
     return torch.stack([frames[int(i)] for i in indices])

@@ -48,9 +48,7 @@ class ExtractResult:
     failures_file: Path | None = None
 
     def summary(self) -> str:
-        lines = [
-            f"extracted {self.extracted}, skipped (already done) {self.skipped}, failed {len(self.failed)}"
-        ]
+        lines = [f"extracted {self.extracted}, skipped (already done) {self.skipped}, failed {len(self.failed)}"]
         lines += [f"  FAILED {video}: {reason}" for video, reason in self.failed]
         if self.failures_file is not None:
             lines.append(f"failure list: {self.failures_file}")
@@ -122,9 +120,7 @@ def extract_video(
             batch: list[np.ndarray] = []
             for frame in container.decode(stream):
                 height, width = resized_shape(frame.height, frame.width, short_side)
-                batch.append(
-                    frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
-                )
+                batch.append(frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA"))
                 if len(batch) == _CHUNK:
                     write_frame_folder(folder, np.stack(batch), template=template, quality=quality, start=count + 1)
                     count += len(batch)
@@ -177,9 +173,16 @@ def extract_frames(
             raise ValueError(f"{path}: not inside the video folder {video_root}") from None
         jobs.append((path, out_root / rel))
     work = functools.partial(_extract_job, short_side=short_side, quality=quality, template=template)
-    return run_resumable(jobs, work, out_root=out_root, marker=DONE_MARKER,
-                         failures_file=failures_file or out_root / FAILURES_FILE,
-                         workers=workers, progress=progress, desc="extract")
+    return run_resumable(
+        jobs,
+        work,
+        out_root=out_root,
+        marker=DONE_MARKER,
+        failures_file=failures_file or out_root / FAILURES_FILE,
+        workers=workers,
+        progress=progress,
+        desc="extract",
+    )
 
 
 def run_resumable(
@@ -224,7 +227,7 @@ def run_resumable(
         if isinstance(outcome, BaseException):
             reason = str(outcome).splitlines()[0] if str(outcome) else type(outcome).__name__
             prefix = f"{source}: "
-            result.failed.append((str(source), reason[len(prefix):] if reason.startswith(prefix) else reason))
+            result.failed.append((str(source), reason[len(prefix) :] if reason.startswith(prefix) else reason))
         else:
             result.extracted += 1
             result.frames[folder.relative_to(out_root).as_posix()] = outcome

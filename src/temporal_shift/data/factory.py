@@ -57,8 +57,9 @@ def build_sampler(
     if sampling == "dense":
         if twice_sample:
             raise ValueError("twice_sample goes with TSN sampling; dense sampling takes num_clips windows")
-        return DenseSampler(num_segments=num_segments, train=train, window=dense_window, num_clips=num_clips,
-                            new_length=new_length)
+        return DenseSampler(
+            num_segments=num_segments, train=train, window=dense_window, num_clips=num_clips, new_length=new_length
+        )
     raise ValueError(f"sampling must be 'tsn' or 'dense', got {sampling!r}")
 
 
@@ -82,10 +83,12 @@ def build_transform(
     _check_modality(modality)
     if modality == "flow":
         if train:
-            return flow_train_transform(flow_length=flow_length, size=size, scales=scales, flip=flip,
-                                        normalize=normalize)
-        return flow_test_transform(flow_length=flow_length, size=size, scale_size=scale_size, views=views,
-                                   normalize=normalize)
+            return flow_train_transform(
+                flow_length=flow_length, size=size, scales=scales, flip=flip, normalize=normalize
+            )
+        return flow_test_transform(
+            flow_length=flow_length, size=size, scale_size=scale_size, views=views, normalize=normalize
+        )
     if train:
         return train_transform(size=size, scales=scales, flip=flip, normalize=normalize)
     return test_transform(size=size, scale_size=scale_size, views=views, normalize=normalize)
@@ -119,17 +122,47 @@ def build_dataset(
     segment. ``num_classes``, ``seed``, ``on_error`` and ``check_files`` are `VideoDataset`'s.
     """
     _check_modality(modality)
-    transform = build_transform(modality=modality, train=train, size=size, scales=scales, flip=flip,
-                                scale_size=scale_size, views=views, normalize=normalize, flow_length=flow_length)
+    transform = build_transform(
+        modality=modality,
+        train=train,
+        size=size,
+        scales=scales,
+        flip=flip,
+        scale_size=scale_size,
+        views=views,
+        normalize=normalize,
+        flow_length=flow_length,
+    )
     if modality == "rgb":
-        return VideoDataset(list_file=list_file, root=root, sampler=sampler, transform=transform, kind=kind,
-                            template=template, num_classes=num_classes, seed=seed, on_error=on_error,
-                            check_files=check_files)
+        return VideoDataset(
+            list_file=list_file,
+            root=root,
+            sampler=sampler,
+            transform=transform,
+            kind=kind,
+            template=template,
+            num_classes=num_classes,
+            seed=seed,
+            on_error=on_error,
+            check_files=check_files,
+        )
     if template != DEFAULT_TEMPLATE or kind == "videos":
-        raise ValueError(f"{list_file}: a flow list (tsm prepare flow) names flow_x_/flow_y_ folders, so a frame "
-                         "template and kind 'videos' do not apply to modality 'flow'; leave them unset")
+        raise ValueError(
+            f"{list_file}: a flow list (tsm prepare flow) names flow_x_/flow_y_ folders, so a frame "
+            "template and kind 'videos' do not apply to modality 'flow'; leave them unset"
+        )
     if sampler.new_length != flow_length:
-        raise ValueError(f"{list_file}: a flow clip takes flow_length={flow_length} fields per segment but the "
-                         f"sampler takes {sampler.new_length}; build the sampler with new_length={flow_length}")
-    return FlowDataset(list_file=list_file, root=root, sampler=sampler, transform=transform,
-                       num_classes=num_classes, seed=seed, on_error=on_error, check_files=check_files)
+        raise ValueError(
+            f"{list_file}: a flow clip takes flow_length={flow_length} fields per segment but the "
+            f"sampler takes {sampler.new_length}; build the sampler with new_length={flow_length}"
+        )
+    return FlowDataset(
+        list_file=list_file,
+        root=root,
+        sampler=sampler,
+        transform=transform,
+        num_classes=num_classes,
+        seed=seed,
+        on_error=on_error,
+        check_files=check_files,
+    )

@@ -73,8 +73,7 @@ def parse_list_line(line: str, *, kind: ListKind, source: str) -> Record:
     if kind == "frames":
         if len(parts) != 3 or not (_is_int(parts[1]) and _is_int(parts[2])):
             raise ListFileError(
-                f"{source}: malformed frame-list line {text!r}; expected "
-                "'<frame folder> <num_frames> <label>'"
+                f"{source}: malformed frame-list line {text!r}; expected '<frame folder> <num_frames> <label>'"
             )
         num_frames, label = int(parts[1]), int(parts[2])
         if num_frames < 1:
@@ -85,9 +84,7 @@ def parse_list_line(line: str, *, kind: ListKind, source: str) -> Record:
     if kind == "videos":
         parts = text.rsplit(maxsplit=1)
         if len(parts) != 2 or not _is_int(parts[1]):
-            raise ListFileError(
-                f"{source}: malformed video-list line {text!r}; expected '<video file> <label>'"
-            )
+            raise ListFileError(f"{source}: malformed video-list line {text!r}; expected '<video file> <label>'")
         label = int(parts[1])
         if label < 0:
             raise ListFileError(f"{source}: negative label {label} for {parts[0]!r}")
@@ -119,9 +116,7 @@ def read_list(
         try:
             record = parse_list_line(line, kind=kind, source=source)
             if num_classes is not None and record.label >= num_classes:
-                raise ListFileError(
-                    f"{source}: label {record.label} out of range for {num_classes} classes"
-                )
+                raise ListFileError(f"{source}: label {record.label} out of range for {num_classes} classes")
         except ListFileError as exc:
             if errors is None:
                 raise

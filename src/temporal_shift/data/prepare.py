@@ -79,10 +79,7 @@ class PrepareResult:
         lines = [f"classes: {self.classes}"]
         for split, path in self.lists.items():
             c = self.counts[split]
-            lines.append(
-                f"{split}: {path} ({c['frames']} frame folders, {c['videos']} videos, "
-                f"{c['missing']} missing)"
-            )
+            lines.append(f"{split}: {path} ({c['frames']} frame folders, {c['videos']} videos, {c['missing']} missing)")
         return "\n".join(lines)
 
 
@@ -543,8 +540,6 @@ def prepare_dataset(
     missing: MissingPolicy = "error",
 ) -> PrepareResult:
     """Parse ``dataset``'s official annotations and write class and list files."""
-    annotations = parse_annotations(
-        dataset, labels=labels, train=train, val=val, splits_dir=splits_dir, split=split
-    )
+    annotations = parse_annotations(dataset, labels=labels, train=train, val=val, splits_dir=splits_dir, split=split)
     suffix = f"_split{split}" if dataset in ("ucf101", "hmdb51") else ""
     return write_lists(annotations, root=root, out_dir=out_dir, suffix=suffix, template=template, missing=missing)

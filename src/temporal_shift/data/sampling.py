@@ -44,9 +44,7 @@ class TSNSampler:
     (a second clip). Segment i covers positions [floor(i*L/T), floor((i+1)*L/T)).
     """
 
-    def __init__(
-        self, *, num_segments: int, train: bool, new_length: int = 1, twice_sample: bool = False
-    ) -> None:
+    def __init__(self, *, num_segments: int, train: bool, new_length: int = 1, twice_sample: bool = False) -> None:
         if num_segments < 1 or new_length < 1:
             raise ValueError(f"num_segments and new_length must be >= 1, got {num_segments}, {new_length}")
         if twice_sample and train:

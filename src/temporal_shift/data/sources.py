@@ -268,7 +268,9 @@ def _jpegs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def open_folder(folder: str | Path, *, template: str | None = DEFAULT_TEMPLATE, fps: float = DEFAULT_FPS) -> FolderSource:
+def open_folder(
+    folder: str | Path, *, template: str | None = DEFAULT_TEMPLATE, fps: float = DEFAULT_FPS
+) -> FolderSource:
     """A frame folder's source: its ``template`` files (numbered from 1) when the first one is
     there, else (or with ``template=None``) its ``*.jpg``/``*.jpeg`` files sorted by name."""
     folder = Path(folder)
@@ -293,9 +295,7 @@ def parse_source(text: str | int | Path) -> int | Path:
     return Path(text)
 
 
-def open_source(
-    source: str | int | Path, *, template: str | None = None, fps: float | None = None
-) -> FrameSource:
+def open_source(source: str | int | Path, *, template: str | None = None, fps: float | None = None) -> FrameSource:
     """Open a video file, a frame folder or a camera index (`parse_source`) for streaming.
 
     A folder's frames are its JPEGs sorted by name, or its ``template`` files when

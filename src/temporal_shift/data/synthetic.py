@@ -166,9 +166,7 @@ def _background(rng: np.random.Generator, frames: int, height: int, width: int, 
     return base[None] + noise
 
 
-def _coverage(
-    shape: str, dx: np.ndarray, dy: np.ndarray, angle: np.ndarray, radius: np.ndarray
-) -> np.ndarray:
+def _coverage(shape: str, dx: np.ndarray, dy: np.ndarray, angle: np.ndarray, radius: np.ndarray) -> np.ndarray:
     """Anti-aliased coverage in [0, 1] of a shape; inputs broadcast over (F, H, W)."""
     c, s = np.cos(angle), np.sin(angle)
     u = c * dx + s * dy
@@ -247,8 +245,13 @@ def _object(
     low_s, low_v = (0.85, 0.85) if vivid else (0.6, 0.75)
     colour = _hsv_to_rgb(hue % 1.0, rng.uniform(low_s, 1.0), rng.uniform(low_v, 1.0)) * 255
     return {
-        "shape": shape, "cx": cx, "cy": cy, "radius": radius * size, "angle": angle,
-        "alpha": alpha, "colour": colour,
+        "shape": shape,
+        "cx": cx,
+        "cy": cy,
+        "radius": radius * size,
+        "angle": angle,
+        "alpha": alpha,
+        "colour": colour,
     }
 
 
@@ -291,20 +294,48 @@ def render_clip(
     ys = np.arange(height, dtype=np.float32) + 0.5
     xs = np.arange(width, dtype=np.float32) + 0.5
 
-    distractors = [
-        _object(rng, frames=frames, height=height, width=width,
-                radius=rng.uniform(1.5, 3.5) * scale, kind=kind, hue=None)
-        for kind in ["still"] * int(rng.integers(1, 3)) + ["drift"] * int(rng.integers(0, 2))
-    ] if clutter else []
+    distractors = (
+        [
+            _object(
+                rng,
+                frames=frames,
+                height=height,
+                width=width,
+                radius=rng.uniform(1.5, 3.5) * scale,
+                kind=kind,
+                hue=None,
+            )
+            for kind in ["still"] * int(rng.integers(1, 3)) + ["drift"] * int(rng.integers(0, 2))
+        ]
+        if clutter
+        else []
+    )
     if label >= 10:
         hue = rng.uniform(-0.04, 0.04) if label == 10 else rng.uniform(0.6, 0.68)
-        main = _object(rng, frames=frames, height=height, width=width,
-                       radius=rng.uniform(6, 10) * scale * object_scale, kind="still", hue=hue, vivid=pair_hues)
+        main = _object(
+            rng,
+            frames=frames,
+            height=height,
+            width=width,
+            radius=rng.uniform(6, 10) * scale * object_scale,
+            kind="still",
+            hue=hue,
+            vivid=pair_hues,
+        )
     else:
         hue = PAIR_HUES[label // 2] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD) if pair_hues else None
-        main = _object(rng, frames=frames, height=height, width=width,
-                       radius=rng.uniform(6, 10) * scale * object_scale, kind=_KIND[label - label % 2], hue=hue,
-                       motion=motion, spin=spin, vivid=pair_hues)
+        main = _object(
+            rng,
+            frames=frames,
+            height=height,
+            width=width,
+            radius=rng.uniform(6, 10) * scale * object_scale,
+            kind=_KIND[label - label % 2],
+            hue=hue,
+            motion=motion,
+            spin=spin,
+            vivid=pair_hues,
+        )
     layers = [(obj, obj["shape"], obj["colour"]) for obj in distractors + [main]]
     if main["shape"] == "sail":  # its leading half in a light tint of its colour
         layers.append((main, "sail_lead", main["colour"] + (255.0 - main["colour"]) * _SAIL_TINT))
@@ -360,8 +391,17 @@ def _make_one(job: tuple[Path, int, int, int, int, int, int, bool, float, bool, 
     video = root / VIDEOS_DIR / (name + VIDEO_SUFFIX)
     if (folder / DONE_MARKER).is_file() and video.is_file():
         return index
-    clip, _ = render_clip(label, rng=np.random.default_rng([seed, index]), size=(height, width), frames=frames,
-                          clutter=clutter, motion=motion, pair_hues=pair_hues, object_scale=object_scale, spin=spin)
+    clip, _ = render_clip(
+        label,
+        rng=np.random.default_rng([seed, index]),
+        size=(height, width),
+        frames=frames,
+        clutter=clutter,
+        motion=motion,
+        pair_hues=pair_hues,
+        object_scale=object_scale,
+        spin=spin,
+    )
     write_frame_folder(folder, clip, template=FRAME_TEMPLATE, quality=90)
     write_video(video, clip, fps=DEFAULT_FPS)
     (folder / DONE_MARKER).write_text("")
@@ -405,20 +445,38 @@ def generate_synthetic(
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     _check_rates(motion=motion, object_scale=object_scale, spin=spin)
     paths = synthetic_paths(out_dir)
-    meta_settings = {"num_videos": num_videos, "height": height, "width": width, "frames": frames, "seed": seed,
-                     "val_fraction": val_fraction, "clutter": clutter, "motion": float(motion),
-                     "pair_hues": pair_hues, "object_scale": float(object_scale), "spin": float(spin),
-                     "rotating_object": rotating_object(spin)}
+    meta_settings = {
+        "num_videos": num_videos,
+        "height": height,
+        "width": width,
+        "frames": frames,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "clutter": clutter,
+        "motion": float(motion),
+        "pair_hues": pair_hues,
+        "object_scale": float(object_scale),
+        "spin": float(spin),
+        "rotating_object": rotating_object(spin),
+    }
     if paths.meta.is_file():
         try:
             old = json.loads(paths.meta.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{paths.meta}: unreadable synthetic dataset metadata ({exc}); use a new --out directory") from None
+            raise ValueError(
+                f"{paths.meta}: unreadable synthetic dataset metadata ({exc}); use a new --out directory"
+            ) from None
         old_settings = old.get("settings")
         if isinstance(old_settings, dict):
             # written before the options existed
-            old_settings = {"clutter": True, "motion": 1.0, "pair_hues": False, "object_scale": 1.0, "spin": 1.0,
-                            **old_settings}
+            old_settings = {
+                "clutter": True,
+                "motion": 1.0,
+                "pair_hues": False,
+                "object_scale": 1.0,
+                "spin": 1.0,
+                **old_settings,
+            }
             # before the key existed, spin != 1 drew a clock hand: such a dataset is not this one
             old_settings.setdefault("rotating_object", "triangle/bar" if old_settings["spin"] == 1.0 else "hand")
         if old_settings != meta_settings:
@@ -440,8 +498,23 @@ def generate_synthetic(
     paths.frames_dir.mkdir(parents=True, exist_ok=True)
     paths.videos_dir.mkdir(parents=True, exist_ok=True)
     labels, is_val = _assign(num_videos, seed, val_fraction)
-    jobs = [(paths.root, i, int(labels[i]), seed, height, width, frames, clutter, float(motion), pair_hues,
-             float(object_scale), float(spin)) for i in range(num_videos)]
+    jobs = [
+        (
+            paths.root,
+            i,
+            int(labels[i]),
+            seed,
+            height,
+            width,
+            frames,
+            clutter,
+            float(motion),
+            pair_hues,
+            float(object_scale),
+            float(spin),
+        )
+        for i in range(num_videos)
+    ]
     workers = workers or min(os.cpu_count() or 1, 8)
     bar = tqdm(total=num_videos, desc="synth", unit="clip", disable=not progress)
     if workers == 1:

@@ -68,16 +68,14 @@ class MultiScaleCrop(v2.Transform):
         base = min(image_h, image_w)
         sides = [int(base * s) for s in self.scales]
         sides = [self.size if abs(s - self.size) < 3 else s for s in sides]
-        pairs = [
-            (h, w)
-            for i, h in enumerate(sides)
-            for j, w in enumerate(sides)
-            if abs(i - j) <= self.max_distort
-        ]
+        pairs = [(h, w) for i, h in enumerate(sides) for j, w in enumerate(sides) if abs(i - j) <= self.max_distort]
         crop_h, crop_w = pairs[int(torch.randint(len(pairs), ()))]
         if self.fix_crop:
             offsets = fixed_crop_offsets(
-                image_h=image_h, image_w=image_w, crop_h=crop_h, crop_w=crop_w,
+                image_h=image_h,
+                image_w=image_w,
+                crop_h=crop_h,
+                crop_w=crop_w,
                 more_fix_crop=self.more_fix_crop,
             )
             top, left = offsets[int(torch.randint(len(offsets), ()))]
@@ -87,9 +85,7 @@ class MultiScaleCrop(v2.Transform):
         return {"top": top, "left": left, "height": crop_h, "width": crop_w}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        return self._call_kernel(
-            F.resized_crop, inpt, **params, size=[self.size, self.size], antialias=True
-        )
+        return self._call_kernel(F.resized_crop, inpt, **params, size=[self.size, self.size], antialias=True)
 
 
 class ClipHorizontalFlip(v2.Transform):
@@ -217,8 +213,9 @@ class ToFloatNormalize(v2.Transform):
 
     _transformed_types = (torch.Tensor,)
 
-    def __init__(self, *, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 normalize: bool = True) -> None:
+    def __init__(
+        self, *, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD, normalize: bool = True
+    ) -> None:
         super().__init__()
         if normalize and any(s <= 0 for s in std):
             raise ValueError(f"std must be positive, got {tuple(std)}")

@@ -202,9 +202,7 @@ def _build_section(
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in given}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown key {section}.{unknown[0]} (known {section} keys: {', '.join(fields)})"
-        )
+        raise ConfigError(f"{source}: unknown key {section}.{unknown[0]} (known {section} keys: {', '.join(fields)})")
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         key = f"{section}.{name}"
@@ -215,9 +213,7 @@ def _build_section(
         try:
             kwargs[name] = _coerce(values[name], hints[name])
         except TypeError:
-            raise ConfigError(
-                f"{source}: {key} must be {_type_name(hints[name])}, got {values[name]!r}"
-            ) from None
+            raise ConfigError(f"{source}: {key} must be {_type_name(hints[name])}, got {values[name]!r}") from None
     try:
         return cls(**kwargs, **given)
     except ValueError as exc:  # the section's own checks (ModelConfig's)
@@ -246,15 +242,21 @@ def _check_values(config: TrainConfig, source: str) -> None:
         ("data.workers", config.data.workers >= 0, "must be >= 0"),
         ("optim.lr", config.optim.lr > 0, "must be > 0"),
         ("optim.momentum", 0 <= config.optim.momentum < 1, "must be in [0, 1)"),
-        ("optim.nesterov", not (config.optim.nesterov and config.optim.optimizer == "adamw"),
-         "is for optim.optimizer=sgd only"),
+        (
+            "optim.nesterov",
+            not (config.optim.nesterov and config.optim.optimizer == "adamw"),
+            "is for optim.optimizer=sgd only",
+        ),
         ("optim.weight_decay", config.optim.weight_decay >= 0, "must be >= 0"),
         ("optim.warmup_epochs", 0 <= config.optim.warmup_epochs < config.optim.epochs, "must be in [0, epochs)"),
         ("optim.clip_grad", config.optim.clip_grad is None or config.optim.clip_grad > 0, "must be > 0 or null"),
         ("optim.lr_steps", list(config.optim.lr_steps) == sorted(config.optim.lr_steps), "must be increasing"),
         ("data.scales", bool(config.data.scales) and all(0 < s <= 1 for s in config.data.scales), "must be in (0, 1]"),
-        ("run.device", config.run.device in ("auto", "cpu", "cuda") or config.run.device.startswith("cuda:"),
-         "must be auto, cpu, cuda or cuda:N"),
+        (
+            "run.device",
+            config.run.device in ("auto", "cpu", "cuda") or config.run.device.startswith("cuda:"),
+            "must be auto, cpu, cuda or cuda:N",
+        ),
     ]
     for key, ok, what in checks:
         if not ok:
@@ -272,7 +274,9 @@ def _get(config: TrainConfig, key: str) -> Any:
 def config_from_dict(data: Any, *, source: str = "config") -> TrainConfig:
     """Validate a nested dict (as read from YAML) into a `TrainConfig`."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping with sections {', '.join(_SECTIONS)}, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping with sections {', '.join(_SECTIONS)}, got {type(data).__name__}"
+        )
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
         raise ConfigError(f"{source}: unknown section {unknown[0]!r} (known: {', '.join(_SECTIONS)})")
@@ -293,7 +297,10 @@ def config_from_dict(data: Any, *, source: str = "config") -> TrainConfig:
     if "num_classes" in values["model"]:
         raise ConfigError(f"{source}: model.num_classes is not a key: the number of classes is data.num_classes")
     sections["model"] = _build_section(
-        ModelSection, values["model"], section="model", source=source,
+        ModelSection,
+        values["model"],
+        section="model",
+        source=source,
         given={"num_classes": num_classes},
     )
     config = TrainConfig(**sections)

@@ -52,11 +52,6 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from temporal_shift.data.dataset import SkippedSample, VideoDataset
-from temporal_shift.data.factory import Modality, build_dataset, build_sampler, build_transform
-from temporal_shift.data.flow import pair_records
-from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListFileError, ListKind, read_list
-from temporal_shift.data.sampling import Sampler
 from temporal_shift.checkpoint.loading import (
     DEFAULT_SCALE_SIZE,
     DEFAULT_SIZE,
@@ -64,8 +59,13 @@ from temporal_shift.checkpoint.loading import (
     load_checkpoint,
     resolve_class_names,
 )
-from temporal_shift.ops.runtime import ignore_sigint, resolve_device
+from temporal_shift.data.dataset import SkippedSample, VideoDataset
+from temporal_shift.data.factory import Modality, build_dataset, build_sampler, build_transform
+from temporal_shift.data.flow import pair_records
+from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListFileError, ListKind, read_list
+from temporal_shift.data.sampling import Sampler
 from temporal_shift.hub.published import Accuracy, PublishedWeights
+from temporal_shift.ops.runtime import ignore_sigint, resolve_device
 
 ClipProtocol = Literal["single", "twice", "dense"]
 Fusion = Literal["softmax", "logits"]
@@ -112,8 +112,12 @@ class EvalProtocol:
     @classmethod
     def of(cls, accuracy: Accuracy) -> EvalProtocol:
         """The protocol a published accuracy was measured under (`hub.published.Accuracy`)."""
-        return cls(clips=accuracy.clips, crops=accuracy.crops, size=accuracy.size,  # type: ignore[arg-type]
-                   scale_size=accuracy.scale_size)
+        return cls(
+            clips=accuracy.clips,
+            crops=accuracy.crops,
+            size=accuracy.size,  # type: ignore[arg-type]
+            scale_size=accuracy.scale_size,
+        )
 
     @property
     def num_clips(self) -> int:
@@ -129,19 +133,33 @@ class EvalProtocol:
         frames or flow fields each)."""
         if self.clips == "dense" and self.dense_window < n_segment:
             raise ValueError(f"dense_window ({self.dense_window}) must be at least n_segment ({n_segment})")
-        return build_sampler(sampling="dense" if self.clips == "dense" else "tsn", num_segments=n_segment, train=False,
-                             new_length=new_length, dense_window=self.dense_window, num_clips=self.dense_clips,
-                             twice_sample=self.clips == "twice")
+        return build_sampler(
+            sampling="dense" if self.clips == "dense" else "tsn",
+            num_segments=n_segment,
+            train=False,
+            new_length=new_length,
+            dense_window=self.dense_window,
+            num_clips=self.dense_clips,
+            twice_sample=self.clips == "twice",
+        )
 
     def transform(self, *, normalize: bool = True, flow_length: int | None = None):
         """The clip transform: (T, C, H, W) uint8 -> float (crops, T, C, H, W) (or (T, C, H, W) for 1 crop);
         with ``flow_length`` L, flow (T*L, 2, H, W) -> (crops, T, 2L, H, W) (`data.factory.build_transform`)."""
         size, scale_size = self.size or DEFAULT_SIZE, self.scale_size or DEFAULT_SCALE_SIZE
         if flow_length is not None:
-            return build_transform(modality="flow", train=False, size=size, scale_size=scale_size, views=self.crops,
-                                   normalize=normalize, flow_length=flow_length)
-        return build_transform(modality="rgb", train=False, size=size, scale_size=scale_size, views=self.crops,
-                               normalize=normalize)
+            return build_transform(
+                modality="flow",
+                train=False,
+                size=size,
+                scale_size=scale_size,
+                views=self.crops,
+                normalize=normalize,
+                flow_length=flow_length,
+            )
+        return build_transform(
+            modality="rgb", train=False, size=size, scale_size=scale_size, views=self.crops, normalize=normalize
+        )
 
     def dataset(
         self,
@@ -162,16 +180,29 @@ class EvalProtocol:
         flow model, ``flow_length`` fields per segment), `data.factory.build_dataset`."""
         flow = modality == "flow"
         return build_dataset(
-            modality=modality, list_file=list_file, root=root,
-            sampler=self.sampler(n_segment, new_length=flow_length if flow else 1), train=False,
-            size=self.size or DEFAULT_SIZE, scale_size=self.scale_size or DEFAULT_SCALE_SIZE, views=self.crops,
-            normalize=normalize, flow_length=flow_length, kind=kind, template=template, num_classes=num_classes,
-            on_error=on_error, check_files=check_files,
+            modality=modality,
+            list_file=list_file,
+            root=root,
+            sampler=self.sampler(n_segment, new_length=flow_length if flow else 1),
+            train=False,
+            size=self.size or DEFAULT_SIZE,
+            scale_size=self.scale_size or DEFAULT_SCALE_SIZE,
+            views=self.crops,
+            normalize=normalize,
+            flow_length=flow_length,
+            kind=kind,
+            template=template,
+            num_classes=num_classes,
+            on_error=on_error,
+            check_files=check_files,
         )
 
     def describe(self) -> str:
-        clips = {"single": "1 centre clip", "twice": "2 clips (twice_sample)",
-                 "dense": f"{self.dense_clips} dense clips (window {self.dense_window})"}[self.clips]
+        clips = {
+            "single": "1 centre clip",
+            "twice": "2 clips (twice_sample)",
+            "dense": f"{self.dense_clips} dense clips (window {self.dense_window})",
+        }[self.clips]
         crops = {1: "1 centre crop", 3: "3 full-resolution crops", 5: "5 crops", 10: "10 crops"}[self.crops]
         size = f"{self.size or DEFAULT_SIZE}px from short side {self.scale_size or DEFAULT_SCALE_SIZE}"
         return f"{clips} x {crops} = {self.views} view{'s' if self.views > 1 else ''} ({size}), {self.fusion} average"
@@ -362,7 +393,8 @@ class EvalResult:
         members = " + ".join(
             f"{m['checkpoint']} ({m['arch']}, T={m['n_segment']}"
             + (f", flow L={m['flow_length']}" if m.get("modality") == "flow" else "")
-            + (f", weight {m['weight']:.3g}" if len(self.members) > 1 else "") + ")"
+            + (f", weight {m['weight']:.3g}" if len(self.members) > 1 else "")
+            + ")"
             for m in self.members
         )
         lines = [
@@ -432,8 +464,13 @@ def score_videos(
     Only the fused (n, K) scores are kept, never the clips.
     """
     loader = DataLoader(
-        _Indexed(dataset), batch_size=batch_size, sampler=indices, num_workers=workers, collate_fn=_collate,
-        pin_memory=device.type == "cuda", worker_init_fn=ignore_sigint,
+        _Indexed(dataset),
+        batch_size=batch_size,
+        sampler=indices,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=ignore_sigint,
         generator=torch.Generator().manual_seed(0),  # private: torch's global RNG is left alone
     )
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
@@ -535,39 +572,71 @@ def evaluate(
     dev = resolve_device(device)
     loaded = _load_members(members)
     class_names = resolve_class_names(loaded, classes)
-    _check_list(list_file, kind=kind, num_classes=loaded[0].num_classes, checkpoint=loaded[0].path,
-                skip=on_error == "skip")
+    _check_list(
+        list_file, kind=kind, num_classes=loaded[0].num_classes, checkpoint=loaded[0].path, skip=on_error == "skip"
+    )
     protocol = dataclasses.replace(
         protocol, size=protocol.size or loaded[0].input_size, scale_size=protocol.scale_size or loaded[0].scale_size
     )
     rgb_normalize = loaded[0].normalize if normalize is None else normalize  # every RGB member's
     flow_root = Path(flow_root) if flow_root is not None else root
-    rgb: dict[str, Any] = {"list_file": list_file, "root": root, "normalize": rgb_normalize, "kind": kind,
-                           "template": template, "num_classes": loaded[0].num_classes, "on_error": on_error}
-    main = protocol.dataset(modality="rgb", n_segment=loaded[0].n_segment,
-                            check_files=any(c.config.modality != "flow" for c in loaded), **rgb)
+    rgb: dict[str, Any] = {
+        "list_file": list_file,
+        "root": root,
+        "normalize": rgb_normalize,
+        "kind": kind,
+        "template": template,
+        "num_classes": loaded[0].num_classes,
+        "on_error": on_error,
+    }
+    main = protocol.dataset(
+        modality="rgb",
+        n_segment=loaded[0].n_segment,
+        check_files=any(c.config.modality != "flow" for c in loaded),
+        **rgb,
+    )
     datasets: list[VideoDataset] = []
     for c in loaded:
         if c.config.modality != "flow":
             datasets.append(protocol.dataset(modality="rgb", n_segment=c.n_segment, **rgb))
             continue
         if flow_list is None:
-            raise ValueError(f"{c.path} is a flow model: give the flow list of the videos "
-                             "(flow_list=, tsm test --flow-list; tsm prepare flow writes it)")
-        datasets.append(protocol.dataset(
-            modality="flow", list_file=flow_root / flow_list, root=flow_root, n_segment=c.n_segment,
-            normalize=c.normalize if normalize is None else normalize, flow_length=c.config.flow_length,
-            num_classes=loaded[0].num_classes, on_error=on_error))
+            raise ValueError(
+                f"{c.path} is a flow model: give the flow list of the videos "
+                "(flow_list=, tsm test --flow-list; tsm prepare flow writes it)"
+            )
+        datasets.append(
+            protocol.dataset(
+                modality="flow",
+                list_file=flow_root / flow_list,
+                root=flow_root,
+                n_segment=c.n_segment,
+                normalize=c.normalize if normalize is None else normalize,
+                flow_length=c.config.flow_length,
+                num_classes=loaded[0].num_classes,
+                on_error=on_error,
+            )
+        )
     start = time.perf_counter()
     scored = [
-        _score_member(c, dataset, main, protocol=protocol, device=dev, batch_size=batch_size, workers=workers,
-                      skip=on_error == "skip", progress=progress, desc=f"test {c.path.name}" if len(loaded) == 1
-                      else f"test {m + 1}/{len(loaded)} {c.path.name}")
+        _score_member(
+            c,
+            dataset,
+            main,
+            protocol=protocol,
+            device=dev,
+            batch_size=batch_size,
+            workers=workers,
+            skip=on_error == "skip",
+            progress=progress,
+            desc=f"test {c.path.name}" if len(loaded) == 1 else f"test {m + 1}/{len(loaded)} {c.path.name}",
+        )
         for m, (c, dataset) in enumerate(zip(loaded, datasets))
     ]
     seconds = time.perf_counter() - start
-    result = _fuse_and_measure(scored, weights, loaded, main, list_file=list_file,
-                               class_names=class_names, protocol=protocol, seconds=seconds)
+    result = _fuse_and_measure(
+        scored, weights, loaded, main, list_file=list_file, class_names=class_names, protocol=protocol, seconds=seconds
+    )
     if out_dir is not None:
         result.files = write_results(result, out_dir)
     return result
@@ -587,19 +656,40 @@ def _load_members(members: Sequence[Member]) -> list[LoadedCheckpoint]:
 
 
 def _score_member(
-    checkpoint: LoadedCheckpoint, dataset: VideoDataset, main: VideoDataset, *, protocol: EvalProtocol,
-    device: torch.device, batch_size: int, workers: int, skip: bool, progress: bool, desc: str,
+    checkpoint: LoadedCheckpoint,
+    dataset: VideoDataset,
+    main: VideoDataset,
+    *,
+    protocol: EvalProtocol,
+    device: torch.device,
+    batch_size: int,
+    workers: int,
+    skip: bool,
+    progress: bool,
+    desc: str,
 ) -> VideoScores:
     """One member's fused view scores, indexed by ``main``'s videos; its model visits
     ``device`` only while it scores. A member reading another list (a flow stream) scores
     the entries that pair with ``main``'s videos (`pair_records`)."""
-    positions, unpaired = (None, {}) if dataset.list_file == main.list_file and dataset.records == main.records \
+    positions, unpaired = (
+        (None, {})
+        if dataset.list_file == main.list_file and dataset.records == main.records
         else pair_records(main, dataset, skip=skip)
+    )
     model = checkpoint.model.to(device).eval()
     try:
-        scores = score_videos(model, dataset, device=device, views=protocol.views, fusion=protocol.fusion,
-                              indices=None if positions is None else np.flatnonzero(positions >= 0).tolist(),
-                              batch_size=batch_size, workers=workers, progress=progress, desc=desc)
+        scores = score_videos(
+            model,
+            dataset,
+            device=device,
+            views=protocol.views,
+            fusion=protocol.fusion,
+            indices=None if positions is None else np.flatnonzero(positions >= 0).tolist(),
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            desc=desc,
+        )
     finally:
         checkpoint.model.to("cpu")
     if positions is None:
@@ -640,14 +730,31 @@ def _fuse_and_measure(
     scores = scores[ok]
     metrics = compute_metrics(scores, labels, num_classes)
     return EvalResult(
-        top1=metrics.top1, top5=metrics.top5, mean_class=metrics.mean_class, per_class=metrics.per_class,
-        confusion=metrics.confusion, scores=scores, labels=labels,
-        videos=[r.path for r, good in zip(records, ok) if good], class_names=class_names, protocol=protocol,
-        members=[{"checkpoint": c.path, "weight": w, "arch": c.config.arch, "family": c.config.family,
-                  "n_segment": c.n_segment, "shift": c.config.shift, "modality": c.config.modality,
-                  "flow_length": c.config.flow_length}
-                 for c, w in zip(loaded, weights)],
-        skipped=reasons, seconds=seconds,
+        top1=metrics.top1,
+        top5=metrics.top5,
+        mean_class=metrics.mean_class,
+        per_class=metrics.per_class,
+        confusion=metrics.confusion,
+        scores=scores,
+        labels=labels,
+        videos=[r.path for r, good in zip(records, ok) if good],
+        class_names=class_names,
+        protocol=protocol,
+        members=[
+            {
+                "checkpoint": c.path,
+                "weight": w,
+                "arch": c.config.arch,
+                "family": c.config.family,
+                "n_segment": c.n_segment,
+                "shift": c.config.shift,
+                "modality": c.config.modality,
+                "flow_length": c.config.flow_length,
+            }
+            for c, w in zip(loaded, weights)
+        ],
+        skipped=reasons,
+        seconds=seconds,
     )
 
 
@@ -709,8 +816,15 @@ def plot_confusion(
             for i in range(k):
                 for j in range(k):
                     if confusion[i, j]:
-                        ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=7,
-                                color="white" if normalised[i, j] > 0.5 else "black")
+                        ax.text(
+                            j,
+                            i,
+                            int(confusion[i, j]),
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color="white" if normalised[i, j] > 0.5 else "black",
+                        )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize=9)
@@ -726,14 +840,22 @@ def write_results(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     """Write metrics.json, per_class.csv, predictions.csv, confusion.npy and confusion.png."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"metrics": out / "metrics.json", "per_class": out / "per_class.csv",
-             "predictions": out / "predictions.csv", "confusion": out / "confusion.npy",
-             "confusion_png": out / "confusion.png"}
+    files = {
+        "metrics": out / "metrics.json",
+        "per_class": out / "per_class.csv",
+        "predictions": out / "predictions.csv",
+        "confusion": out / "confusion.npy",
+        "confusion_png": out / "confusion.png",
+    }
     files["metrics"].write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     write_per_class_csv(result, files["per_class"])
     write_predictions_csv(result, files["predictions"])
     np.save(files["confusion"], result.confusion)
-    plot_confusion(result.confusion, result.class_names, files["confusion_png"],
-                   title=f"top-1 {result.top1:.1f}%, mean class {result.mean_class:.1f}% "
-                         f"({result.num_videos} videos, {result.views_per_video} views each)")
+    plot_confusion(
+        result.confusion,
+        result.class_names,
+        files["confusion_png"],
+        title=f"top-1 {result.top1:.1f}%, mean class {result.mean_class:.1f}% "
+        f"({result.num_videos} videos, {result.views_per_video} views each)",
+    )
     return files

@@ -92,8 +92,10 @@ def check_exportable(model: nn.Module, *, format: str, quantize: str | None = No
         layer = next((name for name, m in model.named_modules() if isinstance(m, _LAYERS_3D)), None)
         if layer is not None:
             family = getattr(getattr(model, "config", None), "family", type(model).__name__)
-            raise ValueError(f"a {family} model has 3D layers ({layer}), which {format} (XNNPACK) cannot run; "
-                             "export it to onnx or openvino")
+            raise ValueError(
+                f"a {family} model has 3D layers ({layer}), which {format} (XNNPACK) cannot run; "
+                "export it to onnx or openvino"
+            )
 
 
 def _check_out(out: str | Path, format: str) -> Path:
@@ -131,9 +133,19 @@ def export_model(
         batch_size = 1
     x = example_input(model, batch_size=batch_size or 2, size=size)
     dynamic = None if batch_size is not None else ({0: torch.export.Dim("batch", min=1)},)
-    _export_graph(model, (x,), out, format=format, dynamic=dynamic, input_names=[INPUT_NAME],
-                  output_names=[OUTPUT_NAME], opset=opset, quantize=quantize,
-                  calibration=[(c,) for c in calibration or ()], precision=precision)
+    _export_graph(
+        model,
+        (x,),
+        out,
+        format=format,
+        dynamic=dynamic,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        opset=opset,
+        quantize=quantize,
+        calibration=[(c,) for c in calibration or ()],
+        precision=precision,
+    )
     return out
 
 
@@ -170,26 +182,52 @@ def export_online(
                 for f in clip:
                     samples.append((f.unsqueeze(0), *state))
                     _, *state = model(f.unsqueeze(0), *state)
-    _export_graph(model, (frame, *buffers), out, format=format, dynamic=None,
-                  input_names=["frame"] + [f"buffer_{i}" for i in range(n)],
-                  output_names=[OUTPUT_NAME] + [f"new_buffer_{i}" for i in range(n)], opset=opset,
-                  quantize=quantize, calibration=samples, precision=precision)
+    _export_graph(
+        model,
+        (frame, *buffers),
+        out,
+        format=format,
+        dynamic=None,
+        input_names=["frame"] + [f"buffer_{i}" for i in range(n)],
+        output_names=[OUTPUT_NAME] + [f"new_buffer_{i}" for i in range(n)],
+        opset=opset,
+        quantize=quantize,
+        calibration=samples,
+        precision=precision,
+    )
     return out
 
 
-def _export_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...], out: Path, *, format: str,
-                  dynamic: tuple[dict[str, Any], ...] | None, input_names: list[str], output_names: list[str],
-                  opset: int, quantize: str | None, calibration: Sequence[tuple[torch.Tensor, ...]],
-                  precision: str) -> None:
+def _export_graph(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    out: Path,
+    *,
+    format: str,
+    dynamic: tuple[dict[str, Any], ...] | None,
+    input_names: list[str],
+    output_names: list[str],
+    opset: int,
+    quantize: str | None,
+    calibration: Sequence[tuple[torch.Tensor, ...]],
+    precision: str,
+) -> None:
     """One graph to one file. ``dynamic``: torch.export's dynamic_shapes (None: all static)."""
     if quantize is not None and not calibration:
         raise ValueError(f"--quantize {quantize} needs calibration clips (--calibration LIST)")
     if format == "onnx":
-        _to_onnx(model, inputs, out, dynamic=dynamic, input_names=input_names, output_names=output_names,
-                 opset=opset)
+        _to_onnx(model, inputs, out, dynamic=dynamic, input_names=input_names, output_names=output_names, opset=opset)
     elif format == "tensorrt":
-        _to_tensorrt(model, inputs, out, dynamic=dynamic, input_names=input_names, output_names=output_names,
-                     opset=opset, precision=precision)
+        _to_tensorrt(
+            model,
+            inputs,
+            out,
+            dynamic=dynamic,
+            input_names=input_names,
+            output_names=output_names,
+            opset=opset,
+            precision=precision,
+        )
     elif format == "torchscript":
         with torch.no_grad(), warnings.catch_warnings():  # torch.jit is deprecated upstream but still works
             warnings.simplefilter("ignore", FutureWarning)
@@ -200,8 +238,16 @@ def _export_graph(model: nn.Module, inputs: tuple[torch.Tensor, ...], out: Path,
     elif format == "executorch":
         _to_executorch(model, inputs, out, quantize=quantize, calibration=calibration)
     elif format == "openvino":
-        _to_openvino(model, inputs, out, dynamic=dynamic, input_names=input_names, output_names=output_names,
-                     quantize=quantize, calibration=calibration)
+        _to_openvino(
+            model,
+            inputs,
+            out,
+            dynamic=dynamic,
+            input_names=input_names,
+            output_names=output_names,
+            quantize=quantize,
+            calibration=calibration,
+        )
     else:  # pragma: no cover - check_exportable
         raise ValueError(f"unknown export format {format!r}")
 
@@ -211,19 +257,44 @@ def _capture(model: nn.Module, inputs: tuple[torch.Tensor, ...], dynamic: Any) -
         return torch.export.export(model, inputs, dynamic_shapes=dynamic)
 
 
-def _to_onnx(model: nn.Module, inputs: tuple[torch.Tensor, ...], out: Path, *, dynamic: Any, input_names: list[str],
-             output_names: list[str], opset: int) -> None:
+def _to_onnx(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    out: Path,
+    *,
+    dynamic: Any,
+    input_names: list[str],
+    output_names: list[str],
+    opset: int,
+) -> None:
     for module in ("onnx", "onnxscript"):
         require(module, what="ONNX export")
     with torch.no_grad():
-        program = torch.onnx.export(model, inputs, dynamo=True, dynamic_shapes=dynamic, input_names=input_names,
-                                    output_names=output_names, opset_version=opset, external_data=False,
-                                    verbose=False)
+        program = torch.onnx.export(
+            model,
+            inputs,
+            dynamo=True,
+            dynamic_shapes=dynamic,
+            input_names=input_names,
+            output_names=output_names,
+            opset_version=opset,
+            external_data=False,
+            verbose=False,
+        )
     program.save(str(out))
 
 
-def _to_tensorrt(model: nn.Module, inputs: tuple[torch.Tensor, ...], out: Path, *, dynamic: Any,
-                 input_names: list[str], output_names: list[str], opset: int, precision: str) -> None:
+def _to_tensorrt(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    out: Path,
+    *,
+    dynamic: Any,
+    input_names: list[str],
+    output_names: list[str],
+    opset: int,
+    precision: str,
+) -> None:
     """Build a TensorRT engine from the ONNX graph (fp32 or fp16) on this machine's GPU; a dynamic
     batch gets an optimisation profile for batches 1-8 (best at 1)."""
     if precision not in ("fp32", "fp16"):
@@ -233,8 +304,9 @@ def _to_tensorrt(model: nn.Module, inputs: tuple[torch.Tensor, ...], out: Path, 
         raise ValueError("tensorrt export builds the engine on a CUDA device, and none is available")
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
-        _to_onnx(model, inputs, onnx_path, dynamic=dynamic, input_names=input_names, output_names=output_names,
-                 opset=opset)
+        _to_onnx(
+            model, inputs, onnx_path, dynamic=dynamic, input_names=input_names, output_names=output_names, opset=opset
+        )
         logger = trt.Logger(trt.Logger.WARNING)
         builder = trt.Builder(logger)
         network = builder.create_network(0)
@@ -257,16 +329,23 @@ def _to_tensorrt(model: nn.Module, inputs: tuple[torch.Tensor, ...], out: Path, 
         out.write_bytes(bytes(engine))
 
 
-def _to_executorch(model: nn.Module, inputs: tuple[torch.Tensor, ...], out: Path, *, quantize: str | None,
-                   calibration: Sequence[tuple[torch.Tensor, ...]]) -> None:
+def _to_executorch(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    out: Path,
+    *,
+    quantize: str | None,
+    calibration: Sequence[tuple[torch.Tensor, ...]],
+) -> None:
     """torch.export (static shapes) -> [PT2E int8] -> edge dialect lowered to XNNPACK -> .pte."""
     exir = require("executorch.exir", what="ExecuTorch export")
     xnnpack = require("executorch.backends.xnnpack.partition.xnnpack_partitioner", what="ExecuTorch export")
     program = _capture(model, inputs, None)
     if quantize == "int8":
         pt2e = require("torchao.quantization.pt2e.quantize_pt2e", what="ExecuTorch int8 quantization")
-        quantizer_module = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer",
-                                   what="ExecuTorch int8 quantization")
+        quantizer_module = require(
+            "executorch.backends.xnnpack.quantizer.xnnpack_quantizer", what="ExecuTorch int8 quantization"
+        )
         quantizer = quantizer_module.XNNPACKQuantizer()
         quantizer.set_global(quantizer_module.get_symmetric_quantization_config(is_per_channel=True))
         prepared = pt2e.prepare_pt2e(program.module(), quantizer)
@@ -278,9 +357,17 @@ def _to_executorch(model: nn.Module, inputs: tuple[torch.Tensor, ...], out: Path
     out.write_bytes(lowered.to_executorch().buffer)
 
 
-def _to_openvino(model: nn.Module, inputs: tuple[torch.Tensor, ...], out: Path, *, dynamic: Any,
-                 input_names: list[str], output_names: list[str], quantize: str | None,
-                 calibration: Sequence[tuple[torch.Tensor, ...]]) -> None:
+def _to_openvino(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    out: Path,
+    *,
+    dynamic: Any,
+    input_names: list[str],
+    output_names: list[str],
+    quantize: str | None,
+    calibration: Sequence[tuple[torch.Tensor, ...]],
+) -> None:
     """torch.export -> OpenVINO model (names set, fp32 weights kept) -> [NNCF int8] -> IR."""
     ov = require("openvino", what="OpenVINO export")
     ov_model = ov.convert_model(_capture(model, inputs, dynamic))
@@ -311,16 +398,25 @@ def onnx_graph_summary(path: str | Path) -> dict[str, Any]:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
     inputs = {i.name for i in graph.input}
     ranks = [len(v.type.tensor_type.shape.dim) for v in [*graph.value_info, *graph.output] if v.name not in inputs]
-    return {"ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])), "max_rank": max(ranks, default=0),
-            "rank5_tensors": sum(r >= 5 for r in ranks)}
+    return {
+        "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+        "max_rank": max(ranks, default=0),
+        "rank5_tensors": sum(r >= 5 for r in ranks),
+    }
 
 
 # --- reading calibration clips ---------------------------------------------------------------
 
 
 def calibration_clips(
-    list_file: str | Path, *, root: str | Path, model: nn.Module, size: int | None = None,
-    scale_size: int | None = None, limit: int = 32, batch_size: int = 1,
+    list_file: str | Path,
+    *,
+    root: str | Path,
+    model: nn.Module,
+    size: int | None = None,
+    scale_size: int | None = None,
+    limit: int = 32,
+    batch_size: int = 1,
 ) -> list[torch.Tensor]:
     """Clip batches (``batch_size``, T, C, size, size) for int8 calibration: the first ``limit``
     entries of ``list_file`` (frame folders or videos under ``root``, as `tsm test` reads them),
@@ -330,9 +426,15 @@ def calibration_clips(
     from temporal_shift.data.sampling import TSNSampler
 
     side = _size(model, size)
-    dataset = build_dataset(modality="rgb", list_file=list_file, root=root, train=False, size=side,
-                            scale_size=scale_size or round(side * 8 / 7),
-                            sampler=TSNSampler(num_segments=model.config.n_segment, train=False))
+    dataset = build_dataset(
+        modality="rgb",
+        list_file=list_file,
+        root=root,
+        train=False,
+        size=side,
+        scale_size=scale_size or round(side * 8 / 7),
+        sampler=TSNSampler(num_segments=model.config.n_segment, train=False),
+    )
     count = min(limit, len(dataset))
     if count == 0:
         raise ValueError(f"{list_file}: no clips to calibrate on")
@@ -356,8 +458,10 @@ class Parity:
 
     def line(self) -> str:
         agree = "" if self.top1_agreement is None else f", top-1 agreement {100 * self.top1_agreement:.1f}%"
-        return (f"verified in {self.runtime}: max abs difference to PyTorch {self.max_abs:.2e}, max relative "
-                f"difference {self.max_rel:.2e}{agree} ({self.inputs})")
+        return (
+            f"verified in {self.runtime}: max abs difference to PyTorch {self.max_abs:.2e}, max relative "
+            f"difference {self.max_rel:.2e}{agree} ({self.inputs})"
+        )
 
 
 def _parity(format: str, got: torch.Tensor, expected: torch.Tensor, inputs: str, *, top1: bool = False) -> Parity:
@@ -365,13 +469,21 @@ def _parity(format: str, got: torch.Tensor, expected: torch.Tensor, inputs: str,
     diff = float((got - expected).abs().max())
     scale = float(expected.abs().max().clamp_min(1e-12))
     agree = float((got.argmax(-1) == expected.argmax(-1)).float().mean()) if top1 else None
-    return Parity(format=format, runtime=RUNTIMES[format], max_abs=diff, max_rel=diff / scale, inputs=inputs,
-                  top1_agreement=agree)
+    return Parity(
+        format=format, runtime=RUNTIMES[format], max_abs=diff, max_rel=diff / scale, inputs=inputs, top1_agreement=agree
+    )
 
 
 def verify_export(
-    model: nn.Module, path: str | Path, *, format: str, batch_size: int | None = None, size: int | None = None,
-    seed: int = 0, clips: torch.Tensor | None = None, threads: int | None = None,
+    model: nn.Module,
+    path: str | Path,
+    *,
+    format: str,
+    batch_size: int | None = None,
+    size: int | None = None,
+    seed: int = 0,
+    clips: torch.Tensor | None = None,
+    threads: int | None = None,
 ) -> Parity:
     """Run ``path`` in its runtime and PyTorch's ``model`` on the same clips; the differences.
 
@@ -398,8 +510,15 @@ def verify_export(
 
 
 def verify_online_export(
-    model: OnlineRecognizer, path: str | Path, *, format: str | None = None, size: int = 224, steps: int = 30,
-    seed: int = 0, frames: torch.Tensor | None = None, threads: int | None = None,
+    model: OnlineRecognizer,
+    path: str | Path,
+    *,
+    format: str | None = None,
+    size: int = 224,
+    steps: int = 30,
+    seed: int = 0,
+    frames: torch.Tensor | None = None,
+    threads: int | None = None,
 ) -> Parity:
     """Stream ``steps`` random frames (or ``frames``) through the exported step in its runtime and
     through PyTorch; the differences of the per-step logits."""
@@ -438,4 +557,3 @@ class OnnxStream(ExportedStream):
             raise FileNotFoundError(f"ONNX model not found: {path}")
         super().__init__(path, runtime=OnnxRuntime(path, threads=threads, spin=spin))
         self.session = self.runtime.session  # type: ignore[attr-defined]
-

@@ -50,8 +50,7 @@ class Prediction:
     topk: list[tuple[int, str, float]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input,
-                "topk": [{"label": i, "name": name, "prob": p} for i, name, p in self.topk]}
+        return {"input": self.input, "topk": [{"label": i, "name": name, "prob": p} for i, name, p in self.topk]}
 
     def lines(self) -> list[str]:
         width = max(len(name) for _, name, _ in self.topk)
@@ -63,9 +62,7 @@ def find_inputs(path: str | Path) -> list[tuple[Path, InputKind]]:
     return [(source.path, source.kind) for source in find_sources(path)]
 
 
-def read_clip(
-    path: str | Path, kind: InputKind, *, n_segment: int, template: str = DEFAULT_TEMPLATE
-) -> torch.Tensor:
+def read_clip(path: str | Path, kind: InputKind, *, n_segment: int, template: str = DEFAULT_TEMPLATE) -> torch.Tensor:
     """The uint8 (T, 3, H, W) test clip of one input (TSN segment centres)."""
     source = VideoSource(path) if kind == "video" else open_folder(path, template=template)
     sampler = TSNSampler(num_segments=n_segment, train=False)
@@ -96,8 +93,7 @@ class Predictor:
         self.scale_size = scale_size or loaded.scale_size
         if self.scale_size < self.size:
             raise ValueError(f"scale_size ({self.scale_size}) must be at least size ({self.size})")
-        self.transform = test_transform(size=self.size, scale_size=self.scale_size, views=1,
-                                        normalize=loaded.normalize)
+        self.transform = test_transform(size=self.size, scale_size=self.scale_size, views=1, normalize=loaded.normalize)
         self.template = template
         self.forward: Callable[[torch.Tensor], torch.Tensor] = self.model
         if compile is not None:
@@ -146,7 +142,15 @@ def predict(
     found = [item for p in paths for item in find_inputs(p)]  # check every path before loading
     if not found:
         raise ValueError("no input given")
-    predictor = Predictor(checkpoint, n_segment=n_segment, classes=classes, size=size, scale_size=scale_size,
-                          device=device, template=template, compile=compile)
+    predictor = Predictor(
+        checkpoint,
+        n_segment=n_segment,
+        classes=classes,
+        size=size,
+        scale_size=scale_size,
+        device=device,
+        template=template,
+        compile=compile,
+    )
     bar = tqdm(found, desc="predict", unit="video", disable=not progress or len(found) < 2, leave=False)
     return [predictor.predict_one(path, kind, topk=topk) for path, kind in bar]

@@ -29,13 +29,29 @@ import torch
 
 FORMATS = ("onnx", "executorch", "openvino", "torchscript", "exported", "tensorrt")
 # the file each format writes (the OpenVINO IR is an .xml with its weights in a .bin beside it)
-SUFFIXES = {"onnx": ".onnx", "executorch": ".pte", "openvino": ".xml", "torchscript": ".ts", "exported": ".pt2",
-            "tensorrt": ".engine"}
-RUNTIMES = {"onnx": "onnxruntime", "executorch": "ExecuTorch (XNNPACK)", "openvino": "OpenVINO (CPU, f32)",
-            "torchscript": "torch.jit", "exported": "torch.export", "tensorrt": "TensorRT"}
+SUFFIXES = {
+    "onnx": ".onnx",
+    "executorch": ".pte",
+    "openvino": ".xml",
+    "torchscript": ".ts",
+    "exported": ".pt2",
+    "tensorrt": ".engine",
+}
+RUNTIMES = {
+    "onnx": "onnxruntime",
+    "executorch": "ExecuTorch (XNNPACK)",
+    "openvino": "OpenVINO (CPU, f32)",
+    "torchscript": "torch.jit",
+    "exported": "torch.export",
+    "tensorrt": "TensorRT",
+}
 # the Python package each format needs, and the extra that installs it
-PACKAGES = {"onnx": ("onnxruntime",), "executorch": ("executorch",), "openvino": ("openvino",),
-            "tensorrt": ("tensorrt",)}
+PACKAGES = {
+    "onnx": ("onnxruntime",),
+    "executorch": ("executorch",),
+    "openvino": ("openvino",),
+    "tensorrt": ("tensorrt",),
+}
 EXTRA = "pip install 'temporal-shift[deploy]'"
 
 
@@ -60,8 +76,9 @@ def format_of(path: str | Path, format: str | None = None) -> str:
             return name
     if suffix in (".pt", ".plan"):
         return "torchscript" if suffix == ".pt" else "tensorrt"
-    raise ValueError(f"{path}: cannot tell the format from the suffix {suffix!r}; give the format "
-                     f"({', '.join(FORMATS)})")
+    raise ValueError(
+        f"{path}: cannot tell the format from the suffix {suffix!r}; give the format ({', '.join(FORMATS)})"
+    )
 
 
 class Runtime:
@@ -98,8 +115,9 @@ class OnnxRuntime(Runtime):
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.input_shapes = [tuple(d if isinstance(d, int) else None for d in i.shape)
-                             for i in self.session.get_inputs()]
+        self.input_shapes = [
+            tuple(d if isinstance(d, int) else None for d in i.shape) for i in self.session.get_inputs()
+        ]
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         feeds = {name: _numpy(x) for name, x in zip(self.input_names, inputs)}
@@ -137,8 +155,9 @@ class OpenVinoRuntime(Runtime):
         self.request = self.compiled.create_infer_request()
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]
         self.output_names = [p.get_any_name() for p in self.compiled.outputs]
-        self.input_shapes = [tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape())
-                             for p in self.compiled.inputs]
+        self.input_shapes = [
+            tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape()) for p in self.compiled.inputs
+        ]
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         results = self.request.infer([_numpy(x) for x in inputs], share_inputs=False)
@@ -161,8 +180,9 @@ class TensorRTRuntime(Runtime):
         mode = trt.TensorIOMode.INPUT
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == mode]
         self.output_names = [n for n in names if self.engine.get_tensor_mode(n) != mode]
-        self.input_shapes = [tuple(d if d >= 0 else None for d in self.engine.get_tensor_shape(n))
-                             for n in self.input_names]
+        self.input_shapes = [
+            tuple(d if d >= 0 else None for d in self.engine.get_tensor_shape(n)) for n in self.input_names
+        ]
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         stream = torch.cuda.current_stream()
@@ -200,8 +220,9 @@ class TorchRuntime(Runtime):
             self.module = program.module()
             specs = [s for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
             nodes = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
-            self.input_shapes = [tuple(d if isinstance(d, int) else None for d in nodes[s.arg.name].meta["val"].shape)
-                                 for s in specs]
+            self.input_shapes = [
+                tuple(d if isinstance(d, int) else None for d in nodes[s.arg.name].meta["val"].shape) for s in specs
+            ]
         self.input_names, self.output_names = [], []
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
@@ -240,8 +261,9 @@ class ExportedStream:
     step exported with ``tsm export --online``: inputs ``(frame, *buffers)``, outputs
     ``(logits, *new_buffers)``; each step's new buffers are fed back as the next one's."""
 
-    def __init__(self, path: str | Path, *, format: str | None = None, threads: int | None = None,
-                 runtime: Runtime | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, format: str | None = None, threads: int | None = None, runtime: Runtime | None = None
+    ) -> None:
         path = Path(path)
         self.runtime = runtime if runtime is not None else load_runtime(path, format=format, threads=threads)
         shapes = self.runtime.input_shapes
@@ -249,8 +271,9 @@ class ExportedStream:
         if (names and names[0] != "frame") or (shapes and (len(shapes[0]) != 4 or shapes[0][0] not in (1, None))):
             raise ValueError(f"{path}: not a streaming-step export (no 'frame' input); use tsm export --online")
         if not shapes or any(d is None for s in shapes[1:] for d in s):
-            raise ValueError(f"{path}: the streaming step's inputs have no static shapes; re-export it with "
-                             "tsm export --online")
+            raise ValueError(
+                f"{path}: the streaming step's inputs have no static shapes; re-export it with tsm export --online"
+            )
         self._frame_shape = (1,) + tuple(shapes[0][1:])
         self._buffer_shapes = [tuple(s) for s in shapes[1:]]
         self.reset()

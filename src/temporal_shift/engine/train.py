@@ -49,19 +49,25 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from temporal_shift.checkpoint.backbone import load_backbone_weights
 from temporal_shift.checkpoint.format import CheckpointError, load_state_strict, read_checkpoint, save_checkpoint
-from temporal_shift.engine.config import TrainConfig, save_config
+from temporal_shift.checkpoint.loading import load_checkpoint
 from temporal_shift.data.dataset import VideoDataset, collate_skipping
 from temporal_shift.data.factory import build_dataset, build_sampler
 from temporal_shift.data.lists import DEFAULT_TEMPLATE, read_classes
+from temporal_shift.engine.config import TrainConfig, save_config
 from temporal_shift.engine.evaluate import score_videos, topk_predictions
-from temporal_shift.checkpoint.loading import load_checkpoint
-from temporal_shift.checkpoint.backbone import load_backbone_weights
 from temporal_shift.models.config import model_name
 from temporal_shift.models.factory import model_from_config
 from temporal_shift.models.optim_groups import param_groups
-from temporal_shift.ops.runtime import (Distributed, distributed, ignore_sigint, keep_freed_memory, resolve_device,
-                                    unwrap)
+from temporal_shift.ops.runtime import (
+    Distributed,
+    distributed,
+    ignore_sigint,
+    keep_freed_memory,
+    resolve_device,
+    unwrap,
+)
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -69,8 +75,16 @@ CONFIG_FILE = "config.yaml"
 LOG_CSV = "log.csv"
 TB_DIR = "tb"
 CSV_FIELDS = (
-    "epoch", "step", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
-    "clips_per_s", "epoch_seconds",
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_top1",
+    "val_loss",
+    "val_top1",
+    "val_top5",
+    "clips_per_s",
+    "epoch_seconds",
 )
 
 
@@ -104,13 +118,30 @@ def _datasets(config: TrainConfig) -> tuple[VideoDataset, VideoDataset]:
         )
 
     def dataset(list_file: Path, *, train: bool) -> VideoDataset:
-        sampler = build_sampler(sampling=c.sampling, num_segments=model.n_segment, train=train,
-                                new_length=model.frames_per_segment, dense_window=c.dense_window)
+        sampler = build_sampler(
+            sampling=c.sampling,
+            num_segments=model.n_segment,
+            train=train,
+            new_length=model.frames_per_segment,
+            dense_window=c.dense_window,
+        )
         return build_dataset(
-            modality=model.modality, list_file=list_file, root=c.root, sampler=sampler, train=train, size=c.size,
-            scales=c.scales, flip=c.flip, scale_size=c.scale_size, normalize=c.normalize,
-            flow_length=model.flow_length, kind=c.kind, template=c.template, num_classes=c.num_classes,
-            seed=config.run.seed, on_error=c.on_error,
+            modality=model.modality,
+            list_file=list_file,
+            root=c.root,
+            sampler=sampler,
+            train=train,
+            size=c.size,
+            scales=c.scales,
+            flip=c.flip,
+            scale_size=c.scale_size,
+            normalize=c.normalize,
+            flow_length=model.flow_length,
+            kind=c.kind,
+            template=c.template,
+            num_classes=c.num_classes,
+            seed=config.run.seed,
+            on_error=c.on_error,
         )
 
     return dataset(config.train_list_path(), train=True), dataset(config.val_list_path(), train=False)
@@ -308,9 +339,7 @@ class _Trainer:
 # --- the loop -------------------------------------------------------------------------
 
 
-def train(
-    config: TrainConfig, *, resume: bool = False, finetune_from: str | Path | None = None
-) -> TrainResult:
+def train(config: TrainConfig, *, resume: bool = False, finetune_from: str | Path | None = None) -> TrainResult:
     """Train (or resume) the run described by ``config``; see the module docstring."""
     if resume and finetune_from is not None:
         raise ValueError("--resume and --finetune-from cannot be combined (resume restores the run's own weights)")
@@ -332,8 +361,11 @@ def _train(config: TrainConfig, d: Distributed, *, resume: bool, finetune_from: 
             reason = _train_epoch(t, state, stop)
             if reason is not None and state.step_in_epoch < t.steps_per_epoch:  # inside the epoch
                 _save_last(t, state)
-                _say(t, f"stopped ({reason}) at epoch {state.epoch + 1} step {state.step_in_epoch}/"
-                        f"{t.steps_per_epoch}; resumable checkpoint: {last}")
+                _say(
+                    t,
+                    f"stopped ({reason}) at epoch {state.epoch + 1} step {state.step_in_epoch}/"
+                    f"{t.steps_per_epoch}; resumable checkpoint: {last}",
+                )
                 interrupted = True
                 break
             _end_epoch(t, state)
@@ -420,13 +452,23 @@ def _build(
     if d.world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return _Trainer(
-        config=config, d=d, device=device, model=model, net=net, optimizer=optimizer,
+        config=config,
+        d=d,
+        device=device,
+        model=model,
+        net=net,
+        optimizer=optimizer,
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, steps_per_epoch)),
         scaler=torch.amp.GradScaler(device.type, enabled=config.run.amp and device.type == "cuda"),
-        trainable=[p for g in groups for p in g["params"]], train_ds=train_ds, val_ds=val_ds, sampler=sampler,
-        steps_per_epoch=steps_per_epoch, base_lr=base_lr,
+        trainable=[p for g in groups for p in g["params"]],
+        train_ds=train_ds,
+        val_ds=val_ds,
+        sampler=sampler,
+        steps_per_epoch=steps_per_epoch,
+        base_lr=base_lr,
         amp_dtype=(torch.bfloat16 if device.type == "cpu" else torch.float16) if config.run.amp else None,
-        extra={} if class_names is None else {"class_names": class_names}, replaced_head=replaced_head,
+        extra={} if class_names is None else {"class_names": class_names},
+        replaced_head=replaced_head,
     )
 
 
@@ -440,11 +482,18 @@ def _restore(t: _Trainer, saved: dict[str, Any]) -> RunState:
     ranks = s["rank_states"]
     mine = ranks[t.d.rank] if len(ranks) == t.d.world else ranks[0]
     if len(ranks) != t.d.world and t.d.main:
-        print(f"warning: resuming a {len(ranks)}-process run with {t.d.world} processes; "
-              "the data order differs from the original run", file=sys.stderr)
+        print(
+            f"warning: resuming a {len(ranks)}-process run with {t.d.world} processes; "
+            "the data order differs from the original run",
+            file=sys.stderr,
+        )
     state = RunState(
-        epoch=s["epoch"], step_in_epoch=s["step_in_epoch"], global_step=s["global_step"],
-        best_top1=s["best_top1"], best_epoch=s["best_epoch"], history=list(s["history"]),
+        epoch=s["epoch"],
+        step_in_epoch=s["step_in_epoch"],
+        global_step=s["global_step"],
+        best_top1=s["best_top1"],
+        best_epoch=s["best_epoch"],
+        history=list(s["history"]),
     )
     if state.step_in_epoch:
         state.meter = EpochMeter(**mine["partial"])
@@ -518,8 +567,15 @@ def _train_epoch(t: _Trainer, state: RunState, stop: dict[str, str | None]) -> s
     indices = list(t.sampler)[state.step_in_epoch * bs : t.steps_per_epoch * bs]
     loader = _loader(t.train_ds, indices, c, train=True, seed=c.run.seed * 100003 + epoch)
     t.net.train()
-    bar = tqdm(total=t.steps_per_epoch, initial=state.step_in_epoch, desc=f"epoch {epoch + 1}/{c.optim.epochs}",
-               unit="step", disable=not (t.d.main and c.run.progress), dynamic_ncols=True, leave=False)
+    bar = tqdm(
+        total=t.steps_per_epoch,
+        initial=state.step_in_epoch,
+        desc=f"epoch {epoch + 1}/{c.optim.epochs}",
+        unit="step",
+        disable=not (t.d.main and c.run.progress),
+        dynamic_ncols=True,
+        leave=False,
+    )
     tick = time.perf_counter()
     try:
         for batch in loader:
@@ -530,15 +586,20 @@ def _train_epoch(t: _Trainer, state: RunState, stop: dict[str, str | None]) -> s
             state.global_step += 1
             state.step_in_epoch += 1
             now = time.perf_counter()
-            state.meter.add(loss=loss.item(), correct=int((logits.detach().argmax(1) == labels).sum()),
-                            count=labels.shape[0], seconds=now - tick)
+            state.meter.add(
+                loss=loss.item(),
+                correct=int((logits.detach().argmax(1) == labels).sum()),
+                count=labels.shape[0],
+                seconds=now - tick,
+            )
             tick = now
             if t.d.main:
                 _log_step(t, state, bar, loss.item())
             stop_after = c.run.stop_after_steps
             wanted = stop["signal"] or (
                 f"run.stop_after_steps={stop_after}"
-                if stop_after is not None and state.global_step >= stop_after else None
+                if stop_after is not None and state.global_step >= stop_after
+                else None
             )
             if t.d.any(bool(wanted), t.device):
                 return wanted or "another process was interrupted"
@@ -619,8 +680,11 @@ def _end_epoch(t: _Trainer, state: RunState) -> None:
         t.writer.flush()
         _append_csv(t.out / LOG_CSV, row)
         if is_best:
-            save_checkpoint(t.model, t.out / BEST, extra={"epoch": epoch, "val_top1": state.best_top1,
-                                                          "config": c.to_dict(), **t.extra})
+            save_checkpoint(
+                t.model,
+                t.out / BEST,
+                extra={"epoch": epoch, "val_top1": state.best_top1, "config": c.to_dict(), **t.extra},
+            )
         save_checkpoint(t.model, t.out / LAST, extra={"train_state": train_state, **t.extra})
         print(_summary(row, c.optim.epochs, is_best), file=sys.stderr)
 
@@ -634,15 +698,24 @@ def _validate(t: _Trainer) -> dict[str, float]:
     net.eval()
     try:
         scored = score_videos(
-            net, t.val_ds, device=t.device, views=1, fusion="logits",
-            indices=range(t.d.rank, len(t.val_ds), t.d.world), batch_size=t.config.data.batch_size,
-            workers=t.config.data.workers, amp_dtype=t.amp_dtype,
+            net,
+            t.val_ds,
+            device=t.device,
+            views=1,
+            fusion="logits",
+            indices=range(t.d.rank, len(t.val_ds), t.d.world),
+            batch_size=t.config.data.batch_size,
+            workers=t.config.data.workers,
+            amp_dtype=t.amp_dtype,
         )
     finally:
         t.net.train()
     labels = np.asarray(t.val_ds.labels, dtype=np.int64)[scored.indices]
-    loss_sum = float(nn.functional.cross_entropy(torch.from_numpy(scored.scores), torch.from_numpy(labels),
-                                                 reduction="sum")) if len(labels) else 0.0
+    loss_sum = (
+        float(nn.functional.cross_entropy(torch.from_numpy(scored.scores), torch.from_numpy(labels), reduction="sum"))
+        if len(labels)
+        else 0.0
+    )
     hits = topk_predictions(scored.scores, 5) == labels[:, None] if len(labels) else np.zeros((0, 1), dtype=bool)
     loss_sum, top1, top5, count = t.d.all_sum(
         [loss_sum, float(hits[:, 0].sum()), float(hits.any(axis=1).sum()), float(len(labels))], t.device

@@ -74,8 +74,7 @@ def build_published(
             continue
         if name in given and given[name] != expected[name]:
             raise ValueError(
-                f"build_model: {name}={given[name]!r}, but {entry.name} holds a model with "
-                f"{name}={expected[name]!r}"
+                f"build_model: {name}={given[name]!r}, but {entry.name} holds a model with {name}={expected[name]!r}"
             )
     model = factory.build_model(**{**expected, **given})
     state = load_checkpoint(entry).model.state_dict()

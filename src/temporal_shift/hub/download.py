@@ -85,8 +85,9 @@ def fetch_file(
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
-    url = _download(urls, part, name=name, otherwise=otherwise, progress=progress, retries=retries,
-                    timeout=timeout, backoff=backoff)
+    url = _download(
+        urls, part, name=name, otherwise=otherwise, progress=progress, retries=retries, timeout=timeout, backoff=backoff
+    )
     try:
         verify(part, url)
     except (CheckpointError, ValueError):
@@ -97,8 +98,17 @@ def fetch_file(
     return path
 
 
-def _download(urls: Sequence[str], part: Path, *, name: str, otherwise: str, progress: bool, retries: int,
-              timeout: float, backoff: float) -> str:
+def _download(
+    urls: Sequence[str],
+    part: Path,
+    *,
+    name: str,
+    otherwise: str,
+    progress: bool,
+    retries: int,
+    timeout: float,
+    backoff: float,
+) -> str:
     """Fetch into ``part`` (resuming a partial file), trying each URL with retries."""
     failures: list[str] = []
     for url in urls:
@@ -152,10 +162,20 @@ def _transfer(url: str, part: Path, *, desc: str, progress: bool, timeout: float
             offset = 0  # the server sends the whole file: start over
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length is not None and length.isdigit() else None
-        with open(part, "ab" if offset else "wb") as f, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-            disable=not progress, file=sys.stderr, leave=True,
-        ) as bar:
+        with (
+            open(part, "ab" if offset else "wb") as f,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=desc,
+                disable=not progress,
+                file=sys.stderr,
+                leave=True,
+            ) as bar,
+        ):
             while True:
                 chunk = response.read(1 << 20)
                 if not chunk:

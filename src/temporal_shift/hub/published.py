@@ -23,8 +23,17 @@ from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.config import ModelConfig
 
 # the model settings that published weights fix (the others, e.g. dropout, are free)
-WEIGHT_OPTIONS = ("arch", "num_classes", "n_segment", "shift", "fold_div", "place", "temporal_pool", "non_local",
-                  "mode")
+WEIGHT_OPTIONS = (
+    "arch",
+    "num_classes",
+    "n_segment",
+    "shift",
+    "fold_div",
+    "place",
+    "temporal_pool",
+    "non_local",
+    "mode",
+)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PROTOCOL_CLIPS = ("single", "twice", "dense")
@@ -46,33 +55,51 @@ DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in (
         Dataset(
-            "kinetics400", "Kinetics-400", 400, "kinetics400.txt",
+            "kinetics400",
+            "Kinetics-400",
+            400,
+            "kinetics400.txt",
             "the release's tools/gen_label_kinetics.py numbers classes by their line in "
             "kinetics_label_map.txt, the DeepMind Kinetics-400 label map (alphabetical); names as "
             "in torchvision.models._meta._KINETICS400_CATEGORIES, which is that list",
         ),
         Dataset(
-            "something_v1", "Something-Something V1", 174, "something_v1.txt",
+            "something_v1",
+            "Something-Something V1",
+            174,
+            "something_v1.txt",
             "the release's tools/gen_label_sthv1.py sorts the lines of something-something-v1-labels.csv "
             "(sorted()); names from that file as copied in open-mmlab/mmaction2 tools/data/sthv1/label_map.txt",
         ),
         Dataset(
-            "something_v2", "Something-Something V2", 174, "something_v2.txt",
+            "something_v2",
+            "Something-Something V2",
+            174,
+            "something_v2.txt",
             "the release's tools/gen_label_sthv2.py keeps the index order of something-something-v2-labels.json "
             "(asserting index == position); names from open-mmlab/mmaction2 tools/data/sthv2/label_map.txt",
         ),
         Dataset(
-            "jester", "Jester", 27, "jester.txt",
+            "jester",
+            "Jester",
+            27,
+            "jester.txt",
             "the release's online_demo/main.py class list (the online Jester model's output order), which "
             "is sorted(jester-v1-labels.csv) as tools/gen_label_sthv1.py does for jester-v1",
         ),
         Dataset(
-            "ucf101", "UCF101", 101, "ucf101.txt",
+            "ucf101",
+            "UCF101",
+            101,
+            "ucf101.txt",
             "the official ucfTrainTestlist/classInd.txt order (label = index - 1), which the release's "
             "ops/dataset_config.py reads and TSN's list tools (pyActionRecog/benchmark_db.py) use",
         ),
         Dataset(
-            "hmdb51", "HMDB51", 51, "hmdb51.txt",
+            "hmdb51",
+            "HMDB51",
+            51,
+            "hmdb51.txt",
             "TSN's data/hmdb51_splits/class_list.txt (yjxiong/temporal-segment-networks), the order of "
             "the list files the release's data preparation refers to (it reads only the count, 51); note "
             "kick_ball before kick and sword_exercise before sword, unlike `tsm prepare hmdb51` (sorted)",
@@ -89,7 +116,9 @@ def class_names(dataset: str) -> list[str]:
     text = resources.files("temporal_shift.hub").joinpath("classes", info.class_file).read_text(encoding="utf-8")
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) != info.num_classes:  # a broken installation, not a user error
-        raise RuntimeError(f"temporal_shift/hub/classes/{info.class_file}: {len(names)} names, expected {info.num_classes}")
+        raise RuntimeError(
+            f"temporal_shift/hub/classes/{info.class_file}: {len(names)} names, expected {info.num_classes}"
+        )
     return names
 
 
@@ -210,10 +239,16 @@ class PublishedWeights:
         """The verified local file, downloaded into the cache if absent (`download.fetch_file`)."""
         t = self.n_segment
         return fetch_file(
-            self.cached_path(cache_dir=cache_dir), urls=self.urls, verify=self.verify_file, name=self.name,
+            self.cached_path(cache_dir=cache_dir),
+            urls=self.urls,
+            verify=self.verify_file,
+            name=self.name,
             otherwise=f"get the file by other means and pass it with --checkpoint PATH --segments {t}, convert it "
             f"with `tsm import PATH --out FILE --segments {t}`",
-            progress=progress, retries=retries, timeout=timeout, backoff=backoff,
+            progress=progress,
+            retries=retries,
+            timeout=timeout,
+            backoff=backoff,
         )
 
     def verify_file(self, path: Path, source: str) -> None:

@@ -43,36 +43,46 @@ KEYS = "the checkpoint's keys, as our importer reads them (tests/fixtures/refere
 ONLINE = "online_demo/main.py (MobileNetV2(n_class=27), URL, 27 Jester classes, 256 -> 224, ImageNet mean/std)"
 
 # Test protocols the release reports (Testing section and table headers).
-_DENSE_10x3 = dict(protocol="10 dense clips x 3 full-resolution crops (256)", clips="dense",
-                   crops=3, size=256, scale_size=256)
+_DENSE_10x3 = dict(
+    protocol="10 dense clips x 3 full-resolution crops (256)", clips="dense", crops=3, size=256, scale_size=256
+)
 _UNIFORM_1 = dict(protocol="1 clip, centre crop", clips="single", crops=1)
 _UNIFORM_10 = dict(protocol="1 clip, 10 crops", clips="single", crops=10)
 _STH_1 = dict(protocol="1 clip, centre crop (efficient setting)", clips="single", crops=1)
-_STH_2x3 = dict(protocol="2 clips, 3 full-resolution crops (accurate setting)", clips="twice", crops=3,
-                size=256, scale_size=256)
+_STH_2x3 = dict(
+    protocol="2 clips, 3 full-resolution crops (accurate setting)", clips="twice", crops=3, size=256, scale_size=256
+)
 
 
 def _kinetics(file: str, *, table: str) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]:
-    return _FILE + file, (_HANLAB + file,), (
-        ("url", f"{README}, Kinetics-400 {table} table"),
-        ("mirrors", MIRROR),
-        ("accuracy", f"{README}, Kinetics-400 {table} table; protocol from the Testing section"),
-        ("arch, n_segment, fold_div, place", FILENAME),
-        ("dataset, classes", "Kinetics-400 table heading; 400 classes (tools/gen_label_kinetics.py)"),
-        ("input size, normalisation", TEST),
-        ("non_local, temporal_pool", KEYS),
+    return (
+        _FILE + file,
+        (_HANLAB + file,),
+        (
+            ("url", f"{README}, Kinetics-400 {table} table"),
+            ("mirrors", MIRROR),
+            ("accuracy", f"{README}, Kinetics-400 {table} table; protocol from the Testing section"),
+            ("arch, n_segment, fold_div, place", FILENAME),
+            ("dataset, classes", "Kinetics-400 table heading; 400 classes (tools/gen_label_kinetics.py)"),
+            ("input size, normalisation", TEST),
+            ("non_local, temporal_pool", KEYS),
+        ),
     )
 
 
 def _something(file: str, *, version: str) -> tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]:
-    return _FILE + file, (_HANLAB + file,), (
-        ("url", f"{README}, Something-Something-{version} table"),
-        ("mirrors", MIRROR),
-        ("accuracy", f"{README}, Something-Something-{version} table (efficient / accurate setting)"),
-        ("arch, n_segment, fold_div, place", FILENAME),
-        ("dataset, classes", f"Something-Something-{version} table; 174 classes"),
-        ("input size, normalisation", TEST),
-        ("non_local, temporal_pool", KEYS),
+    return (
+        _FILE + file,
+        (_HANLAB + file,),
+        (
+            ("url", f"{README}, Something-Something-{version} table"),
+            ("mirrors", MIRROR),
+            ("accuracy", f"{README}, Something-Something-{version} table (efficient / accurate setting)"),
+            ("arch, n_segment, fold_div, place", FILENAME),
+            ("dataset, classes", f"Something-Something-{version} table; 174 classes"),
+            ("input size, normalisation", TEST),
+            ("non_local, temporal_pool", KEYS),
+        ),
     )
 
 
@@ -83,11 +93,11 @@ def _entry(name: str, file_info: tuple, *, dataset: str, **fields) -> PublishedW
     """An entry; the keyword arguments that are model settings (arch, n_segment, shift, ...)
     make its `ModelConfig`, with the dataset's number of classes."""
     url, mirrors, sources = file_info
-    model = ModelConfig(num_classes=DATASETS[dataset].num_classes,
-                        **{k: v for k, v in fields.items() if k in _MODEL_FIELDS})
+    model = ModelConfig(
+        num_classes=DATASETS[dataset].num_classes, **{k: v for k, v in fields.items() if k in _MODEL_FIELDS}
+    )
     rest = {k: v for k, v in fields.items() if k not in _MODEL_FIELDS}
-    return PublishedWeights(name=name, url=url, mirrors=mirrors, sources=sources, model=model, dataset=dataset,
-                            **rest)
+    return PublishedWeights(name=name, url=url, mirrors=mirrors, sources=sources, model=model, dataset=dataset, **rest)
 
 
 REGISTRY: tuple[PublishedWeights, ...] = (
@@ -95,19 +105,30 @@ REGISTRY: tuple[PublishedWeights, ...] = (
     _entry(
         "tsm_r50_kinetics400_8f",
         _kinetics("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth", table="Uniform Sampling"),
-        arch="resnet50", n_segment=8, dataset="kinetics400", gmacs=32.7,
+        arch="resnet50",
+        n_segment=8,
+        dataset="kinetics400",
+        gmacs=32.7,
         accuracies=(Accuracy(71.2, **_UNIFORM_1), Accuracy(72.8, **_UNIFORM_10)),
     ),
     _entry(
         "tsm_r50_kinetics400_16f",
         _kinetics("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment16_e50.pth", table="Uniform Sampling"),
-        arch="resnet50", n_segment=16, dataset="kinetics400", gmacs=65.4,
+        arch="resnet50",
+        n_segment=16,
+        dataset="kinetics400",
+        gmacs=65.4,
         accuracies=(Accuracy(72.6, **_UNIFORM_1), Accuracy(73.7, **_UNIFORM_10)),
     ),
     _entry(
         "tsn_r50_kinetics400_8f",
         _kinetics("TSM_kinetics_RGB_resnet50_avg_segment5_e50.pth", table="Uniform Sampling and Dense Sample"),
-        arch="resnet50", n_segment=8, trained_n_segment=5, shift=False, dataset="kinetics400", gmacs=32.7,
+        arch="resnet50",
+        n_segment=8,
+        trained_n_segment=5,
+        shift=False,
+        dataset="kinetics400",
+        gmacs=32.7,
         accuracies=(Accuracy(68.8, **_UNIFORM_1), Accuracy(69.9, **_UNIFORM_10), Accuracy(70.6, **_DENSE_10x3)),
         note="the 2D baseline (no shift); trained with 5 segments (file name), tested with 8 "
         "(--test_segments=8 in the Testing section): a TSN takes any T",
@@ -116,70 +137,113 @@ REGISTRY: tuple[PublishedWeights, ...] = (
     _entry(
         "tsm_r50_kinetics400_8f_dense",
         _kinetics("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e100_dense.pth", table="Dense Sample"),
-        arch="resnet50", n_segment=8, sampling="dense", dataset="kinetics400", gmacs=32.7,
+        arch="resnet50",
+        n_segment=8,
+        sampling="dense",
+        dataset="kinetics400",
+        gmacs=32.7,
         accuracies=(Accuracy(74.1, **_DENSE_10x3),),
     ),
     _entry(
         "tsm_r50_kinetics400_8f_nl",
         _kinetics("TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e100_dense_nl.pth", table="Dense Sample"),
-        arch="resnet50", n_segment=8, non_local=True, sampling="dense", dataset="kinetics400", gmacs=61.1,
+        arch="resnet50",
+        n_segment=8,
+        non_local=True,
+        sampling="dense",
+        dataset="kinetics400",
+        gmacs=61.1,
         accuracies=(Accuracy(75.6, **_DENSE_10x3),),
     ),
     _entry(
         "tsm_mobilenetv2_kinetics400_8f",
         _kinetics("TSM_kinetics_RGB_mobilenetv2_shift8_blockres_avg_segment8_e100_dense.pth", table="Dense Sample"),
-        arch="mobilenet_v2", n_segment=8, sampling="dense", dataset="kinetics400", gmacs=2.4,
+        arch="mobilenet_v2",
+        n_segment=8,
+        sampling="dense",
+        dataset="kinetics400",
+        gmacs=2.4,
         accuracies=(Accuracy(69.5, **_DENSE_10x3),),
     ),
     # Something-Something V1.
     _entry(
         "tsm_r50_somethingv1_8f",
         _something("TSM_something_RGB_resnet50_shift8_blockres_avg_segment8_e45.pth", version="V1"),
-        arch="resnet50", n_segment=8, dataset="something_v1", gmacs=32.7,
+        arch="resnet50",
+        n_segment=8,
+        dataset="something_v1",
+        gmacs=32.7,
         accuracies=(Accuracy(45.6, **_STH_1), Accuracy(47.2, **_STH_2x3)),
     ),
     _entry(
         "tsm_r50_somethingv1_16f",
         _something("TSM_something_RGB_resnet50_shift8_blockres_avg_segment16_e45.pth", version="V1"),
-        arch="resnet50", n_segment=16, dataset="something_v1", gmacs=65.4,
+        arch="resnet50",
+        n_segment=16,
+        dataset="something_v1",
+        gmacs=65.4,
         accuracies=(Accuracy(47.2, **_STH_1), Accuracy(48.4, **_STH_2x3)),
     ),
     _entry(
         "tsm_r101_somethingv1_8f",
         _something("TSM_something_RGB_resnet101_shift8_blockres_avg_segment8_e45.pth", version="V1"),
-        arch="resnet101", n_segment=8, dataset="something_v1", gmacs=62.4,
+        arch="resnet101",
+        n_segment=8,
+        dataset="something_v1",
+        gmacs=62.4,
         accuracies=(Accuracy(46.9, **_STH_1), Accuracy(48.7, **_STH_2x3)),
     ),
     # Something-Something V2 (accurate setting only).
     _entry(
         "tsm_r50_somethingv2_8f",
         _something("TSM_somethingv2_RGB_resnet50_shift8_blockres_avg_segment8_e45.pth", version="V2"),
-        arch="resnet50", n_segment=8, dataset="something_v2", gmacs=32.7,
+        arch="resnet50",
+        n_segment=8,
+        dataset="something_v2",
+        gmacs=32.7,
         accuracies=(Accuracy(61.2, **_STH_2x3),),
     ),
     _entry(
         "tsm_r50_somethingv2_16f",
         _something("TSM_somethingv2_RGB_resnet50_shift8_blockres_avg_segment16_e45.pth", version="V2"),
-        arch="resnet50", n_segment=16, dataset="something_v2", gmacs=65.4,
+        arch="resnet50",
+        n_segment=16,
+        dataset="something_v2",
+        gmacs=65.4,
         accuracies=(Accuracy(63.1, **_STH_2x3),),
     ),
     _entry(
         "tsm_r101_somethingv2_8f",
         _something("TSM_somethingv2_RGB_resnet101_shift8_blockres_avg_segment8_e45.pth", version="V2"),
-        arch="resnet101", n_segment=8, dataset="something_v2", gmacs=62.4,
+        arch="resnet101",
+        n_segment=8,
+        dataset="something_v2",
+        gmacs=62.4,
         accuracies=(Accuracy(63.3, **_STH_2x3),),
     ),
     # The online (causal) hand-gesture model of the live demo.
     _entry(
         "online_tsm_mobilenetv2_jester",
-        (_HANLAB + "mobilenetv2_jester_online.pth.tar", (), (
-            ("url, arch, classes, input size, normalisation", ONLINE),
-            ("mode", "online_demo/README.md: online TSM (shift from the past only), MobileNetV2, Jester"),
-            ("fold_div, place", "online_demo/mobilenet_v2_tsm.py: 1/8 of the channels, in the residual "
-             "branch of the blocks with a skip connection (buffer shapes in online_demo/main.py)"),
-            ("n_segment", "not published: the streaming step does not depend on T; 8 builds the offline twin"),
-        )),
-        arch="mobilenet_v2", n_segment=8, mode="causal", layout="online-demo", dataset="jester", gmacs=2.4,
+        (
+            _HANLAB + "mobilenetv2_jester_online.pth.tar",
+            (),
+            (
+                ("url, arch, classes, input size, normalisation", ONLINE),
+                ("mode", "online_demo/README.md: online TSM (shift from the past only), MobileNetV2, Jester"),
+                (
+                    "fold_div, place",
+                    "online_demo/mobilenet_v2_tsm.py: 1/8 of the channels, in the residual "
+                    "branch of the blocks with a skip connection (buffer shapes in online_demo/main.py)",
+                ),
+                ("n_segment", "not published: the streaming step does not depend on T; 8 builds the offline twin"),
+            ),
+        ),
+        arch="mobilenet_v2",
+        n_segment=8,
+        mode="causal",
+        layout="online-demo",
+        dataset="jester",
+        gmacs=2.4,
         accuracies=(),
         note="for `tsm stream` (frame by frame); no accuracy is published",
     ),

@@ -32,9 +32,22 @@ from temporal_shift.hub.published import (
 from temporal_shift.hub.registry import REGISTRY
 
 __all__ = [
-    "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "WEIGHT_OPTIONS", "Accuracy", "Dataset", "DownloadError",
-    "PublishedWeights", "cached_path", "class_names", "default_cache_dir", "download_weights", "get_weights",
-    "registry", "sha256_file", "weights_table",
+    "DATASETS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "WEIGHT_OPTIONS",
+    "Accuracy",
+    "Dataset",
+    "DownloadError",
+    "PublishedWeights",
+    "cached_path",
+    "class_names",
+    "default_cache_dir",
+    "download_weights",
+    "get_weights",
+    "registry",
+    "sha256_file",
+    "weights_table",
 ]
 
 
@@ -68,10 +81,16 @@ def weights_table(entries: Sequence[PublishedWeights] | None = None) -> str:
     rows = [("name", "dataset", "frames", "GMACs", "top-1 %", "measured with")]
     for w in entries:
         acc = w.accuracies[0] if w.accuracies else None
-        rows.append((
-            w.name, DATASETS[w.dataset].title, str(w.n_segment), f"{w.gmacs:.1f}",
-            f"{acc.top1:.1f}" if acc else "-", acc.protocol if acc else "not published",
-        ))
+        rows.append(
+            (
+                w.name,
+                DATASETS[w.dataset].title,
+                str(w.n_segment),
+                f"{w.gmacs:.1f}",
+                f"{acc.top1:.1f}" if acc else "-",
+                acc.protocol if acc else "not published",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     right = {2, 3, 4}
     lines = []
@@ -84,8 +103,12 @@ def weights_table(entries: Sequence[PublishedWeights] | None = None) -> str:
 # --- the cache and the download -------------------------------------------------------
 
 
-def cached_path(weights: str | PublishedWeights, *, cache_dir: str | Path | None = None,
-                registry: Mapping[str, PublishedWeights] | None = None) -> Path:
+def cached_path(
+    weights: str | PublishedWeights,
+    *,
+    cache_dir: str | Path | None = None,
+    registry: Mapping[str, PublishedWeights] | None = None,
+) -> Path:
     """Where the entry's file is (or will be) cached."""
     return get_weights(weights, registry=registry).cached_path(cache_dir=cache_dir)
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from torch import Tensor, nn
 from torchvision import models as tvm
 
-from temporal_shift.models.insert import non_local_resnet, shift_mobilenet_v2, shift_resnet
 from temporal_shift.models.config import PLACES
+from temporal_shift.models.insert import non_local_resnet, shift_mobilenet_v2, shift_resnet
 from temporal_shift.ops.shift import check_shift_args
 
 
@@ -153,8 +153,9 @@ def make_temporal_shift(
     check_shift_args(n_segment=n_segment, fold_div=fold_div, mode=mode)
     if place not in PLACES:
         raise ValueError(f"unknown shift place {place!r}; expected one of {', '.join(PLACES)}")
-    kind_of(model).insert_shift(model, n_segment, fold_div=fold_div, place=place, mode=mode,
-                                temporal_pool=temporal_pool)
+    kind_of(model).insert_shift(
+        model, n_segment, fold_div=fold_div, place=place, mode=mode, temporal_pool=temporal_pool
+    )
     return model
 
 

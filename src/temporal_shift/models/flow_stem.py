@@ -33,8 +33,16 @@ def set_input_channels(backbone: nn.Module, in_channels: int) -> None:
     parent_name, _, attr = name.rpartition(".")
     parent = backbone.get_submodule(parent_name) if parent_name else backbone
     old: nn.Conv2d = getattr(parent, attr)
-    new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, stride=old.stride, padding=old.padding,
-                    dilation=old.dilation, groups=old.groups, bias=old.bias is not None)
+    new = nn.Conv2d(
+        in_channels,
+        old.out_channels,
+        old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        dilation=old.dilation,
+        groups=old.groups,
+        bias=old.bias is not None,
+    )
     new.weight.data.copy_(cross_modality_weight(old.weight.data, in_channels))
     if old.bias is not None:
         new.bias.data.copy_(old.bias.data)

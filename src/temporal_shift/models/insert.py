@@ -45,9 +45,7 @@ class TemporalPool(nn.Module):
         return self.net(pooled.transpose(1, 2).reshape(-1, c, h, w))
 
 
-def shift_resnet(
-    model: ResNet, n_segment: int, *, fold_div: int, place: str, mode: str, temporal_pool: bool
-) -> None:
+def shift_resnet(model: ResNet, n_segment: int, *, fold_div: int, place: str, mode: str, temporal_pool: bool) -> None:
     """Shifts in every residual block (every other one of deep ResNets with ``blockres``)."""
     stages = [model.layer1, model.layer2, model.layer3, model.layer4]
     deep = len(model.layer3) >= EVERY_OTHER_BLOCK_FROM

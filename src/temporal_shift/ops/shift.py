@@ -52,9 +52,7 @@ def check_shift_args(*, n_segment: int, fold_div: int, mode: str) -> None:
 
 def _check_input(x: Tensor, n_segment: int) -> None:
     if x.dim() != 4:
-        raise ValueError(
-            f"temporal_shift expects a 4-D (N*T, C, H, W) tensor, got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"temporal_shift expects a 4-D (N*T, C, H, W) tensor, got shape {tuple(x.shape)}")
     if not torch.jit.is_tracing() and x.shape[0] % n_segment != 0:
         raise ValueError(
             f"batch dimension {x.shape[0]} is not divisible by n_segment={n_segment}: "
@@ -62,9 +60,7 @@ def _check_input(x: Tensor, n_segment: int) -> None:
         )
 
 
-def temporal_shift(
-    x: Tensor, n_segment: int, *, fold_div: int = 8, mode: str = "bidirectional"
-) -> Tensor:
+def temporal_shift(x: Tensor, n_segment: int, *, fold_div: int = 8, mode: str = "bidirectional") -> Tensor:
     """Shift a fraction of the channels of ``x`` (N*T, C, H, W) along time; see the module doc."""
     check_shift_args(n_segment=n_segment, fold_div=fold_div, mode=mode)
     _check_input(x, n_segment)
@@ -337,7 +333,9 @@ class TemporalShift(nn.Module):
         return (
             self.inplace_inference
             and isinstance(self.net, nn.Conv2d)
-            and not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.net.parameters())))
+            and not (
+                torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.net.parameters()))
+            )
             and not torch.jit.is_tracing()
             and not torch.jit.is_scripting()
             and not torch.compiler.is_compiling()

@@ -33,7 +33,6 @@ from torch import Tensor, nn
 
 from temporal_shift.ops.shift import _is_exporting
 
-
 Window = tuple[tuple[int, int] | None, ...]
 
 
@@ -70,9 +69,15 @@ class _SmallMapConv:
         output has several positions; None for the whole layer when no axis has a single
         output or the layer is out of this shortcut's scope."""
         dims = len(self.kernel_size)
-        if (x.dim() != dims + 2 or self.padding_mode != "zeros" or isinstance(self.padding, str)
-                or any(d != 1 for d in self.dilation) or torch.jit.is_tracing() or torch.jit.is_scripting()
-                or _is_exporting()):
+        if (
+            x.dim() != dims + 2
+            or self.padding_mode != "zeros"
+            or isinstance(self.padding, str)
+            or any(d != 1 for d in self.dilation)
+            or torch.jit.is_tracing()
+            or torch.jit.is_scripting()
+            or _is_exporting()
+        ):
             return None
         window: list[tuple[int, int] | None] = []
         for size, k, stride, pad in zip(x.shape[-dims:], self.kernel_size, self.stride, self.padding):
@@ -103,8 +108,12 @@ def _plain_conv(layer: nn.Module) -> type[nn.Module] | None:
     forward of its own (I3D's time padding, the fusion models' folded time)."""
     for plain in _FAST:
         kind = type(layer)
-        if (isinstance(layer, plain) and kind not in _PLAIN and kind.forward is plain.forward
-                and kind._conv_forward is plain._conv_forward):
+        if (
+            isinstance(layer, plain)
+            and kind not in _PLAIN
+            and kind.forward is plain.forward
+            and kind._conv_forward is plain._conv_forward
+        ):
             return plain
     return None
 

@@ -63,47 +63,99 @@ class Contender:
 # The models `tsm bench compare` can name. Sizes: each model's published input (its class's input_size).
 # ``reference``: the TSM model the paper compares it with (latency ratios are taken to it).
 CONTENDERS: dict[str, Contender] = {
-    "tsm": Contender("TSM ResNet-50, 8 frames", dict(arch="resnet50", n_segment=8, shift=True),
-                     Published(33, 24.3, 17.4, 77.4, TSM_TABLE5)),
-    "tsm16": Contender("TSM ResNet-50, 16 frames", dict(arch="resnet50", n_segment=16, shift=True),
-                       Published(65, 24.3, 29.0, 39.5, TSM_TABLE5)),
-    "tsn": Contender("TSN ResNet-50, 8 frames (2D, average of frame scores)",
-                     dict(arch="resnet50", n_segment=8, shift=False),
-                     Published(33, 24.3, None, None, TSM_TABLE3 + " (TSN row)"), "tsm"),
-    "single_frame": Contender("2D ResNet-50 on the centre frame",
-                              dict(arch="resnet50", family="single_frame", n_segment=8), None, "tsm"),
-    "late_fusion": Contender("Karpathy late fusion, ResNet-50 trunk, 8 frames",
-                             dict(arch="resnet50", family="late_fusion", n_segment=8), None, "tsm"),
-    "early_fusion": Contender("Karpathy early fusion, ResNet-50 trunk, 8 frames",
-                              dict(arch="resnet50", family="early_fusion", n_segment=8), None, "tsm"),
-    "slow_fusion": Contender("Karpathy slow fusion, ResNet-50 trunk, 10 frames",
-                             dict(arch="resnet50", family="slow_fusion", n_segment=10), None, "tsm"),
-    "c3d": Contender("C3D, 16 frames at 112x112", dict(arch="c3d", family="c3d", n_segment=16),
-                     Published(38.5, 80.0, None, None,
-                               "C3D (Tran et al. 2015) Sports-1M network: 38.5 GMACs as quoted by Tran et al. "
-                               "2017; parameters of its Caffe release (487 classes)"), "tsm16"),
-    "i3d_r50": Contender("I3D ResNet-50 of the non-local paper: 32 input frames, 8 time steps after its stem",
-                         dict(arch="resnet50", family="i3d", n_segment=32),
-                         Published(33, 29.3, 25.8, 42.4, TSM_TABLE5 + ", 'I3D from [non-local]', 8 frames"),
-                         "tsm"),
-    "i3d_r50_8f": Contender("I3D ResNet-50 fed 8 frames (1 time step from res3 on)",
-                            dict(arch="resnet50", family="i3d", n_segment=8), None, "tsm"),
-    "eco": Contender("ECO (3D head + 2D branch), 16 frames", dict(arch="resnet18", family="eco_full", n_segment=16),
-                     Published(64, 47.5, 30.6, 45.6, TSM_TABLE5 + ", 'ECO 16F'"), "tsm16"),
-    "eco_8f": Contender("ECO (3D head + 2D branch), 8 frames", dict(arch="resnet18", family="eco_full", n_segment=8),
-                        Published(32, 47.5, None, None, TSM_TABLE3 + ", 'ECO 8f'"), "tsm"),
-    "eco_lite": Contender("ECO-Lite (2D trunk + 3D ResNet-18 head), 16 frames",
-                          dict(arch="resnet18", family="eco_lite", n_segment=16), None, "tsm16"),
-    "eco_lite_8f": Contender("ECO-Lite, 8 frames", dict(arch="resnet18", family="eco_lite", n_segment=8),
-                             None, "tsm"),
+    "tsm": Contender(
+        "TSM ResNet-50, 8 frames",
+        dict(arch="resnet50", n_segment=8, shift=True),
+        Published(33, 24.3, 17.4, 77.4, TSM_TABLE5),
+    ),
+    "tsm16": Contender(
+        "TSM ResNet-50, 16 frames",
+        dict(arch="resnet50", n_segment=16, shift=True),
+        Published(65, 24.3, 29.0, 39.5, TSM_TABLE5),
+    ),
+    "tsn": Contender(
+        "TSN ResNet-50, 8 frames (2D, average of frame scores)",
+        dict(arch="resnet50", n_segment=8, shift=False),
+        Published(33, 24.3, None, None, TSM_TABLE3 + " (TSN row)"),
+        "tsm",
+    ),
+    "single_frame": Contender(
+        "2D ResNet-50 on the centre frame", dict(arch="resnet50", family="single_frame", n_segment=8), None, "tsm"
+    ),
+    "late_fusion": Contender(
+        "Karpathy late fusion, ResNet-50 trunk, 8 frames",
+        dict(arch="resnet50", family="late_fusion", n_segment=8),
+        None,
+        "tsm",
+    ),
+    "early_fusion": Contender(
+        "Karpathy early fusion, ResNet-50 trunk, 8 frames",
+        dict(arch="resnet50", family="early_fusion", n_segment=8),
+        None,
+        "tsm",
+    ),
+    "slow_fusion": Contender(
+        "Karpathy slow fusion, ResNet-50 trunk, 10 frames",
+        dict(arch="resnet50", family="slow_fusion", n_segment=10),
+        None,
+        "tsm",
+    ),
+    "c3d": Contender(
+        "C3D, 16 frames at 112x112",
+        dict(arch="c3d", family="c3d", n_segment=16),
+        Published(
+            38.5,
+            80.0,
+            None,
+            None,
+            "C3D (Tran et al. 2015) Sports-1M network: 38.5 GMACs as quoted by Tran et al. "
+            "2017; parameters of its Caffe release (487 classes)",
+        ),
+        "tsm16",
+    ),
+    "i3d_r50": Contender(
+        "I3D ResNet-50 of the non-local paper: 32 input frames, 8 time steps after its stem",
+        dict(arch="resnet50", family="i3d", n_segment=32),
+        Published(33, 29.3, 25.8, 42.4, TSM_TABLE5 + ", 'I3D from [non-local]', 8 frames"),
+        "tsm",
+    ),
+    "i3d_r50_8f": Contender(
+        "I3D ResNet-50 fed 8 frames (1 time step from res3 on)",
+        dict(arch="resnet50", family="i3d", n_segment=8),
+        None,
+        "tsm",
+    ),
+    "eco": Contender(
+        "ECO (3D head + 2D branch), 16 frames",
+        dict(arch="resnet18", family="eco_full", n_segment=16),
+        Published(64, 47.5, 30.6, 45.6, TSM_TABLE5 + ", 'ECO 16F'"),
+        "tsm16",
+    ),
+    "eco_8f": Contender(
+        "ECO (3D head + 2D branch), 8 frames",
+        dict(arch="resnet18", family="eco_full", n_segment=8),
+        Published(32, 47.5, None, None, TSM_TABLE3 + ", 'ECO 8f'"),
+        "tsm",
+    ),
+    "eco_lite": Contender(
+        "ECO-Lite (2D trunk + 3D ResNet-18 head), 16 frames",
+        dict(arch="resnet18", family="eco_lite", n_segment=16),
+        None,
+        "tsm16",
+    ),
+    "eco_lite_8f": Contender("ECO-Lite, 8 frames", dict(arch="resnet18", family="eco_lite", n_segment=8), None, "tsm"),
 }
 
 # Rows printed from the papers only: not models of ours (see the module doc).
 PUBLISHED_ONLY: dict[str, tuple[str, Published]] = {
-    "i3d_gcn": ("Non-local I3D + GCN (Wang & Gupta 2018), 32 frames x 2 clips; no public code",
-                Published(606, 62.2, None, None, TSM_TABLE3)),
-    "i3d_wang_gupta": ("I3D ResNet-50 of Wang & Gupta 2018, 32 frames",
-                       Published(306, 35.3, 165.3, 6.1, TSM_TABLE5 + ", 'I3D from [Wang & Gupta 2018]'")),
+    "i3d_gcn": (
+        "Non-local I3D + GCN (Wang & Gupta 2018), 32 frames x 2 clips; no public code",
+        Published(606, 62.2, None, None, TSM_TABLE3),
+    ),
+    "i3d_wang_gupta": (
+        "I3D ResNet-50 of Wang & Gupta 2018, 32 frames",
+        Published(306, 35.3, 165.3, 6.1, TSM_TABLE5 + ", 'I3D from [Wang & Gupta 2018]'"),
+    ),
     "eco_en": ("ECO-En Lite ensemble, 92 frames", Published(267, 150, None, None, TSM_TABLE3)),
     "tsm_en": ("TSM ensemble, 8 + 16 frames", Published(98, 48.6, None, None, TSM_TABLE3)),
 }
@@ -121,8 +173,9 @@ def parse_names(spec: str) -> list[str]:
         raise ValueError(f"no model names in {spec!r}: give e.g. tsm,i3d_r50,eco_lite (or 'all')")
     for name in names:
         if name in PUBLISHED_ONLY:
-            raise ValueError(f"{name}: published figures only, not a model we can run "
-                             "(it is printed under the table anyway)")
+            raise ValueError(
+                f"{name}: published figures only, not a model we can run (it is printed under the table anyway)"
+            )
         if name not in CONTENDERS:
             raise ValueError(f"unknown model {name!r}; known: {', '.join(CONTENDERS)}, all")
     if len(set(names)) != len(names):
@@ -238,8 +291,9 @@ def benchmark_compare(
     latency_s = interleaved_latency(models, inputs(1), repeats=repeats, warmup=warmup)
     batch_s = interleaved_latency(models, inputs(batch_size), repeats=max(3, repeats // 2), warmup=1)
     latency = {name: summarize([t * 1e3 for t in ts]) for name, ts in latency_s.items()}
-    published = {name: (dataclasses.asdict(CONTENDERS[name].published) if CONTENDERS[name].published else None)
-                 for name in names}
+    published = {
+        name: (dataclasses.asdict(CONTENDERS[name].published) if CONTENDERS[name].published else None) for name in names
+    }
     return CompareResult(
         device=str(dev),
         threads=torch.get_num_threads(),
@@ -262,7 +316,8 @@ def _ratios_to_tsm(names: list[str], frames: dict[str, int], seconds: dict[str, 
     """Each model's per-round latency ratio to its reference TSM (`Contender.reference`) if
     that is in the run, else to a TSM of the same T in the run, else none."""
     tsm_by_t = {
-        frames[n]: n for n in names
+        frames[n]: n
+        for n in names
         if CONTENDERS[n].options.get("family", "tsn") == "tsn" and CONTENDERS[n].options.get("shift")
     }
     out: dict[str, Any] = {}

@@ -68,7 +68,9 @@ class DataBenchResult:
                 f"{self.per_worker(source):>11.1f}"
             )
         if set(SOURCES) <= set(self.timings):
-            lines.append(f"frames / mp4 (ratio of medians): {self.timings['frames'].median / self.timings['mp4'].median:.2f}")
+            lines.append(
+                f"frames / mp4 (ratio of medians): {self.timings['frames'].median / self.timings['mp4'].median:.2f}"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -80,7 +82,12 @@ class DataBenchResult:
 
 
 def ensure_bench_data(
-    work_dir: str | Path, *, height: int = 256, width: int = 340, frames: int = 64, num_videos: int = 24,
+    work_dir: str | Path,
+    *,
+    height: int = 256,
+    width: int = 340,
+    frames: int = 64,
+    num_videos: int = 24,
     progress: bool = True,
 ) -> Path:
     """Write (or reuse) a synthetic benchmark dataset in ``work_dir``; returns its root."""
@@ -92,8 +99,12 @@ def ensure_bench_data(
 
 def _loader(dataset: VideoDataset, indices: list[int], *, workers: int, batch_size: int) -> DataLoader:
     return DataLoader(
-        Subset(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=workers,
-        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+        Subset(dataset, indices),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
     )
 
 

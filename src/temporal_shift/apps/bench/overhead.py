@@ -70,9 +70,7 @@ def tsn_tsm_pair(
     tsm = build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=True)
     plain = tsn.state_dict()
     # TSM's keys carry the shift wrapper's extra ``net`` level; the tensors are the same.
-    tsm.load_state_dict(
-        {key: plain[key.replace(".net.", ".")] for key in tsm.state_dict()}
-    )
+    tsm.load_state_dict({key: plain[key.replace(".net.", ".")] for key in tsm.state_dict()})
     return tsn.eval(), tsm.eval()
 
 
@@ -140,8 +138,7 @@ class OverheadResult:
             f"{self.device}, {self.threads} threads, "
             f"{'channels_last' if self.channels_last else 'contiguous'}, "
             f"{'compiled (' + self.compile + ')' if self.compile else 'eager'}, {self.repeats} interleaved pairs",
-            f"{'model':<6}{'params (M)':>12}{'GFLOPs':>10}{'GMACs':>9}"
-            f"{'median ms':>12}{'IQR ms':>17}{'clips/s':>10}",
+            f"{'model':<6}{'params (M)':>12}{'GFLOPs':>10}{'GMACs':>9}{'median ms':>12}{'IQR ms':>17}{'clips/s':>10}",
         ]
         for name in ("TSN", "TSM"):
             lines.append(

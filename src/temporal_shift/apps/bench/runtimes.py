@@ -60,8 +60,11 @@ class RuntimesResult:
         """Per model group (arch or online): the fastest runtime for TSM and its speed-up over eager."""
         out: dict[str, dict[str, Any]] = {}
         for group in dict.fromkeys(row.split("/")[0] for row in self.latency_ms):
-            rows = {row.split("/", 1)[1]: lat["TSM"]["median"] for row, lat in self.latency_ms.items()
-                    if row.split("/")[0] == group}
+            rows = {
+                row.split("/", 1)[1]: lat["TSM"]["median"]
+                for row, lat in self.latency_ms.items()
+                if row.split("/")[0] == group
+            }
             best = min(rows, key=rows.__getitem__)
             eager = rows.get("eager")
             out[group] = {"best": best, "ms": rows[best], "speedup_over_eager": eager / rows[best] if eager else None}
@@ -82,12 +85,16 @@ class RuntimesResult:
         for row, lat in self.latency_ms.items():
             tsn, tsm, r = lat["TSN"], lat["TSM"], self.ratio[row]
             fps = f"{self.fps(row):8.1f}" if row.startswith("online/") else f"{'':8}"
-            lines.append(f"{row:<28}{tsn['median']:>9.1f}{tsm['median']:>9.1f}{tsm['q1']:>8.1f}-{tsm['q3']:<7.1f}"
-                         f"{r['median']:>9.3f}{r['q1']:>7.3f}-{r['q3']:<6.3f}{fps}")
+            lines.append(
+                f"{row:<28}{tsn['median']:>9.1f}{tsm['median']:>9.1f}{tsm['q1']:>8.1f}-{tsm['q3']:<7.1f}"
+                f"{r['median']:>9.3f}{r['q1']:>7.3f}-{r['q3']:<6.3f}{fps}"
+            )
         for group, best in self.speedups().items():
             speed = best["speedup_over_eager"]
-            lines.append(f"{group}: fastest TSM in {best['best']} ({best['ms']:.1f} ms"
-                         + (f", {speed:.2f}x PyTorch eager)" if speed else ")"))
+            lines.append(
+                f"{group}: fastest TSM in {best['best']} ({best['ms']:.1f} ms"
+                + (f", {speed:.2f}x PyTorch eager)" if speed else ")")
+            )
         lines += self.notes
         return "\n".join(lines)
 
@@ -107,8 +114,7 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores (shared machine: other work may run; ratios are per pair)"
 
 
-def _export(model: torch.nn.Module, path: Path, *, format: str, size: int, quantize: str | None,
-            online: bool) -> None:
+def _export(model: torch.nn.Module, path: Path, *, format: str, size: int, quantize: str | None, online: bool) -> None:
     """Write ``path`` as ``tsm export`` would (int8: calibrated on random clips), unless it exists."""
     from temporal_shift.engine.export import export_model, export_online
 
@@ -157,8 +163,10 @@ class _Row:
         generator = torch.Generator().manual_seed(1)
         if self.group == "online":
             frame = torch.randn(1, 3, self.size, self.size, generator=generator)
-            return {name: (frame, *m.initial_buffers(size=(self.size, self.size)))  # type: ignore[operator]
-                    for name, m in models.items()}
+            return {
+                name: (frame, *m.initial_buffers(size=(self.size, self.size)))  # type: ignore[operator]
+                for name, m in models.items()
+            }
         clips = torch.randn(1, self.n_segment, 3, self.size, self.size, generator=generator)
         return dict.fromkeys(models, (clips,))
 
@@ -226,8 +234,11 @@ def benchmark_runtimes(
     work.mkdir(parents=True, exist_ok=True)
     all_runtimes = list(runtimes) + ([f"{r}-int8" for r in INT8_RUNTIMES if r in runtimes] if int8 else [])
     groups = list(archs) + (["online"] if online else [])
-    rows = [_Row(group=g, runtime=r, n_segment=n_segment, size=size, threads=threads, work=str(work))
-            for g in groups for r in all_runtimes]
+    rows = [
+        _Row(group=g, runtime=r, n_segment=n_segment, size=size, threads=threads, work=str(work))
+        for g in groups
+        for r in all_runtimes
+    ]
     seconds: dict[str, float] = {}
     for row in rows:  # export first, one at a time (files are reused by a later run)
         if row.runtime in ("eager", "compile"):
@@ -238,8 +249,14 @@ def benchmark_runtimes(
         for name, model in models.items():
             if log and not row.path(name).is_file():
                 log(f"exporting {row.name} {name} -> {row.path(name)}")
-            _export(model, row.path(name), format=_FORMAT[base], size=size, quantize=quant or None,
-                    online=row.group == "online")
+            _export(
+                model,
+                row.path(name),
+                format=_FORMAT[base],
+                size=size,
+                quantize=quant or None,
+                online=row.group == "online",
+            )
         seconds[row.name] = time.perf_counter() - started
     context = multiprocessing.get_context("spawn")
     workers: dict[str, tuple[Any, Any]] = {}
@@ -254,8 +271,9 @@ def benchmark_runtimes(
             if status == "error":
                 raise RuntimeError(detail)
             workers[row.name] = (process, parent)
-        times = _interleaved({name: conn for name, (_, conn) in workers.items()}, repeats=repeats, warmup=warmup,
-                             log=log)
+        times = _interleaved(
+            {name: conn for name, (_, conn) in workers.items()}, repeats=repeats, warmup=warmup, log=log
+        )
     finally:
         for process, conn in workers.values():
             with contextlib.suppress(OSError):  # a worker that failed has closed its end
@@ -265,13 +283,23 @@ def benchmark_runtimes(
                 process.terminate()
     latency = {row: {name: summarize([t * 1e3 for t in ts]) for name, ts in per.items()} for row, per in times.items()}
     ratio = {row: summarize([b / a for a, b in zip(per["TSN"], per["TSM"])]) for row, per in times.items()}
-    notes = ["each row in its own process; int8 builds calibrated on random clips (latency only)"] if int8 else [
-        "each row in its own process"]
-    return RuntimesResult(n_segment=n_segment, size=size, threads=threads, repeats=repeats, machine=_machine(),
-                          latency_ms=latency, ratio=ratio,
-                          samples_ms={row: {n: [t * 1e3 for t in ts] for n, ts in per.items()}
-                                      for row, per in times.items()},
-                          export_seconds=seconds, notes=notes)
+    notes = (
+        ["each row in its own process; int8 builds calibrated on random clips (latency only)"]
+        if int8
+        else ["each row in its own process"]
+    )
+    return RuntimesResult(
+        n_segment=n_segment,
+        size=size,
+        threads=threads,
+        repeats=repeats,
+        machine=_machine(),
+        latency_ms=latency,
+        ratio=ratio,
+        samples_ms={row: {n: [t * 1e3 for t in ts] for n, ts in per.items()} for row, per in times.items()},
+        export_seconds=seconds,
+        notes=notes,
+    )
 
 
 def _causal_copy(tsm: torch.nn.Module) -> torch.nn.Module:
@@ -279,21 +307,23 @@ def _causal_copy(tsm: torch.nn.Module) -> torch.nn.Module:
     from temporal_shift.models.factory import build_model
 
     config = tsm.config
-    causal = build_model(config.arch, num_classes=config.num_classes, n_segment=config.n_segment, shift=True,
-                         mode="causal")
+    causal = build_model(
+        config.arch, num_classes=config.num_classes, n_segment=config.n_segment, shift=True, mode="causal"
+    )
     causal.load_state_dict(tsm.state_dict())
     return causal.eval()
 
 
-def _interleaved(workers: dict[str, Any], *, repeats: int, warmup: int,
-                 log: Callable[[str], None] | None) -> dict[str, dict[str, list[float]]]:
+def _interleaved(
+    workers: dict[str, Any], *, repeats: int, warmup: int, log: Callable[[str], None] | None
+) -> dict[str, dict[str, list[float]]]:
     """Rounds over all rows (their order rotating), TSN and TSM of a row back to back (alternating)."""
     rows = list(workers)
     times: dict[str, dict[str, list[float]]] = {row: {"TSN": [], "TSM": []} for row in rows}
     for r in range(-warmup, repeats):
         shift = r % len(rows)
         for row in rows[shift:] + rows[:shift]:
-            for name in (("TSN", "TSM") if r % 2 == 0 else ("TSM", "TSN")):
+            for name in ("TSN", "TSM") if r % 2 == 0 else ("TSM", "TSN"):
                 workers[row].send(name)
                 _, elapsed = workers[row].recv()
                 if r >= 0:
@@ -327,8 +357,9 @@ def plot_runtimes(result: RuntimesResult, path: str | Path) -> Path:
         ax.set_ylabel("ms per clip (online: per frame)" if group == "online" else "ms per clip, batch 1")
         ax.set_title(f"{group}: TSM/TSN on the bars", fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle(f"T={result.n_segment}, {result.size}px, {result.threads} threads, {result.repeats} rounds",
-                 fontsize=9)
+    fig.suptitle(
+        f"T={result.n_segment}, {result.size}px, {result.threads} threads, {result.repeats} rounds", fontsize=9
+    )
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

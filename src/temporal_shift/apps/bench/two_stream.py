@@ -29,14 +29,18 @@ from temporal_shift.ops.runtime import resolve_device
 FLOW_FRAME = (256, 340)  # (height, width): the reference's 340x256 frames
 
 
-def moving_texture_pair(height: int, width: int, *, shift: tuple[int, int] = (2, 1), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def moving_texture_pair(
+    height: int, width: int, *, shift: tuple[int, int] = (2, 1), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Two grayscale uint8 frames: a smooth random texture and the same moved (dx, dy) px."""
     cv2 = require_opencv()
     noise = np.random.default_rng(seed).random((height + 8, width + 8)).astype(np.float32)
     texture = cv2.GaussianBlur(noise, (0, 0), 2.0)
     texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     dx, dy = shift
-    return texture[4 : 4 + height, 4 : 4 + width].copy(), texture[4 - dy : 4 - dy + height, 4 - dx : 4 - dx + width].copy()
+    return texture[4 : 4 + height, 4 : 4 + width].copy(), texture[
+        4 - dy : 4 - dy + height, 4 - dx : 4 - dx + width
+    ].copy()
 
 
 @dataclasses.dataclass
@@ -74,13 +78,17 @@ class TwoStreamCost:
             f"{'flow method':<14}{'ms/pair':>10}{'IQR':>18}{'pairs/s per core':>18}",
         ]
         for method, s in self.flow_pair_ms.items():
-            lines.append(f"{method:<14}{s['median']:>10.1f}{s['q1']:>9.1f}-{s['q3']:<8.1f}{self.flow_fps[method]:>18.1f}")
+            lines.append(
+                f"{method:<14}{s['median']:>10.1f}{s['q1']:>9.1f}-{s['q3']:<8.1f}{self.flow_fps[method]:>18.1f}"
+            )
         lines.append(f"{'per clip':<26}{'GFLOPs':>8}{'median ms':>12}{'IQR ms':>20}{'x TSM (per round)':>20}")
         for name, s in self.per_clip_ms.items():
             flops = self.gflops["TSM"] if name == "TSM" else self.gflops["TSN-RGB"] + self.gflops["TSN-flow"]
             r = self.ratio_to_tsm[name]
-            lines.append(f"{name:<26}{flops:>8.1f}{s['median']:>12.1f}{s['q1']:>10.1f}-{s['q3']:<9.1f}"
-                         f"{r['median']:>12.2f} ({r['q1']:.2f}-{r['q3']:.2f})")
+            lines.append(
+                f"{name:<26}{flops:>8.1f}{s['median']:>12.1f}{s['q1']:>10.1f}-{s['q3']:<9.1f}"
+                f"{r['median']:>12.2f} ({r['q1']:.2f}-{r['q3']:.2f})"
+            )
         f = self.forward_ms
         lines.append("forwards alone (median ms): " + ", ".join(f"{k} {v['median']:.1f}" for k, v in f.items()))
         return "\n".join(lines)
@@ -111,8 +119,9 @@ def benchmark_two_stream(
     models = {
         "TSM": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=True),
         "TSN-RGB": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=False),
-        "TSN-flow": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=False, modality="flow",
-                                flow_length=flow_length),
+        "TSN-flow": build_model(
+            arch, num_classes=num_classes, n_segment=n_segment, shift=False, modality="flow", flow_length=flow_length
+        ),
     }
     inputs = {name: torch.randn(1, n_segment, m.config.input_channels, size, size) for name, m in models.items()}
     gflops = {name: count_flops(m.eval(), inputs[name]) / 1e9 for name, m in models.items()}
@@ -148,11 +157,19 @@ def benchmark_two_stream(
     pairs = n_segment * flow_length
     per_clip = {"TSM": ms["TSM"]}
     for m in methods:
-        per_clip[f"two-stream ({m})"] = [rgb + flow + pairs * pair for rgb, flow, pair
-                                         in zip(ms["TSN-RGB"], ms["TSN-flow"], ms[f"flow:{m}"])]
+        per_clip[f"two-stream ({m})"] = [
+            rgb + flow + pairs * pair for rgb, flow, pair in zip(ms["TSN-RGB"], ms["TSN-flow"], ms[f"flow:{m}"])
+        ]
     return TwoStreamCost(
-        arch=arch, n_segment=n_segment, size=size, flow_length=flow_length, flow_frame=tuple(flow_frame),
-        device=str(dev), threads=torch.get_num_threads(), repeats=repeats, gflops=gflops,
+        arch=arch,
+        n_segment=n_segment,
+        size=size,
+        flow_length=flow_length,
+        flow_frame=tuple(flow_frame),
+        device=str(dev),
+        threads=torch.get_num_threads(),
+        repeats=repeats,
+        gflops=gflops,
         forward_ms={name: summarize(ms[name]) for name in models},
         flow_pair_ms={m: summarize(ms[f"flow:{m}"]) for m in methods},
         flow_fps={m: 1000.0 / summarize(ms[f"flow:{m}"])["median"] for m in methods},

@@ -78,15 +78,22 @@ import torch
 
 from temporal_shift.engine.config import TrainConfig, config_from_dict
 from temporal_shift.engine.evaluate import EvalResult, evaluate
-from temporal_shift.models.tsn import VideoRecognizer
 from temporal_shift.engine.train import train
+from temporal_shift.models.tsn import VideoRecognizer
 
 DEMO_SIZE = 32
 DEMO_FRAMES = 8  # frames per generated clip
 DEMO_SEGMENTS = 4  # T of both models
 # the synthetic data of the demo and of `tsm reproduce` (generate_synthetic's keywords)
-DEMO_DATA: dict[str, Any] = {"size": DEMO_SIZE, "frames": DEMO_FRAMES, "clutter": False, "pair_hues": True,
-                             "motion": 3.0, "spin": 2.5, "object_scale": 1.5}
+DEMO_DATA: dict[str, Any] = {
+    "size": DEMO_SIZE,
+    "frames": DEMO_FRAMES,
+    "clutter": False,
+    "pair_hues": True,
+    "motion": 3.0,
+    "spin": 2.5,
+    "object_scale": 1.5,
+}
 DEMO_VIDEOS = 3600  # 2,880 training and 720 validation clips
 DEMO_EPOCHS = 8
 DEMO_EVAL_EVERY = 2  # validate every other epoch (and after the last)
@@ -109,9 +116,12 @@ class DemoBudget:
         where = "GPU" if self.device.startswith("cuda") else "CPU"
         extra = " (a GPU is present: 4x the data of the CPU budget)" if where == "GPU" else ""
         loading = f"; {self.workers} loader process{'es' if self.workers > 1 else ''}" if self.workers else ""
-        return (f"budget: {where} ({self.device}), {self.num_videos} clips ({int(self.num_videos * 0.8)} to train), "
-                f"{self.epochs} epochs of batch {self.batch_size}{extra}" + (f"; {self.slots}" if self.slots else "")
-                + loading)
+        return (
+            f"budget: {where} ({self.device}), {self.num_videos} clips ({int(self.num_videos * 0.8)} to train), "
+            f"{self.epochs} epochs of batch {self.batch_size}{extra}"
+            + (f"; {self.slots}" if self.slots else "")
+            + loading
+        )
 
 
 def demo_budget(device: str = "auto", *, epochs: int | None = None, num_videos: int | None = None) -> DemoBudget:
@@ -120,14 +130,18 @@ def demo_budget(device: str = "auto", *, epochs: int | None = None, num_videos: 
     trains on 4x the clips for as many epochs (4x the steps), its batches loaded by worker
     processes (`side_by_side.loader_workers`).
     ``epochs``/``num_videos`` override it."""
-    from temporal_shift.ops.runtime import resolve_device
     from temporal_shift.apps.experiments.side_by_side import loader_workers
+    from temporal_shift.ops.runtime import resolve_device
 
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
-    return DemoBudget(device=str(dev), num_videos=num_videos or (4 * DEMO_VIDEOS if gpu else DEMO_VIDEOS),
-                      epochs=epochs or DEMO_EPOCHS, batch_size=16,
-                      workers=loader_workers(str(dev)))
+    return DemoBudget(
+        device=str(dev),
+        num_videos=num_videos or (4 * DEMO_VIDEOS if gpu else DEMO_VIDEOS),
+        epochs=epochs or DEMO_EPOCHS,
+        batch_size=16,
+        workers=loader_workers(str(dev)),
+    )
 
 
 @dataclasses.dataclass
@@ -158,8 +172,9 @@ class DemoResult:
         lines.append(" " * width + "".join(f"{n:>10}" for n in names))
         for label, key, fmt in cols:
             lines.append(f"{label:<{width}}" + "".join(f"{fmt.format(self.rows[n][key]):>10}" for n in names))
-        lines.append(f"chance: top-1 {100 / NUM_CLASSES:.1f}%; order accuracy 50% (all TSN can reach: it ignores "
-                     "frame order)")
+        lines.append(
+            f"chance: top-1 {100 / NUM_CLASSES:.1f}%; order accuracy 50% (all TSN can reach: it ignores frame order)"
+        )
         return "\n".join(lines)
 
 
@@ -169,18 +184,36 @@ def prepare_demo_data(data_dir: str | Path, *, num_videos: int = DEMO_VIDEOS, se
     from temporal_shift.data.synthetic import generate_synthetic
 
     try:
-        return generate_synthetic(data_dir, num_videos=num_videos, seed=seed,
-                                  workers=max(1, min(8, os.cpu_count() or 1)), progress=progress, **DEMO_DATA)
+        return generate_synthetic(
+            data_dir,
+            num_videos=num_videos,
+            seed=seed,
+            workers=max(1, min(8, os.cpu_count() or 1)),
+            progress=progress,
+            **DEMO_DATA,
+        )
     except ValueError as exc:
         if "other settings" not in str(exc):
             raise
-        raise ValueError(f"{data_dir}: holds a synthetic dataset made with other settings than this demo's "
-                         "(an older version's?); give another folder with --data, or delete this one") from None
+        raise ValueError(
+            f"{data_dir}: holds a synthetic dataset made with other settings than this demo's "
+            "(an older version's?); give another folder with --data, or delete this one"
+        ) from None
 
 
-def demo_config(data_root: Path, out_dir: Path, *, shift: bool = True, model: dict[str, Any] | None = None,
-                epochs: int = DEMO_EPOCHS, seed: int = 0, workers: int = 1, batch_size: int = 16,
-                device: str = "auto", progress: bool = True) -> TrainConfig:
+def demo_config(
+    data_root: Path,
+    out_dir: Path,
+    *,
+    shift: bool = True,
+    model: dict[str, Any] | None = None,
+    epochs: int = DEMO_EPOCHS,
+    seed: int = 0,
+    workers: int = 1,
+    batch_size: int = 16,
+    device: str = "auto",
+    progress: bool = True,
+) -> TrainConfig:
     """The training run of one demo model (TSN if ``shift`` is false, else TSM) on the demo
     data; ``model`` overrides other model settings (fold_div, place, mode, family, ...):
     `tsm reproduce` trains every arm of an experiment with this recipe."""
@@ -188,20 +221,48 @@ def demo_config(data_root: Path, out_dir: Path, *, shift: bool = True, model: di
 
     return config_from_dict(
         {
-            "model": {"arch": "resnet18", "n_segment": DEMO_SEGMENTS, "shift": shift, "dropout": 0.2,
-                      "small_maps": True, **(model or {})},
-            "data": {"root": str(data_root), "train_list": TRAIN_FRAMES_LIST, "val_list": VAL_FRAMES_LIST,
-                     "classes": CLASSES_FILE, "num_classes": NUM_CLASSES, "kind": "frames", "size": DEMO_SIZE,
-                     "scale_size": DEMO_SIZE, "scales": [1.0], "flip": False, "batch_size": batch_size,
-                     "workers": workers},
+            "model": {
+                "arch": "resnet18",
+                "n_segment": DEMO_SEGMENTS,
+                "shift": shift,
+                "dropout": 0.2,
+                "small_maps": True,
+                **(model or {}),
+            },
+            "data": {
+                "root": str(data_root),
+                "train_list": TRAIN_FRAMES_LIST,
+                "val_list": VAL_FRAMES_LIST,
+                "classes": CLASSES_FILE,
+                "num_classes": NUM_CLASSES,
+                "kind": "frames",
+                "size": DEMO_SIZE,
+                "scale_size": DEMO_SIZE,
+                "scales": [1.0],
+                "flip": False,
+                "batch_size": batch_size,
+                "workers": workers,
+            },
             # from scratch in ~1440 steps: AdamW with a short warm-up and cosine decay
-            "optim": {"optimizer": "adamw", "lr": 1e-3, "lr_batch": None, "weight_decay": 0.05,
-                      "schedule": "cosine", "warmup_epochs": min(0.5, epochs - 1), "epochs": epochs,
-                      "clip_grad": 20.0},
+            "optim": {
+                "optimizer": "adamw",
+                "lr": 1e-3,
+                "lr_batch": None,
+                "weight_decay": 0.05,
+                "schedule": "cosine",
+                "warmup_epochs": min(0.5, epochs - 1),
+                "epochs": epochs,
+                "clip_grad": 20.0,
+            },
             # validating every other epoch (and after the last) saves 4 of 8 passes over the 720
             # validation clips, 7 s each on one thread: the test after training scores them anyway
-            "run": {"out_dir": str(out_dir), "seed": seed, "device": device, "progress": progress,
-                    "eval_every": DEMO_EVAL_EVERY},
+            "run": {
+                "out_dir": str(out_dir),
+                "seed": seed,
+                "device": device,
+                "progress": progress,
+                "eval_every": DEMO_EVAL_EVERY,
+            },
         },
         source="tsm demo",
     )
@@ -239,26 +300,54 @@ def synthetic_metrics(result: EvalResult) -> dict[str, float]:
     }
 
 
-def train_and_test(name: str, *, shift: bool, data_root: str | Path, out_dir: str | Path, budget: DemoBudget,
-                   seed: int = 0, progress: bool = True) -> dict[str, Any]:
+def train_and_test(
+    name: str,
+    *,
+    shift: bool,
+    data_root: str | Path,
+    out_dir: str | Path,
+    budget: DemoBudget,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train one demo model (``name``: TSN if ``shift`` is false, else TSM) with ``budget`` and
     test it on the validation split: its metrics, history, checkpoint and training seconds.
     A module-level function, so that `run_demo` can run TSN and TSM in processes side by side."""
     from temporal_shift.data.synthetic import VAL_FRAMES_LIST
 
-    config = demo_config(Path(data_root), Path(out_dir) / name.lower(), shift=shift, epochs=budget.epochs, seed=seed,
-                         workers=budget.workers, batch_size=budget.batch_size, device=budget.device,
-                         progress=progress)
+    config = demo_config(
+        Path(data_root),
+        Path(out_dir) / name.lower(),
+        shift=shift,
+        epochs=budget.epochs,
+        seed=seed,
+        workers=budget.workers,
+        batch_size=budget.batch_size,
+        device=budget.device,
+        progress=progress,
+    )
     t0 = time.perf_counter()
     result = train(config)
     seconds = time.perf_counter() - t0
     if result.interrupted:  # Ctrl-C/SIGTERM: the trainer saved last.pt; a half-trained model is no result
         raise KeyboardInterrupt(f"{name}: training interrupted")
-    tested = evaluate([result.last_checkpoint], list_file=VAL_FRAMES_LIST, root=Path(data_root), kind="frames",
-                      batch_size=32, workers=budget.workers, device=budget.device, progress=progress,
-                      out_dir=Path(out_dir) / name.lower() / "test")
-    return {"metrics": synthetic_metrics(tested), "history": result.history,
-            "checkpoint": str(result.last_checkpoint), "train_seconds": seconds}
+    tested = evaluate(
+        [result.last_checkpoint],
+        list_file=VAL_FRAMES_LIST,
+        root=Path(data_root),
+        kind="frames",
+        batch_size=32,
+        workers=budget.workers,
+        device=budget.device,
+        progress=progress,
+        out_dir=Path(out_dir) / name.lower() / "test",
+    )
+    return {
+        "metrics": synthetic_metrics(tested),
+        "history": result.history,
+        "checkpoint": str(result.last_checkpoint),
+        "train_seconds": seconds,
+    }
 
 
 def run_demo(
@@ -284,8 +373,8 @@ def run_demo(
     trains them one after the other). Each model's run folder under ``out_dir`` gets its
     checkpoints and `evaluate`'s files (metrics, confusion); ``out_dir/demo.png`` the comparison."""
     from temporal_shift.apps.bench.overhead import count_flops, count_params, interleaved_latency, summarize
-    from temporal_shift.checkpoint.loading import load_model
     from temporal_shift.apps.experiments.side_by_side import plan_slots, run_side_by_side
+    from temporal_shift.checkpoint.loading import load_model
 
     started = time.perf_counter()
     budget = demo_budget(device, epochs=epochs, num_videos=num_videos)
@@ -301,8 +390,18 @@ def run_demo(
     if log is not None:
         log(budget.describe())
     # side by side, two progress bars would overwrite each other: the epoch lines remain
-    calls = [{"name": name, "shift": shift, "data_root": str(paths.root), "out_dir": str(out), "budget": budget,
-              "seed": seed, "progress": progress and slots.runs == 1} for name, shift in names]
+    calls = [
+        {
+            "name": name,
+            "shift": shift,
+            "data_root": str(paths.root),
+            "out_dir": str(out),
+            "budget": budget,
+            "seed": seed,
+            "progress": progress and slots.runs == 1,
+        }
+        for name, shift in names
+    ]
     done = run_side_by_side(train_and_test, calls, slots)
     rows: dict[str, dict[str, float]] = {}
     history: dict[str, list[dict[str, float]]] = {}
@@ -336,8 +435,12 @@ def _plot_demo(demo: DemoResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(11, 4))
-    groups = [("overall\ntop-1", "top1"), ("temporal pairs\ntop-1", "temporal_top1"),
-              ("control pair\ntop-1", "control_top1"), ("order accuracy\n(vs reversed class)", "order_acc")]
+    groups = [
+        ("overall\ntop-1", "top1"),
+        ("temporal pairs\ntop-1", "temporal_top1"),
+        ("control pair\ntop-1", "control_top1"),
+        ("order accuracy\n(vs reversed class)", "order_acc"),
+    ]
     width = 0.38
     for i, (name, colour) in enumerate(zip(demo.rows, ("tab:grey", "tab:orange"))):
         values = [demo.rows[name][key] for _, key in groups]
@@ -355,10 +458,16 @@ def _plot_demo(demo: DemoResult, path: Path) -> Path:
     for name, colour in zip(demo.history, ("tab:grey", "tab:orange")):
         epochs = [row["epoch"] for row in demo.history[name]]
         validated = [row for row in demo.history[name] if not math.isnan(row["val_top1"])]
-        curves.plot([row["epoch"] for row in validated], [row["val_top1"] for row in validated], "o-", color=colour,
-                    label=f"{name} val")
-        curves.plot(epochs, [row["train_top1"] for row in demo.history[name]], "--", color=colour,
-                    label=f"{name} train")
+        curves.plot(
+            [row["epoch"] for row in validated],
+            [row["val_top1"] for row in validated],
+            "o-",
+            color=colour,
+            label=f"{name} val",
+        )
+        curves.plot(
+            epochs, [row["train_top1"] for row in demo.history[name]], "--", color=colour, label=f"{name} train"
+        )
     curves.set_xlabel("epoch")
     curves.xaxis.get_major_locator().set_params(integer=True)
     curves.set_ylabel("top-1 (%)")

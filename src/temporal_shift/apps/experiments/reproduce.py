@@ -47,8 +47,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from temporal_shift.models.base import ClipClassifier
-from temporal_shift.models.factory import FAMILIES
 from temporal_shift.apps.experiments import demo
 from temporal_shift.apps.experiments.demo import (
     DEMO_EPOCHS,
@@ -61,6 +59,8 @@ from temporal_shift.apps.experiments.demo import (
     prepare_demo_data,
     synthetic_metrics,
 )
+from temporal_shift.models.base import ClipClassifier
+from temporal_shift.models.factory import FAMILIES
 
 EXPERIMENTS: tuple[str, ...] = ("shift-proportion", "placement", "online", "zoo")
 METRICS: tuple[tuple[str, str], ...] = (
@@ -96,12 +96,20 @@ BUDGETS: dict[str, Budget] = {
     # at most ~15 minutes per experiment on a quiet 2-core CPU (6 arms x 2 seeds of 180 steps,
     # two runs side by side): TSM has begun to learn the order by then (on this data its first
     # pairs come after 150-360 steps), the demo's 1440 learn all five
-    "small": Budget("small", num_videos=1800, epochs=2, seeds=2, bench_arch="resnet50", bench_size=112,
-                    bench_repeats=15),
+    "small": Budget(
+        "small", num_videos=1800, epochs=2, seeds=2, bench_arch="resnet50", bench_size=112, bench_repeats=15
+    ),
     # the demo's data and epochs (1440 steps per run), five seeds, ResNet-50 at the paper's
     # 224x224 for latency: hours on a CPU, minutes on a GPU
-    "full": Budget("full", num_videos=DEMO_VIDEOS, epochs=DEMO_EPOCHS, seeds=5, bench_arch="resnet50", bench_size=224,
-                   bench_repeats=30),
+    "full": Budget(
+        "full",
+        num_videos=DEMO_VIDEOS,
+        epochs=DEMO_EPOCHS,
+        seeds=5,
+        bench_arch="resnet50",
+        bench_size=224,
+        bench_repeats=30,
+    ),
 }
 
 
@@ -169,8 +177,13 @@ def machine() -> dict[str, Any]:
 def recipe() -> dict[str, Any]:
     """The data and training settings every arm shares (those not in the budget)."""
 
-    return {"data": dict(demo.DEMO_DATA), "arch": "resnet18", "n_segment": demo.DEMO_SEGMENTS,
-            "optimizer": "adamw lr 1e-3 wd 0.05, cosine, warm-up 0.5 epoch, clip 20", "dropout": 0.2}
+    return {
+        "data": dict(demo.DEMO_DATA),
+        "arch": "resnet18",
+        "n_segment": demo.DEMO_SEGMENTS,
+        "optimizer": "adamw lr 1e-3 wd 0.05, cosine, warm-up 0.5 epoch, clip 20",
+        "dropout": 0.2,
+    }
 
 
 def budget_named(name: str) -> Budget:
@@ -186,42 +199,67 @@ def _seed_list(budget: Budget, seeds: int | None) -> list[int]:
     return list(range(n))
 
 
-def arm_config(arm: Arm, *, data_root: Path, out_dir: Path, budget: Budget, seed: int, device: str = "auto",
-               progress: bool = True):
+def arm_config(
+    arm: Arm, *, data_root: Path, out_dir: Path, budget: Budget, seed: int, device: str = "auto", progress: bool = True
+):
     """The training run of one arm: the demo's recipe (`demo.demo_config`) with the arm's model
     settings and the budget's epochs and batch size; nothing else differs between arms. Batches
     load in the training process on a CPU, in worker processes on a GPU (`side_by_side.loader_workers`)."""
-    from temporal_shift.ops.runtime import resolve_device
     from temporal_shift.apps.experiments.side_by_side import loader_workers
+    from temporal_shift.ops.runtime import resolve_device
 
     model = dict(arm.model)
     shift = bool(model.pop("shift", True))
-    return demo_config(data_root, out_dir, shift=shift, model=model, epochs=budget.epochs, seed=seed,
-                       workers=loader_workers(str(resolve_device(device))), batch_size=budget.batch_size,
-                       device=device, progress=progress)
+    return demo_config(
+        data_root,
+        out_dir,
+        shift=shift,
+        model=model,
+        epochs=budget.epochs,
+        seed=seed,
+        workers=loader_workers(str(resolve_device(device))),
+        batch_size=budget.batch_size,
+        device=device,
+        progress=progress,
+    )
 
 
 def train_arm(
-    arm: Arm, *, data_root: Path, out_dir: Path, budget: Budget, seed: int, device: str = "auto",
+    arm: Arm,
+    *,
+    data_root: Path,
+    out_dir: Path,
+    budget: Budget,
+    seed: int,
+    device: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train one arm with one seed through `train.train`, test it with `evaluate.evaluate`
     and return its record (metrics, params, GMACs, time, checkpoint)."""
     from temporal_shift.apps.bench.overhead import count_flops, count_params
+    from temporal_shift.checkpoint.loading import load_model
     from temporal_shift.data.synthetic import VAL_FRAMES_LIST
     from temporal_shift.engine.evaluate import evaluate
-    from temporal_shift.checkpoint.loading import load_model
     from temporal_shift.engine.train import train
 
-    config = arm_config(arm, data_root=data_root, out_dir=out_dir, budget=budget, seed=seed, device=device,
-                        progress=progress)
+    config = arm_config(
+        arm, data_root=data_root, out_dir=out_dir, budget=budget, seed=seed, device=device, progress=progress
+    )
     started = time.perf_counter()
     result = train(config)
     seconds = time.perf_counter() - started
     if result.interrupted:  # Ctrl-C/SIGTERM: the trainer saved last.pt; a half-trained arm is no result
         raise KeyboardInterrupt(f"{arm.label}, seed {seed}: training interrupted (resumable: {result.last_checkpoint})")
-    tested = evaluate([result.last_checkpoint], list_file=VAL_FRAMES_LIST, root=data_root, kind="frames",
-                      batch_size=32, workers=config.data.workers, device=device, progress=progress)
+    tested = evaluate(
+        [result.last_checkpoint],
+        list_file=VAL_FRAMES_LIST,
+        root=data_root,
+        kind="frames",
+        batch_size=32,
+        workers=config.data.workers,
+        device=device,
+        progress=progress,
+    )
     net = load_model(result.last_checkpoint).eval()
     clip = torch.zeros(1, config.model.n_segment, 3, DEMO_SIZE, DEMO_SIZE)
     return {
@@ -291,7 +329,9 @@ def _fmt(s: dict[str, float]) -> str:
 
 
 def markdown_table(
-    summary: Sequence[dict[str, Any]], *, extra: Sequence[tuple[str, Callable[[dict[str, Any]], str]]] = (),
+    summary: Sequence[dict[str, Any]],
+    *,
+    extra: Sequence[tuple[str, Callable[[dict[str, Any]], str]]] = (),
 ) -> str:
     """The summary as a markdown table: arm, the metrics (mean ± sd over seeds), params,
     GMACs, and ``extra`` columns (header, row -> text)."""
@@ -321,14 +361,27 @@ def run_key(arm: Arm, *, data_root: Path, budget: Budget, seed: int, device: str
     with the budget's epochs and batch size, the data, the seed and the device."""
     config = arm_config(arm, data_root=data_root, out_dir=Path("."), budget=budget, seed=seed, device=device)
     recipe_now = {section: dataclasses.asdict(getattr(config, section)) for section in ("model", "data", "optim")}
-    return json.dumps({"recipe": recipe_now, "seed": seed, "device": device,
-                       "data_root": str(Path(data_root).resolve())}, sort_keys=True, default=str)
+    return json.dumps(
+        {"recipe": recipe_now, "seed": seed, "device": device, "data_root": str(Path(data_root).resolve())},
+        sort_keys=True,
+        default=str,
+    )
 
 
 def _run_arms(
-    arms: Sequence[Arm], *, name: str, out: Path, data_root: Path, budget: Budget, seeds: list[int], device: str,
-    progress: bool, log: Callable[[str], None], jobs: int | None = None,
-    tolerate: Callable[[Arm], bool] = lambda arm: False, reuse: dict[str, dict[str, Any]] | None = None,
+    arms: Sequence[Arm],
+    *,
+    name: str,
+    out: Path,
+    data_root: Path,
+    budget: Budget,
+    seeds: list[int],
+    device: str,
+    progress: bool,
+    log: Callable[[str], None],
+    jobs: int | None = None,
+    tolerate: Callable[[Arm], bool] = lambda arm: False,
+    reuse: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every arm with every seed (seed-major: the first runs to finish have every arm once),
     side by side on a CPU (`side_by_side`); the records in that order. An arm for which
@@ -339,22 +392,40 @@ def _run_arms(
     record of a run already trained: a run with the same key is not trained again, its record
     is taken under this arm's label with ``reused_from`` naming the original; every run
     trained here is added to it."""
-    from temporal_shift.ops.runtime import resolve_device
     from temporal_shift.apps.experiments.side_by_side import plan_slots, run_side_by_side
+    from temporal_shift.ops.runtime import resolve_device
 
     everything = [(seed, arm) for seed in seeds for arm in arms]
-    keys = [run_key(arm, data_root=data_root, budget=budget, seed=seed, device=device) if reuse is not None else ""
-            for seed, arm in everything]
+    keys = [
+        run_key(arm, data_root=data_root, budget=budget, seed=seed, device=device) if reuse is not None else ""
+        for seed, arm in everything
+    ]
     known = reuse if reuse is not None else {}
     plan = [(seed, arm) for (seed, arm), key in zip(everything, keys) if key not in known]
     slots = plan_slots(str(resolve_device(device)), max(1, len(plan)), jobs=jobs)
     reused = len(everything) - len(plan)
-    log(f"[{name}] {len(everything)} runs" + (f", {reused} of them already trained by an earlier experiment "
-                                              "(same model, recipe, data and seed): reused" if reused else "")
-        + (f"; {len(plan)} to train, {slots.describe()}" if plan else ""))
-    calls = [{"arm": arm, "data_root": data_root, "out_dir": out / arm.slug / f"seed{seed}", "budget": budget,
-              "seed": seed, "device": device, "progress": progress and slots.runs == 1, "tolerate": tolerate(arm)}
-             for seed, arm in plan]
+    log(
+        f"[{name}] {len(everything)} runs"
+        + (
+            f", {reused} of them already trained by an earlier experiment (same model, recipe, data and seed): reused"
+            if reused
+            else ""
+        )
+        + (f"; {len(plan)} to train, {slots.describe()}" if plan else "")
+    )
+    calls = [
+        {
+            "arm": arm,
+            "data_root": data_root,
+            "out_dir": out / arm.slug / f"seed{seed}",
+            "budget": budget,
+            "seed": seed,
+            "device": device,
+            "progress": progress and slots.runs == 1,
+            "tolerate": tolerate(arm),
+        }
+        for seed, arm in plan
+    ]
     started = time.perf_counter()
     finished = 0
 
@@ -365,9 +436,11 @@ def _run_arms(
         if "error" in record:
             log(f"[{name} {finished}/{len(plan)}] {arm.label}, seed {seed}: not run: {record['error']}")
             return
-        log(f"[{name} {finished}/{len(plan)}] {arm.label}, seed {seed}: top-1 {record['top1']:.1f}%, order "
+        log(
+            f"[{name} {finished}/{len(plan)}] {arm.label}, seed {seed}: top-1 {record['top1']:.1f}%, order "
             f"{record['order_acc']:.1f}%, {record['gmacs']:.3f} GMACs ({record['train_seconds']:.0f} s training; "
-            f"{time.perf_counter() - started:.0f} s since the first run started)")
+            f"{time.perf_counter() - started:.0f} s since the first run started)"
+        )
 
     trained = iter(run_side_by_side(_arm_job, calls, slots, on_done=done) if plan else [])
     records = []
@@ -394,15 +467,22 @@ def _write(result: ExperimentResult, plot: Callable[[Path], Path] | None) -> Exp
     for run in result.runs:
         if "reused_from" in run:
             reused.setdefault(f"{run['arm']} = {run['reused_from']}", set()).add(str(run["seed"]))
-    result.notes += [f"not trained again, the same run (model, recipe, data, seed {', '.join(sorted(seeds))}): {what}"
-                     for what, seeds in reused.items()]
+    result.notes += [
+        f"not trained again, the same run (model, recipe, data, seed {', '.join(sorted(seeds))}): {what}"
+        for what, seeds in reused.items()
+    ]
     json_path = out / "results.json"
     json_path.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     md = [f"# {result.experiment} ({result.budget.name} budget, seeds {result.seeds})", "", result.table, ""]
     md += [f"- {note}" for note in result.notes]
     m = machine()
-    md += ["", f"Machine: {m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']}"
-           + (f", {m['cuda']}" if m["cuda"] else "") + f"; {result.seconds / 60:.1f} min in all.", ""]
+    md += [
+        "",
+        f"Machine: {m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']}"
+        + (f", {m['cuda']}" if m["cuda"] else "")
+        + f"; {result.seconds / 60:.1f} min in all.",
+        "",
+    ]
     md_path = out / "results.md"
     md_path.write_text("\n".join(md))
     result.files = {"json": json_path, "markdown": md_path}
@@ -429,17 +509,29 @@ def _errorbars(ax, xs, summary, key, **kwargs) -> None:
 # --- shift proportion -------------------------------------------------------------------
 
 PROPORTIONS: tuple[tuple[str, int | None], ...] = (
-    ("0 (TSN)", None), ("1/16", 32), ("1/8", 16), ("1/4", 8), ("1/2", 4), ("1 (all)", 2),
+    ("0 (TSN)", None),
+    ("1/16", 32),
+    ("1/8", 16),
+    ("1/4", 8),
+    ("1/2", 4),
+    ("1 (all)", 2),
 )
 
 
 def _shift_arms() -> list[Arm]:
-    return [Arm(label=f"shift {label}", model={"shift": False} if fd is None else {"shift": True, "fold_div": fd},
-                group=label) for label, fd in PROPORTIONS]
+    return [
+        Arm(
+            label=f"shift {label}",
+            model={"shift": False} if fd is None else {"shift": True, "fold_div": fd},
+            group=label,
+        )
+        for label, fd in PROPORTIONS
+    ]
 
 
-def shift_latency(*, arch: str, size: int, n_segment: int, repeats: int, device: str = "auto",
-                  warmup: int = 2) -> dict[str, Any]:
+def shift_latency(
+    *, arch: str, size: int, n_segment: int, repeats: int, device: str = "auto", warmup: int = 2
+) -> dict[str, Any]:
     """Inference latency of TSN and TSM at every shift proportion (`PROPORTIONS`), all with
     TSN's weights, one clip, timed in interleaved rounds; per proportion the median and IQR
     of the per-round ratio to TSN."""
@@ -470,25 +562,58 @@ def shift_latency(*, arch: str, size: int, n_segment: int, repeats: int, device:
     for label, _ in PROPORTIONS:
         ratios = [b / a for a, b in zip(times[base], times[label])]
         rows[label] = {"latency_ms": summarize([t * 1e3 for t in times[label]]), "ratio": summarize(ratios)}
-    return {"arch": arch, "size": size, "n_segment": n_segment, "batch_size": 1, "repeats": repeats,
-            "device": str(dev), "threads": torch.get_num_threads(), "per_proportion": rows}
+    return {
+        "arch": arch,
+        "size": size,
+        "n_segment": n_segment,
+        "batch_size": 1,
+        "repeats": repeats,
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "per_proportion": rows,
+    }
 
 
 def run_shift_proportion(
-    *, out_dir: Path, data_root: Path, budget: Budget, seeds: list[int], device: str = "auto",
-    progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
+    *,
+    out_dir: Path,
+    data_root: Path,
+    budget: Budget,
+    seeds: list[int],
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    jobs: int | None = None,
     reuse: dict[str, dict[str, Any]] | None = None,
 ) -> ExperimentResult:
 
     started = time.perf_counter()
     arms = _shift_arms()
-    runs = _run_arms(arms, name="shift-proportion", out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                     device=device, progress=progress, log=log, jobs=jobs, reuse=reuse)
+    runs = _run_arms(
+        arms,
+        name="shift-proportion",
+        out=out_dir,
+        data_root=data_root,
+        budget=budget,
+        seeds=seeds,
+        device=device,
+        progress=progress,
+        log=log,
+        jobs=jobs,
+        reuse=reuse,
+    )
     summary = summarize_runs(runs, arms)
-    log(f"[shift-proportion] latency: {budget.bench_arch} {budget.bench_size}x{budget.bench_size}, "
-        f"T={DEMO_SEGMENTS}, {budget.bench_repeats} interleaved rounds")
-    latency = shift_latency(arch=budget.bench_arch, size=budget.bench_size, n_segment=DEMO_SEGMENTS,
-                            repeats=budget.bench_repeats, device=device)
+    log(
+        f"[shift-proportion] latency: {budget.bench_arch} {budget.bench_size}x{budget.bench_size}, "
+        f"T={DEMO_SEGMENTS}, {budget.bench_repeats} interleaved rounds"
+    )
+    latency = shift_latency(
+        arch=budget.bench_arch,
+        size=budget.bench_size,
+        n_segment=DEMO_SEGMENTS,
+        repeats=budget.bench_repeats,
+        device=device,
+    )
     ref = next(r for r in summary if r["group"] == "1/4")
     tsn = summary[0]
 
@@ -496,17 +621,23 @@ def run_shift_proportion(
         r = latency["per_proportion"][row["group"]]["ratio"]
         return f"{100 * (r['median'] - 1):+.1f}% ({100 * (r['q1'] - 1):+.1f}..{100 * (r['q3'] - 1):+.1f})"
 
-    table = markdown_table(summary, extra=[
-        ("vs 1/4 (top-1)", lambda row: "-" if row is ref else compare(row["top1"], ref["top1"])),
-        (f"latency vs TSN ({latency['arch']}, {latency['size']}px)", overhead),
-    ])
+    table = markdown_table(
+        summary,
+        extra=[
+            ("vs 1/4 (top-1)", lambda row: "-" if row is ref else compare(row["top1"], ref["top1"])),
+            (f"latency vs TSN ({latency['arch']}, {latency['size']}px)", overhead),
+        ],
+    )
     best = max(summary, key=lambda r: r["top1"]["mean"])
-    notes = [f"best top-1: {best['arm']} ({_fmt(best['top1'])}); 1/4 vs no shift: "
-             f"{compare(ref['top1'], tsn['top1'])}; all channels vs 1/4: {compare(summary[-1]['top1'], ref['top1'])}",
-             "latency: median of the per-round ratio to TSN (IQR), identical weights, batch 1, "
-             f"{latency['device']}, {latency['threads']} threads"]
-    result = ExperimentResult("shift-proportion", budget, seeds, runs, summary, table, notes,
-                              {"latency": latency}, out_dir)
+    notes = [
+        f"best top-1: {best['arm']} ({_fmt(best['top1'])}); 1/4 vs no shift: "
+        f"{compare(ref['top1'], tsn['top1'])}; all channels vs 1/4: {compare(summary[-1]['top1'], ref['top1'])}",
+        "latency: median of the per-round ratio to TSN (IQR), identical weights, batch 1, "
+        f"{latency['device']}, {latency['threads']} threads",
+    ]
+    result = ExperimentResult(
+        "shift-proportion", budget, seeds, runs, summary, table, notes, {"latency": latency}, out_dir
+    )
     result.seconds = time.perf_counter() - started
 
     def plot(path: Path) -> Path:
@@ -514,8 +645,11 @@ def run_shift_proportion(
         fig, (acc, lat) = plt.subplots(1, 2, figsize=(11, 4))
         xs = list(range(len(summary)))
         labels = [r["group"] for r in summary]
-        for key, label, style in (("top1", "val top-1", "o-"), ("temporal_top1", "temporal pairs top-1", "s--"),
-                                  ("order_acc", "order accuracy", "^:")):
+        for key, label, style in (
+            ("top1", "val top-1", "o-"),
+            ("temporal_top1", "temporal pairs top-1", "s--"),
+            ("order_acc", "order accuracy", "^:"),
+        ):
             _errorbars(acc, xs, summary, key, fmt=style, label=label)
         acc.set_xticks(xs, labels)
         acc.set_xlabel("proportion of channels shifted")
@@ -545,22 +679,42 @@ def run_shift_proportion(
 def _placement_arms() -> list[Arm]:
     arms = []
     for label, fd in (("1/8", 16), ("1/4", 8), ("1/2", 4)):
-        arms.append(Arm(label=f"residual {label}", model={"shift": True, "fold_div": fd, "place": "blockres"},
-                        group=label))
-        arms.append(Arm(label=f"in-place {label}", model={"shift": True, "fold_div": fd, "place": "block"},
-                        group=label))
+        arms.append(
+            Arm(label=f"residual {label}", model={"shift": True, "fold_div": fd, "place": "blockres"}, group=label)
+        )
+        arms.append(
+            Arm(label=f"in-place {label}", model={"shift": True, "fold_div": fd, "place": "block"}, group=label)
+        )
     return arms
 
 
 def run_placement(
-    *, out_dir: Path, data_root: Path, budget: Budget, seeds: list[int], device: str = "auto",
-    progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
+    *,
+    out_dir: Path,
+    data_root: Path,
+    budget: Budget,
+    seeds: list[int],
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    jobs: int | None = None,
     reuse: dict[str, dict[str, Any]] | None = None,
 ) -> ExperimentResult:
     started = time.perf_counter()
     arms = _placement_arms()
-    runs = _run_arms(arms, name="placement", out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                     device=device, progress=progress, log=log, jobs=jobs, reuse=reuse)
+    runs = _run_arms(
+        arms,
+        name="placement",
+        out=out_dir,
+        data_root=data_root,
+        budget=budget,
+        seeds=seeds,
+        device=device,
+        progress=progress,
+        log=log,
+        jobs=jobs,
+        reuse=reuse,
+    )
     summary = summarize_runs(runs, arms)
     by_label = {row["arm"]: row for row in summary}
 
@@ -570,8 +724,11 @@ def run_placement(
         return compare(row["top1"], by_label[f"residual {row['group']}"]["top1"])
 
     table = markdown_table(summary, extra=[("in-place vs residual (top-1)", vs_residual)])
-    notes = [f"{g}: in-place - residual = {compare(by_label[f'in-place {g}']['top1'], by_label[f'residual {g}']['top1'])}"
-             for g in ("1/8", "1/4", "1/2") if f"in-place {g}" in by_label and f"residual {g}" in by_label]
+    notes = [
+        f"{g}: in-place - residual = {compare(by_label[f'in-place {g}']['top1'], by_label[f'residual {g}']['top1'])}"
+        for g in ("1/8", "1/4", "1/2")
+        if f"in-place {g}" in by_label and f"residual {g}" in by_label
+    ]
     result = ExperimentResult("placement", budget, seeds, runs, summary, table, notes, {}, out_dir)
     result.seconds = time.perf_counter() - started
 
@@ -583,8 +740,15 @@ def run_placement(
         for i, (place, colour) in enumerate((("residual", "tab:orange"), ("in-place", "tab:blue"))):
             rows = [by_label[f"{place} {g}"] for g in groups]
             xs = [k + (i - 0.5) * width for k in range(len(groups))]
-            ax.bar(xs, [r["top1"]["mean"] for r in rows], width, yerr=[r["top1"]["sd"] for r in rows], capsize=4,
-                   label=f"{place} shift", color=colour)
+            ax.bar(
+                xs,
+                [r["top1"]["mean"] for r in rows],
+                width,
+                yerr=[r["top1"]["sd"] for r in rows],
+                capsize=4,
+                label=f"{place} shift",
+                color=colour,
+            )
         ax.set_xticks(range(len(groups)), groups)
         ax.set_xlabel("proportion of channels shifted")
         ax.set_ylabel(f"val top-1 % ({_over_seeds(len(seeds))})")
@@ -610,19 +774,20 @@ def _online_arms() -> list[Arm]:
     ]
 
 
-def streaming_accuracy(checkpoint: str | Path, *, data_root: Path, device: str = "auto",
-                       batch_size: int = 64) -> dict[str, list[float]]:
+def streaming_accuracy(
+    checkpoint: str | Path, *, data_root: Path, device: str = "auto", batch_size: int = 64
+) -> dict[str, list[float]]:
     """The causal checkpoint run as a stream (`OnlineRecognizer`: one frame at a time, shift
     buffers carried over) on every validation clip: top-1 and order accuracy (%) of the
     running mean of the per-frame scores after 1, 2, ..., T frames. After T frames this is
     the offline causal model's prediction on the clip."""
     from torch.utils.data import DataLoader
 
+    from temporal_shift.checkpoint.loading import load_checkpoint
     from temporal_shift.data.dataset import VideoDataset
     from temporal_shift.data.sampling import TSNSampler
     from temporal_shift.data.synthetic import TEMPORAL_PAIRS, VAL_FRAMES_LIST
     from temporal_shift.data.transforms import test_transform
-    from temporal_shift.checkpoint.loading import load_checkpoint
     from temporal_shift.models.online import OnlineRecognizer
     from temporal_shift.ops.runtime import resolve_device
 
@@ -632,9 +797,14 @@ def streaming_accuracy(checkpoint: str | Path, *, data_root: Path, device: str =
     online = OnlineRecognizer(loaded.model).to(dev)
     # the clips `evaluate` scores: centre frames of T segments, the checkpoint's test transform
     transform = test_transform(size=loaded.input_size, scale_size=loaded.scale_size, normalize=loaded.normalize)
-    dataset = VideoDataset(list_file=data_root / VAL_FRAMES_LIST, root=data_root, kind="frames",
-                           sampler=TSNSampler(num_segments=t, train=False), transform=transform,
-                           num_classes=NUM_CLASSES)
+    dataset = VideoDataset(
+        list_file=data_root / VAL_FRAMES_LIST,
+        root=data_root,
+        kind="frames",
+        sampler=TSNSampler(num_segments=t, train=False),
+        transform=transform,
+        num_classes=NUM_CLASSES,
+    )
     sums: list[list[np.ndarray]] = [[] for _ in range(t)]
     labels: list[np.ndarray] = []
     with torch.inference_mode():
@@ -657,14 +827,32 @@ def streaming_accuracy(checkpoint: str | Path, *, data_root: Path, device: str =
 
 
 def run_online(
-    *, out_dir: Path, data_root: Path, budget: Budget, seeds: list[int], device: str = "auto",
-    progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
+    *,
+    out_dir: Path,
+    data_root: Path,
+    budget: Budget,
+    seeds: list[int],
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    jobs: int | None = None,
     reuse: dict[str, dict[str, Any]] | None = None,
 ) -> ExperimentResult:
     started = time.perf_counter()
     arms = _online_arms()
-    runs = _run_arms(arms, name="online", out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                     device=device, progress=progress, log=log, jobs=jobs, reuse=reuse)
+    runs = _run_arms(
+        arms,
+        name="online",
+        out=out_dir,
+        data_root=data_root,
+        budget=budget,
+        seeds=seeds,
+        device=device,
+        progress=progress,
+        log=log,
+        jobs=jobs,
+        reuse=reuse,
+    )
     streams = []
     for record in runs:
         if record["group"] == "online":
@@ -679,19 +867,33 @@ def run_online(
     final = stream_top1[-1]["mean"]
     needed = next(f for f, s in zip(frames, stream_top1) if s["mean"] >= final - 1.0)
     online_row, offline_row = by_group["online"], by_group["offline"]
-    table = markdown_table(summary, extra=[
-        ("vs offline TSM (top-1)", lambda row: "-" if row is offline_row else compare(row["top1"], offline_row["top1"])),
-    ])
+    table = markdown_table(
+        summary,
+        extra=[
+            (
+                "vs offline TSM (top-1)",
+                lambda row: "-" if row is offline_row else compare(row["top1"], offline_row["top1"]),
+            ),
+        ],
+    )
     table += "\n\nStreaming (causal TSM, one frame at a time; running mean of the per-frame scores):\n\n"
     table += "| frames seen | " + " | ".join(str(f) for f in frames) + " |\n"
     table += "|---|" + "---|" * len(frames) + "\n"
     table += "| top-1 % | " + " | ".join(_fmt(s) for s in stream_top1) + " |\n"
     table += "| order acc. % | " + " | ".join(_fmt(s) for s in stream_order) + " |"
-    notes = [f"causal - bidirectional TSM (top-1): {compare(online_row['top1'], offline_row['top1'])}",
-             f"causal TSM - TSN (top-1): {compare(online_row['top1'], by_group['tsn']['top1'])}",
-             f"the stream is within 1 point of its final top-1 ({final:.1f}%) after {needed} of {len(frames)} frames"]
-    extra = {"streaming": {"frames": frames, "top1": stream_top1, "order_acc": stream_order,
-                           "frames_to_within_1_point": needed}}
+    notes = [
+        f"causal - bidirectional TSM (top-1): {compare(online_row['top1'], offline_row['top1'])}",
+        f"causal TSM - TSN (top-1): {compare(online_row['top1'], by_group['tsn']['top1'])}",
+        f"the stream is within 1 point of its final top-1 ({final:.1f}%) after {needed} of {len(frames)} frames",
+    ]
+    extra = {
+        "streaming": {
+            "frames": frames,
+            "top1": stream_top1,
+            "order_acc": stream_order,
+            "frames_to_within_1_point": needed,
+        }
+    }
     result = ExperimentResult("online", budget, seeds, runs, summary, table, notes, extra, out_dir)
     result.seconds = time.perf_counter() - started
 
@@ -701,19 +903,42 @@ def run_online(
         xs = list(range(len(summary)))
         for k, (key, label) in enumerate((("top1", "val top-1"), ("order_acc", "order accuracy"))):
             offs = [x + (k - 0.5) * 0.38 for x in xs]
-            bars.bar(offs, [r[key]["mean"] for r in summary], 0.38, yerr=[r[key]["sd"] for r in summary],
-                     capsize=4, label=label)
+            bars.bar(
+                offs,
+                [r[key]["mean"] for r in summary],
+                0.38,
+                yerr=[r[key]["sd"] for r in summary],
+                capsize=4,
+                label=label,
+            )
         bars.set_xticks(xs, [r["arm"].replace(" (", "\n(") for r in summary], fontsize=8)
         bars.set_ylabel(f"% ({_over_seeds(len(seeds))})")
         bars.set_ylim(0, 105)
         bars.set_title("online (causal) vs offline TSM, same budget")
         bars.legend(fontsize=8)
-        curve.errorbar(frames, [s["mean"] for s in stream_top1], yerr=[s["sd"] for s in stream_top1], fmt="o-",
-                       capsize=3, label="streaming causal TSM, top-1")
-        curve.errorbar(frames, [s["mean"] for s in stream_order], yerr=[s["sd"] for s in stream_order], fmt="^:",
-                       capsize=3, label="streaming causal TSM, order accuracy")
-        curve.axhline(offline_row["top1"]["mean"], color="tab:orange", ls="--", lw=1,
-                      label="offline bidirectional TSM, whole clip")
+        curve.errorbar(
+            frames,
+            [s["mean"] for s in stream_top1],
+            yerr=[s["sd"] for s in stream_top1],
+            fmt="o-",
+            capsize=3,
+            label="streaming causal TSM, top-1",
+        )
+        curve.errorbar(
+            frames,
+            [s["mean"] for s in stream_order],
+            yerr=[s["sd"] for s in stream_order],
+            fmt="^:",
+            capsize=3,
+            label="streaming causal TSM, order accuracy",
+        )
+        curve.axhline(
+            offline_row["top1"]["mean"],
+            color="tab:orange",
+            ls="--",
+            lw=1,
+            label="offline bidirectional TSM, whole clip",
+        )
         curve.set_xlabel("frames seen")
         curve.set_ylabel("%")
         curve.set_ylim(0, 105)
@@ -758,8 +983,15 @@ def _zoo_arms(families: dict[str, type[ClipClassifier]], *, n_segment: int) -> t
 
 
 def run_zoo(
-    *, out_dir: Path, data_root: Path, budget: Budget, seeds: list[int], device: str = "auto",
-    progress: bool = True, log: Callable[[str], None] = print, jobs: int | None = None,
+    *,
+    out_dir: Path,
+    data_root: Path,
+    budget: Budget,
+    seeds: list[int],
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    jobs: int | None = None,
     reuse: dict[str, dict[str, Any]] | None = None,
 ) -> ExperimentResult:
 
@@ -767,9 +999,20 @@ def run_zoo(
     families = zoo_families()
     arms, not_run = _zoo_arms(families, n_segment=DEMO_SEGMENTS)
     runnable = [arm for arm in arms if not any(n["family"] == arm.group for n in not_run)]
-    runs = _run_arms(runnable, name="zoo", out=out_dir, data_root=data_root, budget=budget, seeds=seeds,
-                     device=device, progress=progress, log=log, jobs=jobs, reuse=reuse,
-                     tolerate=lambda arm: arm.group != "tsn")  # e.g. a 3D network whose pooling needs larger inputs
+    runs = _run_arms(
+        runnable,
+        name="zoo",
+        out=out_dir,
+        data_root=data_root,
+        budget=budget,
+        seeds=seeds,
+        device=device,
+        progress=progress,
+        log=log,
+        jobs=jobs,
+        reuse=reuse,
+        tolerate=lambda arm: arm.group != "tsn",
+    )  # e.g. a 3D network whose pooling needs larger inputs
     for failed in [r for r in runs if "error" in r]:
         if not any(n["family"] == failed["group"] for n in not_run):
             not_run.append({"family": failed["group"], "reason": failed["error"]})
@@ -777,9 +1020,12 @@ def run_zoo(
     ran = [a for a in arms if any(r["arm"] == a.label for r in runs)]
     summary = summarize_runs(runs, ran)
     tsm = next(r for r in summary if r["arm"] == "TSM")
-    table = markdown_table(summary, extra=[
-        ("vs TSM (top-1)", lambda row: "-" if row is tsm else compare(row["top1"], tsm["top1"])),
-    ])
+    table = markdown_table(
+        summary,
+        extra=[
+            ("vs TSM (top-1)", lambda row: "-" if row is tsm else compare(row["top1"], tsm["top1"])),
+        ],
+    )
     notes = [f"families ran: {', '.join(sorted({a.group for a in ran}))} (installed: {', '.join(families)})"]
     notes += [f"not run: {n['family']}: {n['reason']}" for n in not_run]
     result = ExperimentResult("zoo", budget, seeds, runs, summary, table, notes, {"not_run": not_run}, out_dir)
@@ -804,11 +1050,22 @@ def plot_zoo(summary: Sequence[dict[str, Any]], seeds: int, path: Path) -> Path:
     others = itertools.cycle(_ZOO_COLOURS)
     for row in summary:
         colour = "tab:orange" if row["arm"] == "TSM" else ("tab:grey" if row["arm"] == "TSN" else next(others))
-        ax.scatter(row["gmacs"], row["top1"]["mean"], s=60 + 1500 * row["params_m"] / biggest, alpha=0.5,
-                   color=colour, edgecolors="k")
+        ax.scatter(
+            row["gmacs"],
+            row["top1"]["mean"],
+            s=60 + 1500 * row["params_m"] / biggest,
+            alpha=0.5,
+            color=colour,
+            edgecolors="k",
+        )
         ax.errorbar(row["gmacs"], row["top1"]["mean"], yerr=row["top1"]["sd"], color="k", capsize=3, lw=0.8)
-        ax.annotate(f"{row['arm']}\n{row['params_m']:.1f}M", (row["gmacs"], row["top1"]["mean"]), fontsize=7,
-                    xytext=(6, 6), textcoords="offset points")
+        ax.annotate(
+            f"{row['arm']}\n{row['params_m']:.1f}M",
+            (row["gmacs"], row["top1"]["mean"]),
+            fontsize=7,
+            xytext=(6, 6),
+            textcoords="offset points",
+        )
     ax.set_xscale("log")
     ax.set_xlabel(f"GMACs per clip (T={DEMO_SEGMENTS}, {DEMO_SIZE}x{DEMO_SIZE}; log scale)")
     ax.set_ylabel(f"val top-1 % ({_over_seeds(seeds)})")
@@ -854,23 +1111,40 @@ def reproduce(
     plan = budget_named(budget) if isinstance(budget, str) else budget
     seed_list = _seed_list(plan, seeds)
     out = Path(out_dir)
-    data = prepare_demo_data(out / "data" / f"synthetic_{plan.num_videos}", num_videos=plan.num_videos, seed=0,
-                             progress=progress)
+    data = prepare_demo_data(
+        out / "data" / f"synthetic_{plan.num_videos}", num_videos=plan.num_videos, seed=0, progress=progress
+    )
     results = []
     reuse: dict[str, dict[str, Any]] = {}  # runs trained so far: `all` trains each distinct run once
     for name in names:
-        log(f"[{name}] {plan.name} budget: {plan.num_videos} clips, {plan.epochs} epochs of batch "
-            f"{plan.batch_size}, seeds {seed_list}")
-        result = RUNNERS[name](out_dir=out / name, data_root=data.root, budget=plan, seeds=seed_list, device=device,
-                               progress=progress, log=log, jobs=jobs, reuse=reuse)
+        log(
+            f"[{name}] {plan.name} budget: {plan.num_videos} clips, {plan.epochs} epochs of batch "
+            f"{plan.batch_size}, seeds {seed_list}"
+        )
+        result = RUNNERS[name](
+            out_dir=out / name,
+            data_root=data.root,
+            budget=plan,
+            seeds=seed_list,
+            device=device,
+            progress=progress,
+            log=log,
+            jobs=jobs,
+            reuse=reuse,
+        )
         results.append(result)
     return results
 
 
 def report(result: ExperimentResult) -> str:
     """The experiment's table and notes, as printed by ``tsm reproduce``."""
-    lines = [f"## {result.experiment} ({result.budget.name} budget, {_plural(len(result.seeds), 'seed')}, "
-             f"{result.seconds / 60:.1f} min)", "", result.table, ""]
+    lines = [
+        f"## {result.experiment} ({result.budget.name} budget, {_plural(len(result.seeds), 'seed')}, "
+        f"{result.seconds / 60:.1f} min)",
+        "",
+        result.table,
+        "",
+    ]
     lines += [f"- {note}" for note in result.notes]
     lines += [f"wrote {', '.join(str(p) for p in result.files.values())}"]
     return "\n".join(lines)

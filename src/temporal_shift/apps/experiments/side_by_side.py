@@ -100,8 +100,9 @@ def run_side_by_side(
                 on_done(i, results[i])
         return results
     context = multiprocessing.get_context("spawn")  # no fork of a process that has started torch threads
-    with concurrent.futures.ProcessPoolExecutor(max_workers=slots.runs, mp_context=context,
-                                                initializer=_set_threads, initargs=(slots.threads,)) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=slots.runs, mp_context=context, initializer=_set_threads, initargs=(slots.threads,)
+    ) as pool:
         futures = {pool.submit(fn, **kwargs): i for i, kwargs in enumerate(calls)}
         try:
             for future in concurrent.futures.as_completed(futures):

@@ -75,17 +75,23 @@ def run_serve(
         raise ValueError(NO_MODEL_MESSAGE)
     model = load_stream(runtime=runtime, checkpoint=checkpoint, onnx=onnx, n_segment=n_segment, classes=classes)
     size = size or model.input_size or 224
-    short_side = short_side or (model.scale_size if model.input_size == size and model.scale_size else None) \
+    short_side = (
+        short_side
+        or (model.scale_size if model.input_size == size and model.scale_size else None)
         or round(size * 8 / 7)
-    settings = ServeSettings(size=size, short_side=short_side, smooth=smooth, hysteresis=hysteresis, topk=topk,
-                             fps=fps, runtime=runtime)
+    )
+    settings = ServeSettings(
+        size=size, short_side=short_side, smooth=smooth, hysteresis=hysteresis, topk=topk, fps=fps, runtime=runtime
+    )
     if fps > limits.max_fps:
         raise ValueError(f"--fps {fps} is over --max-fps {limits.max_fps}")
     app = create_app(model, settings=settings, limits=limits)
     if not is_loopback(host):
         log(f"tsm serve: warning: listening on {host}: reachable from other machines (no authentication)")
-    log(f"tsm serve: {len(model.classes)} classes, {size}x{size} crops of a {short_side} short side, {runtime}; "
-        f"open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/ (Ctrl-C stops)")
+    log(
+        f"tsm serve: {len(model.classes)} classes, {size}x{size} crops of a {short_side} short side, {runtime}; "
+        f"open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/ (Ctrl-C stops)"
+    )
     import socket
 
     import uvicorn

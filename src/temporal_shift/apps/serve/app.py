@@ -75,8 +75,14 @@ class Connection:
     def __init__(self, model: StreamModel, settings: ServeSettings, limits: ServeLimits) -> None:
         self.limits = limits
         self.predictor = StreamPredictor(
-            model.new_stream(), classes=model.classes, size=settings.size, short_side=settings.short_side,
-            every=1, smooth=settings.smooth, hysteresis=settings.hysteresis, topk=settings.topk,
+            model.new_stream(),
+            classes=model.classes,
+            size=settings.size,
+            short_side=settings.short_side,
+            every=1,
+            smooth=settings.smooth,
+            hysteresis=settings.hysteresis,
+            topk=settings.topk,
         )
         self.predictor.summary = StreamSummary(latencies_ms=deque(maxlen=LATENCY_WINDOW))
         self.rate = RateLimiter(limits.max_fps, now=time.monotonic())
@@ -95,8 +101,9 @@ class Connection:
         """Decode, step, and the result message (runs on the worker thread)."""
         received = time.perf_counter()
         t, image = decode_frame(data, limits=self.limits)
-        record = self.predictor.step(SourceFrame(index=self.frames, time=t,
-                                                 image=torch.from_numpy(image).permute(2, 0, 1)))
+        record = self.predictor.step(
+            SourceFrame(index=self.frames, time=t, image=torch.from_numpy(image).permute(2, 0, 1))
+        )
         self.frames += 1
         assert record is not None  # every=1: every frame is processed
         result = {"type": "result", **asdict(record)}
@@ -118,8 +125,7 @@ def _origin_allowed(origin: str | None, host: str | None) -> bool:
     return bool(host) and parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
 
 
-def create_app(model: StreamModel, *, settings: ServeSettings = ServeSettings(),
-               limits: ServeLimits = ServeLimits()):
+def create_app(model: StreamModel, *, settings: ServeSettings = ServeSettings(), limits: ServeLimits = ServeLimits()):
     """The Starlette app of ``tsm serve`` for ``model`` (see the module docstring)."""
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse, Response
@@ -132,19 +138,35 @@ def create_app(model: StreamModel, *, settings: ServeSettings = ServeSettings(),
     lock = threading.Lock()
     # the options every connection's predictor takes, checked now (a bad --smooth is a start-up
     # error, not a failure of each page), and the first model step, which pays for allocations
-    StreamPredictor(model.new_stream(), classes=model.classes, size=settings.size, short_side=settings.short_side,
-                    smooth=settings.smooth, hysteresis=settings.hysteresis, topk=settings.topk)
+    StreamPredictor(
+        model.new_stream(),
+        classes=model.classes,
+        size=settings.size,
+        short_side=settings.short_side,
+        smooth=settings.smooth,
+        hysteresis=settings.hysteresis,
+        topk=settings.topk,
+    )
     warm = model.new_stream()
     warm.update(torch.zeros(3, settings.size, settings.size))
 
     async def index(request) -> Response:
-        return Response(page, media_type="text/html; charset=utf-8",
-                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+        return Response(
+            page,
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        )
 
     async def health(request) -> Response:
         with lock:
-            return JSONResponse({"connections": state["connections"], "served": state["served"],
-                                 "max_connections": limits.max_connections, "classes": len(model.classes)})
+            return JSONResponse(
+                {
+                    "connections": state["connections"],
+                    "served": state["served"],
+                    "max_connections": limits.max_connections,
+                    "classes": len(model.classes),
+                }
+            )
 
     async def ws_endpoint(websocket: WebSocket) -> None:
         if not _origin_allowed(websocket.headers.get("origin"), websocket.headers.get("host")):
@@ -157,15 +179,24 @@ def create_app(model: StreamModel, *, settings: ServeSettings = ServeSettings(),
                 state["connections"] += 1
                 state["served"] += 1
         if not admitted:
-            await websocket.close(code=CLOSE_TRY_LATER,
-                                  reason=f"server busy: {limits.max_connections} connections is the limit")
+            await websocket.close(
+                code=CLOSE_TRY_LATER, reason=f"server busy: {limits.max_connections} connections is the limit"
+            )
             return
         loop = asyncio.get_running_loop()
         try:
             connection = Connection(model, settings, limits)
-            await websocket.send_json(hello(classes=list(model.classes), size=settings.size,
-                                            short_side=settings.short_side, fps=settings.fps, topk=settings.topk,
-                                            runtime=settings.runtime, limits=limits))
+            await websocket.send_json(
+                hello(
+                    classes=list(model.classes),
+                    size=settings.size,
+                    short_side=settings.short_side,
+                    fps=settings.fps,
+                    topk=settings.topk,
+                    runtime=settings.runtime,
+                    limits=limits,
+                )
+            )
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
@@ -203,9 +234,15 @@ def create_app(model: StreamModel, *, settings: ServeSettings = ServeSettings(),
     async def no_icon(request) -> Response:
         return Response(status_code=204)
 
-    app = Starlette(routes=[Route("/", index), Route("/health", health), Route("/favicon.ico", no_icon),
-                            WebSocketRoute("/ws", ws_endpoint)],
-                    lifespan=lifespan)
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/health", health),
+            Route("/favicon.ico", no_icon),
+            WebSocketRoute("/ws", ws_endpoint),
+        ],
+        lifespan=lifespan,
+    )
     app.state.counters = state
     return app
 
@@ -228,9 +265,16 @@ def uvicorn_config(app, *, host: str, port: int, limits: ServeLimits, log_level:
     from uvicorn.config import WS_PROTOCOLS
 
     ws = "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"  # the former: uvicorn >= 0.35
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, ws=ws,
-                          ws_max_size=2 * limits.max_message_bytes + 1024,
-                          limit_concurrency=4 * limits.max_connections + 8, lifespan="on")
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        ws=ws,
+        ws_max_size=2 * limits.max_message_bytes + 1024,
+        limit_concurrency=4 * limits.max_connections + 8,
+        lifespan="on",
+    )
 
 
 class BackgroundServer:

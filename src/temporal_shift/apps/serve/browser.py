@@ -19,10 +19,19 @@ import numpy as np
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required",
-    "--disable-background-timer-throttling", "--disable-renderer-backgrounding", "--window-size=1100,760",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--window-size=1100,760",
 )
 
 
@@ -133,8 +142,10 @@ def wait_for(driver, predicate, *, timeout: float, what: str, poll: float = 0.25
     state = page_state(driver)
     while not predicate(state):
         if time.monotonic() > deadline:
-            raise AssertionError(f"page: {what} not seen within {timeout:.0f} s; last state: "
-                                 f"{ {k: state[k] for k in ('frames', 'label', 'bars', 'status', 'resets')} }")
+            raise AssertionError(
+                f"page: {what} not seen within {timeout:.0f} s; last state: "
+                f"{ {k: state[k] for k in ('frames', 'label', 'bars', 'status', 'resets')} }"
+            )
         time.sleep(poll)
         state = page_state(driver)
     return state
@@ -143,8 +154,9 @@ def wait_for(driver, predicate, *, timeout: float, what: str, poll: float = 0.25
 def open_page(driver, url: str, *, timeout: float = 30) -> dict:
     """Load the page and wait for the server's hello."""
     driver.get(url)
-    return wait_for(driver, lambda s: s["status"].startswith("connected") or s["closed"], timeout=timeout,
-                    what="the server's hello")
+    return wait_for(
+        driver, lambda s: s["status"].startswith("connected") or s["closed"], timeout=timeout, what="the server's hello"
+    )
 
 
 def start_camera(driver) -> None:

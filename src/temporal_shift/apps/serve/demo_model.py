@@ -70,8 +70,8 @@ class DemoModel:
 
     def onnx(self) -> Path:
         """The streaming step of the checkpoint in ONNX (exported and verified once, then cached)."""
-        from temporal_shift.engine.export import export_online, verify_online_export
         from temporal_shift.checkpoint.loading import load_online
+        from temporal_shift.engine.export import export_online, verify_online_export
 
         path = self.folder / ONNX_NAME
         if not path.is_file():
@@ -88,21 +88,44 @@ class DemoModel:
 
 
 def _config(data_root: Path, out_dir: Path, budget: DemoServeBudget, *, progress: bool):
-    from temporal_shift.engine.config import config_from_dict
     from temporal_shift.data.synthetic import CLASSES, CLASSES_FILE, TRAIN_FRAMES_LIST, VAL_FRAMES_LIST
+    from temporal_shift.engine.config import config_from_dict
 
     size = DEMO_SERVE_DATA["size"]
     return config_from_dict(
         {
-            "model": {"arch": "resnet18", "n_segment": DEMO_SERVE_SEGMENTS, "shift": True, "mode": "causal",
-                      "dropout": 0.2, "small_maps": True},
-            "data": {"root": str(data_root), "train_list": TRAIN_FRAMES_LIST, "val_list": VAL_FRAMES_LIST,
-                     "classes": CLASSES_FILE, "num_classes": len(CLASSES), "kind": "frames", "size": size,
-                     "scale_size": size, "scales": [1.0], "flip": False, "batch_size": budget.batch_size,
-                     "workers": 0},
-            "optim": {"optimizer": "adamw", "lr": 2e-3, "lr_batch": None, "weight_decay": 0.05,
-                      "schedule": "cosine", "warmup_epochs": min(0.5, budget.epochs - 1), "epochs": budget.epochs,
-                      "clip_grad": 20.0},
+            "model": {
+                "arch": "resnet18",
+                "n_segment": DEMO_SERVE_SEGMENTS,
+                "shift": True,
+                "mode": "causal",
+                "dropout": 0.2,
+                "small_maps": True,
+            },
+            "data": {
+                "root": str(data_root),
+                "train_list": TRAIN_FRAMES_LIST,
+                "val_list": VAL_FRAMES_LIST,
+                "classes": CLASSES_FILE,
+                "num_classes": len(CLASSES),
+                "kind": "frames",
+                "size": size,
+                "scale_size": size,
+                "scales": [1.0],
+                "flip": False,
+                "batch_size": budget.batch_size,
+                "workers": 0,
+            },
+            "optim": {
+                "optimizer": "adamw",
+                "lr": 2e-3,
+                "lr_batch": None,
+                "weight_decay": 0.05,
+                "schedule": "cosine",
+                "warmup_epochs": min(0.5, budget.epochs - 1),
+                "epochs": budget.epochs,
+                "clip_grad": 20.0,
+            },
             "run": {"out_dir": str(out_dir), "seed": budget.seed, "device": "auto", "progress": progress},
         },
         source="tsm serve --demo",
@@ -110,7 +133,10 @@ def _config(data_root: Path, out_dir: Path, budget: DemoServeBudget, *, progress
 
 
 def ensure_demo_model(
-    *, cache_dir: str | Path | None = None, budget: DemoServeBudget = DemoServeBudget(), progress: bool = True,
+    *,
+    cache_dir: str | Path | None = None,
+    budget: DemoServeBudget = DemoServeBudget(),
+    progress: bool = True,
     log=print,
 ) -> DemoModel:
     """The cached ``--demo`` model, trained first if absent (or trained with another budget).
@@ -129,17 +155,27 @@ def ensure_demo_model(
         except (OSError, json.JSONDecodeError):
             info = {}
         if {k: info.get(k) for k in wanted} == wanted:
-            log(f"tsm serve: demo model cached in {folder} (val top-1 {info.get('val_top1', float('nan')):.1f}%); "
-                f"delete that folder to retrain")
+            log(
+                f"tsm serve: demo model cached in {folder} (val top-1 {info.get('val_top1', float('nan')):.1f}%); "
+                f"delete that folder to retrain"
+            )
             return DemoModel(checkpoint, classes, info, trained_now=False)
     folder.mkdir(parents=True, exist_ok=True)
     work = folder / "work"
     shutil.rmtree(work, ignore_errors=True)
-    log(f"tsm serve: training the demo model once ({budget.num_videos} synthetic clips, {budget.epochs} epochs; "
-        f"about 2 minutes on a 2-core CPU), cached in {folder}")
+    log(
+        f"tsm serve: training the demo model once ({budget.num_videos} synthetic clips, {budget.epochs} epochs; "
+        f"about 2 minutes on a 2-core CPU), cached in {folder}"
+    )
     started = time.perf_counter()
-    data = generate_synthetic(work / "data", num_videos=budget.num_videos, seed=budget.seed,
-                              workers=max(1, min(4, os.cpu_count() or 1)), progress=progress, **DEMO_SERVE_DATA)
+    data = generate_synthetic(
+        work / "data",
+        num_videos=budget.num_videos,
+        seed=budget.seed,
+        workers=max(1, min(4, os.cpu_count() or 1)),
+        progress=progress,
+        **DEMO_SERVE_DATA,
+    )
     result = train(_config(data.root, work / "run", budget, progress=progress))
     if result.interrupted:
         raise RuntimeError(f"training the demo model was interrupted; run again to retrain ({work})")
@@ -148,10 +184,16 @@ def ensure_demo_model(
         stale.unlink(missing_ok=True)
     shutil.copyfile(result.last_checkpoint, checkpoint)
     last = result.history[-1] if result.history else {}
-    info = {**wanted, "size": DEMO_SERVE_DATA["size"], "seconds": round(time.perf_counter() - started, 1),
-            "val_top1": float(last.get("val_top1", float("nan")))}
+    info = {
+        **wanted,
+        "size": DEMO_SERVE_DATA["size"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "val_top1": float(last.get("val_top1", float("nan"))),
+    }
     info_path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
-    log(f"tsm serve: demo model trained in {info['seconds']:.0f} s (val top-1 {info['val_top1']:.1f}%), "
-        f"cached in {folder}")
+    log(
+        f"tsm serve: demo model trained in {info['seconds']:.0f} s (val top-1 {info['val_top1']:.1f}%), "
+        f"cached in {folder}"
+    )
     return DemoModel(checkpoint, classes, info, trained_now=True)

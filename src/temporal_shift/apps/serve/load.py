@@ -47,7 +47,8 @@ class ClientResult:
     def summary(self) -> dict[str, float | int | str | None]:
         added = [r - s for r, s in zip(self.rtt_ms, self.step_ms)]
         return {
-            "frames": self.frames, "fps": round(self.fps, 2),
+            "frames": self.frames,
+            "fps": round(self.fps, 2),
             "rtt_ms_median": round(statistics.median(self.rtt_ms), 3) if self.rtt_ms else None,
             "rtt_ms_p95": round(percentile(self.rtt_ms, 95), 3) if self.rtt_ms else None,
             "step_ms_median": round(statistics.median(self.step_ms), 3) if self.step_ms else None,
@@ -56,8 +57,9 @@ class ClientResult:
         }
 
 
-async def stream_client(url: str, frames: Sequence[bytes], *, seconds: float, fps: float = 25.0,
-                        origin: str | None = None) -> ClientResult:
+async def stream_client(
+    url: str, frames: Sequence[bytes], *, seconds: float, fps: float = 25.0, origin: str | None = None
+) -> ClientResult:
     """One page-like client: frames (JPEG bytes, cycled) stop-and-wait for ``seconds``; frame
     times tick at ``fps`` per frame sent, so the server sees no gaps."""
     from websockets.asyncio.client import connect
@@ -88,11 +90,11 @@ async def stream_client(url: str, frames: Sequence[bytes], *, seconds: float, fp
     return result
 
 
-async def run_clients(url: str, frames: Sequence[bytes], *, clients: int = 8, seconds: float = 3.0,
-                      fps: float = 25.0) -> list[ClientResult]:
+async def run_clients(
+    url: str, frames: Sequence[bytes], *, clients: int = 8, seconds: float = 3.0, fps: float = 25.0
+) -> list[ClientResult]:
     """``clients`` concurrent `stream_client`s; their results."""
-    return list(await asyncio.gather(*(stream_client(url, frames, seconds=seconds, fps=fps)
-                                       for _ in range(clients))))
+    return list(await asyncio.gather(*(stream_client(url, frames, seconds=seconds, fps=fps) for _ in range(clients))))
 
 
 def rss_mb(pid: int | str = "self") -> float:

@@ -131,13 +131,15 @@ def decode_frame(data: bytes, *, limits: ServeLimits) -> tuple[float, np.ndarray
     (t,) = HEADER.unpack_from(data)
     if not math.isfinite(t):
         raise ProtocolError(CLOSE_UNSUPPORTED, f"frame time must be a finite number of seconds, got {t}")
-    jpeg = data[HEADER.size:]
+    jpeg = data[HEADER.size :]
     try:
         height, width, _, _ = simplejpeg.decode_jpeg_header(jpeg)
     except ValueError as exc:
         raise ProtocolError(CLOSE_UNSUPPORTED, f"frame is not a JPEG image ({exc})") from None
     if height > limits.max_side or width > limits.max_side:
-        raise ProtocolError(CLOSE_POLICY, f"frame of {width}x{height} over the limit of {limits.max_side} pixels a side")
+        raise ProtocolError(
+            CLOSE_POLICY, f"frame of {width}x{height} over the limit of {limits.max_side} pixels a side"
+        )
     if height < 8 or width < 8:
         raise ProtocolError(CLOSE_POLICY, f"frame of {width}x{height} is too small (at least 8 pixels a side)")
     try:  # the decoder of `tsm stream`'s frame folders: the same pixels from the same bytes
@@ -169,8 +171,18 @@ class RateLimiter:
         return False
 
 
-def hello(*, classes: list[str], size: int, short_side: int, fps: float, topk: int, runtime: str,
-          limits: ServeLimits) -> dict[str, Any]:
-    return {"type": "hello", "classes": classes, "size": size, "short_side": short_side, "fps": fps,
-            "max_fps": limits.max_fps, "max_side": limits.max_side, "max_bytes": limits.max_message_bytes,
-            "topk": topk, "runtime": runtime}
+def hello(
+    *, classes: list[str], size: int, short_side: int, fps: float, topk: int, runtime: str, limits: ServeLimits
+) -> dict[str, Any]:
+    return {
+        "type": "hello",
+        "classes": classes,
+        "size": size,
+        "short_side": short_side,
+        "fps": fps,
+        "max_fps": limits.max_fps,
+        "max_side": limits.max_side,
+        "max_bytes": limits.max_message_bytes,
+        "topk": topk,
+        "runtime": runtime,
+    }

@@ -210,11 +210,19 @@ def prepare_flow(
     if not records:
         raise ValueError(f"{list_file}: no videos listed")
     jobs = [(root / r.path, out_root / flow_folder_name(r.path)) for r in records]
-    work = functools.partial(extract_flow, method=method, bound=bound, short_side=short_side,
-                             quality=quality, template=template)
-    result = run_resumable(jobs, work, out_root=out_root, marker=FLOW_DONE_MARKER,
-                           failures_file=failures_file or out_root / FLOW_FAILURES_FILE,
-                           workers=workers, progress=progress, desc=f"flow ({method})")
+    work = functools.partial(
+        extract_flow, method=method, bound=bound, short_side=short_side, quality=quality, template=template
+    )
+    result = run_resumable(
+        jobs,
+        work,
+        out_root=out_root,
+        marker=FLOW_DONE_MARKER,
+        failures_file=failures_file or out_root / FLOW_FAILURES_FILE,
+        workers=workers,
+        progress=progress,
+        desc=f"flow ({method})",
+    )
     out_list = Path(out_list) if out_list else out_root / f"{list_file.stem}_flow.txt"
     entries = []
     for record in records:

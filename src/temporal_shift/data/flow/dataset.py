@@ -69,16 +69,26 @@ class FlowDataset(VideoDataset):
         y_template: str = FLOW_Y_TEMPLATE,
     ) -> None:
         self.y_template = y_template
-        super().__init__(list_file=list_file, root=root, sampler=sampler, transform=transform, kind="frames",
-                         template=x_template, num_classes=num_classes, seed=seed, on_error=on_error,
-                         check_files=check_files)
+        super().__init__(
+            list_file=list_file,
+            root=root,
+            sampler=sampler,
+            transform=transform,
+            kind="frames",
+            template=x_template,
+            num_classes=num_classes,
+            seed=seed,
+            on_error=on_error,
+            check_files=check_files,
+        )
 
     def frame_source(self, record: Record) -> FlowFolderSource:
         assert isinstance(record, FrameRecord)  # the list is read as a frame list (kind "frames")
         path = self.root / record.path
         self._check_folder(path, record.num_frames)
-        return FlowFolderSource(path, num_frames=record.num_frames, x_template=self.template,
-                                y_template=self.y_template)
+        return FlowFolderSource(
+            path, num_frames=record.num_frames, x_template=self.template, y_template=self.y_template
+        )
 
 
 def pair_records(main: VideoDataset, other: VideoDataset, *, skip: bool = False) -> tuple[np.ndarray, dict[int, str]]:
@@ -96,14 +106,22 @@ def pair_records(main: VideoDataset, other: VideoDataset, *, skip: bool = False)
         if i is None:
             continue
         if main.records[i].label != record.label:
-            raise ListFileError(f"{record.source}: label {record.label} but {main.records[i].source} "
-                                f"labels {main.records[i].path} {main.records[i].label}")
+            raise ListFileError(
+                f"{record.source}: label {record.label} but {main.records[i].source} "
+                f"labels {main.records[i].path} {main.records[i].label}"
+            )
         positions[j] = i
     found = set(positions[positions >= 0].tolist())
-    missing = {i: f"{r.source}: {r.path} has no entry in {other.list_file}"
-               for i, r in enumerate(main.records) if i not in found}
+    missing = {
+        i: f"{r.source}: {r.path} has no entry in {other.list_file}"
+        for i, r in enumerate(main.records)
+        if i not in found
+    }
     if missing and not skip:
         first = next(iter(missing.values()))
-        raise ListFileError(f"{first}" + (f" ({len(missing) - 1} more videos neither)" if len(missing) > 1 else "")
-                            + "; list the same videos, or leave them out (on_error: skip)")
+        raise ListFileError(
+            f"{first}"
+            + (f" ({len(missing) - 1} more videos neither)" if len(missing) > 1 else "")
+            + "; list the same videos, or leave them out (on_error: skip)"
+        )
     return positions, missing

@@ -80,7 +80,9 @@ def read_flow_folder(
     decoded: dict[int, np.ndarray] = {}
     for index in map(int, indices):
         if index not in decoded:
-            decoded[index] = np.stack([decode_flow_file(folder / t.format(index + 1)) for t in (x_template, y_template)])
+            decoded[index] = np.stack(
+                [decode_flow_file(folder / t.format(index + 1)) for t in (x_template, y_template)]
+            )
     shapes = {a.shape for a in decoded.values()}
     if len(shapes) > 1:
         raise CorruptMediaError(f"{folder}: flow images have different sizes {sorted(shapes)}")

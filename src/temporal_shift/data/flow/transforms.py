@@ -104,7 +104,11 @@ def flow_train_transform(
 
 
 def flow_test_transform(
-    *, flow_length: int = DEFAULT_FLOW_LENGTH, size: int = 224, scale_size: int = 256, views: int = 1,
+    *,
+    flow_length: int = DEFAULT_FLOW_LENGTH,
+    size: int = 224,
+    scale_size: int = 256,
+    views: int = 1,
     normalize: bool = True,
 ) -> v2.Compose:
     """`transforms.test_transform`'s views for flow (the 10-crop mirrors negate x) -> (T, 2L, H, W)

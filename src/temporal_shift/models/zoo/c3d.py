@@ -99,7 +99,9 @@ class C3D(ClipClassifier):
     def check_input(self, x: Tensor) -> None:
         super().check_input(x)
         if min(x.shape[-2:]) < MIN_SIZE:
-            raise ValueError(f"C3D needs frames of at least {MIN_SIZE}x{MIN_SIZE} (published: 112x112), got {tuple(x.shape)}")
+            raise ValueError(
+                f"C3D needs frames of at least {MIN_SIZE}x{MIN_SIZE} (published: 112x112), got {tuple(x.shape)}"
+            )
 
 
 def adaptive_avg_pool(x: Tensor, size: tuple[int, int, int]) -> Tensor:

@@ -137,8 +137,9 @@ class EcoLite(ClipClassifier):
         ECO-Lite uses conv1 .. layer2 (layer3, layer4 and fc of the state are not used);
         ECO also fills its 2D branch from layer3 and layer4.
         """
-        load_2d_state(self._torchvision_parts(), state, source=source, arch=self.config.arch,
-                      ignore=self.unused_2d_keys)
+        load_2d_state(
+            self._torchvision_parts(), state, source=source, arch=self.config.arch, ignore=self.unused_2d_keys
+        )
 
 
 class EcoFull(EcoLite):

@@ -126,7 +126,9 @@ def _shift_in_place_kernel(
     if RESTORE:
         fill = tl.load(edge_ptr + edge_index, mask=inside)
     else:
-        fill = tl.full((BLOCK,), 0, dtype=x_ptr.dtype.element_ty)  # (tl.zeros is a jit helper the interpreter may not patch)
+        fill = tl.full(
+            (BLOCK,), 0, dtype=x_ptr.dtype.element_ty
+        )  # (tl.zeros is a jit helper the interpreter may not patch)
     tl.store(x_ptr + base + empty_t * frame_stride, fill, mask=inside)
 
 
@@ -156,9 +158,7 @@ def _check(x: Tensor, n_segment: int, fold: int) -> tuple[int, int, int]:
             f"got shape {tuple(x.shape)} with strides {x.stride()}"
         )
     if x.shape[0] % n_segment or not 0 <= 2 * fold <= x.shape[1]:
-        raise ValueError(
-            f"shape {tuple(x.shape)} does not fit n_segment={n_segment} and fold={fold}"
-        )
+        raise ValueError(f"shape {tuple(x.shape)} does not fit n_segment={n_segment} and fold={fold}")
     return layout
 
 
@@ -187,9 +187,7 @@ def shift_out_of_place(x: Tensor, n_segment: int, fold: int, offset0: int, offse
     return out
 
 
-def _in_place(
-    x: Tensor, edge: Tensor, n_segment: int, fold: int, offsets: tuple[int, int], *, restore: bool
-) -> None:
+def _in_place(x: Tensor, edge: Tensor, n_segment: int, fold: int, offsets: tuple[int, int], *, restore: bool) -> None:
     frame_stride, channel_stride, pixel_stride = _check(x, n_segment, fold)
     moved = fold * (2 if offsets[1] else 1)
     clips = x.shape[0] // n_segment
@@ -226,8 +224,6 @@ def shift_in_place(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: 
     return edge
 
 
-def restore_in_place(
-    x: Tensor, edge: Tensor, n_segment: int, fold: int, offset0: int, offset1: int
-) -> None:
+def restore_in_place(x: Tensor, edge: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> None:
     """Undo `shift_in_place` (same arguments) using its edge buffer."""
     _in_place(x, edge, n_segment, fold, (-offset0, -offset1), restore=True)
