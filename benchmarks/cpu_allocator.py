@@ -115,7 +115,7 @@ def main() -> None:
             f"  {setting:<11} step {med:7.1f} ms (IQR {q1:.1f}-{q3:.1f})  minor faults/step {faults:9.1f}  "
             f"peak RSS {rss:6.0f} MB"
         )
-    ratios = [k["step_ms"] / d["step_ms"] for d, k in zip(results["default"], results["keep-freed"])]
+    ratios = [k["step_ms"] / d["step_ms"] for d, k in zip(results["default"], results["keep-freed"], strict=True)]
     q1, med, q3 = _quartiles(ratios)
     print(f"  keep-freed / default step time, per round: median {med:.3f} (IQR {q1:.3f}-{q3:.3f})")
 

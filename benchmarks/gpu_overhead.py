@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# name -> (where, kind, arguments); the full-size settings of the table.
+# name -> (where, kind, arguments); the full-size settings of the table in docs/performance.md.
 ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "train-eager": (
         "training step, bf16 autocast, batch 32, eager",

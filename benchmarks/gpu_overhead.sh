@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure of the TSM/TSN overhead table (issue 9) in one command; prints the table.
+# Every GPU figure of the TSM/TSN overhead table (docs/performance.md) in one command; prints the table.
 # Needs only torch + torchvision: the package is taken from src/ (PYTHONPATH), nothing installed.
 #
 #   benchmarks/gpu_overhead.sh                 # on a CUDA machine: all rows, under 5 minutes

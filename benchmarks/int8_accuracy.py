@@ -55,7 +55,7 @@ def main() -> None:
         train=False,
         size=size,
         scale_size=scale,
-        sampler=TSNSampler(num_segments=t, train=False),
+        sampler=TSNSampler(n_segment=t, train=False),
     )
     clips = torch.stack([val[i][0] for i in range(len(val))])
     labels = torch.tensor([val.records[i].label for i in range(len(val))])

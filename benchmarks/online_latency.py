@@ -34,7 +34,7 @@ from temporal_shift.models.online import OnlineRecognizer, OnlineStream
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def models() -> tuple[OnlineRecognizer, OnlineRecognizer]:
@@ -92,7 +92,7 @@ def report(runtime: str, times: dict[str, list[float]]) -> None:
             f"  {runtime:11s} {name:6s}  median {statistics.median(t):7.2f} ms  p95 {percentile(t, 0.95):7.2f} ms"
             f"  {1e3 / statistics.median(t):6.1f} frames/s"
         )
-    ratios = [a / b for a, b in zip(times["online"], times["plain"])]
+    ratios = [a / b for a, b in zip(times["online"], times["plain"], strict=True)]
     q = statistics.quantiles(ratios, n=4)
     print(
         f"  {runtime:11s} online/plain per-round ratio: median {statistics.median(ratios):.3f} "

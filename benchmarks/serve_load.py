@@ -1,6 +1,6 @@
 """tsm serve under load: end-to-end frames/s and latency next to the bare model step.
 
-The issue's target setting: the online TSM-MobileNetV2 at 224x224 through onnxruntime
+The setting measured in docs/serve.md: the online TSM-MobileNetV2 at 224x224 through onnxruntime
 (untrained weights: the timing does not depend on them), the server a separate process
 (``tsm serve``, as a user runs it), clients on loopback sending 256-short-side JPEG frames
 as the page does. In one run, in interleaved rounds:
@@ -170,7 +170,7 @@ def main() -> None:
             client = asyncio.run(stream_client(url, frames, seconds=args.frames / 25.0, fps=25.0))
             if client.error:
                 raise RuntimeError(client.error)
-            added = [a - b for a, b in zip(client.rtt_ms, client.step_ms)]
+            added = [a - b for a, b in zip(client.rtt_ms, client.step_ms, strict=True)]
             rounds.append(
                 {
                     "bare_ms": statistics.median(bare),

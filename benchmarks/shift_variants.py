@@ -61,7 +61,7 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
     ordered = sorted(values)
     if len(ordered) < 2:
         return ordered[0], ordered[0], ordered[0]
-    q1, q2, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
+    q1, _q2, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
     return q1, statistics.median(ordered), q3
 
 
@@ -71,7 +71,7 @@ def report(title: str, times: dict[str, list[float]], baseline: str | None) -> N
         q1, med, q3 = _quartiles([t * 1e3 for t in ts])
         line = f"  {name:16s} {med:9.3f} ms (IQR {q1:.3f}-{q3:.3f})"
         if baseline and name != baseline:
-            r1, rm, r3 = _quartiles([a / b for a, b in zip(ts, times[baseline])])
+            r1, rm, r3 = _quartiles([a / b for a, b in zip(ts, times[baseline], strict=True)])
             line += f"   /{baseline}: {rm:.3f} (IQR {r1:.3f}-{r3:.3f})"
         print(line)
 
@@ -99,10 +99,10 @@ def time_ops(args: argparse.Namespace, device: torch.device) -> None:
         grad = torch.randn_like(x)
         fold = channels // 8
 
-        def slices() -> object:
+        def slices(x: torch.Tensor = x, fold: int = fold, grad: torch.Tensor = grad) -> object:
             return torch.autograd.grad(shift_with_torch_ops(x, args.segments, fold, 1, -1), x, grad)
 
-        def op() -> object:
+        def op(x: torch.Tensor = x, fold: int = fold, grad: torch.Tensor = grad) -> object:
             return torch.autograd.grad(torch.ops.temporal_shift.shift(x, args.segments, fold, 1, -1), x, grad)
 
         assert torch.equal(slices()[0], op()[0])
@@ -134,7 +134,8 @@ def time_train(args: argparse.Namespace, device: torch.device) -> None:
         torch.manual_seed(0)  # the same dropout mask
         nn.functional.cross_entropy(model(clips), labels).backward()
         grads[name] = [p.grad.clone() for p in model.parameters()]
-    assert all(torch.equal(a, b) for a, b in zip(grads["tsm-slices"], grads["tsm-op"])), "gradients differ"
+    pairs = zip(grads["tsm-slices"], grads["tsm-op"], strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs), "gradients differ"
 
     def step_fn(model: nn.Module) -> Callable[[], object]:
         model = model.to(device, memory_format=fmt).train()

@@ -119,7 +119,7 @@ def main() -> None:
         for name in names:
             q1, q2, q3 = _quartiles(times[name])
             print(f"{part:>5} {name:>10}: median {1000 * q2:8.1f} ms  IQR {1000 * q1:.1f}..{1000 * q3:.1f}")
-        ratios = [a / b for a, b in zip(times["small-map"], times["plain"])]
+        ratios = [a / b for a, b in zip(times["small-map"], times["plain"], strict=True)]
         q1, q2, q3 = _quartiles(ratios)
         print(f"{part:>5} small-map / plain per round: median {q2:.3f}  IQR {q1:.3f}..{q3:.3f}")
 

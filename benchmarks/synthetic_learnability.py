@@ -1,6 +1,6 @@
 """How fast does TSM learn each temporal pair of a synthetic-data variant?
 
-The diagnosis behind `tsm demo`'s data (issue 12; `demo.py`'s docstring has the figures):
+The diagnosis behind `tsm demo`'s data (docs/demo.md has the figures):
 renders clips in memory with `data.synthetic.render_clip` under the given knobs, trains a
 ResNet-18 (TSM, or TSN with ``--no-shift``) from scratch with the demo's optimizer (AdamW
 lr 1e-3, weight decay 0.05, half-epoch warm-up, cosine decay, gradient clip 20, dropout 0.2)

@@ -91,7 +91,7 @@ def main() -> int:
                             times[key].append((time.perf_counter() - start) * 1e3)
             for runtime in ("eager", "tensorrt-fp32", "tensorrt-fp16"):
                 tsn_ms, tsm_ms = (statistics.median(times[f"{n}/{runtime}"]) for n in ("TSN", "TSM"))
-                ratios = [b / a for a, b in zip(times[f"TSN/{runtime}"], times[f"TSM/{runtime}"])]
+                ratios = [b / a for a, b in zip(times[f"TSN/{runtime}"], times[f"TSM/{runtime}"], strict=True)]
                 rows[f"{arch}/{runtime}"] = {"TSN_ms": tsn_ms, "TSM_ms": tsm_ms, "ratio": statistics.median(ratios)}
                 print(
                     f"{arch} {runtime:<14} TSN {tsn_ms:7.2f} ms  TSM {tsm_ms:7.2f} ms  TSM/TSN "

@@ -18,11 +18,14 @@ import json
 import time
 from pathlib import Path
 
-from temporal_shift.apps.experiments.demo import DEMO_FRAMES, DEMO_SIZE, _group_top1, demo_config, order_accuracy
+from temporal_shift.apps.experiments.recipe import (
+    DEMO_FRAMES,
+    DEMO_SIZE,
+    demo_config,
+    synthetic_metrics,
+)
 from temporal_shift.data.flow import prepare_flow
 from temporal_shift.data.synthetic import (
-    CONTROL_PAIRS,
-    TEMPORAL_PAIRS,
     TRAIN_FRAMES_LIST,
     VAL_FRAMES_LIST,
     generate_synthetic,
@@ -96,14 +99,9 @@ def main() -> None:
         ),
         "TSM-RGB": evaluate([runs["TSM-RGB"][0]], **common),
     }
-    temporal = [c for pair in TEMPORAL_PAIRS for c in pair]
-    control = [c for pair in CONTROL_PAIRS for c in pair]
     rows = {
         name: {
-            "top1": r.top1,
-            "temporal_top1": _group_top1(r, temporal),
-            "control_top1": _group_top1(r, control),
-            "order_acc": order_accuracy(r.scores, r.labels, TEMPORAL_PAIRS),
+            **synthetic_metrics(r),
             "train_s": runs["TSN-RGB"][1] + runs["TSN-flow"][1] if name == "TSN two-stream" else runs[name][1],
         }
         for name, r in tested.items()

@@ -149,7 +149,7 @@ def index_frames(num_frames: int, *, height: int = 48, width: int = 64) -> np.nd
 def frame_ids(clip) -> list[int]:
     """Recover frame indices from a uint8 (T, 3, H, W) clip of index_frames."""
     red = clip[:, 0].float().mean(dim=(1, 2))
-    return [int(round(v / 8)) for v in red.tolist()]
+    return [round(v / 8) for v in red.tolist()]
 
 
 @pytest.fixture

@@ -44,7 +44,10 @@ def test_every_exported_name_is_its_modules_object():
 
 def test_star_import_in_a_fresh_process_has_no_cycles():
     # every name, first touched in a fresh interpreter in __all__'s order and alone
-    code = "from temporal_shift import *\nimport temporal_shift\nprint(len([n for n in temporal_shift.__all__ if n in globals()]))"
+    code = (
+        "from temporal_shift import *\nimport temporal_shift\n"
+        "print(len([n for n in temporal_shift.__all__ if n in globals()]))"
+    )
     assert int(_run(code)) == len(temporal_shift.__all__)
     for name in ("load_checkpoint", "OnlineStream"):
         _run(f"from temporal_shift import {name}")

@@ -67,7 +67,7 @@ def test_benchmark_training_result_and_ratio_math() -> None:
         arch="resnet18", n_segment=2, size=32, batch_size=2, repeats=3, warmup=0, device="cpu", num_classes=5
     )
     assert (result.device, result.amp, result.compile, result.channels_last) == ("cpu", "off", None, True)
-    ratios = [b / a for a, b in zip(result.samples_ms["TSN"], result.samples_ms["TSM"])]
+    ratios = [b / a for a, b in zip(result.samples_ms["TSN"], result.samples_ms["TSM"], strict=True)]
     assert result.ratio["median"] == pytest.approx(statistics.median(ratios))
     assert result.ratio["min"] == pytest.approx(min(ratios)) and result.ratio["max"] == pytest.approx(max(ratios))
     for name in ("TSN", "TSM"):

@@ -45,7 +45,7 @@ def test_tsm_inference_is_one_graph_equal_to_eager_for_one_shape() -> None:
     assert not compiled.cudagraphs and compiled.mode == "default"
     with pytest.raises(ValueError, match=r"compiled for input \(2, 4, 3, 32, 32\).*got \(1, 4, 3, 32, 32\)"):
         compiled(_clips(batch=1))
-    with pytest.raises(ValueError, match="torch.float64"):
+    with pytest.raises(ValueError, match=r"torch.float64"):
         compiled(clips.double())
 
 
@@ -61,7 +61,7 @@ def test_tsm_training_forward_and_backward_are_one_graph() -> None:
         loss.backward()
         grads[name] = (loss.detach(), [p.grad.clone() for p in model.parameters()])
     torch.testing.assert_close(grads["compiled"][0], grads["eager"][0])
-    for got, want in zip(grads["compiled"][1], grads["eager"][1]):
+    for got, want in zip(grads["compiled"][1], grads["eager"][1], strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -155,7 +155,7 @@ def test_cli_predict_compile_matches_eager(tmp_path: Path, capsys: pytest.Captur
         outputs.append(json.loads(capsys.readouterr().out)["predictions"][0]["topk"])
     eager, compiled = outputs
     assert [p["label"] for p in compiled] == [p["label"] for p in eager]
-    for c, e in zip(compiled, eager):
+    for c, e in zip(compiled, eager, strict=True):
         assert c["prob"] == pytest.approx(e["prob"], abs=1e-5)
 
 

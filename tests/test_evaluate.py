@@ -281,7 +281,7 @@ def test_class_names_from_file_and_conflicts(data: Path, ckpts: dict, tmp_path: 
     write_classes(tmp_path / "c.txt", ["a", "b", "c"])
     assert resolve_class_names([t4], tmp_path / "c.txt") == ["a", "b", "c"]
     write_classes(tmp_path / "two.txt", ["a", "b"])
-    with pytest.raises(ValueError, match="two.txt: 2 class names, but .*t4.pt has 3 classes"):
+    with pytest.raises(ValueError, match=r"two.txt: 2 class names, but .*t4.pt has 3 classes"):
         resolve_class_names([t4], tmp_path / "two.txt")
     other = load_checkpoint(_checkpoint(tmp_path / "o.pt", t=4, class_names=["x", "y", "z"]))
     with pytest.raises(ValueError, match="carry different class names"):
@@ -375,7 +375,7 @@ def test_cli_test_errors_are_one_line(case: str, data: Path, ckpts: dict, tmp_pa
         ),
         "classes file": (["--checkpoint", t4, "--classes", str(tmp_path / "two.txt"), *base], "two.txt: 2 class names"),
     }[case]
-    code, out, err = run_cli(["test", *argv])
+    code, _out, err = run_cli(["test", *argv])
     assert code == 2
     assert err.startswith("tsm test: error: ") and expected in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("cv2", reason="the 'flow' extra (opencv-contrib-python-headless) is part of the test extra")
 
-from temporal_shift.apps.bench.two_stream import benchmark_two_stream, moving_texture_pair  # noqa: E402
-from temporal_shift.data.flow import FlowComputer  # noqa: E402
+from temporal_shift.apps.bench.two_stream import benchmark_two_stream, moving_texture_pair
+from temporal_shift.data.flow import FlowComputer
 
 
 def test_benchmark_frames_move_as_stated() -> None:

@@ -13,10 +13,10 @@ from torchvision import tv_tensors
 
 pytest.importorskip("cv2", reason="the 'flow' extra (opencv-contrib-python-headless) is part of the test extra")
 
-from temporal_shift.cli import main  # noqa: E402
-from temporal_shift.data.decode import CorruptMediaError  # noqa: E402
-from temporal_shift.data.encode import write_frame_folder, write_video  # noqa: E402
-from temporal_shift.data.flow import (  # noqa: E402
+from temporal_shift.cli import main
+from temporal_shift.data.decode import CorruptMediaError
+from temporal_shift.data.encode import write_frame_folder, write_video
+from temporal_shift.data.flow import (
     FLOW_DONE_MARKER,
     FLOW_MEAN,
     FLOW_STD,
@@ -33,8 +33,8 @@ from temporal_shift.data.flow import (  # noqa: E402
     quantize_flow,
     read_flow_folder,
 )
-from temporal_shift.data.lists import write_frame_list, write_video_list  # noqa: E402
-from temporal_shift.data.sampling import TSNSampler  # noqa: E402
+from temporal_shift.data.lists import write_frame_list, write_video_list
+from temporal_shift.data.sampling import TSNSampler
 
 
 def _square_frames(n: int, *, size: int = 48, dx: int = 2, dy: int = 1, side: int = 12) -> np.ndarray:
@@ -111,7 +111,7 @@ def _write_flow_folder(folder: Path, n: int, *, seed: int = 0, size: int = 16) -
 def test_flow_dataset_stacks_l_fields_per_segment(tmp_path: Path) -> None:
     _write_flow_folder(tmp_path / "a", 12)
     write_frame_list(tmp_path / "flow.txt", [("a", 12, 1)])
-    sampler = TSNSampler(num_segments=3, train=False, new_length=2)
+    sampler = TSNSampler(n_segment=3, train=False, frames_per_segment=2)
     raw = FlowDataset(list_file=tmp_path / "flow.txt", root=tmp_path, sampler=sampler)
     clip, label = raw[0]
     assert clip.shape == (6, 2, 16, 16) and clip.dtype == torch.uint8 and label == 1
@@ -131,7 +131,7 @@ def test_flow_dataset_stacks_l_fields_per_segment(tmp_path: Path) -> None:
     train = FlowDataset(
         list_file=tmp_path / "flow.txt",
         root=tmp_path,
-        sampler=TSNSampler(num_segments=3, train=True, new_length=2),
+        sampler=TSNSampler(n_segment=3, train=True, frames_per_segment=2),
         transform=flow_train_transform(flow_length=2, size=8, scales=[1.0, 0.75]),
     )
     assert train[0][0].shape == (3, 4, 8, 8)
@@ -140,7 +140,7 @@ def test_flow_dataset_stacks_l_fields_per_segment(tmp_path: Path) -> None:
 def test_missing_or_corrupt_flow_file_is_named(tmp_path: Path) -> None:
     _write_flow_folder(tmp_path / "a", 8)
     write_frame_list(tmp_path / "flow.txt", [("a", 8, 0)])
-    sampler = TSNSampler(num_segments=8, train=False)
+    sampler = TSNSampler(n_segment=8, train=False)
     (tmp_path / "a" / "flow_y_00003.jpg").unlink()
     ds = FlowDataset(list_file=tmp_path / "flow.txt", root=tmp_path, sampler=sampler)
     with pytest.raises(FileNotFoundError, match=r"flow\.txt:1: .*a/flow_y_00003\.jpg: flow file not found"):

@@ -82,7 +82,8 @@ def test_bench_path_needs_only_torch_and_torchvision(bare_python: Path) -> None:
         "import sys; sys.path.insert(0, sys.argv[1])\n"
         "import torch; torch.set_num_threads(1)\n"
         "import temporal_shift.apps.bench.overhead, temporal_shift.apps.bench.train, temporal_shift.engine.compiled\n"
-        "r = temporal_shift.apps.bench.overhead.benchmark_overhead(arch='resnet18', n_segment=2, size=32, repeats=1, warmup=0, device='cpu')\n"
+        "r = temporal_shift.apps.bench.overhead.benchmark_overhead("
+        "arch='resnet18', n_segment=2, size=32, repeats=1, warmup=0, device='cpu')\n"
         "print(r.table())\n"
     )
     done = subprocess.run(

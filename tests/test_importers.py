@@ -259,21 +259,21 @@ def test_inconsistent_or_unknown_checkpoints(tmp_path, release_layouts):
     truncated = {k: v for k, v in state.items() if not k.startswith("base_model.layer4.2.")}
     with pytest.raises(CheckpointError, match=r"unsupported ResNet layout \(blocks per layer \[3, 4, 6, 2\]"):
         import_reference_checkpoint(release_checkpoint(truncated, "resnet50"), n_segment=T)
-    with pytest.raises(CheckpointError, match="unknown checkpoint layout.*got a.weight"):
+    with pytest.raises(CheckpointError, match=r"unknown checkpoint layout.*got a.weight"):
         detect_format({"state_dict": {"a.weight": torch.zeros(1)}}, source="x.pth")
-    with pytest.raises(CheckpointError, match="'step' is not tensors|step is not tensors"):
+    with pytest.raises(CheckpointError, match=r"'step' is not tensors|step is not tensors"):
         detect_format({"state_dict": {"step": 3}}, source="x.pth")
     with pytest.raises(ValueError, match="pass n_segment"):
         load_checkpoint(_save(tmp_path / "r.pth", release_checkpoint(state, "resnet50")))
-    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nope.pth"):
+    with pytest.raises(FileNotFoundError, match=r"checkpoint not found: .*nope.pth"):
         load_checkpoint(tmp_path / "nope.pth", n_segment=T)
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="garbage.pth: not a checkpoint"):
+    with pytest.raises(CheckpointError, match=r"garbage.pth: not a checkpoint"):
         load_checkpoint(tmp_path / "garbage.pth", n_segment=T)
 
     mm = to_mmaction2(state)
     mm["backbone.layer2.0.non_local_block.g.conv.weight"] = torch.zeros(1)
-    with pytest.raises(CheckpointError, match="non-local blocks .* are not supported"):
+    with pytest.raises(CheckpointError, match=r"non-local blocks .* are not supported"):
         import_mmaction2_checkpoint({"state_dict": mm}, n_segment=T)
 
 

@@ -49,7 +49,7 @@ def test_blockres_insertion_counts(arch, expected):
 def test_blockres_wraps_conv1_of_every_resnet_block_and_every_other_for_101():
     r50 = make_temporal_shift(torchvision.models.resnet50(), 8)
     assert {n for n, _ in shifts(r50)} == {
-        f"layer{s}.{i}.conv1" for s, blocks in zip(range(1, 5), (3, 4, 6, 3)) for i in range(blocks)
+        f"layer{s}.{i}.conv1" for s, blocks in zip(range(1, 5), (3, 4, 6, 3), strict=True) for i in range(blocks)
     }
     r101 = make_temporal_shift(torchvision.models.resnet101(), 8)
     assert "layer3.0.conv1" in dict(shifts(r101)) and "layer3.1.conv1" not in dict(shifts(r101))
@@ -60,7 +60,7 @@ def test_block_place_shifts_every_block_of_deep_resnets(arch, blocks):
     # the reference release: every other block for blockres only, every block for block
     model = make_temporal_shift(getattr(torchvision.models, arch)(), 8, place="block")
     assert {n for n, _ in shifts(model)} == {
-        f"layer{s}.{i}" for s, count in zip(range(1, 5), blocks) for i in range(count)
+        f"layer{s}.{i}" for s, count in zip(range(1, 5), blocks, strict=True) for i in range(count)
     }
 
 
@@ -194,7 +194,7 @@ def test_build_model_options_are_model_config_fields():
         build_model("resnet18", num_classes=3, segments=4)
     with pytest.raises(ValueError, match="shift must be bool, got 'yes'"):
         build_model("resnet18", num_classes=3, shift="yes")
-    with pytest.raises(ValueError, match="n_segment must be int, got 4.0"):
+    with pytest.raises(ValueError, match=r"n_segment must be int, got 4.0"):
         ModelConfig(num_classes=3, n_segment=4.0)
 
 

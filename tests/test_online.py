@@ -89,7 +89,7 @@ def test_tsn_streams_without_buffers():
 def test_models_that_cannot_stream_say_why():
     with pytest.raises(ValueError, match="bidirectional TSM model cannot stream: its shift reads frame t\\+1"):
         OnlineRecognizer(build_model("resnet18", num_classes=3, n_segment=4))
-    with pytest.raises(ValueError, match="temporal_pool .* cannot stream"):
+    with pytest.raises(ValueError, match=r"temporal_pool .* cannot stream"):
         OnlineRecognizer(build_model("resnet18", num_classes=3, n_segment=4, mode="causal", temporal_pool=True))
     online = OnlineRecognizer(causal_model("resnet18"))
     with pytest.raises(ValueError, match="for inference"):
@@ -168,7 +168,7 @@ def test_reference_online_demo_layout_imports(tmp_path, release_layouts):
     broken = dict(demo)
     del broken["features.3.conv.0.weight"]
     torch.save(broken, tmp_path / "broken.pth")
-    with pytest.raises(ValueError, match="missing keys: backbone.features.3.conv.0.0.net.weight"):
+    with pytest.raises(ValueError, match=r"missing keys: backbone.features.3.conv.0.0.net.weight"):
         load_online(tmp_path / "broken.pth", n_segment=T)
 
 

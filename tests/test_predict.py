@@ -107,7 +107,7 @@ def test_cli_predict_text_and_json(inputs: dict[str, Path], run_cli) -> None:
     data = json.loads(out)
     assert data["checkpoint"] == str(inputs["ckpt"]) and len(data["predictions"]) == 2
     first = data["predictions"][0]
-    assert first["input"].endswith("a.mp4") and [t["name"] for t in first["topk"]][0] in NAMES
+    assert first["input"].endswith("a.mp4") and next(t["name"] for t in first["topk"]) in NAMES
     assert sorted(t["label"] for t in first["topk"]) == [0, 1, 2]
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from temporal_shift.apps.experiments import reproduce as rp
+from temporal_shift.apps.experiments.reproduce import common, online, placement, shift_proportion, zoo
 from temporal_shift.cli import main
 
 TINY = rp.Budget(
@@ -20,7 +21,7 @@ TINY = rp.Budget(
 
 
 @pytest.mark.parametrize(
-    "arms", [rp._shift_arms(), rp._placement_arms(), rp._online_arms()], ids=["shift-proportion", "placement", "online"]
+    "arms", [shift_proportion.arms(), placement.arms(), online.arms()], ids=["shift-proportion", "placement", "online"]
 )
 def test_arms_share_data_budget_seed_and_optimizer(tmp_path: Path, arms) -> None:
     configs = [
@@ -28,7 +29,7 @@ def test_arms_share_data_budget_seed_and_optimizer(tmp_path: Path, arms) -> None
         for arm in arms
     ]
     first = configs[0]
-    for arm, config in zip(arms, configs):
+    for arm, config in zip(arms, configs, strict=True):
         assert (config.data, config.optim, config.run) == (first.data, first.optim, first.run)
         for key, value in arm.model.items():
             assert getattr(config.model, key) == value, (arm.label, key)
@@ -39,11 +40,11 @@ def test_arms_share_data_budget_seed_and_optimizer(tmp_path: Path, arms) -> None
 
 
 def test_shift_proportions_are_the_papers() -> None:
-    arms = rp._shift_arms()
+    arms = shift_proportion.arms()
     assert [a.model.get("fold_div") for a in arms] == [None, 32, 16, 8, 4, 2]
     assert arms[0].model == {"shift": False}
-    assert {a.model["place"] for a in rp._placement_arms()} == {"blockres", "block"}
-    assert [a.model.get("mode") for a in rp._online_arms()] == [None, "bidirectional", "causal"]
+    assert {a.model["place"] for a in placement.arms()} == {"blockres", "block"}
+    assert [a.model.get("mode") for a in online.arms()] == [None, "bidirectional", "causal"]
 
 
 def test_seed_statistics_and_spread_verdicts_by_hand() -> None:
@@ -89,17 +90,17 @@ def test_seed_statistics_and_spread_verdicts_by_hand() -> None:
     a, b = summary
     assert a["top1"] == {"mean": 82.0, "sd": pytest.approx(np.std([80, 84], ddof=1)), "min": 80.0, "max": 84.0, "n": 2}
     assert rp.compare(a["top1"], b["top1"]) == "+21.5 (beyond the seed spread 4.0)"
-    close = rp._stats([81.0, 85.0])
+    close = rp.seed_stats([81.0, 85.0])
     assert rp.compare(close, a["top1"]) == "+1.0 (within the seed spread 4.0)"
-    assert "one seed" in rp.compare(rp._stats([1.0]), rp._stats([2.0]))
+    assert "one seed" in rp.compare(rp.seed_stats([1.0]), rp.seed_stats([2.0]))
     table = rp.markdown_table(summary)
     assert "| a | 82.0 ± 2.8 | 72.0 ± 2.8 | 92.0 ± 2.8 | 1.00 | 0.500 |" in table
 
 
 def test_zoo_takes_every_installed_family_and_names_those_it_cannot_run() -> None:
-    families = rp.zoo_families()
+    families = zoo.families()
     assert "tsn" in families
-    arms, not_run = rp._zoo_arms(families, n_segment=8)
+    arms, not_run = zoo.arms(families, n_segment=8)
     assert [a.label for a in arms[:2]] == ["TSN", "TSM"]
     # every installed family is either an arm or listed with its reason: none dropped silently
     assert {a.group for a in arms[2:]} | {n["family"] for n in not_run} == set(families) - {"tsn"}
@@ -112,7 +113,7 @@ def test_zoo_takes_every_installed_family_and_names_those_it_cannot_run() -> Non
             if config.n_segment != 16:
                 raise ValueError(f"n_segment must be 16, got {config.n_segment}")
 
-    _, refused = rp._zoo_arms({"tsn": families["tsn"], "tsn_again": OnlySixteen}, n_segment=8)
+    _, refused = zoo.arms({"tsn": families["tsn"], "tsn_again": OnlySixteen}, n_segment=8)
     assert refused and refused[0]["family"] == "tsn_again"
 
 
@@ -137,7 +138,7 @@ def test_bad_arguments_are_one_line_errors(capsys, tmp_path: Path) -> None:
 def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path: Path) -> None:
     """The stream (one frame at a time, shift buffers) after T frames scores each clip as
     `evaluate` scores the whole clip with the offline causal model."""
-    from temporal_shift.apps.experiments.demo import prepare_demo_data
+    from temporal_shift.apps.experiments.recipe import prepare_demo_data
     from temporal_shift.checkpoint.format import save_checkpoint
     from temporal_shift.data.synthetic import VAL_FRAMES_LIST
     from temporal_shift.engine.evaluate import evaluate
@@ -149,7 +150,7 @@ def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path
     with torch.no_grad():  # a non-trivial head, so that the scores differ between clips
         model.head.weight.normal_(0, 1)
     save_checkpoint(model, tmp_path / "causal.pt")
-    curve = rp.streaming_accuracy(tmp_path / "causal.pt", data_root=data.root, device="cpu", batch_size=5)
+    curve = online.streaming_accuracy(tmp_path / "causal.pt", data_root=data.root, device="cpu", batch_size=5)
     tested = evaluate(
         [tmp_path / "causal.pt"],
         list_file=VAL_FRAMES_LIST,
@@ -161,7 +162,7 @@ def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path
     )  # both at the checkpoint's size (224, untrained)
     assert curve["frames"] == list(range(1, 5)) and len(curve["top1"]) == 4
     assert curve["top1"][-1] == pytest.approx(tested.top1)
-    from temporal_shift.apps.experiments.demo import synthetic_metrics
+    from temporal_shift.apps.experiments.recipe import synthetic_metrics
 
     assert curve["order_acc"][-1] == pytest.approx(synthetic_metrics(tested)["order_acc"])
 
@@ -171,7 +172,7 @@ def test_online_end_to_end_one_seed(tmp_path: Path) -> None:
     lines: list[str] = []
     (result,) = rp.reproduce("online", budget=TINY, seeds=1, out_dir=tmp_path, progress=False, log=lines.append)
     assert len(result.runs) == 3 and {r["seed"] for r in result.runs} == {0}
-    assert {r["arm"] for r in result.runs} == {a.label for a in rp._online_arms()}
+    assert {r["arm"] for r in result.runs} == {a.label for a in online.arms()}
     saved = json.loads(result.files["json"].read_text())
     assert len(saved["runs"]) == 3 and saved["budget"]["name"] == "tiny" and saved["machine"]["cpu_count"]
     assert result.files["png"].stat().st_size > 0
@@ -197,9 +198,9 @@ def test_shift_proportion_end_to_end_tiny(tmp_path: Path) -> None:
     (result,) = rp.reproduce(
         "shift-proportion", budget=TINY, seeds=1, out_dir=tmp_path, progress=False, log=lambda line: None
     )
-    assert [r["arm"] for r in result.summary] == [a.label for a in rp._shift_arms()]
+    assert [r["arm"] for r in result.summary] == [a.label for a in shift_proportion.arms()]
     latency = result.extra["latency"]["per_proportion"]
-    assert set(latency) == {label for label, _ in rp.PROPORTIONS}
+    assert set(latency) == {label for label, _ in shift_proportion.PROPORTIONS}
     assert latency["0 (TSN)"]["ratio"]["median"] == 1.0
     assert all(len(r["checkpoint"]) and Path(r["checkpoint"]).is_file() for r in result.runs)
     assert result.files["png"].is_file() and "latency vs TSN" in result.table
@@ -209,17 +210,17 @@ def test_shift_proportion_end_to_end_tiny(tmp_path: Path) -> None:
 def test_placement_and_zoo_end_to_end_tiny(tmp_path: Path) -> None:
     results = rp.reproduce("placement", budget=TINY, seeds=1, out_dir=tmp_path, progress=False, log=lambda s: None)
     assert len(results[0].runs) == 6
-    (zoo,) = rp.reproduce("zoo", budget=TINY, seeds=1, out_dir=tmp_path, progress=False, log=lambda s: None)
-    ran = {r["arm"] for r in zoo.runs}
+    (zoo_result,) = rp.reproduce("zoo", budget=TINY, seeds=1, out_dir=tmp_path, progress=False, log=lambda s: None)
+    ran = {r["arm"] for r in zoo_result.runs}
     assert {"TSN", "TSM"} <= ran
-    assert any("families ran" in n for n in zoo.notes) and zoo.files["png"].is_file()
+    assert any("families ran" in n for n in zoo_result.notes) and zoo_result.files["png"].is_file()
 
 
 def test_an_interrupted_arm_stops_the_experiment(tmp_path: Path, monkeypatch) -> None:
     """Ctrl-C/SIGTERM makes the trainer save last.pt and return; reproduce must stop there,
     not test a half-trained arm and go on to the next."""
     import temporal_shift.engine.train as train_module
-    from temporal_shift.apps.experiments.demo import prepare_demo_data
+    from temporal_shift.apps.experiments.recipe import prepare_demo_data
 
     data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)
 
@@ -239,7 +240,7 @@ def test_an_interrupted_arm_stops_the_experiment(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(train_module, "train", interrupted)
     with pytest.raises(KeyboardInterrupt, match="TSN, seed 0: training interrupted"):
         rp.train_arm(
-            rp._online_arms()[0], data_root=data.root, out_dir=tmp_path / "arm", budget=TINY, seed=0, progress=False
+            online.arms()[0], data_root=data.root, out_dir=tmp_path / "arm", budget=TINY, seed=0, progress=False
         )
 
 
@@ -256,39 +257,39 @@ def test_run_key_is_the_resolved_run(tmp_path: Path) -> None:
     assert key({"shift": True}, seed=1) != quarter
     assert key({"shift": True}, budget=dataclasses.replace(TINY, epochs=2)) != quarter
     # each experiment's arms that `all` trains once: shift-proportion's no shift and 1/8-1/2 runs
-    shift_keys = {key(a.model) for a in rp._shift_arms()}
-    assert {key(a.model) for a in rp._placement_arms() if a.model["place"] == "blockres"} <= shift_keys
-    assert {key(a.model) for a in rp._online_arms() if a.model.get("mode") != "causal"} <= shift_keys
+    shift_keys = {key(a.model) for a in shift_proportion.arms()}
+    assert {key(a.model) for a in placement.arms() if a.model["place"] == "blockres"} <= shift_keys
+    assert {key(a.model) for a in online.arms() if a.model.get("mode") != "causal"} <= shift_keys
 
 
 def test_an_identical_run_is_reused_not_trained_again(tmp_path: Path, monkeypatch) -> None:
-    from temporal_shift.apps.experiments.demo import prepare_demo_data
+    from temporal_shift.apps.experiments.recipe import prepare_demo_data
 
     data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)
     reuse: dict = {}
     lines: list[str] = []
-    common = dict(
+    settings = dict(
         data_root=data.root, budget=TINY, seeds=[0], device="cpu", progress=False, log=lines.append, jobs=1, reuse=reuse
     )
-    (first,) = rp._run_arms([rp.Arm("TSN", {"shift": False}, "tsn")], name="one", out=tmp_path / "one", **common)
+    (first,) = rp.run_arms([rp.Arm("TSN", {"shift": False}, "tsn")], name="one", out=tmp_path / "one", **settings)
     assert len(reuse) == 1 and "reused_from" not in first
 
     def no_training(**kwargs):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(rp, "train_arm", no_training)
-    (again,) = rp._run_arms([rp.Arm("no shift", {"shift": False}, "0")], name="two", out=tmp_path / "two", **common)
+    monkeypatch.setattr(common, "train_arm", no_training)  # where run_arms looks it up
+    (again,) = rp.run_arms([rp.Arm("no shift", {"shift": False}, "0")], name="two", out=tmp_path / "two", **settings)
     assert again["reused_from"] == "one: TSN" and (again["arm"], again["group"]) == ("no shift", "0")
     assert {k: again[k] for k in ("top1", "order_acc", "checkpoint", "seed")} == {
         k: first[k] for k in ("top1", "order_acc", "checkpoint", "seed")
     }
     assert any("1 of them already trained" in line for line in lines)
     with pytest.raises(AssertionError, match="trained again"):  # a different run is trained
-        rp._run_arms([rp.Arm("TSM", {"shift": True}, "tsm")], name="three", out=tmp_path / "three", **common)
+        rp.run_arms([rp.Arm("TSM", {"shift": True}, "tsm")], name="three", out=tmp_path / "three", **settings)
 
 
 def test_the_full_budget_is_the_demos_training() -> None:
-    from temporal_shift.apps.experiments.demo import DEMO_EPOCHS, DEMO_VIDEOS
+    from temporal_shift.apps.experiments.recipe import DEMO_EPOCHS, DEMO_VIDEOS
 
     full = rp.BUDGETS["full"]
     assert (full.num_videos, full.epochs, full.batch_size) == (DEMO_VIDEOS, DEMO_EPOCHS, 16)

@@ -100,7 +100,7 @@ def test_keep_freed_memory_stops_the_page_faults_of_each_training_step() -> None
 def test_cpu_training_keeps_freed_memory(tmp_path, monkeypatch) -> None:
     """`train` on a CPU asks for it (a process of its own or the job's), and only there."""
     import temporal_shift.engine.train as train_module
-    from temporal_shift.apps.experiments.demo import demo_config
+    from temporal_shift.apps.experiments.recipe import demo_config
     from temporal_shift.data.synthetic import generate_synthetic
 
     calls = []

@@ -26,7 +26,6 @@ from temporal_shift.apps.serve.browser import (
     choose_file,
     chromium_missing,
     open_page,
-    page_state,
     start_camera,
     wait_for,
     write_y4m,
@@ -159,7 +158,7 @@ def test_page_shows_the_class_of_the_camera_clip_and_of_a_picked_file(control_mo
             what="still_red from the camera",
         )
         # live probabilities: the bars are the top-k of the latest result, and keep coming
-        assert [b["label"] for b in state["bars"]][0] == "still_red" and len(state["bars"]) == 3
+        assert next(b["label"] for b in state["bars"]) == "still_red" and len(state["bars"]) == 3
         assert all(0 <= b["score"] <= 1 for b in state["bars"]) and sum(b["score"] for b in state["bars"]) <= 1.0001
         first = state["frames"]
         later = wait_for(driver, lambda s: s["frames"] >= first + 5, timeout=30, what="more results")
@@ -181,6 +180,38 @@ def test_page_shows_the_class_of_the_camera_clip_and_of_a_picked_file(control_mo
         driver.save_screenshot(str(tmp_path / "file.png"))
         health = urllib.request.urlopen(server.url + "/health", timeout=10).read()
         assert b'"connections":1' in health
+
+
+@pytest.mark.slow
+def test_the_page_reconnects_after_an_idle_close(control_model, tmp_path):
+    """The server closes a page that sends no frame for --idle-timeout (here 2 s: the person
+    has not pressed Camera yet); the page says so, and pressing Camera opens a new
+    connection and streams as usual."""
+    from temporal_shift.apps.serve.app import BackgroundServer, ServeSettings, create_app
+    from temporal_shift.apps.serve.protocol import ServeLimits
+    from temporal_shift.apps.stream import load_stream
+
+    camera = write_camera_clip(tmp_path / "still_red.y4m", RED, seed=CAMERA_SEED)
+    limits = ServeLimits(idle_timeout=2.0)
+    app = create_app(
+        load_stream(checkpoint=control_model["checkpoint"]),
+        settings=ServeSettings(size=SIZE, short_side=SIZE, fps=10, topk=3),
+        limits=limits,
+    )
+    with BackgroundServer(app, limits=limits) as server, Browser(fake_camera=camera) as browser:
+        driver = browser.driver
+        open_page(driver, server.url + "/")
+        state = wait_for(driver, lambda s: s["idle"], timeout=10, what="the idle close")
+        assert "no frame for 2 s" in state["status"] and "reconnects" in state["status"] and not state["closed"]
+        start_camera(driver)
+        state = wait_for(
+            driver,
+            lambda s: s["frames"] >= 5 and s["label"] == "still_red",
+            timeout=60,
+            what="frames after reconnecting",
+        )
+        assert state["connections"] == 2 and not state["idle"] and not state["closed"]
+        assert state["status"].startswith("connected")
 
 
 @pytest.mark.slow

@@ -245,7 +245,7 @@ def test_backward_matches_the_slice_shift_bit_for_bit(channels_last):
 def test_opcheck():
     x = torch.randn(8, 12, 3, 2, requires_grad=True)
     for args in ((4, 1, 1, -1), (4, 1, -1, 0), (4, 0, 1, -1), (8, 6, 1, -1)):
-        torch.library.opcheck(torch.ops.temporal_shift.shift.default, (x,) + args)
+        torch.library.opcheck(torch.ops.temporal_shift.shift.default, (x, *args))
     xcl = torch.randn(8, 12, 3, 2).contiguous(memory_format=torch.channels_last)
     torch.library.opcheck(torch.ops.temporal_shift.shift.default, (xcl, 4, 1, 1, -1))
 

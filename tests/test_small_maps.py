@@ -43,7 +43,7 @@ def _assert_same_layer(plain: nn.Module, fast: nn.Module, x: torch.Tensor) -> No
         grads.append((xi.grad, layer.weight.grad, None if layer.bias is None else layer.bias.grad))
     assert outputs[1].shape == outputs[0].shape
     torch.testing.assert_close(outputs[1], outputs[0])
-    for a, b in zip(grads[1], grads[0]):
+    for a, b in zip(grads[1], grads[0], strict=True):
         if a is not None:
             torch.testing.assert_close(a, b)
     assert torch.equal(grads[1][1] == 0, grads[0][1] == 0)

@@ -222,9 +222,9 @@ def test_onnxruntime_runtime_gives_the_same_top1(media, run_cli, tmp_path):
 
     onnx = export_online(load_online(media["ckpt"]), tmp_path / "step.onnx", size=SIZE)
     common = ["stream", media["folder"], "--size", SIZE, "--topk", 1]
-    code, torch_out, err = run_cli(common + ["--checkpoint", media["ckpt"]])
+    code, torch_out, err = run_cli([*common, "--checkpoint", media["ckpt"]])
     assert code == 0, err
-    code, ort_out, err = run_cli(common + ["--runtime", "onnxruntime", "--onnx", onnx])
+    code, ort_out, err = run_cli([*common, "--runtime", "onnxruntime", "--onnx", onnx])
     assert code == 0, err
     torch_top = [json.loads(x)["topk"][0] for x in torch_out.splitlines()]
     ort_top = [json.loads(x)["topk"][0] for x in ort_out.splitlines()]
@@ -244,9 +244,9 @@ def test_executorch_and_openvino_runtimes_give_the_same_top1(media, run_cli, tmp
 
     step = export_online(load_online(media["ckpt"]), tmp_path / f"step{suffix}", format=runtime, size=SIZE)
     common = ["stream", media["folder"], "--size", SIZE, "--topk", 1]
-    code, torch_out, err = run_cli(common + ["--checkpoint", media["ckpt"]])
+    code, torch_out, err = run_cli([*common, "--checkpoint", media["ckpt"]])
     assert code == 0, err
-    code, out, err = run_cli(common + ["--runtime", runtime, "--exported", step, "--threads", 1])
+    code, out, err = run_cli([*common, "--runtime", runtime, "--exported", step, "--threads", 1])
     assert code == 0, err
     torch_top = [json.loads(x)["topk"][0] for x in torch_out.splitlines()]
     got = [json.loads(x)["topk"][0] for x in out.splitlines()]

@@ -118,7 +118,7 @@ def test_model_section_is_model_config(tmp_path: Path) -> None:
     # family: the comparison models take no shift (tests/test_zoo.py checks each family)
     family = load_config(tmp_path / "c.yaml", ["model.family=single_frame", "model.shift=false"]).model_config()
     assert family.family == "single_frame"
-    with pytest.raises(ConfigError, match="model.num_classes is not a key: the number of classes is data.num_classes"):
+    with pytest.raises(ConfigError, match=r"model.num_classes is not a key: the number of classes is data.num_classes"):
         load_config(tmp_path / "c.yaml", ["model.num_classes=3"])
     with pytest.raises(ConfigError, match=r"c\.yaml .*: model.place must be 'blockres' or 'block', got 'middle'"):
         load_config(tmp_path / "c.yaml", ["model.place=middle"])
@@ -134,7 +134,7 @@ def test_config_missing_required_and_overrides(tmp_path: Path) -> None:
         load_config(path)
     config = load_config(path, ["data.num_classes=5", "optim.lr_steps=[3, 6]", "optim.clip_grad=null"])
     assert config.data.num_classes == 5 and config.optim.lr_steps == [3, 6] and config.optim.clip_grad is None
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"nope.yaml"):
         load_config(tmp_path / "nope.yaml")
 
 
@@ -223,20 +223,20 @@ def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path: Path, colour_data:
     b = read_checkpoint(resumed.last_checkpoint)["state_dict"]
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
-    for ra, rb in zip(done.history, resumed.history):
+    for ra, rb in zip(done.history, resumed.history, strict=True):
         for key in ("train_loss", "train_top1", "val_loss", "val_top1", "lr"):
             assert ra[key] == pytest.approx(rb[key], rel=1e-5), key
 
 
 def test_adamw_option_is_used_saved_and_checked_on_resume(tmp_path: Path, colour_data: Path) -> None:
     path = _config_file(tmp_path, colour_data, optim={"optimizer": "adamw", "lr": 1e-3, "epochs": 2})
-    with pytest.raises(ConfigError, match="optim.nesterov is for optim.optimizer=sgd only"):
+    with pytest.raises(ConfigError, match=r"optim.nesterov is for optim.optimizer=sgd only"):
         load_config(path, ["optim.nesterov=true"])
     first = train(load_config(path, ["run.stop_after_steps=2"]))
     assert first.interrupted
     state = read_checkpoint(first.last_checkpoint)["train_state"]["optimizer"]["state"]
     assert state and all("exp_avg_sq" in s for s in state.values())  # Adam moments, not SGD momentum
-    with pytest.raises(ValueError, match="optim.optimizer was 'adamw' in that run and is 'sgd' now"):
+    with pytest.raises(ValueError, match=r"optim.optimizer was 'adamw' in that run and is 'sgd' now"):
         train(load_config(path, ["optim.optimizer=sgd"]), resume=True)
     resumed = train(load_config(path), resume=True)
     assert not resumed.interrupted and resumed.global_step == 6
@@ -246,10 +246,10 @@ def test_resume_and_finetune_errors(tmp_path: Path, colour_data: Path) -> None:
     config = load_config(_config_file(tmp_path, colour_data))
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(config, resume=True)
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(FileNotFoundError, match=r"missing.pt"):
         train(config, finetune_from=tmp_path / "missing.pt")
     bad = load_config(_config_file(tmp_path, colour_data), ["data.train_list=absent.txt"])
-    with pytest.raises(FileNotFoundError, match="absent.txt"):
+    with pytest.raises(FileNotFoundError, match=r"absent.txt"):
         train(bad)
     big = load_config(_config_file(tmp_path, colour_data), ["data.batch_size=64"])
     with pytest.raises(ValueError, match="fewer than one batch"):
@@ -331,7 +331,7 @@ def test_torchrun_gloo_two_processes(tmp_path: Path, colour_data: Path) -> None:
     assert [row["train_clips"] for row in ddp["history"]] == [12, 12]  # summed over both processes
     assert ddp["history"][-1]["train_loss"] < ddp["history"][0]["train_loss"]
     single = train(load_config(cfg, ["data.batch_size=4", f"run.out_dir={tmp_path / 'single'}"]))
-    for a, b in zip(ddp["history"], single.history):
+    for a, b in zip(ddp["history"], single.history, strict=True):
         assert a["lr"] == pytest.approx(b["lr"])  # linear scaling: same total batch -> same lr
     # same clips per step; only BN statistics (per process, half the batch) differ
     assert ddp["history"][0]["train_loss"] == pytest.approx(single.history[0]["train_loss"], abs=0.1)
@@ -368,7 +368,7 @@ def test_sigterm_saves_resumable_checkpoint(tmp_path: Path, colour_data: Path) -
         if line.startswith("epoch 1/40"):
             break
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "stopped (SIGTERM)" in err and "resumable checkpoint" in err
     state = read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]

@@ -3,7 +3,8 @@
 What every family keeps (shapes, wrong input, checkpoint round trip, ONNX parity, a few
 training steps, param groups) is tested for these too in test_zoo.py, over FAMILIES; here
 are what is theirs alone: the temporal structure, the costs against the published
-figures, 2D weights in their trunks and the options they refuse. Costs are counted on the meta device (shapes only, no arithmetic), so the published
+figures, 2D weights in their trunks and the options they refuse. Costs are counted on the meta device (shapes only,
+no arithmetic), so the published
 224x224 figures are checked in a fraction of a second; everything that runs does so on
 small clips.
 """

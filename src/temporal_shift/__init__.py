@@ -102,28 +102,46 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from temporal_shift.apps.bench.overhead import benchmark_overhead
-    from temporal_shift.apps.bench.train import benchmark_training
-    from temporal_shift.checkpoint.format import CheckpointError, save_checkpoint
-    from temporal_shift.checkpoint.importers import import_checkpoint
-    from temporal_shift.checkpoint.loading import LoadedCheckpoint, load_checkpoint, load_online
-    from temporal_shift.data.dataset import VideoDataset
-    from temporal_shift.data.lists import read_list
-    from temporal_shift.data.sampling import DenseSampler, TSNSampler
-    from temporal_shift.data.synthetic import generate_synthetic
-    from temporal_shift.data.transforms import test_transform, train_transform
-    from temporal_shift.engine import evaluate, predict, train
-    from temporal_shift.engine.compiled import compile_for_inference
-    from temporal_shift.engine.config import TrainConfig, load_config
-    from temporal_shift.engine.evaluate import EvalProtocol, Member
-    from temporal_shift.engine.export import export_model, export_online, verify_export
-    from temporal_shift.engine.predict import Predictor
-    from temporal_shift.hub.build import build_model, load_model
-    from temporal_shift.hub.published import PublishedWeights, class_names
-    from temporal_shift.hub.weights import download_weights, get_weights
-    from temporal_shift.models.backbones import BACKBONES, make_non_local, make_temporal_shift
-    from temporal_shift.models.config import ModelConfig
-    from temporal_shift.models.online import OnlineRecognizer, OnlineStream
-    from temporal_shift.models.optim_groups import param_groups
-    from temporal_shift.models.tsn import VideoRecognizer
-    from temporal_shift.ops.shift import TemporalShift, temporal_shift
+    from temporal_shift.apps.bench.overhead import benchmark_overhead as benchmark_overhead
+    from temporal_shift.apps.bench.train import benchmark_training as benchmark_training
+    from temporal_shift.checkpoint.format import CheckpointError as CheckpointError
+    from temporal_shift.checkpoint.format import save_checkpoint as save_checkpoint
+    from temporal_shift.checkpoint.importers import import_checkpoint as import_checkpoint
+    from temporal_shift.checkpoint.loading import LoadedCheckpoint as LoadedCheckpoint
+    from temporal_shift.checkpoint.loading import load_checkpoint as load_checkpoint
+    from temporal_shift.checkpoint.loading import load_online as load_online
+    from temporal_shift.data.dataset import VideoDataset as VideoDataset
+    from temporal_shift.data.lists import read_list as read_list
+    from temporal_shift.data.sampling import DenseSampler as DenseSampler
+    from temporal_shift.data.sampling import TSNSampler as TSNSampler
+    from temporal_shift.data.synthetic import generate_synthetic as generate_synthetic
+    from temporal_shift.data.transforms import test_transform as test_transform
+    from temporal_shift.data.transforms import train_transform as train_transform
+    from temporal_shift.engine import evaluate as evaluate
+    from temporal_shift.engine import predict as predict
+    from temporal_shift.engine import train as train
+    from temporal_shift.engine.compiled import compile_for_inference as compile_for_inference
+    from temporal_shift.engine.config import TrainConfig as TrainConfig
+    from temporal_shift.engine.config import load_config as load_config
+    from temporal_shift.engine.evaluate import EvalProtocol as EvalProtocol
+    from temporal_shift.engine.evaluate import Member as Member
+    from temporal_shift.engine.export import export_model as export_model
+    from temporal_shift.engine.export import export_online as export_online
+    from temporal_shift.engine.export import verify_export as verify_export
+    from temporal_shift.engine.predict import Predictor as Predictor
+    from temporal_shift.hub.build import build_model as build_model
+    from temporal_shift.hub.build import load_model as load_model
+    from temporal_shift.hub.published import PublishedWeights as PublishedWeights
+    from temporal_shift.hub.published import class_names as class_names
+    from temporal_shift.hub.weights import download_weights as download_weights
+    from temporal_shift.hub.weights import get_weights as get_weights
+    from temporal_shift.models.backbones import BACKBONES as BACKBONES
+    from temporal_shift.models.backbones import make_non_local as make_non_local
+    from temporal_shift.models.backbones import make_temporal_shift as make_temporal_shift
+    from temporal_shift.models.config import ModelConfig as ModelConfig
+    from temporal_shift.models.online import OnlineRecognizer as OnlineRecognizer
+    from temporal_shift.models.online import OnlineStream as OnlineStream
+    from temporal_shift.models.optim_groups import param_groups as param_groups
+    from temporal_shift.models.tsn import VideoRecognizer as VideoRecognizer
+    from temporal_shift.ops.shift import TemporalShift as TemporalShift
+    from temporal_shift.ops.shift import temporal_shift as temporal_shift

@@ -135,7 +135,7 @@ def test_prepare_missing_samples_skip(tmp_path, capsys):
     base = ["prepare", "hmdb51", "--root", str(root), "--out", str(tmp_path / "o"), "--splits-dir", str(d)]
     assert main(base) == 2
     assert "no frame folder or video named 'b'" in capsys.readouterr().err
-    assert main(base + ["--missing", "skip"]) == 0
+    assert main([*base, "--missing", "skip"]) == 0
     assert "1 val samples missing" in capsys.readouterr().out
     assert (tmp_path / "o" / "train_split1.txt").read_text() == "wave/a.mp4 0\n"
 
@@ -202,7 +202,7 @@ def test_bench_data(synth_dir, tmp_path, capsys):
     assert "--root needs both" in capsys.readouterr().err
     assert main(["bench", "data", "--frames-list", "x.txt"]) == 2
     assert "need --root" in capsys.readouterr().err
-    assert main(args[:-4] + ["--clips", "0"]) == 2
+    assert main([*args[:-4], "--clips", "0"]) == 2
     assert ">= 1" in capsys.readouterr().err
 
 

@@ -37,7 +37,7 @@ def test_frame_dataset_returns_sampled_frames(frames_root):
     ds = VideoDataset(
         list_file=frames_root / "list.txt",
         root=frames_root,
-        sampler=TSNSampler(num_segments=4, train=False),
+        sampler=TSNSampler(n_segment=4, train=False),
     )
     clip, label = ds[0]
     assert clip.shape == (4, 3, 48, 64) and clip.dtype == torch.uint8 and label == 0
@@ -49,7 +49,7 @@ def test_video_dataset_matches_frame_dataset(tmp_path, make_frames, make_video):
     make_video(tmp_path / "v.mp4", 40)
     write_frame_list(tmp_path / "frames.txt", [("f", 40, 1)])
     write_video_list(tmp_path / "videos.txt", [("v.mp4", 1)])
-    sampler = TSNSampler(num_segments=8, train=True)
+    sampler = TSNSampler(n_segment=8, train=True)
     a = VideoDataset(list_file=tmp_path / "frames.txt", root=tmp_path, sampler=sampler, seed=3)
     b = VideoDataset(list_file=tmp_path / "videos.txt", root=tmp_path, sampler=sampler, seed=3)
     (ca, la), (cb, lb) = a[0], b[0]
@@ -61,7 +61,7 @@ def test_video_dataset_matches_frame_dataset(tmp_path, make_frames, make_video):
 def _epoch(ds, *, workers: int, epoch: int):
     ds.set_epoch(epoch)
     loader = DataLoader(ds, batch_size=2, num_workers=workers, shuffle=False)
-    clips, labels = zip(*loader)
+    clips, labels = zip(*loader, strict=True)
     return torch.cat(clips), torch.cat(labels)
 
 
@@ -71,7 +71,7 @@ def test_seeded_draws_do_not_depend_on_workers_and_change_per_epoch(frames_root)
             list_file=frames_root / "list.txt",
             root=frames_root,
             seed=seed,
-            sampler=TSNSampler(num_segments=4, train=True),
+            sampler=TSNSampler(n_segment=4, train=True),
             transform=train_transform(size=32, flip_labels={0: 1, 1: 0}),
         )
 
@@ -90,7 +90,7 @@ def test_distributed_sampler_shards_cover_the_dataset(frames_root):
     ds = VideoDataset(
         list_file=frames_root / "list.txt",
         root=frames_root,
-        sampler=TSNSampler(num_segments=2, train=False),
+        sampler=TSNSampler(n_segment=2, train=False),
     )
     labels = []
     for rank in range(2):
@@ -103,7 +103,7 @@ def test_multi_view_and_multi_clip_shapes(frames_root):
     ds = VideoDataset(
         list_file=frames_root / "list.txt",
         root=frames_root,
-        sampler=TSNSampler(num_segments=4, train=False, twice_sample=True),
+        sampler=TSNSampler(n_segment=4, train=False, twice_sample=True),
         transform=make_test_transform(size=32, scale_size=40, views=10),
     )
     clip, _ = ds[1]
@@ -111,7 +111,7 @@ def test_multi_view_and_multi_clip_shapes(frames_root):
     single = VideoDataset(
         list_file=frames_root / "list.txt",
         root=frames_root,
-        sampler=TSNSampler(num_segments=4, train=False),
+        sampler=TSNSampler(n_segment=4, train=False),
         transform=make_test_transform(size=32, scale_size=40, views=3),
     )
     assert single[1][0].shape == (3, 4, 3, 40, 40)
@@ -127,7 +127,7 @@ def _single(tmp_path, line: str, kind="auto", **kw):
         list_file=path,
         root=tmp_path,
         kind=kind,
-        sampler=TSNSampler(num_segments=4, train=False),
+        sampler=TSNSampler(n_segment=4, train=False),
         **kw,
     )
 
@@ -160,7 +160,7 @@ def test_every_entry_is_checked_up_front_count_and_first_entries_reported(tmp_pa
     lines = ["good 8 0", "short 8 1", "gone 8 0", "good 8 1", "gone2 4 0", "sub/gone3 4 1"]
     (tmp_path / "frames.txt").write_text("\n".join(lines) + "\n")
     (tmp_path / "videos.txt").write_text("empty.mp4 0\ndir.mp4 1\nnope.mp4 0\n")
-    sampler = TSNSampler(num_segments=4, train=False)
+    sampler = TSNSampler(n_segment=4, train=False)
     with pytest.raises(MissingFilesError) as info:
         VideoDataset(list_file=tmp_path / "frames.txt", root=tmp_path, sampler=sampler)
     message = str(info.value)
@@ -239,7 +239,7 @@ def test_skip_mode_logs_and_counts_without_substitution(tmp_path, make_frames, c
             root=tmp_path,
             kind="frames",
             num_classes=2,
-            sampler=TSNSampler(num_segments=4, train=False),
+            sampler=TSNSampler(n_segment=4, train=False),
             on_error="skip",
         )
         # bad lines (4, 5) and the missing folder (2) are left out at construction

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -62,7 +64,7 @@ def test_malformed_list_lines_name_file_and_line(tmp_path, text, kind, needle):
 def test_label_out_of_range_names_line(tmp_path):
     path = write_frame_list(tmp_path / "l.txt", [("a", 5, 0), ("b", 5, 3)])
     assert len(read_list(path, num_classes=4)) == 2
-    with pytest.raises(ListFileError, match=rf"l.txt:2: label 3 out of range for 3 classes"):
+    with pytest.raises(ListFileError, match=r"l.txt:2: label 3 out of range for 3 classes"):
         read_list(path, num_classes=3)
 
 
@@ -76,11 +78,11 @@ def test_bad_lines_collected_when_errors_list_given(tmp_path):
 
 
 def test_missing_and_non_utf8_list_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.txt: list file not found"):
+    with pytest.raises(FileNotFoundError, match=r"nope.txt: list file not found"):
         read_list(tmp_path / "nope.txt")
     binary = tmp_path / "bin.txt"
     binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(ListFileError, match="bin.txt: not a UTF-8 text file"):
+    with pytest.raises(ListFileError, match=r"bin.txt: not a UTF-8 text file"):
         read_list(binary)
 
 
@@ -93,7 +95,7 @@ def test_class_file_round_trip_and_errors(tmp_path):
         read_classes(dup)
     empty = tmp_path / "empty.txt"
     empty.write_text("a\n\nb\n")
-    with pytest.raises(ListFileError, match="empty.txt:2: empty class name"):
+    with pytest.raises(ListFileError, match=r"empty.txt:2: empty class name"):
         read_classes(empty)
 
 
@@ -102,11 +104,11 @@ def test_class_file_round_trip_and_errors(tmp_path):
 
 def _segments(num_frames: int, t: int) -> list[tuple[int, int]]:
     starts = [(i * num_frames) // t for i in range(t)] + [num_frames]
-    return list(zip(starts[:-1], starts[1:]))
+    return list(itertools.pairwise(starts))
 
 
 def test_tsn_train_draws_one_random_frame_inside_each_segment():
-    sampler = TSNSampler(num_segments=8, train=True)
+    sampler = TSNSampler(n_segment=8, train=True)
     rng = np.random.default_rng(0)
     seen = [set() for _ in range(8)]
     for _ in range(300):
@@ -120,23 +122,23 @@ def test_tsn_train_draws_one_random_frame_inside_each_segment():
 
 
 def test_tsn_test_takes_segment_centres_deterministically():
-    sampler = TSNSampler(num_segments=4, train=False)
+    sampler = TSNSampler(n_segment=4, train=False)
     idx = sampler(40)
     assert idx.tolist() == [[5, 15, 25, 35]]
     assert np.array_equal(idx, sampler(40, generator=np.random.default_rng(1)))
 
 
 def test_tsn_twice_sample_adds_segment_starts():
-    sampler = TSNSampler(num_segments=4, train=False, twice_sample=True)
+    sampler = TSNSampler(n_segment=4, train=False, twice_sample=True)
     assert sampler(40).tolist() == [[5, 15, 25, 35], [0, 10, 20, 30]]
     assert sampler.num_clips == 2
     with pytest.raises(ValueError, match="twice_sample is a test-time option"):
-        TSNSampler(num_segments=4, train=True, twice_sample=True)
+        TSNSampler(n_segment=4, train=True, twice_sample=True)
 
 
 @pytest.mark.parametrize("train", [True, False])
 def test_short_video_rule_repeats_frames_in_order(train):
-    sampler = TSNSampler(num_segments=8, train=train)
+    sampler = TSNSampler(n_segment=8, train=train)
     idx = sampler(3, generator=np.random.default_rng(0))
     assert idx.tolist() == [[0, 0, 0, 1, 1, 1, 2, 2]]
     assert sampler(1, generator=np.random.default_rng(0)).tolist() == [[0] * 8]
@@ -145,33 +147,33 @@ def test_short_video_rule_repeats_frames_in_order(train):
 
 
 def test_zero_frames_is_an_error_naming_the_source():
-    sampler = TSNSampler(num_segments=8, train=False)
-    with pytest.raises(ValueError, match="list.txt:4: video has 0 frames"):
+    sampler = TSNSampler(n_segment=8, train=False)
+    with pytest.raises(ValueError, match=r"list.txt:4: video has 0 frames"):
         sampler(0, source="list.txt:4")
 
 
 def test_new_length_gives_consecutive_frames_within_the_video():
-    sampler = TSNSampler(num_segments=3, train=True, new_length=5)
+    sampler = TSNSampler(n_segment=3, train=True, frames_per_segment=5)
     rng = np.random.default_rng(0)
     for _ in range(100):
         idx = sampler(30, generator=rng).reshape(3, 5)
         assert np.all(np.diff(idx, axis=1) == 1)
         assert idx.max() <= 29
         assert np.all(np.diff(idx[:, 0]) > 0)
-    test = TSNSampler(num_segments=2, train=False, new_length=5)
+    test = TSNSampler(n_segment=2, train=False, frames_per_segment=5)
     # 26 usable positions, centres 6 and 19
     assert test(30).tolist() == [[6, 7, 8, 9, 10, 19, 20, 21, 22, 23]]
-    # shorter than new_length: stacks clamp to the last frame
+    # shorter than frames_per_segment: stacks clamp to the last frame
     assert test(3).tolist() == [[0, 1, 2, 2, 2, 0, 1, 2, 2, 2]]
 
 
 def test_train_sampling_is_a_function_of_the_generator():
-    sampler = TSNSampler(num_segments=8, train=True)
+    sampler = TSNSampler(n_segment=8, train=True)
     a = [sampler(200, generator=np.random.default_rng([3, 1, i])) for i in range(10)]
     b = [sampler(200, generator=np.random.default_rng([3, 1, i])) for i in range(10)]
     c = [sampler(200, generator=np.random.default_rng([3, 2, i])) for i in range(10)]
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
     with pytest.raises(ValueError, match="needs a numpy Generator"):
         sampler(200)
 
@@ -180,21 +182,21 @@ def test_train_sampling_is_a_function_of_the_generator():
 
 
 def test_dense_train_window_has_fixed_stride_and_random_start():
-    sampler = DenseSampler(num_segments=8, train=True)
+    sampler = DenseSampler(n_segment=8, train=True)
     assert sampler.stride == 8
     rng = np.random.default_rng(0)
     starts = set()
     for _ in range(200):
         idx = sampler(300, generator=rng)[0]
         assert np.all(np.diff(idx) == 8)
-        assert 0 <= idx[0] and idx[-1] <= 299
+        assert idx[0] >= 0 and idx[-1] <= 299
         starts.add(int(idx[0]))
     assert len(starts) > 100
     assert max(starts) <= 300 - 57
 
 
 def test_dense_test_takes_ten_evenly_spaced_windows():
-    sampler = DenseSampler(num_segments=8, train=False)
+    sampler = DenseSampler(n_segment=8, train=False)
     idx = sampler(300)
     assert idx.shape == (10, 8)
     assert idx[0, 0] == 0 and idx[-1, -1] == 299
@@ -203,7 +205,7 @@ def test_dense_test_takes_ten_evenly_spaced_windows():
 
 
 def test_dense_short_video_spans_the_whole_video_in_order():
-    sampler = DenseSampler(num_segments=8, train=True)
+    sampler = DenseSampler(n_segment=8, train=True)
     idx = sampler(20, generator=np.random.default_rng(0))
     assert idx.tolist() == [[0, 2, 5, 8, 10, 13, 16, 19]]
     assert sampler(4, generator=np.random.default_rng(0)).tolist() == [[0, 0, 1, 1, 2, 2, 3, 3]]

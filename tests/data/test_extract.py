@@ -113,11 +113,11 @@ def test_audio_only_and_frameless_videos_fail(tmp_path):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    with pytest.raises(ValueError, match="audio_only.mp4: no video stream"):
+    with pytest.raises(ValueError, match=r"audio_only.mp4: no video stream"):
         extract_video(audio, tmp_path / "a")
     # a Matroska file cut after its header: a video stream without any frame
     data = write_video(tmp_path / "full.mkv", index_frames(10, height=32, width=32)).read_bytes()
     (tmp_path / "header_only.mkv").write_bytes(data[:600])
-    with pytest.raises(ValueError, match="header_only.mkv: no decodable frames"):
+    with pytest.raises(ValueError, match=r"header_only.mkv: no decodable frames"):
         extract_video(tmp_path / "header_only.mkv", tmp_path / "h")
     assert not (tmp_path / "h" / DONE_MARKER).exists()

@@ -36,22 +36,22 @@ def flow_root(tmp_path) -> Path:
 
 
 def test_samplers_by_kind():
-    tsn = build_sampler(sampling="tsn", num_segments=4, train=False)
+    tsn = build_sampler(sampling="tsn", n_segment=4, train=False)
     assert isinstance(tsn, TSNSampler) and tsn(10).tolist() == [[1, 3, 6, 8]]
-    twice = build_sampler(sampling="tsn", num_segments=4, train=False, twice_sample=True)
+    twice = build_sampler(sampling="tsn", n_segment=4, train=False, twice_sample=True)
     assert twice(10).tolist() == [[1, 3, 6, 8], [0, 2, 5, 7]]
-    dense = build_sampler(sampling="dense", num_segments=4, train=False, dense_window=8, num_clips=3, new_length=2)
-    assert isinstance(dense, DenseSampler) and dense.new_length == 2 and dense(10).shape == (3, 8)
-    trained = build_sampler(sampling="dense", num_segments=4, train=True, dense_window=8)
+    dense = build_sampler(sampling="dense", n_segment=4, train=False, dense_window=8, num_clips=3, frames_per_segment=2)
+    assert isinstance(dense, DenseSampler) and dense.frames_per_segment == 2 and dense(10).shape == (3, 8)
+    trained = build_sampler(sampling="dense", n_segment=4, train=True, dense_window=8)
     assert trained.num_clips == 1 and trained(40, generator=np.random.default_rng(0)).shape == (1, 4)
     with pytest.raises(ValueError, match="sampling must be 'tsn' or 'dense', got 'sparse'"):
-        build_sampler(sampling="sparse", num_segments=4, train=True)
+        build_sampler(sampling="sparse", n_segment=4, train=True)
     with pytest.raises(ValueError, match="twice_sample goes with TSN sampling"):
-        build_sampler(sampling="dense", num_segments=4, train=False, twice_sample=True)
+        build_sampler(sampling="dense", n_segment=4, train=False, twice_sample=True)
 
 
 def test_rgb_training_dataset_is_the_hand_built_one(rgb_root):
-    sampler = build_sampler(sampling="tsn", num_segments=4, train=True)
+    sampler = build_sampler(sampling="tsn", n_segment=4, train=True)
     ds = build_dataset(
         modality="rgb",
         list_file=rgb_root / "list.txt",
@@ -77,7 +77,7 @@ def test_rgb_training_dataset_is_the_hand_built_one(rgb_root):
 
 
 def test_rgb_test_dataset_views_and_normalisation(rgb_root):
-    sampler = build_sampler(sampling="tsn", num_segments=4, train=False)
+    sampler = build_sampler(sampling="tsn", n_segment=4, train=False)
     common = {
         "modality": "rgb",
         "list_file": rgb_root / "list.txt",
@@ -89,7 +89,7 @@ def test_rgb_test_dataset_views_and_normalisation(rgb_root):
     }
     assert build_dataset(views=10, **common)[0][0].shape == (10, 4, 3, 32, 32)
     raw = build_dataset(normalize=False, **common)[0][0]
-    assert raw.dtype == torch.float32 and 0.0 <= float(raw.min()) and float(raw.max()) <= 1.0
+    assert raw.dtype == torch.float32 and float(raw.min()) >= 0.0 and float(raw.max()) <= 1.0
     assert frame_ids((raw * 255).round().to(torch.uint8)) == [2, 7, 12, 17]  # segment centres of 20
     normalized = build_dataset(**common)[0][0]
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
@@ -97,7 +97,7 @@ def test_rgb_test_dataset_views_and_normalisation(rgb_root):
 
 
 def test_flow_datasets_stack_flow_length_fields(flow_root):
-    sampler = build_sampler(sampling="tsn", num_segments=3, train=False, new_length=2)
+    sampler = build_sampler(sampling="tsn", n_segment=3, train=False, frames_per_segment=2)
     ds = build_dataset(
         modality="flow",
         list_file=flow_root / "flow.txt",
@@ -114,7 +114,7 @@ def test_flow_datasets_stack_flow_length_fields(flow_root):
     first = int(sampler(12)[0][0])
     assert clip[0, 0, 8, 8].item() == pytest.approx((10 * first / 255 - FLOW_MEAN) / FLOW_STD, abs=1e-5)
     assert clip[0, 3, 8, 8].item() == pytest.approx(((200 + first + 1) / 255 - FLOW_MEAN) / FLOW_STD, abs=1e-5)
-    train_sampler = build_sampler(sampling="tsn", num_segments=3, train=True, new_length=2)
+    train_sampler = build_sampler(sampling="tsn", n_segment=3, train=True, frames_per_segment=2)
     train = build_dataset(
         modality="flow",
         list_file=flow_root / "flow.txt",
@@ -151,21 +151,23 @@ def test_flow_datasets_stack_flow_length_fields(flow_root):
         ),
         ("videos", r"flow\.txt: a flow list .* do not apply to modality 'flow'"),
         (
-            "new_length",
+            "frames_per_segment",
             (
                 r"flow\.txt: a flow clip takes flow_length=5 fields per segment but the sampler takes 1; "
-                r"build the sampler with new_length=5"
+                r"build the sampler with frames_per_segment=5"
             ),
         ),
         ("modality", r"modality must be 'rgb' or 'flow', got 'depth'"),
     ],
 )
 def test_factory_errors_name_the_list_and_the_fix(case, message, flow_root):
-    sampler = build_sampler(sampling="tsn", num_segments=3, train=False, new_length=1 if case == "new_length" else 5)
+    sampler = build_sampler(
+        sampling="tsn", n_segment=3, train=False, frames_per_segment=1 if case == "frames_per_segment" else 5
+    )
     options = {
         "template": {"template": "frame_{:04d}.jpg"},
         "videos": {"kind": "videos"},
-        "new_length": {},
+        "frames_per_segment": {},
         "modality": {"modality": "depth"},
     }[case]
     kwargs = {

@@ -287,7 +287,7 @@ def test_ucf101_bad_class_index_and_split(tmp_path):
         parse_ucf101(d, split=2)
     with pytest.raises(ValueError, match="split must be 1, 2 or 3"):
         parse_ucf101(d, split=4)
-    with pytest.raises(FileNotFoundError, match="trainlist01.txt: annotation file not found"):
+    with pytest.raises(FileNotFoundError, match=r"trainlist01.txt: annotation file not found"):
         _write(d / "classInd.txt", "1 A\n")
         parse_ucf101(d, split=1)
 
@@ -311,7 +311,7 @@ def test_hmdb51(tmp_path):
     ]
     assert [(s.name, s.label) for s in ann.val] == [("Blonde_hair_h_cm_np1_le_goo_0", 0)]
     assert [s.name for s in parse_hmdb51(d, split=2).train] == ["21_wave_u_cm_np1_fr_med_0"]
-    with pytest.raises(FileNotFoundError, match="no '<class>_test_split3.txt' files"):
+    with pytest.raises(FileNotFoundError, match=r"no '<class>_test_split3.txt' files"):
         parse_hmdb51(d, split=3)
     with pytest.raises(FileNotFoundError, match="split folder not found"):
         parse_hmdb51(tmp_path / "nope")

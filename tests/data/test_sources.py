@@ -249,7 +249,7 @@ def test_dataset_entries_are_sources(tmp_path, make_frames, make_video, monkeypa
     make_video(tmp_path / "v.mp4", 12)
     write_frame_list(tmp_path / "frames.txt", [("f", 10, 0)])  # the list's count, not the folder's 12
     write_video_list(tmp_path / "videos.txt", [("v.mp4", 0)])
-    sampler = TSNSampler(num_segments=4, train=False)
+    sampler = TSNSampler(n_segment=4, train=False)
     frames = VideoDataset(list_file=tmp_path / "frames.txt", root=tmp_path, sampler=sampler)
     source = frames.frame_source(frames.records[0])
     assert isinstance(source, FolderSource) and source.path == tmp_path / "f" and source.num_frames == 10

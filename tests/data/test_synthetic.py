@@ -19,7 +19,6 @@ from temporal_shift.data.synthetic import (
     generate_synthetic,
     pair_of,
     render_clip,
-    synthetic_paths,
 )
 
 
@@ -51,7 +50,7 @@ def test_layout_is_readable_by_lists_and_dataset(tiny):
     meta = json.loads(tiny.meta.read_text())
     assert meta["temporal_pairs"] == [list(p) for p in TEMPORAL_PAIRS]
 
-    sampler = TSNSampler(num_segments=4, train=False)
+    sampler = TSNSampler(n_segment=4, train=False)
     frames_ds = VideoDataset(list_file=tiny.train_frames, root=tiny.root, sampler=sampler)
     videos_ds = VideoDataset(list_file=tiny.train_videos, root=tiny.root, sampler=sampler)
     (a, la), (b, lb) = frames_ds[0], videos_ds[0]

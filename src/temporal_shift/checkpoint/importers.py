@@ -47,8 +47,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from temporal_shift.checkpoint.format import (
     CheckpointError,
@@ -59,7 +58,7 @@ from temporal_shift.checkpoint.format import (
     save_checkpoint,
 )
 from temporal_shift.models.backbones import BACKBONES, resnet_arch_of, resnet_layout
-from temporal_shift.models.base import plain_key
+from temporal_shift.models.base import ClipClassifier, plain_key
 from temporal_shift.models.config import ModelConfig
 from temporal_shift.models.factory import build_model, check_config, model_from_config
 from temporal_shift.models.tsn import VideoRecognizer
@@ -143,7 +142,7 @@ def import_checkpoint(
 
 def model_from_data(
     data: dict[str, Any], *, source: str, n_segment: int | None = None, fold_div: int | None = None
-) -> tuple[nn.Module, str]:
+) -> tuple[ClipClassifier, str]:
     """The model (eval mode) a loaded checkpoint dict of any supported layout holds, and
     the layout's name; ``source`` names it in errors.
 
@@ -173,7 +172,7 @@ def model_from_data(
     return model, kind
 
 
-def _model_from_ours(data: dict[str, Any], *, source: str) -> nn.Module:
+def _model_from_ours(data: dict[str, Any], *, source: str) -> ClipClassifier:
     """Rebuild the model of a dict in our format (saved config + strict weights)."""
     check_version(data, source=source)
     try:
@@ -313,7 +312,7 @@ def _load(path_or_dict: str | Path | dict[str, Any], source: str | None = None) 
 
 def _state_dict(data: dict[str, Any], source: str) -> dict[str, Tensor]:
     """The ``state_dict`` entry, or ``data`` itself when it is a bare state dict."""
-    state = data["state_dict"] if "state_dict" in data else data
+    state = data.get("state_dict", data)
     if not isinstance(state, dict):
         raise CheckpointError(f"{source}: 'state_dict' is a {type(state).__name__}, not a dict")
     bad = sorted(str(k) for k, v in state.items() if not isinstance(v, Tensor))
@@ -471,4 +470,5 @@ def _build(settings: InferredSettings, *, n_segment: int, fold_div: int, mode: s
         )
     except ValueError as exc:
         raise ValueError(f"{source}: cannot build the model it holds: {exc}") from exc
+    assert isinstance(model, VideoRecognizer)  # build_model's default family, tsn
     return model

@@ -35,12 +35,6 @@ def moved(*, command: str, args: Sequence[str]) -> str | None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from temporal_shift.apps.bench.compare import CONTENDERS, benchmark_compare
-    from temporal_shift.apps.bench.data import benchmark_data
-    from temporal_shift.apps.bench.overhead import benchmark_overhead
-    from temporal_shift.apps.bench.train import AMP_MODES, benchmark_training
-    from temporal_shift.apps.bench.two_stream import benchmark_two_stream
-
     p = sub.add_parser(
         "bench",
         help="benchmarks: TSM vs TSN overhead (inference, training steps), the comparison models' efficiency "
@@ -49,6 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "on one device; every benchmark prints a table and writes JSON (--json) and most a PNG (--plot).",
     )
     bench = p.add_subparsers(dest="benchmark", required=True)
+    _register_overhead(bench)
+    _register_train(bench)
+    _register_compare(bench)
+    _register_two_stream(bench)
+    _register_data(bench)
+
+
+def _register_overhead(bench: argparse._SubParsersAction) -> None:
+    from temporal_shift.apps.bench.overhead import benchmark_overhead
 
     b = bench.add_parser(
         "overhead",
@@ -56,17 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Measure params, FLOPs and latency of TSN and TSM with identical weights, timed in "
         "interleaved pairs; prints a table and optionally writes JSON and a PNG.",
     )
-    _add_model(b, library=benchmark_overhead)
-    b.add_argument(
-        "--batch-size",
-        type=int,
-        default=options.default(benchmark_overhead, "batch_size"),
-        help="clips per batch (default %(default)s)",
-    )
-    _add_timing(
-        b, library=benchmark_overhead, repeats="interleaved TSN/TSM pairs", warmup="untimed calls of each model"
-    )
-    b.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
+    _add_pair(b, library=benchmark_overhead, warmup="untimed calls of each model")
     options.add_compile(
         b,
         help="torch.compile both models first (CUDA graphs on CUDA)",
@@ -75,23 +68,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_result_files(b)
     b.set_defaults(func=_cmd_overhead)
 
+
+def _register_train(bench: argparse._SubParsersAction) -> None:
+    from temporal_shift.apps.bench.train import AMP_MODES, benchmark_training
+
     b = bench.add_parser(
         "train",
         help="TSM vs TSN training steps (forward, backward, SGD step) and peak memory",
         description="Time training steps of TSN and TSM with identical weights (forward, cross-entropy, "
         "backward, SGD momentum step) in interleaved pairs, with the peak memory a step allocates.",
     )
-    _add_model(b, library=benchmark_training)
-    b.add_argument(
-        "--batch-size",
-        type=int,
-        default=options.default(benchmark_training, "batch_size"),
-        help="clips per batch (default %(default)s)",
-    )
-    _add_timing(
-        b, library=benchmark_training, repeats="interleaved TSN/TSM pairs", warmup="untimed steps of each model"
-    )
-    b.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
+    _add_pair(b, library=benchmark_training, warmup="untimed steps of each model")
     b.add_argument(
         "--amp",
         default=options.default(benchmark_training, "amp"),
@@ -101,6 +88,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_compile(b, help="torch.compile both models first", auto="default")
     options.add_result_files(b)
     b.set_defaults(func=_cmd_train)
+
+
+def _register_compare(bench: argparse._SubParsersAction) -> None:
+    from temporal_shift.apps.bench.compare import CONTENDERS, benchmark_compare
 
     b = bench.add_parser(
         "compare",
@@ -129,6 +120,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_result_files(b)
     b.set_defaults(func=_cmd_compare)
 
+
+def _register_two_stream(bench: argparse._SubParsersAction) -> None:
+    from temporal_shift.apps.bench.two_stream import benchmark_two_stream
+
     b = bench.add_parser(
         "two-stream",
         help="per-clip cost of the two-stream baseline (TSN on RGB and on optical flow, the flow's "
@@ -148,6 +143,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_timing(b, library=benchmark_two_stream, repeats="interleaved rounds", warmup="untimed rounds first")
     options.add_result_files(b, plot=False)
     b.set_defaults(func=_cmd_two_stream)
+
+
+def _register_data(bench: argparse._SubParsersAction) -> None:
+    from temporal_shift.apps.bench.data import benchmark_data
 
     b = bench.add_parser(
         "data",
@@ -248,6 +247,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     options.add_result_files(b)
     b.set_defaults(func=_cmd_runtimes)
+
+
+def _add_pair(parser: argparse.ArgumentParser, *, library: Callable[..., object], warmup: str) -> None:
+    """The options of a TSN/TSM pair timed side by side: the model (`_add_model`), --batch-size,
+    the timing (`_add_timing`) and --contiguous, with the defaults of ``library``."""
+    _add_model(parser, library=library)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=options.default(library, "batch_size"),
+        help="clips per batch (default %(default)s)",
+    )
+    _add_timing(parser, library=library, repeats="interleaved TSN/TSM pairs", warmup=warmup)
+    parser.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
 
 
 def _add_model(parser: argparse.ArgumentParser, *, library: Callable[..., object]) -> None:

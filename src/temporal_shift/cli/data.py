@@ -9,14 +9,31 @@ from temporal_shift.cli import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_synth(sub)
+    _register_prepare(sub)
+
+
+def _register_prepare(sub: argparse._SubParsersAction) -> None:
+    from temporal_shift.data.prepare import DATASETS
+
+    p = sub.add_parser(
+        "prepare",
+        help="build class and list files from official annotations, or extract frames",
+        description="`tsm prepare DATASET ...` writes classes.txt and train/val list files; "
+        "`tsm prepare extract ...` decodes videos into JPEG frame folders; `tsm prepare flow ...` computes "
+        "optical flow.",
+    )
+    prep = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    for name in DATASETS:
+        _register_dataset(prep, name)
+    _register_extract(prep)
+    _register_flow(prep)
+
+
+def _register_synth(sub: argparse._SubParsersAction) -> None:
     from temporal_shift.data import synthetic
-    from temporal_shift.data.extract import extract_frames
-    from temporal_shift.data.flow import DEFAULT_BOUND, METHODS, prepare_flow
-    from temporal_shift.data.lists import DEFAULT_TEMPLATE
-    from temporal_shift.data.prepare import DATASETS, prepare_dataset
 
     generate = synthetic.generate_synthetic
-
     p = sub.add_parser(
         "synth",
         help="write the built-in synthetic temporal dataset (frame folders, mp4, lists)",
@@ -64,39 +81,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_processes(p)
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser(
-        "prepare",
-        help="build class and list files from official annotations, or extract frames",
-        description="`tsm prepare DATASET ...` writes classes.txt and train/val list files; "
-        "`tsm prepare extract ...` decodes videos into JPEG frame folders; `tsm prepare flow ...` computes "
-        "optical flow.",
+
+def _register_dataset(prep: argparse._SubParsersAction, name: str) -> None:
+    """`tsm prepare NAME`: the list files of one dataset from its official annotations."""
+    from temporal_shift.data.lists import DEFAULT_TEMPLATE
+    from temporal_shift.data.prepare import prepare_dataset
+
+    d = prep.add_parser(name, help=f"list files for {name}")
+    d.add_argument(
+        "--root",
+        type=Path,
+        required=True,
+        help="data root holding the frame folders and/or videos (list paths are relative to it)",
     )
-    prep = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
-    for name in DATASETS:
-        d = prep.add_parser(name, help=f"list files for {name}")
-        d.add_argument(
-            "--root",
-            type=Path,
-            required=True,
-            help="data root holding the frame folders and/or videos (list paths are relative to it)",
-        )
-        d.add_argument("--out", type=Path, required=True, help="where to write classes.txt and the lists")
-        if name in ("ucf101", "hmdb51"):
-            d.add_argument("--splits-dir", type=Path, required=True, help="folder with the official split files")
-            d.add_argument("--split", type=int, default=options.default(prepare_dataset, "split"), choices=(1, 2, 3))
-        else:
-            if name != "kinetics":
-                d.add_argument("--labels", type=Path, required=True, help="official labels file")
-            d.add_argument("--train", type=Path, required=True, help="official training annotations")
-            d.add_argument("--val", type=Path, required=name != "kinetics", help="official validation annotations")
-        d.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
-        d.add_argument(
-            "--missing",
-            default=options.default(prepare_dataset, "missing"),
-            choices=("error", "skip"),
-            help="samples found on disk neither as frames nor video: fail, or list and leave out",
-        )
-        d.set_defaults(func=_cmd_prepare)
+    d.add_argument("--out", type=Path, required=True, help="where to write classes.txt and the lists")
+    if name in ("ucf101", "hmdb51"):
+        d.add_argument("--splits-dir", type=Path, required=True, help="folder with the official split files")
+        d.add_argument("--split", type=int, default=options.default(prepare_dataset, "split"), choices=(1, 2, 3))
+    else:
+        if name != "kinetics":
+            d.add_argument("--labels", type=Path, required=True, help="official labels file")
+        d.add_argument("--train", type=Path, required=True, help="official training annotations")
+        d.add_argument("--val", type=Path, required=name != "kinetics", help="official validation annotations")
+    d.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
+    d.add_argument(
+        "--missing",
+        default=options.default(prepare_dataset, "missing"),
+        choices=("error", "skip"),
+        help="samples found on disk neither as frames nor video: fail, or list and leave out",
+    )
+    d.set_defaults(func=_cmd_prepare)
+
+
+def _register_extract(prep: argparse._SubParsersAction) -> None:
+    from temporal_shift.data.extract import extract_frames
+    from temporal_shift.data.lists import DEFAULT_TEMPLATE
+
     e = prep.add_parser("extract", help="decode videos into JPEG frame folders (parallel, resumable)")
     e.add_argument("--videos", type=Path, required=True, help="folder of videos (searched recursively)")
     e.add_argument("--out", type=Path, required=True, help="frame folders go to OUT/<video path without ext>")
@@ -116,6 +136,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_processes(e)
     e.add_argument("--failures", type=Path, default=None, help="failure list (default OUT/extract_failures.txt)")
     e.set_defaults(func=_cmd_extract)
+
+
+def _register_flow(prep: argparse._SubParsersAction) -> None:
+    from temporal_shift.data.flow import DEFAULT_BOUND, METHODS, prepare_flow
+    from temporal_shift.data.lists import DEFAULT_TEMPLATE
+
     f = prep.add_parser(
         "flow",
         help="optical flow of a list's videos or frame folders (TV-L1 or Farneback; parallel, resumable)",

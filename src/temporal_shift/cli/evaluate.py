@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temporal_shift.cli import options
+
+if TYPE_CHECKING:
+    from temporal_shift.hub.weights import PublishedWeights
 
 
 class _AppendMember(argparse.Action):
@@ -20,9 +24,12 @@ class _AppendMember(argparse.Action):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from temporal_shift.data.lists import DEFAULT_TEMPLATE
-    from temporal_shift.engine.evaluate import CLIP_PROTOCOLS, CROPS, FUSIONS, EvalProtocol, evaluate
-    from temporal_shift.engine.predict import predict
+    _register_test(sub)
+    _register_predict(sub)
+
+
+def _register_test(sub: argparse._SubParsersAction) -> None:
+    from temporal_shift.engine.evaluate import evaluate
 
     p = sub.add_parser(
         "test",
@@ -32,6 +39,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         "print top-1, top-5 and mean class accuracy. With --out, also writes metrics.json, "
         "per_class.csv, predictions.csv, confusion.npy and confusion.png.",
     )
+    _add_members(p)
+    _add_test_data(p)
+    _add_protocol(p)
+    p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: the checkpoint's)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=options.default(evaluate, "batch_size"),
+        help="videos per batch (x views clips per forward; default %(default)s)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=options.default(evaluate, "workers"),
+        help="DataLoader worker processes (default %(default)s)",
+    )
+    options.add_device(p, default=options.default(evaluate, "device"))
+    p.add_argument(
+        "--on-error",
+        default=options.default(evaluate, "on_error"),
+        choices=("raise", "skip"),
+        help="unreadable videos: fail, or leave them out and report them",
+    )
+    p.add_argument("--out", type=Path, default=None, help="write metrics, predictions and the confusion matrix here")
+    options.add_no_progress(p)
+    p.set_defaults(func=_cmd_test)
+
+
+def _add_members(p: argparse.ArgumentParser) -> None:
+    """`tsm test`'s ensemble: --checkpoint/--weights members, their weights and T."""
     p.add_argument(
         "--checkpoint",
         dest="members",
@@ -65,6 +102,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="T",
         help="T of foreign (reference/MMAction2) checkpoints: one value, or one per member",
     )
+
+
+def _add_test_data(p: argparse.ArgumentParser) -> None:
+    """`tsm test`'s videos: the data root and list, the flow list of two-stream testing, the list's kind."""
+    from temporal_shift.data.lists import DEFAULT_TEMPLATE
+    from temporal_shift.engine.evaluate import evaluate
+
     p.add_argument("--data", type=Path, required=True, help="data root (list paths are relative to it)")
     p.add_argument("--list", type=Path, required=True, help="list file, relative to --data or absolute")
     p.add_argument(
@@ -77,6 +121,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flow-data", type=Path, default=None, help="root of the flow list's folders (default --data)")
     p.add_argument("--kind", default=options.default(evaluate, "kind"), choices=("auto", "frames", "videos"))
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
+
+
+def _add_protocol(p: argparse.ArgumentParser) -> None:
+    """`tsm test`'s protocol: clips, crops, fusion and the crop's sizes (`EvalProtocol`)."""
+    from temporal_shift.engine.evaluate import CLIP_PROTOCOLS, CROPS, FUSIONS, EvalProtocol
+
     p.add_argument(
         "--clips",
         default=options.default(EvalProtocol, "clips"),
@@ -112,29 +162,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--scale-size", type=int, default=None, help="short side before cropping (default: as trained, else 256)"
     )
-    p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: the checkpoint's)")
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=options.default(evaluate, "batch_size"),
-        help="videos per batch (x views clips per forward; default %(default)s)",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=options.default(evaluate, "workers"),
-        help="DataLoader worker processes (default %(default)s)",
-    )
-    options.add_device(p, default=options.default(evaluate, "device"))
-    p.add_argument(
-        "--on-error",
-        default=options.default(evaluate, "on_error"),
-        choices=("raise", "skip"),
-        help="unreadable videos: fail, or leave them out and report them",
-    )
-    p.add_argument("--out", type=Path, default=None, help="write metrics, predictions and the confusion matrix here")
-    options.add_no_progress(p)
-    p.set_defaults(func=_cmd_test)
+
+
+def _register_predict(sub: argparse._SubParsersAction) -> None:
+    from temporal_shift.data.lists import DEFAULT_TEMPLATE
+    from temporal_shift.engine.predict import predict
 
     p = sub.add_parser(
         "predict",
@@ -174,13 +206,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_predict)
 
 
-def _members(args: argparse.Namespace) -> list[object]:
+def _members(args: argparse.Namespace) -> list[Path | PublishedWeights]:
     """The checkpoint files and published weights of --checkpoint/--weights, in command-line order."""
     from temporal_shift.hub.weights import get_weights
 
     if not args.members:
         raise ValueError("give --checkpoint FILE or --weights NAME (repeat either for an ensemble)")
-    checkpoints: list[object] = []
+    checkpoints: list[Path | PublishedWeights] = []
     for kind, value in args.members:
         if kind == "file":
             checkpoints.append(value)
@@ -219,7 +251,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
         scale_size=args.scale_size,
     )
     result = evaluate(
-        [Member(checkpoint=c, weight=w, n_segment=t) for c, w, t in zip(checkpoints, weights, segments)],
+        [Member(checkpoint=c, weight=w, n_segment=t) for c, w, t in zip(checkpoints, weights, segments, strict=True)],
         list_file=args.list,
         root=args.data,
         protocol=protocol,

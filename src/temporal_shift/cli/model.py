@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from temporal_shift.cli import options
+
+if TYPE_CHECKING:
+    import torch
+
+    from temporal_shift.engine.export import Parity
+    from temporal_shift.hub.weights import PublishedWeights
+    from temporal_shift.models.base import ClipClassifier
+    from temporal_shift.models.online import OnlineRecognizer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,17 +100,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
 
 
-def _check_parity(parity: object, out: Path, *, args: argparse.Namespace) -> None:
-    print(parity.line())  # type: ignore[attr-defined]
+def _check_parity(parity: Parity, out: Path, *, args: argparse.Namespace) -> None:
+    print(parity.line())
     if args.quantize:  # int8 is not expected to match: its top-1 agreement is the figure to read
         return
     limit = TOLERANCE["fp16" if args.format == "tensorrt" and args.precision == "fp16" else "fp32"]
-    error = parity.max_rel  # type: ignore[attr-defined]
+    error = parity.max_rel
     if not error <= limit:
         raise ValueError(f"{out}: exported model differs from PyTorch by {error:.2e} relative (> {limit:g})")
 
 
-def _calibration(args: argparse.Namespace, model: Any, *, scale_size: int | None) -> list | None:
+def _calibration(
+    args: argparse.Namespace, model: ClipClassifier | OnlineRecognizer, *, scale_size: int | None
+) -> list[torch.Tensor] | None:
     from temporal_shift.engine.export import calibration_clips
 
     if args.quantize is None:
@@ -158,7 +168,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_online(args: argparse.Namespace, *, checkpoint: object) -> int:
+def _export_online(args: argparse.Namespace, *, checkpoint: Path | PublishedWeights) -> int:
     import torch
 
     from temporal_shift.checkpoint.loading import load_online

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -19,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Serve a page that sends webcam or video-file frames over a WebSocket to a causal TSM "
         "running here, one online stream per page (the tsm stream semantics: smoothing, hysteresis, resets at "
         "a new source, on a gap and on request), and draws the label, top-k probabilities, frames/s and latency. "
-        "Binds to loopback unless --host says otherwise; frame size, message size, frame rate and connections "
-        "are bounded.",
+        "Binds to loopback unless --host says otherwise and answers only requests that name an allowed host; "
+        "frame size and decoding cost, message size and rate, idle time and connections are bounded "
+        "(docs/security.md).",
     )
     model = options.add_checkpoint_or_weights(
         p,
@@ -88,6 +90,52 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=limits.max_message_bytes,
         help="largest message a page may send (default %(default)s)",
     )
+    p.add_argument(
+        "--max-scans",
+        type=int,
+        default=limits.max_scans,
+        help="most scans of a frame's JPEG (progressive files have ~10; default %(default)s)",
+    )
+    p.add_argument(
+        "--max-control-rate",
+        type=float,
+        default=limits.max_control_rate,
+        help="source/reset messages a second a page may send (default %(default)s)",
+    )
+    p.add_argument(
+        "--decode-share",
+        type=float,
+        default=limits.decode_share,
+        help="CPU seconds a second a page's frames may take to decode (default %(default)s)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=limits.idle_timeout,
+        help="seconds without a frame before a page is disconnected; it reconnects when it "
+        "has frames again (default %(default)s)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=limits.header_timeout,
+        help="seconds a connection has to send its request head (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-sockets",
+        type=int,
+        default=limits.max_sockets,
+        help="open connections; past it the longest-idle one is closed (default %(default)s)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the server answers to besides localhost, 127.0.0.1, ::1 and --host "
+        "(repeatable; for --host 0.0.0.0 reached by name; '*' allows any, which lets "
+        "other web sites' pages in through DNS rebinding)",
+    )
     p.set_defaults(func=_cmd_serve)
 
 
@@ -95,7 +143,22 @@ def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
+    """SIGTERM stops ``tsm serve`` as Ctrl-C does (one line, exit status 130), whatever it is
+    doing: training the demo model, loading, or serving (uvicorn's own handlers shut the
+    server down first, then hand the signal back)."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _serve(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(args: argparse.Namespace) -> int:
     from temporal_shift.apps.serve import run_serve
     from temporal_shift.apps.serve.protocol import ServeLimits
 
@@ -105,6 +168,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_side=args.max_side,
         max_message_bytes=args.max_message_bytes,
         max_fps=args.max_fps,
+        max_scans=args.max_scans,
+        max_control_rate=args.max_control_rate,
+        decode_share=args.decode_share,
+        idle_timeout=args.idle_timeout,
+        header_timeout=args.header_timeout,
+        max_sockets=args.max_sockets,
     )
     run_serve(
         checkpoint=checkpoint,
@@ -116,6 +185,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         demo_cache=args.demo_cache,
         host=args.host,
         port=args.port,
+        allowed_host=args.allowed_host,
         size=args.size,
         short_side=args.short_side,
         smooth=args.smooth,

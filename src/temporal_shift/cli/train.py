@@ -10,9 +10,12 @@ from temporal_shift.cli import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from temporal_shift.apps.experiments.demo import DEMO_EPOCHS, run_demo
-    from temporal_shift.apps.experiments.reproduce import BUDGETS, EXPERIMENTS, reproduce
+    _register_train(sub)
+    _register_demo(sub)
+    _register_reproduce(sub)
 
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a TSN/TSM model from a YAML config (DDP under torchrun)",
@@ -37,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--amp", action="store_true", help="mixed precision (same as run.amp=true)")
     p.set_defaults(func=_cmd_train)
+
+
+def _register_demo(sub: argparse._SubParsersAction) -> None:
+    from temporal_shift.apps.experiments.demo import run_demo
+    from temporal_shift.apps.experiments.recipe import DEMO_EPOCHS
 
     p = sub.add_parser(
         "demo",
@@ -68,6 +76,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "side when there are 2+ cores; 1: one after the other)",
     )
     p.set_defaults(func=_cmd_demo)
+
+
+def _register_reproduce(sub: argparse._SubParsersAction) -> None:
+    from temporal_shift.apps.experiments.reproduce import BUDGETS, EXPERIMENTS, reproduce
 
     p = sub.add_parser(
         "reproduce",

@@ -47,7 +47,7 @@ from temporal_shift.data.lists import (
     read_list,
 )
 from temporal_shift.data.sampling import Sampler
-from temporal_shift.data.sources import FolderSource, FrameSource, VideoSource
+from temporal_shift.data.sources import FolderSource, VideoSource
 
 log = logging.getLogger("temporal_shift.data")
 
@@ -92,7 +92,7 @@ class VideoDataset(Dataset):
     Returns ``(clip, label)``: with a transform, whatever it returns, typically float
     (T, C, H, W), or (views, T, C, H, W) for multi-view transforms or samplers giving
     several clips (clips x views are flattened into the first dimension); without one,
-    the uint8 clip (T, C, H, W) or (clips, T, C, H, W). T counts ``new_length`` frames
+    the uint8 clip (T, C, H, W) or (clips, T, C, H, W). T counts ``frames_per_segment`` frames
     per segment.
     """
 
@@ -197,7 +197,7 @@ class VideoDataset(Dataset):
             stacked = stacked.flatten(0, 1)
         return stacked, int(label_out)
 
-    def frame_source(self, record: Record) -> FrameSource:
+    def frame_source(self, record: Record) -> FolderSource | VideoSource:
         """The frames of ``record``: a `FolderSource` after checking the folder holds the frames
         the list says, or a `VideoSource` (its frame count read once per dataset copy)."""
         path = self.root / record.path
@@ -235,10 +235,7 @@ def find_unusable(
     problems: list[tuple[int, str]] = []
     for i, record in enumerate(records):
         path = os.path.join(root, record.path)
-        if isinstance(record, FrameRecord):
-            target = os.path.join(path, template.format(record.num_frames))
-        else:
-            target = path
+        target = os.path.join(path, template.format(record.num_frames)) if isinstance(record, FrameRecord) else path
         try:
             st = os.stat(target)
         except OSError:

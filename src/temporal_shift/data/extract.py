@@ -209,7 +209,8 @@ def run_resumable(
         raise ValueError(f"workers must be at least 1, got {workers}")
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
-    result = ExtractResult(failures_file=Path(failures_file))
+    failures = Path(failures_file)
+    result = ExtractResult(failures_file=failures)
     todo = []
     for source, folder in jobs:
         count = done_count(folder, marker=marker)
@@ -218,37 +219,53 @@ def run_resumable(
             result.frames[folder.relative_to(out_root).as_posix()] = count
         else:
             todo.append((source, folder))
-
-    workers = workers or min(os.cpu_count() or 1, 8)
     bar = tqdm(total=len(jobs), initial=result.skipped, desc=desc, unit="video", disable=not progress)
 
     def record(job: tuple[Path, Path], outcome: int | BaseException) -> None:
-        source, folder = job
-        if isinstance(outcome, BaseException):
-            reason = str(outcome).splitlines()[0] if str(outcome) else type(outcome).__name__
-            prefix = f"{source}: "
-            result.failed.append((str(source), reason[len(prefix) :] if reason.startswith(prefix) else reason))
-        else:
-            result.extracted += 1
-            result.frames[folder.relative_to(out_root).as_posix()] = outcome
+        _record(result, job, outcome, out_root=out_root)
         bar.update()
 
+    _run_jobs(todo, work, workers=workers or min(os.cpu_count() or 1, 8), on_outcome=record)
+    bar.close()
+    result.failed.sort()
+    failures.parent.mkdir(parents=True, exist_ok=True)
+    failures.write_text("".join(f"{v}\t{r}\n" for v, r in result.failed), encoding="utf-8")
+    return result
+
+
+def _record(result: ExtractResult, job: tuple[Path, Path], outcome: int | BaseException, *, out_root: Path) -> None:
+    """Add one job's outcome to ``result``: its frame count, or its failure's first line (without
+    a leading ``<source>: ``, which the failure list states anyway)."""
+    source, folder = job
+    if isinstance(outcome, BaseException):
+        reason = str(outcome).splitlines()[0] if str(outcome) else type(outcome).__name__
+        prefix = f"{source}: "
+        result.failed.append((str(source), reason[len(prefix) :] if reason.startswith(prefix) else reason))
+    else:
+        result.extracted += 1
+        result.frames[folder.relative_to(out_root).as_posix()] = outcome
+
+
+def _run_jobs(
+    todo: Sequence[tuple[Path, Path]],
+    work: Callable[[Path, Path], int],
+    *,
+    workers: int,
+    on_outcome: Callable[[tuple[Path, Path], int | BaseException], None],
+) -> None:
+    """``work(*job)`` for every job, in this process or in ``workers`` processes; each job's count
+    or exception goes to ``on_outcome`` as it finishes (an exception never stops the others)."""
     if workers == 1 or len(todo) <= 1:
         for job in todo:
             try:
-                record(job, work(*job))
+                on_outcome(job, work(*job))
             except Exception as exc:  # any failure goes to the failure list, the run goes on
-                record(job, exc)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(work, *job): job for job in todo}
-            for future in as_completed(futures):
-                try:
-                    record(futures[future], future.result())
-                except Exception as exc:
-                    record(futures[future], exc)
-    bar.close()
-    result.failed.sort()
-    result.failures_file.parent.mkdir(parents=True, exist_ok=True)
-    result.failures_file.write_text("".join(f"{v}\t{r}\n" for v, r in result.failed), encoding="utf-8")
-    return result
+                on_outcome(job, exc)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(work, *job): job for job in todo}
+        for future in as_completed(futures):
+            try:
+                on_outcome(futures[future], future.result())
+            except Exception as exc:
+                on_outcome(futures[future], exc)

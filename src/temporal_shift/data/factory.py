@@ -38,27 +38,33 @@ def _check_modality(modality: str) -> None:
 def build_sampler(
     *,
     sampling: Sampling,
-    num_segments: int,
+    n_segment: int,
     train: bool,
-    new_length: int = 1,
+    frames_per_segment: int = 1,
     dense_window: int = 64,
     num_clips: int = 1,
     twice_sample: bool = False,
 ) -> Sampler:
-    """``num_segments`` positions of ``new_length`` consecutive frames (flow: fields) each.
+    """``n_segment`` positions of ``frames_per_segment`` consecutive frames (flow: fields) each.
 
     ``"tsn"``: one random frame per segment in training, the segment centres in testing
     (with ``twice_sample`` also the segment starts, a second clip). ``"dense"``: frames
-    ``dense_window // num_segments`` apart in a window, at a random start in training, at
+    ``dense_window // n_segment`` apart in a window, at a random start in training, at
     ``num_clips`` evenly spaced starts in testing.
     """
     if sampling == "tsn":
-        return TSNSampler(num_segments=num_segments, train=train, new_length=new_length, twice_sample=twice_sample)
+        return TSNSampler(
+            n_segment=n_segment, train=train, frames_per_segment=frames_per_segment, twice_sample=twice_sample
+        )
     if sampling == "dense":
         if twice_sample:
             raise ValueError("twice_sample goes with TSN sampling; dense sampling takes num_clips windows")
         return DenseSampler(
-            num_segments=num_segments, train=train, window=dense_window, num_clips=num_clips, new_length=new_length
+            n_segment=n_segment,
+            train=train,
+            window=dense_window,
+            num_clips=num_clips,
+            frames_per_segment=frames_per_segment,
         )
     raise ValueError(f"sampling must be 'tsn' or 'dense', got {sampling!r}")
 
@@ -151,10 +157,10 @@ def build_dataset(
             f"{list_file}: a flow list (tsm prepare flow) names flow_x_/flow_y_ folders, so a frame "
             "template and kind 'videos' do not apply to modality 'flow'; leave them unset"
         )
-    if sampler.new_length != flow_length:
+    if sampler.frames_per_segment != flow_length:
         raise ValueError(
             f"{list_file}: a flow clip takes flow_length={flow_length} fields per segment but the "
-            f"sampler takes {sampler.new_length}; build the sampler with new_length={flow_length}"
+            f"sampler takes {sampler.frames_per_segment}; build the sampler with frames_per_segment={flow_length}"
         )
     return FlowDataset(
         list_file=list_file,

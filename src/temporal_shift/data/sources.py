@@ -94,7 +94,7 @@ class FrameSource(abc.ABC):
     def __iter__(self) -> Iterator[SourceFrame]:
         return self.frames()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a hook: sources that hold nothing open need no override)
         """Release what the source holds open (nothing for a frame folder)."""
 
     def __enter__(self) -> Self:
@@ -113,7 +113,7 @@ class FolderSource(FrameSource):
     the template files present from 1 on (`decode.count_frame_files`); frame i's time is
     ``i / fps``."""
 
-    kind: ClassVar[SourceKind] = "frames"
+    kind: ClassVar[Literal["frames"]] = "frames"
 
     def __init__(
         self,
@@ -197,7 +197,7 @@ class VideoSource(_DecodedSource):
     (`decode.video_fps`, `decode.video_frame_count`), read when first asked for; a video
     without decodable frames is a CorruptMediaError."""
 
-    kind: ClassVar[SourceKind] = "video"
+    kind: ClassVar[Literal["video"]] = "video"
 
     def __init__(self, path: str | Path, *, fps: float | None = None, num_frames: int | None = None) -> None:
         super().__init__()
@@ -240,7 +240,7 @@ class CameraSource(_DecodedSource):
     """Camera ``index`` (``/dev/video<index>`` through PyAV's v4l2 input), opened when made.
     Frames come in order only; ``fps`` defaults to what the driver states."""
 
-    kind: ClassVar[SourceKind] = "camera"
+    kind: ClassVar[Literal["camera"]] = "camera"
 
     def __init__(self, index: int, *, fps: float | None = None) -> None:
         super().__init__()

@@ -21,7 +21,7 @@ steps. ``pair_hues=True`` gives each pair's object its own hue band, so one fram
 the pair (an order-blind model then reaches exactly 50% on the temporal pairs, not less);
 ``motion`` scales the speed of the moving objects, ``spin`` that of the rotating ones (a
 two-tone sail when not 1) and ``object_scale`` the main object's size. `tsm demo` uses plain backgrounds, pair hues,
-3x motion and 2.5x spin (`demo.DEMO_DATA`, where the reasons are) to fit its 10-minute CPU
+3x motion and 2.5x spin (`apps.experiments.recipe.DEMO_DATA`, where the reasons are) to fit its 10-minute CPU
 budget. Everything is drawn from a generator seeded by (seed, video index), so the output
 does not depend on the number of processes.
 
@@ -46,6 +46,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -93,8 +94,9 @@ _ASYMMETRIC = ("triangle", "bar")  # shapes whose rotation is visible (at spin=1
 # with spin != 1 the rotating classes draw a sail: a broad blade turning about a point near one
 # end, its leading half (clockwise) in a light tint of its colour. It has no rotational symmetry, so
 # any turn of less than half a revolution between two frames has one direction, and where it sweeps
-# over the background the tint tells the direction locally, whatever its angle (issue 12: a
-# clock hand, a needle, a half disc and an orbiting ball stayed at chance after 225-450 steps)
+# over the background the tint tells the direction locally, whatever its angle (a clock hand,
+# a needle, a half disc and an orbiting ball stayed at chance after 225-450 steps in
+# benchmarks/synthetic_learnability.py: the sense of their turn is not visible locally)
 _FAST_ROTATING = "sail"
 _SAIL_TINT = 0.6  # the sail's leading half: its colour 60% of the way to white
 _SAIL_SCALE = 2.0  # the sail is drawn twice the size of the other main objects
@@ -291,8 +293,6 @@ def render_clip(
     height, width = (size, size) if isinstance(size, int) else size
     scale = min(height, width) / 64.0
     canvas = _background(rng, frames, height, width, clutter)
-    ys = np.arange(height, dtype=np.float32) + 0.5
-    xs = np.arange(width, dtype=np.float32) + 0.5
 
     distractors = (
         [
@@ -310,47 +310,83 @@ def render_clip(
         if clutter
         else []
     )
-    if label >= 10:
-        hue = rng.uniform(-0.04, 0.04) if label == 10 else rng.uniform(0.6, 0.68)
-        main = _object(
-            rng,
-            frames=frames,
-            height=height,
-            width=width,
-            radius=rng.uniform(6, 10) * scale * object_scale,
-            kind="still",
-            hue=hue,
-            vivid=pair_hues,
-        )
-    else:
-        hue = PAIR_HUES[label // 2] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD) if pair_hues else None
-        main = _object(
-            rng,
-            frames=frames,
-            height=height,
-            width=width,
-            radius=rng.uniform(6, 10) * scale * object_scale,
-            kind=_KIND[label - label % 2],
-            hue=hue,
-            motion=motion,
-            spin=spin,
-            vivid=pair_hues,
-        )
-    layers = [(obj, obj["shape"], obj["colour"]) for obj in distractors + [main]]
+    main = _main_object(
+        label,
+        rng=rng,
+        frames=frames,
+        height=height,
+        width=width,
+        scale=scale * object_scale,
+        motion=motion,
+        pair_hues=pair_hues,
+        spin=spin,
+    )
+    layers = [(obj, obj["shape"], obj["colour"]) for obj in [*distractors, main]]
     if main["shape"] == "sail":  # its leading half in a light tint of its colour
         layers.append((main, "sail_lead", main["colour"] + (255.0 - main["colour"]) * _SAIL_TINT))
     for obj, shape, colour in layers:
-        dx = _wrap(xs[None, :] - obj["cx"][:, None].astype(np.float32), width)[:, None, :]
-        dy = _wrap(ys[None, :] - obj["cy"][:, None].astype(np.float32), height)[:, :, None]
-        f32 = {k: obj[k].astype(np.float32)[:, None, None] for k in ("angle", "radius", "alpha")}
-        cover = (_coverage(shape, dx, dy, f32["angle"], f32["radius"]) * f32["alpha"])[..., None]
-        canvas = canvas + (colour.astype(np.float32) - canvas) * cover
+        canvas = _paint(canvas, obj, shape=shape, colour=colour)
     clip = np.clip(canvas, 0, 255).round().astype(np.uint8)
     params = {k: np.asarray(main[k], dtype=np.float64) for k in ("cx", "cy", "radius", "angle", "alpha")}
     if label < 10 and label % 2 == 1:  # second class of a temporal pair: play backwards
         clip = clip[::-1].copy()
         params = {k: v[::-1].copy() for k, v in params.items()}
     return clip, params
+
+
+def _main_object(
+    label: int,
+    *,
+    rng: np.random.Generator,
+    frames: int,
+    height: int,
+    width: int,
+    scale: float,
+    motion: float,
+    pair_hues: bool,
+    spin: float,
+) -> dict[str, Any]:
+    """The object that makes a clip's class (radius 6-10 times ``scale``): still and red or blue
+    for the control pair, else moving as its pair does (`_KIND`), in its pair's hue with ``pair_hues``.
+    Draws from ``rng`` in a fixed order (hue, then radius): a seed gives the same clip."""
+    if label >= 10:
+        hue = rng.uniform(-0.04, 0.04) if label == 10 else rng.uniform(0.6, 0.68)
+        return _object(
+            rng,
+            frames=frames,
+            height=height,
+            width=width,
+            radius=rng.uniform(6, 10) * scale,
+            kind="still",
+            hue=hue,
+            vivid=pair_hues,
+        )
+    pair_hue = PAIR_HUES[label // 2] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD) if pair_hues else None
+    return _object(
+        rng,
+        frames=frames,
+        height=height,
+        width=width,
+        radius=rng.uniform(6, 10) * scale,
+        kind=_KIND[label - label % 2],
+        hue=pair_hue,
+        motion=motion,
+        spin=spin,
+        vivid=pair_hues,
+    )
+
+
+def _paint(canvas: np.ndarray, obj: dict[str, Any], *, shape: str, colour: np.ndarray) -> np.ndarray:
+    """``canvas`` (frames, H, W, 3) float with ``shape`` of ``obj`` drawn over it in ``colour``,
+    anti-aliased, at its per-frame position, angle, size and opacity (wrapping at the edges)."""
+    height, width = canvas.shape[1:3]
+    ys = np.arange(height, dtype=np.float32) + 0.5
+    xs = np.arange(width, dtype=np.float32) + 0.5
+    dx = _wrap(xs[None, :] - obj["cx"][:, None].astype(np.float32), width)[:, None, :]
+    dy = _wrap(ys[None, :] - obj["cy"][:, None].astype(np.float32), height)[:, :, None]
+    f32 = {k: obj[k].astype(np.float32)[:, None, None] for k in ("angle", "radius", "alpha")}
+    cover = (_coverage(shape, dx, dy, f32["angle"], f32["radius"]) * f32["alpha"])[..., None]
+    return canvas + (colour.astype(np.float32) - canvas) * cover
 
 
 # --- writing -------------------------------------------------------------------------
@@ -363,7 +399,7 @@ def _assign(num_videos: int, seed: int, val_fraction: float) -> tuple[np.ndarray
     is_val = np.zeros(num_videos, dtype=bool)
     for c in range(len(CLASSES)):
         members = np.flatnonzero(labels == c)
-        n_val = min(max(1, int(round(len(members) * val_fraction))), len(members) - 1)
+        n_val = min(max(1, round(len(members) * val_fraction)), len(members) - 1)
         is_val[members[:n_val]] = True  # every class in both splits (num_videos >= 2 per class)
     return labels, is_val
 
@@ -431,21 +467,12 @@ def generate_synthetic(
     Re-running with the same arguments skips finished clips and gives identical files.
     """
     height, width = (size, size) if isinstance(size, int) else tuple(size)
-    if height < 16 or width < 16 or height % 2 or width % 2:
-        raise ValueError(f"size must be even and at least 16, got {height}x{width}")
-    if frames < 2:
-        raise ValueError(f"frames must be at least 2, got {frames}")
-    if num_videos < 2 * len(CLASSES):
-        raise ValueError(
-            f"num_videos must be at least {2 * len(CLASSES)} (every class in train and val), got {num_videos}"
-        )
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    _check_settings(
+        height=height, width=width, frames=frames, num_videos=num_videos, workers=workers, val_fraction=val_fraction
+    )
     _check_rates(motion=motion, object_scale=object_scale, spin=spin)
     paths = synthetic_paths(out_dir)
-    meta_settings = {
+    settings = {
         "num_videos": num_videos,
         "height": height,
         "width": width,
@@ -459,42 +486,8 @@ def generate_synthetic(
         "spin": float(spin),
         "rotating_object": rotating_object(spin),
     }
-    if paths.meta.is_file():
-        try:
-            old = json.loads(paths.meta.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(
-                f"{paths.meta}: unreadable synthetic dataset metadata ({exc}); use a new --out directory"
-            ) from None
-        old_settings = old.get("settings")
-        if isinstance(old_settings, dict):
-            # written before the options existed
-            old_settings = {
-                "clutter": True,
-                "motion": 1.0,
-                "pair_hues": False,
-                "object_scale": 1.0,
-                "spin": 1.0,
-                **old_settings,
-            }
-            # before the key existed, spin != 1 drew a clock hand: such a dataset is not this one
-            old_settings.setdefault("rotating_object", "triangle/bar" if old_settings["spin"] == 1.0 else "hand")
-        if old_settings != meta_settings:
-            raise ValueError(
-                f"{paths.meta}: {out_dir} holds a synthetic dataset with other settings "
-                f"{old.get('settings')}; use a new --out directory"
-            )
-    meta = {
-        "classes": list(CLASSES),
-        "temporal_pairs": [list(p) for p in TEMPORAL_PAIRS],
-        "control_pairs": [list(p) for p in CONTROL_PAIRS],
-        "frame_template": FRAME_TEMPLATE,
-        "fps": DEFAULT_FPS,
-        "settings": meta_settings,
-    }
-    # written first, so that resuming an interrupted run checks the settings too
-    paths.root.mkdir(parents=True, exist_ok=True)
-    paths.meta.write_text(json.dumps(meta, indent=2) + "\n")
+    _check_same_settings(paths, settings, out_dir=out_dir)
+    _write_meta(paths, settings)  # first, so that resuming an interrupted run checks the settings too
     paths.frames_dir.mkdir(parents=True, exist_ok=True)
     paths.videos_dir.mkdir(parents=True, exist_ok=True)
     labels, is_val = _assign(num_videos, seed, val_fraction)
@@ -515,26 +508,99 @@ def generate_synthetic(
         )
         for i in range(num_videos)
     ]
-    workers = workers or min(os.cpu_count() or 1, 8)
-    bar = tqdm(total=num_videos, desc="synth", unit="clip", disable=not progress)
+    _make_all(jobs, workers=workers or min(os.cpu_count() or 1, 8), progress=progress)
+    _write_lists(paths, labels=labels, is_val=is_val, frames=frames)
+    return paths
+
+
+def _check_settings(
+    *, height: int, width: int, frames: int, num_videos: int, workers: int | None, val_fraction: float
+) -> None:
+    if height < 16 or width < 16 or height % 2 or width % 2:
+        raise ValueError(f"size must be even and at least 16, got {height}x{width}")
+    if frames < 2:
+        raise ValueError(f"frames must be at least 2, got {frames}")
+    if num_videos < 2 * len(CLASSES):
+        raise ValueError(
+            f"num_videos must be at least {2 * len(CLASSES)} (every class in train and val), got {num_videos}"
+        )
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+
+
+def _check_same_settings(paths: SyntheticPaths, settings: dict[str, Any], *, out_dir: str | Path) -> None:
+    """A dataset already in ``paths`` must have been made with ``settings``: it is resumed, never overwritten."""
+    if not paths.meta.is_file():
+        return
+    try:
+        old = json.loads(paths.meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{paths.meta}: unreadable synthetic dataset metadata ({exc}); use a new --out directory"
+        ) from None
+    old_settings = old.get("settings")
+    if isinstance(old_settings, dict):
+        # written before the options existed
+        old_settings = {
+            "clutter": True,
+            "motion": 1.0,
+            "pair_hues": False,
+            "object_scale": 1.0,
+            "spin": 1.0,
+            **old_settings,
+        }
+        # before the key existed, spin != 1 drew a clock hand: such a dataset is not this one
+        old_settings.setdefault("rotating_object", "triangle/bar" if old_settings["spin"] == 1.0 else "hand")
+    if old_settings != settings:
+        raise ValueError(
+            f"{paths.meta}: {out_dir} holds a synthetic dataset with other settings "
+            f"{old.get('settings')}; use a new --out directory"
+        )
+
+
+def _write_meta(paths: SyntheticPaths, settings: dict[str, Any]) -> None:
+    meta = {
+        "classes": list(CLASSES),
+        "temporal_pairs": [list(p) for p in TEMPORAL_PAIRS],
+        "control_pairs": [list(p) for p in CONTROL_PAIRS],
+        "frame_template": FRAME_TEMPLATE,
+        "fps": DEFAULT_FPS,
+        "settings": settings,
+    }
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.meta.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _make_all(jobs: Sequence[tuple], *, workers: int, progress: bool) -> None:
+    """Render and write every clip not finished yet (`_make_one`), in ``workers`` processes."""
+    bar = tqdm(total=len(jobs), desc="synth", unit="clip", disable=not progress)
     if workers == 1:
         for job in jobs:
             _make_one(job)
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(_make_one, jobs, chunksize=16):
-                bar.update()
+            try:
+                for _ in pool.map(_make_one, jobs, chunksize=16):
+                    bar.update()
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM): drop the clips not started yet
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     bar.close()
 
+
+def _write_lists(paths: SyntheticPaths, *, labels: np.ndarray, is_val: np.ndarray, frames: int) -> None:
+    """The train/val frame and video lists and classes.txt."""
+    num_videos = len(labels)
     frame_rows = [(f"{FRAMES_DIR}/{video_id(i)}", frames, int(labels[i])) for i in range(num_videos)]
     video_rows = [(f"{VIDEOS_DIR}/{video_id(i)}{VIDEO_SUFFIX}", int(labels[i])) for i in range(num_videos)]
-    write_frame_list(paths.train_frames, [r for r, v in zip(frame_rows, is_val) if not v])
-    write_frame_list(paths.val_frames, [r for r, v in zip(frame_rows, is_val) if v])
-    write_video_list(paths.train_videos, [r for r, v in zip(video_rows, is_val) if not v])
-    write_video_list(paths.val_videos, [r for r, v in zip(video_rows, is_val) if v])
+    write_frame_list(paths.train_frames, [r for r, v in zip(frame_rows, is_val, strict=True) if not v])
+    write_frame_list(paths.val_frames, [r for r, v in zip(frame_rows, is_val, strict=True) if v])
+    write_video_list(paths.train_videos, [r for r, v in zip(video_rows, is_val, strict=True) if not v])
+    write_video_list(paths.val_videos, [r for r, v in zip(video_rows, is_val, strict=True) if v])
     write_classes(paths.classes, CLASSES)
-    return paths
 
 
 def pair_of(label: int, pairs: Sequence[tuple[int, int]] = TEMPORAL_PAIRS + CONTROL_PAIRS) -> tuple[int, int]:

@@ -140,8 +140,8 @@ class ThreeCrop(v2.Transform):
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         return tuple(
-            self._call_kernel(F.crop, inpt, top=t, left=l, height=self.size, width=self.size)
-            for t, l in params["offsets"]
+            self._call_kernel(F.crop, inpt, top=top, left=left, height=self.size, width=self.size)
+            for top, left in params["offsets"]
         )
 
 

@@ -17,18 +17,10 @@ copied out (a CUDA graph overwrites its outputs on the next replay).
 Modes (``mode``): ``"auto"`` is ``"reduce-overhead"`` on CUDA and ``"default"``
 elsewhere; any of `torch.compile`'s modes can be given.
 
-CPU (2 cores, R50 8x224x224 batch 1, channels_last, interleaved, a busy machine):
-inductor's default mode took TSN to 0.82x its eager time, while TSM compiled was 1.20x
-*slower* than TSM eager (TSM/TSN 1.57 compiled vs 1.12 eager in that run): the shift's
-five slice assignments lower to one kernel of nested masked loads (a chain of a few
-hundred vector temporaries per output vector) that costs more than the convolutions'
-epilogues. Those figures predate c930319: under torch.compile the shift is now a
-functional form that Inductor writes in one pass in the convolution's layout (see
-`temporal_shift.ops.shift`). Isolated, 1 thread, ReLU + shift on 8x256x56x56 channels_last:
-158.3 ms with the old lowering, 10.5 ms now (ReLU alone 5.7 ms); the whole-model CPU
-figures above are to be measured again. Weight
-freezing (``torch._inductor.config.freezing``, oneDNN weight prepacking) changed nothing
-measurable (TSN 0.83x) and is not offered.
+The shift itself compiles to one pass: under ``torch.compile`` it is a functional form that
+Inductor writes in the convolution's layout (`temporal_shift.ops.shift`; `tests/test_shift.py`
+checks the generated code). Weight freezing (``torch._inductor.config.freezing``, oneDNN
+weight prepacking) made no measurable difference on a CPU and is not offered.
 """
 
 from __future__ import annotations

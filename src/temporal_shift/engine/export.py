@@ -25,7 +25,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -38,7 +38,11 @@ from temporal_shift.engine.runtimes import (
     load_runtime,
     require,
 )
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.online import OnlineRecognizer, OnlineStream
+
+if TYPE_CHECKING:
+    from temporal_shift.data.dataset import SkippedSample
 
 __all__ = [
     "FORMATS",
@@ -69,12 +73,12 @@ _NO_3D = ("executorch",)
 _LAYERS_3D = (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)
 
 
-def example_input(model: nn.Module, *, batch_size: int = 2, size: int | None = None) -> torch.Tensor:
+def example_input(model: ClipClassifier, *, batch_size: int = 2, size: int | None = None) -> torch.Tensor:
     """A random clip batch of the shape the model expects (``size``: default, its published one)."""
     return torch.randn(batch_size, model.config.n_segment, model.config.input_channels, *(_size(model, size),) * 2)
 
 
-def _size(model: nn.Module, size: int | None) -> int:
+def _size(model: ClipClassifier | OnlineRecognizer, size: int | None) -> int:
     return int(getattr(model, "input_size", 224)) if size is None else size
 
 
@@ -107,7 +111,7 @@ def _check_out(out: str | Path, format: str) -> Path:
 
 
 def export_model(
-    model: nn.Module,
+    model: ClipClassifier,
     out: str | Path,
     *,
     format: str = "onnx",
@@ -204,7 +208,7 @@ def _export_graph(
     out: Path,
     *,
     format: str,
-    dynamic: tuple[dict[str, Any], ...] | None,
+    dynamic: tuple[dict[int, Any], ...] | None,
     input_names: list[str],
     output_names: list[str],
     opset: int,
@@ -281,6 +285,7 @@ def _to_onnx(
             external_data=False,
             verbose=False,
         )
+    assert program is not None  # None only without dynamo=True
     program.save(str(out))
 
 
@@ -319,7 +324,7 @@ def _to_tensorrt(
             config.set_flag(trt.BuilderFlag.FP16)
         if dynamic is not None:
             profile = builder.create_optimization_profile()
-            for name, x in zip(input_names, inputs):
+            for name, x in zip(input_names, inputs, strict=True):
                 shape = tuple(x.shape[1:])
                 profile.set_shape(name, (1, *shape), (1, *shape), (8, *shape))
             config.add_optimization_profile(profile)
@@ -373,10 +378,10 @@ def _to_openvino(
     ov_model = ov.convert_model(_capture(model, inputs, dynamic))
     # the converted model's inputs are fully dynamic: give them the static shapes (but the batch)
     shapes = [[-1 if dynamic is not None and i == 0 else d for i, d in enumerate(x.shape)] for x in inputs]
-    ov_model.reshape({port: ov.PartialShape(shape) for port, shape in zip(ov_model.inputs, shapes)})
-    for port, name in zip(ov_model.inputs, input_names):
+    ov_model.reshape({port: ov.PartialShape(shape) for port, shape in zip(ov_model.inputs, shapes, strict=True)})
+    for port, name in zip(ov_model.inputs, input_names, strict=True):
         port.get_tensor().set_names({name})
-    for port, name in zip(ov_model.outputs, output_names):
+    for port, name in zip(ov_model.outputs, output_names, strict=True):
         port.get_tensor().set_names({name})
     if quantize == "int8":
         nncf = require("nncf", what="OpenVINO int8 quantization")
@@ -412,7 +417,7 @@ def calibration_clips(
     list_file: str | Path,
     *,
     root: str | Path,
-    model: nn.Module,
+    model: ClipClassifier | OnlineRecognizer,
     size: int | None = None,
     scale_size: int | None = None,
     limit: int = 32,
@@ -433,13 +438,21 @@ def calibration_clips(
         train=False,
         size=side,
         scale_size=scale_size or round(side * 8 / 7),
-        sampler=TSNSampler(num_segments=model.config.n_segment, train=False),
+        sampler=TSNSampler(n_segment=model.config.n_segment, train=False),
     )
     count = min(limit, len(dataset))
     if count == 0:
         raise ValueError(f"{list_file}: no clips to calibrate on")
-    clips = torch.stack([dataset[i][0] for i in range(count)])
+    clips = torch.stack([_clip(dataset[i], list_file, i) for i in range(count)])
     return list(clips.split(batch_size))
+
+
+def _clip(item: tuple[torch.Tensor, int] | SkippedSample, list_file: str | Path, index: int) -> torch.Tensor:
+    from temporal_shift.data.dataset import SkippedSample
+
+    if isinstance(item, SkippedSample):
+        raise ValueError(f"{list_file}: calibration clip {index + 1} cannot be read: {item.reason}")
+    return item[0]
 
 
 # --- verification -----------------------------------------------------------------------------
@@ -475,7 +488,7 @@ def _parity(format: str, got: torch.Tensor, expected: torch.Tensor, inputs: str,
 
 
 def verify_export(
-    model: nn.Module,
+    model: ClipClassifier,
     path: str | Path,
     *,
     format: str,

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from temporal_shift.checkpoint.loading import load_checkpoint, resolve_class_names
+from temporal_shift.checkpoint.loading import Published, load_checkpoint, resolve_class_names
 from temporal_shift.data.lists import DEFAULT_TEMPLATE
 from temporal_shift.data.sampling import TSNSampler
 from temporal_shift.data.sources import VideoSource, find_sources, open_folder
@@ -65,7 +65,7 @@ def find_inputs(path: str | Path) -> list[tuple[Path, InputKind]]:
 def read_clip(path: str | Path, kind: InputKind, *, n_segment: int, template: str = DEFAULT_TEMPLATE) -> torch.Tensor:
     """The uint8 (T, 3, H, W) test clip of one input (TSN segment centres)."""
     source = VideoSource(path) if kind == "video" else open_folder(path, template=template)
-    sampler = TSNSampler(num_segments=n_segment, train=False)
+    sampler = TSNSampler(n_segment=n_segment, train=False)
     return source.read(sampler(source.num_frames, source=str(path))[0].tolist())
 
 
@@ -74,7 +74,7 @@ class Predictor:
 
     def __init__(
         self,
-        checkpoint: str | Path,
+        checkpoint: str | Path | Published,
         *,
         n_segment: int | None = None,
         classes: str | Path | None = None,
@@ -117,14 +117,14 @@ class Predictor:
         values, indices = probs.topk(min(topk, len(probs)))
         return Prediction(
             input=str(path),
-            topk=[(int(i), self.class_names[int(i)], float(p)) for p, i in zip(values, indices)],
+            topk=[(int(i), self.class_names[int(i)], float(p)) for p, i in zip(values, indices, strict=True)],
         )
 
 
 def predict(
     inputs: str | Path | Sequence[str | Path],
     *,
-    checkpoint: str | Path,
+    checkpoint: str | Path | Published,
     topk: int = 5,
     n_segment: int | None = None,
     classes: str | Path | None = None,

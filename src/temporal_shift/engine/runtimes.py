@@ -120,7 +120,7 @@ class OnnxRuntime(Runtime):
         ]
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        feeds = {name: _numpy(x) for name, x in zip(self.input_names, inputs)}
+        feeds = {name: _numpy(x) for name, x in zip(self.input_names, inputs, strict=True)}
         return [torch.from_numpy(np.asarray(o)) for o in self.session.run(self.output_names, feeds)]
 
 
@@ -187,7 +187,7 @@ class TensorRTRuntime(Runtime):
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         stream = torch.cuda.current_stream()
         keep = []
-        for name, x in zip(self.input_names, inputs):
+        for name, x in zip(self.input_names, inputs, strict=True):
             x = x.detach().to("cuda", torch.float32).contiguous()
             keep.append(x)
             self.context.set_input_shape(name, tuple(x.shape))
@@ -270,12 +270,14 @@ class ExportedStream:
         names = self.runtime.input_names
         if (names and names[0] != "frame") or (shapes and (len(shapes[0]) != 4 or shapes[0][0] not in (1, None))):
             raise ValueError(f"{path}: not a streaming-step export (no 'frame' input); use tsm export --online")
-        if not shapes or any(d is None for s in shapes[1:] for d in s):
+        frame = _static((1, *shapes[0][1:])) if shapes else None
+        buffers = [_static(s) for s in shapes[1:]]
+        if frame is None or None in buffers:
             raise ValueError(
                 f"{path}: the streaming step's inputs have no static shapes; re-export it with tsm export --online"
             )
-        self._frame_shape = (1,) + tuple(shapes[0][1:])
-        self._buffer_shapes = [tuple(s) for s in shapes[1:]]
+        self.frame_shape = frame  # (1, C, H, W)
+        self._buffer_shapes = [b for b in buffers if b is not None]
         self.reset()
 
     @property
@@ -292,12 +294,18 @@ class ExportedStream:
     def update(self, frame: torch.Tensor) -> torch.Tensor:
         if frame.dim() == 3:
             frame = frame.unsqueeze(0)
-        if tuple(frame.shape) != self._frame_shape:
-            raise ValueError(f"expected a frame of shape {self._frame_shape}, got {tuple(frame.shape)}")
+        if tuple(frame.shape) != self.frame_shape:
+            raise ValueError(f"expected a frame of shape {self.frame_shape}, got {tuple(frame.shape)}")
         logits, *self._buffers = self.runtime(frame.detach().cpu().float(), *self._buffers)
         self.steps += 1
         self._num_classes = int(logits.shape[-1])
         return logits[0]
+
+
+def _static(shape: Sequence[int | None]) -> tuple[int, ...] | None:
+    """``shape`` when every dim is known, else None."""
+    dims = tuple(d for d in shape if d is not None)
+    return dims if len(dims) == len(shape) else None
 
 
 def run_steps(runtime: Runtime | Sequence[Any], frames: torch.Tensor, buffers: Sequence[torch.Tensor]) -> torch.Tensor:

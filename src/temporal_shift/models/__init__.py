@@ -47,10 +47,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from temporal_shift.models.backbones import BACKBONES, make_non_local, make_temporal_shift
-    from temporal_shift.models.base import ClipClassifier
-    from temporal_shift.models.config import ModelConfig
-    from temporal_shift.models.factory import FAMILIES, build_model, model_from_config
-    from temporal_shift.models.insert import TemporalPool
-    from temporal_shift.models.optim_groups import param_groups
-    from temporal_shift.models.tsn import VideoRecognizer
+    from temporal_shift.models.backbones import BACKBONES as BACKBONES
+    from temporal_shift.models.backbones import make_non_local as make_non_local
+    from temporal_shift.models.backbones import make_temporal_shift as make_temporal_shift
+    from temporal_shift.models.base import ClipClassifier as ClipClassifier
+    from temporal_shift.models.config import ModelConfig as ModelConfig
+    from temporal_shift.models.factory import FAMILIES as FAMILIES
+    from temporal_shift.models.factory import build_model as build_model
+    from temporal_shift.models.factory import model_from_config as model_from_config
+    from temporal_shift.models.insert import TemporalPool as TemporalPool
+    from temporal_shift.models.optim_groups import param_groups as param_groups
+    from temporal_shift.models.tsn import VideoRecognizer as VideoRecognizer

@@ -20,10 +20,11 @@ class NonLocalBlock3D(nn.Module):
         self.g = nn.Sequential(nn.Conv3d(in_channels, inter, 1), nn.MaxPool3d(kernel_size=(1, 2, 2)))
         self.theta = nn.Conv3d(in_channels, inter, 1)
         self.phi = nn.Sequential(nn.Conv3d(in_channels, inter, 1), nn.MaxPool3d(kernel_size=(1, 2, 2)))
-        self.W = nn.Sequential(nn.Conv3d(inter, in_channels, 1), nn.BatchNorm3d(in_channels))
+        out_bn = nn.BatchNorm3d(in_channels)
+        self.W = nn.Sequential(nn.Conv3d(inter, in_channels, 1), out_bn)
         # Zero-initialised output BN: a new block starts as the identity.
-        nn.init.zeros_(self.W[1].weight)
-        nn.init.zeros_(self.W[1].bias)
+        nn.init.zeros_(out_bn.weight)
+        nn.init.zeros_(out_bn.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[0]
@@ -31,7 +32,7 @@ class NonLocalBlock3D(nn.Module):
         theta_x = self.theta(x).reshape(n, self.inter_channels, -1).transpose(1, 2)
         phi_x = self.phi(x).reshape(n, self.inter_channels, -1)
         attention = torch.softmax(theta_x @ phi_x, dim=-1)
-        y = (attention @ g_x).transpose(1, 2).reshape((n, self.inter_channels) + tuple(x.shape[2:]))
+        y = (attention @ g_x).transpose(1, 2).reshape((n, self.inter_channels, *tuple(x.shape[2:])))
         return self.W(y) + x
 
 
@@ -50,5 +51,5 @@ class NonLocalAfter(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.block(x)
         shape = x.shape
-        clip = x.view((-1, self.n_segment) + tuple(shape[1:])).transpose(1, 2)
+        clip = x.view((-1, self.n_segment, *tuple(shape[1:]))).transpose(1, 2)
         return self.nl(clip).transpose(1, 2).reshape(shape)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from temporal_shift.models.tsn import VideoRecognizer
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.ops.shift import TemporalShift
 
 
@@ -55,7 +55,7 @@ class BufferedShift(nn.Module):
         routing = self._routing
         index = len(routing.outputs)
         if routing.inputs is None:  # probing buffer shapes: a fresh stream
-            previous = x.new_zeros((x.shape[0], fold) + tuple(x.shape[2:]))
+            previous = x.new_zeros((x.shape[0], fold, *tuple(x.shape[2:])))
         else:
             previous = routing.inputs[index]
         routing.outputs.append(x[:, :fold].clone())
@@ -70,7 +70,7 @@ class OnlineRecognizer(nn.Module):
     buffers. `initial_buffers` gives the zero buffers of a fresh stream.
     """
 
-    def __init__(self, model: VideoRecognizer) -> None:
+    def __init__(self, model: ClipClassifier) -> None:  # the tsn family: checked here
         super().__init__()
         config = model.config
         if config.family != "tsn":
@@ -115,7 +115,7 @@ class OnlineRecognizer(nn.Module):
         """Zero buffers of a fresh stream for frames of ``size`` (H, W)."""
         parameter = next(self.parameters())
         probe = torch.zeros(
-            (batch_size, 3) + tuple(size),
+            (batch_size, 3, *tuple(size)),
             device=device or parameter.device,
             dtype=dtype or parameter.dtype,
         )
@@ -126,7 +126,7 @@ class OnlineRecognizer(nn.Module):
         finally:
             self._routing.start(None)
 
-    def train(self, mode: bool = True) -> "OnlineRecognizer":
+    def train(self, mode: bool = True) -> OnlineRecognizer:
         if mode:
             raise ValueError("OnlineRecognizer is for inference; train the offline causal model")
         return super().train(False)
@@ -168,7 +168,7 @@ class OnlineStream:
         parameter = next(self.model.parameters())
         frame = frame.to(device=parameter.device, dtype=parameter.dtype)
         if self._buffers is None:
-            self._buffers = self.model.initial_buffers(size=tuple(frame.shape[2:]))
+            self._buffers = self.model.initial_buffers(size=(frame.shape[2], frame.shape[3]))
             self._shape = tuple(frame.shape)
         logits, *self._buffers = self.model(frame, *self._buffers)
         self.steps += 1

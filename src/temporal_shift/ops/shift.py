@@ -89,7 +89,7 @@ def shift_with_torch_ops(x: Tensor, n_segment: int, fold: int, offset0: int, off
     """
     out = torch.empty_like(x)
     # (N, T, C, H, W) views; splitting the outermost dim is a view in any memory format.
-    x5 = x.view((-1, n_segment) + tuple(x.shape[1:]))
+    x5 = x.view((-1, n_segment, *tuple(x.shape[1:])))
     out5 = out.view(x5.shape)
     start = 0
     for lo, hi, offset in ((0, fold, offset0), (fold, 2 * fold, offset1)):
@@ -186,7 +186,7 @@ def shift_export(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: in
         return torch.cat(parts, dim=2).reshape(x.shape)
     parts = []
     for lo, hi, offset in groups:
-        zero = x.new_zeros((1, hi - lo) + tuple(x.shape[2:]))
+        zero = x.new_zeros((1, hi - lo, *tuple(x.shape[2:])))
         pieces = []
         for start in range(0, batch, n_segment):  # one clip at a time: static slices
             clip = x[start : start + n_segment, lo:hi]
@@ -321,7 +321,7 @@ class TemporalShift(nn.Module):
                     return self.net(x)
                 finally:
                     kernels.restore_in_place(x, edge, self.n_segment, fold, offset0, offset1)
-            x5 = x.view((-1, self.n_segment) + tuple(x.shape[1:]))
+            x5 = x.view((-1, self.n_segment, *tuple(x.shape[1:])))
             saved = _shift_in_place(x5, fold, self.mode)
             try:
                 return self.net(x)

@@ -136,7 +136,7 @@ def benchmark_data(
         raise ValueError("clips, repeats and batch_size must be >= 1")
     if threads is not None:
         torch.set_num_threads(threads)
-    sampler = TSNSampler(num_segments=segments, train=True)
+    sampler = TSNSampler(n_segment=segments, train=True)
     transform = train_transform(size=size)
     datasets = {
         "frames": VideoDataset(list_file=frames_list, root=root, sampler=sampler, transform=transform, kind="frames"),

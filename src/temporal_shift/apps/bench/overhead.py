@@ -7,7 +7,7 @@ times TSN and TSM back to back (alternating which goes first), so both see the s
 machine state; the TSM/TSN ratio of each pair is the robust figure on a noisy machine.
 With ``compile`` both models go through `compiled.compile_for_inference` (CUDA graphs on
 CUDA) and are compiled and warmed up before the timed rounds. Training steps:
-`bench_train.benchmark_training`.
+`temporal_shift.apps.bench.train.benchmark_training`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import dataclasses
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from temporal_shift.engine.compiled import compile_for_inference, resolve_mode
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.factory import build_model
 from temporal_shift.models.tsn import VideoRecognizer
 from temporal_shift.ops.runtime import resolve_device
@@ -71,17 +71,23 @@ def tsn_tsm_pair(
     plain = tsn.state_dict()
     # TSM's keys carry the shift wrapper's extra ``net`` level; the tensors are the same.
     tsm.load_state_dict({key: plain[key.replace(".net.", ".")] for key in tsm.state_dict()})
+    assert isinstance(tsn, VideoRecognizer) and isinstance(tsm, VideoRecognizer)  # build_model's default family, tsn
     return tsn.eval(), tsm.eval()
 
 
 def _timer(device: torch.device) -> Callable[[], float]:
     if device.type == "cuda":
-        return lambda: (torch.cuda.synchronize(device), time.perf_counter())[1]
+
+        def synchronized() -> float:
+            torch.cuda.synchronize(device)
+            return time.perf_counter()
+
+        return synchronized
     return time.perf_counter
 
 
 def interleaved_latency(
-    models: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+    models: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
     clips: torch.Tensor | dict[str, torch.Tensor],
     *,
     repeats: int,
@@ -93,7 +99,7 @@ def interleaved_latency(
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    inputs = clips if isinstance(clips, dict) else {name: clips for name in models}
+    inputs = clips if isinstance(clips, dict) else dict.fromkeys(models, clips)
     now = _timer(next(iter(inputs.values())).device)
     names = list(models)
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -185,19 +191,11 @@ def benchmark_overhead(
     # FLOPs of the batch, counted on one clip (they scale with the batch; counting a
     # batch of 16 on the CPU would take longer than timing it on a GPU).
     gflops = {name: count_flops(m, clips[:1]) * batch_size / 1e9 for name, m in (("TSN", tsn), ("TSM", tsm))}
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    models = {"TSN": tsn.to(dev, memory_format=fmt), "TSM": tsm.to(dev, memory_format=fmt)}
-    # (N, T, C, H, W) clips are folded to (N*T, C, H, W) frames inside; channels_last
-    # applies to the frames, so lay the clip out as N*T channels-last frames.
-    frames = clips.to(dev).flatten(0, 1).contiguous(memory_format=fmt)
-    clips = frames.view(clips.shape)
-    if compile is not None:
-        models = {
-            name: compile_for_inference(model, mode=compile, example=clips, warmup=max(warmup, 1))
-            for name, model in models.items()
-        }
+    models, clips = _on_device(
+        {"TSN": tsn, "TSM": tsm}, clips, device=dev, channels_last=channels_last, compile=compile, warmup=warmup
+    )
     times = interleaved_latency(models, clips, repeats=repeats, warmup=warmup)
-    ratios = [b / a for a, b in zip(times["TSN"], times["TSM"])]
+    ratios = [b / a for a, b in zip(times["TSN"], times["TSM"], strict=True)]
     latency = {name: summarize([t * 1e3 for t in ts]) for name, ts in times.items()}
     return OverheadResult(
         arch=arch,
@@ -216,6 +214,32 @@ def benchmark_overhead(
         ratio=summarize(ratios),
         samples_ms={name: [t * 1e3 for t in ts] for name, ts in times.items()},
     )
+
+
+def _on_device(
+    models: dict[str, ClipClassifier],
+    clips: Tensor,
+    *,
+    device: torch.device,
+    channels_last: bool,
+    compile: str | None,
+    warmup: int,
+) -> tuple[Mapping[str, Callable[[Tensor], Tensor]], Tensor]:
+    """The models and the clips on ``device`` in the memory format timed, the models compiled with
+    ``compile`` (a resolved mode) if given."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    placed = {name: model.to(device).to(memory_format=fmt) for name, model in models.items()}
+    # (N, T, C, H, W) clips are folded to (N*T, C, H, W) frames inside; channels_last
+    # applies to the frames, so lay the clip out as N*T channels-last frames.
+    frames = clips.to(device).flatten(0, 1).contiguous(memory_format=fmt)
+    clips = frames.view(clips.shape)
+    if compile is None:
+        return placed, clips
+    compiled = {
+        name: compile_for_inference(model, mode=compile, example=clips, warmup=max(warmup, 1))
+        for name, model in placed.items()
+    }
+    return compiled, clips
 
 
 def box_plot(samples_ms: dict[str, list[float]], path: str | Path, *, ylabel: str, title: str) -> Path:

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 
 from temporal_shift.apps.bench.overhead import summarize, tsn_tsm_pair
+from temporal_shift.models.online import OnlineRecognizer
+from temporal_shift.models.tsn import VideoRecognizer
 
 RUNTIMES = ("eager", "compile", "onnxruntime", "executorch", "openvino")
 INT8_RUNTIMES = ("executorch", "openvino")
@@ -114,13 +116,15 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores (shared machine: other work may run; ratios are per pair)"
 
 
-def _export(model: torch.nn.Module, path: Path, *, format: str, size: int, quantize: str | None, online: bool) -> None:
+def _export(
+    model: VideoRecognizer | OnlineRecognizer, path: Path, *, format: str, size: int, quantize: str | None
+) -> None:
     """Write ``path`` as ``tsm export`` would (int8: calibrated on random clips), unless it exists."""
     from temporal_shift.engine.export import export_model, export_online
 
     if path.is_file():
         return
-    if online:
+    if isinstance(model, OnlineRecognizer):
         clips = [torch.randn(1, 4, 3, size, size)] if quantize else None
         export_online(model, path, format=format, size=size, quantize=quantize, calibration=clips)
     else:
@@ -149,28 +153,27 @@ class _Row:
         tag = f"{ONLINE_ARCH}-online" if self.group == "online" else self.group
         return Path(self.work) / f"{tag}-{model.lower()}{'-' + quant if quant else ''}{suffix}"
 
-    def models(self) -> dict[str, torch.nn.Module]:
+    def models(self) -> dict[str, VideoRecognizer | OnlineRecognizer]:
         """TSN and TSM with identical weights (the online group: their streaming steps, TSM causal)."""
-        from temporal_shift.models.online import OnlineRecognizer
-
         arch = ONLINE_ARCH if self.group == "online" else self.group
         tsn, tsm = tsn_tsm_pair(arch=arch, n_segment=self.n_segment)
         if self.group == "online":
             return {"TSN": OnlineRecognizer(tsn), "TSM": OnlineRecognizer(_causal_copy(tsm))}
         return {"TSN": tsn, "TSM": tsm}
 
-    def inputs(self, models: dict[str, torch.nn.Module]) -> dict[str, tuple[torch.Tensor, ...]]:
+    def inputs(self, models: dict[str, VideoRecognizer | OnlineRecognizer]) -> dict[str, tuple[torch.Tensor, ...]]:
         generator = torch.Generator().manual_seed(1)
         if self.group == "online":
             frame = torch.randn(1, 3, self.size, self.size, generator=generator)
             return {
-                name: (frame, *m.initial_buffers(size=(self.size, self.size)))  # type: ignore[operator]
+                name: (frame, *m.initial_buffers(size=(self.size, self.size)))
                 for name, m in models.items()
+                if isinstance(m, OnlineRecognizer)
             }
         clips = torch.randn(1, self.n_segment, 3, self.size, self.size, generator=generator)
         return dict.fromkeys(models, (clips,))
 
-    def runners(self, models: dict[str, torch.nn.Module]) -> dict[str, Callable[..., Any]]:
+    def runners(self, models: dict[str, VideoRecognizer | OnlineRecognizer]) -> dict[str, Callable[..., Any]]:
         from temporal_shift.engine.runtimes import load_runtime
 
         if self.runtime == "eager":
@@ -255,7 +258,6 @@ def benchmark_runtimes(
                 format=_FORMAT[base],
                 size=size,
                 quantize=quant or None,
-                online=row.group == "online",
             )
         seconds[row.name] = time.perf_counter() - started
     context = multiprocessing.get_context("spawn")
@@ -282,7 +284,7 @@ def benchmark_runtimes(
             if process.is_alive():
                 process.terminate()
     latency = {row: {name: summarize([t * 1e3 for t in ts]) for name, ts in per.items()} for row, per in times.items()}
-    ratio = {row: summarize([b / a for a, b in zip(per["TSN"], per["TSM"])]) for row, per in times.items()}
+    ratio = {row: summarize([b / a for a, b in zip(per["TSN"], per["TSM"], strict=True)]) for row, per in times.items()}
     notes = (
         ["each row in its own process; int8 builds calibrated on random clips (latency only)"]
         if int8
@@ -302,7 +304,7 @@ def benchmark_runtimes(
     )
 
 
-def _causal_copy(tsm: torch.nn.Module) -> torch.nn.Module:
+def _causal_copy(tsm: VideoRecognizer) -> VideoRecognizer:
     """The same weights with the causal shift (the online form)."""
     from temporal_shift.models.factory import build_model
 
@@ -310,6 +312,7 @@ def _causal_copy(tsm: torch.nn.Module) -> torch.nn.Module:
     causal = build_model(
         config.arch, num_classes=config.num_classes, n_segment=config.n_segment, shift=True, mode="causal"
     )
+    assert isinstance(causal, VideoRecognizer)  # the tsn family of the arch
     causal.load_state_dict(tsm.state_dict())
     return causal.eval()
 
@@ -342,7 +345,7 @@ def plot_runtimes(result: RuntimesResult, path: str | Path) -> Path:
 
     groups = list(dict.fromkeys(row.split("/")[0] for row in result.latency_ms))
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 4), squeeze=False)
-    for ax, group in zip(axes[0], groups):
+    for ax, group in zip(axes[0], groups, strict=True):
         rows = [row for row in result.latency_ms if row.split("/")[0] == group]
         names = [row.split("/", 1)[1] for row in rows]
         tsn = [result.latency_ms[row]["TSN"]["median"] for row in rows]
@@ -350,7 +353,7 @@ def plot_runtimes(result: RuntimesResult, path: str | Path) -> Path:
         xs = range(len(rows))
         ax.bar([x - 0.2 for x in xs], tsn, width=0.4, label="TSN")
         ax.bar([x + 0.2 for x in xs], tsm, width=0.4, label="TSM")
-        for x, row, value in zip(xs, rows, tsm):
+        for x, row, value in zip(xs, rows, tsm, strict=True):
             ax.text(x + 0.2, value, f"{result.ratio[row]['median']:.2f}", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(list(xs), names, rotation=35, ha="right", fontsize=8)
         ax.set_yscale("log")

@@ -7,9 +7,9 @@ fp16. Both models start from identical weights (`tsn_tsm_pair`) and each keeps i
 optimizer; their weights drift apart over the rounds (each learns from the same random
 batches), which changes nothing in the timing. Inputs are random clips and labels
 already on the device, in the models' memory format (channels_last by default), so
-data loading is not part of the figure (see `tsm bench-data` for that).
+data loading is not part of the figure (see `tsm bench data` for that).
 
-Timing as in `bench.benchmark_overhead`: warm-up steps (compilation happens there with
+Timing as in `overhead.benchmark_overhead`: warm-up steps (compilation happens there with
 ``compile``), then interleaved rounds, each timing one step of every model back to back
 with the order rotating; the per-round TSM/TSN time ratio is the robust figure.
 
@@ -29,15 +29,17 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from temporal_shift.apps.bench.overhead import _timer, box_plot, summarize, tsn_tsm_pair
 from temporal_shift.engine.compiled import resolve_mode
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.optim_groups import param_groups
 from temporal_shift.ops.runtime import resolve_device
 
@@ -50,7 +52,7 @@ class TrainStep:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: ClipClassifier,
         *,
         device: torch.device,
         amp: str = "off",
@@ -91,7 +93,7 @@ class TrainStep:
 
 
 def interleaved_steps(
-    steps: dict[str, Callable[[], object]], *, device: torch.device, repeats: int, warmup: int
+    steps: Mapping[str, Callable[[], object]], *, device: torch.device, repeats: int, warmup: int
 ) -> dict[str, list[float]]:
     """Seconds per call of each step, timed in interleaved rounds (order rotates)."""
     if repeats < 1 or warmup < 0:
@@ -223,14 +225,7 @@ def benchmark_training(
     (``fullgraph=True``: a graph break is an error); its forward and backward are built
     during the warm-up, which then needs at least 2 steps. The optimizer step stays eager.
     """
-    if amp not in AMP_MODES:
-        raise ValueError(f"unknown amp {amp!r}; expected one of {', '.join(AMP_MODES)}")
-    if size < 32 or batch_size < 1:
-        raise ValueError(f"need size >= 32 and batch_size >= 1, got {size} and {batch_size}")
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    if compile is not None and warmup < 2:
-        raise ValueError(f"compiled steps need warmup >= 2 (compilation happens there), got {warmup}")
+    _check_arguments(amp=amp, size=size, batch_size=batch_size, repeats=repeats, warmup=warmup, compile=compile)
     dev = resolve_device(device)
     mode = None if compile is None else "default" if compile == "auto" else resolve_mode(compile, dev)
     if threads is not None:
@@ -238,8 +233,8 @@ def benchmark_training(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     pair = tsn_tsm_pair(arch=arch, n_segment=n_segment, num_classes=num_classes)
     steps = {
-        name: TrainStep(model.to(dev, memory_format=fmt), device=dev, amp=amp, compile_mode=mode)
-        for name, model in zip(("TSN", "TSM"), pair)
+        name: TrainStep(model.to(dev).to(memory_format=fmt), device=dev, amp=amp, compile_mode=mode)
+        for name, model in zip(("TSN", "TSM"), pair, strict=True)
     }
     generator = torch.Generator().manual_seed(0)
     frames = torch.randn(batch_size * n_segment, 3, size, size, generator=generator)
@@ -247,17 +242,8 @@ def benchmark_training(
     labels = torch.randint(num_classes, (batch_size,), generator=generator).to(dev)
     calls = {name: (lambda s=step: s(clips, labels)) for name, step in steps.items()}
     times = interleaved_steps(calls, device=dev, repeats=repeats, warmup=warmup)
-    peaks = {}
-    for name in calls:
-        for step in steps.values():
-            step.optimizer.zero_grad(set_to_none=True)
-        peaks[name] = peak_step_bytes(calls[name], dev) / 2**20
+    peaks = _peak_step_mb(steps, calls, dev)
     step_ms = {name: summarize([t * 1e3 for t in ts]) for name, ts in times.items()}
-    meter = (
-        "torch.cuda.max_memory_allocated during one step, minus what was allocated before it"
-        if dev.type == "cuda"
-        else "torch.profiler CPU allocation events during one step, peak above its start"
-    )
     return TrainBenchResult(
         arch=arch,
         n_segment=n_segment,
@@ -272,11 +258,43 @@ def benchmark_training(
         warmup=warmup,
         step_ms=step_ms,
         clips_per_s={name: batch_size * 1e3 / s["median"] for name, s in step_ms.items()},
-        ratio=summarize([b / a for a, b in zip(times["TSN"], times["TSM"])]),
+        ratio=summarize([b / a for a, b in zip(times["TSN"], times["TSM"], strict=True)]),
         peak_step_mb=peaks,
-        memory_meter=meter,
+        memory_meter=MEMORY_METERS["cuda" if dev.type == "cuda" else "cpu"],
         samples_ms={name: [t * 1e3 for t in ts] for name, ts in times.items()},
     )
+
+
+def _check_arguments(*, amp: str, size: int, batch_size: int, repeats: int, warmup: int, compile: str | None) -> None:
+    if amp not in AMP_MODES:
+        raise ValueError(f"unknown amp {amp!r}; expected one of {', '.join(AMP_MODES)}")
+    if size < 32 or batch_size < 1:
+        raise ValueError(f"need size >= 32 and batch_size >= 1, got {size} and {batch_size}")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    if compile is not None and warmup < 2:
+        raise ValueError(f"compiled steps need warmup >= 2 (compilation happens there), got {warmup}")
+
+
+# how the peak memory of a step is measured, per device type (`peak_step_bytes`)
+MEMORY_METERS: dict[str, str] = {
+    "cuda": "torch.cuda.max_memory_allocated during one step, minus what was allocated before it",
+    "cpu": "torch.profiler CPU allocation events during one step, peak above its start",
+}
+
+
+def _peak_step_mb(
+    steps: dict[str, TrainStep],
+    calls: Mapping[str, Callable[[], Any]],
+    device: torch.device,
+) -> dict[str, float]:
+    """Each model's peak step memory (MB, `peak_step_bytes`), every model's gradients freed first."""
+    peaks = {}
+    for name in calls:
+        for step in steps.values():
+            step.optimizer.zero_grad(set_to_none=True)
+        peaks[name] = peak_step_bytes(calls[name], device) / 2**20
+    return peaks
 
 
 def plot_steps(result: TrainBenchResult, path: str | Path) -> Path:

@@ -7,7 +7,7 @@ times, in interleaved rounds (order rotating), the TSM forward, the TSN-RGB and 
 forwards and the flow of one frame pair with TV-L1 and with Farneback (OpenCV on one
 thread: frames/s per core, at the reference's 340x256 frames by default). A round's
 two-stream time per clip is RGB forward + flow forward + T*L x the pair's flow time, so
-the ratio to TSM is taken per round, like `bench.benchmark_overhead`'s TSM/TSN ratio.
+the ratio to TSM is taken per round, like `overhead.benchmark_overhead`'s TSM/TSN ratio.
 Decoding is not timed (TSM decodes T frames, the two-stream model T*(L+1) and T).
 """
 
@@ -16,13 +16,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from temporal_shift.apps.bench.overhead import count_flops, summarize
-from temporal_shift.data.flow import DEFAULT_FLOW_LENGTH, METHODS, FlowComputer, require_opencv
+from temporal_shift.data.flow import DEFAULT_FLOW_LENGTH, METHODS, FlowComputer, FlowMethod, require_opencv
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.factory import build_model
 from temporal_shift.ops.runtime import resolve_device
 
@@ -101,7 +103,7 @@ def benchmark_two_stream(
     size: int = 224,
     flow_length: int = DEFAULT_FLOW_LENGTH,
     flow_frame: tuple[int, int] = FLOW_FRAME,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[FlowMethod, ...] = METHODS,
     repeats: int = 5,
     warmup: int = 1,
     device: str | None = None,
@@ -115,14 +117,7 @@ def benchmark_two_stream(
     dev = resolve_device(device or "auto")
     if threads is not None:
         torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    models = {
-        "TSM": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=True),
-        "TSN-RGB": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=False),
-        "TSN-flow": build_model(
-            arch, num_classes=num_classes, n_segment=n_segment, shift=False, modality="flow", flow_length=flow_length
-        ),
-    }
+    models = _models(arch, n_segment=n_segment, flow_length=flow_length, num_classes=num_classes)
     inputs = {name: torch.randn(1, n_segment, m.config.input_channels, size, size) for name, m in models.items()}
     gflops = {name: count_flops(m.eval(), inputs[name]) / 1e9 for name, m in models.items()}
     models = {name: m.to(dev).eval() for name, m in models.items()}
@@ -137,20 +132,10 @@ def benchmark_two_stream(
 
     tasks: dict[str, Any] = {name: (lambda n=name: forward(n)) for name in models}
     tasks |= {f"flow:{m}": (lambda c=computers[m]: c(prev, nxt)) for m in methods}
-    names = list(tasks)
-    times: dict[str, list[float]] = {name: [] for name in names}
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        with torch.inference_mode():
-            for _ in range(warmup):
-                for name in names:
-                    tasks[name]()
-            for r in range(repeats):
-                for name in names[r % len(names) :] + names[: r % len(names)]:
-                    start = time.perf_counter()
-                    tasks[name]()
-                    times[name].append(time.perf_counter() - start)
+        times = _interleaved(tasks, repeats=repeats, warmup=warmup)
     finally:
         cv2.setNumThreads(cv_threads)
     ms = {name: [1000.0 * t for t in values] for name, values in times.items()}
@@ -158,14 +143,15 @@ def benchmark_two_stream(
     per_clip = {"TSM": ms["TSM"]}
     for m in methods:
         per_clip[f"two-stream ({m})"] = [
-            rgb + flow + pairs * pair for rgb, flow, pair in zip(ms["TSN-RGB"], ms["TSN-flow"], ms[f"flow:{m}"])
+            rgb + flow + pairs * pair
+            for rgb, flow, pair in zip(ms["TSN-RGB"], ms["TSN-flow"], ms[f"flow:{m}"], strict=True)
         ]
     return TwoStreamCost(
         arch=arch,
         n_segment=n_segment,
         size=size,
         flow_length=flow_length,
-        flow_frame=tuple(flow_frame),
+        flow_frame=(flow_frame[0], flow_frame[1]),
         device=str(dev),
         threads=torch.get_num_threads(),
         repeats=repeats,
@@ -174,5 +160,36 @@ def benchmark_two_stream(
         flow_pair_ms={m: summarize(ms[f"flow:{m}"]) for m in methods},
         flow_fps={m: 1000.0 / summarize(ms[f"flow:{m}"])["median"] for m in methods},
         per_clip_ms={name: summarize(v) for name, v in per_clip.items()},
-        ratio_to_tsm={name: summarize([a / b for a, b in zip(v, ms["TSM"])]) for name, v in per_clip.items()},
+        ratio_to_tsm={
+            name: summarize([a / b for a, b in zip(v, ms["TSM"], strict=True)]) for name, v in per_clip.items()
+        },
     )
+
+
+def _models(arch: str, *, n_segment: int, flow_length: int, num_classes: int) -> dict[str, ClipClassifier]:
+    """TSM, TSN on RGB and TSN on flow stacks of ``flow_length`` fields, built from seed 0."""
+    torch.manual_seed(0)
+    return {
+        "TSM": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=True),
+        "TSN-RGB": build_model(arch, num_classes=num_classes, n_segment=n_segment, shift=False),
+        "TSN-flow": build_model(
+            arch, num_classes=num_classes, n_segment=n_segment, shift=False, modality="flow", flow_length=flow_length
+        ),
+    }
+
+
+def _interleaved(tasks: dict[str, Callable[[], Any]], *, repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds of each task per round: ``warmup`` untimed rounds, then ``repeats`` rounds each
+    starting one task later (so no task always runs first), under inference mode."""
+    names = list(tasks)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for name in names:
+                tasks[name]()
+        for r in range(repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                start = time.perf_counter()
+                tasks[name]()
+                times[name].append(time.perf_counter() - start)
+    return times

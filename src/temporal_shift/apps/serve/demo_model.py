@@ -2,7 +2,8 @@
 
 So that the page works on a fresh machine with nothing else, ``--demo`` trains a causal
 (online) TSM ResNet-18 on a small synthetic dataset (`DEMO_SERVE_DATA`: 12 classes of 32x32
-clips on plain backgrounds, each pair's object in its own hue, `data.synthetic`), saves it with its class names and input size
+clips on plain backgrounds, each pair's object in its own hue, `data.synthetic`), saves it with its class names and
+input size
 and reuses it afterwards. The budget (`DemoServeBudget`) is about two minutes on a 2-core CPU:
 enough to tell the pairs apart (one frame does: each pair has its own hue) and the control pair
 (a still red vs a still blue object), and part of the order within the temporal pairs; the model
@@ -33,6 +34,10 @@ CHECKPOINT_NAME = "causal.pt"
 ONNX_NAME = "step.onnx"
 INFO_NAME = "demo.json"
 CACHE_ENV = "TSM_SERVE_CACHE"
+
+
+class DemoTrainingInterrupted(KeyboardInterrupt):
+    """Training the demo model was stopped (Ctrl-C, SIGTERM): an interruption, not a failure."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +84,7 @@ class DemoModel:
             size = int(self.info["size"])
             tmp = path.with_suffix(".onnx.part")
             export_online(online, tmp, size=size)
-            error = verify_online_export(online, tmp, size=size, steps=8)
+            error = verify_online_export(online, tmp, format="onnx", size=size, steps=8).max_rel
             if not error < 1e-3:
                 tmp.unlink(missing_ok=True)
                 raise RuntimeError(f"{path}: the exported step differs from PyTorch (relative error {error:.2e})")
@@ -178,7 +183,7 @@ def ensure_demo_model(
     )
     result = train(_config(data.root, work / "run", budget, progress=progress))
     if result.interrupted:
-        raise RuntimeError(f"training the demo model was interrupted; run again to retrain ({work})")
+        raise DemoTrainingInterrupted(f"training the demo model was interrupted; run again to retrain ({work})")
     shutil.copyfile(data.classes, classes)
     for stale in (folder / ONNX_NAME,):
         stale.unlink(missing_ok=True)

@@ -45,7 +45,7 @@ class ClientResult:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> dict[str, float | int | str | None]:
-        added = [r - s for r, s in zip(self.rtt_ms, self.step_ms)]
+        added = [r - s for r, s in zip(self.rtt_ms, self.step_ms, strict=True)]
         return {
             "frames": self.frames,
             "fps": round(self.fps, 2),
@@ -63,10 +63,11 @@ async def stream_client(
     """One page-like client: frames (JPEG bytes, cycled) stop-and-wait for ``seconds``; frame
     times tick at ``fps`` per frame sent, so the server sees no gaps."""
     from websockets.asyncio.client import connect
+    from websockets.typing import Origin
 
     result = ClientResult()
     try:
-        async with connect(url, origin=origin, max_size=None) as ws:
+        async with connect(url, origin=None if origin is None else Origin(origin), max_size=None) as ws:
             hello = json.loads(await ws.recv())
             if hello.get("type") != "hello":
                 raise RuntimeError(f"expected the server's hello, got {hello}")
@@ -85,7 +86,7 @@ async def stream_client(
                 i += 1
             result.seconds = time.perf_counter() - started
             result.frames = i
-    except Exception as exc:  # noqa: BLE001 - a client's failure is part of the result
+    except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     return result
 

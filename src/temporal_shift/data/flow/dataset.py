@@ -49,7 +49,7 @@ class FlowFolderSource(FolderSource):
 class FlowDataset(VideoDataset):
     """Flow stacks from a flow list (``<flow folder> <flow fields> <label>``, `prepare_flow`).
 
-    The ``sampler``'s ``new_length`` is L, the flow fields per segment; the uint8 clip is
+    The ``sampler``'s ``frames_per_segment`` is L, the flow fields per segment; the uint8 clip is
     (T*L, 2, H, W) and the flow transforms turn it into (T, 2L, H, W). Errors (a missing
     or corrupt flow file) name the list line and the file, as `VideoDataset`'s do.
     """

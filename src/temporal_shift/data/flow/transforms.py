@@ -100,7 +100,7 @@ def flow_train_transform(
     steps: list[v2.Transform] = [MultiScaleCrop(size=size, scales=scales, max_distort=max_distort)]
     if flip:
         steps.append(FlowHorizontalFlip(p=0.5, label_map=flip_labels))
-    return v2.Compose(steps + [_flow_to_float(normalize), StackFlow(flow_length=flow_length)])
+    return v2.Compose([*steps, _flow_to_float(normalize), StackFlow(flow_length=flow_length)])
 
 
 def flow_test_transform(
@@ -127,4 +127,4 @@ def flow_test_transform(
     steps.append(_flow_to_float(normalize))
     if views > 1:
         steps.append(StackViews())
-    return v2.Compose(steps + [StackFlow(flow_length=flow_length)])
+    return v2.Compose([*steps, StackFlow(flow_length=flow_length)])

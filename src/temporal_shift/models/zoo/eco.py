@@ -31,7 +31,7 @@ torchvision's video ResNet blocks: conv3_x is two `BasicBlock`s with 3x3x3 convo
 parameters, +0.23 GMACs at 16 frames). The 2D parts take ImageNet ResNet-18 weights
 (``backbone_weights``); the 1x1 projection and the 3D part start from their initialisation.
 
-Costs at 224x224, 400 classes, `bench.count_flops` / 2 (pinned in tests/test_zoo_2d.py):
+Costs at 224x224, 400 classes, `apps.bench.overhead.count_flops` / 2 (pinned in tests/test_zoo_2d.py):
 ECO-Lite 8f 25.8 GMACs, 16f 51.6 GMACs, 33.7M parameters; ECO 8f 32.4, 16f 64.8 GMACs,
 44.4M parameters. The TSM paper quotes ECO 8f 32 G and 16f 64 G (ours within 1.5%) and
 47.5M parameters, which ours is 6.5% under. Counting the release's own layer list
@@ -50,6 +50,7 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+from torchvision import models as tvm
 from torchvision.models.video import r3d_18
 from torchvision.models.video.resnet import BasicBlock, Conv3DSimple
 
@@ -104,7 +105,7 @@ class EcoLite(ClipClassifier):
         self._build_branch(resnet)
         self.set_head(self.feature_dim)
 
-    def _build_branch(self, resnet: nn.Module) -> None:
+    def _build_branch(self, resnet: tvm.ResNet) -> None:
         self.feature_dim = 512
 
     def partial_bn_root(self) -> nn.Module:
@@ -148,7 +149,7 @@ class EcoFull(EcoLite):
 
     unused_2d_keys: ClassVar[tuple[str, ...]] = ("fc.",)
 
-    def _build_branch(self, resnet: nn.Module) -> None:
+    def _build_branch(self, resnet: tvm.ResNet) -> None:
         self.branch2d = nn.Sequential(OrderedDict(layer3=resnet.layer3, layer4=resnet.layer4))
         self.feature_dim = 512 + 512
 

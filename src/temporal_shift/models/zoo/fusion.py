@@ -36,7 +36,7 @@ ImageNet state dict fills the trunk (``build_model(..., backbone_weights=PATH)``
 time-spanning kernels get the 2D kernel repeated over time and divided by the temporal
 extent, so a clip of identical frames gives the 2D network's features.
 
-Costs at 224x224, 400 classes (`bench.count_flops` / 2, pinned in tests/test_zoo_2d.py),
+Costs at 224x224, 400 classes (`apps.bench.overhead.count_flops` / 2, pinned in tests/test_zoo_2d.py),
 against ResNet-18's 1.81 GMACs per frame: late fusion 2f 3.63 GMACs, 11.6M parameters;
 early fusion 10f 2.88 GMACs, 11.5M; slow fusion 10f 5.57 GMACs, 11.8M (ResNet-50 trunk:
 9.85 GMACs, 25.7M). Karpathy's networks were AlexNet-sized on 170x170 crops; no figure of
@@ -70,6 +70,8 @@ class TimeFoldedConv3d(nn.Conv3d):
     def __init__(self, *args, t_in: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.t_in = t_in
+        if isinstance(self.padding, str):
+            raise ValueError(f"TimeFoldedConv3d takes numeric padding, not padding={self.padding!r}")
         kt, st, pt = self.kernel_size[0], self.stride[0], self.padding[0]
         self.t_out = (t_in + 2 * pt - kt) // st + 1
         if self.t_out < 1 or (t_in + 2 * pt - kt) % st:
@@ -112,6 +114,7 @@ class _FusionModel(ClipClassifier):
     """A ResNet trunk (``self.backbone``, classifier removed), dropout and ``self.head``."""
 
     archs: ClassVar[tuple[str, ...]] = TRUNKS
+    backbone: tvm.ResNet  # one of TRUNKS (torchvision ships no type information: Any to mypy)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

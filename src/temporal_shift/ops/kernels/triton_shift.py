@@ -53,7 +53,7 @@ def _shift_out_of_place_kernel(
     WIDE_INDEX: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    if WIDE_INDEX:
+    if WIDE_INDEX:  # noqa: SIM108 (a branch on a constexpr: Triton compiles only the taken side)
         start = pid.to(tl.int64) * BLOCK
     else:
         start = pid * BLOCK
@@ -95,7 +95,7 @@ def _shift_in_place_kernel(
     frame from it.
     """
     pid = tl.program_id(0)
-    if WIDE_INDEX:
+    if WIDE_INDEX:  # noqa: SIM108 (a branch on a constexpr: Triton compiles only the taken side)
         p = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     else:
         p = pid * BLOCK + tl.arange(0, BLOCK)
@@ -119,7 +119,7 @@ def _shift_in_place_kernel(
     if not RESTORE:
         edge_value = tl.load(x_ptr + base + lost_t * frame_stride, mask=inside)
         tl.store(edge_ptr + edge_index, edge_value, mask=inside)
-    for k in range(0, n_segment - 1):
+    for k in range(n_segment - 1):
         t = tl.where(forward, k, n_segment - 1 - k)
         value = tl.load(x_ptr + base + (t + offset) * frame_stride, mask=inside)
         tl.store(x_ptr + base + t * frame_stride, value, mask=inside)
