@@ -208,13 +208,7 @@ def evaluate(
     dev = resolve_device(device)
     loaded = _load_members(members)
     class_names = resolve_class_names(loaded, classes)
-    _check_list(
-        list_file, kind=kind, num_classes=loaded[0].num_classes, checkpoint=loaded[0].path, skip=on_error == "skip"
-    )
-    protocol = dataclasses.replace(
-        protocol, size=protocol.size or loaded[0].input_size, scale_size=protocol.scale_size or loaded[0].scale_size
-    )
-    main, datasets = _member_datasets(
+    protocol, main, datasets = _member_datasets(
         loaded,
         protocol=protocol,
         list_file=list_file,
@@ -238,15 +232,9 @@ def evaluate(
         skip=on_error == "skip",
         progress=progress,
     )
+    seconds = time.perf_counter() - start
     result = _fuse_and_measure(
-        scored,
-        weights,
-        loaded,
-        main,
-        list_file=list_file,
-        class_names=class_names,
-        protocol=protocol,
-        seconds=time.perf_counter() - start,
+        scored, weights, loaded, main, list_file=list_file, class_names=class_names, protocol=protocol, seconds=seconds
     )
     if out_dir is not None:
         result.files = write_results(result, out_dir)
@@ -295,10 +283,17 @@ def _member_datasets(
     on_error: Literal["raise", "skip"],
     flow_list: str | Path | None,
     flow_root: str | Path | None,
-) -> tuple[VideoDataset, list[VideoDataset]]:
-    """The videos the metrics are over (``list_file``, as the first member samples it) and each
-    member's test dataset: an RGB member samples ``list_file`` with its own T, a flow member
-    its flow stacks from ``flow_list`` (under ``flow_root``, default ``root``)."""
+) -> tuple[EvalProtocol, VideoDataset, list[VideoDataset]]:
+    """The list checked, the protocol's sizes filled in from the first member, the videos the
+    metrics are over (``list_file``, as the first member samples it) and each member's test
+    dataset: an RGB member samples ``list_file`` with its own T, a flow member its flow stacks
+    from ``flow_list`` (under ``flow_root``, default ``root``)."""
+    _check_list(
+        list_file, kind=kind, num_classes=loaded[0].num_classes, checkpoint=loaded[0].path, skip=on_error == "skip"
+    )
+    protocol = dataclasses.replace(
+        protocol, size=protocol.size or loaded[0].input_size, scale_size=protocol.scale_size or loaded[0].scale_size
+    )
     rgb_normalize = loaded[0].normalize if normalize is None else normalize  # every RGB member's
     flow_root = Path(flow_root) if flow_root is not None else root
     rgb: dict[str, Any] = {
@@ -338,7 +333,7 @@ def _member_datasets(
                 on_error=on_error,
             )
         )
-    return main, datasets
+    return protocol, main, datasets
 
 
 def _load_members(members: Sequence[Member]) -> list[LoadedCheckpoint]:
