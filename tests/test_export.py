@@ -159,6 +159,13 @@ def test_torchscript_and_exported_program(tmp_path, model, fmt):
     assert verify_export(model, path, format=fmt, size=SIZE).max_abs < 1e-5
 
 
+@pytest.mark.parametrize("fmt", ["torchscript", "exported"])
+def test_online_step_in_pytorch_formats(tmp_path, online, fmt):
+    path = export_online(online, tmp_path / f"step.{fmt}", format=fmt, size=SIZE)
+    parity = verify_online_export(online, path, format=fmt, size=SIZE, steps=6)
+    assert parity.max_abs < 1e-5, parity.line()
+
+
 @pytest.mark.slow  # the ExecuTorch lowering and OpenVINO's conversion take ~20 s each on 2 cores
 @pytest.mark.parametrize("fmt", ["executorch", "openvino"])
 def test_executorch_and_openvino_match_pytorch(tmp_path, model, fmt):

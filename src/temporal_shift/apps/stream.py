@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import av
 import numpy as np
@@ -56,6 +56,9 @@ from temporal_shift.engine.export import OnnxStream
 from temporal_shift.engine.runtimes import ExportedStream
 from temporal_shift.hub.published import PublishedWeights
 from temporal_shift.models.online import OnlineStream
+
+if TYPE_CHECKING:
+    from temporal_shift.checkpoint.loading import LoadedCheckpoint
 
 
 class Stream(Protocol):
@@ -486,39 +489,55 @@ def load_stream(
         num_classes = online.config.num_classes
         stream: Stream = OnlineStream(online)
     else:
-        format = STEP_RUNTIMES[runtime]
-        if step is None:
-            flag = "--onnx FILE" if runtime == "onnxruntime" else "--exported FILE"
-            raise ValueError(f"--runtime {runtime} needs {flag} (from tsm export --online --format {format})")
-        if onnx is not None and runtime != "onnxruntime":
-            raise ValueError(f"--onnx is for --runtime onnxruntime; give the {format} step as --exported FILE")
         if checkpoint is not None:
             online, loaded = _load_causal(checkpoint, n_segment=n_segment)
             num_classes = online.config.num_classes
-        if runtime == "onnxruntime":
-            stream = OnnxStream(step, threads=threads)
-        else:
-            stream = ExportedStream(step, format=format, threads=threads)
+        stream = _exported_stream(runtime, step, onnx_given=onnx is not None, threads=threads)
         if num_classes is None:
             num_classes = _probe_classes(stream)
+    return StreamModel(
+        stream=stream,
+        classes=_class_names(classes, checkpoint=checkpoint, loaded=loaded, num_classes=num_classes),
+        input_size=loaded.input_size if loaded else None,
+        scale_size=loaded.scale_size if loaded else None,
+    )
+
+
+def _exported_stream(
+    runtime: str, step: str | Path | None, *, onnx_given: bool, threads: int | None
+) -> OnnxStream | ExportedStream:
+    """The exported streaming step ``step`` in ``runtime`` (onnxruntime, executorch, openvino)."""
+    format = STEP_RUNTIMES[runtime]
+    if step is None:
+        flag = "--onnx FILE" if runtime == "onnxruntime" else "--exported FILE"
+        raise ValueError(f"--runtime {runtime} needs {flag} (from tsm export --online --format {format})")
+    if onnx_given and runtime != "onnxruntime":
+        raise ValueError(f"--onnx is for --runtime onnxruntime; give the {format} step as --exported FILE")
+    if runtime == "onnxruntime":
+        return OnnxStream(step, threads=threads)
+    return ExportedStream(step, format=format, threads=threads)
+
+
+def _class_names(
+    classes: str | Path | None,
+    *,
+    checkpoint: str | Path | PublishedWeights | None,
+    loaded: LoadedCheckpoint | None,
+    num_classes: int | None,
+) -> list[str]:
+    """From ``classes``, else the published weights' dataset, else the checkpoint, else the indices."""
     if classes is not None:
         names = read_classes(classes)
         if num_classes is not None and len(names) != num_classes:
             raise ValueError(f"{classes}: {len(names)} class names, but the model has {num_classes} classes")
-    elif isinstance(checkpoint, PublishedWeights):
-        names = checkpoint.class_names()
-    elif loaded is not None and loaded.class_names is not None:
-        names = list(loaded.class_names)
-    elif num_classes is not None:
-        names = [str(i) for i in range(num_classes)]
-    else:
-        raise ValueError("cannot tell the number of classes; pass --classes or --checkpoint")
-    return StreamModel(
-        stream=stream,
-        classes=names,
-        input_size=loaded.input_size if loaded else None,
-        scale_size=loaded.scale_size if loaded else None,
-    )
+        return names
+    if isinstance(checkpoint, PublishedWeights):
+        return checkpoint.class_names()
+    if loaded is not None and loaded.class_names is not None:
+        return list(loaded.class_names)
+    if num_classes is not None:
+        return [str(i) for i in range(num_classes)]
+    raise ValueError("cannot tell the number of classes; pass --classes or --checkpoint")
 
 
 def _probe_classes(stream: ExportedStream) -> int | None:

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
         help="benchmarks: TSM vs TSN overhead (inference, training steps), the comparison models' efficiency "
-        "table, the two-stream baseline, data loading",
+        "table, the two-stream baseline, data loading, deploy runtimes",
         description="What the shift costs and what the alternatives cost, each measured in interleaved rounds "
         "on one device; every benchmark prints a table and writes JSON (--json) and most a PNG (--plot).",
     )
@@ -48,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_compare(bench)
     _register_two_stream(bench)
     _register_data(bench)
+    _register_runtimes(bench)
 
 
 def _register_overhead(bench: argparse._SubParsersAction) -> None:
@@ -197,6 +198,8 @@ def _register_data(bench: argparse._SubParsersAction) -> None:
     options.add_result_files(b)
     b.set_defaults(func=_cmd_data)
 
+
+def _register_runtimes(bench: argparse._SubParsersAction) -> None:
     from temporal_shift.apps.bench.runtimes import ARCHS, RUNTIMES, benchmark_runtimes
 
     b = bench.add_parser(

@@ -18,8 +18,12 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from temporal_shift.engine.export import FORMATS, QUANTIZE, calibration_clips, export_model
-    from temporal_shift.models.config import ModelConfig
+    _register_export(sub)
+    _register_import(sub)
+
+
+def _register_export(sub: argparse._SubParsersAction) -> None:
+    from temporal_shift.engine.export import FORMATS, export_model
 
     p = sub.add_parser(
         "export",
@@ -42,6 +46,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=None, help="a static batch size (default: dynamic; ExecuTorch: 1)")
     options.add_segments(p)
+    _add_int8(p)
+    p.add_argument(
+        "--precision",
+        default=options.default(export_model, "precision"),
+        choices=("fp32", "fp16"),
+        help="TensorRT engine precision (default %(default)s)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of the runtime that verifies")
+    p.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="export the streaming step (frame, *buffers) -> (logits, *new_buffers) of a causal model",
+    )
+    p.set_defaults(func=_cmd_export)
+
+
+def _add_int8(p: argparse.ArgumentParser) -> None:
+    """--quantize and the calibration clips it needs."""
+    from temporal_shift.engine.export import QUANTIZE, calibration_clips
+
     p.add_argument(
         "--quantize",
         default=None,
@@ -63,20 +88,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=options.default(calibration_clips, "limit"),
         help="use the first N clips of --calibration (default %(default)s)",
     )
-    p.add_argument(
-        "--precision",
-        default=options.default(export_model, "precision"),
-        choices=("fp32", "fp16"),
-        help="TensorRT engine precision (default %(default)s)",
-    )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads of the runtime that verifies")
-    p.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
-    p.add_argument(
-        "--online",
-        action="store_true",
-        help="export the streaming step (frame, *buffers) -> (logits, *new_buffers) of a causal model",
-    )
-    p.set_defaults(func=_cmd_export)
+
+
+def _register_import(sub: argparse._SubParsersAction) -> None:
+    from temporal_shift.models.config import ModelConfig
 
     p = sub.add_parser(
         "import",

@@ -21,6 +21,7 @@ quantization) calibrates on clips the caller gives (`calibration_clips` reads th
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from temporal_shift.engine.runtimes import (
     FORMATS,
     RUNTIMES,
     SUFFIXES,
+    TORCHSCRIPT_SIGNATURE,
     ExportedStream,
     load_runtime,
     require,
@@ -236,7 +238,10 @@ def _export_graph(
         with torch.no_grad(), warnings.catch_warnings():  # torch.jit is deprecated upstream but still works
             warnings.simplefilter("ignore", FutureWarning)
             traced = torch.jit.trace(model, inputs, check_trace=False)
-        traced.save(str(out))
+        # TorchScript keeps no input shapes: they travel in the file for `runtimes.TorchRuntime`
+        shapes = [[None if dynamic is not None and i == 0 else d for i, d in enumerate(x.shape)] for x in inputs]
+        signature = {"inputs": input_names, "outputs": output_names, "shapes": shapes}
+        traced.save(str(out), _extra_files={TORCHSCRIPT_SIGNATURE: json.dumps(signature)})
     elif format == "exported":
         torch.export.save(_capture(model, inputs, dynamic), str(out))
     elif format == "executorch":

@@ -19,6 +19,7 @@ naming the extra that installs it (``deploy``).
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -53,6 +54,8 @@ PACKAGES = {
     "tensorrt": ("tensorrt",),
 }
 EXTRA = "pip install 'temporal-shift[deploy]'"
+# the extra file of an exported TorchScript module that records its input/output names and input shapes
+TORCHSCRIPT_SIGNATURE = "temporal_shift_signature.json"
 
 
 def require(module: str, *, what: str) -> ModuleType:
@@ -210,11 +213,16 @@ class TorchRuntime(Runtime):
         import warnings
 
         self.format = format
+        self.input_names, self.output_names = [], []
         if format == "torchscript":
+            extra = {TORCHSCRIPT_SIGNATURE: ""}
             with warnings.catch_warnings():  # torch.jit is deprecated upstream but still works
                 warnings.simplefilter("ignore", FutureWarning)
-                self.module = torch.jit.load(str(path))
-            self.input_shapes = []
+                self.module = torch.jit.load(str(path), _extra_files=extra)
+            # written by engine.export; a TorchScript file from elsewhere has none
+            signature = json.loads(extra[TORCHSCRIPT_SIGNATURE] or '{"inputs": [], "outputs": [], "shapes": []}')
+            self.input_names, self.output_names = signature["inputs"], signature["outputs"]
+            self.input_shapes = [tuple(shape) for shape in signature["shapes"]]
         else:
             program = torch.export.load(str(path))
             self.module = program.module()
@@ -223,7 +231,6 @@ class TorchRuntime(Runtime):
             self.input_shapes = [
                 tuple(d if isinstance(d, int) else None for d in nodes[s.arg.name].meta["val"].shape) for s in specs
             ]
-        self.input_names, self.output_names = [], []
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         with torch.no_grad():

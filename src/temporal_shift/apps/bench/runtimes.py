@@ -225,11 +225,14 @@ def benchmark_runtimes(
     Each row runs in a process of its own (spawned), so that no runtime's thread pool (PyTorch's
     OpenMP workers spin after each call, XNNPACK's and OpenVINO's have their own) competes with
     another's; only one process computes at a time, the others wait on a pipe."""
-    import multiprocessing
+    from temporal_shift.models.backbones import BACKBONES
 
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
         raise ValueError(f"unknown runtime {unknown[0]!r}; expected some of {', '.join(RUNTIMES)}")
+    unknown = [a for a in archs if a not in BACKBONES]
+    if unknown:
+        raise ValueError(f"unknown arch {unknown[0]!r}; expected some of {', '.join(sorted(BACKBONES))}")
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     torch.set_num_threads(threads)
@@ -242,24 +245,49 @@ def benchmark_runtimes(
         for g in groups
         for r in all_runtimes
     ]
+    seconds = _export_rows(rows, size=size, log=log)
+    times = _time_rows(rows, repeats=repeats, warmup=warmup, log=log)
+    latency = {row: {name: summarize([t * 1e3 for t in ts]) for name, ts in per.items()} for row, per in times.items()}
+    ratio = {row: summarize([b / a for a, b in zip(per["TSN"], per["TSM"], strict=True)]) for row, per in times.items()}
+    notes = ["each row in its own process"]
+    if int8:
+        notes[0] += "; int8 builds calibrated on random clips (latency only)"
+    return RuntimesResult(
+        n_segment=n_segment,
+        size=size,
+        threads=threads,
+        repeats=repeats,
+        machine=_machine(),
+        latency_ms=latency,
+        ratio=ratio,
+        samples_ms={row: {n: [t * 1e3 for t in ts] for n, ts in per.items()} for row, per in times.items()},
+        export_seconds=seconds,
+        notes=notes,
+    )
+
+
+def _export_rows(rows: Sequence[_Row], *, size: int, log: Callable[[str], None] | None) -> dict[str, float]:
+    """Export every row's TSN and TSM, one at a time (files already there are reused); seconds per row."""
     seconds: dict[str, float] = {}
-    for row in rows:  # export first, one at a time (files are reused by a later run)
+    for row in rows:
         if row.runtime in ("eager", "compile"):
             continue
         started = time.perf_counter()
-        models = row.models()
         base, _, quant = row.runtime.partition("-")
-        for name, model in models.items():
+        for name, model in row.models().items():
             if log and not row.path(name).is_file():
                 log(f"exporting {row.name} {name} -> {row.path(name)}")
-            _export(
-                model,
-                row.path(name),
-                format=_FORMAT[base],
-                size=size,
-                quantize=quant or None,
-            )
+            _export(model, row.path(name), format=_FORMAT[base], size=size, quantize=quant or None)
         seconds[row.name] = time.perf_counter() - started
+    return seconds
+
+
+def _time_rows(
+    rows: Sequence[_Row], *, repeats: int, warmup: int, log: Callable[[str], None] | None
+) -> dict[str, dict[str, list[float]]]:
+    """Start a worker process per row (each warms its runners up), then time them in interleaved rounds."""
+    import multiprocessing
+
     context = multiprocessing.get_context("spawn")
     workers: dict[str, tuple[Any, Any]] = {}
     try:
@@ -273,7 +301,7 @@ def benchmark_runtimes(
             if status == "error":
                 raise RuntimeError(detail)
             workers[row.name] = (process, parent)
-        times = _interleaved(
+        return _interleaved(
             {name: conn for name, (_, conn) in workers.items()}, repeats=repeats, warmup=warmup, log=log
         )
     finally:
@@ -283,25 +311,6 @@ def benchmark_runtimes(
             process.join(timeout=10)
             if process.is_alive():
                 process.terminate()
-    latency = {row: {name: summarize([t * 1e3 for t in ts]) for name, ts in per.items()} for row, per in times.items()}
-    ratio = {row: summarize([b / a for a, b in zip(per["TSN"], per["TSM"], strict=True)]) for row, per in times.items()}
-    notes = (
-        ["each row in its own process; int8 builds calibrated on random clips (latency only)"]
-        if int8
-        else ["each row in its own process"]
-    )
-    return RuntimesResult(
-        n_segment=n_segment,
-        size=size,
-        threads=threads,
-        repeats=repeats,
-        machine=_machine(),
-        latency_ms=latency,
-        ratio=ratio,
-        samples_ms={row: {n: [t * 1e3 for t in ts] for n, ts in per.items()} for row, per in times.items()},
-        export_seconds=seconds,
-        notes=notes,
-    )
 
 
 def _causal_copy(tsm: VideoRecognizer) -> VideoRecognizer:
