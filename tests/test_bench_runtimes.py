@@ -59,13 +59,31 @@ def test_an_eager_row_in_its_own_process(tmp_path: Path) -> None:
     assert best["best"] == "eager" and best["speedup_over_eager"] == 1.0
 
 
-@pytest.mark.slow  # two ONNX exports and two worker processes: ~30 s on 2 quiet cores
-def test_eager_and_onnxruntime_rows_are_timed_side_by_side(tmp_path: Path) -> None:
+@pytest.mark.slow  # two ONNX exports and two worker processes: ~25 s on 2 cores
+def test_cli_times_eager_and_onnxruntime_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "runtimes.json"
+    argv = ["bench", "runtimes", "--archs", "resnet18", "--runtimes", "eager,onnxruntime", "--no-int8", "--no-online"]
+    assert main([*argv, *TINY, "--work-dir", str(tmp_path / "w"), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert list(data["latency_ms"]) == ["resnet18/eager", "resnet18/onnxruntime"]
+    assert sorted(p.name for p in (tmp_path / "w" / "t2-32").iterdir()) == ["resnet18-tsm.onnx", "resnet18-tsn.onnx"]
+    for row, samples in data["samples_ms"].items():
+        assert [len(samples["TSN"]), len(samples["TSM"])] == [2, 2]
+        ratios = sorted(b / a for a, b in zip(samples["TSN"], samples["TSM"], strict=True))
+        assert data["ratio"][row]["min"] == pytest.approx(ratios[0]) and data["latency_ms"][row]["TSM"]["median"] > 0
+    best = data["speedups"]["resnet18"]
+    assert best["best"] in ("eager", "onnxruntime") and best["speedup_over_eager"] >= 1.0
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    assert "resnet18: fastest TSM in" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # the online step to ExecuTorch and OpenVINO, fp32 and int8, then 5 worker processes: ~1-2 min
+def test_the_online_step_in_the_edge_runtimes_fp32_and_int8(tmp_path: Path) -> None:
+    pytest.importorskip("executorch")
+    pytest.importorskip("nncf")
     result = benchmark_runtimes(
-        archs=["resnet18"],
-        runtimes=["eager", "onnxruntime"],
-        int8=False,
-        online=False,
+        archs=[],
+        runtimes=["eager", "executorch", "openvino"],
         n_segment=2,
         size=32,
         repeats=2,
@@ -74,31 +92,12 @@ def test_eager_and_onnxruntime_rows_are_timed_side_by_side(tmp_path: Path) -> No
         work_dir=tmp_path,
         log=None,
     )
-    assert list(result.latency_ms) == ["resnet18/eager", "resnet18/onnxruntime"]
-    assert sorted(p.name for p in (tmp_path / "t2-32").iterdir()) == ["resnet18-tsm.onnx", "resnet18-tsn.onnx"]
-    for row, samples in result.samples_ms.items():
-        assert [len(samples["TSN"]), len(samples["TSM"])] == [2, 2]
-        ratios = sorted(b / a for a, b in zip(samples["TSN"], samples["TSM"], strict=True))
-        assert result.ratio[row]["min"] == pytest.approx(ratios[0]) and result.latency_ms[row]["TSM"]["median"] > 0
-    best = result.speedups()["resnet18"]
-    assert best["best"] in ("eager", "onnxruntime") and best["speedup_over_eager"] >= 1.0
-    assert "resnet18/onnxruntime" in result.table() and "resnet18: fastest TSM in" in result.table()
-
-
-@pytest.mark.slow  # ExecuTorch and OpenVINO exports (fp32 and int8) of two pairs, then 14 worker processes
-def test_cli_every_runtime_int8_and_the_online_step(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    pytest.importorskip("executorch")
-    pytest.importorskip("nncf")
-    out = tmp_path / "runtimes.json"
-    argv = ["bench", "runtimes", "--archs", "resnet18", *TINY, "--work-dir", str(tmp_path / "w"), "--json", str(out)]
-    assert main(argv) == 0
-    data = json.loads(out.read_text())
-    runtimes = ["eager", "compile", "onnxruntime", "executorch", "openvino", "executorch-int8", "openvino-int8"]
-    assert list(data["latency_ms"]) == [f"{g}/{r}" for g in ("resnet18", "online") for r in runtimes]
-    assert set(data["online_fps"]) == {f"online/{r}" for r in runtimes} and data["online_fps"]["online/eager"] > 0
-    assert set(data["speedups"]) == {"resnet18", "online"}
-    assert out.with_suffix(".png").stat().st_size > 10_000
-    assert "online/openvino-int8" in capsys.readouterr().out
+    runtimes = ["eager", "executorch", "openvino", "executorch-int8", "openvino-int8"]
+    assert list(result.latency_ms) == [f"online/{r}" for r in runtimes]
+    files = sorted(p.name for p in (tmp_path / "t2-32").iterdir())
+    assert "mobilenet_v2-online-tsm-int8.pte" in files and "mobilenet_v2-online-tsn-int8.xml" in files
+    assert all(result.fps(f"online/{r}") > 0 for r in runtimes)
+    assert set(result.speedups()) == {"online"} and "online/openvino-int8" in result.table()
 
 
 @pytest.mark.parametrize(
