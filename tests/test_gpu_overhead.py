@@ -162,3 +162,61 @@ def test_kernel_check_compares_devices_bit_for_bit() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.check_shift_kernels("cpu") == 48
+
+
+PAPER_TABLES = ROOT / "benchmarks" / "gpu_paper_tables.sh"
+
+
+def test_paper_tables_path_needs_only_torch_and_torchvision(bare_python: Path) -> None:
+    """benchmarks/gpu_paper_tables.sh measures with `bench.compare` and `bench.proportions` on a bare GPU machine."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import torch; torch.set_num_threads(1)\n"
+        "import temporal_shift.apps.bench.compare\n"
+        "from temporal_shift.apps.bench.proportions import shift_latency\n"
+        "r = shift_latency(arch='resnet18', size=32, n_segment=2, repeats=1, warmup=0, device='cpu')\n"
+        "print(sorted(r['per_proportion']))\n"
+    )
+    done = subprocess.run(
+        [str(bare_python), "-c", code, str(ROOT / "src")],
+        env=_env(bare_python),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "'1/4'" in done.stdout and "'1 (all)'" in done.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_paper_tables_without_cuda_fail_clearly(bare_python: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["bash", str(PAPER_TABLES), "--out", str(tmp_path / "out")],
+        env=_env(bare_python),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "no CUDA device" in done.stderr and "--smoke" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_paper_tables_smoke_run_in_a_bare_venv_then_replot(bare_python: Path, tmp_path: Path) -> None:
+    """Both tables end to end on the CPU at toy sizes without matplotlib; the PNGs drawn afterwards."""
+    out = tmp_path / "out"
+    done = subprocess.run(
+        ["bash", str(PAPER_TABLES), "--smoke", "--out", str(out)],
+        env=_env(bare_python),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tables = (out / "tables.md").read_text()
+    assert "x TSM" in tables and "| 1/4 |" in tables and "+12.4% (naive full shift)" in tables
+    assert "--replot" in done.stdout and not (out / "compare.png").exists()
+    env = {**os.environ, "PYTHON": sys.executable}
+    again = subprocess.run(["bash", str(PAPER_TABLES), "--replot", str(out)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (out / "compare.png").stat().st_size > 0 and (out / "shift-latency.png").stat().st_size > 0

@@ -158,6 +158,44 @@ def test_reference_fold_div_is_an_argument(release_layouts):
     assert_close(our_logits(model, x), resnet_forward(state, x, n_segment=T, fold_div=4))
 
 
+def flow_layout(rgb: dict[str, list[int]], *, flow_length: int = 5) -> dict[str, list[int]]:
+    """The release's flow model of an RGB layout: ``TSN._construct_flow_model`` (its ``ops/models.py``)
+    replaces the first convolution by one of ``2 * new_length`` input channels (x and y of each
+    flow field), same name, no bias; every other key is the RGB model's. Its Kinetics flow model
+    (``TSM_kinetics_Flow_resnet50_shift8_blockres_avg_segment8_e50.pth``) has new_length 5."""
+    shapes = dict(rgb)
+    shapes["base_model.conv1.weight"] = [64, 2 * flow_length, 7, 7]
+    return shapes
+
+
+def test_reference_flow_model_imports_into_the_flow_stream(tmp_path, release_layouts):
+    """The published Kinetics flow model's layout (a 10-channel conv1) becomes our flow stream
+    (modality flow, L=5) and matches the independent forward on (N, T, 10, H, W) flow stacks."""
+    shapes = flow_layout(release_layouts["resnet50_blockres"])
+    state = random_state(shapes, seed=12)
+    path = tmp_path / "TSM_kinetics_Flow_resnet50_shift8_blockres_avg_segment8_e50.pth"
+    torch.save(release_checkpoint(state, "resnet50"), path)
+    model = load_checkpoint(path, n_segment=T).model
+    c = model.config
+    assert (c.arch, c.shift, c.place, c.modality, c.flow_length, c.input_channels) == (
+        "resnet50",
+        True,
+        "blockres",
+        "flow",
+        5,
+        10,
+    )
+    x = torch.randn(2, T, 10, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    assert_close(our_logits(model, x), resnet_forward(state, x, n_segment=T))
+    out = tmp_path / "flow.pt"
+    assert "optical flow (L=5)" in import_checkpoint(path, out, n_segment=T).summary()
+    assert load_checkpoint(out).model.config.modality == "flow"
+    # a first convolution that is neither RGB nor x/y flow pairs is refused, naming it
+    odd = dict(state, **{"base_model.conv1.weight": torch.zeros(64, 7, 7, 7)})
+    with pytest.raises(CheckpointError, match=r"conv1.weight\) takes 7 channels: neither RGB \(3\) nor"):
+        import_reference_checkpoint(release_checkpoint(odd, "resnet50"), n_segment=T)
+
+
 # --- MMAction2 -----------------------------------------------------------------------
 
 

@@ -133,6 +133,17 @@ def test_bad_arguments_are_one_line_errors(capsys, tmp_path: Path) -> None:
     assert not (tmp_path / "d").exists()  # refused before any data is generated
     with pytest.raises(SystemExit):
         main(["reproduce", "nope"])
+    with pytest.raises(ValueError, match="unknown --data 'easy'"):
+        rp.reproduce("online", budget=TINY, data="easy", out_dir=tmp_path)
+
+
+def test_several_experiments_run_in_their_order() -> None:
+    from temporal_shift.apps.experiments.reproduce import _experiments
+
+    assert _experiments(["zoo", "shift-proportion"]) == ["shift-proportion", "zoo"]
+    assert _experiments(["online", "all"]) == list(rp.EXPERIMENTS)
+    with pytest.raises(ValueError, match="no experiment given"):
+        _experiments([])
 
 
 def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path: Path) -> None:
@@ -167,8 +178,9 @@ def test_streaming_accuracy_after_all_frames_is_the_offline_causal_test(tmp_path
     assert curve["order_acc"][-1] == pytest.approx(synthetic_metrics(tested)["order_acc"])
 
 
-def test_online_end_to_end_one_seed(tmp_path: Path) -> None:
-    """Three arms through train/evaluate, the stream frame by frame, the JSON, table and PNG."""
+def test_online_end_to_end_one_seed(tmp_path: Path, monkeypatch) -> None:
+    """Three arms through train/evaluate, the stream frame by frame, the JSON, table and PNG; run
+    again, nothing is trained."""
     lines: list[str] = []
     (result,) = rp.reproduce("online", budget=TINY, seeds=1, out_dir=tmp_path, progress=False, log=lines.append)
     assert len(result.runs) == 3 and {r["seed"] for r in result.runs} == {0}
@@ -183,6 +195,18 @@ def test_online_end_to_end_one_seed(tmp_path: Path) -> None:
             assert curve["frames"] == list(range(1, 5))
             assert curve["top1"][-1] == pytest.approx(run["top1"])  # stream after T frames == offline test
     assert "frames seen" in rp.report(result) and any("online 3/3" in line for line in lines)
+    assert [Path(r["checkpoint"]).parent.parent for r in result.runs] == [tmp_path / "runs"] * 3
+
+    # a second invocation trains nothing: every run comes from the store, and the notes say so
+    def no_training(arm, **kwargs):
+        raise AssertionError(f"{arm.label} trained again")
+
+    monkeypatch.setattr(common, "train_arm", no_training)
+    (again,) = rp.reproduce("online", budget=TINY, seeds=1, out_dir=tmp_path, progress=False, log=lines.append)
+    assert [r["top1"] for r in again.runs] == [r["top1"] for r in result.runs]
+    assert all(r["reused_from"]["experiment"] == "online" for r in again.runs)
+    assert sum("reused, not trained again" in note for note in again.notes) == 3
+    assert "reused, not trained again" in again.files["markdown"].read_text()
 
 
 @pytest.mark.slow
@@ -262,30 +286,109 @@ def test_run_key_is_the_resolved_run(tmp_path: Path) -> None:
     assert {key(a.model) for a in online.arms() if a.model.get("mode") != "causal"} <= shift_keys
 
 
-def test_an_identical_run_is_reused_not_trained_again(tmp_path: Path, monkeypatch) -> None:
+def _setup(tmp_path: Path, data_root: Path, *, lines: list[str], budget: rp.Budget = TINY, fresh: bool = False):
+    return rp.Setup(
+        out_dir=tmp_path / "experiment",
+        data_root=data_root,
+        budget=budget,
+        seeds=[0],
+        store=rp.RunStore.at(tmp_path / "runs", fresh=fresh),
+        device="cpu",
+        progress=False,
+        log=lines.append,
+        jobs=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
     from temporal_shift.apps.experiments.recipe import prepare_demo_data
 
-    data = prepare_demo_data(tmp_path / "data", num_videos=24, progress=False)
-    reuse: dict = {}
+    return prepare_demo_data(tmp_path_factory.mktemp("data"), num_videos=24, progress=False).root
+
+
+def _count_training(monkeypatch) -> list[dict]:
+    """Every `train_arm` call from now on (arm label, resume), the calls still made."""
+    calls: list[dict] = []
+    real = common.train_arm
+
+    def counted(arm, **kwargs):
+        calls.append({"arm": arm.label, "resume": kwargs["resume"]})
+        return real(arm, **kwargs)
+
+    monkeypatch.setattr(common, "train_arm", counted)  # where obtain_run looks it up
+    return calls
+
+
+def test_a_run_is_kept_and_reused_by_another_experiment_and_a_later_invocation(
+    tmp_path: Path, tiny_data: Path, monkeypatch
+) -> None:
+    trained = _count_training(monkeypatch)
     lines: list[str] = []
-    settings = dict(
-        data_root=data.root, budget=TINY, seeds=[0], device="cpu", progress=False, log=lines.append, jobs=1, reuse=reuse
+    tsn = rp.Arm("TSN", {"shift": False}, "tsn")
+    (first,) = rp.run_arms([tsn], name="one", setup=_setup(tmp_path, tiny_data, lines=lines))
+    assert trained == [{"arm": "TSN", "resume": False}] and "reused_from" not in first
+    key = rp.run_key(rp.Arm("x", {"shift": False}), data_root=tiny_data, budget=TINY, seed=0, device="cpu")
+    record = json.loads((tmp_path / "runs" / f"{key}.json").read_text())  # written next to its run folder
+    assert record["top1"] == first["top1"] and record["trained_by"] == {"experiment": "one", "arm": "TSN"}
+    assert Path(first["checkpoint"]) == tmp_path / "runs" / key / "last.pt" and Path(first["checkpoint"]).is_file()
+
+    # another experiment, in a later invocation (a new store object on the same folder): nothing trained
+    (again,) = rp.run_arms(
+        [rp.Arm("no shift", {"shift": False}, "0")], name="two", setup=_setup(tmp_path, tiny_data, lines=lines)
     )
-    (first,) = rp.run_arms([rp.Arm("TSN", {"shift": False}, "tsn")], name="one", out=tmp_path / "one", **settings)
-    assert len(reuse) == 1 and "reused_from" not in first
-
-    def no_training(**kwargs):
-        raise AssertionError("trained again")
-
-    monkeypatch.setattr(common, "train_arm", no_training)  # where run_arms looks it up
-    (again,) = rp.run_arms([rp.Arm("no shift", {"shift": False}, "0")], name="two", out=tmp_path / "two", **settings)
-    assert again["reused_from"] == "one: TSN" and (again["arm"], again["group"]) == ("no shift", "0")
+    assert len(trained) == 1
+    assert (again["arm"], again["group"]) == ("no shift", "0")
+    assert again["reused_from"]["experiment"] == "one" and again["reused_from"]["arm"] == "TSN"
     assert {k: again[k] for k in ("top1", "order_acc", "checkpoint", "seed")} == {
         k: first[k] for k in ("top1", "order_acc", "checkpoint", "seed")
     }
-    assert any("1 of them already trained" in line for line in lines)
-    with pytest.raises(AssertionError, match="trained again"):  # a different run is trained
-        rp.run_arms([rp.Arm("TSM", {"shift": True}, "tsm")], name="three", out=tmp_path / "three", **settings)
+    assert any("1 of them finished earlier" in line for line in lines)
+    (note,) = common.reuse_notes([again])
+    assert "no shift, seed 0, trained by one: TSN, finished 20" in note
+
+    # a changed setting is another run: trained
+    rp.run_arms(
+        [rp.Arm("TSN", {"shift": False}, "tsn")],
+        name="one",
+        setup=_setup(tmp_path, tiny_data, lines=lines, budget=dataclasses.replace(TINY, batch_size=4)),
+    )
+    assert len(trained) == 2
+    # --fresh: the runs of earlier invocations are trained again, once
+    fresh = _setup(tmp_path, tiny_data, lines=lines, fresh=True)
+    (renewed,) = rp.run_arms([rp.Arm("TSN", {"shift": False}, "tsn")], name="one", setup=fresh)
+    (reused,) = rp.run_arms([rp.Arm("TSN", {"shift": False}, "tsn")], name="two", setup=fresh)
+    assert len(trained) == 3 and "reused_from" not in renewed and reused["reused_from"]["experiment"] == "one"
+
+
+def test_an_interrupted_invocation_keeps_the_finished_runs_and_resumes_the_interrupted_one(
+    tmp_path: Path, tiny_data: Path, monkeypatch
+) -> None:
+    """Ctrl-C makes the trainer save last.pt and stop; the next invocation does not train the runs
+    finished before the interruption again and continues the interrupted one from its last.pt."""
+    import temporal_shift.engine.train as train_module
+
+    arms = [rp.Arm("TSN", {"shift": False}, "tsn"), rp.Arm("TSM", {"shift": True}, "tsm")]
+    two_epochs = dataclasses.replace(TINY, epochs=2)  # of one step each (12 training clips, batch 8)
+    real_train = train_module.train
+
+    def interrupt_the_tsm(config, **kwargs):  # as a Ctrl-C after its first step
+        if config.model.shift:
+            config = dataclasses.replace(config, run=dataclasses.replace(config.run, stop_after_steps=1))
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(train_module, "train", interrupt_the_tsm)
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt, match="TSM, seed 0: training interrupted"):
+        rp.run_arms(arms, name="exp", setup=_setup(tmp_path, tiny_data, lines=lines, budget=two_epochs))
+    monkeypatch.setattr(train_module, "train", real_train)
+    trained = _count_training(monkeypatch)
+    tsn, tsm = rp.run_arms(arms, name="exp", setup=_setup(tmp_path, tiny_data, lines=lines, budget=two_epochs))
+    assert trained == [{"arm": "TSM", "resume": True}]  # TSN finished before the interruption: kept
+    assert tsn["reused_from"]["experiment"] == "exp" and "reused_from" not in tsm
+    assert tsm["resumed_at_step"] == 1 and tsm["steps"] == 2  # the whole budget
+    assert any("1 to train (1 resumed from an interrupted sitting)" in line for line in lines)
+    assert any("resumed at step 1" in line for line in lines)
 
 
 def test_the_full_budget_is_the_demos_training() -> None:
@@ -294,3 +397,136 @@ def test_the_full_budget_is_the_demos_training() -> None:
     full = rp.BUDGETS["full"]
     assert (full.num_videos, full.epochs, full.batch_size) == (DEMO_VIDEOS, DEMO_EPOCHS, 16)
     assert full.seeds > rp.BUDGETS["small"].seeds
+
+
+def _fake_training(arm, *, out_dir, seed, **kwargs):
+    """`common.train_arm`'s record without the training (an empty last.pt), for what the run store
+    and the results do with records; the real training is tested above."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "last.pt").write_bytes(b"")
+    metrics = {"top1": 50.0 + seed, "temporal_top1": 40.0, "control_top1": 90.0, "order_acc": 60.0}
+    return {
+        "arm": arm.label,
+        "group": arm.group,
+        "seed": seed,
+        "model": arm.model,
+        **metrics,
+        "params_m": 1.0,
+        "gmacs": 0.1,
+        "train_seconds": 1.0,
+        "steps": 2,
+        "checkpoint": str(out_dir / "last.pt"),
+    }
+
+
+def test_the_hard_data_is_its_own_dataset_runs_and_results(tmp_path: Path, monkeypatch) -> None:
+    """``--data hard``: the hard scene's dataset, other run keys than the demo data's, results in
+    ``<experiment>-hard`` (the training itself is the recipe's, tested above: faked here)."""
+    from temporal_shift.data.synthetic import HARD_CLASSES
+
+    monkeypatch.setattr(common, "train_arm", _fake_training)
+    (result,) = rp.reproduce(  # jobs=1: in this process, where the fake is
+        "placement", budget=TINY, data="hard", out_dir=tmp_path, progress=False, log=lambda s: None, jobs=1
+    )
+    assert result.out_dir == tmp_path / "placement-hard" and result.data == "hard"
+    saved = json.loads(result.files["json"].read_text())
+    assert saved["data"] == "hard" and saved["recipe"]["data"]["scene"] == "hard"
+    assert saved["command"] == f"tsm reproduce placement --budget tiny --seeds 2 --data hard --out {tmp_path}"
+    assert f"Command: `{saved['command']}`" in result.files["markdown"].read_text()
+    meta = json.loads((tmp_path / "data" / "hard_24" / "meta.json").read_text())
+    assert meta["classes"] == list(HARD_CLASSES)
+    arm = placement.arms()[0]
+    keys = {
+        rp.run_key(arm, data_root=tmp_path / "data" / folder, budget=TINY, seed=0, device="cpu")
+        for folder in ("hard_24", "synthetic_24")
+    }
+    assert len(keys) == 2  # the data's generator settings are part of a run's key
+
+
+def test_the_full_budget_script_runs_commands_the_cli_takes() -> None:
+    """benchmarks/reproduce_full.sh (the full-budget figures in one resumable command): its two
+    tsm reproduce commands parse, with the script's defaults."""
+    import shlex
+
+    from temporal_shift.cli import build_parser
+
+    script = (Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce_full.sh").read_text()
+    lines = [line for line in script.splitlines() if "temporal_shift.cli reproduce" in line]
+    assert len(lines) == 2
+    for line in lines:
+        words = shlex.split(line.replace('"$seeds"', "3").replace('"$out"', "runs/x").replace(' "$@"', ""))
+        args = build_parser().parse_args(words[words.index("reproduce") :])
+        assert (args.budget, args.seeds) == ("full", 3)
+    assert "--data hard" in lines[1] and args.experiment == ["zoo"]
+
+
+def _damage(kind: str, path: Path, runs: Path) -> None:
+    """Damage the run record at ``path`` as ``kind`` says."""
+    text = path.read_text()
+    record = json.loads(text)
+    if kind == "truncated":
+        path.write_text(text[: len(text) // 2])
+        return
+    if kind == "not a record":
+        record = [record]
+    elif kind == "another key":
+        record["key"] = "0" * 16
+    elif kind == "metric missing":
+        del record["top1"]
+    elif kind == "metric not a number":
+        record["order_acc"] = "high"
+    elif kind == "settings edited":
+        record["settings"]["optim"]["lr"] *= 10
+    elif kind == "checkpoint gone":
+        (runs / record["checkpoint"]).unlink()
+    path.write_text(json.dumps(record))
+
+
+DAMAGES = [
+    ("truncated", "not a readable run record"),
+    ("not a record", "a run record is a JSON object, got list"),
+    ("another key", "it is the record of run '0000000000000000'"),
+    ("metric missing", "top1 is None, not a number"),
+    ("metric not a number", "order_acc is 'high', not a number"),
+    ("settings edited", "its settings are not those of its key"),
+    ("checkpoint gone", "last.pt is missing"),
+]
+
+
+@pytest.mark.parametrize(("kind", "says"), DAMAGES, ids=[kind for kind, _ in DAMAGES])
+def test_a_damaged_run_record_is_a_one_line_error_never_used_nor_replaced(
+    tmp_path: Path, tiny_data: Path, monkeypatch, kind: str, says: str
+) -> None:
+    monkeypatch.setattr(common, "train_arm", _fake_training)
+    arms = [rp.Arm("TSN", {"shift": False}, "tsn")]
+    rp.run_arms(arms, name="exp", setup=_setup(tmp_path, tiny_data, lines=[]))
+    (path,) = (tmp_path / "runs").glob("*.json")
+    _damage(kind, path, tmp_path / "runs")
+    damaged = path.read_bytes()
+    with pytest.raises(ValueError, match="delete it") as error:
+        rp.run_arms(arms, name="exp", setup=_setup(tmp_path, tiny_data, lines=[]))
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and says in message and "\n" not in message
+    assert path.read_bytes() == damaged  # not replaced behind the user's back
+    # --fresh trains every run again: the damaged record is replaced, not read
+    (again,) = rp.run_arms(arms, name="exp", setup=_setup(tmp_path, tiny_data, lines=[], fresh=True))
+    assert again["top1"] == 50.0 and "reused_from" not in again
+    assert json.loads(path.read_text())["key"] == path.stem
+
+
+def test_an_interrupted_run_whose_last_pt_is_damaged_is_trained_from_scratch_and_says_so(
+    tmp_path: Path, tiny_data: Path, monkeypatch
+) -> None:
+    arm = rp.Arm("TSN", {"shift": False}, "tsn")
+    key = rp.run_key(arm, data_root=tiny_data, budget=TINY, seed=0, device="cpu")
+    folder = tmp_path / "runs" / key
+    folder.mkdir(parents=True)
+    (folder / "settings.json").write_text("{}")
+    (folder / "last.pt").write_bytes(b"PK\x03\x04 cut off")  # a last.pt whose writing was cut short
+    trained = _count_training(monkeypatch)
+    lines: list[str] = []
+    (run,) = rp.run_arms([arm], name="exp", setup=_setup(tmp_path, tiny_data, lines=lines))
+    assert trained == [{"arm": "TSN", "resume": False}] and run["resumed_at_step"] is None
+    assert run["steps"] == 1 and Path(run["checkpoint"]).stat().st_size > 1000  # the whole budget, saved
+    assert "last.pt" in run["restarted_because"]
+    assert any("trained from scratch: the interrupted sitting's" in line for line in lines)

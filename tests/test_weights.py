@@ -21,6 +21,7 @@ from conftest import random_state
 from temporal_shift.checkpoint.format import CheckpointError, CheckpointNotFoundError, save_checkpoint
 from temporal_shift.checkpoint.loading import load_checkpoint
 from temporal_shift.data import transforms
+from temporal_shift.data.flow.transforms import FLOW_MEAN, FLOW_STD
 from temporal_shift.engine.evaluate import EvalProtocol
 from temporal_shift.hub.build import build_model, load_model
 from temporal_shift.hub.download import DownloadError, sha256_file
@@ -48,6 +49,9 @@ def release_shapes(layouts: dict, entry: PublishedWeights, *, num_classes: int |
     k = num_classes or entry.num_classes
     shapes["new_fc.weight"] = [k, shapes["new_fc.weight"][1]]
     shapes["new_fc.bias"] = [k]
+    if entry.model.modality == "flow":  # the release's flow model: a first convolution of 2L channels
+        stem = "base_model.conv1.weight" if "base_model.conv1.weight" in shapes else "base_model.features.0.0.weight"
+        shapes[stem] = [shapes[stem][0], entry.model.input_channels, *shapes[stem][2:]]
     return shapes
 
 
@@ -129,8 +133,13 @@ def test_every_registry_entry_is_complete_and_consistent():
         for acc in w.accuracies:
             assert acc.clips in PROTOCOL_CLIPS and acc.crops in (1, 3, 5, 10) and acc.protocol, name
             EvalProtocol.of(acc)  # a valid evaluate.EvalProtocol
-        # input: what our transforms do (ImageNet statistics, a 224 crop of a 256 short side)
-        assert (w.mean, w.std) == (transforms.IMAGENET_MEAN, transforms.IMAGENET_STD), name
+        # input: what our transforms do (ImageNet statistics, or the flow's; a 224 crop of a 256 short side)
+        if w.model.modality == "flow":
+            assert w.mean == (FLOW_MEAN, FLOW_MEAN) and w.std == pytest.approx((FLOW_STD, FLOW_STD)), name
+            assert "_flow_" in name and "_Flow_" in w.file_name and w.model.flow_length == 5, name
+        else:
+            assert (w.mean, w.std) == (transforms.IMAGENET_MEAN, transforms.IMAGENET_STD), name
+            assert "_RGB_" in w.file_name or w.layout == "online-demo", name
         assert (w.input_size, w.scale_size) == (224, 256), name
         facts = dict(w.sources)
         assert any("url" in fact for fact in facts) and all(facts.values()), name
@@ -143,6 +152,7 @@ def test_every_registry_entry_is_complete_and_consistent():
         "tsm_r50_kinetics400_8f_nl",
         "tsn_r50_kinetics400_8f",
         "online_tsm_mobilenetv2_jester",
+        "tsm_r50_kinetics400_flow_8f",
     }
 
 
@@ -153,7 +163,8 @@ def test_every_registry_entry_imports_from_the_release_layout(release_layouts):
 
     kinds = {}
     for w in registry().values():  # one of each kind of file (the 8f and 16f files are alike)
-        kinds.setdefault((w.layout, w.arch, w.shift, w.model.non_local, w.num_classes, w.mode), []).append(w)
+        key = (w.layout, w.arch, w.shift, w.model.non_local, w.num_classes, w.mode, w.model.modality)
+        kinds.setdefault(key, []).append(w)
     for first, *others in kinds.values():
         for w in others:
             assert w.model_options() | {"n_segment": 0} == first.model_options() | {"n_segment": 0}
@@ -188,7 +199,7 @@ def test_every_registry_gmacs_figure_is_measured():
 
     for w in registry().values():
         model = build_model(**w.model_options()).eval()
-        flops = count_flops(model, torch.zeros(1, w.n_segment, 3, w.input_size, w.input_size))
+        flops = count_flops(model, torch.zeros(1, w.n_segment, w.model.input_channels, w.input_size, w.input_size))
         assert flops / 2e9 == pytest.approx(w.gmacs, abs=0.05), w.name
 
 

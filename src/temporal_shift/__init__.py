@@ -12,7 +12,8 @@ The public API, importable from the package (``from temporal_shift import build_
 - online: `OnlineRecognizer`, `OnlineStream`, `load_online`;
 - data: `VideoDataset`, `TSNSampler`, `DenseSampler`, `train_transform`, `test_transform`,
   `read_list`, `generate_synthetic`;
-- evaluation and prediction: `EvalProtocol`, `Member`, `Predictor`;
+- evaluation and prediction: `EvalProtocol`, `Member`, `Predictor`, `pipeline` (a video
+  classifier in one call: paths or frame arrays -> ``[{"label", "score"}]``);
 - export: `export_model`, `verify_export`, `export_online`;
 - speed: `compile_for_inference` (one graph, CUDA graphs on CUDA), `benchmark_overhead`
   (TSN vs TSM inference), `benchmark_training` (TSN vs TSM training steps);
@@ -66,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "EvalProtocol": "temporal_shift.engine.evaluate",
     "Member": "temporal_shift.engine.evaluate",
     "Predictor": "temporal_shift.engine.predict",
+    "pipeline": "temporal_shift.engine.pipeline",
     "export_model": "temporal_shift.engine.export",
     "verify_export": "temporal_shift.engine.export",
     "export_online": "temporal_shift.engine.export",
@@ -128,6 +130,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from temporal_shift.engine.export import export_model as export_model
     from temporal_shift.engine.export import export_online as export_online
     from temporal_shift.engine.export import verify_export as verify_export
+    from temporal_shift.engine.pipeline import pipeline as pipeline
     from temporal_shift.engine.predict import Predictor as Predictor
     from temporal_shift.hub.build import build_model as build_model
     from temporal_shift.hub.build import load_model as load_model

@@ -216,3 +216,16 @@ def test_bench_data_bad_workers(synth_dir):
             videos_list=synth_dir / "train_videos.txt",
             workers=-1,
         )
+
+
+def test_synth_hard_scene(tmp_path, capsys):
+    from temporal_shift.data.synthetic import HARD_CLASSES
+
+    out = tmp_path / "hard"
+    argv = ["synth", "--out", str(out), "--num-videos", "24", "--size", "32", "--frames", "4", "--scene", "hard"]
+    assert main([*argv, "--plain", "--motion", "3", "--workers", "1"]) == 0
+    assert read_classes(out / "classes.txt") == list(HARD_CLASSES)
+    assert json.loads((out / "meta.json").read_text())["settings"]["scene"] == "hard"
+    capsys.readouterr()
+    assert main([*argv, "--pair-hues", "--out", str(tmp_path / "h2")]) == 2
+    assert "the hard scene has neither" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from temporal_shift.data.sampling import TSNSampler
 from temporal_shift.data.synthetic import (
     CLASSES,
     CONTROL_PAIRS,
+    HARD_CLASSES,
     TEMPORAL_PAIRS,
     generate_synthetic,
     pair_of,
@@ -115,11 +116,11 @@ CLIPS_PER_CLASS = 48
 SIZE, FRAMES = 32, 8
 
 
-def _render_pair(pair, *, seed):
+def _render_pair(pair, *, seed, clips_per_class=CLIPS_PER_CLASS, **knobs):
     clips, params, labels = [], [], []
     for k, label in enumerate(pair):
-        for i in range(CLIPS_PER_CLASS):
-            clip, p = render_clip(label, rng=np.random.default_rng([seed, label, i]), size=SIZE, frames=FRAMES)
+        for i in range(clips_per_class):
+            clip, p = render_clip(label, rng=np.random.default_rng([seed, label, i]), size=SIZE, frames=FRAMES, **knobs)
             clips.append(clip)
             params.append(p)
             labels.append(k)
@@ -171,9 +172,9 @@ def _centroid_accuracy(x_train, y_train, x_test, y_test) -> float:
     return float((pred == np.asarray(y_test)).mean())
 
 
-def _per_frame_accuracies(pair, *, seed=0) -> tuple[float, float]:
+def _per_frame_accuracies(pair, *, seed=0, clips_per_class=CLIPS_PER_CLASS, **knobs) -> tuple[float, float]:
     """Train per-frame classifiers on frames of half the clips, test on the other half."""
-    clips, _, labels = _render_pair(pair, seed=seed)
+    clips, _, labels = _render_pair(pair, seed=seed, clips_per_class=clips_per_class, **knobs)
     clip_ids = np.arange(len(clips))
     train = clip_ids % 2 == 0
     feats = _frame_features(clips.reshape(-1, SIZE, SIZE, 3)).reshape(len(clips), FRAMES, -1)
@@ -405,3 +406,101 @@ def test_a_dataset_whose_rotating_classes_drew_the_old_clock_hand_is_refused(tmp
     (out / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="other settings"):
         generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, spin=2.5)
+
+
+# --- the hard scene: the order is in a local relation, no frame's global features tell it ---
+
+HARD = {"scene": "hard", "clutter": False, "motion": 3.0}  # as `tsm reproduce --data hard`
+HARD_IDS = [f"{HARD_CLASSES[a]}-vs-{HARD_CLASSES[b]}" for a, b in TEMPORAL_PAIRS]
+
+
+def test_hard_scene_pairs_are_each_other_backwards_and_the_dataset_names_its_classes(tmp_path):
+    for first, second in TEMPORAL_PAIRS:
+        a, pa = render_clip(first, rng=np.random.default_rng(9), size=32, frames=8, **HARD)
+        b, pb = render_clip(second, rng=np.random.default_rng(9), size=32, frames=8, **HARD)
+        np.testing.assert_array_equal(b, a[::-1])
+        np.testing.assert_array_equal(pb["cx"], pa["cx"][::-1])
+    out = tmp_path / "hard"
+    paths = generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, **HARD)
+    assert read_classes(paths.classes) == list(HARD_CLASSES)
+    meta = json.loads(paths.meta.read_text())
+    assert meta["classes"] == list(HARD_CLASSES) and meta["settings"]["scene"] == "hard"
+    first = _digest(out)
+    generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, **HARD)
+    assert _digest(out) == first  # deterministic and resumable like the single scene
+    with pytest.raises(ValueError, match="other settings"):  # a single-scene dataset is another dataset
+        generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, clutter=False)
+    for bad, match in (
+        ({"scene": "busy"}, "unknown scene 'busy'"),
+        ({**HARD, "pair_hues": True}, "the hard scene has neither"),
+        ({**HARD, "spin": 2.5}, "the hard scene has neither"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            render_clip(0, rng=np.random.default_rng(0), size=32, frames=4, **bad)
+
+
+def _wrapped(delta: np.ndarray) -> np.ndarray:
+    return (delta + SIZE / 2) % SIZE - SIZE / 2
+
+
+def _hard_cue(name: str, p: dict[str, np.ndarray]) -> float:
+    """Positive when the clip acts the class ``name`` forwards (the pair's first class), from its
+    actors' positions in display order."""
+    circle = np.stack([p["cx"], p["cy"]])
+    step = _wrapped(np.diff(circle, axis=1))  # the circle's moves from frame to frame
+    offset = _wrapped(circle - np.stack([p["ref_cx"], p["ref_cy"]]))  # the circle seen from the square
+    if name == "side_by_side_square_on_the_right":  # y down: the square is right of the heading
+        return float((step[1] * offset[0, 1:] - step[0] * offset[1, 1:]).sum())
+    if name in ("circle_orbiting_square_clockwise", "circle_passing_square_clockwise"):
+        return _unwrap_slope(np.arctan2(offset[1], offset[0]), 2 * np.pi)
+    if name == "square_chasing_circle":  # the circle moves away from the square, which follows
+        return float((step * offset[:, 1:]).sum())
+    square = _wrapped(np.diff(np.stack([p["ref_cx"], p["ref_cy"]]), axis=1))
+    moved = np.hypot(*square) - np.hypot(*step)  # > 0 where the square moves and the circle does not
+    half = FRAMES // 2
+    return float(moved[: half - 1].sum() - moved[half:].sum())  # square_launching_circle: the square first
+
+
+@pytest.mark.parametrize("pair", TEMPORAL_PAIRS, ids=HARD_IDS)
+def test_hard_scene_classes_act_what_their_names_say(pair):
+    _, params, labels = _render_pair(pair, seed=1, **HARD)
+    cues = np.array([_hard_cue(HARD_CLASSES[pair[0]], p) for p in params])
+    assert (cues[labels == 0] > 0).all() and (cues[labels == 1] < 0).all()
+
+
+@pytest.mark.parametrize("pair", TEMPORAL_PAIRS, ids=HARD_IDS)
+def test_hard_scene_per_frame_classifier_is_at_chance_on_temporal_pairs(pair):
+    # more clips than for the single scene: a frame of the hard scene holds 5-7 objects in random
+    # places, and a classifier fitted to 96 clips' frames lands further from 50% by chance alone
+    logistic, centroid = _per_frame_accuracies(pair, clips_per_class=96, **HARD)
+    assert abs(logistic - 0.5) < 0.15, logistic
+    assert abs(centroid - 0.5) < 0.15, centroid
+
+
+def test_hard_scene_control_pair_is_told_from_one_frame():
+    (pair,) = CONTROL_PAIRS
+    logistic, _ = _per_frame_accuracies(pair, **HARD)
+    assert logistic > 0.75, logistic  # the thin ring's colour among distractors: well above chance
+
+
+def _late_fusion_of_global_features(pair, knobs, *, clips_per_class) -> float:
+    """A linear classifier on the T=4 centre frames' global features (`_frame_features`: thumbnail,
+    colour statistics and histograms) side by side in time order, as late fusion's head sees
+    its frames' pooled features; trained on half the clips, tested on the other half."""
+    clips, _, labels = _render_pair(pair, seed=3, clips_per_class=clips_per_class, **knobs)
+    clips = clips[:, 1::2]
+    features = _frame_features(clips.reshape(-1, SIZE, SIZE, 3)).reshape(len(clips), -1)
+    train = np.arange(len(clips)) % 2 == 0
+    return _logistic_accuracy(features[train], labels[train], features[~train], labels[~train])
+
+
+def test_the_demos_global_cues_are_gone_from_the_hard_scene():
+    """On the demo's data a frame's global features change in one direction over a growing or
+    appearing clip: a linear classifier on the frames' features side by side (late fusion's
+    head) reads the order. In the hard scene it is at chance on every pair."""
+    demo = {"clutter": False, "pair_hues": True, "motion": 3.0, "spin": 2.5, "object_scale": 1.5}
+    for pair in ((4, 5), (8, 9)):
+        assert _late_fusion_of_global_features(pair, demo, clips_per_class=64) > 0.85, pair
+    for pair in TEMPORAL_PAIRS:
+        accuracy = _late_fusion_of_global_features(pair, HARD, clips_per_class=128)
+        assert abs(accuracy - 0.5) < 0.15, (HARD_CLASSES[pair[0]], accuracy)

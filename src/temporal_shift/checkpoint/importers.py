@@ -16,8 +16,11 @@ Ours records its model config. Two public foreign layouts are read, both into ou
   ``cls_head.fc_cls.*``, plus an optional ``meta`` entry.
 
 What the keys reveal is inferred (arch and depth, number of classes, shift place,
-non-local blocks, temporal pooling); n_segment and fold_div cannot be read from weights
-and are arguments.
+non-local blocks, temporal pooling, and the modality from the first convolution's input
+channels: 3 is RGB, 2L a stack of L optical-flow fields, x and y, as the release's flow models
+take, e.g. its Kinetics TSM-R50 flow model with L=5: ``base_model.conv1.weight`` of shape
+(64, 10, 7, 7), made by ``TSN._construct_flow_model`` in its ``ops/models.py``); n_segment and
+fold_div cannot be read from weights and are arguments.
 
 MMAction2 facts checked against open-mmlab/mmaction2 (``backbones/resnet.py``,
 ``backbones/resnet_tsm.py``, ``heads/tsm_head.py``):
@@ -80,6 +83,16 @@ class InferredSettings:
     place: str
     non_local: bool
     temporal_pool: bool
+    input_channels: int = 3  # of the first convolution: 3 for RGB, 2L for L stacked flow fields
+
+    @property
+    def modality(self) -> str:
+        return "rgb" if self.input_channels == 3 else "flow"
+
+    @property
+    def flow_length(self) -> int:
+        """L of a flow model (the default, 5, for RGB ones)."""
+        return self.input_channels // 2 if self.modality == "flow" else 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +107,8 @@ class ImportedCheckpoint:
         c = self.config
         shift = f"TSM ({c['place']}, 1/{c['fold_div']})" if c["shift"] else "TSN (no shift)"
         extras = "".join(f", {name}" for name in ("non_local", "temporal_pool") if c.get(name))
+        if c.get("modality") == "flow":
+            extras += f", optical flow (L={c['flow_length']})"
         return (
             f"{self.source_format} -> {self.out}: {c['arch']} {shift}, "
             f"{c['num_classes']} classes, n_segment={c['n_segment']}{extras}"
@@ -365,6 +380,19 @@ def _mmaction_resnet_key(key: str) -> str:
 # --- inferring settings ------------------------------------------------------------
 
 
+def _input_channels(weight: Tensor | None, source: str, key: str) -> int:
+    """Input channels of the first convolution: 3 (RGB) or an even 2L (L flow fields, x and y)."""
+    if weight is None or weight.dim() != 4:
+        raise CheckpointError(f"{source}: no 4-D first convolution weight ({key})")
+    channels = int(weight.shape[1])
+    if channels != 3 and (channels % 2 or channels < 2):
+        raise CheckpointError(
+            f"{source}: the first convolution ({key}) takes {channels} channels: neither RGB (3) nor a stack "
+            "of optical-flow fields (2L, x and y)"
+        )
+    return channels
+
+
 def _num_classes(head: dict[str, Tensor], source: str) -> int:
     weight = head.get("weight")
     if weight is None or weight.dim() != 2:
@@ -396,6 +424,7 @@ def infer_resnet(backbone: dict[str, Tensor], head: dict[str, Tensor], source: s
         place="block" if block else "blockres",
         non_local=any(".nl." in f".{k}" for k in keys),
         temporal_pool=any(k.startswith("layer2.net.") for k in keys),
+        input_channels=_input_channels(plain.get("conv1.weight"), source, "conv1.weight"),
     )
 
 
@@ -411,6 +440,7 @@ def _infer_mobilenet(backbone: dict[str, Tensor], head: dict[str, Tensor], sourc
         place="block" if block else "blockres",
         non_local=False,
         temporal_pool=False,
+        input_channels=_input_channels(backbone.get("features.0.0.weight"), source, "features.0.0.weight"),
     )
 
 
@@ -467,6 +497,8 @@ def _build(settings: InferredSettings, *, n_segment: int, fold_div: int, mode: s
             mode=mode,
             temporal_pool=settings.temporal_pool,
             non_local=settings.non_local,
+            modality=settings.modality,
+            flow_length=settings.flow_length,
         )
     except ValueError as exc:
         raise ValueError(f"{source}: cannot build the model it holds: {exc}") from exc

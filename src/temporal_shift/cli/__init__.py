@@ -14,9 +14,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from temporal_shift.cli import bench, data, evaluate, model, online, serve, stream, train, weights
+from temporal_shift.cli import bench, data, evaluate, finetune, model, online, serve, stream, train, weights
 
-GROUPS = (bench, model, weights, online, data, train, evaluate, stream, serve)  # in help order
+GROUPS = (bench, model, weights, online, data, train, finetune, evaluate, stream, serve)  # in help order
 
 
 def build_parser() -> argparse.ArgumentParser:

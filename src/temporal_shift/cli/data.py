@@ -1,4 +1,4 @@
-"""`tsm synth`, `tsm prepare DATASET|extract|flow`: make datasets, list files, frames and optical flow."""
+"""`tsm synth`, `tsm prepare DATASET|folder|extract|flow`: make datasets, list files, frames and optical flow."""
 
 from __future__ import annotations
 
@@ -20,12 +20,14 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
         "prepare",
         help="build class and list files from official annotations, or extract frames",
         description="`tsm prepare DATASET ...` writes classes.txt and train/val list files; "
+        "`tsm prepare folder ROOT ...` does it for your own ROOT/<class>/<videos>; "
         "`tsm prepare extract ...` decodes videos into JPEG frame folders; `tsm prepare flow ...` computes "
         "optical flow.",
     )
     prep = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     for name in DATASETS:
         _register_dataset(prep, name)
+    _register_folder(prep)
     _register_extract(prep)
     _register_flow(prep)
 
@@ -48,9 +50,18 @@ def _register_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=options.default(generate, "seed"))
     p.add_argument("--val-fraction", type=float, default=synthetic.DEFAULT_VAL_FRACTION)
     p.add_argument(
+        "--scene",
+        choices=synthetic.SCENES,
+        default=options.default(generate, "scene"),
+        help="single: one object per clip acts the class (the default); hard: a square and a circle act it "
+        "(orbiting, chasing, launching, passing, side by side) among 3-5 look-alike moving distractors, so the order "
+        "is in a local relation (tsm reproduce --data hard)",
+    )
+    p.add_argument(
         "--plain",
         action="store_true",
-        help="plain backgrounds, no distractor objects (learned in fewer steps; tsm demo uses it)",
+        help="plain backgrounds (the single scene: and no distractor objects; learned in fewer steps; tsm demo "
+        "uses it)",
     )
     p.add_argument(
         "--motion",
@@ -111,6 +122,43 @@ def _register_dataset(prep: argparse._SubParsersAction, name: str) -> None:
         help="samples found on disk neither as frames nor video: fail, or list and leave out",
     )
     d.set_defaults(func=_cmd_prepare)
+
+
+def _register_folder(prep: argparse._SubParsersAction) -> None:
+    from temporal_shift.data.folder import prepare_folder
+    from temporal_shift.data.lists import DEFAULT_TEMPLATE
+
+    f = prep.add_parser(
+        "folder",
+        help="class and list files of your own videos: ROOT/<class>/<video or frame folder>",
+        description="Turn ROOT/<class>/<video or frame folder> into classes.txt (folder names, sorted), "
+        "train.txt and val.txt (a stratified split), or keep an existing split given as ROOT/train/<class>/... "
+        "and ROOT/val/<class>/.... Hidden files and non-videos are skipped, counted and listed in OUT/skipped.txt; "
+        "OUT/dataset.json says which root the list paths are relative to.",
+    )
+    f.add_argument("root", type=Path, metavar="ROOT", help="the class folders (or train/ and val/ of them)")
+    f.add_argument("--out", type=Path, required=True, help="where to write classes.txt, the lists and dataset.json")
+    f.add_argument(
+        "--val-fraction",
+        type=float,
+        default=options.default(prepare_folder, "val_fraction"),
+        help="share of each class's videos for val (default %(default)s; ignored for a given split)",
+    )
+    f.add_argument("--seed", type=int, default=options.default(prepare_folder, "seed"), help="seed of the split")
+    f.add_argument(
+        "--extract",
+        action="store_true",
+        help="decode the videos into JPEG frame folders under OUT/frames (parallel, resumable) and list those",
+    )
+    f.add_argument(
+        "--short-side",
+        type=int,
+        default=options.default(prepare_folder, "short_side"),
+        help="with --extract: resize the short side (0: keep the size; default %(default)s)",
+    )
+    f.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
+    options.add_processes(f)
+    f.set_defaults(func=_cmd_folder)
 
 
 def _register_extract(prep: argparse._SubParsersAction) -> None:
@@ -199,6 +247,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         pair_hues=args.pair_hues,
         object_scale=args.object_scale,
         spin=args.spin,
+        scene=args.scene,
     )
     print(f"wrote {args.num_videos} clips to {paths.root}")
     for path in (paths.train_frames, paths.val_frames, paths.train_videos, paths.val_videos, paths.classes):
@@ -224,6 +273,23 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     print(result.summary())
     for split, lost in result.missing.items():
         print(f"{len(lost)} {split} samples missing, listed in {args.out / f'missing_{split}*.txt'}")
+    return 0
+
+
+def _cmd_folder(args: argparse.Namespace) -> int:
+    from temporal_shift.data.folder import prepare_folder
+
+    result = prepare_folder(
+        args.root,
+        out_dir=args.out,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        extract=args.extract,
+        short_side=args.short_side or None,
+        template=args.template,
+        workers=args.workers,
+    )
+    print(result.summary())
     return 0
 
 

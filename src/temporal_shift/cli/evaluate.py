@@ -170,9 +170,12 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "predict",
-        help="top-k classes of a video, a frame folder or a folder of videos",
-        description="Classify each input with one centre clip (the checkpoint's T segment centres) and one "
-        "centre crop; print the top-k class names with softmax probabilities.",
+        help="top-k classes of a video, a frame folder or a folder of videos; --window: over a long video",
+        description="Classify each input with one centre clip (the checkpoint's T frames, sampled as it was "
+        "trained) and one centre crop; print the top-k class names with softmax probabilities. With --window, "
+        "score sliding clips of a long video (decoded once) and merge them into segments: writes "
+        "<video>.timeline.json, <video>.windows.csv and <video>.segments.csv (and --plot <video>.timeline.png) "
+        "to --out.",
     )
     p.add_argument(
         "inputs",
@@ -203,7 +206,47 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
         "slower to start (compilation takes seconds to minutes)",
         auto="reduce-overhead on CUDA, default elsewhere",
     )
+    _add_timeline(p)
     p.set_defaults(func=_cmd_predict)
+
+
+def _add_timeline(p: argparse.ArgumentParser) -> None:
+    """`tsm predict VIDEO --window S`: sliding clips over a long video, merged into segments."""
+    from temporal_shift.engine.timeline import predict_timeline
+
+    g = p.add_argument_group("long videos (--window)")
+    g.add_argument("--window", type=float, default=None, metavar="SECONDS", help="clip length of the sliding windows")
+    g.add_argument(
+        "--stride", type=float, default=None, metavar="SECONDS", help="step between windows (default: window / 4)"
+    )
+    g.add_argument(
+        "--smooth",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="average the scores over this span before merging "
+        f"(default {options.default(predict_timeline, 'smooth')}: off)",
+    )
+    g.add_argument(
+        "--min-length",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="segments shorter than this join a neighbour "
+        f"(default {options.default(predict_timeline, 'min_length')}: keep all)",
+    )
+    g.add_argument("--fps", type=float, default=None, help="frame rate of a frame folder (default 25; videos: theirs)")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"windows per forward pass (default {options.default(predict_timeline, 'batch_size')})",
+    )
+    g.add_argument("--out", type=Path, default=None, help="folder for the JSON, CSV and PNG (default: here)")
+    g.add_argument("--plot", action="store_true", help="also draw the timeline as a PNG")
+
+
+_WINDOW_ONLY = ("stride", "smooth", "min_length", "fps", "batch_size", "out", "plot")
 
 
 def _members(args: argparse.Namespace) -> list[Path | PublishedWeights]:
@@ -280,6 +323,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from temporal_shift.engine.predict import predict
 
+    if args.window is not None:
+        return _cmd_timeline(args)
+    for name in _WINDOW_ONLY:
+        if getattr(args, name) not in (None, False):
+            raise ValueError(f"--{name.replace('_', '-')} goes with --window SECONDS (prediction over a long video)")
     compile_mode = options.compile_mode(args)
     checkpoint = options.checkpoint_or_weights(args)
     predictions = predict(
@@ -302,4 +350,49 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(f"{prediction.input}:")
         for line in prediction.lines():
             print(f"  {line}" if len(predictions) > 1 else line)
+    return 0
+
+
+def _cmd_timeline(args: argparse.Namespace) -> int:
+    import json
+
+    from temporal_shift.engine.predict import Predictor
+    from temporal_shift.engine.timeline import predict_timeline
+
+    if len(args.inputs) != 1:
+        raise ValueError(f"--window takes one video, got {len(args.inputs)} inputs")
+    if args.compile:
+        raise ValueError("--compile does not go with --window (windows are scored in batches)")
+    predictor = Predictor(
+        options.checkpoint_or_weights(args),
+        n_segment=args.segments,
+        classes=args.classes,
+        size=args.size,
+        scale_size=args.scale_size,
+        device=args.device,
+        template=args.template,
+    )
+    given = {
+        name: getattr(args, name) for name in ("smooth", "min_length", "batch_size") if getattr(args, name) is not None
+    }
+    timeline = predict_timeline(
+        args.inputs[0],
+        predictor=predictor,
+        window=args.window,
+        stride=args.window / 4 if args.stride is None else args.stride,
+        fps=args.fps,
+        template=args.template,
+        progress=True,
+        **given,
+    )
+    files = timeline.write(args.out or Path("."), topk=args.topk, plot=args.plot)
+    if args.json:
+        print(json.dumps(timeline.to_dict(args.topk), indent=2))
+    else:
+        t = timeline
+        print(f"{t.video}: {t.duration:.2f} s, {len(t.starts)} windows, {len(t.segments)} segments")
+        for line in timeline.lines():
+            print(line)
+    for path in files.values():
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from temporal_shift.cli import options
@@ -79,6 +80,7 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_reproduce(sub: argparse._SubParsersAction) -> None:
+    from temporal_shift.apps.experiments.recipe import DATA_VARIANTS
     from temporal_shift.apps.experiments.reproduce import BUDGETS, EXPERIMENTS, reproduce
 
     p = sub.add_parser(
@@ -89,17 +91,25 @@ def _register_reproduce(sub: argparse._SubParsersAction) -> None:
         "results.json (every run), results.md (the table) and <experiment>.png; prints the table with mean ± sd "
         "over seeds and whether differences are within the seed spread. Experiments: shift-proportion "
         "(fold_div sweep + latency overhead), placement (residual vs in-place), online (causal vs bidirectional, "
-        "streaming accuracy per frame), zoo (accuracy vs GMACs of every installed model family), all (each "
-        "distinct run trained once: an arm that an earlier experiment already trained with the same settings and "
-        "seed is reused, and its table says so).",
+        "streaming accuracy per frame), zoo (accuracy vs GMACs of every installed model family), all. Every run "
+        "is kept in <out>/runs by its resolved settings (model, recipe, data, seed, device kind) and reused by any "
+        "later experiment or invocation, so a long run can be interrupted (Ctrl-C) and rerun: finished runs are "
+        "not trained again, the interrupted ones resume from their last.pt; the tables say which runs were reused.",
     )
-    p.add_argument("experiment", choices=(*EXPERIMENTS, "all"))
+    p.add_argument("experiment", nargs="+", choices=(*EXPERIMENTS, "all"), help="one or more experiments, or all")
     p.add_argument(
         "--budget",
         choices=tuple(BUDGETS),
         default=options.default(reproduce, "budget"),
         help="small: ~15 min per experiment on 2 CPU cores (2 seeds); full: the demo's data and epochs, "
         "5 seeds, latency at 224x224",
+    )
+    p.add_argument(
+        "--data",
+        choices=tuple(DATA_VARIANTS),
+        default=options.default(reproduce, "data"),
+        help="the synthetic data: demo (one object per clip, the demo's) or hard (a square and a circle act "
+        "the class among look-alike moving distractors: the order cue is local); default %(default)s",
     )
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the budget's)")
     p.add_argument(
@@ -113,6 +123,11 @@ def _register_reproduce(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="on a CPU, runs trained at once, each in its own process with its share of the cores "
         "(default: one per core, at most 8)",
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="train every run again instead of reusing the ones kept from earlier invocations",
     )
     p.set_defaults(func=_cmd_reproduce)
 
@@ -129,6 +144,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     finetune_from = options.checkpoint_or_weights(args, dest="finetune_from", required=False)
     result = train(config, resume=args.resume, finetune_from=finetune_from)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: the first process reports for all
+        return 130 if result.interrupted and config.run.stop_after_steps is None else 0
     best = (
         f"best val top-1 {result.best_top1:.2f}% (epoch {result.best_epoch})"
         if result.best_epoch > 0
@@ -177,10 +194,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         budget=args.budget,
         seeds=args.seeds,
         out_dir=args.out,
+        data=args.data,
         device=args.device,
         progress=not args.no_progress,
         log=_log,
         jobs=args.jobs,
+        fresh=args.fresh,
     )
     for result in results:
         print()

@@ -25,6 +25,19 @@ two-tone sail when not 1) and ``object_scale`` the main object's size. `tsm demo
 budget. Everything is drawn from a generator seeded by (seed, video index), so the output
 does not depend on the number of processes.
 
+``scene="hard"`` (`HARD_CLASSES`, `tsm reproduce --data hard`) keeps the twelve classes in the
+same pairs, with the same guarantee, but makes the order cue local: a square and a circle act
+each class among 3-5 distractors that look like them (squares and circles of the same colours
+and sizes, drifting straight at the same speeds; all positions and directions random). The
+circle orbits a drifting square clockwise/counter-clockwise, the square chases the circle or
+the circle the square, the square runs into the circle and launches it or the other way round,
+the circle passes a drifting square clockwise/counter-clockwise (the square on its right/left),
+the two go side by side with the square on the circle's right/left; the control pair is a
+still red or blue ring. No frame's global features
+(colours, shapes, where things are) carry the relation, so a model that compares whole-frame
+features across time (late fusion) has no easy way in; one that sees neighbouring frames at
+each place (TSM's shift, 3D convolutions) does.
+
 Layout written by ``generate_synthetic(out_dir, ...)`` (names are the constants below)::
 
     out_dir/frames/<video_id>/img_00001.jpg ...   frame folders (JPEG)
@@ -46,7 +59,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from tqdm import tqdm
@@ -68,6 +81,23 @@ CLASSES: tuple[str, ...] = (
     "still_red",
     "still_blue",
 )
+# the hard scene's classes (`render_clip(scene="hard")`), in the same pairs: a square and a circle
+# act each class among look-alike moving distractors ("clockwise" as seen on screen)
+HARD_CLASSES: tuple[str, ...] = (
+    "circle_orbiting_square_clockwise",
+    "circle_orbiting_square_counterclockwise",
+    "square_chasing_circle",
+    "circle_chasing_square",
+    "square_launching_circle",
+    "circle_launching_square",
+    "circle_passing_square_clockwise",
+    "circle_passing_square_counterclockwise",
+    "side_by_side_square_on_the_right",
+    "side_by_side_square_on_the_left",
+    "red_ring",
+    "blue_ring",
+)
+SCENES: tuple[str, ...] = ("single", "hard")
 TEMPORAL_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
 CONTROL_PAIRS: tuple[tuple[int, int], ...] = ((10, 11),)
 
@@ -179,6 +209,9 @@ def _coverage(shape: str, dx: np.ndarray, dy: np.ndarray, angle: np.ndarray, rad
         d = 0.8 * radius - np.maximum(np.abs(u), np.abs(v))
     elif shape == "bar":
         d = np.minimum(radius - np.abs(u), 0.4 * radius - np.abs(v))
+    elif shape == "ring":  # the hard scene's control object
+        dist = np.sqrt(u * u + v * v)
+        d = np.minimum(radius - dist, dist - 0.55 * radius)
     elif shape in ("sail", "sail_lead"):  # a broad blade along +u; its +v half leads a clockwise turn
         d = np.minimum(np.minimum(1.25 * radius - u, u + 0.25 * radius), _SAIL_HALF_WIDTH * radius - np.abs(v))
         if shape == "sail_lead":
@@ -263,6 +296,16 @@ PAIR_HUES: tuple[float, ...] = (0.13, 0.33, 0.5, 0.76, 0.9)
 _PAIR_HUE_SPREAD = 0.02
 
 
+class _Knobs(TypedDict):
+    """The draws and canvas both scenes' renderers take."""
+
+    rng: np.random.Generator
+    frames: int
+    height: int
+    width: int
+    clutter: bool
+
+
 def render_clip(
     label: int,
     *,
@@ -274,9 +317,13 @@ def render_clip(
     pair_hues: bool = False,
     object_scale: float = 1.0,
     spin: float = 1.0,
+    scene: str = "single",
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Render one clip of class ``label``: uint8 (frames, H, W, 3) and the main
     object's per-frame parameters (cx, cy, radius, angle, alpha; in display order).
+    ``scene="hard"``: the hard scene's class (`HARD_CLASSES`: a square and a circle among
+    look-alike moving distractors; ``pair_hues`` and ``spin`` do not apply), its parameters the
+    circle's cx, cy and the square's ref_cx, ref_cy.
     ``clutter=False``: plain background, no distractors. ``motion`` scales the speed of
     the moving classes (rotation has its own knob, ``spin``). ``pair_hues=True``: the main
     object's hue names its pair (`PAIR_HUES`), so one frame tells the pair and only the
@@ -290,10 +337,38 @@ def render_clip(
     if not 0 <= label < len(CLASSES):
         raise ValueError(f"label {label} out of range for {len(CLASSES)} synthetic classes")
     _check_rates(motion=motion, object_scale=object_scale, spin=spin)
+    _check_scene(scene, pair_hues=pair_hues, spin=spin)
     height, width = (size, size) if isinstance(size, int) else size
+    knobs: _Knobs = {"rng": rng, "frames": frames, "height": height, "width": width, "clutter": clutter}
+    if scene == "hard":
+        clip, params = _render_hard(label, motion=motion, object_scale=object_scale, **knobs)
+    else:
+        clip, params = _render_single(
+            label, motion=motion, object_scale=object_scale, pair_hues=pair_hues, spin=spin, **knobs
+        )
+    if label < 10 and label % 2 == 1:  # second class of a temporal pair: play backwards
+        clip = clip[::-1].copy()
+        params = {k: v[::-1].copy() for k, v in params.items()}
+    return clip, params
+
+
+def _render_single(
+    label: int,
+    *,
+    rng: np.random.Generator,
+    frames: int,
+    height: int,
+    width: int,
+    clutter: bool,
+    motion: float,
+    pair_hues: bool,
+    object_scale: float,
+    spin: float,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One clip of the single scene's class ``label`` (forwards, `render_clip` reverses) and its main
+    object's per-frame parameters."""
     scale = min(height, width) / 64.0
     canvas = _background(rng, frames, height, width, clutter)
-
     distractors = (
         [
             _object(
@@ -327,11 +402,7 @@ def render_clip(
     for obj, shape, colour in layers:
         canvas = _paint(canvas, obj, shape=shape, colour=colour)
     clip = np.clip(canvas, 0, 255).round().astype(np.uint8)
-    params = {k: np.asarray(main[k], dtype=np.float64) for k in ("cx", "cy", "radius", "angle", "alpha")}
-    if label < 10 and label % 2 == 1:  # second class of a temporal pair: play backwards
-        clip = clip[::-1].copy()
-        params = {k: v[::-1].copy() for k, v in params.items()}
-    return clip, params
+    return clip, {k: np.asarray(main[k], dtype=np.float64) for k in ("cx", "cy", "radius", "angle", "alpha")}
 
 
 def _main_object(
@@ -389,6 +460,153 @@ def _paint(canvas: np.ndarray, obj: dict[str, Any], *, shape: str, colour: np.nd
     return canvas + (colour.astype(np.float32) - canvas) * cover
 
 
+# --- the hard scene --------------------------------------------------------------------
+# A square and a circle act the class among 3-5 look-alike distractors (squares and circles
+# of the same colours, drifting straight at the same speeds). Every square and circle, actors
+# and distractors alike, takes one of the `PAIR_HUES`; positions and directions are uniform
+# (on the torus), so a frame's global features (colours, shapes, where things are) say
+# nothing of the class, and the order is in a local relation: how the circle moves around
+# the square, which of the two leads, which moves first. Each temporal pair's second class
+# is the first played backwards, as in the single-object scene; moreover every frame
+# position t has the same distribution in both classes of a pair (the orbits and paths
+# start at uniform angles, a launch's contact is mid-clip).
+
+_HARD_DISTRACTORS = (3, 5)  # at least, at most
+_REF_SPEED = (0.2, 1.0)  # the square's drift while the circle orbits or passes it (x motion, scale)
+
+
+def _hard_colour(rng: np.random.Generator, hue: float | None = None) -> np.ndarray:
+    """A vivid colour: ``hue``, else one of `PAIR_HUES` (jittered) as every square and circle of the hard scene."""
+    if hue is None:
+        hue = PAIR_HUES[int(rng.integers(len(PAIR_HUES)))] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD)
+    return _hsv_to_rgb(hue % 1.0, rng.uniform(0.85, 1.0), rng.uniform(0.85, 1.0)) * 255
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """What every act of the hard scene draws from: frame times t (centred on mid-clip), the frame
+    size, ``size`` (radii and distances, 1 at 64 px) and ``motion`` (speeds)."""
+
+    t: np.ndarray
+    height: int
+    width: int
+    size: float
+    motion: float
+
+    def place(self, rng: np.random.Generator) -> np.ndarray:
+        return np.array([rng.uniform(0, self.width), rng.uniform(0, self.height)])
+
+    def speed(self, rng: np.random.Generator, low: float = 1.0, high: float = 2.5) -> float:
+        return rng.uniform(low, high) * self.motion * self.size
+
+    def radius(self, rng: np.random.Generator) -> float:
+        return rng.uniform(5, 7) * self.size
+
+    def turn(self, rng: np.random.Generator) -> np.ndarray:
+        """An angle growing (clockwise on screen) 7-13 degrees a frame times ``motion``, from a uniform start."""
+        return rng.uniform(0, 2 * math.pi) + math.radians(rng.uniform(7, 13)) * self.motion * self.t
+
+
+def _thing(shape: str, path: np.ndarray, radius: float, angle: float, colour: np.ndarray) -> dict[str, Any]:
+    """An object of the hard scene: per-frame centre ``path`` (2, frames; wrapped onto the frame by
+    `_paint`), fixed size and angle."""
+    frames = path.shape[1]
+    return {
+        "shape": shape,
+        "cx": path[0].astype(np.float64),
+        "cy": path[1].astype(np.float64),
+        "radius": np.full(frames, radius),
+        "angle": np.full(frames, angle),
+        "alpha": np.ones(frames),
+        "colour": colour,
+    }
+
+
+def _heading(rng: np.random.Generator) -> np.ndarray:
+    phi = rng.uniform(0, 2 * math.pi)
+    return np.array([math.cos(phi), math.sin(phi)])
+
+
+def _hard_actors(label: int, rng: np.random.Generator, stage: _Stage) -> tuple[dict | None, dict]:
+    """The square and the circle (or, for the control pair, no square and a ring) acting the
+    first class of ``label``'s pair, forwards."""
+    t, kind = stage.t, label // 2
+    start = stage.place(rng)
+    if kind == 5:  # the control pair: a still ring, red or blue (a frame tells them apart)
+        hue = rng.uniform(-0.04, 0.04) if label == 10 else rng.uniform(0.6, 0.68)
+        path = start[:, None] + rng.normal(0, 0.3 * stage.size, (2, len(t)))
+        return None, _thing("ring", path, 1.2 * stage.radius(rng), 0.0, _hard_colour(rng, hue))
+    r_square, r_circle = stage.radius(rng), stage.radius(rng)
+    touching = 0.8 * r_square + r_circle  # between the centres of a square's face and a circle in contact
+    u, speed, angle = _heading(rng), stage.speed(rng), rng.uniform(0, 2 * math.pi)
+    if kind in (0, 3):  # the circle goes round a drifting square: in a circle, or straight past it
+        square = start[:, None] + np.outer(_heading(rng) * stage.speed(rng, *_REF_SPEED), t)
+        if kind == 0:  # orbiting clockwise
+            theta = stage.turn(rng)
+            circle = square + touching * rng.uniform(1.3, 1.7) * np.stack([np.cos(theta), np.sin(theta)])
+        else:  # passing with the square on its right (y down): clockwise about the square
+            right = np.array([-u[1], u[0]])
+            circle = square - (touching + rng.uniform(1, 4) * stage.size) * right[:, None] + np.outer(u * speed, t)
+    elif kind == 1:  # the square chases the circle: both go along u, the square behind
+        circle = start[:, None] + np.outer(u * speed, t)
+        square = circle - (touching + rng.uniform(2, 5) * stage.size) * u[:, None]
+        angle = math.atan2(u[1], u[0])
+    elif kind == 2:  # the square launches the circle: it runs into it mid-clip and stops, the circle runs on
+        square = start[:, None] - np.outer(u, touching + speed * np.maximum(-t, 0))
+        circle = start[:, None] + np.outer(u, speed * np.maximum(t, 0))
+        angle = math.atan2(u[1], u[0])  # a face towards the circle
+    else:  # kind 4: the two go side by side along u, the square on the circle's right
+        circle = start[:, None] + np.outer(u * speed, t)
+        square = circle + (touching + rng.uniform(2, 5) * stage.size) * np.array([-u[1], u[0]])[:, None]
+        angle = math.atan2(u[1], u[0])
+    square_colour, circle_colour = _hard_colour(rng), _hard_colour(rng)
+    return (
+        _thing("square", square, r_square, angle, square_colour),
+        _thing("circle", circle, r_circle, 0.0, circle_colour),
+    )
+
+
+def _hard_distractor(rng: np.random.Generator, stage: _Stage) -> dict[str, Any]:
+    """A square or circle of the actors' colours and sizes, drifting straight at their speeds."""
+    shape = ("square", "circle")[int(rng.integers(2))]
+    path = stage.place(rng)[:, None] + np.outer(_heading(rng) * stage.speed(rng), stage.t)
+    return _thing(shape, path, stage.radius(rng), rng.uniform(0, 2 * math.pi), _hard_colour(rng))
+
+
+def _render_hard(
+    label: int,
+    *,
+    rng: np.random.Generator,
+    frames: int,
+    height: int,
+    width: int,
+    clutter: bool,
+    motion: float,
+    object_scale: float,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One clip of the hard scene's class ``label`` (forwards, `render_clip` reverses) and its
+    actors' per-frame positions: the circle's (or ring's) cx, cy, the square's ref_cx, ref_cy
+    (NaN for the control pair's ring, which has no square)."""
+    canvas = _background(rng, frames, height, width, clutter)
+    t = np.arange(frames, dtype=np.float64) - (frames - 1) / 2
+    stage = _Stage(t=t, height=height, width=width, size=min(height, width) / 64.0 * object_scale, motion=motion)
+    square, circle = _hard_actors(label, rng, stage)
+    count = int(rng.integers(_HARD_DISTRACTORS[0], _HARD_DISTRACTORS[1] + 1))
+    things = [_hard_distractor(rng, stage) for _ in range(count)]
+    things += [circle] if square is None else [square, circle]
+    for k in rng.permutation(len(things)):  # no layer order tells the actors from the distractors
+        canvas = _paint(canvas, things[k], shape=things[k]["shape"], colour=things[k]["colour"])
+    clip = np.clip(canvas, 0, 255).round().astype(np.uint8)
+    nan = np.full(frames, np.nan)
+    params = {
+        "cx": circle["cx"] % width,
+        "cy": circle["cy"] % height,
+        "ref_cx": nan if square is None else square["cx"] % width,
+        "ref_cy": nan if square is None else square["cy"] % height,
+    }
+    return clip, params
+
+
 # --- writing -------------------------------------------------------------------------
 
 
@@ -420,8 +638,21 @@ def _check_rates(*, motion: float, object_scale: float, spin: float) -> None:
             raise ValueError(f"{key} must be positive, got {value}")
 
 
-def _make_one(job: tuple[Path, int, int, int, int, int, int, bool, float, bool, float, float]) -> int:
-    root, index, label, seed, height, width, frames, clutter, motion, pair_hues, object_scale, spin = job
+def scene_classes(scene: str = "single") -> tuple[str, ...]:
+    """The class names of a scene of `SCENES`: `CLASSES` (one object per clip) or `HARD_CLASSES`."""
+    _check_scene(scene, pair_hues=False, spin=1.0)
+    return HARD_CLASSES if scene == "hard" else CLASSES
+
+
+def _check_scene(scene: str, *, pair_hues: bool, spin: float) -> None:
+    if scene not in SCENES:
+        raise ValueError(f"unknown scene {scene!r}; expected one of {', '.join(SCENES)}")
+    if scene == "hard" and (pair_hues or spin != 1.0):
+        raise ValueError("pair_hues and spin are settings of the single scene; the hard scene has neither")
+
+
+def _make_one(job: tuple[Path, int, int, int, int, int, int, bool, float, bool, float, float, str]) -> int:
+    root, index, label, seed, height, width, frames, clutter, motion, pair_hues, object_scale, spin, scene = job
     name = video_id(index)
     folder = root / FRAMES_DIR / name
     video = root / VIDEOS_DIR / (name + VIDEO_SUFFIX)
@@ -437,6 +668,7 @@ def _make_one(job: tuple[Path, int, int, int, int, int, int, bool, float, bool, 
         pair_hues=pair_hues,
         object_scale=object_scale,
         spin=spin,
+        scene=scene,
     )
     write_frame_folder(folder, clip, template=FRAME_TEMPLATE, quality=90)
     write_video(video, clip, fps=DEFAULT_FPS)
@@ -459,11 +691,13 @@ def generate_synthetic(
     pair_hues: bool = False,
     object_scale: float = 1.0,
     spin: float = 1.0,
+    scene: str = "single",
 ) -> SyntheticPaths:
     """Write the synthetic dataset to ``out_dir`` (layout in the module docstring).
 
     ``size`` is the side of square frames or (height, width), even numbers (H.264).
-    ``clutter``, ``motion``, ``pair_hues``, ``object_scale`` and ``spin``: see `render_clip`.
+    ``clutter``, ``motion``, ``pair_hues``, ``object_scale``, ``spin`` and ``scene`` (`SCENES`:
+    one object per clip, or the hard scene of `HARD_CLASSES`): see `render_clip`.
     Re-running with the same arguments skips finished clips and gives identical files.
     """
     height, width = (size, size) if isinstance(size, int) else tuple(size)
@@ -471,8 +705,9 @@ def generate_synthetic(
         height=height, width=width, frames=frames, num_videos=num_videos, workers=workers, val_fraction=val_fraction
     )
     _check_rates(motion=motion, object_scale=object_scale, spin=spin)
+    _check_scene(scene, pair_hues=pair_hues, spin=spin)
     paths = synthetic_paths(out_dir)
-    settings = {
+    settings: dict[str, Any] = {
         "num_videos": num_videos,
         "height": height,
         "width": width,
@@ -484,7 +719,9 @@ def generate_synthetic(
         "pair_hues": pair_hues,
         "object_scale": float(object_scale),
         "spin": float(spin),
-        "rotating_object": rotating_object(spin),
+        "rotating_object": rotating_object(spin) if scene == "single" else None,
+        # the single scene's settings (and meta.json) are as before scenes existed
+        **({} if scene == "single" else {"scene": scene}),
     }
     _check_same_settings(paths, settings, out_dir=out_dir)
     _write_meta(paths, settings)  # first, so that resuming an interrupted run checks the settings too
@@ -505,11 +742,12 @@ def generate_synthetic(
             pair_hues,
             float(object_scale),
             float(spin),
+            scene,
         )
         for i in range(num_videos)
     ]
     _make_all(jobs, workers=workers or min(os.cpu_count() or 1, 8), progress=progress)
-    _write_lists(paths, labels=labels, is_val=is_val, frames=frames)
+    _write_lists(paths, labels=labels, is_val=is_val, frames=frames, classes=scene_classes(scene))
     return paths
 
 
@@ -562,7 +800,7 @@ def _check_same_settings(paths: SyntheticPaths, settings: dict[str, Any], *, out
 
 def _write_meta(paths: SyntheticPaths, settings: dict[str, Any]) -> None:
     meta = {
-        "classes": list(CLASSES),
+        "classes": list(scene_classes(settings.get("scene", "single"))),
         "temporal_pairs": [list(p) for p in TEMPORAL_PAIRS],
         "control_pairs": [list(p) for p in CONTROL_PAIRS],
         "frame_template": FRAME_TEMPLATE,
@@ -591,8 +829,10 @@ def _make_all(jobs: Sequence[tuple], *, workers: int, progress: bool) -> None:
     bar.close()
 
 
-def _write_lists(paths: SyntheticPaths, *, labels: np.ndarray, is_val: np.ndarray, frames: int) -> None:
-    """The train/val frame and video lists and classes.txt."""
+def _write_lists(
+    paths: SyntheticPaths, *, labels: np.ndarray, is_val: np.ndarray, frames: int, classes: Sequence[str]
+) -> None:
+    """The train/val frame and video lists and classes.txt (``classes``)."""
     num_videos = len(labels)
     frame_rows = [(f"{FRAMES_DIR}/{video_id(i)}", frames, int(labels[i])) for i in range(num_videos)]
     video_rows = [(f"{VIDEOS_DIR}/{video_id(i)}{VIDEO_SUFFIX}", int(labels[i])) for i in range(num_videos)]
@@ -600,7 +840,7 @@ def _write_lists(paths: SyntheticPaths, *, labels: np.ndarray, is_val: np.ndarra
     write_frame_list(paths.val_frames, [r for r, v in zip(frame_rows, is_val, strict=True) if v])
     write_video_list(paths.train_videos, [r for r, v in zip(video_rows, is_val, strict=True) if not v])
     write_video_list(paths.val_videos, [r for r, v in zip(video_rows, is_val, strict=True) if v])
-    write_classes(paths.classes, CLASSES)
+    write_classes(paths.classes, classes)
 
 
 def pair_of(label: int, pairs: Sequence[tuple[int, int]] = TEMPORAL_PAIRS + CONTROL_PAIRS) -> tuple[int, int]:
@@ -609,3 +849,56 @@ def pair_of(label: int, pairs: Sequence[tuple[int, int]] = TEMPORAL_PAIRS + CONT
         if label in pair:
             return pair
     raise ValueError(f"label {label} is in no synthetic class pair")
+
+
+def generate_class_folders(
+    out_dir: str | Path,
+    *,
+    classes: Sequence[str],
+    videos_per_class: int,
+    size: int | tuple[int, int] = DEFAULT_SIZE,
+    frames: int = DEFAULT_FRAMES,
+    seed: int = 0,
+    fps: int = DEFAULT_FPS,
+    **render: Any,
+) -> Path:
+    """Synthetic clips of some of the classes as a tree of your own videos would be:
+    ``out_dir/<class>/<class>_<k>.mp4`` (what ``tsm prepare folder`` and ``tsm finetune`` read).
+
+    ``classes`` are names of `CLASSES`; ``render`` are `render_clip`'s options (``clutter``,
+    ``pair_hues``, ``motion`` ...). Clip k of a class is drawn from a generator seeded by
+    (seed, label, k): the same call writes the same videos."""
+    unknown = [name for name in classes if name not in CLASSES]
+    if unknown:
+        raise ValueError(f"unknown synthetic classes {', '.join(unknown)}; choose from {', '.join(CLASSES)}")
+    if videos_per_class < 1:
+        raise ValueError(f"videos_per_class must be at least 1, got {videos_per_class}")
+    root = Path(out_dir)
+    for name in classes:
+        label = CLASSES.index(name)
+        for k in range(videos_per_class):
+            rng = np.random.default_rng([seed, label, k])
+            clip, _ = render_clip(label, rng=rng, size=size, frames=frames, **render)
+            write_video(root / name / f"{name}_{k:03d}{VIDEO_SUFFIX}", clip, fps=fps)
+    return root
+
+
+def render_sequence(
+    labels: Sequence[int],
+    *,
+    frames_each: int | Sequence[int],
+    size: int | tuple[int, int] = DEFAULT_SIZE,
+    seed: int = 0,
+    **render: Any,
+) -> np.ndarray:
+    """One long uint8 (frames, H, W, 3) video: a clip of each class of ``labels`` in turn,
+    ``frames_each`` frames long (one count, or one per clip), for testing recognition over time
+    (the true segment boundaries are the cumulative frame counts)."""
+    counts = [frames_each] * len(labels) if isinstance(frames_each, int) else list(frames_each)
+    if len(counts) != len(labels):
+        raise ValueError(f"frames_each: {len(counts)} counts for {len(labels)} clips")
+    clips = [
+        render_clip(label, rng=np.random.default_rng([seed, k]), size=size, frames=n, **render)[0]
+        for k, (label, n) in enumerate(zip(labels, counts, strict=True))
+    ]
+    return np.concatenate(clips)

@@ -1,9 +1,12 @@
 """Prediction: the top-k classes of a video file, a frame folder or a folder of videos.
 
-Each input is sampled and cropped like the single-view test protocol: the checkpoint's
-``n_segment`` segment centres (TSN test sampling), the short side resized to
+Each input is sampled and cropped like the single-view test protocol: one clip of the
+checkpoint's ``n_segment`` frames sampled as the model was trained (`trained_sampler`: the
+segment centres for TSN sampling, one window for dense sampling), the short side resized to
 ``scale_size``, one centre crop of ``size`` (both default to the checkpoint's training
-settings, else 224/256), the softmax of the model's logits.
+settings, else 224/256), the softmax of the model's logits. `engine.pipeline` (a callable
+over paths and arrays) and `engine.timeline` (sliding windows over a long video) build on
+`Predictor`.
 
 Inputs (`find_inputs`):
 
@@ -32,9 +35,10 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from temporal_shift.checkpoint.loading import Published, load_checkpoint, resolve_class_names
+from temporal_shift.checkpoint.loading import LoadedCheckpoint, Published, load_checkpoint, resolve_class_names
+from temporal_shift.data.factory import Sampling, build_sampler
 from temporal_shift.data.lists import DEFAULT_TEMPLATE
-from temporal_shift.data.sampling import TSNSampler
+from temporal_shift.data.sampling import Sampler, TSNSampler
 from temporal_shift.data.sources import VideoSource, find_sources, open_folder
 from temporal_shift.data.transforms import test_transform
 from temporal_shift.ops.runtime import resolve_device
@@ -62,10 +66,38 @@ def find_inputs(path: str | Path) -> list[tuple[Path, InputKind]]:
     return [(source.path, source.kind) for source in find_sources(path)]
 
 
-def read_clip(path: str | Path, kind: InputKind, *, n_segment: int, template: str = DEFAULT_TEMPLATE) -> torch.Tensor:
-    """The uint8 (T, 3, H, W) test clip of one input (TSN segment centres)."""
+def trained_sampler(loaded: LoadedCheckpoint) -> Sampler:
+    """The one-clip test sampler of the sampling the checkpoint was trained with: its run's
+    ``data.sampling`` (and ``data.dense_window``), a published entry's ``sampling``, else TSN."""
+    data = loaded.data_config
+    given = data.get("sampling")
+    if given is None:
+        given = "dense" if getattr(loaded.published, "sampling", "uniform") == "dense" else "tsn"
+    if given not in ("tsn", "dense"):
+        raise ValueError(f"{loaded.path}: data.sampling is {given!r}; expected 'tsn' or 'dense'")
+    sampling: Sampling = "dense" if given == "dense" else "tsn"
+    return build_sampler(
+        sampling=sampling,
+        n_segment=loaded.n_segment,
+        train=False,
+        frames_per_segment=loaded.config.frames_per_segment,
+        dense_window=int(data.get("dense_window", 64)),
+        num_clips=1,
+    )
+
+
+def read_clip(
+    path: str | Path,
+    kind: InputKind,
+    *,
+    n_segment: int,
+    template: str = DEFAULT_TEMPLATE,
+    sampler: Sampler | None = None,
+) -> torch.Tensor:
+    """The uint8 (T, 3, H, W) test clip of one input (``sampler``'s first clip; default the TSN
+    segment centres of ``n_segment`` segments)."""
     source = VideoSource(path) if kind == "video" else open_folder(path, template=template)
-    sampler = TSNSampler(n_segment=n_segment, train=False)
+    sampler = sampler or TSNSampler(n_segment=n_segment, train=False)
     return source.read(sampler(source.num_frames, source=str(path))[0].tolist())
 
 
@@ -85,7 +117,13 @@ class Predictor:
         compile: str | None = None,
     ) -> None:
         loaded = load_checkpoint(checkpoint, n_segment=n_segment)
+        if loaded.config.modality != "rgb":
+            raise ValueError(
+                f"{loaded.path}: a {loaded.config.modality} model; prediction takes RGB models "
+                "(test a flow stream on its flow list with tsm test --flow-list)"
+            )
         self.checkpoint = loaded.path
+        self.loaded = loaded
         self.device = resolve_device(device)
         self.model = loaded.model.to(self.device).eval()
         self.class_names = resolve_class_names([loaded], classes)
@@ -95,6 +133,7 @@ class Predictor:
             raise ValueError(f"scale_size ({self.scale_size}) must be at least size ({self.size})")
         self.transform = test_transform(size=self.size, scale_size=self.scale_size, views=1, normalize=loaded.normalize)
         self.template = template
+        self.sampler = trained_sampler(loaded)
         self.forward: Callable[[torch.Tensor], torch.Tensor] = self.model
         if compile is not None:
             from temporal_shift.engine.compiled import compile_for_inference
@@ -109,16 +148,28 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, clip: torch.Tensor) -> torch.Tensor:
         """uint8 (T, 3, H, W) clip -> (num_classes,) softmax probabilities."""
-        x = self.transform(clip)
-        return self.forward(x[None].to(self.device)).float().softmax(dim=-1)[0].cpu()
+        return self.batch_probabilities(self.transform(clip)[None])[0]
+
+    @torch.inference_mode()
+    def batch_probabilities(self, clips: torch.Tensor) -> torch.Tensor:
+        """Transformed float (N, T, 3, size, size) clips -> (N, num_classes) softmax probabilities."""
+        return self.forward(clips.to(self.device)).float().softmax(dim=-1).cpu()
+
+    def sample(self, num_frames: int, *, source: str = "") -> list[int]:
+        """The frames (0-based) of a ``num_frames``-frame video that make its test clip."""
+        return self.sampler(num_frames, source=source)[0].tolist()
+
+    def read(self, path: str | Path, kind: InputKind) -> torch.Tensor:
+        """The uint8 (T, 3, H, W) test clip of one input, sampled as the model was trained."""
+        return read_clip(path, kind, n_segment=self.n_segment, template=self.template, sampler=self.sampler)
+
+    def top(self, probs: torch.Tensor, topk: int) -> list[tuple[int, str, float]]:
+        """(label, name, probability) of the ``topk`` best classes, best first."""
+        values, indices = probs.topk(min(topk, len(probs)))
+        return [(int(i), self.class_names[int(i)], float(p)) for p, i in zip(values, indices, strict=True)]
 
     def predict_one(self, path: str | Path, kind: InputKind, *, topk: int = 5) -> Prediction:
-        probs = self.probabilities(read_clip(path, kind, n_segment=self.n_segment, template=self.template))
-        values, indices = probs.topk(min(topk, len(probs)))
-        return Prediction(
-            input=str(path),
-            topk=[(int(i), self.class_names[int(i)], float(p)) for p, i in zip(values, indices, strict=True)],
-        )
+        return Prediction(input=str(path), topk=self.top(self.probabilities(self.read(path, kind)), topk))
 
 
 def predict(

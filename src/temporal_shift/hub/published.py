@@ -32,6 +32,8 @@ WEIGHT_OPTIONS = (
     "temporal_pool",
     "non_local",
     "mode",
+    "modality",
+    "flow_length",
 )
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -159,8 +161,8 @@ class PublishedWeights:
     trained_n_segment: int | None = None  # when the release trained it with another T
     input_size: int = 224
     scale_size: int = 256
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN  # per input channel kind: RGB, or flow x and y
+    std: tuple[float, ...] = IMAGENET_STD
     sha256: str | None = None
     note: str = ""
     max_file_bytes: int | None = None  # the most bytes the file may have (default: from the model, `max_bytes`)

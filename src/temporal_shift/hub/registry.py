@@ -23,17 +23,23 @@ Where each fact was read (``sources`` of every entry uses these short names):
   temporal pool; tests/fixtures/reference_release and `importers`); T and fold_div are not in the
   keys and come from the file name.
 
+- FLOW: the README's Kinetics-400 "Optical Flow" table (commit 0185b90f; added in commit 832a758f
+  "Add optical flow pre-trained model" with the hanlab.mit.edu link, not in pretrained/download.sh):
+  TSM ResNet50, "8 * 1clip", top-1 55.7%, top-5 79.5%, "trained using uniform sampling ... intended
+  for transfer learning on other datasets but not for performance evaluation". Its flow stacks:
+  ops/models.py (new_length = 5 for Flow, a first convolution of 2 x new_length channels, input
+  mean 0.5 and std mean(ImageNet std)), ops/dataset.py (flow_x/flow_y JPEG pairs).
+
 The release publishes no checksums: ``sha256`` is None throughout, and `weights` records
 the checksum of the first verified download next to the cached file. GMACs per clip are
-measured here with `apps.bench.overhead.count_flops` (one clip, 224x224, FLOPs/2). The Kinetics optical
-flow model is left out: it takes stacked flow fields (10 channels per segment), not RGB.
+measured here with `apps.bench.overhead.count_flops` (one clip, 224x224, FLOPs/2).
 """
 
 from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-from temporal_shift.hub.published import DATASETS, Accuracy, PublishedWeights
+from temporal_shift.hub.published import DATASETS, IMAGENET_STD, Accuracy, PublishedWeights
 from temporal_shift.models.config import ModelConfig
 
 _FILE = "https://file.lzhu.me/projects/tsm/models/"
@@ -45,6 +51,8 @@ FILENAME = "file name flags (main.py/opts.py naming: shift8 = --shift_div=8, blo
 TEST = "ops/models.py + test_models.py: 224 crop of a 256 short side, ImageNet mean/std"
 KEYS = "the checkpoint's keys, as our importer reads them (tests/fixtures/reference_release/keys.json)"
 ONLINE = "online_demo/main.py (MobileNetV2(n_class=27), URL, 27 Jester classes, 256 -> 224, ImageNet mean/std)"
+FLOW = "README.md (commit 0185b90f), Kinetics-400 Optical Flow table"
+FLOW_MEAN, FLOW_STD = 0.5, round(sum(IMAGENET_STD) / 3, 6)  # ops/models.py: [0.5], [np.mean(input_std)]
 
 
 class _Protocol(TypedDict):
@@ -152,6 +160,47 @@ REGISTRY: tuple[PublishedWeights, ...] = (
         accuracies=(Accuracy(68.8, **_UNIFORM_1), Accuracy(69.9, **_UNIFORM_10), Accuracy(70.6, **_DENSE_10x3)),
         note="the 2D baseline (no shift); trained with 5 segments (file name), tested with 8 "
         "(--test_segments=8 in the Testing section): a TSN takes any T",
+    ),
+    # Kinetics-400 optical flow: the flow stream to start two-stream fine-tuning from.
+    _entry(
+        "tsm_r50_kinetics400_flow_8f",
+        (
+            _FILE + "TSM_kinetics_Flow_resnet50_shift8_blockres_avg_segment8_e50.pth",
+            (_HANLAB + "TSM_kinetics_Flow_resnet50_shift8_blockres_avg_segment8_e50.pth",),
+            (
+                ("url", FLOW),
+                ("mirrors", "README.md at commit 832a758f (the table's first revision): hanlab.mit.edu link"),
+                (
+                    "accuracy",
+                    f"{FLOW}: top-1 55.7%, top-5 79.5% at '8 * 1clip'; the crops are not stated (1 centre crop, "
+                    "test_models.py's default, is assumed here); 'not for performance evaluation'",
+                ),
+                ("arch, n_segment, fold_div, place", FILENAME),
+                ("modality, flow_length", "file name (Flow); ops/models.py: new_length = 5, conv1 of 2 x 5 channels"),
+                (
+                    "dataset, classes",
+                    "Kinetics-400 table heading; 400 classes. The label order is assumed to be the RGB models' "
+                    "(the release has no Kinetics flow data config: ops/dataset_config.py raises for it)",
+                ),
+                (
+                    "input size, normalisation",
+                    "ops/models.py + test_models.py: 224 crop of a 256 short side; flow (v/255 - 0.5) / 0.226",
+                ),
+                ("flow extraction", "not published for Kinetics (method and bound unknown); UCF101/HMDB51 use TSN's"),
+            ),
+        ),
+        arch="resnet50",
+        n_segment=8,
+        modality="flow",
+        flow_length=5,
+        dataset="kinetics400",
+        gmacs=34.9,
+        mean=(FLOW_MEAN, FLOW_MEAN),
+        std=(FLOW_STD, FLOW_STD),
+        accuracies=(Accuracy(55.7, protocol="1 clip (8 segments of 5 flow fields), crops not stated: 1 assumed"),),
+        note="optical flow (10 channels: 5 stacked x/y fields a segment), for fine-tuning two-stream models "
+        "(`tsm finetune --flow`); the release calls it 'intended for transfer learning ... not for performance "
+        "evaluation'",
     ),
     # Kinetics-400, dense (I3D-style) sampling, tested under the non-local protocol.
     _entry(

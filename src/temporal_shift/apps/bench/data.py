@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from temporal_shift.apps.bench.turns import measuring
 from temporal_shift.data.dataset import VideoDataset
 from temporal_shift.data.sampling import TSNSampler
 from temporal_shift.data.synthetic import generate_synthetic
@@ -109,11 +110,13 @@ def _loader(dataset: VideoDataset, indices: list[int], *, workers: int, batch_si
 
 
 def _time_pass(loader: DataLoader) -> tuple[float, int]:
-    start = time.perf_counter()
-    n = 0
-    for clips, _ in loader:
-        n += clips.shape[0]
-    return time.perf_counter() - start, n
+    """Seconds and clips of one pass over ``loader``, while no heavy run starts on the machine (`turns.measuring`)."""
+    with measuring("data loading"):
+        start = time.perf_counter()
+        n = 0
+        for clips, _ in loader:
+            n += clips.shape[0]
+        return time.perf_counter() - start, n
 
 
 def benchmark_data(

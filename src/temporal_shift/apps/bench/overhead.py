@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from temporal_shift.apps.bench.turns import measuring
 from temporal_shift.engine.compiled import compile_for_inference, resolve_mode
 from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.factory import build_model
@@ -93,7 +94,8 @@ def interleaved_latency(
     repeats: int,
     warmup: int,
 ) -> dict[str, list[float]]:
-    """Seconds per forward of each model, timed in interleaved rounds (order rotates).
+    """Seconds per forward of each model, timed in interleaved rounds (order rotates), while no
+    heavy run starts on the machine (`turns.measuring`).
 
     ``clips``: one input for all models, or one per model (models of different input shapes).
     """
@@ -103,7 +105,7 @@ def interleaved_latency(
     now = _timer(next(iter(inputs.values())).device)
     names = list(models)
     times: dict[str, list[float]] = {name: [] for name in names}
-    with torch.inference_mode():
+    with measuring(f"the latency of {', '.join(names)}"), torch.inference_mode():
         for _ in range(warmup):
             for name in names:
                 models[name](inputs[name])

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from temporal_shift.apps.bench.overhead import _timer, box_plot, summarize, tsn_tsm_pair
+from temporal_shift.apps.bench.turns import measuring
 from temporal_shift.engine.compiled import resolve_mode
 from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.optim_groups import param_groups
@@ -95,20 +96,22 @@ class TrainStep:
 def interleaved_steps(
     steps: Mapping[str, Callable[[], object]], *, device: torch.device, repeats: int, warmup: int
 ) -> dict[str, list[float]]:
-    """Seconds per call of each step, timed in interleaved rounds (order rotates)."""
+    """Seconds per call of each step, timed in interleaved rounds (order rotates), while no heavy run
+    starts on the machine (`turns.measuring`)."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     now = _timer(device)
     names = list(steps)
     times: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(warmup):
-        for name in names:
-            steps[name]()
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            start = now()
-            steps[name]()
-            times[name].append(now() - start)
+    with measuring(f"the training steps of {', '.join(names)}"):
+        for _ in range(warmup):
+            for name in names:
+                steps[name]()
+        for r in range(repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                start = now()
+                steps[name]()
+                times[name].append(now() - start)
     return times
 
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from temporal_shift.apps.bench.overhead import count_flops, summarize
+from temporal_shift.apps.bench.turns import measuring
 from temporal_shift.data.flow import DEFAULT_FLOW_LENGTH, METHODS, FlowComputer, FlowMethod, require_opencv
 from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.factory import build_model
@@ -113,7 +114,7 @@ def benchmark_two_stream(
     """Time TSM against the two-stream baseline per clip (see the module docstring)."""
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
-    cv2 = require_opencv()
+    require_opencv()  # before the models are built: a missing OpenCV is a one-line error
     dev = resolve_device(device or "auto")
     if threads is not None:
         torch.set_num_threads(threads)
@@ -122,23 +123,7 @@ def benchmark_two_stream(
     gflops = {name: count_flops(m.eval(), inputs[name]) / 1e9 for name, m in models.items()}
     models = {name: m.to(dev).eval() for name, m in models.items()}
     inputs = {name: x.to(dev) for name, x in inputs.items()}
-    prev, nxt = moving_texture_pair(*flow_frame)
-    computers = {method: FlowComputer(method) for method in methods}
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-
-    def forward(name: str) -> None:
-        models[name](inputs[name])
-        sync()
-
-    tasks: dict[str, Any] = {name: (lambda n=name: forward(n)) for name in models}
-    tasks |= {f"flow:{m}": (lambda c=computers[m]: c(prev, nxt)) for m in methods}
-    cv_threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        times = _interleaved(tasks, repeats=repeats, warmup=warmup)
-    finally:
-        cv2.setNumThreads(cv_threads)
-    ms = {name: [1000.0 * t for t in values] for name, values in times.items()}
+    ms = _time_interleaved(models, inputs, dev, methods=methods, flow_frame=flow_frame, repeats=repeats, warmup=warmup)
     pairs = n_segment * flow_length
     per_clip = {"TSM": ms["TSM"]}
     for m in methods:
@@ -166,6 +151,37 @@ def benchmark_two_stream(
     )
 
 
+def _time_interleaved(
+    models: Mapping[str, ClipClassifier],
+    inputs: Mapping[str, torch.Tensor],
+    dev: torch.device,
+    *,
+    methods: tuple[FlowMethod, ...],
+    flow_frame: tuple[int, int],
+    repeats: int,
+    warmup: int,
+) -> dict[str, list[float]]:
+    """Milliseconds of each model's forward and each flow method's pair, interleaved; OpenCV on one thread."""
+    cv2 = require_opencv()
+    prev, nxt = moving_texture_pair(*flow_frame)
+    computers = {method: FlowComputer(method) for method in methods}
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+
+    def forward(name: str) -> None:
+        models[name](inputs[name])
+        sync()
+
+    tasks: dict[str, Any] = {name: (lambda n=name: forward(n)) for name in models}
+    tasks |= {f"flow:{m}": (lambda c=computers[m]: c(prev, nxt)) for m in methods}
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        times = _interleaved(tasks, repeats=repeats, warmup=warmup)
+    finally:
+        cv2.setNumThreads(cv_threads)
+    return {name: [1000.0 * t for t in values] for name, values in times.items()}
+
+
 def _models(arch: str, *, n_segment: int, flow_length: int, num_classes: int) -> dict[str, ClipClassifier]:
     """TSM, TSN on RGB and TSN on flow stacks of ``flow_length`` fields, built from seed 0."""
     torch.manual_seed(0)
@@ -180,10 +196,11 @@ def _models(arch: str, *, n_segment: int, flow_length: int, num_classes: int) ->
 
 def _interleaved(tasks: dict[str, Callable[[], Any]], *, repeats: int, warmup: int) -> dict[str, list[float]]:
     """Seconds of each task per round: ``warmup`` untimed rounds, then ``repeats`` rounds each
-    starting one task later (so no task always runs first), under inference mode."""
+    starting one task later (so no task always runs first), under inference mode, while no heavy
+    run starts on the machine (`turns.measuring`)."""
     names = list(tasks)
     times: dict[str, list[float]] = {name: [] for name in names}
-    with torch.inference_mode():
+    with measuring(f"the costs of {', '.join(names)}"), torch.inference_mode():
         for _ in range(warmup):
             for name in names:
                 tasks[name]()

@@ -54,6 +54,18 @@ DEMO_DATA: dict[str, Any] = {
     "spin": 2.5,
     "object_scale": 1.5,
 }
+# the harder variant (`tsm reproduce --data hard`): the same classes' structure (five order-only
+# pairs and an appearance control pair) acted out by a square and a circle among look-alike moving
+# distractors, so that the order cue is a local relation (`data.synthetic`'s hard scene); same size,
+# frames and motion as the demo's so that the recipe and budgets carry over
+HARD_DATA: dict[str, Any] = {
+    "scene": "hard",
+    "size": DEMO_SIZE,
+    "frames": DEMO_FRAMES,
+    "clutter": False,
+    "motion": 3.0,
+}
+DATA_VARIANTS: dict[str, dict[str, Any]] = {"demo": DEMO_DATA, "hard": HARD_DATA}
 DEMO_VIDEOS = 3600  # 2,880 training and 720 validation clips
 DEMO_EPOCHS = 8
 DEMO_EVAL_EVERY = 2  # validate every other epoch (and after the last)
@@ -84,10 +96,10 @@ class TrainingBudget(Protocol):
     def batch_size(self) -> int: ...
 
 
-def recipe_settings() -> dict[str, Any]:
-    """The data and training settings every arm shares (those not in a budget)."""
+def recipe_settings(data: str = "demo") -> dict[str, Any]:
+    """The data (a variant of `DATA_VARIANTS`) and training settings every arm shares (those not in a budget)."""
     return {
-        "data": dict(DEMO_DATA),
+        "data": {"variant": data, **DATA_VARIANTS[data]},
         "arch": "resnet18",
         "n_segment": DEMO_SEGMENTS,
         "optimizer": "adamw lr 1e-3 wd 0.05, cosine, warm-up 0.5 epoch, clip 20",
@@ -95,11 +107,21 @@ def recipe_settings() -> dict[str, Any]:
     }
 
 
-def prepare_demo_data(data_dir: str | Path, *, num_videos: int = DEMO_VIDEOS, seed: int = 0, progress: bool = True):
-    """Generate (or reuse) the demo's synthetic dataset (`DEMO_DATA`) in ``data_dir``. A folder
-    holding a dataset made with other settings (an older demo's, say) is an error, never overwritten."""
+def prepare_data(
+    data_dir: str | Path,
+    *,
+    variant: str = "demo",
+    num_videos: int = DEMO_VIDEOS,
+    seed: int = 0,
+    progress: bool = True,
+):
+    """Generate (or reuse) a synthetic dataset of `DATA_VARIANTS` (``demo``: `DEMO_DATA`, ``hard``:
+    `HARD_DATA`) in ``data_dir``. A folder holding a dataset made with other settings (an older
+    version's, say) is an error, never overwritten."""
     from temporal_shift.data.synthetic import generate_synthetic
 
+    if variant not in DATA_VARIANTS:
+        raise ValueError(f"unknown synthetic data {variant!r}; expected one of {', '.join(DATA_VARIANTS)}")
     try:
         return generate_synthetic(
             data_dir,
@@ -107,15 +129,20 @@ def prepare_demo_data(data_dir: str | Path, *, num_videos: int = DEMO_VIDEOS, se
             seed=seed,
             workers=max(1, min(8, os.cpu_count() or 1)),
             progress=progress,
-            **DEMO_DATA,
+            **DATA_VARIANTS[variant],
         )
     except ValueError as exc:
         if "other settings" not in str(exc):
             raise
         raise ValueError(
-            f"{data_dir}: holds a synthetic dataset made with other settings than this demo's "
+            f"{data_dir}: holds a synthetic dataset made with other settings than the {variant} data's "
             "(an older version's?); give another folder with --data, or delete this one"
         ) from None
+
+
+def prepare_demo_data(data_dir: str | Path, *, num_videos: int = DEMO_VIDEOS, seed: int = 0, progress: bool = True):
+    """Generate (or reuse) the demo's synthetic dataset (`DEMO_DATA`) in ``data_dir`` (`prepare_data`)."""
+    return prepare_data(data_dir, variant="demo", num_videos=num_videos, seed=seed, progress=progress)
 
 
 def demo_config(
@@ -133,12 +160,6 @@ def demo_config(
 ) -> TrainConfig:
     """The recipe's training run of one model on the demo data: TSN if ``shift`` is false, else
     TSM; ``model`` overrides other model settings (fold_div, place, mode, family, ...)."""
-    from temporal_shift.data.synthetic import (
-        CLASSES_FILE,
-        TRAIN_FRAMES_LIST,
-        VAL_FRAMES_LIST,
-    )
-
     return config_from_dict(
         {
             "model": {
@@ -149,31 +170,8 @@ def demo_config(
                 "small_maps": True,
                 **(model or {}),
             },
-            "data": {
-                "root": str(data_root),
-                "train_list": TRAIN_FRAMES_LIST,
-                "val_list": VAL_FRAMES_LIST,
-                "classes": CLASSES_FILE,
-                "num_classes": NUM_CLASSES,
-                "kind": "frames",
-                "size": DEMO_SIZE,
-                "scale_size": DEMO_SIZE,
-                "scales": [1.0],
-                "flip": False,
-                "batch_size": batch_size,
-                "workers": workers,
-            },
-            # from scratch in ~1440 steps: AdamW with a short warm-up and cosine decay
-            "optim": {
-                "optimizer": "adamw",
-                "lr": 1e-3,
-                "lr_batch": None,
-                "weight_decay": 0.05,
-                "schedule": "cosine",
-                "warmup_epochs": min(0.5, epochs - 1),
-                "epochs": epochs,
-                "clip_grad": 20.0,
-            },
+            "data": _demo_data(data_root, batch_size=batch_size, workers=workers),
+            "optim": _demo_optim(epochs),
             # validating every other epoch (and after the last) saves 4 of 8 passes over the 720
             # validation clips, 7 s each on one thread: the test after training scores them anyway
             "run": {
@@ -186,6 +184,40 @@ def demo_config(
         },
         source="tsm demo",
     )
+
+
+def _demo_data(data_root: Path, *, batch_size: int, workers: int) -> dict[str, Any]:
+    """The demo data's section of a training config: the synthetic frame lists, no augmentation."""
+    from temporal_shift.data.synthetic import CLASSES_FILE, TRAIN_FRAMES_LIST, VAL_FRAMES_LIST
+
+    return {
+        "root": str(data_root),
+        "train_list": TRAIN_FRAMES_LIST,
+        "val_list": VAL_FRAMES_LIST,
+        "classes": CLASSES_FILE,
+        "num_classes": NUM_CLASSES,
+        "kind": "frames",
+        "size": DEMO_SIZE,
+        "scale_size": DEMO_SIZE,
+        "scales": [1.0],
+        "flip": False,
+        "batch_size": batch_size,
+        "workers": workers,
+    }
+
+
+def _demo_optim(epochs: int) -> dict[str, Any]:
+    """From scratch in ~1440 steps: AdamW with a short warm-up and cosine decay."""
+    return {
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "lr_batch": None,
+        "weight_decay": 0.05,
+        "schedule": "cosine",
+        "warmup_epochs": min(0.5, epochs - 1),
+        "epochs": epochs,
+        "clip_grad": 20.0,
+    }
 
 
 def arm_config(
@@ -267,8 +299,10 @@ def train_and_test(
     workers: int | None = None,
     progress: bool = True,
     test_dir: Path | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train one arm with one seed (`arm_config`, in ``out_dir``) through `train.train`, test it on
+    """Train one arm with one seed (`arm_config`, in ``out_dir``; with ``resume`` continuing from
+    its last.pt there) through `train.train`, test it on
     the validation split with `evaluate.evaluate` (its files in ``test_dir`` if given) and return
     its record: ``metrics`` (`synthetic_metrics`), ``params_m``, ``flops`` (a clip), ``train_seconds``,
     ``steps``, ``checkpoint`` and ``history``. A module-level function, so that experiments can run
@@ -290,7 +324,7 @@ def train_and_test(
         progress=progress,
     )
     started = time.perf_counter()
-    result = train(config)
+    result = train(config, resume=resume)
     seconds = time.perf_counter() - started
     if result.interrupted:  # Ctrl-C/SIGTERM: the trainer saved last.pt; a half-trained arm is no result
         raise KeyboardInterrupt(f"{arm.label}, seed {seed}: training interrupted (resumable: {result.last_checkpoint})")

@@ -1,11 +1,13 @@
 """`tsm reproduce`: the paper's ablations in miniature, on the synthetic order-only data.
 
-Each experiment trains a set of *arms* (model variants) with one recipe (`recipe`: the demo's
-data, ResNet-18 from scratch, T=4 of 8-frame 32x32 clips, AdamW, cosine schedule) and the
-same budget, seed set and optimizer for every arm; only the model settings differ. Every arm
-goes through `train.train` and `evaluate.evaluate` like ``tsm train``/``tsm test`` runs, and
-is scored with the recipe's metrics (top-1 overall, on the order-only temporal pairs, order
-accuracy). One module per experiment:
+Each experiment trains a set of *arms* (model variants) with one recipe (`recipe`: ResNet-18
+from scratch, T=4 of 8-frame 32x32 synthetic clips, AdamW, cosine schedule) and the same
+data, budget, seed set and optimizer for every arm; only the model settings differ. The data
+is the demo's (``demo``: one object per clip) or the harder variant (``hard``: a square and a
+circle acting the class among look-alike moving distractors, so that the order cue is local).
+Every arm goes through `train.train` and `evaluate.evaluate` like ``tsm train``/``tsm test``
+runs, and is scored with the recipe's metrics (top-1 overall, on the order-only temporal
+pairs, order accuracy). One module per experiment:
 
 - `shift_proportion`: no shift (TSN), 1/16, 1/8, 1/4 (the paper's default, fold_div 8),
   1/2 and all channels shifted; plus the inference latency of each proportion against TSN;
@@ -14,13 +16,15 @@ accuracy). One module per experiment:
   model's accuracy after each frame;
 - `zoo`: accuracy vs GMACs of TSN, TSM and every other installed model family;
 
-and `common`, what they share: the budgets, running arms side by side, reusing runs, the
-seed statistics and tables, writing the results.
+`common`, what they share (the budgets, the setup, running arms side by side, the seed
+statistics and tables, writing the results), and `store`, the run store.
 
-``all`` runs the four, training each distinct run once: shift-proportion's no-shift and
-1/8-1/2 runs are also placement's residual arms, online's TSN and offline TSM and zoo's TSN
-and TSM (same model settings, recipe, data and seed: `run_key`), so later experiments reuse
-them and their notes say which.
+Every run is kept in the run store (``<out>/runs``) under a key of its resolved settings
+(model, recipe, data, seed, device kind: `run_key`) and reused by any later experiment or
+invocation: ``all`` trains each distinct run once (shift-proportion's no-shift and 1/8-1/2
+runs are also placement's residual arms, online's TSN and offline TSM and zoo's TSN and
+TSM), an interrupted invocation loses only the runs under way (resumed from their last.pt
+on the next), and the notes say which runs were reused and from when.
 
 Each writes ``<out>/<experiment>/results.json`` (budget, machine, every run, the summary),
 ``results.md`` (the table) and ``<experiment>.png``, and returns the table. Arms are
@@ -30,11 +34,10 @@ spread (max - min over seeds) of either arm is reported as within the spread.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from temporal_shift.apps.experiments.recipe import Arm, arm_config, prepare_demo_data
+from temporal_shift.apps.experiments.recipe import DATA_VARIANTS, Arm, arm_config, prepare_data
 from temporal_shift.apps.experiments.reproduce import (
     online,
     placement,
@@ -46,16 +49,17 @@ from temporal_shift.apps.experiments.reproduce.common import (
     METRICS,
     Budget,
     ExperimentResult,
+    Setup,
     budget_named,
     compare,
     markdown_table,
     run_arms,
-    run_key,
     seed_list,
     seed_stats,
     summarize_runs,
     train_arm,
 )
+from temporal_shift.apps.experiments.reproduce.store import RunStore, run_key
 
 EXPERIMENTS: tuple[str, ...] = ("shift-proportion", "placement", "online", "zoo")
 RUNNERS: dict[str, Callable[..., ExperimentResult]] = {
@@ -73,8 +77,11 @@ __all__ = [
     "Arm",
     "Budget",
     "ExperimentResult",
+    "RunStore",
+    "Setup",
     "arm_config",
     "compare",
+    "data_folder",
     "markdown_table",
     "report",
     "reproduce",
@@ -87,52 +94,79 @@ __all__ = [
 
 
 def reproduce(
-    experiment: str,
+    experiment: str | Sequence[str],
     *,
     budget: str | Budget = "small",
     seeds: int | None = None,
     out_dir: str | Path = "runs/reproduce",
+    data: str = "demo",
     device: str = "auto",
     progress: bool = True,
     log: Callable[[str], None] = print,
     jobs: int | None = None,
+    fresh: bool = False,
 ) -> list[ExperimentResult]:
-    """Run ``experiment`` (one of `EXPERIMENTS`, or ``"all"``) with ``budget`` (a name of
-    `BUDGETS` or a `Budget`) and ``seeds`` seeds (default: the budget's), writing under
-    ``out_dir``: the shared data in ``out_dir/data``, each experiment in its own folder. On a
-    CPU the runs train side by side, ``jobs`` at a time (default: one per core; `side_by_side`).
-    A run that an earlier experiment of the same call already trained (same model settings,
-    recipe, data and seed: `run_key`) is reused, not trained again; its record says so."""
-    names = list(EXPERIMENTS) if experiment == "all" else [experiment]
-    for name in names:
-        if name not in RUNNERS:
-            raise ValueError(f"unknown experiment {name!r}; expected one of {', '.join(EXPERIMENTS)} or all")
+    """Run ``experiment`` (one of `EXPERIMENTS`, several, or ``"all"``) with ``budget`` (a name of
+    `BUDGETS` or a `Budget`) and ``seeds`` seeds (default: the budget's) on the synthetic ``data``
+    (``demo`` or ``hard``: `recipe.DATA_VARIANTS`), writing under ``out_dir``: the data in
+    ``out_dir/data``, every run in the run store ``out_dir/runs`` (`store`), each experiment's
+    results in ``out_dir/<experiment>`` (``<experiment>-hard`` on the hard data). On a CPU the runs
+    train side by side, ``jobs`` at a time (default: one per core; `side_by_side`). A run that is
+    in the store already (same model settings, recipe, data, seed and device kind: `run_key`),
+    trained by any experiment in this call or an earlier one, is reused, not trained again, and
+    the tables say so; an interrupted one is resumed. ``fresh`` trains every run again (once)."""
+    names = _experiments(experiment)
     plan = budget_named(budget) if isinstance(budget, str) else budget
     seeds_run = seed_list(plan, seeds)
+    if data not in DATA_VARIANTS:
+        raise ValueError(f"unknown --data {data!r}; expected one of {', '.join(DATA_VARIANTS)}")
     out = Path(out_dir)
-    data = prepare_demo_data(
-        out / "data" / f"synthetic_{plan.num_videos}", num_videos=plan.num_videos, seed=0, progress=progress
+    paths = prepare_data(data_folder(out, data, plan), variant=data, num_videos=plan.num_videos, progress=progress)
+    store = RunStore.at(out / "runs", fresh=fresh)
+    command = (
+        f"tsm reproduce {' '.join(names)} --budget {plan.name} --seeds {len(seeds_run)} --data {data} --out {out}"
+        + (" --fresh" if fresh else "")
     )
     results = []
-    reuse: dict[str, dict[str, Any]] = {}  # runs trained so far: `all` trains each distinct run once
     for name in names:
         log(
-            f"[{name}] {plan.name} budget: {plan.num_videos} clips, {plan.epochs} epochs of batch "
-            f"{plan.batch_size}, seeds {seeds_run}"
+            f"[{name}] {data} data, {plan.name} budget: {plan.num_videos} clips, {plan.epochs} epochs of batch "
+            f"{plan.batch_size}, seeds {seeds_run}; runs kept in {store.root}"
         )
-        result = RUNNERS[name](
-            out_dir=out / name,
-            data_root=data.root,
+        setup = Setup(
+            out_dir=out / (name if data == "demo" else f"{name}-{data}"),
+            data_root=paths.root,
             budget=plan,
             seeds=seeds_run,
+            store=store,
+            data=data,
             device=device,
             progress=progress,
             log=log,
             jobs=jobs,
-            reuse=reuse,
+            command=command,
         )
-        results.append(result)
+        results.append(RUNNERS[name](setup))
     return results
+
+
+def data_folder(out_dir: str | Path, data: str, budget: Budget) -> Path:
+    """Where `reproduce` with ``out_dir`` keeps the synthetic ``data`` of ``budget``'s size."""
+    folder = "synthetic" if data == "demo" else data
+    return Path(out_dir) / "data" / f"{folder}_{budget.num_videos}"
+
+
+def _experiments(experiment: str | Sequence[str]) -> list[str]:
+    """The experiments to run, in `EXPERIMENTS` order (``all``: every one)."""
+    asked = [experiment] if isinstance(experiment, str) else list(experiment)
+    if "all" in asked:
+        return list(EXPERIMENTS)
+    for name in asked:
+        if name not in RUNNERS:
+            raise ValueError(f"unknown experiment {name!r}; expected one of {', '.join(EXPERIMENTS)} or all")
+    if not asked:
+        raise ValueError(f"no experiment given; expected one of {', '.join(EXPERIMENTS)} or all")
+    return [name for name in EXPERIMENTS if name in asked]
 
 
 def report(result: ExperimentResult) -> str:

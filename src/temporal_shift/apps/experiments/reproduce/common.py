@@ -1,5 +1,6 @@
-"""What every experiment of `tsm reproduce` shares: the budget, running arms side by side,
-reusing runs already trained, the seed statistics and tables, and writing the results.
+"""What every experiment of `tsm reproduce` shares: the budget, what an experiment is run with
+(`Setup`), running arms side by side through the run store (`store`: a run trained once, by any
+experiment or invocation, is reused), the seed statistics and tables, and writing the results.
 
 Arms are compared over seeds: mean ± standard deviation (`seed_stats`), and a difference
 smaller than the seed spread (max - min over seeds) of either arm is reported as within the
@@ -9,26 +10,32 @@ summary), ``results.md`` (the table) and its PNG (`write_result`).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from temporal_shift.apps.bench.turns import heavy_run
 from temporal_shift.apps.experiments.recipe import (
     DEMO_EPOCHS,
     DEMO_VIDEOS,
     Arm,
-    arm_config,
     recipe_settings,
     train_and_test,
+)
+from temporal_shift.apps.experiments.reproduce.store import (
+    RunStore,
+    run_settings,
+    settings_key,
+    when,
+    write_atomic,
 )
 
 METRICS: tuple[tuple[str, str], ...] = (
@@ -96,20 +103,54 @@ class ExperimentResult:
     out_dir: Path
     seconds: float = 0.0
     files: dict[str, Path] = dataclasses.field(default_factory=dict)
+    data: str = "demo"  # the synthetic data variant (`recipe.DATA_VARIANTS`)
+    command: str = ""  # the tsm reproduce command that gives these results
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "experiment": self.experiment,
+            "command": self.command,
+            "data": self.data,
             "budget": dataclasses.asdict(self.budget),
             "seeds": self.seeds,
             "machine": machine(),
-            "recipe": recipe_settings(),
+            "recipe": recipe_settings(self.data),
             "seconds": self.seconds,
             "summary": self.summary,
             "notes": self.notes,
             "runs": self.runs,
             **self.extra,
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What an experiment runs with: its output folder, the data (folder and variant), the
+    budget and seeds, the run store, the device, and how runs share a CPU (``jobs``)."""
+
+    out_dir: Path
+    data_root: Path
+    budget: Budget
+    seeds: list[int]
+    store: RunStore
+    data: str = "demo"
+    device: str = "auto"
+    progress: bool = True
+    log: Callable[[str], None] = print
+    jobs: int | None = None
+    command: str = ""  # the tsm reproduce command that gives this experiment's results
+
+    def result(self, experiment: str, **fields: Any) -> ExperimentResult:
+        """The experiment's `ExperimentResult` with this setup's budget, seeds, folder, data and command."""
+        return ExperimentResult(
+            experiment=experiment,
+            budget=self.budget,
+            seeds=self.seeds,
+            out_dir=self.out_dir,
+            data=self.data,
+            command=self.command,
+            **fields,
+        )
 
 
 def machine() -> dict[str, Any]:
@@ -140,6 +181,9 @@ def seed_list(budget: Budget, seeds: int | None) -> list[int]:
     return list(range(n))
 
 
+PROGRESS_FILE = "progress.json"  # in an interrupted run's folder: its training seconds so far
+
+
 def train_arm(
     arm: Arm,
     *,
@@ -149,12 +193,29 @@ def train_arm(
     seed: int,
     device: str = "auto",
     progress: bool = True,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train one arm with one seed and test it (`recipe.train_and_test`); its record: arm, group,
-    seed, model settings, metrics, params, GMACs, time, steps, checkpoint."""
-    run = train_and_test(
-        arm, data_root=data_root, out_dir=out_dir, budget=budget, seed=seed, device=device, progress=progress
-    )
+    """Train one arm with one seed in ``out_dir`` (with ``resume``, on from its last.pt there) and
+    test it (`recipe.train_and_test`); its record: arm, group, seed, model settings, metrics,
+    params, GMACs, training time (summed over its sittings; one killed without a chance to note
+    its time is not counted), steps, checkpoint. Interrupted, it notes the training time so far in ``out_dir`` and
+    raises KeyboardInterrupt."""
+    earlier = _seconds_so_far(out_dir) if resume else 0.0
+    started = time.perf_counter()
+    try:
+        run = train_and_test(
+            arm,
+            data_root=data_root,
+            out_dir=out_dir,
+            budget=budget,
+            seed=seed,
+            device=device,
+            progress=progress,
+            resume=resume,
+        )
+    except KeyboardInterrupt:
+        write_atomic(Path(out_dir) / PROGRESS_FILE, {"train_seconds": earlier + time.perf_counter() - started})
+        raise
     return {
         "arm": arm.label,
         "group": arm.group,
@@ -163,10 +224,84 @@ def train_arm(
         **run["metrics"],
         "params_m": run["params_m"],
         "gmacs": run["flops"] / 2e9,
-        "train_seconds": run["train_seconds"],
+        "train_seconds": earlier + run["train_seconds"],
         "steps": run["steps"],
         "checkpoint": run["checkpoint"],
     }
+
+
+def _seconds_so_far(out_dir: Path) -> float:
+    try:
+        return float(json.loads((Path(out_dir) / PROGRESS_FILE).read_text())["train_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _resume_step(run_dir: Path) -> tuple[int | None, str | None]:
+    """The step an interrupted run's last.pt resumes at, or None and why it cannot be resumed
+    (damaged, truncated, no training state)."""
+    from temporal_shift.checkpoint.format import CheckpointError, read_checkpoint
+
+    try:
+        return int(read_checkpoint(run_dir / "last.pt")["train_state"]["global_step"]), None
+    except CheckpointError as exc:
+        return None, str(exc).splitlines()[0]
+    except (KeyError, TypeError, ValueError) as exc:
+        return None, f"{run_dir / 'last.pt'}: no training state to resume ({type(exc).__name__}: {exc})"
+
+
+def obtain_run(
+    arm: Arm,
+    *,
+    key: str,
+    settings: dict[str, Any],
+    store: RunStore,
+    experiment: str,
+    data_root: Path,
+    budget: Budget,
+    seed: int,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The finished run ``key`` (``settings``: `store.run_settings`): its record from ``store`` if
+    another process finished it meanwhile, else trained in its run folder (`train_arm`, resumed
+    from an interrupted sitting's last.pt when it has one) and saved. Holds the run's lock, so
+    two invocations never train one run at once, and starts it only when no benchmark is timing on
+    the machine (`turns.heavy_run`). The record says who trained it and whether it was trained now
+    (``trained_now``)."""
+    with store.lock(key):
+        done = store.finished(key)
+        if done is not None:
+            return done
+        run_dir = store.run_dir(key)
+        step, unresumable = _resume_step(run_dir) if store.start(key, settings) else (None, None)
+        if step is None:  # nothing to resume, or a last.pt that cannot be: from scratch, and said so
+            store.restart(key, settings)
+        with heavy_run(f"{experiment}: {arm.label}, seed {seed}"):  # never while a benchmark times
+            record = train_arm(
+                arm,
+                data_root=data_root,
+                out_dir=run_dir,
+                budget=budget,
+                seed=seed,
+                device=device,
+                progress=progress,
+                resume=step is not None,
+            )
+        from temporal_shift.ops.runtime import resolve_device
+
+        saved = store.save(
+            key,
+            {
+                **record,
+                "trained_by": {"experiment": experiment, "arm": arm.label},
+                "resumed_at_step": step,
+                "restarted_because": unresumable,
+                "device": str(resolve_device(device)),
+                "settings": settings,
+            },
+        )
+        return {**saved, "trained_now": True}
 
 
 def seed_stats(values: Sequence[float]) -> dict[str, float]:
@@ -236,93 +371,103 @@ def markdown_table(
 
 
 def _arm_job(*, tolerate: bool = False, **kwargs: Any) -> dict[str, Any]:
-    """`train_arm` in a side-by-side process; with ``tolerate`` a RuntimeError or ValueError
+    """`obtain_run` in a side-by-side process; with ``tolerate`` a RuntimeError or ValueError
     (a family that cannot take the recipe's input) comes back as ``{"error": reason}``."""
     try:
-        return train_arm(**kwargs)
+        return obtain_run(**kwargs)
     except (RuntimeError, ValueError) as exc:
         if not tolerate:
             raise
         return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
 
 
-def run_key(arm: Arm, *, data_root: Path, budget: Budget, seed: int, device: str) -> str:
-    """What makes two runs the same run: the arm's full model settings (defaults filled in, so
-    ``{"shift": True}`` and ``{"shift": True, "fold_div": 8}`` match), the training recipe
-    with the budget's epochs and batch size, the data, the seed and the device."""
-    config = arm_config(arm, data_root=data_root, out_dir=Path("."), budget=budget, seed=seed, device=device)
-    recipe_now = {section: dataclasses.asdict(getattr(config, section)) for section in ("model", "data", "optim")}
-    return json.dumps(
-        {"recipe": recipe_now, "seed": seed, "device": device, "data_root": str(Path(data_root).resolve())},
-        sort_keys=True,
-        default=str,
-    )
-
-
 def run_arms(
     arms: Sequence[Arm],
     *,
     name: str,
-    out: Path,
-    data_root: Path,
-    budget: Budget,
-    seeds: list[int],
-    device: str,
-    progress: bool,
-    log: Callable[[str], None],
-    jobs: int | None = None,
+    setup: Setup,
     tolerate: Callable[[Arm], bool] = lambda arm: False,
-    reuse: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every arm with every seed (seed-major: the first runs to finish have every arm once),
-    side by side on a CPU (`side_by_side`); the records in that order. An arm for which
-    ``tolerate`` is true and that fails with a RuntimeError or ValueError gives
-    ``{"arm": label, "group": group, "seed": seed, "error": reason}``.
-
-    ``reuse`` (``tsm reproduce all``: one dict for every experiment) maps `run_key` to the
-    record of a run already trained: a run with the same key is not trained again, its record
-    is taken under this arm's label with ``reused_from`` naming the original; every run
-    trained here is added to it."""
+    """Every arm with every seed (seed-major: the first runs to finish have every arm once); the
+    records in that order, each under this experiment's arm label. A run whose record is in the
+    run store (same settings: `store.run_settings`; trained by any experiment, in this invocation
+    or an earlier one) is not trained again: its record carries ``reused_from`` (who trained it,
+    when). The others train side by side on a CPU (`side_by_side`), an interrupted one resumed
+    from its last.pt, and each is saved to the store as it finishes, so an interrupted invocation
+    loses only the runs under way. An arm for which ``tolerate`` is true and that fails with a
+    RuntimeError or ValueError gives ``{"arm": label, "group": group, "seed": seed, "error": reason}``."""
     from temporal_shift.apps.experiments.side_by_side import (
         plan_slots,
         run_side_by_side,
     )
     from temporal_shift.ops.runtime import resolve_device
 
-    everything = [(seed, arm) for seed in seeds for arm in arms]
-    keys = [
-        run_key(arm, data_root=data_root, budget=budget, seed=seed, device=device) if reuse is not None else ""
+    everything = [(seed, arm) for seed in setup.seeds for arm in arms]
+    settings = [
+        run_settings(arm, data_root=setup.data_root, budget=setup.budget, seed=seed, device=setup.device)
         for seed, arm in everything
     ]
-    known = reuse if reuse is not None else {}
-    plan = [(seed, arm) for (seed, arm), key in zip(everything, keys, strict=True) if key not in known]
-    slots = plan_slots(str(resolve_device(device)), max(1, len(plan)), jobs=jobs)
-    reused = len(everything) - len(plan)
-    log(
-        f"[{name}] {len(everything)} runs"
-        + (
-            f", {reused} of them already trained by an earlier experiment (same model, recipe, data and seed): reused"
-            if reused
-            else ""
-        )
-        + (f"; {len(plan)} to train, {slots.describe()}" if plan else "")
-    )
+    keys = [settings_key(s) for s in settings]
+    found = {key: record for key in dict.fromkeys(keys) if (record := setup.store.finished(key)) is not None}
+    plan = {key: i for i, key in reversed(list(enumerate(keys))) if key not in found}  # first arm with each key
+    plan = dict(sorted(plan.items(), key=lambda item: item[1]))
+    slots = plan_slots(str(resolve_device(setup.device)), max(1, len(plan)), jobs=setup.jobs)
+    _log_plan(name, setup, total=len(everything), found=found, keys=keys, plan=plan, slots=slots.describe())
     calls = [
         {
-            "arm": arm,
-            "data_root": data_root,
-            "out_dir": out / arm.slug / f"seed{seed}",
-            "budget": budget,
-            "seed": seed,
-            "device": device,
-            "progress": progress and slots.runs == 1,
-            "tolerate": tolerate(arm),
+            "arm": everything[i][1],
+            "key": key,
+            "settings": settings[i],
+            "store": setup.store,
+            "experiment": name,
+            "data_root": setup.data_root,
+            "budget": setup.budget,
+            "seed": everything[i][0],
+            "device": setup.device,
+            "progress": setup.progress and slots.runs == 1,
+            "tolerate": tolerate(everything[i][1]),
         }
-        for seed, arm in plan
+        for key, i in plan.items()
     ]
-    done = _progress_lines(name=name, plan=plan, log=log)
-    trained = iter(run_side_by_side(_arm_job, calls, slots, on_done=done) if plan else [])
-    return _records(everything, keys, known=known, trained=trained, reuse=reuse, name=name)
+    done = _progress_lines(name=name, plan=[everything[i] for i in plan.values()], log=setup.log)
+    trained = run_side_by_side(_arm_job, calls, slots, on_done=done) if calls else []
+    by_key = found | dict(zip(plan, trained, strict=True))
+    return [_as_arm(by_key[key], arm, seed, experiment=name) for (seed, arm), key in zip(everything, keys, strict=True)]
+
+
+def _log_plan(
+    name: str,
+    setup: Setup,
+    *,
+    total: int,
+    found: dict[str, dict[str, Any]],
+    keys: Sequence[str],
+    plan: dict[str, int],
+    slots: str,
+) -> None:
+    """One line: how many runs, how many the store already holds, how many to train (and resume)."""
+    reused = sum(key in found for key in keys)
+    resume = sum((setup.store.run_dir(key) / "last.pt").is_file() for key in plan)
+    line = f"[{name}] {total} runs"
+    if reused:
+        line += f", {reused} of them finished earlier (same model, recipe, data and seed): reused"
+    if plan:
+        line += f"; {len(plan)} to train" + (f" ({resume} resumed from an interrupted sitting)" if resume else "")
+        line += f", {slots}"
+    setup.log(line)
+
+
+def _as_arm(record: dict[str, Any], arm: Arm, seed: int, *, experiment: str) -> dict[str, Any]:
+    """A run's record under this experiment's arm: its label, group and model; ``reused_from``
+    when it was not trained by this experiment just now."""
+    if "error" in record:
+        return {"arm": arm.label, "group": arm.group, "seed": seed, "error": record["error"]}
+    mine = {k: v for k, v in record.items() if k not in ("trained_now", "settings")}
+    mine.update({"arm": arm.label, "group": arm.group, "seed": seed, "model": arm.model})
+    trained_by = record.get("trained_by", {})
+    if not (record.get("trained_now") and trained_by.get("experiment") == experiment):
+        mine["reused_from"] = {**trained_by, "finished": when(record)}
+    return mine
 
 
 def _progress_lines(
@@ -342,41 +487,36 @@ def _progress_lines(
         if "error" in record:
             log(f"[{name} {finished}/{len(plan)}] {arm.label}, seed {seed}: not run: {record['error']}")
             return
+        how = "" if record.get("trained_now") else " (finished meanwhile by another invocation)"
+        resumed = "" if record.get("resumed_at_step") is None else f", resumed at step {record['resumed_at_step']}"
+        if record.get("restarted_because"):
+            resumed = f", trained from scratch: the interrupted sitting's {record['restarted_because']}"
         log(
             f"[{name} {finished}/{len(plan)}] {arm.label}, seed {seed}: top-1 {record['top1']:.1f}%, order "
-            f"{record['order_acc']:.1f}%, {record['gmacs']:.3f} GMACs ({record['train_seconds']:.0f} s training; "
-            f"{time.perf_counter() - started:.0f} s since the first run started)"
+            f"{record['order_acc']:.1f}%, {record['gmacs']:.3f} GMACs ({record['train_seconds']:.0f} s training"
+            f"{resumed}; {time.perf_counter() - started:.0f} s since the first run started){how}"
         )
 
     return done
 
 
-def _records(
-    everything: Sequence[tuple[int, Arm]],
-    keys: Sequence[str],
-    *,
-    known: dict[str, dict[str, Any]],
-    trained: Iterator[dict[str, Any]],
-    reuse: dict[str, dict[str, Any]] | None,
-    name: str,
-) -> list[dict[str, Any]]:
-    """`run_arms`' records in ``everything``'s order: a known run's record under this arm's label,
-    else the next one trained (added to ``reuse``)."""
-    records = []
-    for (seed, arm), key in zip(everything, keys, strict=True):
-        if key in known:
-            earlier = known[key]
-            record = {**copy.deepcopy(earlier), "arm": arm.label, "group": arm.group, "model": arm.model}
-            record.setdefault("reused_from", f"{earlier['experiment']}: {earlier['arm']}")
-            record.pop("experiment")
-        else:
-            record = next(trained)
-            if "error" in record:
-                record = {"arm": arm.label, "group": arm.group, "seed": seed, **record}
-            elif reuse is not None:
-                reuse[key] = {**copy.deepcopy(record), "experiment": name}
-        records.append(record)
-    return records
+def reuse_notes(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """A line per arm with reused runs: its seeds, which experiment's arm trained them, and when."""
+    reused: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        if "reused_from" in run:
+            origin = run["reused_from"]
+            reused.setdefault((run["arm"], f"{origin.get('experiment')}: {origin.get('arm')}"), []).append(run)
+    notes = []
+    for (arm, origin), mine in reused.items():
+        seeds = ", ".join(str(r["seed"]) for r in mine)
+        times = sorted(r["reused_from"]["finished"] for r in mine)
+        span = times[0] if times[0] == times[-1] else f"{times[0]} to {times[-1]}"
+        notes.append(
+            f"reused, not trained again (same model, recipe, data and seed): {arm}, seed{'s' * (len(mine) > 1)} "
+            f"{seeds}, trained by {origin}, finished {span}"
+        )
+    return notes
 
 
 def write_result(result: ExperimentResult, plot: Callable[[Path], Path] | None) -> ExperimentResult:
@@ -384,21 +524,15 @@ def write_result(result: ExperimentResult, plot: Callable[[Path], Path] | None) 
     path) ``<experiment>.png`` to the experiment's folder; ``result`` with its ``files``."""
     out = result.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    reused: dict[str, set[str]] = {}
-    for run in result.runs:
-        if "reused_from" in run:
-            reused.setdefault(f"{run['arm']} = {run['reused_from']}", set()).add(str(run["seed"]))
-    result.notes += [
-        f"not trained again, the same run (model, recipe, data, seed {', '.join(sorted(seeds))}): {what}"
-        for what, seeds in reused.items()
-    ]
+    result.notes += reuse_notes(result.runs)
     json_path = out / "results.json"
     json_path.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-    md = [f"# {result.experiment} ({result.budget.name} budget, seeds {result.seeds})", "", result.table, ""]
+    md = [f"# {result.experiment} ({result.data} data, {result.budget.name} budget, seeds {result.seeds})"]
+    md += ["", result.table, ""]
     md += [f"- {note}" for note in result.notes]
     m = machine()
+    md += [""] + ([f"Command: `{result.command}`", ""] if result.command else [])
     md += [
-        "",
         f"Machine: {m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']}"
         + (f", {m['cuda']}" if m["cuda"] else "")
         + f"; {result.seconds / 60:.1f} min in all.",

@@ -9,7 +9,7 @@ buffers; the running mean of its per-frame scores), its accuracy after each fram
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,18 +83,7 @@ def streaming_accuracy(
     return {"frames": list(range(1, t + 1)), "top1": top1, "order_acc": order}
 
 
-def run(
-    *,
-    out_dir: Path,
-    data_root: Path,
-    budget: common.Budget,
-    seeds: list[int],
-    device: str = "auto",
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    jobs: int | None = None,
-    reuse: dict[str, dict[str, Any]] | None = None,
-) -> common.ExperimentResult:
+def run(setup: common.Setup) -> common.ExperimentResult:
     """Train and test the three arms with every seed, stream every causal run's checkpoint
     (its curve in its record), write the results and the plot."""
     started = time.perf_counter()
@@ -102,38 +91,27 @@ def run(
     runs = common.run_arms(
         chosen,
         name=NAME,
-        out=out_dir,
-        data_root=data_root,
-        budget=budget,
-        seeds=seeds,
-        device=device,
-        progress=progress,
-        log=log,
-        jobs=jobs,
-        reuse=reuse,
+        setup=setup,
     )
     streams = []
     for record in runs:
         if record["group"] == "online":
-            curve = streaming_accuracy(record["checkpoint"], data_root=data_root, device=device)
+            curve = streaming_accuracy(record["checkpoint"], data_root=setup.data_root, device=setup.device)
             record["streaming"] = curve
             streams.append(curve)
     summary = common.summarize_runs(runs, chosen)
     streaming = _streaming_summary(streams)
     table, notes = _table_and_notes(summary, streaming)
-    result = common.ExperimentResult(
+    result = setup.result(
         NAME,
-        budget,
-        seeds,
-        runs,
-        summary,
-        table,
-        notes,
-        {"streaming": streaming},
-        out_dir,
+        runs=runs,
+        summary=summary,
+        table=table,
+        notes=notes,
+        extra={"streaming": streaming},
         seconds=time.perf_counter() - started,
     )
-    return common.write_result(result, lambda path: plot(summary, streaming, seeds=len(seeds), path=path))
+    return common.write_result(result, lambda path: plot(summary, streaming, seeds=len(setup.seeds), path=path))
 
 
 def _streaming_summary(streams: Sequence[dict[str, list[float]]]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ every path) at 1/8, 1/4 and 1/2 of the channels, on the shared recipe.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +31,7 @@ def arms() -> list[Arm]:
     return chosen
 
 
-def run(
-    *,
-    out_dir: Path,
-    data_root: Path,
-    budget: common.Budget,
-    seeds: list[int],
-    device: str = "auto",
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    jobs: int | None = None,
-    reuse: dict[str, dict[str, Any]] | None = None,
-) -> common.ExperimentResult:
+def run(setup: common.Setup) -> common.ExperimentResult:
     """Train and test both placements at every proportion with every seed, compare in-place with
     residual, write the results and the plot."""
     started = time.perf_counter()
@@ -50,15 +39,7 @@ def run(
     runs = common.run_arms(
         chosen,
         name=NAME,
-        out=out_dir,
-        data_root=data_root,
-        budget=budget,
-        seeds=seeds,
-        device=device,
-        progress=progress,
-        log=log,
-        jobs=jobs,
-        reuse=reuse,
+        setup=setup,
     )
     summary = common.summarize_runs(runs, chosen)
     by_label = {row["arm"]: row for row in summary}
@@ -74,10 +55,10 @@ def run(
         for g, _ in PROPORTIONS
         if f"in-place {g}" in by_label and f"residual {g}" in by_label
     ]
-    result = common.ExperimentResult(
-        NAME, budget, seeds, runs, summary, table, notes, {}, out_dir, seconds=time.perf_counter() - started
+    result = setup.result(
+        NAME, runs=runs, summary=summary, table=table, notes=notes, extra={}, seconds=time.perf_counter() - started
     )
-    return common.write_result(result, lambda path: plot(summary, seeds=len(seeds), path=path))
+    return common.write_result(result, lambda path: plot(summary, seeds=len(setup.seeds), path=path))
 
 
 def plot(summary: Sequence[dict[str, Any]], *, seeds: int, path: Path) -> Path:

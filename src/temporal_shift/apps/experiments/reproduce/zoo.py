@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +52,7 @@ def arms(installed: dict[str, type[ClipClassifier]], *, n_segment: int) -> tuple
     return chosen, not_run
 
 
-def run(
-    *,
-    out_dir: Path,
-    data_root: Path,
-    budget: common.Budget,
-    seeds: list[int],
-    device: str = "auto",
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-    jobs: int | None = None,
-    reuse: dict[str, dict[str, Any]] | None = None,
-) -> common.ExperimentResult:
+def run(setup: common.Setup) -> common.ExperimentResult:
     """Train and test every family that takes the recipe with every seed (a family whose run fails
     joins the ones not run, with the reason), compare each with TSM, write the results and the plot."""
     started = time.perf_counter()
@@ -74,15 +63,7 @@ def run(
     runs = common.run_arms(
         runnable,
         name=NAME,
-        out=out_dir,
-        data_root=data_root,
-        budget=budget,
-        seeds=seeds,
-        device=device,
-        progress=progress,
-        log=log,
-        jobs=jobs,
-        reuse=reuse,
+        setup=setup,
         tolerate=lambda arm: arm.group != "tsn",
     )
     for failed in [r for r in runs if "error" in r]:
@@ -100,19 +81,16 @@ def run(
     )
     notes = [f"families ran: {', '.join(sorted({a.group for a in ran}))} (installed: {', '.join(installed)})"]
     notes += [f"not run: {n['family']}: {n['reason']}" for n in not_run]
-    result = common.ExperimentResult(
+    result = setup.result(
         NAME,
-        budget,
-        seeds,
-        runs,
-        summary,
-        table,
-        notes,
-        {"not_run": not_run},
-        out_dir,
+        runs=runs,
+        summary=summary,
+        table=table,
+        notes=notes,
+        extra={"not_run": not_run},
         seconds=time.perf_counter() - started,
     )
-    return common.write_result(result, lambda path: plot(summary, seeds=len(seeds), path=path))
+    return common.write_result(result, lambda path: plot(summary, seeds=len(setup.seeds), path=path))
 
 
 def plot(summary: Sequence[dict[str, Any]], *, seeds: int, path: Path) -> Path:
