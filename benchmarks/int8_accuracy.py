@@ -112,12 +112,12 @@ def main() -> None:
         results[name]["latency_ms_median"] = statistics.median(times[name])
         q = statistics.quantiles(times[name], n=4)
         results[name]["latency_ms_iqr"] = [q[0], q[2]]
-    print(f"{'runtime':<20}{'top-1 %':>9}{'agree %':>9}{'max |dlogit|':>14}{'ms/clip':>9}{'IQR':>16}")
+    print(f"{'runtime':<20}{'top-1 %':>9}{'agree %':>9}{'max |dlogit|':>14}{'ms/clip':>10}  IQR")
     for name, row in results.items():
         print(
             f"{name:<20}{row['top1']:>9.2f}{row['agreement_with_pytorch']:>9.2f}"
-            f"{row['max_abs_logit_difference']:>14.3g}{row['latency_ms_median']:>9.3f}"
-            f"{row['latency_ms_iqr'][0]:>8.3f}-{row['latency_ms_iqr'][1]:<7.3f}"
+            f"{row['max_abs_logit_difference']:>14.3g}{row['latency_ms_median']:>10.1f}"
+            f"  {row['latency_ms_iqr'][0]:.1f}-{row['latency_ms_iqr'][1]:.1f}"
         )
     if args.json:
         args.json.write_text(
