@@ -65,7 +65,7 @@ def test_python_m_runs_the_cli() -> None:
 
 # --- tsm bench: one subcommand per benchmark -------------------------------------------------
 
-SUBCOMMANDS = "{overhead,train,compare,two-stream,data}"
+SUBCOMMANDS = "{overhead,train,compare,two-stream,data,runtimes}"
 
 
 @pytest.mark.parametrize(
@@ -102,6 +102,7 @@ def test_old_bench_spellings_point_to_the_new_ones(argv: list[str], line: str, c
         (["bench", "compare", "tsm,tsn"], "compare"),
         (["bench", "two-stream", "--flow-length", "3"], "two-stream"),
         (["bench", "data", "--segments", "4"], "data"),
+        (["bench", "runtimes", "--no-int8"], "runtimes"),
     ],
 )
 def test_each_benchmark_is_a_subcommand(argv: list[str], benchmark: str) -> None:

@@ -308,7 +308,7 @@ def test_flow_model_exports_to_onnx(tmp_path: Path) -> None:
 
     model = build_model("resnet18", num_classes=3, n_segment=2, modality="flow", flow_length=2, shift=True).eval()
     path = export_model(model, tmp_path / "flow.onnx", format="onnx", size=32)
-    assert verify_export(model, path, format="onnx", size=32) < 1e-4
+    assert verify_export(model, path, format="onnx", size=32).max_rel < 1e-4
 
 
 def test_flow_presets_read_flow_lists() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 
@@ -14,7 +15,7 @@ from temporal_shift.checkpoint.loading import load_model, load_online
 from temporal_shift.cli import main
 from temporal_shift.data.synthetic import generate_synthetic
 from temporal_shift.engine.config import load_config
-from temporal_shift.engine.export import OnnxStream, export_online
+from temporal_shift.engine.export import OnnxStream, export_online, onnx_graph_summary
 from temporal_shift.engine.train import train
 from temporal_shift.models import build_model
 from temporal_shift.models.online import OnlineRecognizer, OnlineStream
@@ -131,6 +132,10 @@ def test_onnx_streaming_step_matches_pytorch_over_30_frames(tmp_path):
     model = causal_model("mobilenet_v2")
     online = OnlineRecognizer(model)
     path = export_online(online, tmp_path / "step.onnx", size=64)
+    summary = onnx_graph_summary(path)  # the one export form of the shift: rank 4, no scatter, all static
+    assert "ScatterND" not in summary["ops"] and summary["rank5_tensors"] == 0 and summary["ops"]["Concat"] >= 10
+    graph = onnx.load(str(path)).graph
+    assert all(d.dim_value > 0 for i in graph.input for d in i.type.tensor_type.shape.dim)
     frames = torch.randn(30, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     torch_stream, onnx_stream = OnlineStream(online), OnnxStream(path)
     expected = torch.stack([torch_stream.update(f) for f in frames])

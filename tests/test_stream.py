@@ -236,6 +236,24 @@ def test_onnxruntime_runtime_gives_the_same_top1(media, run_cli, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "shape" in err and out == "", err
 
 
+@pytest.mark.slow  # the ExecuTorch lowering and OpenVINO's conversion take ~20 s each on 2 cores
+@pytest.mark.parametrize(("runtime", "suffix"), [("executorch", ".pte"), ("openvino", ".xml")])
+def test_executorch_and_openvino_runtimes_give_the_same_top1(media, run_cli, tmp_path, runtime, suffix):
+    pytest.importorskip(runtime)
+    from temporal_shift.engine.export import export_online
+
+    step = export_online(load_online(media["ckpt"]), tmp_path / f"step{suffix}", format=runtime, size=SIZE)
+    common = ["stream", media["folder"], "--size", SIZE, "--topk", 1]
+    code, torch_out, err = run_cli([*common, "--checkpoint", media["ckpt"]])
+    assert code == 0, err
+    code, out, err = run_cli([*common, "--runtime", runtime, "--exported", step, "--threads", 1])
+    assert code == 0, err
+    torch_top = [json.loads(x)["topk"][0] for x in torch_out.splitlines()]
+    got = [json.loads(x)["topk"][0] for x in out.splitlines()]
+    assert [t["index"] for t in torch_top] == [t["index"] for t in got]
+    assert [t["score"] for t in torch_top] == pytest.approx([t["score"] for t in got], abs=1e-4)
+
+
 def test_cli_errors_are_one_line(media, run_cli, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -269,7 +287,9 @@ def test_load_stream_is_the_cli_without_argparse(media, tmp_path):
         ({}, "--checkpoint is required with --runtime torch"),
         ({"checkpoint": media["ckpt"], "onnx": tmp_path / "x.onnx"}, "--onnx is for --runtime onnxruntime"),
         ({"runtime": "onnxruntime", "checkpoint": media["ckpt"]}, "needs --onnx FILE"),
-        ({"runtime": "tensorrt"}, "runtime must be 'torch' or 'onnxruntime'"),
+        ({"runtime": "tensorrt"}, "runtime must be one of torch, onnxruntime, executorch, openvino"),
+        ({"runtime": "executorch"}, "--runtime executorch needs --exported FILE"),
+        ({"runtime": "openvino", "onnx": tmp_path / "x.onnx"}, "--onnx is for --runtime onnxruntime"),
         (
             {"checkpoint": media["ckpt"], "classes": write_classes(tmp_path / "two.txt", CLASSES[:2])},
             "two.txt: 2 class names, but the model has 4 classes",

@@ -83,7 +83,7 @@ def test_onnx_export_matches_pytorch(family: str, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     model = _tiny(family)
     out = export_model(model, tmp_path / "m.onnx", format="onnx", size=SIZE)
-    assert verify_export(model, out, format="onnx", size=SIZE) < 1e-4
+    assert verify_export(model, out, format="onnx", size=SIZE).max_rel < 1e-4
 
 
 @pytest.mark.parametrize("family", _families({"c3d"}))

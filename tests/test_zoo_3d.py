@@ -194,7 +194,7 @@ def test_onnx_export_matches_pytorch(tmp_path, family):
     size = SIZES[family][1]
     model = (c3d if family == "c3d" else i3d)().eval()
     out = export_model(model, tmp_path / f"{family}.onnx", size=size)
-    assert verify_export(model, out, format="onnx", size=size) < 1e-4
+    assert verify_export(model, out, format="onnx", size=size).max_rel < 1e-4
 
 
 # --- inflation ---------------------------------------------------------------------------

@@ -1,13 +1,14 @@
 """Streaming application: classify a video, a frame folder or a camera frame by frame.
 
-`load_stream(checkpoint=...)` gives the model to run (PyTorch or onnxruntime) and its class
+`load_stream(checkpoint=...)` gives the model to run (PyTorch, or an exported step in onnxruntime,
+ExecuTorch or OpenVINO) and its class
 names; `run_stream` is the whole ``tsm stream`` command.
 `stream_predictions(source, stream, classes=...)` reads frames from ``source``
 (`data.sources.open_source`: a video file, a frame folder or a camera), keeps
 every ``every``-th one, preprocesses it as at test time (resize the short side to
 ``short_side``, centre crop ``size``, ImageNet normalisation: ``data.transforms.test_transform``),
 runs one step of an online TSM (`models.online.OnlineStream` in PyTorch or
-`export.OnnxStream` in onnxruntime) and yields one `StreamRecord` per processed frame:
+`runtimes.ExportedStream` in the exported step's runtime) and yields one `StreamRecord` per processed frame:
 frame index, time in seconds, the top-k classes of the smoothed scores and the current
 (hysteresis-stable) label. `ScoreFilter` is the smoothing + hysteresis on its own.
 
@@ -42,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import av
 import numpy as np
@@ -52,12 +53,16 @@ from temporal_shift.data.lists import read_classes
 from temporal_shift.data.sources import SourceFrame, open_source, parse_source  # noqa: F401 (stream's sources)
 from temporal_shift.data.transforms import test_transform
 from temporal_shift.engine.export import OnnxStream
+from temporal_shift.engine.runtimes import ExportedStream
 from temporal_shift.hub.published import PublishedWeights
 from temporal_shift.models.online import OnlineStream
 
+if TYPE_CHECKING:
+    from temporal_shift.checkpoint.loading import LoadedCheckpoint
+
 
 class Stream(Protocol):
-    """What `stream_predictions` needs of a model: `OnlineStream` or `OnnxStream`."""
+    """What `stream_predictions` needs of a model: `OnlineStream` or an `ExportedStream`."""
 
     def update(self, frame: torch.Tensor) -> torch.Tensor: ...
 
@@ -439,64 +444,107 @@ def _load_causal(checkpoint: str | Path | PublishedWeights, *, n_segment: int | 
         raise ValueError(f"{checkpoint}: {exc}") from exc
 
 
+STEP_RUNTIMES = {"onnxruntime": "onnx", "executorch": "executorch", "openvino": "openvino"}
+RUNTIMES = ("torch", *STEP_RUNTIMES)
+
+
 def load_stream(
     *,
-    runtime: Literal["torch", "onnxruntime"] = "torch",
+    runtime: Literal["torch", "onnxruntime", "executorch", "openvino"] = "torch",
     checkpoint: str | Path | PublishedWeights | None = None,
     onnx: str | Path | None = None,
+    exported: str | Path | None = None,
     n_segment: int | None = None,
     classes: str | Path | None = None,
+    threads: int | None = None,
 ) -> StreamModel:
     """The stream ``tsm stream`` runs: a causal checkpoint stepped in PyTorch
-    (``runtime="torch"``, `OnlineStream`) or an exported streaming step in onnxruntime
-    (``runtime="onnxruntime"``, ``onnx`` from ``tsm export --online``, `OnnxStream`).
+    (``runtime="torch"``, `OnlineStream`) or a streaming step exported with ``tsm export
+    --online`` run in onnxruntime, ExecuTorch (XNNPACK) or OpenVINO (``exported``: the file
+    in the runtime's format; ``onnx`` is its older name for onnxruntime), an `ExportedStream`.
+    ``threads``: the runtime's CPU threads.
 
     Class names come from ``classes`` (a file, one name per line), else from published
     weights (``checkpoint=weights.get_weights(NAME)``: its dataset's names), else from the
     checkpoint (``tsm train`` with ``data.classes`` records them), else are the indices;
-    the number of classes is the checkpoint's (also for onnxruntime, if one is given),
-    else the ONNX model's output size. A class file of the wrong length is an error.
+    the number of classes is the checkpoint's (also for an exported step, if one is given),
+    else the exported step's output size. A class file of the wrong length is an error.
     """
     num_classes: int | None = None
     loaded = None
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if onnx is not None and exported is not None:
+        raise ValueError("give --exported FILE or --onnx FILE, not both")
+    step = exported if exported is not None else onnx
     if runtime == "torch":
         if checkpoint is None:
             raise ValueError("--checkpoint is required with --runtime torch (or --weights NAME)")
-        if onnx is not None:
-            raise ValueError("--onnx is for --runtime onnxruntime")
+        if step is not None:
+            raise ValueError(
+                f"{'--onnx' if onnx is not None else '--exported'} is for --runtime "
+                f"{'onnxruntime' if onnx is not None else 'onnxruntime, executorch or openvino'}"
+            )
         online, loaded = _load_causal(checkpoint, n_segment=n_segment)
         num_classes = online.config.num_classes
         stream: Stream = OnlineStream(online)
-    elif runtime == "onnxruntime":
-        if onnx is None:
-            raise ValueError("--runtime onnxruntime needs --onnx FILE (from tsm export --online)")
+    else:
         if checkpoint is not None:
             online, loaded = _load_causal(checkpoint, n_segment=n_segment)
             num_classes = online.config.num_classes
-        stream = OnnxStream(onnx)
+        stream = _exported_stream(runtime, step, onnx_given=onnx is not None, threads=threads)
         if num_classes is None:
-            shape = stream.session.get_outputs()[0].shape
-            num_classes = shape[-1] if isinstance(shape[-1], int) else None
-    else:
-        raise ValueError(f"runtime must be 'torch' or 'onnxruntime', got {runtime!r}")
+            num_classes = _probe_classes(stream)
+    return StreamModel(
+        stream=stream,
+        classes=_class_names(classes, checkpoint=checkpoint, loaded=loaded, num_classes=num_classes),
+        input_size=loaded.input_size if loaded else None,
+        scale_size=loaded.scale_size if loaded else None,
+    )
+
+
+def _exported_stream(
+    runtime: str, step: str | Path | None, *, onnx_given: bool, threads: int | None
+) -> OnnxStream | ExportedStream:
+    """The exported streaming step ``step`` in ``runtime`` (onnxruntime, executorch, openvino)."""
+    format = STEP_RUNTIMES[runtime]
+    if step is None:
+        flag = "--onnx FILE" if runtime == "onnxruntime" else "--exported FILE"
+        raise ValueError(f"--runtime {runtime} needs {flag} (from tsm export --online --format {format})")
+    if onnx_given and runtime != "onnxruntime":
+        raise ValueError(f"--onnx is for --runtime onnxruntime; give the {format} step as --exported FILE")
+    if runtime == "onnxruntime":
+        return OnnxStream(step, threads=threads)
+    return ExportedStream(step, format=format, threads=threads)
+
+
+def _class_names(
+    classes: str | Path | None,
+    *,
+    checkpoint: str | Path | PublishedWeights | None,
+    loaded: LoadedCheckpoint | None,
+    num_classes: int | None,
+) -> list[str]:
+    """From ``classes``, else the published weights' dataset, else the checkpoint, else the indices."""
     if classes is not None:
         names = read_classes(classes)
         if num_classes is not None and len(names) != num_classes:
             raise ValueError(f"{classes}: {len(names)} class names, but the model has {num_classes} classes")
-    elif isinstance(checkpoint, PublishedWeights):
-        names = checkpoint.class_names()
-    elif loaded is not None and loaded.class_names is not None:
-        names = list(loaded.class_names)
-    elif num_classes is not None:
-        names = [str(i) for i in range(num_classes)]
-    else:
-        raise ValueError("cannot tell the number of classes; pass --classes or --checkpoint")
-    return StreamModel(
-        stream=stream,
-        classes=names,
-        input_size=loaded.input_size if loaded else None,
-        scale_size=loaded.scale_size if loaded else None,
-    )
+        return names
+    if isinstance(checkpoint, PublishedWeights):
+        return checkpoint.class_names()
+    if loaded is not None and loaded.class_names is not None:
+        return list(loaded.class_names)
+    if num_classes is not None:
+        return [str(i) for i in range(num_classes)]
+    raise ValueError("cannot tell the number of classes; pass --classes or --checkpoint")
+
+
+def _probe_classes(stream: ExportedStream) -> int | None:
+    """The number of classes of an exported step: one step on a zero frame, then a fresh stream."""
+    stream.update(torch.zeros(stream.frame_shape[1:]))
+    stream.reset()
+    return stream.num_classes
 
 
 def run_stream(

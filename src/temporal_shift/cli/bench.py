@@ -1,7 +1,8 @@
-"""`tsm bench overhead|train|compare|two-stream|data`: what the shift costs (TSM vs TSN inference or
-training steps), the comparison models' efficiency table, the two-stream baseline's cost, and the
-data path's speed. Each subcommand takes only its own options; `moved` points the spellings from
-before the subcommands (`tsm bench --train`, `tsm bench-data`, ...) to the new ones."""
+"""`tsm bench overhead|train|compare|two-stream|data|runtimes`: what the shift costs (TSM vs TSN
+inference or training steps), the comparison models' efficiency table, the two-stream baseline's cost,
+the data path's speed, and TSN/TSM in the deployment runtimes. Each subcommand takes only its own
+options; `moved` points the spellings from before the subcommands (`tsm bench --train`,
+`tsm bench-data`, ...) to the new ones."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from temporal_shift.cli import options
 
-SUBCOMMANDS = ("overhead", "train", "compare", "two-stream", "data")
+SUBCOMMANDS = ("overhead", "train", "compare", "two-stream", "data", "runtimes")
 _MOVED_FLAGS = {"--train": "train", "--compare": "compare NAMES", "--two-stream": "two-stream"}
 
 
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
         help="benchmarks: TSM vs TSN overhead (inference, training steps), the comparison models' efficiency "
-        "table, the two-stream baseline, data loading",
+        "table, the two-stream baseline, data loading, deploy runtimes",
         description="What the shift costs and what the alternatives cost, each measured in interleaved rounds "
         "on one device; every benchmark prints a table and writes JSON (--json) and most a PNG (--plot).",
     )
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_compare(bench)
     _register_two_stream(bench)
     _register_data(bench)
+    _register_runtimes(bench)
 
 
 def _register_overhead(bench: argparse._SubParsersAction) -> None:
@@ -195,6 +197,59 @@ def _register_data(bench: argparse._SubParsersAction) -> None:
     )
     options.add_result_files(b)
     b.set_defaults(func=_cmd_data)
+
+
+def _register_runtimes(bench: argparse._SubParsersAction) -> None:
+    from temporal_shift.apps.bench.runtimes import ARCHS, RUNTIMES, benchmark_runtimes
+
+    b = bench.add_parser(
+        "runtimes",
+        help="TSN vs TSM batch-1 latency in PyTorch eager, torch.compile, onnxruntime, ExecuTorch "
+        "(XNNPACK) and OpenVINO, fp32 and int8, and the online step's frames/s",
+        description="Export TSN and TSM (identical weights) of each backbone as tsm export does, run them in each "
+        "runtime on the CPU and time them in one run of interleaved rounds: batch-1 latency, the TSM/TSN ratio "
+        "per runtime, the online MobileNetV2 step's frames/s and the fastest runtime's speed-up over eager. "
+        "Needs the 'deploy' extra; exported files are kept in --work-dir.",
+    )
+    b.add_argument("--archs", default=",".join(ARCHS), help="comma-separated backbones (default %(default)s)")
+    b.add_argument("--runtimes", default=",".join(RUNTIMES), help="comma-separated runtimes (default %(default)s)")
+    b.add_argument("--no-int8", action="store_true", help="skip the int8 ExecuTorch and OpenVINO builds")
+    b.add_argument("--no-online", action="store_true", help="skip the online MobileNetV2 step")
+    options.add_segments(
+        b, default=options.default(benchmark_runtimes, "n_segment"), help="frames per clip (default %(default)s)"
+    )
+    b.add_argument(
+        "--size",
+        type=int,
+        default=options.default(benchmark_runtimes, "size"),
+        help="input height and width (default %(default)s)",
+    )
+    b.add_argument(
+        "--repeats",
+        type=int,
+        default=options.default(benchmark_runtimes, "repeats"),
+        help="interleaved rounds (default %(default)s)",
+    )
+    b.add_argument(
+        "--warmup",
+        type=int,
+        default=options.default(benchmark_runtimes, "warmup"),
+        help="untimed rounds first (default %(default)s)",
+    )
+    b.add_argument(
+        "--threads",
+        type=int,
+        default=options.default(benchmark_runtimes, "threads"),
+        help="CPU threads of every runtime (default %(default)s)",
+    )
+    b.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(options.default(benchmark_runtimes, "work_dir")),
+        help="where the exported models are kept (default %(default)s)",
+    )
+    options.add_result_files(b)
+    b.set_defaults(func=_cmd_runtimes)
 
 
 def _add_pair(parser: argparse.ArgumentParser, *, library: Callable[..., object], warmup: str) -> None:
@@ -350,4 +405,30 @@ def _cmd_data(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     options.print_result(result, json_file=args.json, plot_file=args.plot, plot=plot_data_bench)
+    return 0
+
+
+def _cmd_runtimes(args: argparse.Namespace) -> int:
+    from temporal_shift.apps.bench.runtimes import benchmark_runtimes, plot_runtimes
+
+    def names(spec: str, what: str) -> list[str]:
+        values = [v.strip() for v in spec.split(",") if v.strip()]
+        if not values:
+            raise ValueError(f"--{what}: no names in {spec!r}")
+        return values
+
+    result = benchmark_runtimes(
+        archs=names(args.archs, "archs"),
+        runtimes=names(args.runtimes, "runtimes"),
+        int8=not args.no_int8,
+        online=not args.no_online,
+        n_segment=args.segments,
+        size=args.size,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        work_dir=args.work_dir,
+    )
+    plot = args.plot if args.plot is not None else (args.json.with_suffix(".png") if args.json else None)
+    options.print_result(result, json_file=args.json, plot_file=plot, plot=plot_runtimes)
     return 0

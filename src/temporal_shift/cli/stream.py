@@ -10,7 +10,7 @@ from temporal_shift.cli import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from temporal_shift.apps.stream import load_stream, run_stream
+    from temporal_shift.apps.stream import RUNTIMES, load_stream, run_stream
 
     p = sub.add_parser(
         "stream",
@@ -29,8 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: indices)")
     options.add_segments(p)
-    p.add_argument("--runtime", default=options.default(load_stream, "runtime"), choices=("torch", "onnxruntime"))
-    p.add_argument("--onnx", type=Path, default=None, help="streaming-step ONNX (tsm export --online), for onnxruntime")
+    p.add_argument(
+        "--runtime",
+        default=options.default(load_stream, "runtime"),
+        choices=RUNTIMES,
+        help="torch (a checkpoint), or the runtime of a step exported with tsm export --online",
+    )
+    p.add_argument(
+        "--exported",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the exported streaming step (.onnx, .pte, .xml) for onnxruntime, executorch or openvino",
+    )
+    p.add_argument("--onnx", type=Path, default=None, help="streaming-step ONNX, for onnxruntime (= --exported)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of an exported step's runtime")
     p.add_argument(
         "--every",
         type=int,
@@ -65,7 +78,13 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
     checkpoint = options.checkpoint_or_weights(args, required=False)
     model = load_stream(
-        runtime=args.runtime, checkpoint=checkpoint, onnx=args.onnx, n_segment=args.segments, classes=args.classes
+        runtime=args.runtime,
+        checkpoint=checkpoint,
+        onnx=args.onnx,
+        exported=args.exported,
+        n_segment=args.segments,
+        classes=args.classes,
+        threads=args.threads,
     )
     summary = run_stream(
         args.source,

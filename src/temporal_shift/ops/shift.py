@@ -18,7 +18,9 @@ the feature map. Which implementation runs depends on the context (`_dispatch`):
   (`nodes.Shift`) whose backward is the adjoint shift;
 - ``torch.compile``: `shift_functional`, which Inductor fuses into one pass in the
   convolution's layout, forward and backward;
-- TorchScript tracing and ``torch.export`` / ONNX: `shift_with_torch_ops`, standard ops;
+- TorchScript tracing and ``torch.export`` (hence ONNX, ExecuTorch, OpenVINO, TensorRT):
+  `shift_export`, static slices and concatenations on rank-4 tensors (Core ATen ops only),
+  in the module path as in `temporal_shift`;
 - `TemporalShift` in training keeps the unshifted input for the backward pass, not a
   shifted copy, and shifts it again there: eager, the shift and the convolution it wraps
   are one autograd node (`nodes.ShiftConv2d`); compiled, the shift is checkpointed, which
@@ -80,8 +82,8 @@ def temporal_shift(x: Tensor, n_segment: int, *, fold_div: int = 8, mode: str = 
 def _dispatch(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
     """The implementation for the context: exported graphs, compiled graphs, or eager."""
     if _is_graph_export():
-        # TorchScript and torch.export (hence ONNX): standard ops that run anywhere
-        return shift_with_torch_ops(x, n_segment, fold, offset0, offset1)
+        # TorchScript and torch.export (hence ONNX, ExecuTorch, OpenVINO): one exported form
+        return shift_export(x, n_segment, fold, offset0, offset1)
     if torch.compiler.is_compiling():
         # Inductor fuses the functional form into one pass in the consumer's layout
         return shift_functional(x, n_segment, fold, offset0, offset1)
@@ -106,8 +108,8 @@ def shift_with_torch_ops(x: Tensor, n_segment: int, fold: int, offset0: int, off
     Channels ``[0, fold)`` read frame ``t + offset0``, channels ``[fold, 2*fold)`` frame
     ``t + offset1`` (offsets in {-1, 0, 1}), zero where that frame is outside the clip;
     the rest are copied. Every output element is written exactly once (no zero-fill of
-    the whole tensor). This is the implementation in traced and exported graphs (it maps
-    to standard ONNX ops) and the reference the other implementations are tested against.
+    the whole tensor). The reference the other implementations are tested against (exported
+    graphs take `shift_export`).
     """
     out = torch.empty_like(x)
     # (N, T, C, H, W) views; splitting the outermost dim is a view in any memory format.
@@ -166,6 +168,56 @@ def shift_functional(x: Tensor, n_segment: int, fold: int, offset0: int, offset1
     parts.append(y.narrow(dim, start, y.shape[dim] - start))
     out = torch.cat(parts, dim=dim)
     return out.permute(0, 3, 1, 2) if channels_last else out
+
+
+def shift_export(x: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
+    """The shift as exported graphs have it: static slices and concatenations, rank 4 only.
+
+    Every runtime we deploy to fuses or delegates these ops: no scatter, no in-place write,
+    no 5-D tensor, no mask, only Core ATen ops (slice, cat, constant_pad_nd, view). Two
+    spellings of the same function, chosen by what the graph knows about the batch:
+
+    - a static batch (ExecuTorch programs, the streaming step): the frames stay in the
+      (N*T, C, H, W) tensor; each shifted channel group is the clips' frames sliced along
+      the batch dim with one zero frame concatenated at the clip edge. No reshape, so a
+      runtime that keeps feature maps channels-last (XNNPACK) runs the shift in its layout,
+      inside the delegate: a slice or concatenation along channels is one along its last dim;
+    - a dynamic batch N (ONNX, OpenVINO, TorchScript, torch.export with ``Dim("batch")``):
+      a (N, T, C, H*W) view, slices along T and C, a zero frame padded along T, one
+      concatenation along C, and the view back: static shapes except N.
+    """
+    batch = x.shape[0]
+    groups = []
+    for lo, offset in ((0, offset0), (fold, offset1)):
+        if offset == 0:
+            break
+        groups.append((lo, lo + fold, offset))
+    rest = fold * len(groups)  # channels [rest, C) stay
+    if not groups:
+        return x
+    if not isinstance(batch, int) or torch.jit.is_tracing():
+        c, h, w = x.shape[1:]
+        y = x.reshape(-1, n_segment, c, h * w)
+        parts = []
+        for lo, hi, offset in groups:
+            group = y[:, :, lo:hi]
+            # F.pad lists dims from the last one; the third pair pads dim 1 (time)
+            if offset > 0:  # from t+1; the last frame of each clip gets zeros
+                parts.append(nn.functional.pad(group[:, 1:], (0, 0, 0, 0, 0, 1)))
+            else:  # from t-1; the first frame of each clip gets zeros
+                parts.append(nn.functional.pad(group[:, :-1], (0, 0, 0, 0, 1, 0)))
+        parts.append(y[:, :, rest:])
+        return torch.cat(parts, dim=2).reshape(x.shape)
+    parts = []
+    for lo, hi, offset in groups:
+        zero = x.new_zeros((1, hi - lo, *tuple(x.shape[2:])))
+        pieces = []
+        for start in range(0, batch, n_segment):  # one clip at a time: static slices
+            clip = x[start : start + n_segment, lo:hi]
+            pieces += [clip[1:], zero] if offset > 0 else [zero, clip[:-1]]
+        parts.append(torch.cat([p for p in pieces if p.shape[0] > 0], dim=0))
+    parts.append(x[:, rest:])
+    return torch.cat(parts, dim=1)
 
 
 # --- the registered operator -----------------------------------------------------------
@@ -300,7 +352,7 @@ class TemporalShift(nn.Module):
         net = self.net
         args = (self.n_segment, fold, *OFFSETS[self.mode])
         if _is_graph_export():
-            return net(shift_with_torch_ops(x, *args))
+            return net(shift_export(x, *args))
         if fold == 0:  # nothing moves
             return net(x)
         if torch.compiler.is_compiling():

@@ -1,0 +1,139 @@
+"""Top-1 and latency of a trained TSM before and after int8 quantization, in ExecuTorch and OpenVINO.
+
+The model is the demo's trained TSM (``tsm demo``: ResNet-18, T=4, 32x32 synthetic clips; its
+``runs/demo/tsm/last.pt``), tested on the demo's validation split (720 clips) the way the demo
+tests it: one clip of segment centres, the checkpoint's short side and crop (32, 32). The int8
+builds are what ``tsm export --quantize int8 --calibration LIST`` writes: ExecuTorch with PT2E and
+the XNNPACK quantizer, OpenVINO with NNCF, both calibrated on the first ``--calibration-clips``
+clips of the *training* list. Every runtime sees the same preprocessed clips, one at a time (batch 1); latency
+is timed in interleaved rounds over the runtimes on one clip.
+
+    .venv/bin/python benchmarks/int8_accuracy.py --checkpoint runs/demo/tsm/last.pt \
+        --root data/synthetic_demo --json int8.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from temporal_shift.checkpoint.loading import load_checkpoint
+from temporal_shift.data.factory import build_dataset
+from temporal_shift.data.sampling import TSNSampler
+from temporal_shift.engine.export import calibration_clips, export_model
+from temporal_shift.engine.runtimes import load_runtime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--root", type=Path, required=True, help="the demo's data folder")
+    parser.add_argument("--val-list", default="val_frames.txt")
+    parser.add_argument("--calibration-list", default="train_frames.txt")
+    parser.add_argument("--calibration-clips", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=100, help="interleaved latency rounds")
+    parser.add_argument("--out-dir", type=Path, default=Path("int8_accuracy"))
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    loaded = load_checkpoint(args.checkpoint)
+    model = loaded.model.eval()
+    size = int(loaded.input_size or 224)
+    t = model.config.n_segment
+    scale = int(loaded.scale_size or round(size * 8 / 7))  # as the checkpoint was tested (the demo: 32, 32)
+    val = build_dataset(
+        modality="rgb",
+        list_file=args.root / args.val_list,
+        root=args.root,
+        train=False,
+        size=size,
+        scale_size=scale,
+        sampler=TSNSampler(n_segment=t, train=False),
+    )
+    clips = torch.stack([val[i][0] for i in range(len(val))])
+    labels = torch.tensor([val.records[i].label for i in range(len(val))])
+    calibration = calibration_clips(
+        args.root / args.calibration_list,
+        root=args.root,
+        model=model,
+        size=size,
+        scale_size=scale,
+        limit=args.calibration_clips,
+    )
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    runners = {"pytorch": lambda x: model(x)}
+    for fmt, suffix in (("executorch", ".pte"), ("openvino", ".xml")):
+        for quantize in (None, "int8"):
+            path = args.out_dir / f"tsm-{'int8' if quantize else 'fp32'}{suffix}"
+            started = time.perf_counter()
+            if not path.is_file():  # kept in --out-dir: a second run only measures
+                export_model(
+                    model,
+                    path,
+                    format=fmt,
+                    size=size,
+                    batch_size=1,
+                    quantize=quantize,
+                    calibration=calibration if quantize else None,
+                )
+                print(f"exported {path} in {time.perf_counter() - started:.0f} s", flush=True)
+            runtime = load_runtime(path, threads=args.threads)
+            runners[f"{fmt}-{quantize or 'fp32'}"] = lambda x, r=runtime: r(x)[0]
+
+    results: dict[str, dict[str, float]] = {}
+    with torch.inference_mode():
+        reference = torch.cat([model(c.unsqueeze(0)) for c in clips])
+        for name, run in runners.items():
+            logits = torch.cat([run(c.unsqueeze(0)) for c in clips])
+            results[name] = {
+                "top1": float((logits.argmax(1) == labels).float().mean()) * 100,
+                "agreement_with_pytorch": float((logits.argmax(1) == reference.argmax(1)).float().mean()) * 100,
+                "max_abs_logit_difference": float((logits - reference).abs().max()),
+            }
+            print(name, results[name], flush=True)
+        one = clips[:1]
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        names = list(runners)
+        for r in range(args.repeats + 3):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                start = time.perf_counter()
+                runners[name](one)
+                if r >= 3:
+                    times[name].append((time.perf_counter() - start) * 1e3)
+    for name in runners:
+        results[name]["latency_ms_median"] = statistics.median(times[name])
+        q = statistics.quantiles(times[name], n=4)
+        results[name]["latency_ms_iqr"] = [q[0], q[2]]
+    print(f"{'runtime':<20}{'top-1 %':>9}{'agree %':>9}{'max |dlogit|':>14}{'ms/clip':>10}  IQR")
+    for name, row in results.items():
+        print(
+            f"{name:<20}{row['top1']:>9.2f}{row['agreement_with_pytorch']:>9.2f}"
+            f"{row['max_abs_logit_difference']:>14.3g}{row['latency_ms_median']:>10.1f}"
+            f"  {row['latency_ms_iqr'][0]:.1f}-{row['latency_ms_iqr'][1]:.1f}"
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "checkpoint": str(args.checkpoint),
+                    "clips": len(clips),
+                    "size": size,
+                    "calibration_clips": sum(len(c) for c in calibration),
+                    "threads": args.threads,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

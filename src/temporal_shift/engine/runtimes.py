@@ -1,0 +1,325 @@
+"""Run an exported model in the runtime its format is for, with one interface.
+
+`load_runtime(path)` opens an exported file in its runtime and gives a `Runtime`: call it
+with the graph's inputs (torch tensors on the CPU) and it returns the outputs as torch
+tensors, in the order the graph names them. Which runtime runs which format:
+
+- ``onnx``: onnxruntime (CPU execution provider);
+- ``executorch``: ExecuTorch's runtime (``executorch.runtime``) with the XNNPACK delegate;
+- ``openvino``: OpenVINO on the CPU with the f32 precision hint (its default on CPUs
+  with bf16 support is bf16, which would not be the model that was exported);
+- ``tensorrt``: a TensorRT engine on a CUDA device (fp32 or fp16, as built);
+- ``torchscript`` / ``exported``: torch.jit / torch.export in PyTorch itself.
+
+`ExportedStream` is `models.online.OnlineStream`'s interface over an exported streaming
+step, in any of these runtimes. The runtimes are optional: a missing one is a one-line error
+naming the extra that installs it (``deploy``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMATS = ("onnx", "executorch", "openvino", "torchscript", "exported", "tensorrt")
+# the file each format writes (the OpenVINO IR is an .xml with its weights in a .bin beside it)
+SUFFIXES = {
+    "onnx": ".onnx",
+    "executorch": ".pte",
+    "openvino": ".xml",
+    "torchscript": ".ts",
+    "exported": ".pt2",
+    "tensorrt": ".engine",
+}
+RUNTIMES = {
+    "onnx": "onnxruntime",
+    "executorch": "ExecuTorch (XNNPACK)",
+    "openvino": "OpenVINO (CPU, f32)",
+    "torchscript": "torch.jit",
+    "exported": "torch.export",
+    "tensorrt": "TensorRT",
+}
+# the Python package each format needs, and the extra that installs it
+PACKAGES = {
+    "onnx": ("onnxruntime",),
+    "executorch": ("executorch",),
+    "openvino": ("openvino",),
+    "tensorrt": ("tensorrt",),
+}
+EXTRA = "pip install 'temporal-shift[deploy]'"
+# the extra file of an exported TorchScript module that records its input/output names and input shapes
+TORCHSCRIPT_SIGNATURE = "temporal_shift_signature.json"
+
+
+def require(module: str, *, what: str) -> ModuleType:
+    """Import ``module`` or raise a one-line ValueError naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        hint = "pip install tensorrt (with CUDA)" if module.startswith("tensorrt") else EXTRA
+        raise ValueError(f"{what} needs {module.split('.')[0]}, which is not installed: {hint} ({exc})") from None
+
+
+def format_of(path: str | Path, format: str | None = None) -> str:
+    """``format`` if given (checked), else the format the file's suffix says."""
+    if format is not None:
+        if format not in FORMATS:
+            raise ValueError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
+        return format
+    suffix = Path(path).suffix.lower()
+    for name, known in SUFFIXES.items():
+        if suffix == known:
+            return name
+    if suffix in (".pt", ".plan"):
+        return "torchscript" if suffix == ".pt" else "tensorrt"
+    raise ValueError(
+        f"{path}: cannot tell the format from the suffix {suffix!r}; give the format ({', '.join(FORMATS)})"
+    )
+
+
+class Runtime:
+    """An exported graph opened in its runtime: ``runtime(*inputs) -> list of outputs``.
+
+    ``input_shapes``: each input's shape (None for a dynamic dim) where the format records
+    it; ``input_names`` / ``output_names`` likewise (empty where the format has none).
+    """
+
+    format: str = ""
+    input_names: list[str]
+    output_names: list[str]
+    input_shapes: list[tuple[int | None, ...]]
+
+    def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        return RUNTIMES[self.format]
+
+
+class OnnxRuntime(Runtime):
+    format = "onnx"
+
+    def __init__(self, path: Path, *, threads: int | None = None, spin: bool = False) -> None:
+        ort = require("onnxruntime", what="running ONNX models")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        # idle workers busy-wait between calls unless told not to, stealing the CPU from the rest
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.input_shapes = [
+            tuple(d if isinstance(d, int) else None for d in i.shape) for i in self.session.get_inputs()
+        ]
+
+    def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        feeds = {name: _numpy(x) for name, x in zip(self.input_names, inputs, strict=True)}
+        return [torch.from_numpy(np.asarray(o)) for o in self.session.run(self.output_names, feeds)]
+
+
+class ExecuTorchRuntime(Runtime):
+    format = "executorch"
+
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+        runtime = require("executorch.runtime", what="running ExecuTorch programs")
+        if threads:
+            portable = require("executorch.extension.pybindings.portable_lib", what="running ExecuTorch programs")
+            portable._unsafe_reset_threadpool(threads)
+        self.program = runtime.Runtime.get().load_program(Path(path))
+        self.method = self.program.load_method("forward")
+        meta = self.method.metadata
+        self.input_shapes = [tuple(meta.input_tensor_meta(i).sizes()) for i in range(meta.num_inputs())]
+        self.input_names, self.output_names = [], []
+
+    def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        return [o.clone() for o in self.method.execute([x.detach().cpu().contiguous() for x in inputs])]
+
+
+class OpenVinoRuntime(Runtime):
+    format = "openvino"
+
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+        ov = require("openvino", what="running OpenVINO models")
+        core = ov.Core()
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.input_names = [p.get_any_name() for p in self.compiled.inputs]
+        self.output_names = [p.get_any_name() for p in self.compiled.outputs]
+        self.input_shapes = [
+            tuple(d.get_length() if d.is_static else None for d in p.get_partial_shape()) for p in self.compiled.inputs
+        ]
+
+    def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        results = self.request.infer([_numpy(x) for x in inputs], share_inputs=False)
+        return [torch.from_numpy(np.array(results[out])) for out in self.compiled.outputs]
+
+
+class TensorRTRuntime(Runtime):
+    format = "tensorrt"
+
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+        trt = require("tensorrt", what="running TensorRT engines")
+        if not torch.cuda.is_available():
+            raise ValueError(f"{path}: a TensorRT engine runs on a CUDA device, and none is available")
+        logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(logger).deserialize_cuda_engine(Path(path).read_bytes())
+        if self.engine is None:
+            raise ValueError(f"{path}: not a TensorRT engine built by this TensorRT version")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        mode = trt.TensorIOMode.INPUT
+        self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == mode]
+        self.output_names = [n for n in names if self.engine.get_tensor_mode(n) != mode]
+        self.input_shapes = [
+            tuple(d if d >= 0 else None for d in self.engine.get_tensor_shape(n)) for n in self.input_names
+        ]
+
+    def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        stream = torch.cuda.current_stream()
+        keep = []
+        for name, x in zip(self.input_names, inputs, strict=True):
+            x = x.detach().to("cuda", torch.float32).contiguous()
+            keep.append(x)
+            self.context.set_input_shape(name, tuple(x.shape))
+            self.context.set_tensor_address(name, x.data_ptr())
+        outputs = []
+        for name in self.output_names:
+            out = torch.empty(tuple(self.context.get_tensor_shape(name)), device="cuda", dtype=torch.float32)
+            self.context.set_tensor_address(name, out.data_ptr())
+            outputs.append(out)
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        stream.synchronize()
+        return [o.cpu() for o in outputs]
+
+
+class TorchRuntime(Runtime):
+    """A TorchScript module or a torch.export program, run in PyTorch."""
+
+    def __init__(self, path: Path, *, format: str) -> None:
+        import warnings
+
+        self.format = format
+        self.input_names, self.output_names = [], []
+        if format == "torchscript":
+            extra = {TORCHSCRIPT_SIGNATURE: ""}
+            with warnings.catch_warnings():  # torch.jit is deprecated upstream but still works
+                warnings.simplefilter("ignore", FutureWarning)
+                self.module = torch.jit.load(str(path), _extra_files=extra)
+            # written by engine.export; a TorchScript file from elsewhere has none
+            signature = json.loads(extra[TORCHSCRIPT_SIGNATURE] or '{"inputs": [], "outputs": [], "shapes": []}')
+            self.input_names, self.output_names = signature["inputs"], signature["outputs"]
+            self.input_shapes = [tuple(shape) for shape in signature["shapes"]]
+        else:
+            program = torch.export.load(str(path))
+            self.module = program.module()
+            specs = [s for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+            nodes = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+            self.input_shapes = [
+                tuple(d if isinstance(d, int) else None for d in nodes[s.arg.name].meta["val"].shape) for s in specs
+            ]
+
+    def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        with torch.no_grad():
+            out = self.module(*inputs)
+        return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def load_runtime(path: str | Path, *, format: str | None = None, threads: int | None = None) -> Runtime:
+    """Open the exported file ``path`` in the runtime of its ``format`` (default: from the
+    suffix). ``threads``: the runtime's CPU threads (default: its own choice)."""
+    path = Path(path)
+    format = format_of(path, format)
+    if not path.is_file():
+        raise FileNotFoundError(f"exported model not found: {path}")
+    if format == "onnx":
+        return OnnxRuntime(path, threads=threads)
+    if format == "executorch":
+        return ExecuTorchRuntime(path, threads=threads)
+    if format == "openvino":
+        return OpenVinoRuntime(path, threads=threads)
+    if format == "tensorrt":
+        return TensorRTRuntime(path, threads=threads)
+    return TorchRuntime(path, format=format)
+
+
+def _numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().float().contiguous().numpy()
+
+
+# --- the streaming step, in any runtime ----------------------------------------------------
+
+
+class ExportedStream:
+    """`OnlineStream`'s interface (``update(frame) -> logits``, ``reset()``) over a streaming
+    step exported with ``tsm export --online``: inputs ``(frame, *buffers)``, outputs
+    ``(logits, *new_buffers)``; each step's new buffers are fed back as the next one's."""
+
+    def __init__(
+        self, path: str | Path, *, format: str | None = None, threads: int | None = None, runtime: Runtime | None = None
+    ) -> None:
+        path = Path(path)
+        self.runtime = runtime if runtime is not None else load_runtime(path, format=format, threads=threads)
+        shapes = self.runtime.input_shapes
+        names = self.runtime.input_names
+        if (names and names[0] != "frame") or (shapes and (len(shapes[0]) != 4 or shapes[0][0] not in (1, None))):
+            raise ValueError(f"{path}: not a streaming-step export (no 'frame' input); use tsm export --online")
+        frame = _static((1, *shapes[0][1:])) if shapes else None
+        buffers = [_static(s) for s in shapes[1:]]
+        if frame is None or None in buffers:
+            raise ValueError(
+                f"{path}: the streaming step's inputs have no static shapes; re-export it with tsm export --online"
+            )
+        self.frame_shape = frame  # (1, C, H, W)
+        self._buffer_shapes = [b for b in buffers if b is not None]
+        self.reset()
+
+    @property
+    def num_classes(self) -> int | None:
+        """The size of the logits, known after the first step (None before)."""
+        return self._num_classes
+
+    def reset(self) -> None:
+        self._buffers = [torch.zeros(shape) for shape in self._buffer_shapes]
+        self.steps = 0
+        if not hasattr(self, "_num_classes"):
+            self._num_classes: int | None = None
+
+    def update(self, frame: torch.Tensor) -> torch.Tensor:
+        if frame.dim() == 3:
+            frame = frame.unsqueeze(0)
+        if tuple(frame.shape) != self.frame_shape:
+            raise ValueError(f"expected a frame of shape {self.frame_shape}, got {tuple(frame.shape)}")
+        logits, *self._buffers = self.runtime(frame.detach().cpu().float(), *self._buffers)
+        self.steps += 1
+        self._num_classes = int(logits.shape[-1])
+        return logits[0]
+
+
+def _static(shape: Sequence[int | None]) -> tuple[int, ...] | None:
+    """``shape`` when every dim is known, else None."""
+    dims = tuple(d for d in shape if d is not None)
+    return dims if len(dims) == len(shape) else None
+
+
+def run_steps(runtime: Runtime | Sequence[Any], frames: torch.Tensor, buffers: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Logits (S, K) of ``frames`` (S, C, H, W) streamed through a step ``runtime`` from ``buffers``."""
+    logits = []
+    state = list(buffers)
+    for frame in frames:
+        out, *state = runtime(frame.unsqueeze(0), *state)  # type: ignore[operator]
+        logits.append(out[0])
+    return torch.stack(logits)
