@@ -17,7 +17,7 @@ from temporal_shift.cli import main
 from temporal_shift.data.decode import CorruptMediaError
 from temporal_shift.data.encode import write_frame_folder, write_video
 from temporal_shift.data.flow import (
-    FLOW_DONE_MARKER,
+    FLOW_DONE_FILE,
     FLOW_MEAN,
     FLOW_STD,
     FlowComputer,
@@ -158,8 +158,8 @@ def test_extract_flow_from_frames_and_video_in_the_reference_layout(tmp_path: Pa
     write_frame_folder(tmp_path / "frames" / "sq", frames, quality=95)
     write_video(tmp_path / "videos" / "sq.mp4", frames, crf=0)
     n = extract_flow(tmp_path / "frames" / "sq", tmp_path / "out" / "sq", method="farneback", bound=8)
-    assert n == 4 and (tmp_path / "out" / "sq" / FLOW_DONE_MARKER).read_text().strip() == "4"
-    names = sorted(p.name for p in (tmp_path / "out" / "sq").glob("flow_*"))
+    assert n == 4
+    names = sorted(p.name for p in (tmp_path / "out" / "sq").iterdir())  # flow files only
     assert names == [f"flow_{a}_{i:05d}.jpg" for a in "xy" for i in range(1, 5)]
     flow = dequantize_flow(read_flow_folder(tmp_path / "out" / "sq", [0, 3]).numpy(), bound=8)
     centre = flow[:, :, 13:19, 13:19].mean(axis=(2, 3))  # (fields, 2) at the square in frame 1
@@ -182,7 +182,10 @@ def test_prepare_flow_is_resumable_and_lists_failures(tmp_path: Path, capsys) ->
     assert result.list_file.read_text().splitlines() == ["v0 3 0", "v1 4 1", "v2 5 2"]
     assert (root / "v1" / "img_00001.jpg").is_file()  # flow sits next to the frames
     stamp = (root / "v0" / "flow_x_00001.jpg").stat().st_mtime_ns
-    (root / "v2" / FLOW_DONE_MARKER).unlink()  # interrupted: redone
+    done = (root / FLOW_DONE_FILE).read_text().splitlines()
+    assert sorted(done) == ["v0\t3", "v1\t4", "v2\t5"]
+    kept = [line for line in done if not line.startswith("v2")]  # v2 interrupted: redone
+    (root / FLOW_DONE_FILE).write_text("".join(f"{line}\n" for line in kept))
     os.utime(root / "v1" / "flow_x_00001.jpg", ns=(1, 1))
     again = prepare_flow(root / "val.txt", root=root, out_root=root, method="farneback", workers=1, progress=False)
     assert (again.extraction.extracted, again.extraction.skipped) == (1, 2)

@@ -25,7 +25,7 @@ from temporal_shift.data.flow.compute import (
 from temporal_shift.data.flow.dataset import FlowDataset, FlowFolderSource, pair_records
 from temporal_shift.data.flow.layout import (
     DEFAULT_BOUND,
-    FLOW_DONE_MARKER,
+    FLOW_DONE_FILE,
     FLOW_FAILURES_FILE,
     FLOW_X_TEMPLATE,
     FLOW_Y_TEMPLATE,
@@ -51,7 +51,7 @@ from temporal_shift.data.flow.transforms import (
 __all__ = [
     "DEFAULT_BOUND",
     "DEFAULT_FLOW_LENGTH",
-    "FLOW_DONE_MARKER",
+    "FLOW_DONE_FILE",
     "FLOW_FAILURES_FILE",
     "FLOW_MEAN",
     "FLOW_STD",
