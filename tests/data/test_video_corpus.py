@@ -13,7 +13,7 @@ import pytest
 import torch
 from video_corpus import CORPUS, frame_numbers, one_pixel_numbers, sequential_frames, write_corpus_file
 
-from temporal_shift.apps.stream import GapDetector
+from temporal_shift.apps.stream import GapDetector, StreamPredictor
 from temporal_shift.data import video_index
 from temporal_shift.data.decode import (
     CorruptMediaError,
@@ -110,3 +110,28 @@ def test_torchcodec_gives_the_same_frames_or_refuses(corpus, name):
             read_video(path, indices, decoder="torchcodec")
         return
     assert torch.equal(read_video(path, indices, decoder="torchcodec"), expected[indices])
+
+
+class CountingStream:
+    """A stand-in model step for `StreamPredictor`: constant scores, counts its resets."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+
+    def update(self, frame: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(2)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("every", [1, 2])
+def test_tsm_stream_resets_at_the_start_and_at_real_drops_only(corpus, name, every):
+    path, _, expected = reference(corpus, name)
+    with VideoSource.open(path) as source:
+        predictor = StreamPredictor(CountingStream(), classes=["a", "b"], size=8, short_side=8, every=every)
+        records = list(predictor.run(source.frames(), fps=source.fps))
+    assert len(records) == len(range(0, len(expected), every))
+    drops = {"vfr_jump.mp4": 1}.get(name, 0)  # its 1 s hole; B-frames and offsets are no gaps
+    assert predictor.summary.resets == {"start": 1, "gap": drops, "request": 0}, name

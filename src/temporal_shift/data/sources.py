@@ -11,7 +11,9 @@ A `FrameSource` gives the frames of one video two ways:
 `FolderSource` numbers a folder's frames by a template (``img_00001.jpg`` ...) or by its
 JPEGs sorted by name, `VideoSource` reads a video file, `CameraSource` a camera.
 `open_source` decides the kind of one path or camera index (``tsm stream``), `find_sources`
-what a path holds for ``tsm predict`` (a video, a frame folder or a folder of videos).
+what a path holds for ``tsm predict`` (a video, a frame folder or a folder of videos); both
+read a folder by the same rule (`open_folder`), so ``stream`` and ``predict`` see the same
+frames of it.
 
 Sources are thin: decoding is `data.decode`'s (simplejpeg, PyAV), and its errors (naming
 the file) pass through unchanged.
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg")
+# optical flow images (tsm prepare flow, TSN's dense_flow, MMAction2) that share folders with frames
+FLOW_IMAGE_PREFIXES = ("flow_x_", "flow_y_", "x_", "y_")
 DEFAULT_FPS = 25.0  # frame folders have no frame rate of their own
 SourceKind = Literal["frames", "video", "camera"]
 
@@ -272,7 +276,11 @@ def open_folder(
     folder: str | Path, *, template: str | None = DEFAULT_TEMPLATE, fps: float = DEFAULT_FPS
 ) -> FolderSource:
     """A frame folder's source: its ``template`` files (numbered from 1) when the first one is
-    there, else (or with ``template=None``) its ``*.jpg``/``*.jpeg`` files sorted by name."""
+    there, else (or with ``template=None``) its ``*.jpg``/``*.jpeg`` files sorted by name.
+
+    Sorted by name, flow images (``flow_x_``, ``flow_y_``, ``x_``, ``y_`` ...) would be read as
+    frames: a folder holding them and no ``template`` files is refused, naming the template
+    option to give."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: frame folder not found")
@@ -283,6 +291,13 @@ def open_folder(
     files = _jpegs(folder)
     if not files:
         raise ValueError(f"{folder}: no JPEG frames (*.jpg, *.jpeg) in this folder")
+    flow = [p.name for p in files if p.name.lower().startswith(FLOW_IMAGE_PREFIXES)]
+    if flow:
+        found = f"no {template.format(1)} but " if template is not None else ""
+        raise ValueError(
+            f"{folder}: {found}{len(flow)} flow images ({flow[0]} ...) among its JPEGs; give the frame file "
+            "names (--template, e.g. 'frame_{:04d}.jpg')"
+        )
     return FolderSource(folder, files=files, fps=fps)
 
 
@@ -295,11 +310,13 @@ def parse_source(text: str | int | Path) -> int | Path:
     return Path(text)
 
 
-def open_source(source: str | int | Path, *, template: str | None = None, fps: float | None = None) -> FrameSource:
+def open_source(
+    source: str | int | Path, *, template: str | None = DEFAULT_TEMPLATE, fps: float | None = None
+) -> FrameSource:
     """Open a video file, a frame folder or a camera index (`parse_source`) for streaming.
 
-    A folder's frames are its JPEGs sorted by name, or its ``template`` files when
-    ``template`` is given and the folder has them (`open_folder`). ``fps`` overrides the
+    A folder's frames are its ``template`` files, or its JPEGs sorted by name when it has
+    none of those (`open_folder`, as ``predict`` reads a folder). ``fps`` overrides the
     frame rate (frame folders: default 25). A video file or camera is opened here, so a
     missing, empty or unreadable source raises FileNotFoundError / ValueError naming it
     before any frame is read.
