@@ -202,8 +202,8 @@ class VideoDataset(Dataset):
         the list says, or a `VideoSource` (its frame count read once per dataset copy)."""
         path = self.root / record.path
         if isinstance(record, FrameRecord):
-            self._check_folder(path, record.num_frames)
-            return FolderSource(path, template=self.template, num_frames=record.num_frames)
+            self._check_folder(path, record)
+            return FolderSource(path, template=self.template, num_frames=record.num_frames, offset=record.offset)
         if not path.is_file():
             raise FileNotFoundError(f"video {path} not found")
         key = str(path)
@@ -211,14 +211,11 @@ class VideoDataset(Dataset):
         self._frame_counts[key] = source.num_frames
         return source
 
-    def _check_folder(self, folder: Path, num_frames: int) -> None:
+    def _check_folder(self, folder: Path, record: FrameRecord) -> None:
         if not folder.is_dir():
             raise FileNotFoundError(f"frame folder {folder} not found")
-        if not frame_path(folder, num_frames - 1, template=self.template).is_file():
-            on_disk = count_frame_files(folder, template=self.template)
-            raise ListFileError(
-                f"{folder} lists {num_frames} frames but only {on_disk} ('{self.template}' from 1) are on disk"
-            )
+        if not frame_path(folder, record.offset + record.num_frames - 1, template=self.template).is_file():
+            raise ListFileError(_too_few(record, folder, self.template))
 
 
 def find_unusable(
@@ -235,7 +232,10 @@ def find_unusable(
     problems: list[tuple[int, str]] = []
     for i, record in enumerate(records):
         path = os.path.join(root, record.path)
-        target = os.path.join(path, template.format(record.num_frames)) if isinstance(record, FrameRecord) else path
+        if isinstance(record, FrameRecord):
+            target = os.path.join(path, template.format(record.offset + record.num_frames))
+        else:
+            target = path
         try:
             st = os.stat(target)
         except OSError:
@@ -250,11 +250,18 @@ def _describe_unusable(record: Record, path: Path, template: str, st: os.stat_re
     if isinstance(record, FrameRecord):
         if not path.is_dir():
             return f"frame folder {path} not found"
-        on_disk = count_frame_files(path, template=template)
-        return f"{path} lists {record.num_frames} frames but only {on_disk} ('{template}' from 1) are on disk"
+        return _too_few(record, path, template)
     if st is None:
         return f"video {path} not found"
     return f"video {path} is empty" if stat.S_ISREG(st.st_mode) else f"video {path} is not a file"
+
+
+def _too_few(record: FrameRecord, folder: Path, template: str) -> str:
+    on_disk = count_frame_files(folder, template=template)
+    listed = f"{record.num_frames} frames"
+    if record.offset:
+        listed += f" from number {record.offset + 1}"
+    return f"{folder} lists {listed} but only {on_disk} ('{template}' from 1) are on disk"
 
 
 def summarize_problems(list_file: Path | str, messages: Sequence[str], *, total: int) -> str:

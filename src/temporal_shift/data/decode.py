@@ -28,13 +28,12 @@ import simplejpeg
 import torch
 
 from temporal_shift.data import video_index
-from temporal_shift.data.lists import DEFAULT_TEMPLATE
+from temporal_shift.data.lists import DEFAULT_TEMPLATE, VIDEO_EXTENSIONS  # noqa: F401 (re-exported: extract, prepare, sources)
 from temporal_shift.data.video_index import DTS_ONLY_FORMATS, CorruptMediaError
 
 Decoder = Literal["pyav", "torchcodec"]
 DECODERS: tuple[str, ...] = ("pyav", "torchcodec")
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
 # libjpeg's warning for a file that ends before its last scan: a truncated frame.
 _TRUNCATED = "Premature end of JPEG file"
 # FFmpeg's text-art demuxers (ANSI/ASCII art, BinText, XBin, iCEDraw, Artworx) and their

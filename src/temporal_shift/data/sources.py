@@ -112,10 +112,10 @@ class FrameSource(abc.ABC):
 
 
 class FolderSource(FrameSource):
-    """JPEG frames of a folder: ``template`` numbered from 1 (``img_00001.jpg`` ...), or the
-    given ``files`` in their order (`open_folder` picks one). ``num_frames`` defaults to
-    the template files present from 1 on (`decode.count_frame_files`); frame i's time is
-    ``i / fps``."""
+    """JPEG frames of a folder: ``template`` numbered from ``offset + 1`` (``img_00001.jpg``
+    ...; an offset comes from MMAction2's lists), or the given ``files`` in their order
+    (`open_folder` picks one). ``num_frames`` defaults to the template files present from 1
+    on (`decode.count_frame_files`); frame i's time is ``i / fps``."""
 
     kind: ClassVar[SourceKind] = "frames"
 
@@ -127,12 +127,16 @@ class FolderSource(FrameSource):
         files: Sequence[Path] | None = None,
         num_frames: int | None = None,
         fps: float = DEFAULT_FPS,
+        offset: int = 0,
     ) -> None:
         if files is not None and num_frames is not None:
             raise ValueError("give a folder's files or its frame count, not both")
+        if files is not None and offset:
+            raise ValueError("a start offset numbers template files, not given files")
         self.path = Path(folder)
         self.label = str(self.path)
         self.template = template
+        self.offset = offset
         self.files = list(files) if files is not None else None
         self._num_frames = len(self.files) if self.files is not None else num_frames
         self._fps = float(fps)
@@ -151,12 +155,12 @@ class FolderSource(FrameSource):
         """The file of 0-based frame ``index``."""
         if self.files is not None:
             return self.files[index]
-        return frame_path(self.path, index, template=self.template)
+        return frame_path(self.path, index + self.offset, template=self.template)
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         if self.files is not None:
             return read_frame_files(self.files, indices, label=self.label)
-        return read_frame_folder(self.path, indices, template=self.template)
+        return read_frame_folder(self.path, [int(i) + self.offset for i in indices], template=self.template)
 
     def frames(self) -> Iterator[SourceFrame]:
         for i in range(self.num_frames):

@@ -34,7 +34,7 @@ import functools
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -298,12 +298,13 @@ def _read(
     seek_threshold: int,
 ) -> dict[int, np.ndarray]:
     container = open_video(path)
+    reader = _Reader(container, index, convert=convert, seek_threshold=seek_threshold)
     try:
-        return _Reader(container, index, convert=convert, seek_threshold=seek_threshold).read(wanted)
+        return reader.read(wanted)
     except av.FFmpegError as exc:
         raise CorruptMediaError(f"{path}: corrupt video ({exc})") from None
     finally:
-        container.close()
+        reader.close()
 
 
 class _Reader:
@@ -318,8 +319,17 @@ class _Reader:
         self.index = index
         self.convert = convert
         self.seek_threshold = seek_threshold
-        self.frames: Iterator[tuple[int, av.VideoFrame]] | None = None
+        self.frames: Generator[tuple[int, av.VideoFrame], None, None] | None = None
         self.decoded = False  # has this container decoded a packet yet
+
+    def close(self) -> None:
+        """Close the decoding generator and the container now: left to the garbage collector,
+        a codec context with decoder threads may be freed in a forked DataLoader worker, where
+        those threads do not exist (a deadlock)."""
+        if self.frames is not None:
+            self.frames.close()
+            self.frames = None
+        self.container.close()
 
     def read(self, wanted: Sequence[int]) -> dict[int, np.ndarray]:
         got: dict[int, np.ndarray] = {}
@@ -334,6 +344,8 @@ class _Reader:
 
     def _start(self, point: int) -> int:
         """Position the decoder at seek point ``point``; returns the frame before it."""
+        if self.frames is not None:
+            self.frames.close()
         if point == 0:
             if self.frames is not None or self.decoded:
                 self.container.seek(0, stream=self.stream, backward=True)
@@ -341,12 +353,14 @@ class _Reader:
             return -1
         if not self.decoded and self.index.method == "decoding":
             # a stream's headers may say how to decode it (DivX's packed B-frames): see them first
-            next(self._decode(sequential=False), None)
+            headers = self._decode(sequential=False)
+            next(headers, None)
+            headers.close()
         self.container.seek(self.index.seek_timestamps[point], stream=self.stream, backward=True, any_frame=False)
         self.frames = self._decode(sequential=False)
         return int(self.index.seek_frames[point]) - 1
 
-    def _decode(self, *, sequential: bool) -> Iterator[tuple[int, av.VideoFrame]]:
+    def _decode(self, *, sequential: bool) -> Generator[tuple[int, av.VideoFrame], None, None]:
         """(frame number, frame) from the decoder's current place: by packet, or by count from the start."""
         position = self.index.position
         count = -1
