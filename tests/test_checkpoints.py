@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import pickle
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,7 +66,9 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     with_object = tmp_path / "with_object.pt"
     torch.save({"state_dict": {}, "args": argparse.Namespace(lr=0.1)}, with_object)
     with pytest.raises(
-        CheckpointError, match=r"with_object.pt: cannot read checkpoint safely: .*\(argparse.Namespace\)"
+        CheckpointError,
+        match=r"with_object.pt: refused: the file would run code "
+        r"\(its pickle calls argparse.Namespace\)",
     ) as info:
         load_model(with_object)
     assert "weights_only" not in str(info.value)
@@ -70,6 +76,112 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(CheckpointError, match=r"foreign.pt: not a temporal-shift checkpoint"):
         load_model(foreign)
+
+
+class _RunsCode:
+    """A pickle payload that runs a shell command when loaded without weights_only."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_a_pickle_that_would_run_code_is_refused_as_such(tmp_path, zipped):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "x": _RunsCode(marker)}, path, _use_new_zipfile_serialization=zipped)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: refused: the file would run code (its pickle calls posix.system)")
+    assert "damaged" not in message and "weights_only" not in message and "\n" not in message
+    assert not marker.exists()
+
+
+def test_the_code_refusal_does_not_depend_on_torchs_wording(tmp_path, monkeypatch):
+    """Each torch version words its refusal its own way (2.14: 'unsupported GLOBAL posix.system
+    whose module posix is blocked'); the file's own pickle says what it would call."""
+    path = tmp_path / "evil.pt"
+    torch.save({"x": _RunsCode(tmp_path / "ran")}, path)
+
+    def refuse(*args, **kwargs):
+        raise pickle.UnpicklingError("Weights only load failed. A future wording of torch's refusal.")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(CheckpointError, match=r"refused: the file would run code \(its pickle calls posix.system\)"):
+        read_checkpoint(path)
+    # a damaged file that names only what weights_only allows is still called damaged
+    plain = tmp_path / "plain.pt"
+    atomic_save({"a": torch.ones(2)}, plain)
+    with pytest.raises(CheckpointError, match="damaged or truncated PyTorch file"):
+        read_checkpoint(plain)
+
+
+def _deflated(src: Path, dst: Path) -> Path:
+    """``src`` (a torch.save archive) with its tensor records deflate-compressed."""
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w") as b:
+        for info in a.infolist():
+            b.writestr(
+                info.filename,
+                a.read(info.filename),
+                compress_type=zipfile.ZIP_DEFLATED if "/data/" in info.filename else zipfile.ZIP_STORED,
+            )
+    return dst
+
+
+def test_a_compressed_checkpoint_is_refused_before_it_inflates(tmp_path, monkeypatch):
+    """A small file whose records declare far more than it holds (here 64 MiB of zeros in
+    65 KB; 1 GiB in 1 MB works the same) is refused from its zip directory: torch.load,
+    which would inflate it, is never called."""
+    big = tmp_path / "big.pt"
+    torch.save({"w": torch.zeros(16 << 20)}, big)
+    bomb = _deflated(big, tmp_path / "bomb.pt")
+    big.unlink()
+    assert bomb.stat().st_size < 200_000
+
+    def inflate(*args, **kwargs):
+        raise AssertionError("torch.load was called")
+
+    monkeypatch.setattr(torch, "load", inflate)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(bomb)
+    message = str(info.value)
+    assert message.startswith(f"{bomb}: refused: its records would inflate to ")
+    assert f"bytes from a file of {bomb.stat().st_size} bytes" in message
+    assert "'big/data/0', declares 67108864 bytes" in message and "nothing was inflated" in message
+    monkeypatch.undo()
+    # a file as torch.save writes it passes, unless it is over the caller's bound
+    small = tmp_path / "small.pt"
+    torch.save({"w": torch.ones(1000)}, small)
+    assert read_checkpoint(small)["w"].shape == (1000,)
+    with pytest.raises(CheckpointError, match="more than the 1000 bytes allowed"):
+        read_checkpoint(small, max_bytes=1000)
+
+
+def test_a_zip_without_torch_saves_layout_is_refused(tmp_path):
+    odd = tmp_path / "odd.pt"
+    with zipfile.ZipFile(odd, "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+        z.writestr("elsewhere/data/0", b"")
+    with pytest.raises(
+        CheckpointError,
+        match=r"odd\.pt: not a checkpoint: a zip archive without torch\.save's layout "
+        r"\(a record 'elsewhere/data/0' outside its folder\)",
+    ):
+        read_checkpoint(odd)
+    notes = tmp_path / "notes.pt"
+    with zipfile.ZipFile(notes, "w") as z:
+        z.writestr("notes/readme.txt", "hello")
+    with pytest.raises(CheckpointError, match=r"no notes/data.pkl record"):
+        read_checkpoint(notes)
+    cut = tmp_path / "cut.pt"
+    torch.save({"w": torch.ones(1000)}, cut)
+    cut.write_bytes(cut.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match=r"cut.pt: cannot read checkpoint: a damaged or truncated PyTorch file"):
+        read_checkpoint(cut)
 
 
 def test_state_dict_mismatch_lists_missing_and_unexpected_keys(tmp_path):

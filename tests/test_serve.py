@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import statistics
 import struct
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ from websockets.asyncio.client import connect
 
 from conftest import calibrated_model
 from temporal_shift.apps.serve.app import BackgroundServer, ServeSettings, create_app, is_loopback
+from temporal_shift.apps.serve.attacks import RawWebSocket, half_open, progressive_jpeg, truncated_jpeg
 from temporal_shift.apps.serve.protocol import ServeLimits, encode_frame
 from temporal_shift.apps.stream import load_stream, stream_predictions
 from temporal_shift.checkpoint.format import save_checkpoint
@@ -60,9 +64,9 @@ def media(tmp_path_factory):
 SETTINGS = ServeSettings(size=SIZE, short_side=SHORT, smooth=2, hysteresis=2, topk=3, fps=FPS)
 
 
-def make_app(media, *, settings=SETTINGS, limits=ServeLimits()):
+def make_app(media, *, settings=SETTINGS, limits=ServeLimits(), **options):
     model = load_stream(checkpoint=media["ckpt"], classes=media["classes"])
-    return create_app(model, settings=settings, limits=limits)
+    return create_app(model, settings=settings, limits=limits, **options)
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +234,7 @@ def test_malformed_messages_close_only_their_connection(media, server):
         ([SOURCE, b"\x00\x01"], 1003, "expected an 8-byte time + a JPEG"),
         ([SOURCE, encode_frame(0.0, b"GIF89a not a jpeg")], 1003, "not a JPEG"),
         ([SOURCE, encode_frame(0.0, jpeg[: len(jpeg) // 2])], 1003, "truncated"),
+        ([SOURCE, encode_frame(0.0, truncated_jpeg(jpeg))], 1003, "truncated: its image data ends early"),
         ([SOURCE, struct.pack("<d", math.nan) + jpeg], 1003, "finite"),
         (["x" * 2000], 1009, "control message over 1024 bytes"),
     ]
@@ -305,6 +310,334 @@ def test_cross_origin_pages_cannot_connect(server):
     with pytest.raises(websockets.InvalidStatus) as info:
         run(attempt("http://evil.example"))
     assert info.value.response.status_code == 403
+
+
+# --- attacks (the hostile clients of `serve.attacks`) ---------------------------------------
+
+
+def raw_session(
+    server, messages, *, results: int | None = None, **headers
+) -> tuple[int, list[dict], tuple[int | None, str]]:
+    """A raw WebSocket client: handshake status, the results it got, and how the server closed
+    it (or, given ``results``, that many results and no close)."""
+    with RawWebSocket("127.0.0.1", server.port, headers=headers) as ws:
+        if not ws.open:
+            return ws.status, [], (None, "")
+        _, payload = ws.recv_frame()
+        assert json.loads(payload)["type"] == "hello"
+        for m in messages:
+            if isinstance(m, bytes):
+                ws.send_frame(0x2, m)
+            else:
+                ws.send_text(m)
+        if results is not None:
+            return ws.status, [json.loads(ws.recv_frame()[1]) for _ in range(results)], (None, "")
+        payloads, closed = ws.until_closed()
+        return ws.status, [json.loads(p) for p in payloads], (closed.code, closed.reason)
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded(media):
+    """A 640x640 progressive JPEG of 2,000 scans (25 KB) costs the decoder a pass over every
+    block per scan; it is refused from its markers, while an ordinary progressive JPEG
+    (libjpeg's 10 scans) is decoded."""
+    from PIL import Image
+
+    bomb = progressive_jpeg(2000)
+    assert len(bomb) < 30_000
+    buffer = __import__("io").BytesIO()
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(buffer, format="JPEG", progressive=True)
+    with BackgroundServer(make_app(media)) as s:
+        status, results, (code, reason) = raw_session(
+            s, [SOURCE, encode_frame(0.0, buffer.getvalue()), encode_frame(1 / FPS, bomb)]
+        )
+    assert status == 101 and [r["frame"] for r in results] == [0]
+    assert (code, reason) == (1008, "frame of more than 16 scans: too costly to decode (send baseline JPEGs)")
+
+
+def test_decoding_runs_beside_the_model_and_a_costly_client_only_slows_itself(media, monkeypatch):
+    """A client whose frames take 2 s each to decode (a stand-in for any costly JPEG) does not
+    hold the model thread: another client's round trips stay short meanwhile. A client that
+    spends more than its share of decoding time is closed."""
+    from temporal_shift.apps.serve import app as app_module
+
+    real = app_module.decode_frame
+
+    def slow_for_the_marked_client(data, *, limits):
+        t, image = real(data, limits=limits)
+        if t >= 1000.0:  # the costly client's frame times
+            time.sleep(2.0)
+        return t, image
+
+    monkeypatch.setattr(app_module, "decode_frame", slow_for_the_marked_client)
+    jpeg = media["jpegs"][0][0]
+
+    async def scenario(url):
+        async def costly():
+            async with connect(url) as ws:
+                await hello(ws)
+                await ws.send(SOURCE)
+                await ws.send(encode_frame(1000.0, jpeg))
+                return json.loads(await ws.recv())
+
+        async def good():
+            await asyncio.sleep(0.3)  # the costly frame is decoding
+            rtts = []
+            async with connect(url) as ws:
+                await hello(ws)
+                await ws.send(SOURCE)
+                for i in range(8):
+                    t0 = time.perf_counter()
+                    await ws.send(encode_frame(i / FPS, jpeg))
+                    assert json.loads(await ws.recv())["frame"] == i
+                    rtts.append(time.perf_counter() - t0)
+            return rtts
+
+        return await asyncio.gather(costly(), good())
+
+    with BackgroundServer(make_app(media)) as s:
+        costly, rtts = run(scenario(s.ws_url))
+    assert costly["frame"] == 0
+    assert max(rtts) < 1.0, rtts  # not queued behind the 2 s decode
+    # the budget: 0.001 s of decoding a second, one frame of real cost is past it
+    limits = ServeLimits(decode_share=0.001)
+    with BackgroundServer(make_app(media, limits=limits), limits=limits) as s:
+        big = __import__("simplejpeg").encode_jpeg(
+            np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8), quality=90
+        )
+        frames = [encode_frame(i / FPS, big) for i in range(10)]
+        _, results, (code, reason) = raw_session(s, [SOURCE, *frames])
+    assert code == 1008 and reason.startswith("frames cost more than 0.001 s of decoding a second"), reason
+    assert len(results) < 10
+
+
+def test_half_open_requests_do_not_shut_the_page_out(media):
+    """50 connections that never finish their request head: the page and /health still
+    answer 200 within a second; the unfinished ones are closed after the head timeout; past
+    the socket cap the newest evict the longest-waiting, never the page's requests."""
+    limits = ServeLimits(header_timeout=1.0)
+    with BackgroundServer(make_app(media, limits=limits), limits=limits) as s:
+        sockets = half_open("127.0.0.1", s.port, 50)
+        try:
+            for path in ("/", "/health"):
+                started = time.perf_counter()
+                with urllib.request.urlopen(s.url + path, timeout=5) as response:
+                    assert response.status == 200
+                assert time.perf_counter() - started < 1.0
+            assert run(stream_clip(s.ws_url, media["jpegs"][0][:2]))[1]["frame"] == 1
+            time.sleep(1.5)
+            for sock in sockets:  # the server hung up on every one of them
+                sock.settimeout(2)
+                assert sock.recv(1024) == b""
+        finally:
+            for sock in sockets:
+                sock.close()
+    limits = ServeLimits(max_sockets=16, header_timeout=30.0)
+    with BackgroundServer(make_app(media, limits=limits), limits=limits) as s:
+        sockets = half_open("127.0.0.1", s.port, 40)  # far past the cap, and they would wait 30 s
+        try:
+            started = time.perf_counter()
+            with urllib.request.urlopen(s.url + "/health", timeout=5) as response:
+                assert response.status == 200
+            assert time.perf_counter() - started < 1.0
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
+def test_other_host_names_are_refused_dns_rebinding(media):
+    """A page of evil.example whose name was made to resolve to 127.0.0.1 reaches the server
+    with its own name in Host and Origin: the handshake and the page are refused. The
+    loopback names, --host and --allowed-host are answered."""
+    with BackgroundServer(make_app(media, allowed_host=("tsm.lan",))) as s:
+        evil = f"evil.example:{s.port}"
+        status, _, _ = raw_session(s, [], Host=evil, Origin=f"http://{evil}")
+        assert status == 403
+        request = urllib.request.Request(s.url + "/health", headers={"Host": evil})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=5)
+        assert info.value.code == 400 and b"--allowed-host" in info.value.read()
+        for name in (f"localhost:{s.port}", f"127.0.0.1:{s.port}", f"[::1]:{s.port}", f"tsm.lan:{s.port}", "TSM.LAN"):
+            status, results, _ = raw_session(
+                s, [SOURCE, encode_frame(0.0, media["jpegs"][0][0])], results=1, Host=name, Origin=f"http://{name}"
+            )
+            assert status == 101 and results[0]["frame"] == 0, name
+    from temporal_shift.apps.serve.guard import HostGuard, allowed_hosts, host_name
+
+    assert host_name("[::1]:80") == "::1" and host_name("Example.COM.:8000") == "example.com"
+    assert host_name("x:port") is None and host_name("[::1") is None and host_name("") is None
+    assert not HostGuard(None, allowed=allowed_hosts("127.0.0.1")).allows("a:b:c")
+    wildcard = HostGuard(None, allowed=allowed_hosts("0.0.0.0"), any_ip=True)
+    assert wildcard.allows("192.168.1.5:8000") and wildcard.allows("[fe80::1]:8000")
+    assert not wildcard.allows("evil.example:8000") and not wildcard.allows("0.0.0.0.evil.example")
+    assert HostGuard(None, allowed=allowed_hosts("127.0.0.1", ["*"])).allows("anything")
+
+
+def test_idle_connections_are_closed_and_their_slots_freed(media):
+    """Connections that read the hello and send nothing hold no slot for long: each is
+    closed (4408) after the idle timeout, and a newcomer is served."""
+    limits = ServeLimits(max_connections=2, idle_timeout=1.0)
+    with BackgroundServer(make_app(media, limits=limits), limits=limits) as s:
+
+        async def scenario():
+            async with connect(s.ws_url) as a, connect(s.ws_url) as b:
+                await hello(a)
+                await hello(b)
+                await a.send(SOURCE)  # control messages are not activity
+                return [await closed_with(a), await closed_with(b)], await stream_clip(s.ws_url, media["jpegs"][0][:2])
+
+        closes, results = run(scenario())
+    assert closes == [(4408, "idle: no frame for 1 s")] * 2 and len(results) == 2
+
+
+def test_control_messages_are_rate_limited(media, server):
+    flood = [json.dumps({"type": "reset"})] * 500
+    status, _, (code, reason) = raw_session(server, [SOURCE, *flood])
+    assert status == 101 and (code, reason) == (1008, "more than 10 control messages a second")
+
+
+def test_protocol_errors_are_logged_in_one_line_each(media, server):
+    """Invalid UTF-8 in a text frame (which uvicorn logs with a traceback) and the app's own
+    refusals: one log line each, no traceback."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep()
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        with RawWebSocket("127.0.0.1", server.port) as ws:
+            ws.recv_frame()
+            ws.send_text(b"\xff\xfe not UTF-8")
+            _, closed = ws.until_closed()
+        assert closed.code == 1007
+        raw_session(server, ["not json"])
+        time.sleep(0.2)
+    finally:
+        logger.removeHandler(handler)
+    lines = [r for r in records if r.levelno >= logging.WARNING]
+    assert [r.exc_info for r in records] == [None] * len(records)
+    utf8 = [r.getMessage() for r in lines if "UTF-8" in r.getMessage()]
+    assert len(utf8) == 1 and "\n" not in utf8[0] and "(1007)" in utf8[0]
+    refused = [r.getMessage() for r in lines if "not JSON" in r.getMessage()]
+    assert len(refused) == 1 and '"WebSocket /ws" closed (1003): control message is not JSON' in refused[0]
+
+
+@pytest.mark.slow  # a `tsm serve` process: ~6-13 s to start on a 2-core CPU
+def test_sigterm_stops_the_server_cleanly_while_a_page_streams(media, tmp_path):
+    """``tsm serve`` as a user runs it, a client streaming, then SIGTERM: it exits at once
+    with one line and no traceback."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**__import__("os").environ, "PYTHONPATH": src}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "temporal_shift.cli",
+            "serve",
+            "--checkpoint",
+            str(media["ckpt"]),
+            "--size",
+            str(SIZE),
+            "--short-side",
+            str(SHORT),
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+                time.sleep(0.2)
+
+        async def stream_then_terminate():
+            async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+                await hello(ws)
+                await ws.send(SOURCE)
+                for i in range(3):
+                    await ws.send(encode_frame(i / FPS, media["jpegs"][0][i]))
+                    await ws.recv()
+                proc.send_signal(signal.SIGTERM)
+                return await closed_with(ws)
+
+        code, _ = run(stream_then_terminate())
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 1012  # "service restart": the server went away
+    assert "Traceback" not in err, err
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "tsm serve: interrupted", err
+
+
+def test_sigterm_while_the_demo_model_trains_is_one_line(run_cli, tmp_path, monkeypatch):
+    import functools
+    import types
+
+    from temporal_shift.data import synthetic
+    from temporal_shift.engine import train
+
+    @functools.wraps(synthetic.generate_synthetic)  # the CLI reads its defaults from the signature
+    def no_data(root, **kw):
+        return types.SimpleNamespace(root=root, classes=root / "classes.txt")
+
+    def interrupted(config):  # what train returns after SIGTERM: the demo stops, no traceback
+        return types.SimpleNamespace(interrupted=True)
+
+    monkeypatch.setattr(synthetic, "generate_synthetic", no_data)
+    monkeypatch.setattr(train, "train", interrupted)
+    code, _, err = run_cli(["serve", "--demo", "--demo-cache", tmp_path / "demo"])
+    assert code == 130 and err.strip().splitlines()[-1] == "tsm serve: interrupted"
+
+
+def test_cli_limits_and_allowed_hosts(run_cli):
+    from temporal_shift.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "serve",
+            "--demo",
+            "--max-scans",
+            "4",
+            "--idle-timeout",
+            "9",
+            "--header-timeout",
+            "2",
+            "--max-sockets",
+            "32",
+            "--max-control-rate",
+            "3",
+            "--decode-share",
+            "0.25",
+            "--allowed-host",
+            "a.lan",
+            "--allowed-host",
+            "b",
+        ]
+    )
+    assert (args.max_scans, args.idle_timeout, args.header_timeout, args.max_sockets) == (4, 9.0, 2.0, 32)
+    assert (args.max_control_rate, args.decode_share, args.allowed_host) == (3.0, 0.25, ["a.lan", "b"])
+    code, _, err = run_cli(["serve", "--demo", "--idle-timeout", "0"])
+    assert code == 2 and "idle_timeout must be a positive number" in err
 
 
 def test_only_the_page_is_served_and_no_files_are_touched(media, server, tmp_path, monkeypatch):

@@ -183,6 +183,38 @@ def test_page_shows_the_class_of_the_camera_clip_and_of_a_picked_file(control_mo
 
 
 @pytest.mark.slow
+def test_the_page_reconnects_after_an_idle_close(control_model, tmp_path):
+    """The server closes a page that sends no frame for --idle-timeout (here 2 s: the person
+    has not pressed Camera yet); the page says so, and pressing Camera opens a new
+    connection and streams as usual."""
+    from temporal_shift.apps.serve.app import BackgroundServer, ServeSettings, create_app
+    from temporal_shift.apps.serve.protocol import ServeLimits
+    from temporal_shift.apps.stream import load_stream
+
+    camera = write_camera_clip(tmp_path / "still_red.y4m", RED, seed=CAMERA_SEED)
+    limits = ServeLimits(idle_timeout=2.0)
+    app = create_app(
+        load_stream(checkpoint=control_model["checkpoint"]),
+        settings=ServeSettings(size=SIZE, short_side=SIZE, fps=10, topk=3),
+        limits=limits,
+    )
+    with BackgroundServer(app, limits=limits) as server, Browser(fake_camera=camera) as browser:
+        driver = browser.driver
+        open_page(driver, server.url + "/")
+        state = wait_for(driver, lambda s: s["idle"], timeout=10, what="the idle close")
+        assert "no frame for 2 s" in state["status"] and "reconnects" in state["status"] and not state["closed"]
+        start_camera(driver)
+        state = wait_for(
+            driver,
+            lambda s: s["frames"] >= 5 and s["label"] == "still_red",
+            timeout=60,
+            what="frames after reconnecting",
+        )
+        assert state["connections"] == 2 and not state["idle"] and not state["closed"]
+        assert state["status"].startswith("connected")
+
+
+@pytest.mark.slow
 def test_tsm_serve_demo_in_the_browser(tmp_path):
     """``tsm serve --demo`` as a user runs it (training the demo model, unless
     $TSM_SERVE_CACHE already holds it), its page in Chromium with a still-red camera clip.

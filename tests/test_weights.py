@@ -5,10 +5,13 @@ network) and ``--weights NAME`` in the commands."""
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import hashlib
 import http.server
+import os
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -297,28 +300,75 @@ def test_a_file_put_in_the_cache_by_hand_is_verified_then_recorded(tmp_path, jes
 
 
 class _Server:
-    """A loopback HTTP server for one file: honours Range, can cut the first responses short."""
+    """A loopback HTTP server for one file: honours Range (and If-Range, unless told not to),
+    names the file's version (``validator``: "etag", "last-modified" or None), can cut the
+    first responses short, change the file after the first response (``then``: the upstream
+    file changed), send it slowly (``chunk_delay`` per 64 KiB) or stream ``endless`` bytes
+    without announcing a length."""
 
-    def __init__(self, payload: bytes, *, cut: int = 0, cut_at: float = 0.5, missing: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        payload: bytes,
+        *,
+        cut: int = 0,
+        cut_at: float = 0.5,
+        missing: tuple[str, ...] = (),
+        validator: str | None = None,
+        if_range: bool = True,
+        then: bytes | None = None,
+        chunk_delay: float = 0.0,
+        endless: int = 0,
+        length: int | None = None,
+    ):
         self.payload, self.cut, self.cut_at, self.missing = payload, cut, cut_at, missing
+        self.validator, self.if_range, self.then = validator, if_range, then
+        self.chunk_delay, self.endless, self.length = chunk_delay, endless, length
+        self.version = 0
         self.requests: list[tuple[str, str | None]] = []
+        self.if_ranges: list[str | None] = []
+        self.sent = 0
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 server.requests.append((self.path, self.headers.get("Range")))
+                server.if_ranges.append(self.headers.get("If-Range"))
+                try:
+                    self._answer()
+                finally:
+                    if server.then is not None:  # the upstream file changes after the first answer
+                        server.payload, server.then = server.then, None
+                        server.version += 1
+
+            def _answer(self):
                 if self.path in server.missing:
                     self.send_error(404)
                     return
+                if server.endless:
+                    self.send_response(200)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for _ in range(server.endless // 65536):
+                        self.wfile.write(bytes(65536))
+                        server.sent += 65536
+                    self.close_connection = True
+                    return
                 start = 0
                 match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+                asked = self.headers.get("If-Range")
+                if match and asked is not None and server.if_range and asked != server.current_validator():
+                    match = None  # another version than the client's part: the whole file (RFC 9110)
                 if match:
                     start = int(match.group(1))
                 body = server.payload[start:]
                 self.send_response(206 if match else 200)
                 if match:
                     self.send_header("Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}")
-                self.send_header("Content-Length", str(len(body)))
+                if server.validator == "etag":
+                    self.send_header("ETag", server.current_validator())
+                elif server.validator == "last-modified":
+                    self.send_header("Last-Modified", server.current_validator())
+                self.send_header("Content-Length", str(server.length if server.length is not None else len(body)))
                 self.end_headers()
                 if server.cut > 0:  # announce everything, send part, hang up
                     server.cut -= 1
@@ -326,13 +376,22 @@ class _Server:
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                self.wfile.write(body)
+                for i in range(0, len(body), 65536):
+                    self.wfile.write(body[i : i + 65536])
+                    if server.chunk_delay:
+                        self.wfile.flush()
+                        time.sleep(server.chunk_delay)
 
             def log_message(self, *args):
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def current_validator(self) -> str:
+        if self.validator == "etag":
+            return '"' + hashlib.sha256(self.payload).hexdigest()[:16] + '"'
+        return email.utils.formatdate(1_700_000_000 + 3600 * self.version, usegmt=True)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
@@ -348,14 +407,161 @@ class _Server:
 
 def test_a_broken_transfer_resumes_with_a_range_request(tmp_path, jester_file, capsys):
     payload = jester_file.read_bytes()
-    with _Server(payload, cut=1) as server:
+    with _Server(payload, cut=1, validator="etag") as server:
         entry = small_entry(server.url("/models/tsm_mobilenetv2_jester.pth"))
         path = download_weights(entry, cache_dir=tmp_path, backoff=0)
     assert path.read_bytes() == payload
     (first, no_range), (second, resumed) = server.requests
     assert first == second == "/models/tsm_mobilenetv2_jester.pth" and no_range is None
     assert resumed == f"bytes={len(payload) // 2}-"  # only the rest was asked for
+    assert server.if_ranges == [None, server.current_validator()]  # ... of the same version
     assert "tsm_mobilenetv2_jester.pth" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, f"{path.name}.sha256"]
+
+
+def test_a_broken_transfer_without_a_version_starts_over(tmp_path, jester_file):
+    """A server that names no version (no ETag, no Last-Modified): the rest of a partial file
+    may belong to another file, so the retry fetches it whole."""
+    payload = jester_file.read_bytes()
+    with _Server(payload, cut=1) as server:
+        path = download_weights(
+            small_entry(server.url("/tsm_mobilenetv2_jester.pth")), cache_dir=tmp_path, backoff=0, progress=False
+        )
+    assert path.read_bytes() == payload
+    assert [r for _, r in server.requests] == [None, None]
+
+
+@pytest.fixture(scope="module")
+def jester_file_v2(tmp_path_factory, release_layouts, jester_file) -> Path:
+    """Another version of the published file: the same layout and length, other weights."""
+    path = tmp_path_factory.mktemp("published_v2") / "tsm_mobilenetv2_jester.pth"
+    entry = small_entry("file:///x/tsm_mobilenetv2_jester.pth")
+    torch.manual_seed(1)
+    write_release_file(path, release_layouts, entry, empty=True)
+    assert path.stat().st_size == jester_file.stat().st_size and path.read_bytes() != jester_file.read_bytes()
+    return path
+
+
+@pytest.mark.parametrize("validator,if_range", [("etag", True), ("last-modified", True), ("etag", False)])
+def test_a_file_changed_upstream_is_never_stitched_from_two_versions(
+    tmp_path, jester_file, jester_file_v2, validator, if_range
+):
+    """The first transfer breaks half-way through version 1; the upstream file is then
+    replaced by version 2 (same length). The download must be version 2 whole, with its
+    checksum recorded: If-Range makes an RFC server send it whole; a server that ignores
+    If-Range but names the new version on its 206 answer is caught by the client."""
+    v1, v2 = jester_file.read_bytes(), jester_file_v2.read_bytes()
+    with _Server(v1, cut=1, validator=validator, if_range=if_range, then=v2) as server:
+        path = download_weights(
+            small_entry(server.url("/tsm_mobilenetv2_jester.pth")), cache_dir=tmp_path, backoff=0, progress=False
+        )
+    assert path.read_bytes() == v2
+    assert path.with_name(path.name + ".sha256").read_text().strip() == hashlib.sha256(v2).hexdigest()
+
+
+def test_a_mirror_never_resumes_the_primary_urls_part(tmp_path, jester_file, jester_file_v2):
+    """The URL breaks half-way; the mirror holds another file of the same length: it is
+    fetched whole from the mirror, not appended to the URL's half."""
+    v1, v2 = jester_file.read_bytes(), jester_file_v2.read_bytes()
+    with _Server(v1, cut=1, validator="etag") as primary, _Server(v2, validator="etag") as mirror:
+        entry = small_entry(
+            primary.url("/tsm_mobilenetv2_jester.pth"), mirrors=(mirror.url("/tsm_mobilenetv2_jester.pth"),)
+        )
+        path = download_weights(entry, cache_dir=tmp_path, retries=0, backoff=0, progress=False)
+    assert path.read_bytes() == v2
+    assert mirror.requests == [("/tsm_mobilenetv2_jester.pth", None)]
+
+
+def test_concurrent_downloads_of_the_same_file_both_succeed_and_one_transfers(tmp_path, jester_file, capsys):
+    """Two downloads of one entry into one cache at once (two processes in real life; two
+    threads here, which the lock keeps apart the same way): one transfers, the other waits
+    for it and then uses the verified file."""
+    payload = jester_file.read_bytes()
+    with _Server(payload, validator="etag", chunk_delay=0.01) as server:  # ~1.4 s for the file
+        entry = small_entry(server.url("/tsm_mobilenetv2_jester.pth"))
+        results: list[Path | BaseException] = []
+
+        def get():
+            try:
+                results.append(download_weights(entry, cache_dir=tmp_path, backoff=0))
+            except BaseException as exc:  # reported below
+                results.append(exc)
+
+        threads = [threading.Thread(target=get) for _ in range(2)]
+        threads[0].start()
+        time.sleep(0.3)  # the first is transferring
+        threads[1].start()
+        for t in threads:
+            t.join(60)
+    assert results == [tmp_path / entry.file_name] * 2, results
+    assert len(server.requests) == 1
+    assert (tmp_path / entry.file_name).read_bytes() == payload
+    assert "waiting for another download" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [entry.file_name, f"{entry.file_name}.sha256"]  # no lock left
+
+
+def test_file_names_stay_inside_the_cache(tmp_path, jester_file):
+    from temporal_shift.hub.download import safe_file_name
+
+    assert safe_file_name("https://x/models/a.pth", fallback="f") == "a.pth"
+    assert safe_file_name("https://x/models/", fallback="name.pth") == "name.pth"
+    assert safe_file_name("https://x", fallback="name.pth") == "name.pth"
+    for url in ("https://x/..", "https://x/%2e%2e", "https://x/a/%2E", "https://x/..%2f..%2fetc%2fpasswd"):
+        name = safe_file_name(url, fallback="name.pth")
+        assert "/" not in name and not name.startswith("."), (url, name)
+    assert safe_file_name("https://x/a%20b%3F.pth?x=1", fallback="f") == "a_b_.pth"
+    cache = tmp_path / "cache"
+    with _Server(jester_file.read_bytes()) as server:
+        entry = small_entry(server.url("/"))  # a URL ending in /: no file name
+        assert entry.file_name == "test_tsm_mobilenetv2_jester_8f.pth"
+        path = download_weights(entry, cache_dir=cache, backoff=0, progress=False)
+    assert path.parent == cache and path.read_bytes() == jester_file.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # nothing beside the cache
+
+
+def test_published_entries_bound_their_file_size():
+    entry = get_weights("online_tsm_mobilenetv2_jester")
+    weights = 2.2e6 * 4  # MobileNetV2's parameters
+    assert 3 * weights < entry.max_bytes < 3 * weights + (24 << 20)
+    assert dataclasses.replace(entry, max_file_bytes=123).max_bytes == 123
+
+
+def test_a_download_past_the_size_cap_is_stopped(tmp_path, jester_file):
+    """A file bigger than the entry's bound: refused at once when the length is announced,
+    stopped at the bound when it is not (an endless stream), and, for a file: URL that reads
+    more than its announced size (a pipe, /dev/zero), stopped at that size."""
+    cap = 1 << 20
+    with _Server(jester_file.read_bytes()) as announced:
+        entry = small_entry(announced.url("/tsm_mobilenetv2_jester.pth"), max_file_bytes=cap)
+        with pytest.raises(DownloadError) as info:
+            download_weights(entry, cache_dir=tmp_path / "a", backoff=0, progress=False)
+    assert len(announced.requests) == 1  # no retry of a refusal
+    message = str(info.value)
+    assert "\n" not in message and f"more than the {cap} bytes test_tsm_mobilenetv2_jester_8f can have" in message
+    with _Server(b"", endless=8 << 20) as endless:
+        entry = small_entry(endless.url("/tsm_mobilenetv2_jester.pth"), max_file_bytes=cap)
+        with pytest.raises(DownloadError, match=f"more than the {cap} bytes"):
+            download_weights(entry, cache_dir=tmp_path / "b", backoff=0, progress=False)
+    assert list((tmp_path / "b").iterdir()) == []
+    # a file: URL whose reads do not end where its size says (what file:///dev/zero does)
+    pipe = tmp_path / "fifo" / "tsm_mobilenetv2_jester.pth"
+    pipe.parent.mkdir()
+    os.mkfifo(pipe)
+
+    def feed():
+        try:
+            with open(pipe, "wb") as f:
+                for _ in range(64):
+                    f.write(bytes(1 << 20))
+        except BrokenPipeError:
+            pass
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    with pytest.raises(DownloadError, match="more than the 0 bytes announced"):
+        download_weights(small_entry(pipe.as_uri()), cache_dir=tmp_path / "c", retries=0, progress=False)
+    feeder.join(10)
+    assert list((tmp_path / "c").iterdir()) == []
 
 
 def test_a_truncated_download_is_refused_after_the_retries(tmp_path, jester_file):

@@ -15,8 +15,10 @@ from torchvision.transforms import v2
 from conftest import frame_ids
 from temporal_shift.data.decode import (
     CorruptMediaError,
+    JpegInfo,
     count_frame_files,
     decode_jpeg_file,
+    jpeg_info,
     read_frame_folder,
     read_video,
     video_frame_count,
@@ -104,11 +106,52 @@ def test_jpeg_defects_libjpeg_recovers_from_are_tolerated_others_refused(tmp_pat
     path.write_bytes(clean[: len(clean) - 200])
     with pytest.raises(CorruptMediaError, match=r"img_00001.jpg: corrupt JPEG \(truncated"):
         decode_jpeg_file(path)
+    # ... also when an end-of-image marker is appended to the cut file: its image data ends early
+    path.write_bytes(clean[: len(clean) // 2] + b"\xff\xd9")
+    with pytest.raises(CorruptMediaError, match=r"img_00001.jpg: corrupt JPEG \(truncated: its image data ends early"):
+        decode_jpeg_file(path)
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     path.write_bytes(buffer.getvalue())
     with pytest.raises(CorruptMediaError, match=r"img_00001.jpg: corrupt JPEG \(not a JPEG file: starts with 89 50"):
         decode_jpeg_file(path)
+
+
+def test_jpeg_info_reads_the_frame_and_counts_scans_without_decoding():
+    array = np.random.default_rng(2).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    baseline = _pil_jpeg(array)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", progressive=True, quality=90)
+    progressive = buffer.getvalue()
+    grey = io.BytesIO()
+    Image.fromarray(array[..., 0]).save(grey, format="JPEG", progressive=True)
+    assert jpeg_info(baseline) == JpegInfo(frame=0xC0, width=56, height=40, components=3, scans=1)
+    assert jpeg_info(baseline).coding == "baseline"
+    info = jpeg_info(progressive)
+    assert (info.coding, info.width, info.height, info.scans) == ("progressive", 56, 40, 10)
+    assert jpeg_info(grey.getvalue()).scans == 6 and jpeg_info(grey.getvalue()).components == 1
+    assert jpeg_info(progressive, stop_after_scans=3).scans == 4  # stops at the first scan past the limit
+    for cut, reason in (
+        (progressive[:-2], "truncated: the file ends before"),
+        (progressive[:30], "truncated: a segment of"),
+        (b"\xff\xd8\xff\xd9", "no frame header"),
+        (b"GIF89a", "not a JPEG file"),
+    ):
+        with pytest.raises(CorruptMediaError, match=reason):
+            jpeg_info(cut, source="x.jpg")
+
+
+def test_jpeg_info_is_linear_in_the_bytes():
+    """One regular-expression pass: 0xFF runs and stuffed bytes cannot make it quadratic."""
+    import time
+
+    fill = b"\xff\xd8" + b"\xff" * 400_000
+    stuffed = _pil_jpeg(np.zeros((8, 8, 3), np.uint8))[:-2] + b"\xff\x00" * 200_000 + b"\xff\xd9"
+    started = time.perf_counter()
+    with pytest.raises(CorruptMediaError, match="truncated"):
+        jpeg_info(fill)
+    assert jpeg_info(stuffed).scans == 1
+    assert time.perf_counter() - started < 2.0
 
 
 def test_frame_folder_writing_and_reading_warn_nothing(tmp_path, make_frames):

@@ -40,10 +40,11 @@ import json
 import statistics
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, MutableSequence, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal, Protocol
 
 import av
@@ -173,7 +174,7 @@ class StreamSummary:
     frames_processed: int = 0
     resets: dict[str, int] = field(default_factory=lambda: {"start": 0, "gap": 0, "request": 0})
     seconds: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    latencies_ms: MutableSequence[float] = field(default_factory=list, repr=False)  # tsm serve: a bounded deque
 
     def to_dict(self) -> dict[str, Any]:
         lat = sorted(self.latencies_ms)
@@ -370,12 +371,12 @@ class AnnotatedVideoWriter:
         except av.FFmpegError as exc:
             raise OSError(f"{self.path}: cannot write video ({exc})") from None
         self.fps = Fraction(fps).limit_denominator(1001)
-        self.stream = None
+        self.stream: av.VideoStream | None = None  # added with the first frame's size
         self.frames = 0
         try:
             from PIL import Image, ImageDraw
 
-            self._pil = (Image, ImageDraw)
+            self._pil: tuple[ModuleType, ModuleType] | None = (Image, ImageDraw)
         except ImportError:  # pragma: no cover - pillow ships with matplotlib here
             self._pil = None
 

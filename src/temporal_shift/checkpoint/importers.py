@@ -47,7 +47,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from temporal_shift.checkpoint.format import (
     CheckpointError,
@@ -58,7 +58,7 @@ from temporal_shift.checkpoint.format import (
     save_checkpoint,
 )
 from temporal_shift.models.backbones import BACKBONES, resnet_arch_of, resnet_layout
-from temporal_shift.models.base import plain_key
+from temporal_shift.models.base import ClipClassifier, plain_key
 from temporal_shift.models.config import ModelConfig
 from temporal_shift.models.factory import build_model, check_config, model_from_config
 from temporal_shift.models.tsn import VideoRecognizer
@@ -142,7 +142,7 @@ def import_checkpoint(
 
 def model_from_data(
     data: dict[str, Any], *, source: str, n_segment: int | None = None, fold_div: int | None = None
-) -> tuple[nn.Module, str]:
+) -> tuple[ClipClassifier, str]:
     """The model (eval mode) a loaded checkpoint dict of any supported layout holds, and
     the layout's name; ``source`` names it in errors.
 
@@ -172,7 +172,7 @@ def model_from_data(
     return model, kind
 
 
-def _model_from_ours(data: dict[str, Any], *, source: str) -> nn.Module:
+def _model_from_ours(data: dict[str, Any], *, source: str) -> ClipClassifier:
     """Rebuild the model of a dict in our format (saved config + strict weights)."""
     check_version(data, source=source)
     try:
@@ -470,4 +470,5 @@ def _build(settings: InferredSettings, *, n_segment: int, fold_div: int, mode: s
         )
     except ValueError as exc:
         raise ValueError(f"{source}: cannot build the model it holds: {exc}") from exc
+    assert isinstance(model, VideoRecognizer)  # build_model's default family, tsn
     return model

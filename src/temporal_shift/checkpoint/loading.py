@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from torch import nn
 
 from temporal_shift.checkpoint.format import CheckpointError, is_our_format, read_checkpoint
 from temporal_shift.checkpoint.importers import model_from_data
@@ -37,11 +36,17 @@ from temporal_shift.models.online import OnlineRecognizer
 class Published(Protocol):
     """What `load_checkpoint` needs of published weights (`hub.weights.PublishedWeights`)."""
 
-    name: str
-    n_segment: int
-    fold_div: int
-    input_size: int
-    scale_size: int
+    # read-only attributes, which a frozen dataclass's fields are
+    @property
+    def name(self) -> str: ...
+    @property
+    def n_segment(self) -> int: ...
+    @property
+    def fold_div(self) -> int: ...
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def scale_size(self) -> int: ...
 
     def fetch(self, *, cache_dir: str | Path | None = None, progress: bool = True) -> Path:
         """The local file (downloaded into the cache if absent, verified)."""
@@ -70,7 +75,7 @@ class LoadedCheckpoint:
     """
 
     path: Path
-    model: nn.Module  # in eval mode; any model family
+    model: ClipClassifier  # in eval mode; any model family
     format: str  # one of importers.FORMATS
     class_names: list[str] | None
     train_config: dict[str, Any]
@@ -152,7 +157,7 @@ def load_checkpoint(
     return _loaded(data, path, n_segment=n_segment, fold_div=fold_div, map_location=map_location)
 
 
-def load_model(path: str | Path | Published, *, map_location: str | torch.device = "cpu") -> nn.Module:
+def load_model(path: str | Path | Published, *, map_location: str | torch.device = "cpu") -> ClipClassifier:
     """Rebuild the model saved at ``path`` in our format (`format.save_checkpoint`,
     ``tsm train``) with its weights, in eval mode; other layouts: `load_checkpoint`.
     Published weights are loaded as `load_checkpoint` does."""
@@ -238,11 +243,11 @@ def resolve_class_names(checkpoints: Sequence[LoadedCheckpoint], classes: str | 
                 f"{classes}: {len(names)} class names, but {checkpoints[0].path} has {num_classes} classes"
             )
         return names
-    named = [c for c in checkpoints if c.class_names is not None]
-    for other in named[1:]:
-        if other.class_names != named[0].class_names:
+    named = [(c.path, c.class_names) for c in checkpoints if c.class_names is not None]
+    for other_path, other_names in named[1:]:
+        if other_names != named[0][1]:
             raise ValueError(
-                f"{named[0].path} and {other.path} carry different class names; "
+                f"{named[0][0]} and {other_path} carry different class names; "
                 "pass the right ones with --classes / classes="
             )
-    return list(named[0].class_names) if named else [str(i) for i in range(num_classes)]
+    return list(named[0][1]) if named else [str(i) for i in range(num_classes)]

@@ -59,8 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         from temporal_shift.data.dataset import worker_error
 
-        exc = worker_error(exc) or exc  # a DataLoader worker's own error, not "Caught X in worker"
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        error = worker_error(exc) or exc  # a DataLoader worker's own error, not "Caught X in worker"
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"tsm {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

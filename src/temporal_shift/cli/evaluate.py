@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temporal_shift.cli import options
+
+if TYPE_CHECKING:
+    from temporal_shift.hub.weights import PublishedWeights
 
 
 class _AppendMember(argparse.Action):
@@ -202,13 +206,13 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_predict)
 
 
-def _members(args: argparse.Namespace) -> list[object]:
+def _members(args: argparse.Namespace) -> list[Path | PublishedWeights]:
     """The checkpoint files and published weights of --checkpoint/--weights, in command-line order."""
     from temporal_shift.hub.weights import get_weights
 
     if not args.members:
         raise ValueError("give --checkpoint FILE or --weights NAME (repeat either for an ensemble)")
-    checkpoints: list[object] = []
+    checkpoints: list[Path | PublishedWeights] = []
     for kind, value in args.members:
         if kind == "file":
             checkpoints.append(value)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temporal_shift.cli import options
+
+if TYPE_CHECKING:
+    from temporal_shift.hub.weights import PublishedWeights
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +77,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_online(args: argparse.Namespace, *, checkpoint: object) -> int:
+def _export_online(args: argparse.Namespace, *, checkpoint: Path | PublishedWeights) -> int:
     from temporal_shift.checkpoint.loading import load_online
     from temporal_shift.engine.export import export_online, verify_online_export
 

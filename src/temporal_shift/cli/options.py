@@ -12,7 +12,10 @@ import argparse
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
+
+if TYPE_CHECKING:
+    from temporal_shift.hub.weights import PublishedWeights
 
 ArgumentGroup = argparse.ArgumentParser | argparse._ArgumentGroup | argparse._MutuallyExclusiveGroup
 
@@ -56,9 +59,21 @@ def add_checkpoint_or_weights(
     return group
 
 
+@overload
+def checkpoint_or_weights(
+    args: argparse.Namespace, *, dest: str = ..., required: Literal[True] = ..., what: str = ...
+) -> Path | PublishedWeights: ...
+
+
+@overload
+def checkpoint_or_weights(
+    args: argparse.Namespace, *, dest: str = ..., required: bool, what: str = ...
+) -> Path | PublishedWeights | None: ...
+
+
 def checkpoint_or_weights(
     args: argparse.Namespace, *, dest: str = "checkpoint", required: bool = True, what: str = "--checkpoint"
-) -> object:
+) -> Path | PublishedWeights | None:
     """The checkpoint file (``args.<dest>``) or the published weights (`PublishedWeights`) the user
     named; None when neither was given and neither is ``required``."""
     given = [x for x in (getattr(args, dest, None), args.published) if x is not None]

@@ -47,7 +47,7 @@ from temporal_shift.data.lists import (
     read_list,
 )
 from temporal_shift.data.sampling import Sampler
-from temporal_shift.data.sources import FolderSource, FrameSource, VideoSource
+from temporal_shift.data.sources import FolderSource, VideoSource
 
 log = logging.getLogger("temporal_shift.data")
 
@@ -197,7 +197,7 @@ class VideoDataset(Dataset):
             stacked = stacked.flatten(0, 1)
         return stacked, int(label_out)
 
-    def frame_source(self, record: Record) -> FrameSource:
+    def frame_source(self, record: Record) -> FolderSource | VideoSource:
         """The frames of ``record``: a `FolderSource` after checking the folder holds the frames
         the list says, or a `VideoSource` (its frame count read once per dataset copy)."""
         path = self.root / record.path

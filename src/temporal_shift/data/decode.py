@@ -18,9 +18,11 @@ camera (`open_video`, `open_camera`) sequentially, each frame with its presentat
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import av
 import numpy as np
@@ -31,11 +33,17 @@ from temporal_shift.data import video_index
 from temporal_shift.data.lists import DEFAULT_TEMPLATE, VIDEO_EXTENSIONS  # noqa: F401 (re-exported: extract, prepare, sources)
 from temporal_shift.data.video_index import DTS_ONLY_FORMATS, CorruptMediaError
 
+if TYPE_CHECKING:
+    from av.sidedata.sidedata import SideDataContainer
+
 Decoder = Literal["pyav", "torchcodec"]
 DECODERS: tuple[str, ...] = ("pyav", "torchcodec")
 
 # libjpeg's warning for a file that ends before its last scan: a truncated frame.
 _TRUNCATED = "Premature end of JPEG file"
+# libjpeg's warning for image data that stops before the scan is complete, a marker following:
+# a file cut short with an end marker appended (it would decode with grey rows)
+_CUT_SHORT = "premature end of data segment"
 # FFmpeg's text-art demuxers (ANSI/ASCII art, BinText, XBin, iCEDraw, Artworx) and their
 # decoders: they open any text file (notes.txt, a log) as a "video" of rendered text.
 TEXT_ART_FORMATS = frozenset({"tty", "bin", "xbin", "idf", "adf"})
@@ -58,12 +66,108 @@ def decode_jpeg_file(path: Path) -> torch.Tensor:
     return torch.from_numpy(decode_jpeg_bytes(data, source=path)).permute(2, 0, 1)
 
 
+@dataclass(frozen=True)
+class JpegInfo:
+    """What a JPEG's marker segments declare, read without decoding (`jpeg_info`)."""
+
+    frame: int  # the SOFn marker's code: 0xC0 baseline, 0xC1 extended, 0xC2 progressive, ...
+    width: int
+    height: int
+    components: int
+    scans: int  # SOS segments: 1 for an interleaved baseline file, ~10 for a typical progressive one
+
+    @property
+    def coding(self) -> str:
+        """The coding process in words (ITU T.81 table B.1)."""
+        return _SOF_NAMES.get(self.frame, f"SOF marker 0x{self.frame:02X}")
+
+
+_SOF_NAMES = {
+    0xC0: "baseline",
+    0xC1: "extended sequential",
+    0xC2: "progressive",
+    0xC3: "lossless",
+    0xC5: "hierarchical sequential",
+    0xC6: "hierarchical progressive",
+    0xC7: "hierarchical lossless",
+    0xC9: "arithmetic-coded sequential",
+    0xCA: "arithmetic-coded progressive",
+    0xCB: "arithmetic-coded lossless",
+    0xCD: "hierarchical arithmetic-coded sequential",
+    0xCE: "hierarchical arithmetic-coded progressive",
+    0xCF: "hierarchical arithmetic-coded lossless",
+}
+# a marker: 0xFF then a code that is not a stuffed zero, a restart marker or a fill byte (0xFF:
+# a run of them matches at its last one; one byte of look-ahead keeps the search linear)
+_MARKER = re.compile(rb"\xff([^\x00\xd0-\xd7\xff])")
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM and RSTn: no length field
+
+
+def jpeg_info(data: bytes, *, source: str | Path = "JPEG data", stop_after_scans: int | None = None) -> JpegInfo:
+    """The frame header and the number of scans of a JPEG, from its marker segments alone.
+
+    Walks the segments from SOI to EOI (skipping each scan's entropy-coded data) without
+    decoding anything: the cost is one pass over the bytes in C (a regular expression),
+    whatever the file declares. A file without SOI, frame header, scan or EOI, or whose
+    segment lengths overrun it, raises CorruptMediaError naming ``source``; a file that
+    ends before its EOI marker is reported as truncated. With ``stop_after_scans``, the walk
+    stops at the scan after that many (``scans`` is then ``stop_after_scans + 1``): a caller
+    with a limit learns that it is broken without walking the rest.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        raise CorruptMediaError(f"{source}: corrupt JPEG (not a JPEG file: starts with {data[:2].hex(' ')})")
+    frame: tuple[int, int, int, int] | None = None
+    scans = 0
+    pos, end = 2, len(data)
+    while True:
+        marker = _MARKER.search(data, pos)  # bytes before a marker are skipped, as libjpeg does
+        if marker is None:
+            raise CorruptMediaError(f"{source}: corrupt JPEG (truncated: the file ends before its end-of-image marker)")
+        code, pos = marker.group(1)[0], marker.end()
+        if code == 0xD9:  # EOI
+            break
+        if code in _STANDALONE:
+            continue
+        if code == 0xD8:
+            raise CorruptMediaError(f"{source}: corrupt JPEG (a second start-of-image marker at byte {marker.start()})")
+        if pos + 2 > end:
+            raise CorruptMediaError(f"{source}: corrupt JPEG (truncated: the file ends inside a marker segment)")
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if length < 2 or pos + length > end:
+            raise CorruptMediaError(
+                f"{source}: corrupt JPEG (truncated: a segment of {length} bytes at byte "
+                f"{marker.start()} runs past the end of the file)"
+            )
+        if code in _SOF_NAMES:
+            if frame is not None:
+                raise CorruptMediaError(f"{source}: corrupt JPEG (more than one frame header)")
+            if length < 8:
+                raise CorruptMediaError(f"{source}: corrupt JPEG (frame header of {length} bytes)")
+            height, width = (
+                int.from_bytes(data[pos + 3 : pos + 5], "big"),
+                int.from_bytes(data[pos + 5 : pos + 7], "big"),
+            )
+            frame = (code, width, height, data[pos + 7])
+        pos += length
+        if code == 0xDA:  # SOS: its entropy-coded data runs to the next marker
+            scans += 1
+            if frame is not None and stop_after_scans is not None and scans > stop_after_scans:
+                break
+            after = _MARKER.search(data, pos)
+            pos = after.start() if after is not None else end
+    if frame is None or scans == 0:
+        raise CorruptMediaError(f"{source}: corrupt JPEG (no {'frame header' if frame is None else 'scan'})")
+    return JpegInfo(frame=frame[0], width=frame[1], height=frame[2], components=frame[3], scans=scans)
+
+
 def decode_jpeg_bytes(data: bytes, *, source: str | Path = "JPEG data") -> np.ndarray:
     """Decode JPEG bytes to a uint8 (H, W, 3) RGB array; CorruptMediaError names ``source``.
 
     Like libjpeg (and torchvision's decoder before it), recoverable defects such as
     extraneous bytes before a marker are tolerated, but a file that ends early is refused
-    as truncated rather than returned with grey rows.
+    as truncated rather than returned with grey rows: whether it stops before its
+    end-of-image marker or its image data stops early and a marker follows (a file cut
+    short with an end marker appended).
     """
     if not data.startswith(b"\xff\xd8"):
         raise CorruptMediaError(f"{source}: corrupt JPEG (not a JPEG file: starts with {data[:2].hex(' ')})")
@@ -73,6 +177,8 @@ def decode_jpeg_bytes(data: bytes, *, source: str | Path = "JPEG data") -> np.nd
         reason = str(exc).splitlines()[0] if str(exc) else "decode failed"
     if _TRUNCATED in reason or not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
         raise CorruptMediaError(f"{source}: corrupt JPEG (truncated: the file ends before its end-of-image marker)")
+    if _CUT_SHORT in reason:
+        raise CorruptMediaError(f"{source}: corrupt JPEG (truncated: its image data ends early, {reason})")
     try:  # only a libjpeg warning (strict mode raises on those): decode as libjpeg does
         return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=False)
     except ValueError as exc:
@@ -244,7 +350,8 @@ def frame_display_size(frame: av.VideoFrame, *, label: str = "video") -> tuple[i
 
 
 def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
-    for side_data in frame.side_data:
+    # PyAV's stub types side_data as a TypedDict; it is a SideDataContainer of SideData
+    for side_data in cast("SideDataContainer", frame.side_data):
         if side_data.type.name == "DISPLAYMATRIX":
             return np.frombuffer(memoryview(side_data), dtype=np.int32)
     return None

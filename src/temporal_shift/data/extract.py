@@ -253,7 +253,8 @@ def run_resumable(
     check_distinct_folders(jobs)
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
-    result = ExtractResult(failures_file=Path(failures_file))
+    failures = Path(failures_file)
+    result = ExtractResult(failures_file=failures)
     done = read_done(done_file)
     todo = []
     for source, folder in jobs:
@@ -278,8 +279,8 @@ def run_resumable(
     _run_jobs(todo, work, workers=workers or min(os.cpu_count() or 1, 8), on_outcome=record)
     bar.close()
     result.failed.sort()
-    result.failures_file.parent.mkdir(parents=True, exist_ok=True)
-    result.failures_file.write_text("".join(f"{v}\t{r}\n" for v, r in result.failed), encoding="utf-8")
+    failures.parent.mkdir(parents=True, exist_ok=True)
+    failures.write_text("".join(f"{v}\t{r}\n" for v, r in result.failed), encoding="utf-8")
     return result
 
 

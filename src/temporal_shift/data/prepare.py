@@ -184,7 +184,8 @@ def parse_kinetics(csv_files: Iterable[str | Path]) -> Annotations:
     if not classes:
         raise AnnotationError("Kinetics CSVs: no 'train' rows; pass the training CSV")
     index = _index(classes)
-    train, val = [], []
+    train: list[Sample] = []
+    val: list[Sample] = []
     for label, name, split, source in rows:
         sample = Sample(name=name, label=_lookup(index, label, source), source=source)
         (train if split == "train" else val).append(sample)
@@ -384,7 +385,8 @@ def parse_hmdb51(splits_dir: str | Path, *, split: int = 1) -> Annotations:
     if not files:
         raise FileNotFoundError(f"{splits_dir}: no '<class>_test_split{split}.txt' files")
     classes = sorted(files)
-    train, val = [], []
+    train: list[Sample] = []
+    val: list[Sample] = []
     for label, name in enumerate(classes):
         path = files[name]
         for number, line in enumerate(_lines(path), start=1):
@@ -507,22 +509,24 @@ def parse_annotations(
 ) -> Annotations:
     """Dispatch to the parser of ``dataset`` (one of ``DATASETS``)."""
 
-    def need(**kw):
-        absent = [k for k, v in kw.items() if v is None]
+    def need(**given: str | Path | None) -> dict[str, str | Path]:
+        """``given`` when none is None, else ValueError naming the missing options."""
+        absent = [k for k, v in given.items() if v is None]
         if absent:
             raise ValueError(f"{dataset} needs {', '.join('--' + a.replace('_', '-') for a in absent)}")
+        return {k: v for k, v in given.items() if v is not None}
 
     if dataset == "kinetics":
         need(train=train)
         return parse_kinetics([p for p in (train, val) if p is not None])
     if dataset in ("something-v1", "jester", "something-v2"):
-        need(labels=labels, train=train, val=val)
-        parser = parse_something_v2 if dataset == "something-v2" else parse_something_v1
-        return parser(labels=labels, train=train, val=val)
+        paths = need(labels=labels, train=train, val=val)
+        parse_csv = parse_something_v2 if dataset == "something-v2" else parse_something_v1
+        return parse_csv(labels=paths["labels"], train=paths["train"], val=paths["val"])
     if dataset in ("ucf101", "hmdb51"):
-        need(splits_dir=splits_dir)
-        parser = parse_ucf101 if dataset == "ucf101" else parse_hmdb51
-        return parser(splits_dir, split=split)
+        paths = need(splits_dir=splits_dir)
+        parse_splits = parse_ucf101 if dataset == "ucf101" else parse_hmdb51
+        return parse_splits(paths["splits_dir"], split=split)
     raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
 
 

@@ -117,7 +117,7 @@ class FolderSource(FrameSource):
     (`open_folder` picks one). ``num_frames`` defaults to the template files present from 1
     on (`decode.count_frame_files`); frame i's time is ``i / fps``."""
 
-    kind: ClassVar[SourceKind] = "frames"
+    kind: ClassVar[Literal["frames"]] = "frames"
 
     def __init__(
         self,
@@ -205,7 +205,7 @@ class VideoSource(_DecodedSource):
     (`decode.video_fps`, `decode.video_frame_count`), read when first asked for; a video
     without decodable frames is a CorruptMediaError."""
 
-    kind: ClassVar[SourceKind] = "video"
+    kind: ClassVar[Literal["video"]] = "video"
 
     def __init__(self, path: str | Path, *, fps: float | None = None, num_frames: int | None = None) -> None:
         super().__init__()
@@ -248,7 +248,7 @@ class CameraSource(_DecodedSource):
     """Camera ``index`` (``/dev/video<index>`` through PyAV's v4l2 input), opened when made.
     Frames come in order only; ``fps`` defaults to what the driver states."""
 
-    kind: ClassVar[SourceKind] = "camera"
+    kind: ClassVar[Literal["camera"]] = "camera"
 
     def __init__(self, index: int, *, fps: float | None = None) -> None:
         super().__init__()

@@ -361,7 +361,7 @@ def _main_object(
             hue=hue,
             vivid=pair_hues,
         )
-    hue = PAIR_HUES[label // 2] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD) if pair_hues else None
+    pair_hue = PAIR_HUES[label // 2] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD) if pair_hues else None
     return _object(
         rng,
         frames=frames,
@@ -369,7 +369,7 @@ def _main_object(
         width=width,
         radius=rng.uniform(6, 10) * scale,
         kind=_KIND[label - label % 2],
-        hue=hue,
+        hue=pair_hue,
         motion=motion,
         spin=spin,
         vivid=pair_hues,
@@ -589,8 +589,12 @@ def _make_all(jobs: Sequence[tuple], *, workers: int, progress: bool) -> None:
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for _ in pool.map(_make_one, jobs, chunksize=16):
-                bar.update()
+            try:
+                for _ in pool.map(_make_one, jobs, chunksize=16):
+                    bar.update()
+            except BaseException:  # interrupted (Ctrl-C, SIGTERM): drop the clips not started yet
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     bar.close()
 
 

@@ -212,7 +212,7 @@ def _index_by_decoding(
     packets: list[int] = []
     frames: dict[int, np.ndarray] = {}
     for packet in container.demux(stream):
-        if packet.size:
+        if packet.size and packet.pos is not None:
             packet_info[packet.pos] = (packet.is_keyframe, packet.dts if packet.dts is not None else packet.pts)
         packet.opaque = packet.pos
         for frame in packet.decode():
@@ -356,7 +356,9 @@ class _Reader:
             headers = self._decode(sequential=False)
             next(headers, None)
             headers.close()
-        self.container.seek(self.index.seek_timestamps[point], stream=self.stream, backward=True, any_frame=False)
+        timestamp = self.index.seek_timestamps[point]
+        assert timestamp is not None  # only seek point 0 (the start) has none
+        self.container.seek(timestamp, stream=self.stream, backward=True, any_frame=False)
         self.frames = self._decode(sequential=False)
         return int(self.index.seek_frames[point]) - 1
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.online import OnlineRecognizer
 
 FORMATS = ("onnx", "torchscript", "exported")
@@ -20,17 +20,17 @@ INPUT_NAME = "clips"
 OUTPUT_NAME = "logits"
 
 
-def example_input(model: nn.Module, *, batch_size: int = 2, size: int | None = None) -> torch.Tensor:
+def example_input(model: ClipClassifier, *, batch_size: int = 2, size: int | None = None) -> torch.Tensor:
     """A random clip batch of the shape the model expects (``size``: default, its published one)."""
     return torch.randn(batch_size, model.config.n_segment, model.config.input_channels, *(_size(model, size),) * 2)
 
 
-def _size(model: nn.Module, size: int | None) -> int:
+def _size(model: ClipClassifier, size: int | None) -> int:
     return int(getattr(model, "input_size", 224)) if size is None else size
 
 
 def export_model(
-    model: nn.Module,
+    model: ClipClassifier,
     out: str | Path,
     *,
     format: str = "onnx",
@@ -61,6 +61,7 @@ def export_model(
                 external_data=False,
                 verbose=False,
             )
+            assert program is not None  # None only without dynamo=True
             program.save(str(out))
         elif format == "torchscript":
             with warnings.catch_warnings():  # torch.jit is deprecated upstream but still works
@@ -68,8 +69,8 @@ def export_model(
                 traced = torch.jit.trace(model, x)
             traced.save(str(out))
         else:
-            program = torch.export.export(model, (x,), dynamic_shapes={"x": {0: batch}})
-            torch.export.save(program, str(out))
+            exported = torch.export.export(model, (x,), dynamic_shapes={"x": {0: batch}})
+            torch.export.save(exported, str(out))
     return out
 
 
@@ -93,7 +94,7 @@ def run_onnx(path: str | Path, clips: torch.Tensor) -> torch.Tensor:
 
 
 def verify_export(
-    model: nn.Module, path: str | Path, *, format: str, batch_size: int = 3, size: int | None = None, seed: int = 0
+    model: ClipClassifier, path: str | Path, *, format: str, batch_size: int = 3, size: int | None = None, seed: int = 0
 ) -> float:
     """Max relative difference between the exported file's and PyTorch's logits on random input."""
     generator = torch.Generator().manual_seed(seed)
@@ -141,6 +142,7 @@ def export_online(model: OnlineRecognizer, out: str | Path, *, size: int = 224, 
             external_data=False,
             verbose=False,
         )
+    assert program is not None  # None only without dynamo=True
     program.save(str(out))
     return out
 

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from temporal_shift.checkpoint.loading import load_checkpoint, resolve_class_names
+from temporal_shift.checkpoint.loading import Published, load_checkpoint, resolve_class_names
 from temporal_shift.data.lists import DEFAULT_TEMPLATE
 from temporal_shift.data.sampling import TSNSampler
 from temporal_shift.data.sources import VideoSource, find_sources, open_folder
@@ -74,7 +74,7 @@ class Predictor:
 
     def __init__(
         self,
-        checkpoint: str | Path,
+        checkpoint: str | Path | Published,
         *,
         n_segment: int | None = None,
         classes: str | Path | None = None,
@@ -124,7 +124,7 @@ class Predictor:
 def predict(
     inputs: str | Path | Sequence[str | Path],
     *,
-    checkpoint: str | Path,
+    checkpoint: str | Path | Published,
     topk: int = 5,
     n_segment: int | None = None,
     classes: str | Path | None = None,

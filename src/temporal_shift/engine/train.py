@@ -51,12 +51,13 @@ from tqdm import tqdm
 
 from temporal_shift.checkpoint.backbone import load_backbone_weights
 from temporal_shift.checkpoint.format import CheckpointError, load_state_strict, read_checkpoint, save_checkpoint
-from temporal_shift.checkpoint.loading import load_checkpoint
+from temporal_shift.checkpoint.loading import Published, load_checkpoint
 from temporal_shift.data.dataset import VideoDataset, collate_skipping
 from temporal_shift.data.factory import build_dataset, build_sampler
 from temporal_shift.data.lists import DEFAULT_TEMPLATE, read_classes
 from temporal_shift.engine.config import TrainConfig, save_config
 from temporal_shift.engine.evaluate import score_videos, topk_predictions
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.config import model_name
 from temporal_shift.models.factory import model_from_config
 from temporal_shift.models.optim_groups import param_groups
@@ -209,7 +210,7 @@ def effective_lr(config: TrainConfig, world_size: int) -> float:
     return config.optim.lr * config.data.batch_size * world_size / config.optim.lr_batch
 
 
-def _finetune(model: nn.Module, path: str | Path) -> bool:
+def _finetune(model: ClipClassifier, path: str | Path | Published) -> bool:
     """Load another run's weights; the head is kept fresh when its shape differs. Returns
     whether the head was replaced."""
     # ours keep their own T (the weights do not depend on it); other layouts get the run's
@@ -339,7 +340,9 @@ class _Trainer:
 # --- the loop -------------------------------------------------------------------------
 
 
-def train(config: TrainConfig, *, resume: bool = False, finetune_from: str | Path | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, *, resume: bool = False, finetune_from: str | Path | Published | None = None
+) -> TrainResult:
     """Train (or resume) the run described by ``config``; see the module docstring."""
     if resume and finetune_from is not None:
         raise ValueError("--resume and --finetune-from cannot be combined (resume restores the run's own weights)")
@@ -347,7 +350,9 @@ def train(config: TrainConfig, *, resume: bool = False, finetune_from: str | Pat
         return _train(config, d, resume=resume, finetune_from=finetune_from)
 
 
-def _train(config: TrainConfig, d: Distributed, *, resume: bool, finetune_from: str | Path | None) -> TrainResult:
+def _train(
+    config: TrainConfig, d: Distributed, *, resume: bool, finetune_from: str | Path | Published | None
+) -> TrainResult:
     saved = _read_last(config) if resume else None
     t = _build(config, d, saved=saved, finetune_from=finetune_from)
     if t.device.type == "cpu":
@@ -416,7 +421,7 @@ def _read_last(config: TrainConfig) -> dict[str, Any]:
 
 
 def _build(
-    config: TrainConfig, d: Distributed, *, saved: dict[str, Any] | None, finetune_from: str | Path | None
+    config: TrainConfig, d: Distributed, *, saved: dict[str, Any] | None, finetune_from: str | Path | Published | None
 ) -> _Trainer:
     """Datasets, model (initial, fine-tuned or resumed weights), optimizer, schedule, scaler."""
     device = _device(config, d)
@@ -441,7 +446,9 @@ def _build(
         for g in param_groups(model, fc_lr5=config.optim.fc_lr5)
     ]
     optimizer = _optimizer(groups, config, base_lr)
-    sampler = DistributedSampler(train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=config.run.seed)
+    sampler: DistributedSampler[int] = DistributedSampler(
+        train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=config.run.seed
+    )
     steps_per_epoch = len(sampler) // config.data.batch_size
     if steps_per_epoch == 0:
         raise ValueError(

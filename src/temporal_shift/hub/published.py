@@ -11,14 +11,13 @@ checkpoint of the expected layout, holding the model the entry describes.
 from __future__ import annotations
 
 import dataclasses
-import urllib.parse
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from temporal_shift.checkpoint.format import CheckpointError, read_checkpoint
 from temporal_shift.checkpoint.importers import detect_format, model_from_data
-from temporal_shift.hub.download import default_cache_dir, fetch_file, sha256_file
+from temporal_shift.hub.download import default_cache_dir, fetch_file, safe_file_name, sha256_file
 from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.config import ModelConfig
 
@@ -113,7 +112,7 @@ def class_names(dataset: str) -> list[str]:
     if dataset not in DATASETS:
         raise ValueError(f"no class names for dataset {dataset!r}; known: {', '.join(DATASETS)}")
     info = DATASETS[dataset]
-    text = resources.files("temporal_shift.hub").joinpath("classes", info.class_file).read_text(encoding="utf-8")
+    text = (resources.files("temporal_shift.hub") / "classes" / info.class_file).read_text(encoding="utf-8")
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) != info.num_classes:  # a broken installation, not a user error
         raise RuntimeError(
@@ -130,7 +129,7 @@ class Accuracy:
 
     top1: float
     protocol: str  # the release's words, e.g. "8 frames x 10 clips, 3 full-resolution crops"
-    clips: str = "single"
+    clips: Literal["single", "twice", "dense"] = "single"  # engine.evaluate's ClipProtocol
     crops: int = 1
     size: int = 224
     scale_size: int = 256
@@ -164,14 +163,32 @@ class PublishedWeights:
     std: tuple[float, float, float] = IMAGENET_STD
     sha256: str | None = None
     note: str = ""
+    max_file_bytes: int | None = None  # the most bytes the file may have (default: from the model, `max_bytes`)
 
     def __str__(self) -> str:
         return self.name
 
     @property
     def file_name(self) -> str:
-        """The cached file's name: the last part of the URL's path."""
-        return Path(urllib.parse.urlparse(self.url).path).name
+        """The cached file's name: the last part of the URL's path, made safe for the cache
+        (`download.safe_file_name`; the entry's name + ``.pth`` when the URL names no file)."""
+        return safe_file_name(self.url, fallback=f"{self.name}.pth")
+
+    @property
+    def max_bytes(self) -> int:
+        """The most bytes the file may have (a download past it is stopped): ``max_file_bytes``
+        when set, else three times the weights and buffers of the model it holds (the weights,
+        the optimizer state the release saves beside them, and room) plus 16 MiB."""
+        if self.max_file_bytes is not None:
+            return self.max_file_bytes
+        import torch
+
+        from temporal_shift.models.factory import build_model
+
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            model = build_model(**self.model_options())
+        tensors = [*model.parameters(), *model.buffers()]
+        return 3 * sum(t.numel() * t.element_size() for t in tensors) + (16 << 20)
 
     @property
     def arch(self) -> str:
@@ -249,6 +266,7 @@ class PublishedWeights:
             retries=retries,
             timeout=timeout,
             backoff=backoff,
+            max_bytes=self.max_bytes,
         )
 
     def verify_file(self, path: Path, source: str) -> None:
@@ -260,7 +278,7 @@ class PublishedWeights:
                     f"{source}: sha256 {actual} does not match the published {self.sha256} of {self.name}"
                 )
         try:
-            data = read_checkpoint(path)
+            data = read_checkpoint(path, max_bytes=self.max_bytes)
         except CheckpointError as exc:
             raise CheckpointError(f"{source}: {str(exc).removeprefix(f'{path}: ')}") from exc
         kind = detect_format(data, source=source)

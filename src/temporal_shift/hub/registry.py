@@ -31,6 +31,8 @@ flow model is left out: it takes stacked flow fields (10 channels per segment), 
 
 from __future__ import annotations
 
+from typing import Literal, TypedDict
+
 from temporal_shift.hub.published import DATASETS, Accuracy, PublishedWeights
 from temporal_shift.models.config import ModelConfig
 
@@ -44,14 +46,30 @@ TEST = "ops/models.py + test_models.py: 224 crop of a 256 short side, ImageNet m
 KEYS = "the checkpoint's keys, as our importer reads them (tests/fixtures/reference_release/keys.json)"
 ONLINE = "online_demo/main.py (MobileNetV2(n_class=27), URL, 27 Jester classes, 256 -> 224, ImageNet mean/std)"
 
+
+class _Protocol(TypedDict):
+    """An `Accuracy`'s test protocol (its fields but top1), at the default 224 crop of a 256 side."""
+
+    protocol: str
+    clips: Literal["single", "twice", "dense"]
+    crops: int
+
+
+class _FullResProtocol(_Protocol):
+    """A protocol whose crops are taken at another size (full resolution: the short side)."""
+
+    size: int
+    scale_size: int
+
+
 # Test protocols the release reports (Testing section and table headers).
-_DENSE_10x3 = dict(
+_DENSE_10x3 = _FullResProtocol(
     protocol="10 dense clips x 3 full-resolution crops (256)", clips="dense", crops=3, size=256, scale_size=256
 )
-_UNIFORM_1 = dict(protocol="1 clip, centre crop", clips="single", crops=1)
-_UNIFORM_10 = dict(protocol="1 clip, 10 crops", clips="single", crops=10)
-_STH_1 = dict(protocol="1 clip, centre crop (efficient setting)", clips="single", crops=1)
-_STH_2x3 = dict(
+_UNIFORM_1 = _Protocol(protocol="1 clip, centre crop", clips="single", crops=1)
+_UNIFORM_10 = _Protocol(protocol="1 clip, 10 crops", clips="single", crops=10)
+_STH_1 = _Protocol(protocol="1 clip, centre crop (efficient setting)", clips="single", crops=1)
+_STH_2x3 = _FullResProtocol(
     protocol="2 clips, 3 full-resolution crops (accurate setting)", clips="twice", crops=3, size=256, scale_size=256
 )
 

@@ -41,6 +41,8 @@ class BackboneKind:
         """Replace the 2D classifier by the identity; return its input size (the feature size)."""
         head = getattr(model, self.classifier)
         last = head[-1] if isinstance(head, nn.Sequential) else head
+        if not isinstance(last, nn.Linear):
+            raise TypeError(f"{self.name}'s classifier {self.classifier!r} ends in {type(last).__name__}, not Linear")
         setattr(model, self.classifier, nn.Identity())
         return last.in_features
 

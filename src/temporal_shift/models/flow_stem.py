@@ -26,6 +26,12 @@ def cross_modality_weight(weight: Tensor, in_channels: int) -> Tensor:
     return weight.mean(dim=1, keepdim=True).expand(-1, in_channels, -1, -1).contiguous()
 
 
+def _pair(size: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d's (h, w) size (torch types its sizes as tuples of any length)."""
+    h, w = size
+    return h, w
+
+
 def set_input_channels(backbone: nn.Module, in_channels: int) -> None:
     """Replace the backbone's first convolution by one taking ``in_channels`` channels,
     initialised from its current weights by cross-modality averaging."""
@@ -36,14 +42,15 @@ def set_input_channels(backbone: nn.Module, in_channels: int) -> None:
     new = nn.Conv2d(
         in_channels,
         old.out_channels,
-        old.kernel_size,
-        stride=old.stride,
-        padding=old.padding,
-        dilation=old.dilation,
+        _pair(old.kernel_size),
+        stride=_pair(old.stride),
+        padding=old.padding if isinstance(old.padding, str) else _pair(old.padding),
+        dilation=_pair(old.dilation),
         groups=old.groups,
         bias=old.bias is not None,
     )
     new.weight.data.copy_(cross_modality_weight(old.weight.data, in_channels))
     if old.bias is not None:
+        assert new.bias is not None  # built with bias=True just above
         new.bias.data.copy_(old.bias.data)
     setattr(parent, attr, new)

@@ -95,5 +95,7 @@ def non_local_resnet(model: ResNet, n_segment: int) -> None:
 
 def _out_channels(block: nn.Module) -> int:
     inner = block.net if isinstance(block, TemporalShift) else block
-    last_bn = inner.bn3 if hasattr(inner, "bn3") else inner.bn2
+    last_bn = inner.get_submodule("bn3" if hasattr(inner, "bn3") else "bn2")
+    if not isinstance(last_bn, nn.BatchNorm2d):
+        raise TypeError(f"a non-local block follows a ResNet block ending in BatchNorm2d, not {type(last_bn).__name__}")
     return last_bn.num_features

@@ -20,10 +20,11 @@ class NonLocalBlock3D(nn.Module):
         self.g = nn.Sequential(nn.Conv3d(in_channels, inter, 1), nn.MaxPool3d(kernel_size=(1, 2, 2)))
         self.theta = nn.Conv3d(in_channels, inter, 1)
         self.phi = nn.Sequential(nn.Conv3d(in_channels, inter, 1), nn.MaxPool3d(kernel_size=(1, 2, 2)))
-        self.W = nn.Sequential(nn.Conv3d(inter, in_channels, 1), nn.BatchNorm3d(in_channels))
+        out_bn = nn.BatchNorm3d(in_channels)
+        self.W = nn.Sequential(nn.Conv3d(inter, in_channels, 1), out_bn)
         # Zero-initialised output BN: a new block starts as the identity.
-        nn.init.zeros_(self.W[1].weight)
-        nn.init.zeros_(self.W[1].bias)
+        nn.init.zeros_(out_bn.weight)
+        nn.init.zeros_(out_bn.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[0]

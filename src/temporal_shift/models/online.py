@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from temporal_shift.models.tsn import VideoRecognizer
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.ops.shift import TemporalShift
 
 
@@ -70,7 +70,7 @@ class OnlineRecognizer(nn.Module):
     buffers. `initial_buffers` gives the zero buffers of a fresh stream.
     """
 
-    def __init__(self, model: VideoRecognizer) -> None:
+    def __init__(self, model: ClipClassifier) -> None:  # the tsn family: checked here
         super().__init__()
         config = model.config
         if config.family != "tsn":
@@ -168,7 +168,7 @@ class OnlineStream:
         parameter = next(self.model.parameters())
         frame = frame.to(device=parameter.device, dtype=parameter.dtype)
         if self._buffers is None:
-            self._buffers = self.model.initial_buffers(size=tuple(frame.shape[2:]))
+            self._buffers = self.model.initial_buffers(size=(frame.shape[2], frame.shape[3]))
             self._shape = tuple(frame.shape)
         logits, *self._buffers = self.model(frame, *self._buffers)
         self.steps += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from temporal_shift.models.base import ClipClassifier
 
@@ -18,7 +18,7 @@ def param_groups(model: ClipClassifier, *, fc_lr5: bool = False) -> list[dict[st
     - ``fc_lr5`` (fine-tuning): the new head gets 5x lr for its weight, 10x for its bias.
     The optimiser's lr and weight decay are multiplied by these factors.
     """
-    groups: dict[str, list[nn.Parameter]] = {
+    groups: dict[str, list[Tensor]] = {  # parameters (torch types a layer's weight and bias as Tensor)
         "first_conv_weight": [],
         "first_conv_bias": [],
         "normal_weight": [],

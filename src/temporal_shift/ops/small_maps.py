@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -36,16 +37,25 @@ from temporal_shift.ops.shift import _is_exporting
 Window = tuple[tuple[int, int] | None, ...]
 
 
-class _SmallMapConv:
-    """The shortcut shared by `SmallMapConv2d` and `SmallMapConv3d` (mixed into the conv class)."""
+class _SmallMapConv(nn.Module):
+    """The shortcut shared by `SmallMapConv2d` and `SmallMapConv3d` (mixed in before the conv class,
+    whose own forward ``super().forward`` reaches)."""
 
+    # the attributes of the convolution it is mixed into (`torch.nn.modules.conv._ConvNd`)
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: str | tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"]
     weight: Tensor
     bias: Tensor | None
 
     def forward(self, x: Tensor) -> Tensor:
         window = self._window(x)
         if window is None:
-            return super().forward(x)  # type: ignore[misc]
+            return super().forward(x)
+        assert not isinstance(self.padding, str)  # a window only for numeric padding (_window)
         weight, stride, padding = self.weight, [], []
         for axis, (taps, k_stride, pad) in enumerate(zip(window, self.stride, self.padding, strict=True)):
             if taps is None:  # several outputs along this axis: the layer's own taps and padding
@@ -98,27 +108,28 @@ class SmallMapConv3d(_SmallMapConv, nn.Conv3d):
     """`nn.Conv3d` computing a single-position output axis from the taps that meet the input (module doc)."""
 
 
-_FAST = {nn.Conv2d: SmallMapConv2d, nn.Conv3d: SmallMapConv3d}
-_PLAIN = {fast: plain for plain, fast in _FAST.items()}
+_Conv = type[nn.Conv2d] | type[nn.Conv3d]
+_FAST: dict[_Conv, _Conv] = {nn.Conv2d: SmallMapConv2d, nn.Conv3d: SmallMapConv3d}
+_PLAIN: dict[type[nn.Module], _Conv] = {fast: plain for plain, fast in _FAST.items()}  # looked up by any layer's type
 
 
-def _plain_conv(layer: nn.Module) -> type[nn.Module] | None:
+def _plain_conv(layer: nn.Module) -> _Conv | None:
     """`nn.Conv2d`/`nn.Conv3d` when ``layer`` computes exactly as one: the class itself or a
     subclass that only builds it differently (torchvision's ``Conv3DSimple``), not one with a
     forward of its own (I3D's time padding, the fusion models' folded time)."""
     for plain in _FAST:
+        if not isinstance(layer, plain):
+            continue
         kind = type(layer)
-        if (
-            isinstance(layer, plain)
-            and kind not in _PLAIN
-            and kind.forward is plain.forward
-            and kind._conv_forward is plain._conv_forward
-        ):
+        if kind not in _PLAIN and kind.forward is plain.forward and kind._conv_forward is plain._conv_forward:
             return plain
     return None
 
 
-def use_small_map_convs(module: nn.Module) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def use_small_map_convs(module: M) -> M:
     """Make every convolution of ``module`` that computes as a plain `nn.Conv2d`/`nn.Conv3d` a
     `SmallMapConv2d`/`SmallMapConv3d` (in place; parameters, buffers and ``state_dict`` keys
     unchanged; subclasses with forwards of their own are left alone) and return ``module``."""
@@ -133,11 +144,11 @@ def use_small_map_convs(module: nn.Module) -> nn.Module:
 def full_kernels(module: nn.Module) -> Iterator[nn.Module]:
     """Within the block, ``module``'s small-map convolutions are plain `nn.Conv2d`/`nn.Conv3d` again
     (a ``Conv3DSimple`` made one comes back as `nn.Conv3d`: the same computation)."""
-    layers = [layer for layer in module.modules() if type(layer) in _PLAIN]
-    for layer in layers:
-        layer.__class__ = _PLAIN[type(layer)]
+    layers = [(layer, type(layer)) for layer in module.modules() if type(layer) in _PLAIN]
+    for layer, fast in layers:
+        layer.__class__ = _PLAIN[fast]
     try:
         yield module
     finally:
-        for layer in layers:
-            layer.__class__ = _FAST[type(layer)]
+        for layer, fast in layers:
+            layer.__class__ = fast

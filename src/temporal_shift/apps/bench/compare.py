@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from temporal_shift.apps.bench.overhead import count_flops, count_params, interleaved_latency, summarize
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.factory import build_model
 from temporal_shift.ops.runtime import resolve_device
 
@@ -184,7 +184,7 @@ def parse_names(spec: str) -> list[str]:
     return names
 
 
-def build_contender(name: str, *, num_classes: int = 400, seed: int = 0) -> nn.Module:
+def build_contender(name: str, *, num_classes: int = 400, seed: int = 0) -> ClipClassifier:
     torch.manual_seed(seed)
     options = dict(CONTENDERS[name].options)
     return build_model(options.pop("arch"), num_classes=num_classes, **options).eval()
@@ -224,18 +224,19 @@ class CompareResult:
         ]
         for name in self.params:
             lat, pub, ratio = self.latency_ms[name], self.published[name] or {}, self.ratio_to_tsm.get(name)
+            ratio_median = ratio["median"] if ratio else None
             lines.append(
                 f"{name:<14}{self.frames[name]:>3}{self.sizes[name]:>5}{self.params[name] / 1e6:>10.1f}"
                 f"{self.gmacs[name]:>8.1f}{lat['median']:>9.1f}{lat['q1']:>7.1f}-{lat['q3']:<7.1f}"
-                f"{self.videos_per_s[name]:>10.2f}{f(ratio and ratio['median'], '.2f'):>8}  | "
+                f"{self.videos_per_s[name]:>10.2f}{f(ratio_median, '.2f'):>8}  | "
                 f"{f(pub.get('gmacs'), '.1f'):>9}{f(pub.get('params_m'), '.1f'):>8}"
                 f"{f(pub.get('latency_ms'), '.1f'):>8}{f(pub.get('videos_per_s'), '.1f'):>7}"
             )
         lines.append("not run (published figures only):")
-        for name, (description, pub) in PUBLISHED_ONLY.items():
+        for name, (description, paper) in PUBLISHED_ONLY.items():
             lines.append(
-                f"{name:<14} {description}: {f(pub.gmacs, '.0f')} GMACs, {f(pub.params_m, '.1f')} M params"
-                + (f", {pub.latency_ms} ms, {pub.videos_per_s} V/s" if pub.latency_ms else "")
+                f"{name:<14} {description}: {f(paper.gmacs, '.0f')} GMACs, {f(paper.params_m, '.1f')} M params"
+                + (f", {paper.latency_ms} ms, {paper.videos_per_s} V/s" if paper.latency_ms else "")
             )
         for name, ratio in self.ratio_to_tsm.items():
             if name != ratio["reference"]:
@@ -289,9 +290,7 @@ def benchmark_compare(
     latency_s = interleaved_latency(models, inputs(1), repeats=repeats, warmup=warmup)
     batch_s = interleaved_latency(models, inputs(batch_size), repeats=max(3, repeats // 2), warmup=1)
     latency = {name: summarize([t * 1e3 for t in ts]) for name, ts in latency_s.items()}
-    published = {
-        name: (dataclasses.asdict(CONTENDERS[name].published) if CONTENDERS[name].published else None) for name in names
-    }
+    published = {name: (dataclasses.asdict(paper) if (paper := CONTENDERS[name].published) else None) for name in names}
     return CompareResult(
         device=str(dev),
         threads=torch.get_num_threads(),

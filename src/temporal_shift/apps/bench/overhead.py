@@ -16,7 +16,7 @@ import dataclasses
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from temporal_shift.engine.compiled import compile_for_inference, resolve_mode
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.factory import build_model
 from temporal_shift.models.tsn import VideoRecognizer
 from temporal_shift.ops.runtime import resolve_device
@@ -70,17 +71,23 @@ def tsn_tsm_pair(
     plain = tsn.state_dict()
     # TSM's keys carry the shift wrapper's extra ``net`` level; the tensors are the same.
     tsm.load_state_dict({key: plain[key.replace(".net.", ".")] for key in tsm.state_dict()})
+    assert isinstance(tsn, VideoRecognizer) and isinstance(tsm, VideoRecognizer)  # build_model's default family, tsn
     return tsn.eval(), tsm.eval()
 
 
 def _timer(device: torch.device) -> Callable[[], float]:
     if device.type == "cuda":
-        return lambda: (torch.cuda.synchronize(device), time.perf_counter())[1]
+
+        def synchronized() -> float:
+            torch.cuda.synchronize(device)
+            return time.perf_counter()
+
+        return synchronized
     return time.perf_counter
 
 
 def interleaved_latency(
-    models: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+    models: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
     clips: torch.Tensor | dict[str, torch.Tensor],
     *,
     repeats: int,
@@ -210,28 +217,29 @@ def benchmark_overhead(
 
 
 def _on_device(
-    models: dict[str, nn.Module],
+    models: dict[str, ClipClassifier],
     clips: Tensor,
     *,
     device: torch.device,
     channels_last: bool,
     compile: str | None,
     warmup: int,
-) -> tuple[dict[str, nn.Module], Tensor]:
+) -> tuple[Mapping[str, Callable[[Tensor], Tensor]], Tensor]:
     """The models and the clips on ``device`` in the memory format timed, the models compiled with
     ``compile`` (a resolved mode) if given."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    models = {name: model.to(device, memory_format=fmt) for name, model in models.items()}
+    placed = {name: model.to(device).to(memory_format=fmt) for name, model in models.items()}
     # (N, T, C, H, W) clips are folded to (N*T, C, H, W) frames inside; channels_last
     # applies to the frames, so lay the clip out as N*T channels-last frames.
     frames = clips.to(device).flatten(0, 1).contiguous(memory_format=fmt)
     clips = frames.view(clips.shape)
-    if compile is not None:
-        models = {
-            name: compile_for_inference(model, mode=compile, example=clips, warmup=max(warmup, 1))
-            for name, model in models.items()
-        }
-    return models, clips
+    if compile is None:
+        return placed, clips
+    compiled = {
+        name: compile_for_inference(model, mode=compile, example=clips, warmup=max(warmup, 1))
+        for name, model in placed.items()
+    }
+    return compiled, clips
 
 
 def box_plot(samples_ms: dict[str, list[float]], path: str | Path, *, ylabel: str, title: str) -> Path:

@@ -29,16 +29,17 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from temporal_shift.apps.bench.overhead import _timer, box_plot, summarize, tsn_tsm_pair
 from temporal_shift.engine.compiled import resolve_mode
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.optim_groups import param_groups
 from temporal_shift.ops.runtime import resolve_device
 
@@ -51,7 +52,7 @@ class TrainStep:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: ClipClassifier,
         *,
         device: torch.device,
         amp: str = "off",
@@ -92,7 +93,7 @@ class TrainStep:
 
 
 def interleaved_steps(
-    steps: dict[str, Callable[[], object]], *, device: torch.device, repeats: int, warmup: int
+    steps: Mapping[str, Callable[[], object]], *, device: torch.device, repeats: int, warmup: int
 ) -> dict[str, list[float]]:
     """Seconds per call of each step, timed in interleaved rounds (order rotates)."""
     if repeats < 1 or warmup < 0:
@@ -232,7 +233,7 @@ def benchmark_training(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     pair = tsn_tsm_pair(arch=arch, n_segment=n_segment, num_classes=num_classes)
     steps = {
-        name: TrainStep(model.to(dev, memory_format=fmt), device=dev, amp=amp, compile_mode=mode)
+        name: TrainStep(model.to(dev).to(memory_format=fmt), device=dev, amp=amp, compile_mode=mode)
         for name, model in zip(("TSN", "TSM"), pair, strict=True)
     }
     generator = torch.Generator().manual_seed(0)
@@ -284,7 +285,7 @@ MEMORY_METERS: dict[str, str] = {
 
 def _peak_step_mb(
     steps: dict[str, TrainStep],
-    calls: dict[str, Callable[[], Any]],
+    calls: Mapping[str, Callable[[], Any]],
     device: torch.device,
 ) -> dict[str, float]:
     """Each model's peak step memory (MB, `peak_step_bytes`), every model's gradients freed first."""

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from temporal_shift.apps.bench.overhead import count_flops, summarize
-from temporal_shift.data.flow import DEFAULT_FLOW_LENGTH, METHODS, FlowComputer, require_opencv
+from temporal_shift.data.flow import DEFAULT_FLOW_LENGTH, METHODS, FlowComputer, FlowMethod, require_opencv
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.factory import build_model
 from temporal_shift.ops.runtime import resolve_device
 
@@ -102,7 +103,7 @@ def benchmark_two_stream(
     size: int = 224,
     flow_length: int = DEFAULT_FLOW_LENGTH,
     flow_frame: tuple[int, int] = FLOW_FRAME,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[FlowMethod, ...] = METHODS,
     repeats: int = 5,
     warmup: int = 1,
     device: str | None = None,
@@ -150,7 +151,7 @@ def benchmark_two_stream(
         n_segment=n_segment,
         size=size,
         flow_length=flow_length,
-        flow_frame=tuple(flow_frame),
+        flow_frame=(flow_frame[0], flow_frame[1]),
         device=str(dev),
         threads=torch.get_num_threads(),
         repeats=repeats,
@@ -165,7 +166,7 @@ def benchmark_two_stream(
     )
 
 
-def _models(arch: str, *, n_segment: int, flow_length: int, num_classes: int) -> dict[str, torch.nn.Module]:
+def _models(arch: str, *, n_segment: int, flow_length: int, num_classes: int) -> dict[str, ClipClassifier]:
     """TSM, TSN on RGB and TSN on flow stacks of ``flow_length`` fields, built from seed 0."""
     torch.manual_seed(0)
     return {

@@ -47,6 +47,7 @@ from temporal_shift.apps.experiments.recipe import (
     prepare_demo_data,
     train_and_test,
 )
+from temporal_shift.models.base import ClipClassifier
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +209,7 @@ def _measure(arms: list[Arm], records: list[dict[str, Any]]) -> dict[str, dict[s
     from temporal_shift.checkpoint.loading import load_model
 
     rows: dict[str, dict[str, float]] = {}
-    models: dict[str, torch.nn.Module] = {}
+    models: dict[str, ClipClassifier] = {}
     for arm, record in zip(arms, records, strict=True):
         rows[arm.label] = {
             **record["metrics"],

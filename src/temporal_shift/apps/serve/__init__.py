@@ -12,6 +12,7 @@ Extra dependencies: ``pip install 'temporal-shift[serve]'`` (starlette, uvicorn,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +48,7 @@ def run_serve(
     demo_cache: str | Path | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
+    allowed_host: Sequence[str] = (),
     size: int | None = None,
     short_side: int | None = None,
     smooth: int = 1,
@@ -57,8 +59,11 @@ def run_serve(
     log=print,
 ) -> None:
     """``tsm serve``: load the model (or the ``--demo`` one), build the app and serve it until
-    interrupted. ``size`` / ``short_side`` default to what the checkpoint was trained with."""
+    interrupted (Ctrl-C or SIGTERM). ``size`` / ``short_side`` default to what the checkpoint
+    was trained with. Requests must name this machine by a loopback name, ``host`` or one of
+    ``allowed_host`` (docs/security.md)."""
     from temporal_shift.apps.serve.app import ServeSettings, create_app, is_loopback, uvicorn_config
+    from temporal_shift.apps.serve.guard import allowed_hosts
 
     check_serve_dependencies()
     model = _load_model(
@@ -82,9 +87,13 @@ def run_serve(
     )
     if fps > limits.max_fps:
         raise ValueError(f"--fps {fps} is over --max-fps {limits.max_fps}")
-    app = create_app(model, settings=settings, limits=limits)
+    app = create_app(model, settings=settings, limits=limits, host=host, allowed_host=allowed_host)
     if not is_loopback(host):
-        log(f"tsm serve: warning: listening on {host}: reachable from other machines (no authentication)")
+        log(
+            f"tsm serve: warning: listening on {host}: reachable from other machines (no authentication); "
+            f"pages must name it {'by an IP address, ' if host in ('0.0.0.0', '::') else ''}"
+            f"as {', '.join(allowed_hosts(host, allowed_host))}"
+        )
     log(
         f"tsm serve: {len(model.classes)} classes, {size}x{size} crops of a {short_side} short side, {runtime}; "
         f"open http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/ (Ctrl-C stops)"

@@ -12,7 +12,12 @@ Each connection owns a `stream.StreamPredictor` around its own stream
 (the page's ``source`` message), on a gap in the frame times and on the page's request.
 Model steps of all connections run one at a time on one worker thread (the model is
 shared; a 2-core CPU gains nothing from running two at once), so connections queue
-for it fairly; the event loop only moves messages.
+for it fairly; the event loop only moves messages. JPEG decoding runs beside it, on a pool
+of one thread per connection, against each connection's budget of decoding time: a client
+whose frames are costly to decode slows only itself, then is closed.
+
+What is refused before any route runs (hosts other than the allowed ones, unfinished
+request heads, sockets past the cap) is in `guard`; the bounds of the messages in `protocol`.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -32,9 +38,18 @@ from urllib.parse import urlsplit
 
 import torch
 
+from temporal_shift.apps.serve.guard import (
+    WILDCARD_HOSTS,
+    HostGuard,
+    OneLineClientErrors,
+    allowed_hosts,
+    guarded_http_protocol,
+)
 from temporal_shift.apps.serve.protocol import (
+    CLOSE_IDLE,
     CLOSE_POLICY,
     CLOSE_TRY_LATER,
+    DecodeBudget,
     ProtocolError,
     RateLimiter,
     ResetMessage,
@@ -48,6 +63,8 @@ from temporal_shift.apps.stream import SourceFrame, StreamModel, StreamPredictor
 
 PAGE = "index.html"
 LATENCY_WINDOW = 256  # per-connection step latencies kept (bounded memory)
+CLOSE_WAIT = 2.0  # seconds a close frame may wait for a client that does not read
+log = logging.getLogger("uvicorn.error")
 
 
 @dataclass(frozen=True)
@@ -85,7 +102,10 @@ class Connection:
             topk=settings.topk,
         )
         self.predictor.summary = StreamSummary(latencies_ms=deque(maxlen=LATENCY_WINDOW))
-        self.rate = RateLimiter(limits.max_fps, now=time.monotonic())
+        now = time.monotonic()
+        self.rate = RateLimiter(limits.max_fps, now=now)
+        self.control_rate = RateLimiter(limits.max_control_rate, now=now)
+        self.decoding = DecodeBudget(limits.decode_share, now=now)
         self.source: SourceMessage | None = None
         self.frames = 0
 
@@ -97,18 +117,20 @@ class Connection:
         else:
             self.predictor.request_reset()
 
-    def frame(self, data: bytes) -> dict[str, Any]:
-        """Decode, step, and the result message (runs on the worker thread)."""
-        received = time.perf_counter()
+    def decode(self, data: bytes) -> tuple[float, Any, float]:
+        """(time, image, CPU seconds it took) of a frame message (runs on a decoding thread)."""
+        started = time.thread_time()
         t, image = decode_frame(data, limits=self.limits)
+        return t, image, time.thread_time() - started
+
+    def step(self, t: float, image) -> dict[str, Any]:
+        """The model step on a decoded frame, and its result message (runs on the model thread)."""
         record = self.predictor.step(
             SourceFrame(index=self.frames, time=t, image=torch.from_numpy(image).permute(2, 0, 1))
         )
         self.frames += 1
         assert record is not None  # every=1: every frame is processed
-        result = {"type": "result", **asdict(record)}
-        result["server_ms"] = round((time.perf_counter() - received) * 1e3, 3)
-        return result
+        return {"type": "result", **asdict(record)}
 
 
 def _page() -> bytes:
@@ -121,12 +143,28 @@ def _origin_allowed(origin: str | None, host: str | None) -> bool:
     non-browser client, allowed."""
     if origin is None:
         return True
+    if not host:
+        return False
     parts = urlsplit(origin)
-    return bool(host) and parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
 
 
-def create_app(model: StreamModel, *, settings: ServeSettings = ServeSettings(), limits: ServeLimits = ServeLimits()):
-    """The Starlette app of ``tsm serve`` for ``model`` (see the module docstring)."""
+def _client(websocket) -> str:
+    client = websocket.client
+    return f"{client.host}:{client.port}" if client else "?"
+
+
+def create_app(
+    model: StreamModel,
+    *,
+    settings: ServeSettings = ServeSettings(),
+    limits: ServeLimits = ServeLimits(),
+    host: str = "127.0.0.1",
+    allowed_host: Sequence[str] = (),
+):
+    """The ASGI app of ``tsm serve`` for ``model`` (see the module docstring): Starlette behind
+    `guard.HostGuard`, which answers the loopback names, ``host`` (the address it listens on)
+    and the ``allowed_host`` names."""
     from starlette.applications import Starlette
     from starlette.routing import Route, WebSocketRoute
 
@@ -154,19 +192,24 @@ def create_app(model: StreamModel, *, settings: ServeSettings = ServeSettings(),
         lifespan=endpoints.lifespan,
     )
     app.state.counters = endpoints.state
-    return app
+    guarded = HostGuard(app, allowed=allowed_hosts(host, allowed_host), any_ip=host in WILDCARD_HOSTS)
+    guarded.state = app.state  # type: ignore[attr-defined]
+    return guarded
 
 
 class _Endpoints:
-    """The routes of one app and what they share: the model's one worker thread and the
-    connection counters (``connections`` open, ``served`` in all, ``closed_with_reason``)."""
+    """The routes of one app and what they share: the model's one worker thread, the JPEG decoder
+    threads (one per connection at most, beside the model's) and the connection counters
+    (``connections`` open, ``served`` in all, ``closed_with_reason``)."""
 
     def __init__(self, model: StreamModel, *, settings: ServeSettings, limits: ServeLimits) -> None:
         self.model, self.settings, self.limits = model, settings, limits
         self.page = _page()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsm-serve-model")
+        self.decoders = ThreadPoolExecutor(max_workers=limits.max_connections, thread_name_prefix="tsm-serve-decode")
         self.state = {"connections": 0, "served": 0, "closed_with_reason": 0}
         self.lock = threading.Lock()
+        self.one_line = OneLineClientErrors()
 
     async def index(self, request):
         from starlette.responses import Response
@@ -197,8 +240,13 @@ class _Endpoints:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app) -> AsyncIterator[None]:
-        yield
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        log.addFilter(self.one_line)
+        try:
+            yield
+        finally:
+            log.removeFilter(self.one_line)
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.decoders.shutdown(wait=False, cancel_futures=True)
 
     async def websocket(self, websocket) -> None:
         """One viewer: the origin check, a place under the connection limit, then its messages."""
@@ -219,18 +267,37 @@ class _Endpoints:
             )
             return
         try:
-            await self._converse(websocket)
+            await self._converse(websocket, Connection(self.model, self.settings, self.limits))
+        except ProtocolError as exc:
+            with self.lock:
+                self.state["closed_with_reason"] += 1
+            log.log(
+                logging.INFO if exc.code == CLOSE_IDLE else logging.WARNING,
+                '%s - "WebSocket /ws" closed (%d): %s',
+                _client(websocket),
+                exc.code,
+                exc.reason,
+            )
+            with contextlib.suppress(asyncio.TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+                await asyncio.wait_for(websocket.close(code=exc.code, reason=exc.close_reason()), CLOSE_WAIT)
         except WebSocketDisconnect:
             return
         finally:
             with self.lock:
                 self.state["connections"] -= 1
 
-    async def _converse(self, websocket) -> None:
-        """Greet, then answer messages until the viewer leaves or breaks the protocol (closed with the reason)."""
+    async def _send(self, websocket, message: dict[str, Any]) -> None:
+        """Send one message; a client that stops reading fills its socket and is dropped like an idle one."""
+        try:
+            await asyncio.wait_for(websocket.send_json(message), self.limits.idle_timeout)
+        except asyncio.TimeoutError:
+            raise ProtocolError(CLOSE_IDLE, f"idle: results not read for {self.limits.idle_timeout:g} s") from None
+
+    async def _converse(self, websocket, connection: Connection) -> None:
+        """Greet, then answer messages until the viewer leaves (returns) or breaks a bound (`ProtocolError`)."""
         settings, limits = self.settings, self.limits
-        connection = Connection(self.model, settings, limits)
-        await websocket.send_json(
+        await self._send(
+            websocket,
             hello(
                 classes=list(self.model.classes),
                 size=settings.size,
@@ -239,37 +306,52 @@ class _Endpoints:
                 topk=settings.topk,
                 runtime=settings.runtime,
                 limits=limits,
-            )
+            ),
         )
+        last_frame = time.monotonic()
         while True:
-            message = await websocket.receive()
+            try:  # only frames count as activity: control messages alone do not hold a connection
+                message = await asyncio.wait_for(
+                    websocket.receive(), max(0.0, last_frame + limits.idle_timeout - time.monotonic())
+                )
+            except asyncio.TimeoutError:
+                raise ProtocolError(CLOSE_IDLE, f"idle: no frame for {limits.idle_timeout:g} s") from None
             if message["type"] == "websocket.disconnect":
                 return
-            try:
-                await self._answer(websocket, connection, message)
-            except ProtocolError as exc:
-                with self.lock:
-                    self.state["closed_with_reason"] += 1
-                await websocket.close(code=exc.code, reason=exc.close_reason())
-                return
+            if await self._answer(websocket, connection, message):
+                last_frame = time.monotonic()
 
-    async def _answer(self, websocket, connection: Connection, message: dict[str, Any]) -> None:
-        """A frame (bytes): its result, after the size, rate and order checks; a control message (text): applied.
-        Model steps run on the worker thread."""
+    async def _answer(self, websocket, connection: Connection, message: dict[str, Any]) -> bool:
+        """A frame (bytes): decoded on a decoder thread within the connection's decode budget, stepped on the
+        model thread, its result sent (returns True); a control message (text): applied, within its rate."""
         loop = asyncio.get_running_loop()
+        limits = self.limits
+        received = time.perf_counter()
         data, text = message.get("bytes"), message.get("text")
         if data is not None:
-            if len(data) > self.limits.max_message_bytes:
-                decode_frame(data, limits=self.limits)  # raises the size error
+            if len(data) > limits.max_message_bytes:
+                decode_frame(data, limits=limits)  # raises the size error
             if not connection.rate.allow(time.monotonic()):
-                raise ProtocolError(CLOSE_POLICY, f"more than {self.limits.max_fps:g} frames a second")
+                raise ProtocolError(CLOSE_POLICY, f"more than {limits.max_fps:g} frames a second")
             if connection.source is None:
                 raise ProtocolError(CLOSE_POLICY, "frame before a source message")
-            result = await loop.run_in_executor(self.executor, connection.frame, data)
-            await websocket.send_json(result)
-        elif text is not None:
-            parsed = parse_text(text, limits=self.limits)
+            t, image, cost = await loop.run_in_executor(self.decoders, connection.decode, data)
+            if not connection.decoding.charge(cost, now=time.monotonic()):
+                raise ProtocolError(
+                    CLOSE_POLICY,
+                    f"frames cost more than {limits.decode_share:g} s of "
+                    "decoding a second (send smaller or baseline JPEGs)",
+                )
+            result = await loop.run_in_executor(self.executor, connection.step, t, image)
+            result["server_ms"] = round((time.perf_counter() - received) * 1e3, 3)
+            await self._send(websocket, result)
+            return True
+        if text is not None:
+            if not connection.control_rate.allow(time.monotonic()):
+                raise ProtocolError(CLOSE_POLICY, f"more than {limits.max_control_rate:g} control messages a second")
+            parsed = parse_text(text, limits=limits)
             await loop.run_in_executor(self.executor, connection.control, parsed)
+        return False
 
 
 def is_loopback(host: str) -> bool:
@@ -283,21 +365,24 @@ def is_loopback(host: str) -> bool:
 
 
 def uvicorn_config(app, *, host: str, port: int, limits: ServeLimits, log_level: str = "warning"):
-    """The uvicorn config of a ``tsm serve`` app: the WebSocket frame cap is a hard backstop
-    (twice the message limit: the app closes oversized messages itself, with its reason),
-    and connections beyond the limit are refused at the HTTP level too."""
+    """The uvicorn config of a ``tsm serve`` app: HTTP/1.1 on h11 with a request-head timeout
+    and a cap on open sockets (`guard.guarded_http_protocol`), the WebSocket frame cap as a
+    hard backstop (twice the message limit: the app closes oversized messages itself, with
+    its reason), and uvicorn's own concurrency limit behind both."""
     import uvicorn
     from uvicorn.config import WS_PROTOCOLS
 
     ws = "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"  # the former: uvicorn >= 0.35
+    http = guarded_http_protocol(header_timeout=limits.header_timeout, max_sockets=limits.max_sockets)
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
         ws=ws,
+        http=http,
         ws_max_size=2 * limits.max_message_bytes + 1024,
-        limit_concurrency=4 * limits.max_connections + 8,
+        limit_concurrency=2 * limits.max_sockets,
         lifespan="on",
     )
 
@@ -310,7 +395,6 @@ class BackgroundServer:
         import uvicorn
 
         self.server = uvicorn.Server(uvicorn_config(app, host=host, port=port, limits=limits))
-        self.server.install_signal_handlers = lambda: None  # not the main thread
         self.thread = threading.Thread(target=self.server.run, name="tsm-serve", daemon=True)
         self.host = host
 

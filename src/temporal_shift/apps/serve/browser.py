@@ -13,8 +13,12 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # selenium: the test extra's
+    from selenium.webdriver import Chrome
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -81,7 +85,7 @@ class Browser:
         self.fake_camera = Path(fake_camera).resolve() if fake_camera is not None else None
         self.extra_flags = tuple(extra_flags)
         self.profile: str | None = None
-        self.driver = None
+        self.driver: Chrome | None = None  # started on entering
 
     def __enter__(self) -> Browser:
         from selenium import webdriver
@@ -104,6 +108,8 @@ class Browser:
 
     def console(self) -> list[str]:
         """The page's console messages so far (for failure reports)."""
+        if self.driver is None:
+            return []
         try:
             return [entry["message"] for entry in self.driver.get_log("browser")]
         except Exception:
@@ -123,7 +129,8 @@ const s = window.tsm || {};
 const bars = [...document.querySelectorAll('#bars .bar')]
   .map((b) => ({label: b.dataset.label, score: Number(b.dataset.score)}));
 return {frames: s.frames || 0, skipped: s.skipped || 0, resets: s.resets || {}, last: s.last || null,
-        fps: s.fps || 0, closed: !!s.closed, status: document.getElementById('status').textContent,
+        fps: s.fps || 0, closed: !!s.closed, idle: !!s.idle, connections: s.connections || 0,
+        status: document.getElementById('status').textContent,
         label: document.getElementById('label').dataset.label, bars: bars,
         rate: document.getElementById('rate').textContent, model_ms: document.getElementById('model-ms').textContent,
         done: (s.done || []).slice(), rtts: (s.rtts || []).slice(), models: (s.models || []).slice()};

@@ -36,6 +36,10 @@ INFO_NAME = "demo.json"
 CACHE_ENV = "TSM_SERVE_CACHE"
 
 
+class DemoTrainingInterrupted(KeyboardInterrupt):
+    """Training the demo model was stopped (Ctrl-C, SIGTERM): an interruption, not a failure."""
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoServeBudget:
     """Clips generated (80% train), epochs and batch size of the ``--demo`` model."""
@@ -179,7 +183,7 @@ def ensure_demo_model(
     )
     result = train(_config(data.root, work / "run", budget, progress=progress))
     if result.interrupted:
-        raise RuntimeError(f"training the demo model was interrupted; run again to retrain ({work})")
+        raise DemoTrainingInterrupted(f"training the demo model was interrupted; run again to retrain ({work})")
     shutil.copyfile(data.classes, classes)
     for stale in (folder / ONNX_NAME,):
         stale.unlink(missing_ok=True)

@@ -63,10 +63,11 @@ async def stream_client(
     """One page-like client: frames (JPEG bytes, cycled) stop-and-wait for ``seconds``; frame
     times tick at ``fps`` per frame sent, so the server sees no gaps."""
     from websockets.asyncio.client import connect
+    from websockets.typing import Origin
 
     result = ClientResult()
     try:
-        async with connect(url, origin=origin, max_size=None) as ws:
+        async with connect(url, origin=None if origin is None else Origin(origin), max_size=None) as ws:
             hello = json.loads(await ws.recv())
             if hello.get("type") != "hello":
                 raise RuntimeError(f"expected the server's hello, got {hello}")

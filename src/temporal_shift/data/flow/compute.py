@@ -45,7 +45,7 @@ from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListKind, read_list, wri
 from temporal_shift.data.sources import FolderSource, FrameSource, VideoSource
 
 FlowMethod = Literal["tvl1", "farneback"]
-METHODS: tuple[str, ...] = ("tvl1", "farneback")
+METHODS: tuple[FlowMethod, ...] = ("tvl1", "farneback")
 OPENCV_EXTRA = "pip install 'temporal-shift[flow]' (opencv-contrib-python-headless>=4.5)"
 
 
@@ -99,7 +99,7 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def _resize(gray: np.ndarray, short_side: int | None) -> np.ndarray:
-    height, width = resized_shape(*gray.shape, short_side)
+    height, width = resized_shape(gray.shape[0], gray.shape[1], short_side)
     if (height, width) == gray.shape:
         return gray
     return require_opencv().resize(gray, (width, height), interpolation=require_opencv().INTER_AREA)

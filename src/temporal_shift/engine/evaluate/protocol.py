@@ -86,7 +86,7 @@ class EvalProtocol:
         return cls(
             clips=accuracy.clips,
             crops=accuracy.crops,
-            size=accuracy.size,  # type: ignore[arg-type]
+            size=accuracy.size,
             scale_size=accuracy.scale_size,
         )
 
@@ -215,4 +215,5 @@ def fuse_members(scores: Sequence[np.ndarray], ensemble_weights: Sequence[float]
     shapes = {np.shape(s) for s in scores}
     if len(shapes) != 1:
         raise ValueError(f"member scores have different shapes {sorted(shapes)}")
-    return sum(wi * np.asarray(s, dtype=np.float64) for wi, s in zip(w, scores, strict=True))
+    (shape,) = shapes  # the sum starts from zeros of that shape (0 + x: the same values), an array throughout
+    return sum((wi * np.asarray(s, dtype=np.float64) for wi, s in zip(w, scores, strict=True)), np.zeros(shape))

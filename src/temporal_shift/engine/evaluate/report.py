@@ -148,7 +148,7 @@ def plot_confusion(
                         ax.text(
                             j,
                             i,
-                            int(confusion[i, j]),
+                            str(int(confusion[i, j])),
                             ha="center",
                             va="center",
                             fontsize=7,

@@ -208,13 +208,7 @@ def evaluate(
     dev = resolve_device(device)
     loaded = _load_members(members)
     class_names = resolve_class_names(loaded, classes)
-    _check_list(
-        list_file, kind=kind, num_classes=loaded[0].num_classes, checkpoint=loaded[0].path, skip=on_error == "skip"
-    )
-    protocol = dataclasses.replace(
-        protocol, size=protocol.size or loaded[0].input_size, scale_size=protocol.scale_size or loaded[0].scale_size
-    )
-    main, datasets = _member_datasets(
+    protocol, main, datasets = _member_datasets(
         loaded,
         protocol=protocol,
         list_file=list_file,
@@ -238,15 +232,9 @@ def evaluate(
         skip=on_error == "skip",
         progress=progress,
     )
+    seconds = time.perf_counter() - start
     result = _fuse_and_measure(
-        scored,
-        weights,
-        loaded,
-        main,
-        list_file=list_file,
-        class_names=class_names,
-        protocol=protocol,
-        seconds=time.perf_counter() - start,
+        scored, weights, loaded, main, list_file=list_file, class_names=class_names, protocol=protocol, seconds=seconds
     )
     if out_dir is not None:
         result.files = write_results(result, out_dir)
@@ -268,19 +256,19 @@ def _checked_inputs(
         raise ValueError(f"batch_size must be >= 1 and workers >= 0, got {batch_size}, {workers}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    members = [m if isinstance(m, Member) else Member(checkpoint=m) for m in members]
-    if not members:
+    checked = [m if isinstance(m, Member) else Member(checkpoint=m) for m in members]
+    if not checked:
         raise ValueError("no checkpoint to evaluate")
-    weights = normalize_weights([m.weight for m in members])
+    weights = normalize_weights([m.weight for m in checked])
     root, list_file = Path(root), Path(root) / list_file
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: data root not found")
     if not list_file.is_file():
         raise FileNotFoundError(f"{list_file}: list file not found")
-    for m in members:  # published weights (weights.PublishedWeights) are fetched when loaded
+    for m in checked:  # published weights (weights.PublishedWeights) are fetched when loaded
         if isinstance(m.checkpoint, (str, Path)) and not Path(m.checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint not found: {m.checkpoint}")
-    return members, weights, root, list_file
+    return checked, weights, root, list_file
 
 
 def _member_datasets(
@@ -295,10 +283,17 @@ def _member_datasets(
     on_error: Literal["raise", "skip"],
     flow_list: str | Path | None,
     flow_root: str | Path | None,
-) -> tuple[VideoDataset, list[VideoDataset]]:
-    """The videos the metrics are over (``list_file``, as the first member samples it) and each
-    member's test dataset: an RGB member samples ``list_file`` with its own T, a flow member
-    its flow stacks from ``flow_list`` (under ``flow_root``, default ``root``)."""
+) -> tuple[EvalProtocol, VideoDataset, list[VideoDataset]]:
+    """The list checked, the protocol's sizes filled in from the first member, the videos the
+    metrics are over (``list_file``, as the first member samples it) and each member's test
+    dataset: an RGB member samples ``list_file`` with its own T, a flow member its flow stacks
+    from ``flow_list`` (under ``flow_root``, default ``root``)."""
+    _check_list(
+        list_file, kind=kind, num_classes=loaded[0].num_classes, checkpoint=loaded[0].path, skip=on_error == "skip"
+    )
+    protocol = dataclasses.replace(
+        protocol, size=protocol.size or loaded[0].input_size, scale_size=protocol.scale_size or loaded[0].scale_size
+    )
     rgb_normalize = loaded[0].normalize if normalize is None else normalize  # every RGB member's
     flow_root = Path(flow_root) if flow_root is not None else root
     rgb: dict[str, Any] = {
@@ -338,7 +333,7 @@ def _member_datasets(
                 on_error=on_error,
             )
         )
-    return main, datasets
+    return protocol, main, datasets
 
 
 def _load_members(members: Sequence[Member]) -> list[LoadedCheckpoint]:
@@ -451,7 +446,7 @@ def _fuse_and_measure(
         for index, reason in member.skipped.items():
             skipped.setdefault(index, reason)
     ok = done.all(axis=0)
-    reasons = [skipped.get(i, f"{records[i].source}: not scored") for i in np.flatnonzero(~ok)]
+    reasons = [skipped.get(i, f"{records[i].source}: not scored") for i in np.flatnonzero(~ok).tolist()]
     reasons = list(dataset.skipped_lines) + reasons
     if not ok.any():
         raise ValueError(f"{list_file}: none of the {n} videos could be read")
@@ -466,7 +461,7 @@ def _fuse_and_measure(
         confusion=metrics.confusion,
         scores=scores,
         labels=labels,
-        videos=[r.path for r, good in zip(records, ok, strict=True) if good],
+        videos=[records[i].path for i in np.flatnonzero(ok).tolist()],
         class_names=class_names,
         protocol=protocol,
         members=[

@@ -87,6 +87,7 @@ class C3D(ClipClassifier):
         for module in self.modules():  # He init (fan in): no BN rescales this ReLU stack
             if isinstance(module, (nn.Conv3d, nn.Linear)) and module is not self.head:
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+                assert module.bias is not None  # every one is built with a bias
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -50,6 +50,7 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+from torchvision import models as tvm
 from torchvision.models.video import r3d_18
 from torchvision.models.video.resnet import BasicBlock, Conv3DSimple
 
@@ -104,7 +105,7 @@ class EcoLite(ClipClassifier):
         self._build_branch(resnet)
         self.set_head(self.feature_dim)
 
-    def _build_branch(self, resnet: nn.Module) -> None:
+    def _build_branch(self, resnet: tvm.ResNet) -> None:
         self.feature_dim = 512
 
     def partial_bn_root(self) -> nn.Module:
@@ -148,7 +149,7 @@ class EcoFull(EcoLite):
 
     unused_2d_keys: ClassVar[tuple[str, ...]] = ("fc.",)
 
-    def _build_branch(self, resnet: nn.Module) -> None:
+    def _build_branch(self, resnet: tvm.ResNet) -> None:
         self.branch2d = nn.Sequential(OrderedDict(layer3=resnet.layer3, layer4=resnet.layer4))
         self.feature_dim = 512 + 512
 

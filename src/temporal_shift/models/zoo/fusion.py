@@ -70,6 +70,8 @@ class TimeFoldedConv3d(nn.Conv3d):
     def __init__(self, *args, t_in: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.t_in = t_in
+        if isinstance(self.padding, str):
+            raise ValueError(f"TimeFoldedConv3d takes numeric padding, not padding={self.padding!r}")
         kt, st, pt = self.kernel_size[0], self.stride[0], self.padding[0]
         self.t_out = (t_in + 2 * pt - kt) // st + 1
         if self.t_out < 1 or (t_in + 2 * pt - kt) % st:
@@ -112,6 +114,7 @@ class _FusionModel(ClipClassifier):
     """A ResNet trunk (``self.backbone``, classifier removed), dropout and ``self.head``."""
 
     archs: ClassVar[tuple[str, ...]] = TRUNKS
+    backbone: tvm.ResNet  # one of TRUNKS (torchvision ships no type information: Any to mypy)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

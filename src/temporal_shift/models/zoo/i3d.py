@@ -125,6 +125,7 @@ class I3D(ClipClassifier):
 
     archs: ClassVar[tuple[str, ...]] = tuple(INFLATED)
     frames: ClassVar[tuple[int, ...]] = (32, 8)
+    backbone: tvm.ResNet  # inflated (`inflated_resnet`)
 
     @classmethod
     def check_config(cls, config: ModelConfig) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from temporal_shift.models.backbones import resnet_arch_of
+from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.state import CheckpointError, load_state_strict
 
 
-def inflate_state(model: nn.Module, state: Mapping[str, Tensor], *, source: str) -> None:
+def inflate_state(model: ClipClassifier, state: Mapping[str, Tensor], *, source: str) -> None:
     """Fill ``model.backbone`` (an inflated ResNet of ``model.config.arch``) from a 2D torchvision
     ResNet state dict without its classifier; an error names ``source`` and both archs when the
     weights are another ResNet's, and every key that does not fit otherwise."""

@@ -51,7 +51,9 @@ def shift_latency(
 
     dev = resolve_device(device)
     fmt = torch.channels_last
-    models = {k: m.to(dev, memory_format=fmt) for k, m in _models_with_tsn_weights(arch, n_segment=n_segment).items()}
+    models = {
+        k: m.to(dev).to(memory_format=fmt) for k, m in _models_with_tsn_weights(arch, n_segment=n_segment).items()
+    }
     clips = torch.randn(1, n_segment, 3, size, size)
     clips = clips.to(dev).flatten(0, 1).contiguous(memory_format=fmt).view(clips.shape)
     times = interleaved_latency(models, clips, repeats=repeats, warmup=warmup)

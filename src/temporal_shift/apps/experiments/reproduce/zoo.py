@@ -42,7 +42,7 @@ def arms(installed: dict[str, type[ClipClassifier]], *, n_segment: int) -> tuple
         if family == "tsn":
             continue
         arch = "resnet18" if "resnet18" in cls.archs else cls.archs[0]
-        model = {"family": family, "arch": arch, "shift": False}
+        model: dict[str, Any] = {"family": family, "arch": arch, "shift": False}  # as Arm.model: ModelConfig fields
         try:
             cls.check_config(ModelConfig(num_classes=12, n_segment=n_segment, **model))
         except (TypeError, ValueError) as exc:
