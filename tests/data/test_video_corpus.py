@@ -24,8 +24,10 @@ from temporal_shift.data.decode import (
 )
 from temporal_shift.data.decode_torchcodec import torchcodec_decoder
 from temporal_shift.data.extract import extract_frames
+from temporal_shift.data.factory import build_dataset
 from temporal_shift.data.sampling import TSNSampler
 from temporal_shift.data.sources import VideoSource
+from temporal_shift.engine.predict import read_clip
 
 NAMES = [c.name for c in CORPUS]
 
@@ -135,3 +137,23 @@ def test_tsm_stream_resets_at_the_start_and_at_real_drops_only(corpus, name, eve
     assert len(records) == len(range(0, len(expected), every))
     drops = {"vfr_jump.mp4": 1}.get(name, 0)  # its 1 s hole; B-frames and offsets are no gaps
     assert predictor.summary.resets == {"start": 1, "gap": drops, "request": 0}, name
+
+
+def test_a_1x1_video_trains_tests_and_predicts(corpus, tmp_path):
+    """A video smaller than the crop is upscaled like any other (MultiScaleCrop drew 0-pixel crops)."""
+    path, _, _ = reference(corpus, "one_pixel.mp4")
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{path} 0\n")
+    for train in (True, False):
+        dataset = build_dataset(
+            modality="rgb",
+            list_file=listed,
+            root="/",
+            sampler=TSNSampler(n_segment=4, train=train),
+            train=train,
+            size=16,
+            scale_size=18,
+        )
+        clip, label = dataset[0]
+        assert clip.shape == (4, 3, 16, 16) and label == 0 and torch.isfinite(clip).all()
+    assert read_clip(path, "video", n_segment=4).shape == (4, 3, 1, 1)
