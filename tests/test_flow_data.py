@@ -33,7 +33,7 @@ from temporal_shift.data.flow import (
     quantize_flow,
     read_flow_folder,
 )
-from temporal_shift.data.lists import write_frame_list, write_video_list
+from temporal_shift.data.lists import ListFileError, write_frame_list, write_video_list
 from temporal_shift.data.sampling import TSNSampler
 
 
@@ -95,7 +95,9 @@ def test_flip_negates_x_and_mirrors_both() -> None:
     assert torch.allclose(views[5:, :, 1::2], views[:5, :, 1::2].flip(-1))
 
 
-def _write_flow_folder(folder: Path, n: int, *, seed: int = 0, size: int = 16) -> np.ndarray:
+def _write_flow_folder(
+    folder: Path, n: int, *, seed: int = 0, size: int = 16, names: tuple[str, str] = ("flow_x_", "flow_y_")
+) -> np.ndarray:
     from temporal_shift.data.flow import write_flow_image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,9 +105,32 @@ def _write_flow_folder(folder: Path, n: int, *, seed: int = 0, size: int = 16) -
     values[:, 0] = np.arange(n, dtype=np.uint8)[:, None, None] * 10  # x of field i is 10 i
     values[:, 1] = 200 + np.arange(n, dtype=np.uint8)[:, None, None]
     for i in range(n):
-        write_flow_image(folder / f"flow_x_{i + 1:05d}.jpg", values[i, 0], quality=100)
-        write_flow_image(folder / f"flow_y_{i + 1:05d}.jpg", values[i, 1], quality=100)
+        write_flow_image(folder / f"{names[0]}{i + 1:05d}.jpg", values[i, 0], quality=100)
+        write_flow_image(folder / f"{names[1]}{i + 1:05d}.jpg", values[i, 1], quality=100)
     return values
+
+
+def test_flow_template_reads_mmaction2_x_y_names_from_an_offset_list(tmp_path: Path) -> None:
+    """MMAction2's flow frames (x_00001.jpg, y_00001.jpg) through --flow-template, a start offset honoured."""
+    from temporal_shift.data.factory import build_dataset
+    from temporal_shift.data.flow import flow_templates
+
+    assert flow_templates("x_{:05d}.jpg") == ("x_{:05d}.jpg", "y_{:05d}.jpg")
+    assert flow_templates("flow_x_{:05d}.jpg") == ("flow_x_{:05d}.jpg", "flow_y_{:05d}.jpg")
+    with pytest.raises(ValueError, match=r"flow template 'img_\{:05d\}.jpg' must name the x files"):
+        flow_templates("img_{:05d}.jpg")
+    _write_flow_folder(tmp_path / "a", 12, names=("x_", "y_"))
+    (tmp_path / "flow.txt").write_text("a 4 6 1\n")  # fields 5..10
+    sampler = TSNSampler(n_segment=3, train=False, frames_per_segment=2)
+    common = dict(modality="flow", list_file=tmp_path / "flow.txt", root=tmp_path, sampler=sampler, train=False)
+    dataset = build_dataset(**common, flow_length=2, size=16, scale_size=16, flow_template="x_{:05d}.jpg")
+    dataset.transform = None
+    clip, label = dataset[0]
+    positions = sampler(6)[0] + 4
+    assert label == 1 and clip[:, 0, 0, 0].tolist() == [10 * int(i) for i in positions]
+    assert clip[:, 1, 0, 0].tolist() == [200 + int(i) for i in positions]
+    with pytest.raises(ListFileError, match=r"flow.txt:1: .*a lists 6 frames from number 5 but only 0"):
+        build_dataset(**common, flow_length=2, size=16, scale_size=16)  # flow_x_ files: none
 
 
 def test_flow_dataset_stacks_l_fields_per_segment(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from video_corpus import CORPUS, frame_numbers, one_pixel_numbers, sequential_fr
 
 from temporal_shift.apps.stream import GapDetector, StreamPredictor
 from temporal_shift.data import video_index
+from temporal_shift.data.dataset import VideoDataset
 from temporal_shift.data.decode import (
     CorruptMediaError,
     open_video,
@@ -157,3 +158,22 @@ def test_a_1x1_video_trains_tests_and_predicts(corpus, tmp_path):
         clip, label = dataset[0]
         assert clip.shape == (4, 3, 16, 16) and label == 0 and torch.isfinite(clip).all()
     assert read_clip(path, "video", n_segment=4).shape == (4, 3, 1, 1)
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "torchcodec"])
+def test_datasets_read_videos_with_the_chosen_decoder(corpus, tmp_path, decoder):
+    """data.decoder reaches the reads of a video list (TorchCodec: where it is installed and loads)."""
+    path, _, expected = reference(corpus, "vfr_jump.mp4")
+    if decoder == "torchcodec":
+        try:
+            torchcodec_decoder(path)
+        except ValueError as exc:
+            pytest.skip(str(exc))
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{path} 1\n")
+    sampler = TSNSampler(n_segment=8, train=False)
+    dataset = VideoDataset(list_file=listed, root="/", sampler=sampler, decoder=decoder)
+    clip, label = dataset[0]
+    assert torch.equal(clip, expected[sampler(len(expected))[0]]) and label == 1
+    with pytest.raises(ValueError, match="decoder must be one of pyav, torchcodec, got 'ffmpeg'"):
+        VideoDataset(list_file=listed, root="/", sampler=sampler, decoder="ffmpeg")  # type: ignore[arg-type]

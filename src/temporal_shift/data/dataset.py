@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 
-from temporal_shift.data.decode import count_frame_files, frame_path
+from temporal_shift.data.decode import DECODERS, Decoder, count_frame_files, frame_path
 from temporal_shift.data.lists import (
     DEFAULT_TEMPLATE,
     FrameRecord,
@@ -109,9 +109,13 @@ class VideoDataset(Dataset):
         seed: int = 0,
         on_error: Literal["raise", "skip"] = "raise",
         check_files: bool = True,
+        decoder: Decoder = "pyav",
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        self.decoder = decoder
         self.list_file = Path(list_file)
         self.root = Path(root)
         if not self.root.is_dir():
@@ -207,7 +211,7 @@ class VideoDataset(Dataset):
         if not path.is_file():
             raise FileNotFoundError(f"video {path} not found")
         key = str(path)
-        source = VideoSource(path, num_frames=self._frame_counts.get(key))
+        source = VideoSource(path, num_frames=self._frame_counts.get(key), decoder=self.decoder)
         self._frame_counts[key] = source.num_frames
         return source
 

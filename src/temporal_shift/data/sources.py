@@ -32,6 +32,7 @@ import torch
 from temporal_shift.data.decode import (
     VIDEO_EXTENSIONS,
     CorruptMediaError,
+    Decoder,
     container_fps,
     count_frame_files,
     decode_jpeg_file,
@@ -203,14 +204,18 @@ class _DecodedSource(FrameSource):
 class VideoSource(_DecodedSource):
     """A video file (anything PyAV opens). ``fps`` and ``num_frames`` default to the file's
     (`decode.video_fps`, `decode.video_frame_count`), read when first asked for; a video
-    without decodable frames is a CorruptMediaError."""
+    without decodable frames is a CorruptMediaError. `read` decodes with ``decoder``
+    (`decode.read_video`); `frames` (in order) always with PyAV."""
 
     kind: ClassVar[Literal["video"]] = "video"
 
-    def __init__(self, path: str | Path, *, fps: float | None = None, num_frames: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, fps: float | None = None, num_frames: int | None = None, decoder: Decoder = "pyav"
+    ) -> None:
         super().__init__()
         self.path = Path(path)
         self.label = str(self.path)
+        self.decoder = decoder
         self._fps = float(fps) if fps is not None else None
         self._num_frames = num_frames
 
@@ -241,7 +246,7 @@ class VideoSource(_DecodedSource):
         return self._fps
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
-        return read_video(self.path, indices)
+        return read_video(self.path, indices, decoder=self.decoder)
 
 
 class CameraSource(_DecodedSource):

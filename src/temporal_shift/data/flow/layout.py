@@ -29,6 +29,20 @@ LEGACY_FLOW_DONE_MARKER = ".flow_done"  # earlier versions' marker inside each f
 FLOW_FAILURES_FILE = "flow_failures.txt"
 
 
+def flow_templates(x_template: str) -> tuple[str, str]:
+    """(x, y) file-name templates of flow frames from the x one: the y files are named with the
+    last ``x`` before the frame number turned into ``y`` (``flow_x_{:05d}.jpg`` -> ``flow_y_``,
+    MMAction2's ``x_{:05d}.jpg`` -> ``y_{:05d}.jpg``). ValueError when it names no x."""
+    head, brace, tail = x_template.partition("{")
+    if not brace or "x" not in head:
+        raise ValueError(
+            f"flow template {x_template!r} must name the x files with an 'x' before the frame number, "
+            "e.g. 'flow_x_{:05d}.jpg' or 'x_{:05d}.jpg' (the y files: the same with 'y')"
+        )
+    at = head.rindex("x")
+    return x_template, f"{head[:at]}y{head[at + 1 :]}{brace}{tail}"
+
+
 def quantize_flow(flow: np.ndarray | torch.Tensor, *, bound: float = DEFAULT_BOUND) -> np.ndarray:
     """Flow in pixels -> uint8 ``round(255 (f + bound) / (2 bound))``, clipped to +-bound."""
     if bound <= 0:
