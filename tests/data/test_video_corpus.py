@@ -6,6 +6,7 @@ streaming and for extraction, and with either decoder."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 
 import numpy as np
@@ -177,3 +178,22 @@ def test_datasets_read_videos_with_the_chosen_decoder(corpus, tmp_path, decoder)
     assert torch.equal(clip, expected[sampler(len(expected))[0]]) and label == 1
     with pytest.raises(ValueError, match="decoder must be one of pyav, torchcodec, got 'ffmpeg'"):
         VideoDataset(list_file=listed, root="/", sampler=sampler, decoder="ffmpeg")  # type: ignore[arg-type]
+
+
+def test_reading_an_unturned_video_leaves_no_frames_to_the_garbage_collector(corpus):
+    """Decoded frames in reference cycles were freed by whichever process collected them: in a
+    forked DataLoader worker, freeing a threaded decoder's buffers deadlocked (after reading a
+    video's frames in the main process, e.g. tsm bench data's AVI copies)."""
+    path, _, _ = reference(corpus, "mpeg4_bframes.avi")
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        with VideoSource.open(path) as source:
+            assert len(list(source.frames())) == 40
+        read_video(path, [3, 30])
+        gc.collect()
+        cycles = [type(o).__name__ for o in gc.garbage if type(o).__module__.startswith("av.")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert cycles == []

@@ -350,6 +350,16 @@ def frame_display_size(frame: av.VideoFrame, *, label: str = "video") -> tuple[i
 
 
 def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
+    """The frame's display matrix, or None where it shows no turn.
+
+    ``frame.side_data`` makes a reference cycle (the frame caches a container of its side
+    data, which refers back to it), so the frame and its decoder's buffers outlive it until
+    the garbage collector runs: if that is in a forked DataLoader worker, freeing buffers of
+    a threaded decoder there deadlocks. ``frame.rotation`` reads the matrix without one, so
+    the side data is read only for frames it says are turned (a phone's rotated tracks; a
+    matrix that only flips rows reads as 0 and is not applied)."""
+    if not frame.rotation:
+        return None
     # PyAV's stub types side_data as a TypedDict; it is a SideDataContainer of SideData
     for side_data in cast("SideDataContainer", frame.side_data):
         if side_data.type.name == "DISPLAYMATRIX":
