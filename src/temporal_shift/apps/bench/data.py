@@ -69,18 +69,19 @@ class DataBenchResult:
 
     def table(self) -> str:
         h, w = self.frame_size
+        width = max(8, *(len(s) for s in [*self.timings, *self.not_timed]))
         lines = [
             f"{self.segments}-frame {self.size}x{self.size} training clips (multi-scale crop + flip) "
             f"from {h}x{w} frames, {self.workers} worker(s), {self.clips} clips x "
             f"{len(next(iter(self.timings.values())).clips_per_s)} interleaved repetitions",
-            f"{'source':<8} {'clips/s median':>15} {'min':>8} {'max':>8} {'per worker':>11}",
+            f"{'source':<{width}} {'clips/s median':>15} {'min':>8} {'max':>8} {'per worker':>11}",
         ]
         for source, t in self.timings.items():
             lines.append(
-                f"{source:<8} {t.median:>15.1f} {min(t.clips_per_s):>8.1f} {max(t.clips_per_s):>8.1f} "
+                f"{source:<{width}} {t.median:>15.1f} {min(t.clips_per_s):>8.1f} {max(t.clips_per_s):>8.1f} "
                 f"{self.per_worker(source):>11.1f}"
             )
-        lines += [f"{source:<8} not timed: {why}" for source, why in self.not_timed.items()]
+        lines += [f"{source:<{width}} not timed: {why}" for source, why in self.not_timed.items()]
         if set(SOURCES) <= set(self.timings):
             lines.append(
                 f"frames / mp4 (ratio of medians): {self.timings['frames'].median / self.timings['mp4'].median:.2f}"
