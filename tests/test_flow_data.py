@@ -17,7 +17,7 @@ from temporal_shift.cli import main
 from temporal_shift.data.decode import CorruptMediaError
 from temporal_shift.data.encode import write_frame_folder, write_video
 from temporal_shift.data.flow import (
-    FLOW_DONE_MARKER,
+    FLOW_DONE_FILE,
     FLOW_MEAN,
     FLOW_STD,
     FlowComputer,
@@ -33,7 +33,7 @@ from temporal_shift.data.flow import (
     quantize_flow,
     read_flow_folder,
 )
-from temporal_shift.data.lists import write_frame_list, write_video_list
+from temporal_shift.data.lists import ListFileError, write_frame_list, write_video_list
 from temporal_shift.data.sampling import TSNSampler
 
 
@@ -95,7 +95,9 @@ def test_flip_negates_x_and_mirrors_both() -> None:
     assert torch.allclose(views[5:, :, 1::2], views[:5, :, 1::2].flip(-1))
 
 
-def _write_flow_folder(folder: Path, n: int, *, seed: int = 0, size: int = 16) -> np.ndarray:
+def _write_flow_folder(
+    folder: Path, n: int, *, seed: int = 0, size: int = 16, names: tuple[str, str] = ("flow_x_", "flow_y_")
+) -> np.ndarray:
     from temporal_shift.data.flow import write_flow_image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,9 +105,32 @@ def _write_flow_folder(folder: Path, n: int, *, seed: int = 0, size: int = 16) -
     values[:, 0] = np.arange(n, dtype=np.uint8)[:, None, None] * 10  # x of field i is 10 i
     values[:, 1] = 200 + np.arange(n, dtype=np.uint8)[:, None, None]
     for i in range(n):
-        write_flow_image(folder / f"flow_x_{i + 1:05d}.jpg", values[i, 0], quality=100)
-        write_flow_image(folder / f"flow_y_{i + 1:05d}.jpg", values[i, 1], quality=100)
+        write_flow_image(folder / f"{names[0]}{i + 1:05d}.jpg", values[i, 0], quality=100)
+        write_flow_image(folder / f"{names[1]}{i + 1:05d}.jpg", values[i, 1], quality=100)
     return values
+
+
+def test_flow_template_reads_mmaction2_x_y_names_from_an_offset_list(tmp_path: Path) -> None:
+    """MMAction2's flow frames (x_00001.jpg, y_00001.jpg) through --flow-template, a start offset honoured."""
+    from temporal_shift.data.factory import build_dataset
+    from temporal_shift.data.flow import flow_templates
+
+    assert flow_templates("x_{:05d}.jpg") == ("x_{:05d}.jpg", "y_{:05d}.jpg")
+    assert flow_templates("flow_x_{:05d}.jpg") == ("flow_x_{:05d}.jpg", "flow_y_{:05d}.jpg")
+    with pytest.raises(ValueError, match=r"flow template 'img_\{:05d\}.jpg' must name the x files"):
+        flow_templates("img_{:05d}.jpg")
+    _write_flow_folder(tmp_path / "a", 12, names=("x_", "y_"))
+    (tmp_path / "flow.txt").write_text("a 4 6 1\n")  # fields 5..10
+    sampler = TSNSampler(n_segment=3, train=False, frames_per_segment=2)
+    common = dict(modality="flow", list_file=tmp_path / "flow.txt", root=tmp_path, sampler=sampler, train=False)
+    dataset = build_dataset(**common, flow_length=2, size=16, scale_size=16, flow_template="x_{:05d}.jpg")
+    dataset.transform = None
+    clip, label = dataset[0]
+    positions = sampler(6)[0] + 4
+    assert label == 1 and clip[:, 0, 0, 0].tolist() == [10 * int(i) for i in positions]
+    assert clip[:, 1, 0, 0].tolist() == [200 + int(i) for i in positions]
+    with pytest.raises(ListFileError, match=r"flow.txt:1: .*a lists 6 frames from number 5 but only 0"):
+        build_dataset(**common, flow_length=2, size=16, scale_size=16)  # flow_x_ files: none
 
 
 def test_flow_dataset_stacks_l_fields_per_segment(tmp_path: Path) -> None:
@@ -158,8 +183,8 @@ def test_extract_flow_from_frames_and_video_in_the_reference_layout(tmp_path: Pa
     write_frame_folder(tmp_path / "frames" / "sq", frames, quality=95)
     write_video(tmp_path / "videos" / "sq.mp4", frames, crf=0)
     n = extract_flow(tmp_path / "frames" / "sq", tmp_path / "out" / "sq", method="farneback", bound=8)
-    assert n == 4 and (tmp_path / "out" / "sq" / FLOW_DONE_MARKER).read_text().strip() == "4"
-    names = sorted(p.name for p in (tmp_path / "out" / "sq").glob("flow_*"))
+    assert n == 4
+    names = sorted(p.name for p in (tmp_path / "out" / "sq").iterdir())  # flow files only
     assert names == [f"flow_{a}_{i:05d}.jpg" for a in "xy" for i in range(1, 5)]
     flow = dequantize_flow(read_flow_folder(tmp_path / "out" / "sq", [0, 3]).numpy(), bound=8)
     centre = flow[:, :, 13:19, 13:19].mean(axis=(2, 3))  # (fields, 2) at the square in frame 1
@@ -182,7 +207,10 @@ def test_prepare_flow_is_resumable_and_lists_failures(tmp_path: Path, capsys) ->
     assert result.list_file.read_text().splitlines() == ["v0 3 0", "v1 4 1", "v2 5 2"]
     assert (root / "v1" / "img_00001.jpg").is_file()  # flow sits next to the frames
     stamp = (root / "v0" / "flow_x_00001.jpg").stat().st_mtime_ns
-    (root / "v2" / FLOW_DONE_MARKER).unlink()  # interrupted: redone
+    done = (root / FLOW_DONE_FILE).read_text().splitlines()
+    assert sorted(done) == ["v0\t3", "v1\t4", "v2\t5"]
+    kept = [line for line in done if not line.startswith("v2")]  # v2 interrupted: redone
+    (root / FLOW_DONE_FILE).write_text("".join(f"{line}\n" for line in kept))
     os.utime(root / "v1" / "flow_x_00001.jpg", ns=(1, 1))
     again = prepare_flow(root / "val.txt", root=root, out_root=root, method="farneback", workers=1, progress=False)
     assert (again.extraction.extracted, again.extraction.skipped) == (1, 2)

@@ -216,6 +216,25 @@ def test_cli_json_lines_summary_and_annotated_video(media, run_cli, tmp_path):
     assert decoded == N_FRAMES  # every source frame, annotated with the current label
 
 
+def test_a_folder_streams_its_frame_template_like_predict(media, run_cli, tmp_path):
+    folder = tmp_path / "v"
+    write_frame_folder(folder, media["frames"])  # img_00001.jpg ...
+    for template in ("flow_x_{:05d}.jpg", "flow_y_{:05d}.jpg", "x_{:05d}.jpg", "y_{:05d}.jpg"):
+        write_frame_folder(folder, media["frames"][:-1], template=template)  # flow next to the frames
+    code, out, err = run_cli(["stream", folder, "--checkpoint", media["ckpt"], "--size", SIZE])
+    assert code == 0, err
+    assert [json.loads(line)["frame"] for line in out.splitlines()] == list(range(N_FRAMES))
+    renamed = tmp_path / "renamed"
+    write_frame_folder(renamed, media["frames"][:3], template="frame_{:04d}.jpg")
+    write_frame_folder(renamed, media["frames"][:2], template="x_{:05d}.jpg")
+    code, out, err = run_cli(["stream", renamed, "--checkpoint", media["ckpt"], "--size", SIZE])
+    assert code == 2 and "flow images" in err and "--template" in err and err.count("\n") == 1, err
+    code, out, err = run_cli(
+        ["stream", renamed, "--checkpoint", media["ckpt"], "--size", SIZE, "--template", "frame_{:04d}.jpg"]
+    )
+    assert code == 0 and len(out.splitlines()) == 3, err
+
+
 def test_onnxruntime_runtime_gives_the_same_top1(media, run_cli, tmp_path):
     pytest.importorskip("onnxruntime")
     from temporal_shift.engine.export import export_online

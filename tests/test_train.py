@@ -68,6 +68,7 @@ BASE = {
         ("nosuch.key=1", "unknown section 'nosuch'"),
         ("optim.lr", "expected section.key=value"),
         ("optim.optimizer=adam", "optim.optimizer must be 'sgd' or 'adamw'"),
+        ("data.decoder=ffmpeg", "data.decoder must be 'pyav' or 'torchcodec'"),
     ],
 )
 def test_config_errors_name_key_and_file(tmp_path: Path, override: str, message: str) -> None:

@@ -168,6 +168,8 @@ def test_prepare_extract(tmp_path, capsys):
 
 
 def test_bench_data(synth_dir, tmp_path, capsys):
+    from temporal_shift.apps.bench.data import write_avi_copies
+
     args = [
         "bench",
         "data",
@@ -177,6 +179,8 @@ def test_bench_data(synth_dir, tmp_path, capsys):
         str(synth_dir / "train_frames.txt"),
         "--videos-list",
         str(synth_dir / "train_videos.txt"),
+        "--avi-list",
+        str(write_avi_copies(synth_dir, "train_videos.txt")),
         "--workers",
         "0",
         "--clips",
@@ -197,6 +201,11 @@ def test_bench_data(synth_dir, tmp_path, capsys):
     assert "frames / mp4" in out and "per worker" in out
     data = json.loads((tmp_path / "b.json").read_text())
     assert len(data["timings"]["frames"]["clips_per_s"]) == 2 and data["timings"]["mp4"]["median"] > 0
+    assert data["timings"]["avi"]["median"] > 0  # MPEG-4 Part 2 with B-frames, as UCF101's
+    # TorchCodec: timed where it loads, else the reason; AVI with B-frames it cannot read frame-exactly
+    assert "mp4 torchcodec" in data["timings"] or "torchcodec" in data["not_timed"]["mp4 torchcodec"]
+    assert "cannot read this file frame-exactly" in data["not_timed"].get("avi torchcodec", "frame-exactly")
+    assert "not timed:" in out
     assert (tmp_path / "b.png").stat().st_size > 0
     assert main(["bench", "data", "--root", str(synth_dir)]) == 2
     assert "--root needs both" in capsys.readouterr().err

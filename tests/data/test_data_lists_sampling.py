@@ -209,3 +209,23 @@ def test_dense_short_video_spans_the_whole_video_in_order():
     idx = sampler(20, generator=np.random.default_rng(0))
     assert idx.tolist() == [[0, 2, 5, 8, 10, 13, 16, 19]]
     assert sampler(4, generator=np.random.default_rng(0)).tolist() == [[0, 0, 1, 1, 2, 2, 3, 3]]
+
+
+def test_mmaction2_offset_lists_are_read_and_multi_label_lists_refused(tmp_path):
+    offsets = tmp_path / "offsets.txt"
+    offsets.write_text("a 10 30 2\nb/c 0 7 0\n")  # MMAction2's rawframes with_offset: folder offset frames label
+    assert read_list(offsets) == [
+        FrameRecord(path="a", num_frames=30, label=2, source=f"{offsets}:1", offset=10),
+        FrameRecord(path="b/c", num_frames=7, label=0, source=f"{offsets}:2", offset=0),
+    ]
+    assert read_list(offsets, kind="frames") == read_list(offsets)
+    mixed = write_frame_list(tmp_path / "mixed.txt", [("run 2", 30, 1), ("b", 7, 0)])
+    assert read_list(mixed)[0] == FrameRecord(path="run 2", num_frames=30, label=1, source=f"{mixed}:1")
+    for text, form in (
+        ("a 30 1 4 7\n", "<frame folder> <num_frames> <label> \\[<label> ...\\]"),
+        ("x.mp4 1 3\n", "<video file> <label> \\[<label> ...\\]"),
+    ):
+        path = tmp_path / "multi.txt"
+        path.write_text(text)
+        with pytest.raises(ListFileError, match=rf"multi.txt:1: .* several labels: MMAction2's multi-label .*'{form}'"):
+            read_list(path)

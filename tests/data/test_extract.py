@@ -8,11 +8,11 @@ from conftest import frame_ids, index_frames
 from temporal_shift.data.decode import count_frame_files, read_frame_folder
 from temporal_shift.data.encode import write_video
 from temporal_shift.data.extract import (
-    DONE_MARKER,
-    done_count,
+    DONE_FILE,
     extract_frames,
     extract_video,
     find_videos,
+    read_done,
     resized_shape,
 )
 
@@ -32,7 +32,8 @@ def test_extracts_resized_frames_skips_finished_and_lists_failures(videos, tmp_p
     result = extract_frames(videos, out, short_side=32, workers=2, progress=False)
     assert (result.extracted, result.skipped, len(result.failed)) == (2, 0, 1)
     assert result.frames == {"a/one": 12, "b/two": 20}
-    assert count_frame_files(out / "a" / "one") == 12 and done_count(out / "a" / "one") == 12
+    assert count_frame_files(out / "a" / "one") == 12 and read_done(out / DONE_FILE) == {"a/one": 12, "b/two": 20}
+    assert sorted(p.name for p in (out / "a" / "one").iterdir()) == [f"img_{i:05d}.jpg" for i in range(1, 13)]
     clip = read_frame_folder(out / "a" / "one", [0, 5, 11])
     assert clip.shape == (3, 3, 32, 43)  # short side 48 -> 32, 64 -> 43
     assert frame_ids(clip) == [0, 5, 11]
@@ -43,7 +44,7 @@ def test_extracts_resized_frames_skips_finished_and_lists_failures(videos, tmp_p
     assert result.failures_file == out / "extract_failures.txt"
     assert len(lines) == 1 and lines[0].startswith(str(videos / "b" / "broken.mp4") + "\t")
     assert "FAILED" in result.summary() and "broken.mp4" in result.summary()
-    assert not (out / "b" / "broken" / DONE_MARKER).exists()
+    assert not (out / "b" / "broken").exists()  # a failed video leaves no folder
 
     # rerun: finished videos are skipped (not rewritten), the broken one is retried
     stamp = (out / "a" / "one" / "img_00001.jpg").stat().st_mtime_ns
@@ -120,4 +121,24 @@ def test_audio_only_and_frameless_videos_fail(tmp_path):
     (tmp_path / "header_only.mkv").write_bytes(data[:600])
     with pytest.raises(ValueError, match=r"header_only.mkv: no decodable frames"):
         extract_video(tmp_path / "header_only.mkv", tmp_path / "h")
-    assert not (tmp_path / "h" / DONE_MARKER).exists()
+    assert not (tmp_path / "h").exists() and not (tmp_path / "a").exists()
+
+
+def test_two_videos_of_one_stem_are_refused_before_anything_is_written(tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "clip.mp4", index_frames(4, height=16, width=16))
+    write_video(videos / "clip.avi", index_frames(6, height=16, width=16), codec="mpeg4")
+    write_video(videos / "other.mp4", index_frames(4, height=16, width=16))
+    with pytest.raises(ValueError, match=r"clip.avi and .*clip.mp4 would both go to .*frames/clip.*rename one"):
+        extract_frames(videos, tmp_path / "frames", progress=False)
+    assert not (tmp_path / "frames").exists()
+
+
+def test_earlier_versions_in_folder_marker_moves_to_the_record(videos, tmp_path):
+    out = tmp_path / "frames"
+    extract_frames(videos, out, videos=["a/one.mp4"], short_side=None, progress=False)
+    (out / DONE_FILE).unlink()
+    (out / "a" / "one" / ".done").write_text("12\n")  # what earlier versions left
+    again = extract_frames(videos, out, videos=["a/one.mp4"], short_side=None, progress=False)
+    assert (again.extracted, again.skipped) == (0, 1)
+    assert read_done(out / DONE_FILE) == {"a/one": 12} and not (out / "a" / "one" / ".done").exists()

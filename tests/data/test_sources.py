@@ -59,8 +59,13 @@ def test_open_folder_prefers_the_template_and_else_sorts_the_jpegs(tmp_path):
     templated = open_folder(both)
     assert templated.files is None and templated.num_frames == 5
     assert frame_ids(templated.read(range(5))) == [0, 1, 2, 3, 4]
-    by_name = open_folder(both, template=None)
-    assert by_name.num_frames == 7 and by_name.files[0].name == "flow_x_00001.jpg"
+    with pytest.raises(ValueError, match=r"both: 2 flow images \(flow_x_00001.jpg ...\) among its JPEGs.*--template"):
+        open_folder(both, template=None)  # by name, flow images would be read as frames
+    write_frame_folder(tmp_path / "mmaction", frames[:2], template="x_{:05d}.jpg")
+    write_frame_folder(tmp_path / "mmaction", frames[:3], template="frame_{:04d}.jpg")
+    with pytest.raises(ValueError, match=r"mmaction: no img_00001.jpg but 2 flow images \(x_00001.jpg"):
+        open_folder(tmp_path / "mmaction")
+    assert open_folder(tmp_path / "mmaction", template="frame_{:04d}.jpg").num_frames == 3
 
     named = tmp_path / "named"
     named.mkdir()
@@ -142,9 +147,9 @@ def test_open_source_decides_the_kind(tmp_path, make_frames, make_video, monkeyp
     assert isinstance(opened, VideoSource) and opened.fps == 25.0 and opened.num_frames == 5
     opened.close()
     assert open_source(str(video), fps=10).fps == 10.0
-    as_folder = open_source(folder)
-    assert isinstance(as_folder, FolderSource) and as_folder.fps == 25.0 and as_folder.files is not None
-    assert open_source(folder, template="img_{:05d}.jpg", fps=4).files is None
+    as_folder = open_source(folder)  # the template files, as predict reads a folder
+    assert isinstance(as_folder, FolderSource) and as_folder.fps == 25.0 and as_folder.files is None
+    assert open_source(folder, template=None, fps=4).files is not None
     assert sequential(open_source(folder, fps=4))[0] == pytest.approx([0.0, 0.25, 0.5, 0.75])
     assert parse_source(3) == 3 and parse_source("3") == 3 and parse_source("a/3") == Path("a/3")
     monkeypatch.chdir(tmp_path)

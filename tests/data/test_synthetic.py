@@ -75,7 +75,10 @@ def test_rerun_resumes_and_rejects_other_settings(tiny, tmp_path):
     first = _digest(out)
     victim = out / "frames" / "synth_000003" / "img_00002.jpg"
     victim.unlink()  # an interrupted clip: frame missing, no completion marker
-    (out / "frames" / "synth_000003" / ".complete").unlink()
+    (out / ".complete" / "synth_000003").unlink()
+    assert sorted(p.name for p in (out / "frames" / "synth_000004").iterdir()) == [  # frames only
+        f"img_{i:05d}.jpg" for i in range(1, 5)
+    ]
     generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False)
     assert _digest(out) == first
     with pytest.raises(ValueError, match="other settings"):

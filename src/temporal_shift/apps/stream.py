@@ -19,11 +19,14 @@ trained on frames ``every`` source frames apart at a steady pace. So the stream 
 buffers, the smoothing window and the current label) is reset
 
 - at the start of every source (a new source never continues the previous one);
-- on a gap: the time between two processed frames exceeds the expected step
-  ``every / fps`` by more than half a frame (dropped frames, a seek forward), or is not
-  positive (a seek backwards, a timestamp reset). Times come from the container's
-  timestamps for videos and cameras, and from the frame number / ``fps`` for frame
-  folders (which therefore never have gaps);
+- on a gap: the time between two processed frames exceeds ``every`` frame durations by
+  more than half a frame (dropped frames, a seek forward), or is not positive (a seek
+  backwards, a timestamp reset). Times are presentation times (`data.decode.decode_video_frames`:
+  in display order, so B-frames never look like a step back; an offset of all timestamps
+  changes nothing) for videos and cameras, and frame number / ``fps`` for frame folders
+  (which therefore never have gaps). The frame duration is the median of the steps seen
+  so far with the nominal ``1 / fps`` (a variable-rate phone video's average rate is
+  skewed by the very drops it has);
 - on request: `StreamPredictor.request_reset()` resets before the next processed frame.
 
 Without these resets the model would mix features of unrelated moments, which it
@@ -49,7 +52,7 @@ import av
 import numpy as np
 import torch
 
-from temporal_shift.data.lists import read_classes
+from temporal_shift.data.lists import DEFAULT_TEMPLATE, read_classes
 from temporal_shift.data.sources import SourceFrame, open_source, parse_source  # noqa: F401 (stream's sources)
 from temporal_shift.data.transforms import test_transform
 from temporal_shift.engine.export import OnnxStream
@@ -115,16 +118,26 @@ class ScoreFilter:
 class GapDetector:
     """Is the next processed frame a continuation of the previous one?
 
-    ``check(t)`` is True (a gap) when ``t - previous`` exceeds ``every / fps`` by more than
-    half a frame, or is not positive. The first call of a source is not a gap.
+    ``check(t)`` is True (a gap) when ``t - previous`` exceeds ``every`` frame durations by
+    more than half a frame, or is not positive. The frame duration starts as ``1 / fps``
+    and follows the median of the last steps seen (each divided by ``every``, the nominal
+    duration counting as one of them), so one real drop stands out while a stream whose
+    stated rate is off still runs on. The first call of a source is not a gap.
     """
+
+    WINDOW = 15  # steps the frame duration is the median of
 
     def __init__(self, *, fps: float, every: int = 1) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
-        self.step = every / fps
-        self.tolerance = 0.5 / fps
+        self.every = every
+        self.nominal = 1.0 / fps
+        self.steps: deque[float] = deque(maxlen=self.WINDOW)
         self.previous: float | None = None
+
+    @property
+    def frame_duration(self) -> float:
+        return statistics.median([self.nominal, *self.steps])
 
     def reset(self) -> None:
         self.previous = None
@@ -134,7 +147,11 @@ class GapDetector:
         if previous is None:
             return False
         dt = t - previous
-        return dt <= 0 or dt > self.step + self.tolerance
+        if dt <= 0:
+            return True
+        duration = self.frame_duration
+        self.steps.append(dt / self.every)
+        return dt > (self.every + 0.5) * duration
 
 
 # --- the loop --------------------------------------------------------------------------
@@ -316,13 +333,15 @@ def stream_predictions(
     topk: int = 3,
     fps: float | None = None,
     summary: StreamSummary | None = None,
+    template: str = DEFAULT_TEMPLATE,
 ) -> Iterator[StreamRecord]:
     """One `StreamRecord` per processed frame of ``source``.
 
-    ``source`` is a video path, a JPEG folder, a camera index, or an iterable of
-    `SourceFrame` (then ``fps`` is needed for the gap rule; default 25). ``fps`` overrides
-    the source's frame rate (frame folders: default 25). Pass a `StreamSummary` to get
-    the frame counts and step latencies when the generator is done.
+    ``source`` is a video path, a JPEG folder (its ``template`` files, else its JPEGs by
+    name: `data.sources.open_folder`), a camera index, or an iterable of `SourceFrame`
+    (then ``fps`` is needed for the gap rule; default 25). ``fps`` overrides the source's
+    frame rate (frame folders: default 25). Pass a `StreamSummary` to get the frame counts
+    and step latencies when the generator is done.
     """
     predictor = StreamPredictor(
         stream,
@@ -339,7 +358,7 @@ def stream_predictions(
     if not isinstance(source, (str, int, Path)):
         yield from predictor.run(source, fps=fps if fps is not None else 25.0)
         return
-    with open_source(source, fps=fps) as opened:
+    with open_source(source, fps=fps, template=template) as opened:
         yield from predictor.run(opened.frames(), fps=opened.fps)
 
 
@@ -561,15 +580,17 @@ def run_stream(
     hysteresis: int = 1,
     topk: int = 3,
     fps: float | None = None,
+    template: str = DEFAULT_TEMPLATE,
 ) -> StreamSummary:
     """`tsm stream`: JSON lines to ``out`` (a text file object) and an optional annotated video.
 
-    ``short_side`` defaults to ``size * 8/7`` (256 for 224). The annotated video has every
-    source frame (skipped ones carry the latest label).
+    ``short_side`` defaults to ``size * 8/7`` (256 for 224). A folder's frames are its
+    ``template`` files, as ``tsm predict`` reads them (`data.sources.open_folder`). The
+    annotated video has every source frame (skipped ones carry the latest label).
     """
     if short_side is None:
         short_side = round(size * 8 / 7)
-    frames = open_source(source, fps=fps)
+    frames = open_source(source, fps=fps, template=template)
     rate = frames.fps
     predictor = StreamPredictor(
         stream,

@@ -159,6 +159,14 @@ def _register_data(bench: argparse._SubParsersAction) -> None:
     b.add_argument("--root", type=Path, default=None, help="data root of your own lists")
     b.add_argument("--frames-list", type=Path, default=None, help="frame-folder list (with --root)")
     b.add_argument("--videos-list", type=Path, default=None, help="video list (with --root)")
+    b.add_argument("--avi-list", type=Path, default=None, help="a second video list, e.g. AVI (with --root)")
+    b.add_argument(
+        "--decoders",
+        nargs="+",
+        default=["pyav", "torchcodec"],
+        choices=("pyav", "torchcodec"),
+        help="video decoders timed side by side (default: both; one that cannot read a source says why)",
+    )
     b.add_argument(
         "--work-dir", type=Path, default=Path("bench_data"), help="synthetic benchmark data (default %(default)s)"
     )
@@ -382,17 +390,17 @@ def _cmd_two_stream(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from temporal_shift.apps.bench.data import benchmark_data, ensure_bench_data, plot_data_bench
+    from temporal_shift.apps.bench.data import AVI_LIST, benchmark_data, ensure_bench_data, plot_data_bench
 
     if args.root is None:
-        if args.frames_list or args.videos_list:
-            raise ValueError("--frames-list/--videos-list need --root")
+        if args.frames_list or args.videos_list or args.avi_list:
+            raise ValueError("--frames-list/--videos-list/--avi-list need --root")
         root = ensure_bench_data(args.work_dir)
-        frames_list, videos_list = root / "train_frames.txt", root / "train_videos.txt"
+        frames_list, videos_list, avi_list = root / "train_frames.txt", root / "train_videos.txt", root / AVI_LIST
     else:
         if not (args.frames_list and args.videos_list):
             raise ValueError("--root needs both --frames-list and --videos-list")
-        root, frames_list, videos_list = args.root, args.frames_list, args.videos_list
+        root, frames_list, videos_list, avi_list = args.root, args.frames_list, args.videos_list, args.avi_list
     result = benchmark_data(
         root=root,
         frames_list=frames_list,
@@ -403,6 +411,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
         segments=args.segments,
         size=args.size,
         batch_size=args.batch_size,
+        avi_list=avi_list,
+        decoders=args.decoders,
     )
     options.print_result(result, json_file=args.json, plot_file=args.plot, plot=plot_data_bench)
     return 0

@@ -119,6 +119,18 @@ def _add_test_data(p: argparse.ArgumentParser) -> None:
         "--flow-data; its entries pair with --list's videos by path (video extension dropped)",
     )
     p.add_argument("--flow-data", type=Path, default=None, help="root of the flow list's folders (default --data)")
+    p.add_argument(
+        "--flow-template",
+        default="flow_x_{:05d}.jpg",
+        help="the flow list's x files (default %(default)s; the y files: the same with the x turned y, "
+        "e.g. x_{:05d}.jpg and y_{:05d}.jpg)",
+    )
+    p.add_argument(
+        "--decoder",
+        default="pyav",
+        choices=("pyav", "torchcodec"),
+        help="video decoder (default %(default)s; torchcodec is an optional extra, docs/data.md)",
+    )
     p.add_argument("--kind", default=options.default(evaluate, "kind"), choices=("auto", "frames", "videos"))
     p.add_argument("--template", default=DEFAULT_TEMPLATE, help="frame file names (default %(default)s)")
 
@@ -309,6 +321,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         flow_list=args.flow_list,
         flow_root=args.flow_data,
+        flow_template=args.flow_template,
+        decoder=args.decoder,
     )
     print(result.summary())
     for reason in result.skipped:

@@ -66,6 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=options.default(run_stream, "fps"),
         help="frame rate for frame folders (default 25) or override",
     )
+    p.add_argument(
+        "--template",
+        default=options.default(run_stream, "template"),
+        help="frame file names of a frame folder, as tsm predict reads them (default %(default)s; a folder "
+        "without them: its JPEGs by name)",
+    )
     p.add_argument("--out-video", type=Path, default=None, help="write an mp4 with the current label drawn on")
     p.add_argument("--json-summary", type=Path, default=None, help="write the summary as JSON here")
     p.set_defaults(func=_cmd_stream)
@@ -99,6 +105,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         hysteresis=args.hysteresis,
         topk=args.topk,
         fps=args.fps,
+        template=args.template,
     )
     print(f"tsm stream: {summary.line()}", file=sys.stderr)
     if args.out_video is not None:

@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 from torchvision import tv_tensors
 
-from temporal_shift.data.decode import count_frame_files, frame_path
+from temporal_shift.data.decode import DECODERS, Decoder, count_frame_files, frame_path
 from temporal_shift.data.lists import (
     DEFAULT_TEMPLATE,
     FrameRecord,
@@ -109,9 +109,13 @@ class VideoDataset(Dataset):
         seed: int = 0,
         on_error: Literal["raise", "skip"] = "raise",
         check_files: bool = True,
+        decoder: Decoder = "pyav",
     ) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        self.decoder = decoder
         self.list_file = Path(list_file)
         self.root = Path(root)
         if not self.root.is_dir():
@@ -202,23 +206,20 @@ class VideoDataset(Dataset):
         the list says, or a `VideoSource` (its frame count read once per dataset copy)."""
         path = self.root / record.path
         if isinstance(record, FrameRecord):
-            self._check_folder(path, record.num_frames)
-            return FolderSource(path, template=self.template, num_frames=record.num_frames)
+            self._check_folder(path, record)
+            return FolderSource(path, template=self.template, num_frames=record.num_frames, offset=record.offset)
         if not path.is_file():
             raise FileNotFoundError(f"video {path} not found")
         key = str(path)
-        source = VideoSource(path, num_frames=self._frame_counts.get(key))
+        source = VideoSource(path, num_frames=self._frame_counts.get(key), decoder=self.decoder)
         self._frame_counts[key] = source.num_frames
         return source
 
-    def _check_folder(self, folder: Path, num_frames: int) -> None:
+    def _check_folder(self, folder: Path, record: FrameRecord) -> None:
         if not folder.is_dir():
             raise FileNotFoundError(f"frame folder {folder} not found")
-        if not frame_path(folder, num_frames - 1, template=self.template).is_file():
-            on_disk = count_frame_files(folder, template=self.template)
-            raise ListFileError(
-                f"{folder} lists {num_frames} frames but only {on_disk} ('{self.template}' from 1) are on disk"
-            )
+        if not frame_path(folder, record.offset + record.num_frames - 1, template=self.template).is_file():
+            raise ListFileError(_too_few(record, folder, self.template))
 
 
 def find_unusable(
@@ -235,7 +236,10 @@ def find_unusable(
     problems: list[tuple[int, str]] = []
     for i, record in enumerate(records):
         path = os.path.join(root, record.path)
-        target = os.path.join(path, template.format(record.num_frames)) if isinstance(record, FrameRecord) else path
+        if isinstance(record, FrameRecord):
+            target = os.path.join(path, template.format(record.offset + record.num_frames))
+        else:
+            target = path
         try:
             st = os.stat(target)
         except OSError:
@@ -250,11 +254,18 @@ def _describe_unusable(record: Record, path: Path, template: str, st: os.stat_re
     if isinstance(record, FrameRecord):
         if not path.is_dir():
             return f"frame folder {path} not found"
-        on_disk = count_frame_files(path, template=template)
-        return f"{path} lists {record.num_frames} frames but only {on_disk} ('{template}' from 1) are on disk"
+        return _too_few(record, path, template)
     if st is None:
         return f"video {path} not found"
     return f"video {path} is empty" if stat.S_ISREG(st.st_mode) else f"video {path} is not a file"
+
+
+def _too_few(record: FrameRecord, folder: Path, template: str) -> str:
+    on_disk = count_frame_files(folder, template=template)
+    listed = f"{record.num_frames} frames"
+    if record.offset:
+        listed += f" from number {record.offset + 1}"
+    return f"{folder} lists {listed} but only {on_disk} ('{template}' from 1) are on disk"
 
 
 def summarize_problems(list_file: Path | str, messages: Sequence[str], *, total: int) -> str:

@@ -4,30 +4,41 @@ video with PyAV (`data.sources` says which frames, this module decodes them).
 The clip readers (`read_frame_folder`, `read_frame_files`, `read_video`) take 0-based frame
 indices (duplicates allowed, any order) and return a uint8 tensor ``(len(indices), 3, H, W)``
 in RGB. Only the frames needed are read: JPEG files are decoded one by one with simplejpeg
-(libjpeg-turbo; torchvision's image decoding is deprecated since torchvision 0.29, and its
-successor, TorchCodec, needs torch >= 2.11); videos are decoded with PyAV, seeking over long
-gaps and stopping after the last needed frame. `decode_video_frames` decodes an opened video
-or camera (`open_video`, `open_camera`) sequentially, each frame with its presentation time.
+(libjpeg-turbo; torchvision's image decoding is deprecated since torchvision 0.29);
+videos with PyAV (or, with ``decoder="torchcodec"``, TorchCodec: `decode_torchcodec`).
+
+Frame ``i`` of a video is the i-th frame that decoding the file from its start gives, in
+presentation order, whatever the container (`video_index`: B-frames, timestamps that start
+anywhere or jump, AVI); `video_frame_count` counts exactly those. Every decoded frame is
+turned upright as its display matrix says (`frame_rgb`: the rotation and mirroring a
+phone records; players apply it too). `decode_video_frames` decodes an opened video or
+camera (`open_video`, `open_camera`) sequentially, each frame with its presentation time.
 """
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast
 
 import av
 import numpy as np
 import simplejpeg
 import torch
 
-from temporal_shift.data.lists import DEFAULT_TEMPLATE
+from temporal_shift.data import video_index
+from temporal_shift.data.lists import DEFAULT_TEMPLATE, VIDEO_EXTENSIONS  # noqa: F401 (re-exported: extract, prepare, sources)
+from temporal_shift.data.video_index import DTS_ONLY_FORMATS, CorruptMediaError
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v")
-# Containers whose stored frame count (nb_frames) we trust; others are counted by decoding.
-_RELIABLE_COUNT_FORMATS = ("mov", "mp4", "m4a", "3gp", "avi")
+if TYPE_CHECKING:
+    from av.sidedata.sidedata import SideDataContainer
+
+Decoder = Literal["pyav", "torchcodec"]
+DECODERS: tuple[str, ...] = ("pyav", "torchcodec")
+
 # libjpeg's warning for a file that ends before its last scan: a truncated frame.
 _TRUNCATED = "Premature end of JPEG file"
 # libjpeg's warning for image data that stops before the scan is complete, a marker following:
@@ -37,10 +48,6 @@ _CUT_SHORT = "premature end of data segment"
 # decoders: they open any text file (notes.txt, a log) as a "video" of rendered text.
 TEXT_ART_FORMATS = frozenset({"tty", "bin", "xbin", "idf", "adf"})
 TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
-
-
-class CorruptMediaError(ValueError):
-    """A frame or video that exists but cannot be decoded; the message names the file."""
 
 
 def frame_path(folder: Path, index: int, *, template: str = DEFAULT_TEMPLATE) -> Path:
@@ -267,28 +274,117 @@ def video_fps(path: str | Path) -> float:
 
 
 def decode_video_frames(container: av.container.InputContainer, *, label: str) -> Iterator[tuple[float, torch.Tensor]]:
-    """Every frame of an opened video or camera in decoding order: (time in s, uint8 (3, H, W) RGB).
+    """Every frame of an opened video or camera in presentation order: (time in s since the
+    first frame, uint8 (3, H, W) RGB, upright: `frame_rgb`).
 
-    Times come from the frames' timestamps relative to the stream's start (dropped frames
-    and seeks show as gaps), else from the frame number and the nominal frame rate. The
-    container is closed when the frames end or the iterator is closed; decoding errors raise
-    CorruptMediaError naming ``label``.
+    A frame's time is its presentation timestamp: the k-th frame decoded gets the k-th
+    smallest timestamp of the packets fed to the decoder (their display times; AVI's decode
+    slots), so B-frames, whose timestamps some containers hand out in decoding order, never
+    make time run backwards, while a jump in the timestamps (dropped frames) shows. Without
+    timestamps, times are frame number / nominal rate. The container is closed when the
+    frames end or the iterator is closed; decoding errors raise CorruptMediaError naming ``label``.
     """
     stream = container.streams.video[0]
-    rate = Fraction(container_fps(container)).limit_denominator(1001)
+    rate = container_fps(container)
     time_base = stream.time_base
-    start = stream.start_time or 0
+    dts_only = bool(set((container.format.name or "").split(",")) & DTS_ONLY_FORMATS)
+    pending: list[int] = []  # timestamps of packets whose frames are not out yet
+    first: int | None = None
+    count = 0
     try:
-        for i, frame in enumerate(container.decode(stream)):
-            if frame.pts is not None and time_base is not None:
-                t = float((frame.pts - start) * time_base)
-            else:
-                t = float(i / rate)
-            yield t, torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+        for packet in container.demux(stream):
+            timestamp = packet.dts if dts_only else packet.pts
+            if packet.size and not packet.is_discard and timestamp is not None:
+                heapq.heappush(pending, timestamp)
+            for frame in packet.decode():
+                if pending and time_base is not None:
+                    timestamp = heapq.heappop(pending)
+                    first = timestamp if first is None else first
+                    t = float((timestamp - first) * time_base)
+                else:
+                    t = count / rate
+                count += 1
+                yield t, torch.from_numpy(frame_rgb(frame, label=label)).permute(2, 0, 1)
     except av.FFmpegError as exc:
         raise CorruptMediaError(f"{label}: corrupt video ({exc})") from None
     finally:
         container.close()
+
+
+def frame_rgb(
+    frame: av.VideoFrame, *, label: str = "video", size: tuple[int, int] | None = None, interpolation: str | None = None
+) -> np.ndarray:
+    """A decoded frame as uint8 (H, W, 3) RGB, turned as its display matrix says; ``size``:
+    (height, width) as shown, to resize to (with ``interpolation``, e.g. ``"AREA"``).
+
+    Phones store a video filmed upright as landscape frames plus a display matrix that tells
+    players to turn them (front cameras sometimes to mirror them too); this applies it, so
+    frames come out as every player shows them. Only quarter turns and mirrors exist in
+    practice; any other matrix is a CorruptMediaError naming ``label``.
+    """
+    matrix = _display_matrix(frame)
+    turn = (False, False, False) if matrix is None else _display_transform(matrix, label=label)
+    transpose, flip_rows, flip_cols = turn
+    if size is None:
+        array = frame.to_ndarray(format="rgb24")
+    else:
+        height, width = size[::-1] if transpose else size
+        array = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation)
+    if not (transpose or flip_rows or flip_cols):
+        return array
+    if transpose:
+        array = array.transpose(1, 0, 2)
+    if flip_rows:
+        array = array[::-1]
+    if flip_cols:
+        array = array[:, ::-1]
+    return np.ascontiguousarray(array)
+
+
+def frame_display_size(frame: av.VideoFrame, *, label: str = "video") -> tuple[int, int]:
+    """(height, width) of a decoded frame as shown (`frame_rgb`: a quarter turn swaps them)."""
+    matrix = _display_matrix(frame)
+    if matrix is not None and _display_transform(matrix, label=label)[0]:
+        return frame.width, frame.height
+    return frame.height, frame.width
+
+
+def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
+    """The frame's display matrix, or None where it shows no turn.
+
+    ``frame.side_data`` makes a reference cycle (the frame caches a container of its side
+    data, which refers back to it), so the frame and its decoder's buffers outlive it until
+    the garbage collector runs: if that is in a forked DataLoader worker, freeing buffers of
+    a threaded decoder there deadlocks. ``frame.rotation`` reads the matrix without one, so
+    the side data is read only for frames it says are turned (a phone's rotated tracks; a
+    matrix that only flips rows reads as 0 and is not applied)."""
+    if not frame.rotation:
+        return None
+    # PyAV's stub types side_data as a TypedDict; it is a SideDataContainer of SideData
+    for side_data in cast("SideDataContainer", frame.side_data):
+        if side_data.type.name == "DISPLAYMATRIX":
+            return np.frombuffer(memoryview(side_data), dtype=np.int32)
+    return None
+
+
+def _display_transform(matrix: np.ndarray, *, label: str) -> tuple[bool, bool, bool]:
+    """(transpose, flip rows, flip columns) that bring a frame upright (libavutil/display.h:
+    a stored pixel (x, y) is shown at (a x + c y, b x + d y))."""
+    a, b, c, d = (int(v) for v in matrix[[0, 1, 3, 4]])
+    if b == c == 0 and a and d:
+        return False, d < 0, a < 0
+    if a == d == 0 and b and c:
+        return True, b < 0, c < 0
+    raise CorruptMediaError(
+        f"{label}: its display matrix turns frames by {frame_rotation(matrix):.0f} degrees; "
+        "only quarter turns and mirrors are supported"
+    )
+
+
+def frame_rotation(matrix: np.ndarray) -> float:
+    """The counter-clockwise rotation (degrees) of a display matrix (FFmpeg's, PyAV's sign)."""
+    a, b, c, d = (float(v) / 65536 for v in matrix[[0, 1, 3, 4]])
+    return float(np.degrees(np.arctan2(b, a))) if (a or b) else float(np.degrees(np.arctan2(-c, d)))
 
 
 def check_video_container(container: av.container.InputContainer, *, label: str) -> None:
@@ -309,32 +405,23 @@ def check_video_container(container: av.container.InputContainer, *, label: str)
 
 
 def video_frame_count(path: str | Path) -> int:
-    """Frames in a video: from the container when reliable (mp4/mov/avi), else by decoding."""
-    path = Path(path)
-    container = open_video(path)
-    try:
-        stream = container.streams.video[0]
-        names = (container.format.name or "").split(",")
-        if stream.frames and stream.frames > 0 and any(n in _RELIABLE_COUNT_FORMATS for n in names):
-            return int(stream.frames)
-        count = 0
-        for _ in container.decode(stream):
-            count += 1
-        return count
-    except av.FFmpegError as exc:
-        raise CorruptMediaError(f"{path}: corrupt video ({exc})") from None
-    finally:
-        container.close()
+    """Frames in a video: how many decoding it from its start gives (`video_index`), which is
+    also what `read_video` numbers (header counts are not: they include an edit list's cut,
+    AVI's drop slots, and are missing from some containers)."""
+    return video_index.video_index(Path(path), open_video=open_video).num_frames
 
 
-def read_video(path: str | Path, indices: Sequence[int], *, seek_threshold: int = 32) -> torch.Tensor:
-    """Decode frames ``indices`` (0-based, presentation order) of a video -> uint8 (N, 3, H, W).
+def read_video(
+    path: str | Path, indices: Sequence[int], *, seek_threshold: int = 32, decoder: Decoder = "pyav"
+) -> torch.Tensor:
+    """Decode frames ``indices`` (0-based, presentation order, any order and repeats) of a
+    video -> uint8 (N, 3, H, W), upright (`frame_rgb`).
 
-    Frame positions come from timestamps (``pts * time_base * frame_rate``) when the stream
-    has a frame rate, which makes seeking exact for constant-frame-rate video; a gap of
-    more than ``seek_threshold`` frames to the next needed frame is crossed by seeking to
-    the preceding keyframe. Decoding stops after the last needed frame. Requesting a frame
-    past the end raises CorruptMediaError.
+    Frame ``i`` is the i-th frame that decoding the file from its start gives
+    (`video_index`): with PyAV, a keyframe more than ``seek_threshold`` frames ahead is
+    reached by seeking, and decoding stops after the last needed frame;
+    ``decoder="torchcodec"`` decodes with TorchCodec (`decode_torchcodec`). A frame past
+    the end raises CorruptMediaError naming the file and its frame count.
     """
     path = Path(path)
     wanted = sorted({int(i) for i in indices})
@@ -342,69 +429,23 @@ def read_video(path: str | Path, indices: Sequence[int], *, seek_threshold: int 
         raise ValueError(f"{path}: no frame indices requested")
     if wanted[0] < 0:
         raise ValueError(f"{path}: negative frame index {wanted[0]}")
-    container = open_video(path)
-    try:
-        got = _decode_wanted(container, wanted, seek_threshold=seek_threshold)
-    except av.FFmpegError as exc:
-        raise CorruptMediaError(f"{path}: corrupt video ({exc})") from None
-    finally:
-        container.close()
-    if len(got) < len(wanted):
-        missing = [i for i in wanted if i not in got]
-        raise CorruptMediaError(
-            f"{path}: could not decode frame {missing[0]} (0-based); the video ends earlier or is truncated"
-        )
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: video file not found")
+    if decoder == "torchcodec":
+        from temporal_shift.data.decode_torchcodec import read_video_torchcodec
+
+        return read_video_torchcodec(path, indices, open_video=open_video)
+    if decoder != "pyav":
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    got = video_index.read_frames(
+        path,
+        wanted,
+        convert=lambda frame: frame_rgb(frame, label=str(path)),
+        open_video=open_video,
+        seek_threshold=seek_threshold,
+    )
+    shapes = {a.shape for a in got.values()}
+    if len(shapes) > 1:
+        raise CorruptMediaError(f"{path}: frames have different sizes {sorted(shapes)}")
     frames = {i: torch.from_numpy(a).permute(2, 0, 1) for i, a in got.items()}
     return torch.stack([frames[int(i)] for i in indices])
-
-
-def _frame_clock(stream: av.VideoStream) -> tuple[Callable[[int], int], Callable[[int], int]] | None:
-    """(pts -> frame index, frame index -> pts) from the stream's frame rate and time base, or
-    None where it lacks either (frames are then counted as decoded)."""
-    rate = stream.average_rate or stream.guessed_rate
-    time_base = stream.time_base
-    if not rate or time_base is None:
-        return None
-    start = stream.start_time or 0
-    return (
-        lambda pts: round(float((pts - start) * time_base * Fraction(rate))),
-        lambda index: start + int(Fraction(index) / Fraction(rate) / time_base),
-    )
-
-
-def _decode_wanted(
-    container: av.container.InputContainer, wanted: list[int], *, seek_threshold: int
-) -> dict[int, np.ndarray]:
-    stream = container.streams.video[0]
-    clock = _frame_clock(stream)
-    timed = clock is not None
-    to_index = clock[0] if clock is not None else None
-
-    got: dict[int, np.ndarray] = {}
-    k = 0
-    last = -1  # index of the last decoded frame
-    frames_iter = None
-    sequential = -1
-    while k < len(wanted):
-        target = wanted[k]
-        if frames_iter is None or (timed and target - last > seek_threshold):
-            if clock is not None and target > seek_threshold:
-                pts = clock[1](target)
-                container.seek(pts, stream=stream, backward=True, any_frame=False)
-            frames_iter = container.decode(stream)
-        found = False
-        for frame in frames_iter:
-            sequential += 1
-            index = to_index(frame.pts) if (to_index and frame.pts is not None) else sequential
-            last = index
-            if index < target:
-                continue
-            array = frame.to_ndarray(format="rgb24")
-            while k < len(wanted) and wanted[k] <= index:
-                got[wanted[k]] = array
-                k += 1
-            found = True
-            break
-        if not found:
-            break
-    return got

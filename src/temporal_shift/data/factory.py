@@ -18,7 +18,9 @@ from typing import Literal
 from torchvision.transforms import v2
 
 from temporal_shift.data.dataset import VideoDataset
+from temporal_shift.data.decode import Decoder
 from temporal_shift.data.flow.dataset import FlowDataset
+from temporal_shift.data.flow.layout import FLOW_X_TEMPLATE, flow_templates
 from temporal_shift.data.flow.transforms import DEFAULT_FLOW_LENGTH, flow_test_transform, flow_train_transform
 from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListKind
 from temporal_shift.data.sampling import DenseSampler, Sampler, TSNSampler
@@ -120,12 +122,16 @@ def build_dataset(
     seed: int = 0,
     on_error: Literal["raise", "skip"] = "raise",
     check_files: bool = True,
+    decoder: Decoder = "pyav",
+    flow_template: str = FLOW_X_TEMPLATE,
 ) -> VideoDataset:
     """The dataset of ``list_file`` (paths relative to ``root``) for a model of ``modality``:
     clips from ``sampler`` through `build_transform`'s training augmentation (``train``) or
     test views. RGB lists hold frame folders (``template``) or videos (``kind``); a flow
     list is `flow.prepare_flow`'s, whose sampler must take ``flow_length`` fields per
-    segment. ``num_classes``, ``seed``, ``on_error`` and ``check_files`` are `VideoDataset`'s.
+    segment, its x files named by ``flow_template`` (the y files: `flow.flow_templates`).
+    ``num_classes``, ``seed``, ``on_error``, ``check_files`` and ``decoder`` (of videos:
+    ``pyav`` or ``torchcodec``) are `VideoDataset`'s.
     """
     _check_modality(modality)
     transform = build_transform(
@@ -151,6 +157,7 @@ def build_dataset(
             seed=seed,
             on_error=on_error,
             check_files=check_files,
+            decoder=decoder,
         )
     if template != DEFAULT_TEMPLATE or kind == "videos":
         raise ValueError(
@@ -162,8 +169,11 @@ def build_dataset(
             f"{list_file}: a flow clip takes flow_length={flow_length} fields per segment but the "
             f"sampler takes {sampler.frames_per_segment}; build the sampler with frames_per_segment={flow_length}"
         )
+    x_template, y_template = flow_templates(flow_template)
     return FlowDataset(
         list_file=list_file,
+        x_template=x_template,
+        y_template=y_template,
         root=root,
         sampler=sampler,
         transform=transform,

@@ -11,7 +11,9 @@ A `FrameSource` gives the frames of one video two ways:
 `FolderSource` numbers a folder's frames by a template (``img_00001.jpg`` ...) or by its
 JPEGs sorted by name, `VideoSource` reads a video file, `CameraSource` a camera.
 `open_source` decides the kind of one path or camera index (``tsm stream``), `find_sources`
-what a path holds for ``tsm predict`` (a video, a frame folder or a folder of videos).
+what a path holds for ``tsm predict`` (a video, a frame folder or a folder of videos); both
+read a folder by the same rule (`open_folder`), so ``stream`` and ``predict`` see the same
+frames of it.
 
 Sources are thin: decoding is `data.decode`'s (simplejpeg, PyAV), and its errors (naming
 the file) pass through unchanged.
@@ -30,6 +32,7 @@ import torch
 from temporal_shift.data.decode import (
     VIDEO_EXTENSIONS,
     CorruptMediaError,
+    Decoder,
     container_fps,
     count_frame_files,
     decode_jpeg_file,
@@ -50,6 +53,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg")
+# optical flow images (tsm prepare flow, TSN's dense_flow, MMAction2) that share folders with frames
+FLOW_IMAGE_PREFIXES = ("flow_x_", "flow_y_", "x_", "y_")
 DEFAULT_FPS = 25.0  # frame folders have no frame rate of their own
 SourceKind = Literal["frames", "video", "camera"]
 
@@ -108,10 +113,10 @@ class FrameSource(abc.ABC):
 
 
 class FolderSource(FrameSource):
-    """JPEG frames of a folder: ``template`` numbered from 1 (``img_00001.jpg`` ...), or the
-    given ``files`` in their order (`open_folder` picks one). ``num_frames`` defaults to
-    the template files present from 1 on (`decode.count_frame_files`); frame i's time is
-    ``i / fps``."""
+    """JPEG frames of a folder: ``template`` numbered from ``offset + 1`` (``img_00001.jpg``
+    ...; an offset comes from MMAction2's lists), or the given ``files`` in their order
+    (`open_folder` picks one). ``num_frames`` defaults to the template files present from 1
+    on (`decode.count_frame_files`); frame i's time is ``i / fps``."""
 
     kind: ClassVar[Literal["frames"]] = "frames"
 
@@ -123,12 +128,16 @@ class FolderSource(FrameSource):
         files: Sequence[Path] | None = None,
         num_frames: int | None = None,
         fps: float = DEFAULT_FPS,
+        offset: int = 0,
     ) -> None:
         if files is not None and num_frames is not None:
             raise ValueError("give a folder's files or its frame count, not both")
+        if files is not None and offset:
+            raise ValueError("a start offset numbers template files, not given files")
         self.path = Path(folder)
         self.label = str(self.path)
         self.template = template
+        self.offset = offset
         self.files = list(files) if files is not None else None
         self._num_frames = len(self.files) if self.files is not None else num_frames
         self._fps = float(fps)
@@ -147,12 +156,12 @@ class FolderSource(FrameSource):
         """The file of 0-based frame ``index``."""
         if self.files is not None:
             return self.files[index]
-        return frame_path(self.path, index, template=self.template)
+        return frame_path(self.path, index + self.offset, template=self.template)
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         if self.files is not None:
             return read_frame_files(self.files, indices, label=self.label)
-        return read_frame_folder(self.path, indices, template=self.template)
+        return read_frame_folder(self.path, [int(i) + self.offset for i in indices], template=self.template)
 
     def frames(self) -> Iterator[SourceFrame]:
         for i in range(self.num_frames):
@@ -195,14 +204,18 @@ class _DecodedSource(FrameSource):
 class VideoSource(_DecodedSource):
     """A video file (anything PyAV opens). ``fps`` and ``num_frames`` default to the file's
     (`decode.video_fps`, `decode.video_frame_count`), read when first asked for; a video
-    without decodable frames is a CorruptMediaError."""
+    without decodable frames is a CorruptMediaError. `read` decodes with ``decoder``
+    (`decode.read_video`); `frames` (in order) always with PyAV."""
 
     kind: ClassVar[Literal["video"]] = "video"
 
-    def __init__(self, path: str | Path, *, fps: float | None = None, num_frames: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, fps: float | None = None, num_frames: int | None = None, decoder: Decoder = "pyav"
+    ) -> None:
         super().__init__()
         self.path = Path(path)
         self.label = str(self.path)
+        self.decoder = decoder
         self._fps = float(fps) if fps is not None else None
         self._num_frames = num_frames
 
@@ -233,7 +246,7 @@ class VideoSource(_DecodedSource):
         return self._fps
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
-        return read_video(self.path, indices)
+        return read_video(self.path, indices, decoder=self.decoder)
 
 
 class CameraSource(_DecodedSource):
@@ -272,7 +285,11 @@ def open_folder(
     folder: str | Path, *, template: str | None = DEFAULT_TEMPLATE, fps: float = DEFAULT_FPS
 ) -> FolderSource:
     """A frame folder's source: its ``template`` files (numbered from 1) when the first one is
-    there, else (or with ``template=None``) its ``*.jpg``/``*.jpeg`` files sorted by name."""
+    there, else (or with ``template=None``) its ``*.jpg``/``*.jpeg`` files sorted by name.
+
+    Sorted by name, flow images (``flow_x_``, ``flow_y_``, ``x_``, ``y_`` ...) would be read as
+    frames: a folder holding them and no ``template`` files is refused, naming the template
+    option to give."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: frame folder not found")
@@ -283,6 +300,13 @@ def open_folder(
     files = _jpegs(folder)
     if not files:
         raise ValueError(f"{folder}: no JPEG frames (*.jpg, *.jpeg) in this folder")
+    flow = [p.name for p in files if p.name.lower().startswith(FLOW_IMAGE_PREFIXES)]
+    if flow:
+        found = f"no {template.format(1)} but " if template is not None else ""
+        raise ValueError(
+            f"{folder}: {found}{len(flow)} flow images ({flow[0]} ...) among its JPEGs; give the frame file "
+            "names (--template, e.g. 'frame_{:04d}.jpg')"
+        )
     return FolderSource(folder, files=files, fps=fps)
 
 
@@ -295,11 +319,13 @@ def parse_source(text: str | int | Path) -> int | Path:
     return Path(text)
 
 
-def open_source(source: str | int | Path, *, template: str | None = None, fps: float | None = None) -> FrameSource:
+def open_source(
+    source: str | int | Path, *, template: str | None = DEFAULT_TEMPLATE, fps: float | None = None
+) -> FrameSource:
     """Open a video file, a frame folder or a camera index (`parse_source`) for streaming.
 
-    A folder's frames are its JPEGs sorted by name, or its ``template`` files when
-    ``template`` is given and the folder has them (`open_folder`). ``fps`` overrides the
+    A folder's frames are its ``template`` files, or its JPEGs sorted by name when it has
+    none of those (`open_folder`, as ``predict`` reads a folder). ``fps`` overrides the
     frame rate (frame folders: default 25). A video file or camera is opened here, so a
     missing, empty or unreadable source raises FileNotFoundError / ValueError naming it
     before any frame is read.

@@ -111,7 +111,7 @@ CLASSES_FILE = "classes.txt"
 META_FILE = "meta.json"
 FRAME_TEMPLATE = DEFAULT_TEMPLATE
 VIDEO_SUFFIX = ".mp4"
-DONE_MARKER = ".complete"
+DONE_DIR = ".complete"  # <root>/.complete/<clip>: finished clips, kept out of the frame folders
 
 DEFAULT_NUM_VIDEOS = 2000
 DEFAULT_SIZE = 64
@@ -656,7 +656,13 @@ def _make_one(job: tuple[Path, int, int, int, int, int, int, bool, float, bool, 
     name = video_id(index)
     folder = root / FRAMES_DIR / name
     video = root / VIDEOS_DIR / (name + VIDEO_SUFFIX)
-    if (folder / DONE_MARKER).is_file() and video.is_file():
+    marker = root / DONE_DIR / name
+    legacy = folder / ".complete"  # earlier versions marked a clip inside its frame folder
+    if legacy.is_file():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("")
+        legacy.unlink()
+    if marker.is_file() and folder.is_dir() and video.is_file():
         return index
     clip, _ = render_clip(
         label,
@@ -672,7 +678,8 @@ def _make_one(job: tuple[Path, int, int, int, int, int, int, bool, float, bool, 
     )
     write_frame_folder(folder, clip, template=FRAME_TEMPLATE, quality=90)
     write_video(video, clip, fps=DEFAULT_FPS)
-    (folder / DONE_MARKER).write_text("")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("")
     return index
 
 

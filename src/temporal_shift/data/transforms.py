@@ -41,8 +41,9 @@ def fixed_crop_offsets(
 class MultiScaleCrop(v2.Transform):
     """TSN/TSM multi-scale crop: one (crop size, offset) draw per clip, then resize.
 
-    Crop sides are drawn from ``scales`` times the short side (a side within 3 px of the
-    output size snaps to it); height and width scale indices differ by at most
+    Crop sides are drawn from ``scales`` times the short side (at least 1 px; a side within
+    3 px of the output size snaps to it), so frames smaller than the output, down to 1x1,
+    are upscaled as every crop is resized; height and width scale indices differ by at most
     ``max_distort``. With ``fix_crop`` the offset is one of the fixed corner/centre
     offsets, otherwise uniform.
     """
@@ -66,7 +67,7 @@ class MultiScaleCrop(v2.Transform):
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         image_h, image_w = v2.query_size(flat_inputs)
         base = min(image_h, image_w)
-        sides = [int(base * s) for s in self.scales]
+        sides = [max(1, int(base * s)) for s in self.scales]  # a 1-pixel side crops 1 pixel, not 0
         sides = [self.size if abs(s - self.size) < 3 else s for s in sides]
         pairs = [(h, w) for i, h in enumerate(sides) for j, w in enumerate(sides) if abs(i - j) <= self.max_distort]
         crop_h, crop_w = pairs[int(torch.randint(len(pairs), ()))]

@@ -29,6 +29,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from temporal_shift.data.flow.layout import FLOW_X_TEMPLATE
 from temporal_shift.data.lists import DEFAULT_TEMPLATE
 from temporal_shift.models.config import ModelConfig
 from temporal_shift.models.factory import check_config
@@ -60,6 +61,8 @@ class DataSection:
     classes: str | None = None  # class-name file (one per line), relative to root; saved in checkpoints
     kind: Literal["auto", "frames", "videos"] = "auto"
     template: str = DEFAULT_TEMPLATE
+    flow_template: str = FLOW_X_TEMPLATE  # flow models: x files (y: the x turned y), e.g. x_{:05d}.jpg
+    decoder: Literal["pyav", "torchcodec"] = "pyav"  # of video lists; torchcodec is an optional extra
     size: int = 224  # training crop and validation centre crop
     scale_size: int = 256  # validation: short side resized to this, then centre crop
     scales: list[float] = dataclasses.field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])

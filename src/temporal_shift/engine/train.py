@@ -140,6 +140,8 @@ def _datasets(config: TrainConfig) -> tuple[VideoDataset, VideoDataset]:
             flow_length=model.flow_length,
             kind=c.kind,
             template=c.template,
+            flow_template=c.flow_template,
+            decoder=c.decoder,
             num_classes=c.num_classes,
             seed=config.run.seed,
             on_error=c.on_error,

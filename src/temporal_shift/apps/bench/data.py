@@ -1,36 +1,48 @@
-"""Data-loading benchmark: training clips per second from frame folders and from mp4.
+"""Data-loading benchmark: training clips per second from frame folders, mp4 and AVI, per video decoder.
 
 Each sample is a full training clip: TSN sampling of ``segments`` frames (random frame
 per segment), decoding, the paper's multi-scale crop + flip to ``size`` and float
 normalisation, through a ``DataLoader`` with ``workers`` processes (0 = in the main
-process). The two sources are timed in interleaved repetitions (frames, mp4, mp4,
+process). The sources are timed in interleaved repetitions (frames, mp4, mp4,
 frames, ...) over the same samples, each repetition one pass over ``clips`` samples
 with persistent workers already running; we report the median, min and max of clips/s,
-per worker, and the frames/mp4 ratio of the medians.
+per worker, and the frames/mp4 ratio of the medians. Videos are read once per
+``decoders`` entry (``mp4``: PyAV, ``mp4 torchcodec``: TorchCodec); a decoder that
+cannot read a source (TorchCodec not installed, or an AVI with B-frames it cannot read
+frame-exactly) is reported with its reason instead of timed.
 
 Without a dataset of your own, ``ensure_bench_data`` writes a small synthetic one with
 frames of ``height x width`` (default 256x340: short side 256, as extracted for training)
-both as JPEG folders and as mp4, and reuses it on later runs.
+as JPEG folders, as mp4 (H.264) and as AVI (MPEG-4 Part 2 with B-frames, as UCF101's),
+and reuses it on later runs.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from temporal_shift.apps.bench.turns import measuring
 from temporal_shift.data.dataset import VideoDataset
+from temporal_shift.data.decode import Decoder
+from temporal_shift.data.encode import write_video
+from temporal_shift.data.lists import read_list, write_video_list
 from temporal_shift.data.sampling import TSNSampler
+from temporal_shift.data.sources import VideoSource
 from temporal_shift.data.synthetic import generate_synthetic
 from temporal_shift.data.transforms import train_transform
 
 SOURCES = ("frames", "mp4")
+AVI_LIST = "train_videos_avi.txt"
 
 
 @dataclass
@@ -51,23 +63,26 @@ class DataBenchResult:
     size: int
     frame_size: tuple[int, int]
     timings: dict[str, SourceTiming] = field(default_factory=dict)
+    not_timed: dict[str, str] = field(default_factory=dict)  # source: why (a decoder that cannot read it)
 
     def per_worker(self, source: str) -> float:
         return self.timings[source].median / max(self.workers, 1)
 
     def table(self) -> str:
         h, w = self.frame_size
+        width = max(8, *(len(s) for s in [*self.timings, *self.not_timed]))
         lines = [
             f"{self.segments}-frame {self.size}x{self.size} training clips (multi-scale crop + flip) "
             f"from {h}x{w} frames, {self.workers} worker(s), {self.clips} clips x "
             f"{len(next(iter(self.timings.values())).clips_per_s)} interleaved repetitions",
-            f"{'source':<8} {'clips/s median':>15} {'min':>8} {'max':>8} {'per worker':>11}",
+            f"{'source':<{width}} {'clips/s median':>15} {'min':>8} {'max':>8} {'per worker':>11}",
         ]
         for source, t in self.timings.items():
             lines.append(
-                f"{source:<8} {t.median:>15.1f} {min(t.clips_per_s):>8.1f} {max(t.clips_per_s):>8.1f} "
+                f"{source:<{width}} {t.median:>15.1f} {min(t.clips_per_s):>8.1f} {max(t.clips_per_s):>8.1f} "
                 f"{self.per_worker(source):>11.1f}"
             )
+        lines += [f"{source:<{width}} not timed: {why}" for source, why in self.not_timed.items()]
         if set(SOURCES) <= set(self.timings):
             lines.append(
                 f"frames / mp4 (ratio of medians): {self.timings['frames'].median / self.timings['mp4'].median:.2f}"
@@ -91,11 +106,28 @@ def ensure_bench_data(
     num_videos: int = 24,
     progress: bool = True,
 ) -> Path:
-    """Write (or reuse) a synthetic benchmark dataset in ``work_dir``; returns its root."""
+    """Write (or reuse) a synthetic benchmark dataset in ``work_dir``; returns its root. Its
+    videos are also written as AVI (MPEG-4 Part 2, B-frames) listed in ``AVI_LIST``."""
     paths = generate_synthetic(
         work_dir, num_videos=num_videos, size=(height, width), frames=frames, seed=0, progress=progress
     )
+    if not (paths.root / AVI_LIST).is_file():
+        write_avi_copies(paths.root, "train_videos.txt")
     return paths.root
+
+
+def write_avi_copies(root: str | Path, videos_list: str | Path) -> Path:
+    """The videos of ``videos_list`` (under ``root``) as AVI next to them (MPEG-4 Part 2 with
+    B-frames, UCF101's encoding), listed in ``root/AVI_LIST``; returns that list."""
+    root = Path(root)
+    entries = []
+    for record in read_list(root / videos_list, kind="videos"):
+        avi = Path(record.path).with_suffix(".avi")
+        with VideoSource(root / record.path) as source:
+            frames_rgb = np.stack([f.image.permute(1, 2, 0).numpy() for f in source.frames()])
+        write_video(root / avi, frames_rgb, codec="mpeg4", bframes=2, gop=12)
+        entries.append((avi.as_posix(), record.label))
+    return write_video_list(root / AVI_LIST, entries)
 
 
 def _loader(dataset: VideoDataset, indices: list[int], *, workers: int, batch_size: int) -> DataLoader:
@@ -131,8 +163,11 @@ def benchmark_data(
     size: int = 224,
     batch_size: int = 8,
     threads: int | None = 1,
+    avi_list: str | Path | None = None,
+    decoders: Sequence[Decoder] = ("pyav", "torchcodec"),
 ) -> DataBenchResult:
-    """Time training-clip loading from ``frames_list`` and ``videos_list`` under ``root``."""
+    """Time training-clip loading from ``frames_list``, ``videos_list`` (mp4) and ``avi_list``
+    under ``root``, the videos with each of ``decoders``."""
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     if clips < 1 or repeats < 1 or batch_size < 1:
@@ -142,23 +177,44 @@ def benchmark_data(
     sampler = TSNSampler(n_segment=segments, train=True)
     transform = train_transform(size=size)
     datasets = {
-        "frames": VideoDataset(list_file=frames_list, root=root, sampler=sampler, transform=transform, kind="frames"),
-        "mp4": VideoDataset(list_file=videos_list, root=root, sampler=sampler, transform=transform, kind="videos"),
+        "frames": VideoDataset(list_file=frames_list, root=root, sampler=sampler, transform=transform, kind="frames")
     }
+    videos = {"mp4": videos_list, **({"avi": avi_list} if avi_list is not None else {})}
+    for (kind, list_file), decoder in itertools.product(videos.items(), decoders):
+        datasets[kind if decoder == "pyav" else f"{kind} {decoder}"] = VideoDataset(
+            list_file=list_file, root=root, sampler=sampler, transform=transform, kind="videos", decoder=decoder
+        )
+    result = DataBenchResult(
+        workers=workers, clips=clips, segments=segments, size=size, frame_size=_frame_hw(datasets["frames"])
+    )
+    result.not_timed = _unreadable(datasets)
     n = min(len(d) for d in datasets.values())
     indices = [i % n for i in range(clips)]
-    frame_size = _frame_hw(datasets["frames"])
-    loaders = {s: _loader(d, indices, workers=workers, batch_size=batch_size) for s, d in datasets.items()}
-    result = DataBenchResult(workers=workers, clips=clips, segments=segments, size=size, frame_size=frame_size)
-    for source in SOURCES:  # warm-up: start workers, fill caches (frame counts, page cache)
+    sources = [s for s in datasets if s not in result.not_timed]
+    loaders = {s: _loader(datasets[s], indices, workers=workers, batch_size=batch_size) for s in sources}
+    for source in sources:  # warm-up: start workers, fill caches (frame counts, page cache)
         _time_pass(loaders[source])
         result.timings[source] = SourceTiming(source, [])
     for rep in range(repeats):
-        order = SOURCES if rep % 2 == 0 else SOURCES[::-1]
+        order = sources if rep % 2 == 0 else sources[::-1]
         for source in order:
             seconds, count = _time_pass(loaders[source])
             result.timings[source].clips_per_s.append(count / seconds)
     return result
+
+
+def _unreadable(datasets: dict[str, VideoDataset]) -> dict[str, str]:
+    """The sources whose first clip a non-default decoder cannot read, with the reason (PyAV's
+    errors are raised: the data is broken)."""
+    refused = {}
+    for source, dataset in datasets.items():
+        try:
+            dataset[0]
+        except ValueError as exc:
+            if getattr(dataset, "decoder", "pyav") == "pyav":
+                raise
+            refused[source] = str(exc).splitlines()[0]
+    return refused
 
 
 def _frame_hw(dataset: VideoDataset) -> tuple[int, int]:

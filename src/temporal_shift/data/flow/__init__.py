@@ -25,13 +25,14 @@ from temporal_shift.data.flow.compute import (
 from temporal_shift.data.flow.dataset import FlowDataset, FlowFolderSource, pair_records
 from temporal_shift.data.flow.layout import (
     DEFAULT_BOUND,
-    FLOW_DONE_MARKER,
+    FLOW_DONE_FILE,
     FLOW_FAILURES_FILE,
     FLOW_X_TEMPLATE,
     FLOW_Y_TEMPLATE,
     decode_flow_file,
     dequantize_flow,
     flow_folder_name,
+    flow_templates,
     quantize_flow,
     read_flow_folder,
     write_flow_image,
@@ -51,7 +52,7 @@ from temporal_shift.data.flow.transforms import (
 __all__ = [
     "DEFAULT_BOUND",
     "DEFAULT_FLOW_LENGTH",
-    "FLOW_DONE_MARKER",
+    "FLOW_DONE_FILE",
     "FLOW_FAILURES_FILE",
     "FLOW_MEAN",
     "FLOW_STD",
@@ -74,6 +75,7 @@ __all__ = [
     "extract_flow",
     "flip_flow",
     "flow_folder_name",
+    "flow_templates",
     "flow_test_transform",
     "flow_train_transform",
     "pair_records",

@@ -6,10 +6,11 @@ what TSN and the TSM release used) or Farneback (``"farneback"``, in every OpenC
 faster). It needs the optional extra ``flow`` (``pip install 'temporal-shift[flow]'``:
 opencv-contrib-python-headless). Frames are read through `data.sources`; the files written
 follow `layout`. The run writes a list file ``<folder> <N-1> <label>`` per video in the
-input list's order, is parallel over videos, resumable (a finished folder holds a
-``.flow_done`` marker; flow may share its folders with ``img_*.jpg`` frames) and keeps
-going past failures, which it lists in ``flow_failures.txt`` as frame extraction does
-(`extract.run_resumable`).
+input list's order, is parallel over videos, resumable (finished folders are recorded in
+``flow_done.txt`` at the output root, outside the folders; flow may share its folders with
+``img_*.jpg`` frames) and keeps going past failures, which it lists in
+``flow_failures.txt`` as frame extraction does (`extract.run_resumable`); a failed video
+leaves no flow files and no folder it made.
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ from temporal_shift.data.decode import CorruptMediaError
 from temporal_shift.data.extract import (
     ExtractResult,
     clear_frames,
-    mark_done,
     resized_shape,
     run_resumable,
 )
 from temporal_shift.data.flow.layout import (
     DEFAULT_BOUND,
-    FLOW_DONE_MARKER,
+    FLOW_DONE_FILE,
     FLOW_FAILURES_FILE,
     FLOW_X_TEMPLATE,
     FLOW_Y_TEMPLATE,
+    LEGACY_FLOW_DONE_MARKER,
     flow_folder_name,
     quantize_flow,
     write_flow_image,
@@ -136,10 +137,33 @@ def extract_flow(
     """
     source, folder = Path(source), Path(folder)
     computer = FlowComputer(method)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / FLOW_DONE_MARKER).unlink(missing_ok=True)
     clear_frames(folder, FLOW_X_TEMPLATE)
     clear_frames(folder, FLOW_Y_TEMPLATE)
+    try:
+        return _write_flow(
+            source, folder, computer, bound=bound, short_side=short_side, quality=quality, template=template
+        )
+    except BaseException:
+        clear_frames(folder, FLOW_X_TEMPLATE)
+        clear_frames(folder, FLOW_Y_TEMPLATE)
+        for path in made:  # deepest first
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise
+
+
+def _write_flow(
+    source: Path,
+    folder: Path,
+    computer: FlowComputer,
+    *,
+    bound: float,
+    short_side: int | None,
+    quality: int,
+    template: str,
+) -> int:
     count = 0
     prev = None
     for frame in source_frames(source, template=template):
@@ -156,7 +180,6 @@ def extract_flow(
         raise ValueError(f"{source}: no frames")
     if count == 0:
         raise ValueError(f"{source}: one frame only; flow needs at least 2")
-    mark_done(folder, count, marker=FLOW_DONE_MARKER)
     return count
 
 
@@ -217,7 +240,8 @@ def prepare_flow(
         jobs,
         work,
         out_root=out_root,
-        marker=FLOW_DONE_MARKER,
+        done_file=out_root / FLOW_DONE_FILE,
+        legacy_marker=LEGACY_FLOW_DONE_MARKER,
         failures_file=failures_file or out_root / FLOW_FAILURES_FILE,
         workers=workers,
         progress=progress,

@@ -34,12 +34,14 @@ class FlowFolderSource(FolderSource):
         num_frames: int | None = None,
         x_template: str = FLOW_X_TEMPLATE,
         y_template: str = FLOW_Y_TEMPLATE,
+        offset: int = 0,
     ) -> None:
-        super().__init__(folder, template=x_template, num_frames=num_frames)
+        super().__init__(folder, template=x_template, num_frames=num_frames, offset=offset)
         self.y_template = y_template
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
-        return read_flow_folder(self.path, indices, x_template=self.template, y_template=self.y_template)
+        shifted = [int(i) + self.offset for i in indices]
+        return read_flow_folder(self.path, shifted, x_template=self.template, y_template=self.y_template)
 
     def frames(self) -> Iterator[SourceFrame]:
         for i in range(self.num_frames):
@@ -85,9 +87,13 @@ class FlowDataset(VideoDataset):
     def frame_source(self, record: Record) -> FlowFolderSource:
         assert isinstance(record, FrameRecord)  # the list is read as a frame list (kind "frames")
         path = self.root / record.path
-        self._check_folder(path, record.num_frames)
+        self._check_folder(path, record)
         return FlowFolderSource(
-            path, num_frames=record.num_frames, x_template=self.template, y_template=self.y_template
+            path,
+            num_frames=record.num_frames,
+            x_template=self.template,
+            y_template=self.y_template,
+            offset=record.offset,
         )
 
 

@@ -5,7 +5,8 @@ For frames t and t+1 of a video, ``flow_x_{t:05d}.jpg`` and ``flow_y_{t:05d}.jpg
 displacement ``f`` in pixels clipped to +-bound (20 px by default): 128 is no motion, x > 0
 is motion to the right, y > 0 downwards. A video of N frames has N-1 flow fields. A
 video's flow folder is its list path with the video extension dropped (`flow_folder_name`),
-so a flow list pairs with the RGB list; a finished folder holds a ``.flow_done`` marker.
+so a flow list pairs with the RGB list; finished folders are recorded in ``flow_done.txt``
+at the output root (`compute.prepare_flow`).
 This module writes and reads those files; `compute` makes the flow, `dataset` samples it.
 """
 
@@ -23,8 +24,23 @@ from temporal_shift.data.decode import VIDEO_EXTENSIONS, CorruptMediaError
 FLOW_X_TEMPLATE = "flow_x_{:05d}.jpg"
 FLOW_Y_TEMPLATE = "flow_y_{:05d}.jpg"
 DEFAULT_BOUND = 20.0
-FLOW_DONE_MARKER = ".flow_done"
+FLOW_DONE_FILE = "flow_done.txt"
+LEGACY_FLOW_DONE_MARKER = ".flow_done"  # earlier versions' marker inside each finished folder
 FLOW_FAILURES_FILE = "flow_failures.txt"
+
+
+def flow_templates(x_template: str) -> tuple[str, str]:
+    """(x, y) file-name templates of flow frames from the x one: the y files are named with the
+    last ``x`` before the frame number turned into ``y`` (``flow_x_{:05d}.jpg`` -> ``flow_y_``,
+    MMAction2's ``x_{:05d}.jpg`` -> ``y_{:05d}.jpg``). ValueError when it names no x."""
+    head, brace, tail = x_template.partition("{")
+    if not brace or "x" not in head:
+        raise ValueError(
+            f"flow template {x_template!r} must name the x files with an 'x' before the frame number, "
+            "e.g. 'flow_x_{:05d}.jpg' or 'x_{:05d}.jpg' (the y files: the same with 'y')"
+        )
+    at = head.rindex("x")
+    return x_template, f"{head[:at]}y{head[at + 1 :]}{brace}{tail}"
 
 
 def quantize_flow(flow: np.ndarray | torch.Tensor, *, bound: float = DEFAULT_BOUND) -> np.ndarray:

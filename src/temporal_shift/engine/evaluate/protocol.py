@@ -31,12 +31,14 @@ from torch import Tensor
 
 from temporal_shift.checkpoint.loading import DEFAULT_SCALE_SIZE, DEFAULT_SIZE
 from temporal_shift.data.dataset import VideoDataset
+from temporal_shift.data.decode import Decoder
 from temporal_shift.data.factory import (
     Modality,
     build_dataset,
     build_sampler,
     build_transform,
 )
+from temporal_shift.data.flow.layout import FLOW_X_TEMPLATE
 from temporal_shift.data.lists import DEFAULT_TEMPLATE, ListKind
 from temporal_shift.data.sampling import Sampler
 from temporal_shift.hub.published import Accuracy
@@ -146,6 +148,8 @@ class EvalProtocol:
         num_classes: int | None = None,
         on_error: Literal["raise", "skip"] = "raise",
         check_files: bool = True,
+        decoder: Decoder = "pyav",
+        flow_template: str = FLOW_X_TEMPLATE,
     ) -> VideoDataset:
         """The test dataset of a model: this protocol's views of ``list_file`` (a flow list for a
         flow model, ``flow_length`` fields per segment), `data.factory.build_dataset`."""
@@ -166,6 +170,8 @@ class EvalProtocol:
             num_classes=num_classes,
             on_error=on_error,
             check_files=check_files,
+            decoder=decoder,
+            flow_template=flow_template,
         )
 
     def describe(self) -> str:

@@ -26,7 +26,8 @@ from temporal_shift.checkpoint.loading import (
     resolve_class_names,
 )
 from temporal_shift.data.dataset import SkippedSample, VideoDataset
-from temporal_shift.data.flow import pair_records
+from temporal_shift.data.decode import Decoder
+from temporal_shift.data.flow import FLOW_X_TEMPLATE, pair_records
 from temporal_shift.data.lists import (
     DEFAULT_TEMPLATE,
     ListFileError,
@@ -183,6 +184,8 @@ def evaluate(
     progress: bool = True,
     flow_list: str | Path | None = None,
     flow_root: str | Path | None = None,
+    flow_template: str = FLOW_X_TEMPLATE,
+    decoder: Decoder = "pyav",
 ) -> EvalResult:
     """Score every video of ``list_file`` (paths relative to ``root``) with the views of
     ``protocol``, fuse views and then members, compute the metrics, and write the files
@@ -192,7 +195,8 @@ def evaluate(
     flow stacks from ``flow_list`` (a `tsm prepare flow` list, relative to ``flow_root``,
     default ``root``), with the same protocol; its entries are paired with the videos of
     ``list_file`` by path (relative, video extension dropped), and the scores of the RGB and
-    flow members are fused with the members' weights.
+    flow members are fused with the members' weights. ``flow_template`` names the flow list's
+    x files (`data.flow.flow_templates`); ``decoder`` decodes the videos (pyav, torchcodec).
 
     ``members`` are checkpoints (paths or `Member`s with weights); they must have the same
     classes, may differ in architecture and n_segment (each samples its own frames).
@@ -219,6 +223,8 @@ def evaluate(
         on_error=on_error,
         flow_list=flow_list,
         flow_root=flow_root,
+        flow_template=flow_template,
+        decoder=decoder,
     )
     start = time.perf_counter()
     scored = _score_members(
@@ -283,6 +289,8 @@ def _member_datasets(
     on_error: Literal["raise", "skip"],
     flow_list: str | Path | None,
     flow_root: str | Path | None,
+    flow_template: str,
+    decoder: Decoder,
 ) -> tuple[EvalProtocol, VideoDataset, list[VideoDataset]]:
     """The list checked, the protocol's sizes filled in from the first member, the videos the
     metrics are over (``list_file``, as the first member samples it) and each member's test
@@ -302,6 +310,7 @@ def _member_datasets(
         "normalize": rgb_normalize,
         "kind": kind,
         "template": template,
+        "decoder": decoder,
         "num_classes": loaded[0].num_classes,
         "on_error": on_error,
     }
@@ -329,6 +338,7 @@ def _member_datasets(
                 n_segment=c.n_segment,
                 normalize=c.normalize if normalize is None else normalize,
                 flow_length=c.config.flow_length,
+                flow_template=flow_template,
                 num_classes=loaded[0].num_classes,
                 on_error=on_error,
             )
