@@ -29,21 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--classes", type=Path, default=None, help="class names, one per line (default: indices)")
     options.add_segments(p)
-    p.add_argument(
-        "--runtime",
-        default=options.default(load_stream, "runtime"),
-        choices=RUNTIMES,
-        help="torch (a checkpoint), or the runtime of a step exported with tsm export --online",
-    )
-    p.add_argument(
-        "--exported",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="the exported streaming step (.onnx, .pte, .xml) for onnxruntime, executorch or openvino",
-    )
-    p.add_argument("--onnx", type=Path, default=None, help="streaming-step ONNX, for onnxruntime (= --exported)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads of an exported step's runtime")
+    _add_runtime(p, default=options.default(load_stream, "runtime"), choices=RUNTIMES)
     p.add_argument(
         "--every",
         type=int,
@@ -75,6 +61,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-video", type=Path, default=None, help="write an mp4 with the current label drawn on")
     p.add_argument("--json-summary", type=Path, default=None, help="write the summary as JSON here")
     p.set_defaults(func=_cmd_stream)
+
+
+def _add_runtime(p: argparse.ArgumentParser, *, default: str, choices: tuple[str, ...]) -> None:
+    """What runs the step: PyTorch on a checkpoint, or a runtime on an exported step."""
+    p.add_argument(
+        "--runtime",
+        default=default,
+        choices=choices,
+        help="torch (a checkpoint), or the runtime of a step exported with tsm export --online",
+    )
+    p.add_argument(
+        "--exported",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the exported streaming step (.onnx, .pte, .xml) for onnxruntime, executorch or openvino",
+    )
+    p.add_argument("--onnx", type=Path, default=None, help="streaming-step ONNX, for onnxruntime (= --exported)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of an exported step's runtime")
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from torchvision.transforms import v2
 
@@ -145,20 +145,27 @@ def build_dataset(
         normalize=normalize,
         flow_length=flow_length,
     )
+    common: dict[str, Any] = {
+        "list_file": list_file,
+        "root": root,
+        "sampler": sampler,
+        "transform": transform,
+        "num_classes": num_classes,
+        "seed": seed,
+        "on_error": on_error,
+        "check_files": check_files,
+    }
     if modality == "rgb":
-        return VideoDataset(
-            list_file=list_file,
-            root=root,
-            sampler=sampler,
-            transform=transform,
-            kind=kind,
-            template=template,
-            num_classes=num_classes,
-            seed=seed,
-            on_error=on_error,
-            check_files=check_files,
-            decoder=decoder,
-        )
+        return VideoDataset(kind=kind, template=template, decoder=decoder, **common)
+    _check_flow_list(list_file, sampler, template=template, kind=kind, flow_length=flow_length)
+    x_template, y_template = flow_templates(flow_template)
+    return FlowDataset(x_template=x_template, y_template=y_template, **common)
+
+
+def _check_flow_list(
+    list_file: str | Path, sampler: Sampler, *, template: str, kind: ListKind, flow_length: int
+) -> None:
+    """What a flow list cannot take: a frame template, video entries, a sampler of another flow length."""
     if template != DEFAULT_TEMPLATE or kind == "videos":
         raise ValueError(
             f"{list_file}: a flow list (tsm prepare flow) names flow_x_/flow_y_ folders, so a frame "
@@ -169,16 +176,3 @@ def build_dataset(
             f"{list_file}: a flow clip takes flow_length={flow_length} fields per segment but the "
             f"sampler takes {sampler.frames_per_segment}; build the sampler with frames_per_segment={flow_length}"
         )
-    x_template, y_template = flow_templates(flow_template)
-    return FlowDataset(
-        list_file=list_file,
-        x_template=x_template,
-        y_template=y_template,
-        root=root,
-        sampler=sampler,
-        transform=transform,
-        num_classes=num_classes,
-        seed=seed,
-        on_error=on_error,
-        check_files=check_files,
-    )

@@ -714,6 +714,52 @@ def generate_synthetic(
     _check_rates(motion=motion, object_scale=object_scale, spin=spin)
     _check_scene(scene, pair_hues=pair_hues, spin=spin)
     paths = synthetic_paths(out_dir)
+    settings = _settings_of(
+        num_videos=num_videos,
+        height=height,
+        width=width,
+        frames=frames,
+        seed=seed,
+        val_fraction=val_fraction,
+        clutter=clutter,
+        motion=motion,
+        pair_hues=pair_hues,
+        object_scale=object_scale,
+        spin=spin,
+        scene=scene,
+    )
+    _check_same_settings(paths, settings, out_dir=out_dir)
+    _write_meta(paths, settings)  # first, so that resuming an interrupted run checks the settings too
+    paths.frames_dir.mkdir(parents=True, exist_ok=True)
+    paths.videos_dir.mkdir(parents=True, exist_ok=True)
+    labels, is_val = _assign(num_videos, seed, val_fraction)
+    render = tuple(settings[key] for key in _RENDER_KEYS)  # what each clip's job needs of the settings
+    jobs = [(paths.root, i, int(labels[i]), *render, scene) for i in range(num_videos)]
+    _make_all(jobs, workers=workers or min(os.cpu_count() or 1, 8), progress=progress)
+    _write_lists(paths, labels=labels, is_val=is_val, frames=frames, classes=scene_classes(scene))
+    return paths
+
+
+# the job tuple of `_make_all` after (root, index, label), before the scene
+_RENDER_KEYS = ("seed", "height", "width", "frames", "clutter", "motion", "pair_hues", "object_scale", "spin")
+
+
+def _settings_of(
+    *,
+    num_videos: int,
+    height: int,
+    width: int,
+    frames: int,
+    seed: int,
+    val_fraction: float,
+    clutter: bool,
+    motion: float,
+    pair_hues: bool,
+    object_scale: float,
+    spin: float,
+    scene: str,
+) -> dict[str, Any]:
+    """The settings a dataset folder records (meta.json) and a rerun must repeat."""
     settings: dict[str, Any] = {
         "num_videos": num_videos,
         "height": height,
@@ -730,32 +776,7 @@ def generate_synthetic(
         # the single scene's settings (and meta.json) are as before scenes existed
         **({} if scene == "single" else {"scene": scene}),
     }
-    _check_same_settings(paths, settings, out_dir=out_dir)
-    _write_meta(paths, settings)  # first, so that resuming an interrupted run checks the settings too
-    paths.frames_dir.mkdir(parents=True, exist_ok=True)
-    paths.videos_dir.mkdir(parents=True, exist_ok=True)
-    labels, is_val = _assign(num_videos, seed, val_fraction)
-    jobs = [
-        (
-            paths.root,
-            i,
-            int(labels[i]),
-            seed,
-            height,
-            width,
-            frames,
-            clutter,
-            float(motion),
-            pair_hues,
-            float(object_scale),
-            float(spin),
-            scene,
-        )
-        for i in range(num_videos)
-    ]
-    _make_all(jobs, workers=workers or min(os.cpu_count() or 1, 8), progress=progress)
-    _write_lists(paths, labels=labels, is_val=is_val, frames=frames, classes=scene_classes(scene))
-    return paths
+    return settings
 
 
 def _check_settings(

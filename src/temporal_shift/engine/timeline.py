@@ -282,6 +282,26 @@ def segments_of(
     return segments
 
 
+def _check_settings(*, smooth: float, min_length: float, batch_size: int) -> None:
+    if smooth < 0 or min_length < 0:
+        raise ValueError(f"smooth and min_length must be >= 0 seconds, got {smooth}, {min_length}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+
+def _one_source(video: str | Path, *, template: str, fps: float | None) -> VideoSource | FolderSource:
+    """The one video or frame folder at ``video``, at ``fps`` if given."""
+    sources = find_sources(video, template=template)
+    if len(sources) != 1:
+        raise ValueError(f"{video}: a folder of {len(sources)} videos; give one video (or frame folder)")
+    source = sources[0]
+    if fps is not None:
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        source = VideoSource(source.path, fps=fps) if source.kind == "video" else open_folder(source.path, fps=fps)
+    return source
+
+
 def predict_timeline(
     video: str | Path,
     *,
@@ -306,18 +326,8 @@ def predict_timeline(
     and ``device`` are `Predictor`'s."""
     if (checkpoint is None) == (predictor is None):
         raise ValueError("give a checkpoint or a predictor")
-    if smooth < 0 or min_length < 0:
-        raise ValueError(f"smooth and min_length must be >= 0 seconds, got {smooth}, {min_length}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    sources = find_sources(video, template=template)
-    if len(sources) != 1:
-        raise ValueError(f"{video}: a folder of {len(sources)} videos; give one video (or frame folder)")
-    source = sources[0]
-    if fps is not None:
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-        source = VideoSource(source.path, fps=fps) if source.kind == "video" else open_folder(source.path, fps=fps)
+    _check_settings(smooth=smooth, min_length=min_length, batch_size=batch_size)
+    source = _one_source(video, template=template, fps=fps)
     rate = source.fps or DEFAULT_FPS
     length, step = window_frames(window, stride, rate)
     if predictor is None:
