@@ -22,19 +22,17 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast
+from typing import Literal
 
 import av
 import numpy as np
 import simplejpeg
 import torch
+from av.sidedata.sidedata import SideDataContainer
 
 from temporal_shift.data import video_index
 from temporal_shift.data.lists import DEFAULT_TEMPLATE, VIDEO_EXTENSIONS  # noqa: F401 (re-exported: extract, prepare, sources)
 from temporal_shift.data.video_index import DTS_ONLY_FORMATS, CorruptMediaError
-
-if TYPE_CHECKING:
-    from av.sidedata.sidedata import SideDataContainer
 
 Decoder = Literal["pyav", "torchcodec"]
 DECODERS: tuple[str, ...] = ("pyav", "torchcodec")
@@ -353,17 +351,17 @@ def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
     """The frame's display matrix, or None where it shows no turn.
 
     ``frame.side_data`` makes a reference cycle (the frame caches a container of its side
-    data, which refers back to it), so the frame and its decoder's buffers outlive it until
-    the garbage collector runs: if that is in a forked DataLoader worker, freeing buffers of
-    a threaded decoder there deadlocks. ``frame.rotation`` reads the matrix without one, so
-    the side data is read only for frames it says are turned (a phone's rotated tracks; a
-    matrix that only flips rows reads as 0 and is not applied)."""
+    data, which refers back to it), so the frame and its decoder's buffers would outlive it
+    until the garbage collector runs: if that is in a forked DataLoader worker, freeing
+    buffers of a threaded decoder there deadlocks. A container made here and dropped after
+    use refers to the frame without the frame referring to it: no cycle. It is read only for
+    frames ``frame.rotation`` says are turned (a phone's rotated tracks; a matrix that only
+    flips rows reads as 0 and is not applied)."""
     if not frame.rotation:
         return None
-    # PyAV's stub types side_data as a TypedDict; it is a SideDataContainer of SideData
-    for side_data in cast("SideDataContainer", frame.side_data):
+    for side_data in SideDataContainer(frame):  # type: ignore[call-arg]  # PyAV's stub omits the frame argument
         if side_data.type.name == "DISPLAYMATRIX":
-            return np.frombuffer(memoryview(side_data), dtype=np.int32)
+            return np.frombuffer(memoryview(side_data), dtype=np.int32).copy()
     return None
 
 
