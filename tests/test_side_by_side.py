@@ -70,3 +70,42 @@ def test_a_failing_run_raises_its_error(runs: int) -> None:
     calls = [{"tag": "a"}, {"tag": "b", "fail": True}, {"tag": "c"}]
     with pytest.raises(ValueError, match="run b failed"):
         run_side_by_side(report, calls, Slots(runs=runs, threads=1))
+
+
+def mark(*, tag: str, folder: str, interrupt: bool = False, seconds: float = 0.0) -> str:
+    """A run that notes its start in ``folder`` and then raises KeyboardInterrupt if
+    ``interrupt`` (as the trainer does after a Ctrl-C), else sleeps ``seconds``."""
+    import time
+    from pathlib import Path
+
+    (Path(folder) / tag).touch()
+    if interrupt:
+        raise KeyboardInterrupt(f"run {tag} interrupted")
+    time.sleep(seconds)
+    return tag
+
+
+def test_an_interrupted_run_starts_no_further_run(tmp_path) -> None:
+    # The pool hands queued calls to a worker before their turn; after the first run raises,
+    # none of them may start (before, a Ctrl-C of `tsm reproduce` stopped the runs under way
+    # and the pool went on with the next two).
+    calls = [{"tag": "first", "folder": str(tmp_path), "interrupt": True}]
+    calls += [{"tag": tag, "folder": str(tmp_path), "seconds": 1.0} for tag in ("a", "b", "c", "d", "e")]
+    with pytest.raises(KeyboardInterrupt, match="run first interrupted"):
+        run_side_by_side(mark, calls, Slots(runs=2, threads=1))
+    started = sorted(p.name for p in tmp_path.iterdir())
+    # "first" ran; "a" may have started on the other worker before "first" raised; no other
+    assert started in (["first"], ["a", "first"])
+
+
+def test_idle_workers_ignore_sigint() -> None:
+    import signal as signals
+
+    results = run_side_by_side(handler_of_sigint, [{"tag": "a"}, {"tag": "b"}], Slots(runs=2, threads=1))
+    assert results == [signals.SIG_IGN, signals.SIG_IGN]
+
+
+def handler_of_sigint(*, tag: str) -> object:
+    import signal as signals
+
+    return signals.getsignal(signals.SIGINT)

@@ -10,7 +10,11 @@ CPU; on a GPU runs go one after another in this process.
 
 Every run is a call of a module-level function with keyword arguments; results come back
 in the order of the calls, whatever order the runs finish in. The first run that raises
-cancels the runs not yet started, and its exception is raised once the running ones end.
+(or a Ctrl-C: the trainer stops a run under way after its step, saving last.pt, and raises
+KeyboardInterrupt) stops the rest: no run starts after it, not even one the pool had already
+handed to a worker, and its exception is raised once the running ones end. Idle workers
+ignore SIGINT: a Ctrl-C in the terminal reaches every process of the group, and only a
+training loop (its own handler) acts on it.
 The processes are spawned (a fresh interpreter each, no fork of a process holding torch's
 threads), so a script that calls `run_demo` or `reproduce` at its top level must do so under
 ``if __name__ == "__main__":``, as with any spawned multiprocessing; ``jobs=1`` avoids it.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,10 +81,35 @@ def plan_slots(device: str, runs: int, *, jobs: int | None = None, cores: int | 
     return Slots(runs=at_once, threads=max(1, cores // at_once))
 
 
-def _set_threads(threads: int) -> None:
+class _NotRun:
+    """What a worker returns for a call it did not start because an earlier run raised."""
+
+
+# A worker process's stop event, set once by `_start_worker` (the pool's initializer): a
+# multiprocessing Event reaches a spawned process only at its start, not as a call argument.
+_worker_stop: list[Any] = []
+
+
+def _start_worker(threads: int, stop: Any) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the training loop installs its own handler
+    _worker_stop.append(stop)
+
+
+def _unless_stopped(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """``fn(**kwargs)`` in a worker, unless a run has already raised (then `_NotRun`); a call
+    that raises sets the stop event before its exception goes back, so the call this worker
+    takes next, already queued, does not start."""
+    stop = _worker_stop[0]
+    if stop.is_set():
+        return _NotRun()
+    try:
+        return fn(**kwargs)
+    except BaseException:
+        stop.set()
+        raise
 
 
 def run_side_by_side(
@@ -100,17 +130,22 @@ def run_side_by_side(
                 on_done(i, results[i])
         return results
     context = multiprocessing.get_context("spawn")  # no fork of a process that has started torch threads
+    stop = context.Event()  # set by the first run that raises, or by this process on Ctrl-C
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=slots.runs, mp_context=context, initializer=_set_threads, initargs=(slots.threads,)
+        max_workers=slots.runs, mp_context=context, initializer=_start_worker, initargs=(slots.threads, stop)
     ) as pool:
-        futures = {pool.submit(fn, **kwargs): i for i, kwargs in enumerate(calls)}
+        futures = {pool.submit(_unless_stopped, fn, kwargs): i for i, kwargs in enumerate(calls)}
         try:
             for future in concurrent.futures.as_completed(futures):
+                result = future.result()
+                if isinstance(result, _NotRun):  # after a failure, whose exception its own future raises
+                    continue
                 i = futures[future]
-                results[i] = future.result()
+                results[i] = result
                 if on_done is not None:
                     on_done(i, results[i])
         except BaseException:
+            stop.set()
             for future in futures:
                 future.cancel()
             raise
