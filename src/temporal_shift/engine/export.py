@@ -6,7 +6,10 @@ Formats (`FORMATS`): ``onnx`` (onnxruntime; TensorRT and anything else reads it)
 (a torch.export ``.pt2``) and ``tensorrt`` (an engine built from the ONNX graph on a CUDA
 device). Every exported graph has one form of the shift, `ops.shift.shift_export`: static
 slices and concatenations on rank-4 tensors, Core ATen ops only, static shapes except the
-batch. An offline model takes clips (N, T, C, H, W) named ``clips`` and returns ``logits``
+batch. For onnxruntime, OpenVINO and TensorRT, a residual-shift ResNet goes out in its split
+form (`engine.split_form`): the channels each shift moves travel as a tensor of their own, so
+the shift copies only them and the runtimes keep their blocked layouts around it. An offline
+model takes clips (N, T, C, H, W) named ``clips`` and returns ``logits``
 (N, K); N is dynamic, except in ExecuTorch programs (XNNPACK delegates slices of static
 shapes only: their batch is fixed, 1 by default). The streaming step of an online model
 (`export_online`) takes ``frame`` (1, C, H, W) and ``buffer_0 ...`` and returns ``logits``
@@ -40,6 +43,7 @@ from temporal_shift.engine.runtimes import (
     load_runtime,
     require,
 )
+from temporal_shift.engine.split_form import split_form
 from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.online import OnlineRecognizer, OnlineStream
 
@@ -70,6 +74,8 @@ INPUT_NAME = "clips"
 OUTPUT_NAME = "logits"
 QUANTIZABLE = ("executorch", "openvino")
 QUANTIZE = ("int8",)
+# formats whose runtimes run a residual-shift ResNet faster in its split form (`engine.split_form`)
+SPLIT_FORMATS = ("onnx", "openvino", "tensorrt")
 # a model family with these layers cannot go to ExecuTorch: XNNPACK has no 3D convolution or pooling
 _NO_3D = ("executorch",)
 _LAYERS_3D = (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)
@@ -139,8 +145,9 @@ def export_model(
         batch_size = 1
     x = example_input(model, batch_size=batch_size or 2, size=size)
     dynamic = None if batch_size is not None else ({0: torch.export.Dim("batch", min=1)},)
+    graph = split_form(model) if format in SPLIT_FORMATS else None
     _export_graph(
-        model,
+        graph or model,
         (x,),
         out,
         format=format,
