@@ -20,6 +20,13 @@ only ``xs`` (1/4 of the channels at the default fold_div 8):
 - each convolution carries its batch norm folded in (the runtimes fold it anyway);
 - global average pooling pools each tensor and concatenates the two feature vectors.
 
+`export_model` writes this form for onnxruntime, OpenVINO and TensorRT, and
+`compiled.compile_for_inference` compiles it (Inductor's convolutions keep their own layout
+too). TSM/TSN of ResNet-50 side by side (T=8, 224, batch 1, 2 threads of a quiet 2-core CPU),
+the whole-input form -> this one: onnxruntime 1.155 -> 1.034, OpenVINO 1.205 -> 1.070,
+torch.compile 1.206 -> 1.030. ExecuTorch keeps the whole-input form: XNNPACK runs it inside
+one delegated subgraph without layout conversions, and this form measured the same there.
+
 It applies to `VideoRecognizer` ResNets (ResNet, ResNeXt, Wide ResNet) with residual shifts
 (``place="blockres"``, every block or every other block), without temporal pooling or
 non-local blocks and with plain convolutions (not ``small_maps``); `split_form` returns None

@@ -179,7 +179,12 @@ class _Row:
         if self.runtime == "eager":
             return dict(models)
         if self.runtime == "compile":
-            return {name: torch.compile(m) for name, m in models.items()}
+            if self.group == "online":  # the step takes the frame and its buffers
+                return {name: torch.compile(m) for name, m in models.items()}
+            from temporal_shift.engine.compiled import compile_for_inference
+
+            # the library's compiled inference: TSM-ResNet in its split form (`engine.split_form`)
+            return {name: compile_for_inference(m) for name, m in models.items()}
         format = _FORMAT[self.runtime.partition("-")[0]]
         return {name: load_runtime(self.path(name), format=format, threads=self.threads) for name in models}
 
