@@ -69,6 +69,7 @@ def test_the_split_form_computes_the_model(arch, options):
         ("resnet50", {"temporal_pool": True}),
         ("resnet50", {"non_local": True}),
         ("resnet18", {"small_maps": True}),
+        ("resnet18", {"fold_div": 2}),  # every channel moves: no rest to split off
         ("mobilenet_v2", {}),
     ],
 )

@@ -29,7 +29,8 @@ one delegated subgraph without layout conversions, and this form measured the sa
 
 It applies to `VideoRecognizer` ResNets (ResNet, ResNeXt, Wide ResNet) with residual shifts
 (``place="blockres"``, every block or every other block), without temporal pooling or
-non-local blocks and with plain convolutions (not ``small_maps``); `split_form` returns None
+non-local blocks, with plain convolutions (not ``small_maps``) and a shift that leaves some
+channels in place (not ``fold_div=2`` bidirectional); `split_form` returns None
 for any other model, which exports as it is. The result computes the model's function (to
 float rounding); `export_model` verifies every export against the original model.
 """
@@ -66,8 +67,9 @@ def split_form(model: nn.Module) -> SplitShiftResNet | None:
     if not all(_plain_block(block) for block in blocks):
         return None
     moved = 2 if OFFSETS[config.mode][1] != 0 else 1  # channel folds a shift moves
-    if any(_in_channels(block) // config.fold_div == 0 for block in blocks):
-        return None  # a shift that moves no channel: nothing to split
+    moved_channels = [moved * (_in_channels(block) // config.fold_div) for block in blocks]
+    if not all(0 < m < _in_channels(block) for m, block in zip(moved_channels, blocks, strict=True)):
+        return None  # a shift that moves no channel, or every one (fold_div 2): nothing to split
     return SplitShiftResNet(model, moved=moved).eval()
 
 
