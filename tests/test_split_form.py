@@ -79,6 +79,12 @@ def test_models_it_does_not_apply_to_export_as_they_are(arch, options):
     assert split_form(model) is None
 
 
+def test_a_block_without_running_statistics_exports_as_it_is():
+    model = build_model("resnet18", num_classes=6, n_segment=T, shift=True).eval()
+    model.backbone.layer2[1].bn1 = torch.nn.BatchNorm2d(128, track_running_stats=False)
+    assert split_form(model) is None  # nothing to fold: no AssertionError at export
+
+
 def test_a_model_of_another_family_exports_as_it_is():
     late_fusion = build_model("resnet18", num_classes=6, n_segment=T, family="late_fusion").eval()
     assert split_form(late_fusion) is None

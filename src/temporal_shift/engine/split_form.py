@@ -102,19 +102,28 @@ def _blocks(backbone: ResNet) -> list[nn.Module]:
 
 
 def _plain_block(block: nn.Module) -> bool:
+    """Plain convolutions, each followed by a batch norm with running statistics (what folding
+    needs); any other block makes the model export as it is."""
     if not isinstance(block, (BasicBlock, Bottleneck)):
         return False
-    conv1 = block.conv1.net if isinstance(block.conv1, TemporalShift) else block.conv1
-    convs = [conv1, block.conv2] + ([block.conv3] if isinstance(block, Bottleneck) else [])
+    pairs = [(_unwrapped(block.conv1), block.bn1), (block.conv2, block.bn2)]
+    if isinstance(block, Bottleneck):
+        pairs.append((block.conv3, block.bn3))
     if block.downsample is not None:
         if not (isinstance(block.downsample, nn.Sequential) and len(block.downsample) == 2):
             return False
-        convs.append(block.downsample[0])
-    return all(type(conv) is nn.Conv2d for conv in convs)
+        pairs.append((block.downsample[0], block.downsample[1]))
+    return all(
+        type(conv) is nn.Conv2d and isinstance(bn, nn.BatchNorm2d) and bn.running_var is not None for conv, bn in pairs
+    )
+
+
+def _unwrapped(module: nn.Module) -> nn.Module:
+    return module.net if isinstance(module, TemporalShift) else module
 
 
 def _first_conv(block: nn.Module) -> nn.Conv2d:
-    conv = block.conv1.net if isinstance(block.conv1, TemporalShift) else block.conv1
+    conv = _unwrapped(block.get_submodule("conv1"))
     assert isinstance(conv, nn.Conv2d)
     return conv
 
