@@ -1,0 +1,147 @@
+"""`engine.openvino_int8.quantize_after_shift`: one quantizer after each shift of an NNCF int8 model, so
+that every convolution runs in int8; the same values; nothing rewritten where they would change."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import calibrated_model
+from temporal_shift.engine.export import export_model, verify_export
+
+ov = pytest.importorskip("openvino")
+from openvino import opset13 as ops  # noqa: E402
+
+from temporal_shift.engine.openvino_int8 import quantize_after_shift  # noqa: E402
+
+T, SIZE = 4, 32
+# a grid of 255 steps from -1.28 to 1.27 (0 is its 128th point) and one without 0 on it
+ON_GRID, OFF_GRID = (-1.28, 1.27), (-1.005, 1.545)
+
+
+def _fake_quantize(x, low: float, high: float):
+    limits = [ops.constant(np.float32(v)) for v in (low, high, low, high)]
+    return ops.fake_quantize(x, *limits, 256)
+
+
+def _slice(x, lo: int, hi: int, axis: int):
+    ints = [ops.constant(np.int64([v])) for v in (lo, hi, 1, axis)]
+    return ops.slice(x, *ints)
+
+
+def _shift_like(ranges, *, padded: bool = True, zero_frame: bool = True):
+    """A graph shaped like NNCF's quantized shift on the (N, T, C, HW) view: two moved parts (a Slice
+    along T, a FakeQuantize, a zero frame padded along T) and the rest, each part with its own
+    FakeQuantize (``ranges``: one (low, high) each), concatenated along C, then a convolution's
+    input reshape. ``zero_frame=False``: no zero frame at all (a concatenation of other kinds)."""
+    x = ops.parameter([1, 4, 8, 9], np.float32, name="x")
+    moved = [
+        (_slice(_slice(x, 1, 4, 1), 0, 2, 2), [0, 0, 0, 0], [0, 1, 0, 0]),  # from t+1
+        (_slice(_slice(x, 0, 3, 1), 2, 4, 2), [0, 1, 0, 0], [0, 0, 0, 0]),  # from t-1
+    ]
+    parts = []
+    for (part, begin, end), r in zip(moved, ranges[:2], strict=True):
+        q = _fake_quantize(part if zero_frame else _slice(x, 0, 4, 1), *r)
+        if padded and zero_frame:
+            parts.append(ops.pad(q, np.int64(begin), np.int64(end), "constant", ops.constant(np.float32(0))))
+        elif zero_frame:  # the static-batch form: a constant zero frame concatenated along T
+            zeros = ops.constant(np.zeros((1, 1, 2, 9), np.float32))
+            parts.append(ops.concat([zeros, q] if begin[1] else [q, zeros], axis=1))
+        else:
+            parts.append(q)
+    parts.append(_fake_quantize(_slice(x, 4, 8, 2), *ranges[2]))
+    out = ops.reshape(ops.concat(parts, axis=2), ops.constant(np.int64([4, -1, 3, 3])), False)
+    return ov.Model([out.output(0)], [x], "shift")
+
+
+def _run(model, x: np.ndarray) -> np.ndarray:
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return compiled({0: x})[0]
+
+
+def _quantizers_read_by(model) -> list[str]:
+    """The type of each FakeQuantize's first reader."""
+    return sorted(
+        next(iter(n.output(0).get_target_inputs())).get_node().get_type_name()
+        for n in model.get_ordered_ops()
+        if n.get_type_name() == "FakeQuantize"
+    )
+
+
+@pytest.mark.parametrize("padded", [True, False], ids=["pad", "static-batch"])
+def test_one_quantizer_after_the_shift_gives_the_same_values(padded):
+    model = _shift_like([ON_GRID] * 3, padded=padded)
+    x = np.random.default_rng(0).normal(size=(1, 4, 8, 9)).astype(np.float32)
+    before = _run(model, x)
+    assert quantize_after_shift(model) == (1 if padded else 3)  # the static form's inner concatenations first
+    assert _quantizers_read_by(model) == ["Reshape"]  # one FakeQuantize, on the concatenation, before the conv
+    # the same grid point everywhere (a step is 0.01); the kernels round the f32 arithmetic differently
+    np.testing.assert_allclose(_run(model, x), before, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "ranges, zero_frame",
+    [
+        ([ON_GRID, ON_GRID, (-1.0, 1.0)], True),  # the parts' quantizers differ
+        ([OFF_GRID] * 3, True),  # 0 is not on the grid: the zero frames would change
+        ([ON_GRID] * 3, False),  # no zero frame: a concatenation that is not a shift's
+    ],
+    ids=["different-ranges", "zero-off-grid", "not-a-shift"],
+)
+def test_nothing_is_rewritten_where_it_would_change_the_values_or_is_not_a_shift(ranges, zero_frame):
+    model = _shift_like(ranges, zero_frame=zero_frame)
+    assert quantize_after_shift(model) == 0
+    assert _quantizers_read_by(model).count("Reshape") == 0
+
+
+def test_a_slice_read_elsewhere_keeps_its_quantizer():
+    """A part whose quantized values have another reader is not moved (that reader would lose them)."""
+    model = _shift_like([ON_GRID] * 3)
+    rest_quantizer = next(
+        n
+        for n in model.get_ordered_ops()
+        if n.get_type_name() == "FakeQuantize"
+        and next(iter(n.output(0).get_target_inputs())).get_node().get_type_name() == "Concat"
+    )
+    extra = ops.relu(rest_quantizer.output(0))
+    model.add_results([ops.result(extra)])
+    assert quantize_after_shift(model) == 0
+
+
+@pytest.mark.parametrize(
+    "batch_size",
+    [None, pytest.param(1, marks=pytest.mark.slow)],  # NNCF and OpenVINO's conversion: ~10 s each on 2 cores
+    ids=["dynamic-batch", "static-batch"],
+)
+def test_every_convolution_of_an_int8_mobilenet_v2_tsm_runs_in_int8(tmp_path, batch_size):
+    """Before the rewrite, NNCF's quantizers on the shift's parts left each convolution after a shift
+    in f32 (OpenVINO's execution graph says so); now none is, and the model agrees with PyTorch as
+    the int8 builds do."""
+    pytest.importorskip("nncf")
+    model = calibrated_model("mobilenet_v2", num_classes=5, n_segment=T, size=SIZE, calibration_seed=1)
+    clips = [torch.randn(1, T, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(i)) for i in range(8)]
+    path = export_model(
+        model,
+        tmp_path / "q.xml",
+        format="openvino",
+        size=SIZE,
+        batch_size=batch_size,
+        quantize="int8",
+        calibration=clips,
+    )
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+    def info(node, key: str) -> str:
+        return node.get_rt_info()[key].astype(str)
+
+    precisions = collections.Counter(
+        info(n, "runtimePrecision")
+        for n in compiled.get_runtime_model().get_ordered_ops()
+        if info(n, "layerType") == "Convolution"
+    )
+    assert precisions and set(precisions) <= {"u8", "i8"}, precisions
+    parity = verify_export(model, path, format="openvino", clips=torch.cat(clips[:1] if batch_size else clips))
+    assert parity.top1_agreement is not None and parity.max_rel < 0.5, parity.line()
