@@ -33,7 +33,7 @@ import numpy as np
 import temporal_shift.data.synthetic as synthetic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import synthetic_learnability  # noqa: E402
+import synthetic_learnability
 
 
 def _axis_heading(rng: np.random.Generator) -> np.ndarray:

@@ -109,3 +109,42 @@ def handler_of_sigint(*, tag: str) -> object:
     import signal as signals
 
     return signals.getsignal(signals.SIGINT)
+
+
+def until_sigterm(*, tag: str, folder: str, send: bool = False) -> str:
+    """A run that notes its start, and, as the trainer does, stops on SIGTERM: notes it (the trainer
+    saves last.pt) and raises KeyboardInterrupt. ``send``: first SIGTERM its parent alone, once
+    the other run has started. Without a SIGTERM it gives up after 20 s and returns."""
+    import signal as signals
+    import time
+    from pathlib import Path
+
+    stopped = []
+    signals.signal(signals.SIGTERM, lambda signum, frame: stopped.append(signum))
+    (Path(folder) / tag).touch()
+    deadline = time.monotonic() + 20
+    if send:
+        while len(list(Path(folder).iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getppid(), signals.SIGTERM)
+    while not stopped and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if stopped:
+        (Path(folder) / f"{tag}-saved").touch()
+        raise KeyboardInterrupt(f"run {tag} stopped")
+    return tag
+
+
+def test_a_sigterm_to_the_parent_alone_stops_the_runs_under_way_and_starts_none(tmp_path) -> None:
+    # before, the parent died and its workers trained on, an orphan each, to the end of their run
+    import multiprocessing
+    import signal as signals
+
+    before = signals.getsignal(signals.SIGTERM)
+    calls = [{"tag": "sender", "folder": str(tmp_path), "send": True}, {"tag": "other", "folder": str(tmp_path)}]
+    calls += [{"tag": tag, "folder": str(tmp_path)} for tag in ("c", "d")]
+    with pytest.raises(KeyboardInterrupt):
+        run_side_by_side(until_sigterm, calls, Slots(runs=2, threads=1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "other-saved", "sender", "sender-saved"]
+    assert multiprocessing.active_children() == []
+    assert signals.getsignal(signals.SIGTERM) == before

@@ -13,8 +13,10 @@ in the order of the calls, whatever order the runs finish in. The first run that
 (or a Ctrl-C: the trainer stops a run under way after its step, saving last.pt, and raises
 KeyboardInterrupt) stops the rest: no run starts after it, not even one the pool had already
 handed to a worker, and its exception is raised once the running ones end. Idle workers
-ignore SIGINT: a Ctrl-C in the terminal reaches every process of the group, and only a
-training loop (its own handler) acts on it.
+ignore SIGINT and SIGTERM: a Ctrl-C in the terminal reaches every process of the group, and
+only a training loop (its own handler) acts on it. A SIGTERM sent to this process alone (``kill
+PID``, a job scheduler) is passed on to the workers, so the runs under way stop as on a Ctrl-C
+(each saves its last.pt) instead of training on without a parent.
 The processes are spawned (a fresh interpreter each, no fork of a process holding torch's
 threads), so a script that calls `run_demo` or `reproduce` at its top level must do so under
 ``if __name__ == "__main__":``, as with any spawned multiprocessing; ``jobs=1`` avoids it.
@@ -23,10 +25,12 @@ threads), so a script that calls `run_demo` or `reproduce` at its top level must
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +98,8 @@ def _start_worker(threads: int, stop: Any) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the training loop installs its own handler
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the training loop installs its own handler
+        signal.signal(signum, signal.SIG_IGN)
     _worker_stop.append(stop)
 
 
@@ -110,6 +115,29 @@ def _unless_stopped(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     except BaseException:
         stop.set()
         raise
+
+
+@contextlib.contextmanager
+def _pass_on_sigterm(stop: Any) -> Iterator[None]:
+    """While the workers run: a SIGTERM to this process sets ``stop``, is sent on to every worker
+    (a training loop stops after its step and saves; an idle worker ignores it and starts nothing
+    more) and raises KeyboardInterrupt here, the path of a Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live there only
+        yield
+        return
+
+    def pass_on(signum: int, frame: Any) -> None:
+        stop.set()
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
+        raise KeyboardInterrupt("terminated")
+
+    previous = signal.signal(signal.SIGTERM, pass_on)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_side_by_side(
@@ -130,10 +158,13 @@ def run_side_by_side(
                 on_done(i, results[i])
         return results
     context = multiprocessing.get_context("spawn")  # no fork of a process that has started torch threads
-    stop = context.Event()  # set by the first run that raises, or by this process on Ctrl-C
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=slots.runs, mp_context=context, initializer=_start_worker, initargs=(slots.threads, stop)
-    ) as pool:
+    stop = context.Event()  # set by the first run that raises, or by this process on Ctrl-C or SIGTERM
+    with (
+        _pass_on_sigterm(stop),
+        concurrent.futures.ProcessPoolExecutor(
+            max_workers=slots.runs, mp_context=context, initializer=_start_worker, initargs=(slots.threads, stop)
+        ) as pool,
+    ):
         futures = {pool.submit(_unless_stopped, fn, kwargs): i for i, kwargs in enumerate(calls)}
         try:
             for future in concurrent.futures.as_completed(futures):
