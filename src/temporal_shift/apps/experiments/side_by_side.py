@@ -129,8 +129,9 @@ def _pass_on_sigterm(stop: Any) -> Iterator[None]:
     def pass_on(signum: int, frame: Any) -> None:
         stop.set()
         for child in multiprocessing.active_children():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGTERM)
+            if child.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
         raise KeyboardInterrupt("terminated")
 
     previous = signal.signal(signal.SIGTERM, pass_on)
