@@ -12,6 +12,7 @@ path): ``index_frames`` / ``frame_ids``, ``random_state`` (weights for a key lay
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,3 +171,13 @@ def make_video() -> Callable[..., Path]:
         return write_video(path, index_frames(num_frames, **kw), fps=25, crf=10, gop=12)
 
     return make
+
+
+def benchmark_script(name: str) -> Any:
+    """The module of ``benchmarks/<name>.py``, loaded from its file (benchmarks/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

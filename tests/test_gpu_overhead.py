@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import benchmark_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_overhead.sh"
 # torch, torchvision and what they need (their requirements), and setuptools, which every
@@ -167,14 +169,7 @@ def test_smoke_run_prints_every_row(bare_python: Path, tmp_path: Path) -> None:
 
 def test_kernel_check_compares_devices_bit_for_bit() -> None:
     """The script's pre-timing check, run CPU against CPU here (on a GPU it checks Triton)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "gpu_overhead", Path(__file__).parents[1] / "benchmarks" / "gpu_overhead.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.check_shift_kernels("cpu") == 96
+    assert benchmark_script("gpu_overhead").check_shift_kernels("cpu") == 96
 
 
 PAPER_TABLES = ROOT / "benchmarks" / "gpu_paper_tables.sh"

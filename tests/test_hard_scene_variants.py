@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import temporal_shift.data.synthetic as synthetic
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "hard_scene_variants.py"
+from conftest import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("hard_scene_variants", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("hard_scene_variants")
 
 
 def test_the_variant_is_what_renders_during_the_run_and_the_scene_is_restored_after(script, monkeypatch):
