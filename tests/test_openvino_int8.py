@@ -3,8 +3,6 @@ that every convolution runs in int8; the same values; nothing rewritten where th
 
 from __future__ import annotations
 
-import collections
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +13,7 @@ from temporal_shift.engine.export import export_model, verify_export
 ov = pytest.importorskip("openvino")
 from openvino import opset13 as ops  # noqa: E402
 
-from temporal_shift.engine.openvino_int8 import quantize_after_shift  # noqa: E402
+from temporal_shift.engine.openvino_int8 import convolution_precisions, quantize_after_shift  # noqa: E402
 
 T, SIZE = 4, 32
 # a grid of 255 steps from -1.28 to 1.27 (0 is its 128th point) and one without 0 on it
@@ -133,15 +131,7 @@ def test_every_convolution_of_an_int8_mobilenet_v2_tsm_runs_in_int8(tmp_path, ba
         calibration=clips,
     )
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-
-    def info(node, key: str) -> str:
-        return node.get_rt_info()[key].astype(str)
-
-    precisions = collections.Counter(
-        info(n, "runtimePrecision")
-        for n in compiled.get_runtime_model().get_ordered_ops()
-        if info(n, "layerType") == "Convolution"
-    )
-    assert precisions and set(precisions) <= {"u8", "i8"}, precisions
+    precisions = convolution_precisions(compiled)
+    assert sum(precisions.values()) == 52 and precisions and set(precisions) <= {"u8", "i8"}, precisions
     parity = verify_export(model, path, format="openvino", clips=torch.cat(clips[:1] if batch_size else clips))
     assert parity.top1_agreement is not None and parity.max_rel < 0.5, parity.line()

@@ -16,7 +16,8 @@ zero is a point of the quantization grid, which is checked) and gives the convol
 input it has in a TSN: FakeQuantize, (Reshape,) Convolution, which runs in int8.
 
 `quantize_after_shift(model)` rewrites an NNCF-quantized ``openvino.Model`` in place; the
-OpenVINO export (`engine.export`) applies it after ``nncf.quantize``.
+OpenVINO export (`engine.export`) applies it after ``nncf.quantize``. `convolution_precisions`
+reads what a compiled model's convolutions run in (how the problem was found).
 """
 
 from __future__ import annotations
@@ -76,14 +77,14 @@ def _padded_with_zeros(pad: Any) -> bool:
     return pad.get_input_size() < 4 or _zeros(_source(pad, 3))
 
 
-def _quantized_part(node: Any) -> tuple[Any, Any] | None:
-    """(the FakeQuantize, the node the concatenation reads) for a part that is a FakeQuantize, or a
-    zero-padded FakeQuantize, read by nothing else; else None."""
-    reader = node
-    if node.get_type_name() == "Pad" and _padded_with_zeros(node) and _only_reader(node):
+def _quantized_part(node: Any) -> tuple[Any, bool] | None:
+    """(the FakeQuantize, whether a zero-padding Pad follows it) for a part that is a FakeQuantize,
+    or a zero-padded FakeQuantize, read by nothing else; else None."""
+    padded = node.get_type_name() == "Pad" and _padded_with_zeros(node) and _only_reader(node)
+    if padded:
         node = _source(node)
     if node.get_type_name() == "FakeQuantize" and _only_reader(node):
-        return node, reader
+        return node, padded
     return None
 
 
@@ -97,8 +98,9 @@ def _sinkable(concat: Any, sunk: set[str]) -> list[Any] | None:
         node = _source(concat, i)
         part = _quantized_part(node)
         if part is not None:
-            quantizers.append(part[0])
-            zero_frames += part[1] is not part[0] or part[0].get_friendly_name() in sunk  # a Pad, an inner shift
+            quantizer, padded = part
+            quantizers.append(quantizer)
+            zero_frames += padded or quantizer.get_friendly_name() in sunk  # a Pad, or an inner shift's quantizer
         elif _zeros(node):
             zero_frames += 1
         else:
@@ -136,3 +138,15 @@ def quantize_after_shift(model: Any) -> int:
     if rewritten:
         model.validate_nodes_and_infer_types()
     return rewritten
+
+
+def convolution_precisions(compiled: Any) -> dict[str, int]:
+    """How many convolutions of a compiled OpenVINO model run in each precision (``u8``, ``i8``,
+    ``f32`` ...), from its execution graph."""
+    counts: dict[str, int] = {}
+    for node in compiled.get_runtime_model().get_ordered_ops():
+        info = node.get_rt_info()
+        if info["layerType"].astype(str) == "Convolution":
+            precision = info["runtimePrecision"].astype(str)
+            counts[precision] = counts.get(precision, 0) + 1
+    return counts
