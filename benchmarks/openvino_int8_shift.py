@@ -25,7 +25,7 @@ import torch
 
 from temporal_shift.apps.bench.overhead import tsn_tsm_pair
 from temporal_shift.engine import export
-from temporal_shift.engine.openvino_int8 import convolution_precisions
+from temporal_shift.engine.openvino_int8 import runtime_precisions
 
 
 def _keep(model) -> int:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             with mock.patch.object(export, "quantize_after_shift", export.quantize_after_shift if rewrite else _keep):
                 export.export_model(model, path, format="openvino", size=args.size, quantize="int8", calibration=clips)
             compiled[name] = core.compile_model(core.read_model(str(path)), "CPU", config)
-            print(f"{name}: convolutions by precision {convolution_precisions(compiled[name])}")
+            print(f"{name}: convolutions by precision {runtime_precisions(compiled[name])}")
     x = clips[0].numpy()
     requests = {name: c.create_infer_request() for name, c in compiled.items()}
     times: dict[str, list[float]] = collections.defaultdict(list)

@@ -13,7 +13,7 @@ from temporal_shift.engine.export import export_model, verify_export
 ov = pytest.importorskip("openvino")
 from openvino import opset13 as ops  # noqa: E402
 
-from temporal_shift.engine.openvino_int8 import convolution_precisions, quantize_after_shift  # noqa: E402
+from temporal_shift.engine.openvino_int8 import quantize_after_shift, runtime_precisions  # noqa: E402
 
 T, SIZE = 4, 32
 # a grid of 255 steps from -1.28 to 1.27 (0 is its 128th point) and one without 0 on it
@@ -131,7 +131,25 @@ def test_every_convolution_of_an_int8_mobilenet_v2_tsm_runs_in_int8(tmp_path, ba
         calibration=clips,
     )
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    precisions = convolution_precisions(compiled)
+    precisions = runtime_precisions(compiled)
     assert sum(precisions.values()) == 52 and precisions and set(precisions) <= {"u8", "i8"}, precisions
     parity = verify_export(model, path, format="openvino", clips=torch.cat(clips[:1] if batch_size else clips))
+    assert parity.top1_agreement is not None and parity.max_rel < 0.5, parity.line()
+
+
+def test_an_int8_resnet_tsm_runs_its_max_pool_and_every_convolution_in_int8(tmp_path):
+    """The split form (`engine.split_form`) is exported for ResNets; when its blocks started from
+    two slices of the stem's max-pooled features, their two quantizers kept the max pool in f32.
+    Its stem is split by output channels now, and every layer that runs in int8 in a TSN does."""
+    pytest.importorskip("nncf")
+    model = calibrated_model("resnet18", num_classes=5, n_segment=T, size=SIZE, calibration_seed=1)
+    clips = [torch.randn(1, T, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(i)) for i in range(8)]
+    path = export_model(model, tmp_path / "q.xml", format="openvino", size=SIZE, quantize="int8", calibration=clips)
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    pools, convolutions = runtime_precisions(compiled, "Pooling"), runtime_precisions(compiled)
+    assert sum(pools.values()) == 2 and set(pools) <= {"u8", "i8"}, pools  # one per part of the stem
+    # ResNet-18's 20 convolutions in the split form: each block's two in two parts (32), each
+    # projection shortcut in four (12), the stem in two
+    assert sum(convolutions.values()) == 46 and set(convolutions) <= {"u8", "i8"}, convolutions
+    parity = verify_export(model, path, format="openvino", clips=torch.cat(clips))
     assert parity.top1_agreement is not None and parity.max_rel < 0.5, parity.line()

@@ -79,9 +79,11 @@ def test_models_it_does_not_apply_to_export_as_they_are(arch, options):
     assert split_form(model) is None
 
 
-def test_a_block_without_running_statistics_exports_as_it_is():
+@pytest.mark.parametrize(("where", "channels"), [("layer2.1.bn1", 128), ("bn1", 64)], ids=["block", "stem"])
+def test_a_batch_norm_without_running_statistics_makes_the_model_export_as_it_is(where, channels):
     model = build_model("resnet18", num_classes=6, n_segment=T, shift=True).eval()
-    model.backbone.layer2[1].bn1 = torch.nn.BatchNorm2d(128, track_running_stats=False)
+    parent, _, name = where.rpartition(".")
+    setattr(model.backbone.get_submodule(parent), name, torch.nn.BatchNorm2d(channels, track_running_stats=False))
     assert split_form(model) is None  # nothing to fold: no AssertionError at export
 
 

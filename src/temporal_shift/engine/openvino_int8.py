@@ -16,8 +16,8 @@ zero is a point of the quantization grid, which is checked) and gives the convol
 input it has in a TSN: FakeQuantize, (Reshape,) Convolution, which runs in int8.
 
 `quantize_after_shift(model)` rewrites an NNCF-quantized ``openvino.Model`` in place; the
-OpenVINO export (`engine.export`) applies it after ``nncf.quantize``. `convolution_precisions`
-reads what a compiled model's convolutions run in (how the problem was found).
+OpenVINO export (`engine.export`) applies it after ``nncf.quantize``. `runtime_precisions`
+reads what a compiled model's layers run in (how the problem was found).
 """
 
 from __future__ import annotations
@@ -140,13 +140,14 @@ def quantize_after_shift(model: Any) -> int:
     return rewritten
 
 
-def convolution_precisions(compiled: Any) -> dict[str, int]:
-    """How many convolutions of a compiled OpenVINO model run in each precision (``u8``, ``i8``,
-    ``f32`` ...), from its execution graph."""
+def runtime_precisions(compiled: Any, layer_type: str = "Convolution") -> dict[str, int]:
+    """How many layers of ``layer_type`` (OpenVINO's execution graph names: ``Convolution``,
+    ``Pooling`` ...) a compiled OpenVINO model runs in each precision (``u8``, ``i8``, ``f32``
+    ...), from its execution graph."""
     counts: dict[str, int] = {}
     for node in compiled.get_runtime_model().get_ordered_ops():
         info = node.get_rt_info()
-        if info["layerType"].astype(str) == "Convolution":
+        if info["layerType"].astype(str) == layer_type:
             precision = info["runtimePrecision"].astype(str)
             counts[precision] = counts.get(precision, 0) + 1
     return counts
