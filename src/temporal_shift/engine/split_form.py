@@ -247,15 +247,14 @@ class SplitShiftResNet(nn.Module):
         assert isinstance(backbone, ResNet)
         blocks = _blocks(backbone)
         fold_div = model.config.fold_div
-        self.split = moved * (_in_channels(blocks[0]) // fold_div)
+        split_in = moved * (_in_channels(blocks[0]) // fold_div)  # the stem's output, the first block's input
         weight, bias = _folded(backbone.conv1, backbone.bn1)
         self.stem_moved, self.stem_rest = (
             nn.Sequential(_conv(backbone.conv1, weight[part], bias[part]), nn.ReLU(), backbone.maxpool)
-            for part in (slice(0, self.split), slice(self.split, None))
+            for part in (slice(0, split_in), slice(split_in, None))
         )
         splits = [moved * (_in_channels(b) // fold_div) for b in blocks[1:]]
         splits.append(moved * (_last_conv(blocks[-1]).out_channels // fold_div))
-        split_in = self.split
         layers = []
         for block, split_out in zip(blocks, splits, strict=True):
             layers.append(_SplitBlock(block, split_in=split_in, split_out=split_out))
