@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 
 from temporal_shift.apps.bench.runtimes import _interleaved, benchmark_runtimes
@@ -66,7 +67,11 @@ def test_cli_times_eager_and_onnxruntime_side_by_side(tmp_path: Path, capsys: py
     assert main([*argv, *TINY, "--work-dir", str(tmp_path / "w"), "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert list(data["latency_ms"]) == ["resnet18/eager", "resnet18/onnxruntime"]
-    assert sorted(p.name for p in (tmp_path / "w" / "t2-32").iterdir()) == ["resnet18-tsm.onnx", "resnet18-tsn.onnx"]
+    work = tmp_path / "w" / "t2-32-batch1"
+    assert sorted(p.name for p in work.iterdir()) == ["resnet18-tsm.onnx", "resnet18-tsn.onnx"]
+    for name in ("tsn", "tsm"):  # the latency of batch 1, as `tsm export --batch-size 1` writes it
+        (clips,) = onnx.load(str(work / f"resnet18-{name}.onnx")).graph.input
+        assert [d.dim_value for d in clips.type.tensor_type.shape.dim] == [1, 2, 3, 32, 32]
     for row, samples in data["samples_ms"].items():
         assert [len(samples["TSN"]), len(samples["TSM"])] == [2, 2]
         ratios = sorted(b / a for a, b in zip(samples["TSN"], samples["TSM"], strict=True))
@@ -94,7 +99,7 @@ def test_the_online_step_in_the_edge_runtimes_fp32_and_int8(tmp_path: Path) -> N
     )
     runtimes = ["eager", "executorch", "openvino", "executorch-int8", "openvino-int8"]
     assert list(result.latency_ms) == [f"online/{r}" for r in runtimes]
-    files = sorted(p.name for p in (tmp_path / "t2-32").iterdir())
+    files = sorted(p.name for p in (tmp_path / "t2-32-batch1").iterdir())
     assert "mobilenet_v2-online-tsm-int8.pte" in files and "mobilenet_v2-online-tsn-int8.xml" in files
     assert all(result.fps(f"online/{r}") > 0 for r in runtimes)
     assert set(result.speedups()) == {"online"} and "online/openvino-int8" in result.table()

@@ -153,3 +153,31 @@ def test_an_int8_resnet_tsm_runs_its_max_pool_and_every_convolution_in_int8(tmp_
     assert sum(convolutions.values()) == 46 and set(convolutions) <= {"u8", "i8"}, convolutions
     parity = verify_export(model, path, format="openvino", clips=torch.cat(clips))
     assert parity.top1_agreement is not None and parity.max_rel < 0.5, parity.line()
+
+
+def _reorders(compiled) -> int:
+    """The layout conversions an OpenVINO model runs per inference (not those of its constants)."""
+    count = 0
+    for node in compiled.get_runtime_model().get_ordered_ops():
+        if node.get_rt_info()["layerType"].astype(str) == "Reorder":
+            source = node.input(0).get_source_output().get_node()
+            count += source.get_rt_info()["layerType"].astype(str) != "Const"
+    return count
+
+
+def test_an_int8_resnet_tsm_of_one_static_clip_runs_no_more_layout_conversions_than_its_tsn(tmp_path):
+    """With a dynamic batch, the split form shifts on an (N, T, C, H*W) view, and OpenVINO converts
+    the moved channels out of its int8 convolutions' channels-last layout and back around each
+    shift (ResNet-18: 17 reorders, its TSN 2). With a static batch of one clip, the shift is a Pad
+    of the batch axis (`split_form.shift_one_clip`) and no conversion is left."""
+    pytest.importorskip("nncf")
+    clips = [torch.randn(1, T, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(i)) for i in range(8)]
+    reorders = {}
+    for shift in (False, True):
+        model = calibrated_model("resnet18", num_classes=5, n_segment=T, size=SIZE, calibration_seed=1, shift=shift)
+        path = tmp_path / f"{shift}.xml"
+        export_model(model, path, format="openvino", size=SIZE, batch_size=1, quantize="int8", calibration=clips)
+        reorders[shift] = _reorders(ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}))
+    assert reorders[True] <= reorders[False], reorders
+    parity = verify_export(model, path, format="openvino", clips=clips[0])
+    assert parity.top1_agreement is not None and parity.max_rel < 0.5, parity.line()

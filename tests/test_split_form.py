@@ -3,13 +3,16 @@ function, applies only where it can, and its graph's shifts copy only the channe
 
 from __future__ import annotations
 
+from unittest import mock
+
 import onnx
 import pytest
 import torch
 
 from conftest import calibrated_model
+from temporal_shift.engine import split_form as split_form_module
 from temporal_shift.engine.export import export_model, verify_export
-from temporal_shift.engine.split_form import SplitShiftResNet, shift_moved, split_form
+from temporal_shift.engine.split_form import SplitShiftResNet, shift_moved, shift_one_clip, split_form
 from temporal_shift.models import build_model
 from temporal_shift.ops.shift import OFFSETS, temporal_shift
 
@@ -23,6 +26,14 @@ def test_shift_moved_is_the_shift_of_the_moved_channels(mode, folds):
     x = torch.randn(2 * T, 2 * fold, 5, 4)  # two clips; the shift with fold_div 2 moves `folds` folds
     expected = temporal_shift(x, T, fold_div=2, mode=mode)[:, : folds * fold]
     assert torch.equal(shift_moved(x[:, : folds * fold], T, fold, *OFFSETS[mode]), expected)
+
+
+@pytest.mark.parametrize(("mode", "folds"), [("bidirectional", 2), ("causal", 1)])
+def test_shift_one_clip_is_the_shift_of_the_moved_channels_of_one_clip(mode, folds):
+    fold = 3
+    x = torch.randn(T, 2 * fold, 5, 4)  # one clip: its frames are the batch axis
+    expected = temporal_shift(x, T, fold_div=2, mode=mode)[:, : folds * fold]
+    assert torch.equal(shift_one_clip(x[:, : folds * fold], fold, *OFFSETS[mode]), expected)
 
 
 def _random_statistics(model: torch.nn.Module) -> torch.nn.Module:
@@ -59,6 +70,23 @@ def test_the_split_form_computes_the_model(arch, options):
         expected, got = model(clips), split(clips)
     assert got.shape == expected.shape == (3, 6)
     assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+@pytest.mark.parametrize("mode", ["bidirectional", "causal"])
+def test_the_one_clip_shift_is_taken_for_one_static_clip_only_and_computes_the_model(mode):
+    model = _random_statistics(build_model("resnet18", num_classes=6, n_segment=T, shift=True, mode=mode))
+    split = split_form(model, one_clip_shift=True)
+    assert isinstance(split, SplitShiftResNet)
+    for clips, one_clip_calls in ((1, 8), (3, 0)):  # ResNet-18's 8 shifts; more clips: the (N, T, C, H*W) view
+        x = torch.randn(clips, T, 3, SIZE, SIZE)
+        with (
+            mock.patch.object(split_form_module, "shift_one_clip", wraps=shift_one_clip) as one_clip,
+            mock.patch.object(split_form_module, "shift_moved", wraps=shift_moved) as view,
+            torch.no_grad(),
+        ):
+            expected, got = model(x), split(x)
+        assert (one_clip.call_count, view.call_count) == (one_clip_calls, 8 - one_clip_calls)
+        assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 
 @pytest.mark.parametrize(

@@ -136,7 +136,7 @@ def compile_for_inference(
     if backend == "inductor":
         kwargs["mode"] = resolved
     model.eval()
-    graph = split_form(model) or model
+    graph = split_form(model, one_clip_shift=True) or model
     cudagraphs = backend == "inductor" and device.type == "cuda" and resolved in _CUDAGRAPH_MODES
     compiled = torch.compile(graph, **kwargs)
     runner = CompiledInference(model, compiled, mode=resolved, cudagraphs=cudagraphs, graph=graph)

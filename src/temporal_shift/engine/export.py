@@ -77,6 +77,9 @@ QUANTIZABLE = ("executorch", "openvino")
 QUANTIZE = ("int8",)
 # formats whose runtimes run a residual-shift ResNet faster in its split form (`engine.split_form`)
 SPLIT_FORMATS = ("onnx", "openvino", "tensorrt")
+# of those, the formats whose runtimes run the split form's shift faster on the batch axis
+# when the batch is one static clip (`split_form.shift_one_clip`)
+ONE_CLIP_FORMATS = ("openvino",)
 # a model family with these layers cannot go to ExecuTorch: XNNPACK has no 3D convolution or pooling
 _NO_3D = ("executorch",)
 _LAYERS_3D = (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d)
@@ -146,7 +149,7 @@ def export_model(
         batch_size = 1
     x = example_input(model, batch_size=batch_size or 2, size=size)
     dynamic = None if batch_size is not None else ({0: torch.export.Dim("batch", min=1)},)
-    graph = split_form(model) if format in SPLIT_FORMATS else None
+    graph = split_form(model, one_clip_shift=format in ONE_CLIP_FORMATS) if format in SPLIT_FORMATS else None
     _export_graph(
         graph or model,
         (x,),

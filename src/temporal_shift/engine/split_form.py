@@ -34,6 +34,17 @@ the whole-input form -> this one: onnxruntime 1.155 -> 1.034, OpenVINO 1.205 -> 
 torch.compile 1.206 -> 1.030. ExecuTorch keeps the whole-input form: XNNPACK runs it inside
 one delegated subgraph without layout conversions, and this form measured the same there.
 
+Where the batch is one clip and static (``tsm export --batch-size 1``) and ``one_clip_shift``
+is set (OpenVINO exports and `torch.compile`), the frames are the batch axis and the shift
+is a Pad of that axis (`shift_one_clip`) instead of a Pad on the (N, T, C, H*W) view: in
+OpenVINO's int8 graph that view converted ``xs`` out of the convolutions' channels-last
+layout and back, 32 reorders in ResNet-50 (3.9 of the 7.1 ms that its nodes took over TSN's
+in a profile; 1.2 ms left in all). Side by side with the view (TSM/TSN, ResNet-50, T=8, 224, batch 1 static, 2
+threads; three runs of 20, 30, 40 rounds): OpenVINO int8 1.114 -> 1.067, 1.042 -> 1.009,
+1.094 -> 1.061; OpenVINO f32 1.081 -> 1.067, 1.049 -> 1.042; torch.compile 1.031 -> 1.015.
+onnxruntime does not take it (1.039 -> 1.051 and 1.039 -> 1.057: its NCHWc layout does not
+mind the view, and it runs the Pad of the batch axis slower).
+
 MobileNetV2 keeps the whole-input form: split the same way (each inverted residual block's
 expansion by input channels, its projection by output channels), its thin feature maps
 (24-160 channels) made it slower, TSM/TSN 1.067 -> 1.417 in onnxruntime and 1.060 -> 1.112
@@ -61,8 +72,10 @@ from temporal_shift.models.tsn import VideoRecognizer
 from temporal_shift.ops.shift import OFFSETS, TemporalShift
 
 
-def split_form(model: nn.Module) -> SplitShiftResNet | None:
-    """``model`` in the split form (a new module, in eval mode), or None where it does not apply."""
+def split_form(model: nn.Module, *, one_clip_shift: bool = False) -> SplitShiftResNet | None:
+    """``model`` in the split form (a new module, in eval mode), or None where it does not apply.
+    ``one_clip_shift``: where the batch is one clip and static, shift on the batch axis
+    (`shift_one_clip`; see the module's text)."""
     if not isinstance(model, VideoRecognizer):
         return None
     config = model.config
@@ -82,7 +95,7 @@ def split_form(model: nn.Module) -> SplitShiftResNet | None:
     moved_channels = [moved * (_in_channels(block) // config.fold_div) for block in blocks]
     if not all(0 < m < _in_channels(block) for m, block in zip(moved_channels, blocks, strict=True)):
         return None  # a shift that moves no channel, or every one (fold_div 2): nothing to split
-    return SplitShiftResNet(model, moved=moved).eval()
+    return SplitShiftResNet(model, moved=moved, one_clip_shift=one_clip_shift).eval()
 
 
 def shift_moved(xs: Tensor, n_segment: int, fold: int, offset0: int, offset1: int) -> Tensor:
@@ -102,6 +115,18 @@ def shift_moved(xs: Tensor, n_segment: int, fold: int, offset0: int, offset1: in
         frames = (-1, 1) if offset > 0 else (1, -1)  # from t+1 (zero last frame) / t-1 (zero first)
         parts.append(F.pad(y, (0, 0, -lo, lo + fold - c, *frames)))
     return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)).reshape(xs.shape)
+
+
+def shift_one_clip(xs: Tensor, fold: int, offset0: int, offset1: int) -> Tensor:
+    """`shift_moved` of one clip (a batch of one, static): its frames are the batch axis, so
+    each fold moves one frame with a Pad of that axis (a split and a concatenation of the
+    channels around them), without `shift_moved`'s (N, T, C, H*W) view."""
+    parts = []
+    for part, offset in zip(xs.split(fold, dim=1), (offset0, offset1), strict=False):
+        if offset == 0:
+            break
+        parts.append(F.pad(part, (0, 0, 0, 0, 0, 0, *((-1, 1) if offset > 0 else (1, -1)))))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 def _blocks(backbone: ResNet) -> list[nn.Module]:
@@ -198,8 +223,11 @@ class _SplitBlock(nn.Module):
     """One residual block on ``(xs, xr)``, with ``split_in`` / ``split_out`` channels in the
     moved part of its input / output; its shift (if the block has one) moves ``xs`` only."""
 
-    def __init__(self, block: BasicBlock | Bottleneck, *, split_in: int, split_out: int) -> None:
+    def __init__(
+        self, block: BasicBlock | Bottleneck, *, split_in: int, split_out: int, one_clip_shift: bool = False
+    ) -> None:
         super().__init__()
+        self.one_clip_shift = one_clip_shift
         shifted = block.conv1 if isinstance(block.conv1, TemporalShift) else None
         conv1 = _first_conv(block)
         self.shift: tuple[int, int, int, int] | None = None
@@ -226,7 +254,11 @@ class _SplitBlock(nn.Module):
             )
 
     def forward(self, xs: Tensor, xr: Tensor) -> tuple[Tensor, Tensor]:
-        moved = shift_moved(xs, *self.shift) if self.shift is not None else xs
+        moved = xs
+        if self.shift is not None:
+            n_segment, fold, offset0, offset1 = self.shift
+            one_clip = self.one_clip_shift and isinstance(xs.shape[0], int) and xs.shape[0] == n_segment
+            moved = shift_one_clip(xs, fold, offset0, offset1) if one_clip else shift_moved(xs, *self.shift)
         out = self.middle(F.relu(self.first(moved, xr)))
         if self.down is not None:
             identity_s, identity_r = self.down[0](xs, xr), self.down[1](xs, xr)
@@ -239,7 +271,7 @@ class SplitShiftResNet(nn.Module):
     """A residual-shift `VideoRecognizer` ResNet in the split form (see the module's text):
     (N, T, C, H, W) clips in, (N, num_classes) logits out, as the model it was made from."""
 
-    def __init__(self, model: VideoRecognizer, *, moved: int) -> None:
+    def __init__(self, model: VideoRecognizer, *, moved: int, one_clip_shift: bool = False) -> None:
         super().__init__()
         self.config = model.config
         self.input_size = model.input_size
@@ -257,7 +289,7 @@ class SplitShiftResNet(nn.Module):
         splits.append(moved * (_last_conv(blocks[-1]).out_channels // fold_div))
         layers = []
         for block, split_out in zip(blocks, splits, strict=True):
-            layers.append(_SplitBlock(block, split_in=split_in, split_out=split_out))
+            layers.append(_SplitBlock(block, split_in=split_in, split_out=split_out, one_clip_shift=one_clip_shift))
             split_in = split_out
         self.blocks = nn.ModuleList(layers)
         self.dropout = model.dropout

@@ -8,12 +8,14 @@ clips: latency only, the accuracy of int8 models is measured on trained ones, se
 docs/deploy.md). The online MobileNetV2 step (one frame through a causal TSM, the shift
 buffers as inputs and outputs) is timed in each runtime too, next to the TSN per-frame step.
 
-Every exported graph is the one `engine.export` writes (the shift as `ops.shift.shift_export`),
-exported into ``work_dir`` and loaded through `engine.runtimes.load_runtime`. Each (model group,
-runtime) row runs in a process of its own, so that no runtime's thread pool competes with
-another's. The timing is one run of interleaved rounds: each round times every row, TSN and TSM
-back to back with alternating order, the order of rows rotating from round to round; the TSM/TSN
-ratio is taken per pair, which is the figure that survives a shared, noisy machine.
+Every exported graph is the one `engine.export` writes for a static batch of one clip (``tsm
+export --batch-size 1``: the latency measured is batch 1's; in OpenVINO, a residual-shift ResNet
+then shifts on the batch axis, `engine.split_form.shift_one_clip`), exported into ``work_dir``
+and loaded through `engine.runtimes.load_runtime`. Each (model group, runtime) row runs in a
+process of its own, so that no runtime's thread pool competes with another's. The timing is one
+run of interleaved rounds: each round times every row, TSN and TSM back to back with alternating
+order, the order of rows rotating from round to round; the TSM/TSN ratio is taken per pair, which
+is the figure that survives a shared, noisy machine.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ def _machine() -> str:
 def _export(
     model: VideoRecognizer | OnlineRecognizer, path: Path, *, format: str, size: int, quantize: str | None
 ) -> None:
-    """Write ``path`` as ``tsm export`` would (int8: calibrated on random clips), unless it exists."""
+    """Write ``path`` as ``tsm export --batch-size 1`` would (int8: calibrated on random clips),
+    unless it exists."""
     from temporal_shift.engine.export import export_model, export_online
 
     if path.is_file():
@@ -129,7 +132,7 @@ def _export(
         export_online(model, path, format=format, size=size, quantize=quantize, calibration=clips)
     else:
         clips = [torch.randn(1, model.config.n_segment, 3, size, size) for _ in range(4)] if quantize else None
-        export_model(model, path, format=format, size=size, quantize=quantize, calibration=clips)
+        export_model(model, path, format=format, size=size, batch_size=1, quantize=quantize, calibration=clips)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +244,7 @@ def benchmark_runtimes(
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     torch.set_num_threads(threads)
-    work = Path(work_dir) / f"t{n_segment}-{size}"
+    work = Path(work_dir) / f"t{n_segment}-{size}-batch1"
     work.mkdir(parents=True, exist_ok=True)
     all_runtimes = list(runtimes) + ([f"{r}-int8" for r in INT8_RUNTIMES if r in runtimes] if int8 else [])
     groups = list(archs) + (["online"] if online else [])
