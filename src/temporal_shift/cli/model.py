@@ -44,7 +44,13 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="input height and width (default: the model's published size, 224; C3D 112)",
     )
-    p.add_argument("--batch-size", type=int, default=None, help="a static batch size (default: dynamic; ExecuTorch: 1)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="a static batch size (default: dynamic; ExecuTorch: 1). OpenVINO at 1: a ResNet TSM's shift runs on "
+        "the batch axis, which its int8 convolutions run faster (docs/deploy.md)",
+    )
     options.add_segments(p)
     _add_int8(p)
     p.add_argument(
