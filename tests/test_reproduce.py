@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,8 @@ def test_bad_arguments_are_one_line_errors(capsys, tmp_path: Path) -> None:
     assert "--seeds must be at least 1" in capsys.readouterr().err
     assert main(["reproduce", "online", "--jobs", "0", "--out", str(tmp_path)]) == 2
     assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["reproduce", "online", "--epochs", "0", "--out", str(tmp_path)]) == 2
+    assert "--epochs must be at least 1, got 0" in capsys.readouterr().err
     assert main(["demo", "--jobs", "0", "--out", str(tmp_path), "--data", str(tmp_path / "d")]) == 2
     assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()  # refused before any data is generated
@@ -441,6 +444,46 @@ def test_the_hard_data_is_its_own_dataset_runs_and_results(tmp_path: Path, monke
         for folder in ("hard_24", "synthetic_24")
     }
     assert len(keys) == 2  # the data's generator settings are part of a run's key
+
+
+def test_every_run_trains_the_epochs_given_and_they_are_in_its_key(tmp_path: Path, monkeypatch) -> None:
+    """``--epochs 3``: every run's config has those epochs instead of the budget's (in its key, so
+    they are other runs than the budget's), and the command written says so."""
+    seen = []
+
+    def fake(arm, *, data_root, budget, **kwargs):
+        seen.append(rp.arm_config(arm, data_root=data_root, out_dir=tmp_path, budget=budget, seed=0, device="cpu"))
+        return _fake_training(arm, **kwargs)
+
+    monkeypatch.setattr(common, "train_arm", fake)
+    (result,) = rp.reproduce(
+        "placement", budget=TINY, epochs=3, out_dir=tmp_path, progress=False, log=lambda s: None, jobs=1
+    )
+    saved = json.loads(result.files["json"].read_text())
+    command = f"tsm reproduce placement --budget tiny --seeds 2 --data demo --out {tmp_path} --epochs 3"
+    assert saved["command"] == command
+    assert seen and {(c.data.size, c.optim.epochs) for c in seen} == {(32, 3)}
+    arm = placement.arms()[0]
+    root = rp.data_folder(tmp_path, "demo", TINY)
+    keys = {rp.run_key(arm, data_root=root, budget=b, seed=0, device="cpu") for b in (TINY, replace(TINY, epochs=3))}
+    assert len(keys) == 2
+    with pytest.raises(ValueError, match="--epochs must be at least 1, got 0"):
+        rp.reproduce("placement", budget=TINY, epochs=0, out_dir=tmp_path)
+
+
+def test_the_recipe_trains_at_the_frame_size_its_data_says(tmp_path: Path) -> None:
+    from temporal_shift.apps.experiments.recipe import DEMO_SIZE, frame_size
+    from temporal_shift.data.synthetic import generate_synthetic
+
+    assert frame_size(tmp_path) == DEMO_SIZE  # no dataset there yet: the demo's
+    generate_synthetic(tmp_path / "big", num_videos=24, size=48, frames=2, workers=1, progress=False)
+    assert frame_size(tmp_path / "big") == 48
+    (tmp_path / "meta.json").write_text(json.dumps({"settings": {"height": 48, "width": 64}}))
+    with pytest.raises(ValueError, match=r"meta.json: frames of 48x64; the recipe trains on square frames"):
+        frame_size(tmp_path)
+    (tmp_path / "meta.json").write_text("{")
+    with pytest.raises(ValueError, match=r"meta.json: not a synthetic dataset's meta.json"):
+        frame_size(tmp_path)
 
 
 def test_the_full_budget_script_runs_commands_the_cli_takes() -> None:

@@ -113,6 +113,9 @@ def _register_reproduce(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the budget's)")
     p.add_argument(
+        "--epochs", type=int, default=None, help="epochs of every run (default: the budget's, small 2, full 8)"
+    )
+    p.add_argument(
         "--out", type=Path, default=options.default(reproduce, "out_dir"), help="output folder (default %(default)s)"
     )
     options.add_device(p, default=options.default(reproduce, "device"))
@@ -189,6 +192,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     _at_least_1(args.seeds, flag="--seeds")
     _at_least_1(args.jobs, flag="--jobs")
+    _at_least_1(args.epochs, flag="--epochs")
     results = reproduce(
         args.experiment,
         budget=args.budget,
@@ -200,6 +204,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         log=_log,
         jobs=args.jobs,
         fresh=args.fresh,
+        epochs=args.epochs,
     )
     for result in results:
         print()

@@ -28,6 +28,7 @@ the figures, with the command and machine, are in docs/demo.md.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -157,9 +158,11 @@ def demo_config(
     batch_size: int = 16,
     device: str = "auto",
     progress: bool = True,
+    size: int = DEMO_SIZE,
 ) -> TrainConfig:
     """The recipe's training run of one model on the demo data: TSN if ``shift`` is false, else
-    TSM; ``model`` overrides other model settings (fold_div, place, mode, family, ...)."""
+    TSM; ``model`` overrides other model settings (fold_div, place, mode, family, ...); ``size``:
+    the frames' (`frame_size` of the data)."""
     return config_from_dict(
         {
             "model": {
@@ -170,7 +173,7 @@ def demo_config(
                 "small_maps": True,
                 **(model or {}),
             },
-            "data": _demo_data(data_root, batch_size=batch_size, workers=workers),
+            "data": _demo_data(data_root, batch_size=batch_size, workers=workers, size=size),
             "optim": _demo_optim(epochs),
             # validating every other epoch (and after the last) saves 4 of 8 passes over the 720
             # validation clips, 7 s each on one thread: the test after training scores them anyway
@@ -186,7 +189,7 @@ def demo_config(
     )
 
 
-def _demo_data(data_root: Path, *, batch_size: int, workers: int) -> dict[str, Any]:
+def _demo_data(data_root: Path, *, batch_size: int, workers: int, size: int) -> dict[str, Any]:
     """The demo data's section of a training config: the synthetic frame lists, no augmentation."""
     from temporal_shift.data.synthetic import CLASSES_FILE, TRAIN_FRAMES_LIST, VAL_FRAMES_LIST
 
@@ -197,8 +200,8 @@ def _demo_data(data_root: Path, *, batch_size: int, workers: int) -> dict[str, A
         "classes": CLASSES_FILE,
         "num_classes": NUM_CLASSES,
         "kind": "frames",
-        "size": DEMO_SIZE,
-        "scale_size": DEMO_SIZE,
+        "size": size,
+        "scale_size": size,
         "scales": [1.0],
         "flip": False,
         "batch_size": batch_size,
@@ -232,7 +235,8 @@ def arm_config(
     progress: bool = True,
 ) -> TrainConfig:
     """The training run of one arm: the recipe (`demo_config`) with the arm's model settings and
-    the budget's epochs and batch size; nothing else differs between arms. ``workers`` (DataLoader
+    the budget's epochs and batch size, at the frame size of the data in ``data_root``
+    (`frame_size`); nothing else differs between arms. ``workers`` (DataLoader
     processes) defaults to none on a CPU, where batches load in the training process, and to
     worker processes on a GPU (`side_by_side.loader_workers`)."""
     from temporal_shift.apps.experiments.side_by_side import loader_workers
@@ -253,7 +257,27 @@ def arm_config(
         batch_size=budget.batch_size,
         device=device,
         progress=progress,
+        size=frame_size(data_root),
     )
+
+
+def frame_size(data_root: Path) -> int:
+    """The frame size of the synthetic dataset in ``data_root`` (its meta.json); `DEMO_SIZE` for a
+    folder without one (the recipe's data not yet generated there). A dataset of frames that are
+    not square is an error naming the file."""
+    from temporal_shift.data.synthetic import META_FILE
+
+    meta = Path(data_root) / META_FILE
+    if not meta.exists():
+        return DEMO_SIZE
+    try:
+        settings = json.loads(meta.read_text())["settings"]
+        height, width = int(settings["height"]), int(settings["width"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{meta}: not a synthetic dataset's meta.json ({type(exc).__name__}: {exc})") from None
+    if height != width:
+        raise ValueError(f"{meta}: frames of {height}x{width}; the recipe trains on square frames")
+    return height
 
 
 def order_accuracy(scores: np.ndarray, labels: np.ndarray, pairs) -> float:
@@ -340,7 +364,7 @@ def train_and_test(
         out_dir=test_dir,
     )
     net = load_model(result.last_checkpoint).eval()
-    clip = torch.zeros(1, config.model.n_segment, 3, DEMO_SIZE, DEMO_SIZE)
+    clip = torch.zeros(1, config.model.n_segment, 3, config.data.size, config.data.size)
     return {
         "metrics": synthetic_metrics(tested),
         "params_m": count_params(net) / 1e6,

@@ -34,6 +34,7 @@ spread (max - min over seeds) of either arm is reported as within the spread.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -105,6 +106,7 @@ def reproduce(
     log: Callable[[str], None] = print,
     jobs: int | None = None,
     fresh: bool = False,
+    epochs: int | None = None,
 ) -> list[ExperimentResult]:
     """Run ``experiment`` (one of `EXPERIMENTS`, several, or ``"all"``) with ``budget`` (a name of
     `BUDGETS` or a `Budget`) and ``seeds`` seeds (default: the budget's) on the synthetic ``data``
@@ -114,9 +116,15 @@ def reproduce(
     train side by side, ``jobs`` at a time (default: one per core; `side_by_side`). A run that is
     in the store already (same model settings, recipe, data, seed and device kind: `run_key`),
     trained by any experiment in this call or an earlier one, is reused, not trained again, and
-    the tables say so; an interrupted one is resumed. ``fresh`` trains every run again (once)."""
+    the tables say so; an interrupted one is resumed. ``fresh`` trains every run again (once).
+    ``epochs``: every run's, instead of the budget's (a run of the budget's batch size is then
+    ``epochs`` passes over the training clips)."""
     names = _experiments(experiment)
     plan = budget_named(budget) if isinstance(budget, str) else budget
+    if epochs is not None:
+        if epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {epochs}")
+        plan = dataclasses.replace(plan, epochs=epochs)
     seeds_run = seed_list(plan, seeds)
     if data not in DATA_VARIANTS:
         raise ValueError(f"unknown --data {data!r}; expected one of {', '.join(DATA_VARIANTS)}")
@@ -125,6 +133,7 @@ def reproduce(
     store = RunStore.at(out / "runs", fresh=fresh)
     command = (
         f"tsm reproduce {' '.join(names)} --budget {plan.name} --seeds {len(seeds_run)} --data {data} --out {out}"
+        + (f" --epochs {epochs}" if epochs is not None else "")
         + (" --fresh" if fresh else "")
     )
     results = []
