@@ -471,6 +471,26 @@ def test_every_run_trains_the_epochs_given_and_they_are_in_its_key(tmp_path: Pat
         rp.reproduce("placement", budget=TINY, epochs=0, out_dir=tmp_path)
 
 
+def test_the_hard64_data_is_the_hard_scene_at_64x64_and_every_run_trains_at_that_size(
+    tmp_path: Path, monkeypatch
+) -> None:
+    seen = []
+
+    def fake(arm, *, data_root, budget, **kwargs):
+        seen.append(rp.arm_config(arm, data_root=data_root, out_dir=tmp_path, budget=budget, seed=0, device="cpu"))
+        return _fake_training(arm, **kwargs)
+
+    monkeypatch.setattr(common, "train_arm", fake)
+    (result,) = rp.reproduce(
+        "placement", budget=TINY, data="hard64", epochs=3, out_dir=tmp_path, progress=False, log=lambda s: None, jobs=1
+    )
+    assert result.out_dir == tmp_path / "placement-hard64"
+    meta = json.loads((rp.data_folder(tmp_path, "hard64", TINY) / "meta.json").read_text())
+    settings = meta["settings"]
+    assert (settings["scene"], settings["height"], settings["width"], settings["object_scale"]) == ("hard", 64, 64, 1.5)
+    assert seen and {(c.data.size, c.data.scale_size, c.optim.epochs) for c in seen} == {(64, 64, 3)}
+
+
 def test_the_recipe_trains_at_the_frame_size_its_data_says(tmp_path: Path) -> None:
     from temporal_shift.apps.experiments.recipe import DEMO_SIZE, frame_size
     from temporal_shift.data.synthetic import generate_synthetic

@@ -108,8 +108,9 @@ def _register_reproduce(sub: argparse._SubParsersAction) -> None:
         "--data",
         choices=tuple(DATA_VARIANTS),
         default=options.default(reproduce, "data"),
-        help="the synthetic data: demo (one object per clip, the demo's) or hard (a square and a circle act "
-        "the class among look-alike moving distractors: the order cue is local); default %(default)s",
+        help="the synthetic data: demo (one object per clip, the demo's), hard (a square and a circle act "
+        "the class among look-alike moving distractors: the order cue is local) or hard64 (the same at 64x64, "
+        "for longer runs: --epochs); default %(default)s",
     )
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the budget's)")
     p.add_argument(

@@ -39,11 +39,12 @@ is set (OpenVINO exports and `torch.compile`), the frames are the batch axis and
 is a Pad of that axis (`shift_one_clip`) instead of a Pad on the (N, T, C, H*W) view: in
 OpenVINO's int8 graph that view converted ``xs`` out of the convolutions' channels-last
 layout and back, 32 reorders in ResNet-50 (3.9 of the 7.1 ms that its nodes took over TSN's
-in a profile; 1.2 ms left in all). Side by side with the view (TSM/TSN, ResNet-50, T=8, 224, batch 1 static, 2
-threads; three runs of 20, 30, 40 rounds): OpenVINO int8 1.114 -> 1.067, 1.042 -> 1.009,
-1.094 -> 1.061; OpenVINO f32 1.081 -> 1.067, 1.049 -> 1.042; torch.compile 1.031 -> 1.015.
-onnxruntime does not take it (1.039 -> 1.051 and 1.039 -> 1.057: its NCHWc layout does not
-mind the view, and it runs the Pad of the batch axis slower).
+in a profile; 1.2 ms left in all). Side by side with the view (`benchmarks/one_clip_shift.py`:
+TSM/TSN, ResNet-50, T=8, 224, batch 1 static, 2 threads): OpenVINO int8 lower in each of five
+runs, by 0.015-0.047 (1.114 -> 1.067, 1.042 -> 1.009, 1.094 -> 1.061, 1.113 -> 1.087, 1.128 ->
+1.113); OpenVINO f32 1.081 -> 1.067, 1.049 -> 1.042, 1.060 -> 1.061; torch.compile 1.031 ->
+1.015, 1.028 -> 1.030. onnxruntime does not take it (1.039 -> 1.051, 1.039 -> 1.057, 1.032 ->
+1.066: its NCHWc layout does not mind the view, and it runs the Pad of the batch axis slower).
 
 MobileNetV2 keeps the whole-input form: split the same way (each inverted residual block's
 expansion by input channels, its projection by output channels), its thin feature maps

@@ -4,7 +4,8 @@ Each experiment trains a set of *arms* (model variants) with one recipe (`recipe
 from scratch, T=4 of 8-frame 32x32 synthetic clips, AdamW, cosine schedule) and the same
 data, budget, seed set and optimizer for every arm; only the model settings differ. The data
 is the demo's (``demo``: one object per clip) or the harder variant (``hard``: a square and a
-circle acting the class among look-alike moving distractors, so that the order cue is local).
+circle acting the class among look-alike moving distractors, so that the order cue is local;
+``hard64``: the same at 64x64, for runs longer than the budgets', ``epochs``).
 Every arm goes through `train.train` and `evaluate.evaluate` like ``tsm train``/``tsm test``
 runs, and is scored with the recipe's metrics (top-1 overall, on the order-only temporal
 pairs, order accuracy). One module per experiment:
@@ -110,15 +111,15 @@ def reproduce(
 ) -> list[ExperimentResult]:
     """Run ``experiment`` (one of `EXPERIMENTS`, several, or ``"all"``) with ``budget`` (a name of
     `BUDGETS` or a `Budget`) and ``seeds`` seeds (default: the budget's) on the synthetic ``data``
-    (``demo`` or ``hard``: `recipe.DATA_VARIANTS`), writing under ``out_dir``: the data in
-    ``out_dir/data``, every run in the run store ``out_dir/runs`` (`store`), each experiment's
-    results in ``out_dir/<experiment>`` (``<experiment>-hard`` on the hard data). On a CPU the runs
-    train side by side, ``jobs`` at a time (default: one per core; `side_by_side`). A run that is
-    in the store already (same model settings, recipe, data, seed and device kind: `run_key`),
-    trained by any experiment in this call or an earlier one, is reused, not trained again, and
-    the tables say so; an interrupted one is resumed. ``fresh`` trains every run again (once).
-    ``epochs``: every run's, instead of the budget's (a run of the budget's batch size is then
-    ``epochs`` passes over the training clips)."""
+    (``demo``, ``hard`` or ``hard64``: `recipe.DATA_VARIANTS`), writing under ``out_dir``: the data
+    in ``out_dir/data``, every run in the run store ``out_dir/runs`` (`store`), each experiment's
+    results in ``out_dir/<experiment>`` (``<experiment>-<data>`` on other data than the demo's). On
+    a CPU the runs train side by side, ``jobs`` at a time (default: one per core; `side_by_side`).
+    A run that is in the store already (same model settings, recipe, data, seed and device kind:
+    `run_key`), trained by any experiment in this call or an earlier one, is reused, not trained
+    again, and the tables say so; an interrupted one is resumed. ``fresh`` trains every run again
+    (once). ``epochs``: every run's, instead of the budget's (a run of the budget's batch size is
+    then ``epochs`` passes over the training clips)."""
     names = _experiments(experiment)
     plan = budget_named(budget) if isinstance(budget, str) else budget
     if epochs is not None:

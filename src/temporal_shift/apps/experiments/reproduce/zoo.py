@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from temporal_shift.apps.experiments.recipe import DEMO_SEGMENTS, DEMO_SIZE, Arm
+from temporal_shift.apps.experiments.recipe import DEMO_SEGMENTS, DEMO_SIZE, Arm, frame_size
 from temporal_shift.apps.experiments.reproduce import common
 from temporal_shift.models.base import ClipClassifier
 from temporal_shift.models.factory import FAMILIES
@@ -90,12 +90,13 @@ def run(setup: common.Setup) -> common.ExperimentResult:
         extra={"not_run": not_run},
         seconds=time.perf_counter() - started,
     )
-    return common.write_result(result, lambda path: plot(summary, seeds=len(setup.seeds), path=path))
+    size = frame_size(setup.data_root)
+    return common.write_result(result, lambda path: plot(summary, seeds=len(setup.seeds), path=path, size=size))
 
 
-def plot(summary: Sequence[dict[str, Any]], *, seeds: int, path: Path) -> Path:
+def plot(summary: Sequence[dict[str, Any]], *, seeds: int, path: Path, size: int = DEMO_SIZE) -> Path:
     """The zoo's accuracy vs GMACs bubbles (area: parameters) from its summary rows; TSM in
-    orange, TSN in grey, every other family a colour of its own."""
+    orange, TSN in grey, every other family a colour of its own; ``size``: the frames'."""
     plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     biggest = max(r["params_m"] for r in summary)
@@ -119,7 +120,7 @@ def plot(summary: Sequence[dict[str, Any]], *, seeds: int, path: Path) -> Path:
             textcoords="offset points",
         )
     ax.set_xscale("log")
-    ax.set_xlabel(f"GMACs per clip (T={DEMO_SEGMENTS}, {DEMO_SIZE}x{DEMO_SIZE}; log scale)")
+    ax.set_xlabel(f"GMACs per clip (T={DEMO_SEGMENTS}, {size}x{size}; log scale)")
     ax.set_ylabel(f"val top-1 % ({common.over_seeds(seeds)})")
     ax.set_title("accuracy vs compute (bubble area: parameters)")
     return common.save_figure(fig, path)
