@@ -446,34 +446,10 @@ def test_the_hard_data_is_its_own_dataset_runs_and_results(tmp_path: Path, monke
     assert len(keys) == 2  # the data's generator settings are part of a run's key
 
 
-def test_every_run_trains_the_epochs_given_and_they_are_in_its_key(tmp_path: Path, monkeypatch) -> None:
-    """``--epochs 3``: every run's config has those epochs instead of the budget's (in its key, so
-    they are other runs than the budget's), and the command written says so."""
-    seen = []
-
-    def fake(arm, *, data_root, budget, **kwargs):
-        seen.append(rp.arm_config(arm, data_root=data_root, out_dir=tmp_path, budget=budget, seed=0, device="cpu"))
-        return _fake_training(arm, **kwargs)
-
-    monkeypatch.setattr(common, "train_arm", fake)
-    (result,) = rp.reproduce(
-        "placement", budget=TINY, epochs=3, out_dir=tmp_path, progress=False, log=lambda s: None, jobs=1
-    )
-    saved = json.loads(result.files["json"].read_text())
-    command = f"tsm reproduce placement --budget tiny --seeds 2 --data demo --out {tmp_path} --epochs 3"
-    assert saved["command"] == command
-    assert seen and {(c.data.size, c.optim.epochs) for c in seen} == {(32, 3)}
-    arm = placement.arms()[0]
-    root = rp.data_folder(tmp_path, "demo", TINY)
-    keys = {rp.run_key(arm, data_root=root, budget=b, seed=0, device="cpu") for b in (TINY, replace(TINY, epochs=3))}
-    assert len(keys) == 2
-    with pytest.raises(ValueError, match="--epochs must be at least 1, got 0"):
-        rp.reproduce("placement", budget=TINY, epochs=0, out_dir=tmp_path)
-
-
-def test_the_hard64_data_is_the_hard_scene_at_64x64_and_every_run_trains_at_that_size(
-    tmp_path: Path, monkeypatch
-) -> None:
+def test_the_hard64_data_and_the_epochs_given_make_every_run_and_its_key(tmp_path: Path, monkeypatch) -> None:
+    """``--data hard64 --epochs 3``: the hard scene's dataset at 64x64, every run's config at that
+    size and those epochs instead of the budget's (in its key, so other runs than the budget's),
+    and the command written says so."""
     seen = []
 
     def fake(arm, *, data_root, budget, **kwargs):
@@ -485,10 +461,18 @@ def test_the_hard64_data_is_the_hard_scene_at_64x64_and_every_run_trains_at_that
         "placement", budget=TINY, data="hard64", epochs=3, out_dir=tmp_path, progress=False, log=lambda s: None, jobs=1
     )
     assert result.out_dir == tmp_path / "placement-hard64"
-    meta = json.loads((rp.data_folder(tmp_path, "hard64", TINY) / "meta.json").read_text())
-    settings = meta["settings"]
+    saved = json.loads(result.files["json"].read_text())
+    command = f"tsm reproduce placement --budget tiny --seeds 2 --data hard64 --out {tmp_path} --epochs 3"
+    assert saved["command"] == command
+    root = rp.data_folder(tmp_path, "hard64", TINY)
+    settings = json.loads((root / "meta.json").read_text())["settings"]
     assert (settings["scene"], settings["height"], settings["width"], settings["object_scale"]) == ("hard", 64, 64, 1.5)
     assert seen and {(c.data.size, c.data.scale_size, c.optim.epochs) for c in seen} == {(64, 64, 3)}
+    arm = placement.arms()[0]
+    keys = {rp.run_key(arm, data_root=root, budget=b, seed=0, device="cpu") for b in (TINY, replace(TINY, epochs=3))}
+    assert len(keys) == 2
+    with pytest.raises(ValueError, match="--epochs must be at least 1, got 0"):
+        rp.reproduce("placement", budget=TINY, epochs=0, out_dir=tmp_path)
 
 
 def test_the_recipe_trains_at_the_frame_size_its_data_says(tmp_path: Path) -> None:
