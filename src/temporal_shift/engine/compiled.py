@@ -22,7 +22,8 @@ Inductor writes in the convolution's layout (`temporal_shift.ops.shift`; `tests/
 checks the generated code). A ResNet with residual shifts is compiled in its split form
 (`engine.split_form`: the channels each shift moves as a tensor of their own, batch norms
 folded), where that pass copies only the moved channels: TSM/TSN of ResNet-50 (T=8, 224,
-batch 1, 2 CPU threads, inductor's default mode) went from 1.206 to 1.030. The split form is
+batch 1, 2 CPU threads, inductor's default mode) went from 1.206 to 1.030; a batch of one clip
+is shifted on the batch axis there (`split_form.shift_one_clip`). The split form is
 a copy of the weights as they are when compiled: compile again after changing them.
 Weight freezing (``torch._inductor.config.freezing``, oneDNN
 weight prepacking) made no measurable difference on a CPU and is not offered.

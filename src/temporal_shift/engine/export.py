@@ -8,7 +8,8 @@ device). Every exported graph has one form of the shift, `ops.shift.shift_export
 slices and concatenations on rank-4 tensors, Core ATen ops only, static shapes except the
 batch. For onnxruntime, OpenVINO and TensorRT, a residual-shift ResNet goes out in its split
 form (`engine.split_form`): the channels each shift moves travel as a tensor of their own, so
-the shift copies only them and the runtimes keep their blocked layouts around it. An offline
+the shift copies only them and the runtimes keep their blocked layouts around it (OpenVINO at a
+static batch of one clip: shifted on the batch axis, `split_form.shift_one_clip`). An offline
 model takes clips (N, T, C, H, W) named ``clips`` and returns ``logits``
 (N, K); N is dynamic, except in ExecuTorch programs (XNNPACK delegates slices of static
 shapes only: their batch is fixed, 1 by default). The streaming step of an online model
