@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -189,6 +190,64 @@ def test_online_step_in_executorch_and_openvino(tmp_path, online, fmt):
     stream = ExportedStream(path)
     with pytest.raises(ValueError, match=r"expected a frame of shape \(1, 3, 32, 32\)"):
         stream.update(torch.randn(3, 16, 16))
+
+
+def _stream_against_fed_buffers(path, frames, **stream_options):
+    """Logits of ``frames`` through an `ExportedStream` and through the plain runtime fed its buffers."""
+    stream = ExportedStream(path, **stream_options)
+    plain = load_runtime(path)
+    buffers = [torch.zeros(shape) for shape in plain.input_shapes[1:]]
+    fed = []
+    for frame in frames:
+        logits, *buffers = plain(frame.unsqueeze(0), *buffers)
+        fed.append(logits[0])
+    return stream, torch.stack([stream.update(f) for f in frames]), torch.stack(fed)
+
+
+@pytest.mark.parametrize("quantize", [None, pytest.param("int8", marks=pytest.mark.slow)])
+def test_an_openvino_stream_keeps_its_buffers_as_states(tmp_path, online, quantize):
+    """`ExportedStream` of an OpenVINO step: the buffers become states of the infer request (the frame is
+    its only input), it computes what the step fed its buffers computes, and reset starts afresh.
+    int8: the form OpenVINO's own MakeStateful pass fails to compile (its low-precision transformations)."""
+    pytest.importorskip("nncf" if quantize else "openvino")
+    frames = torch.randn(6, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    calibration = [frames[None, :4]] if quantize else None
+    path = export_online(
+        online, tmp_path / "step.xml", format="openvino", size=SIZE, quantize=quantize, calibration=calibration
+    )
+    stream, got, fed = _stream_against_fed_buffers(path, frames)
+    assert stream.runtime.states == online.num_buffers == 10
+    assert [p.get_any_name() for p in stream.runtime.compiled.inputs] == ["frame"]
+    assert len(stream.runtime.input_names) == 11  # the file's signature, as the file has it
+    torch.testing.assert_close(got, fed, rtol=1e-5, atol=1e-6)
+    assert (got[1:] - got[0]).abs().max() > 0  # the frames differ: so do their logits
+    stream.reset()
+    torch.testing.assert_close(torch.stack([stream.update(f) for f in frames]), got, rtol=0, atol=0)
+
+
+def test_a_step_without_paired_buffers_keeps_its_inputs(tmp_path, model):
+    """A TSN step (no buffers) and a graph whose names do not pair ``buffer_i`` with ``new_buffer_i``:
+    no state is made; the TSN step streams through its one input."""
+    ov = pytest.importorskip("openvino")
+    from openvino import opset13 as ops
+
+    from temporal_shift.engine.runtimes import buffers_as_states
+
+    x, b = ops.parameter([1, 2], np.float32, name="frame"), ops.parameter([1, 2], np.float32, name="buffer_0")
+    x.output(0).get_tensor().set_names({"frame"})
+    b.output(0).get_tensor().set_names({"buffer_0"})
+    out = ops.add(x, b)
+    out.output(0).get_tensor().set_names({"logits"})
+    other = ops.multiply(x, b)
+    other.output(0).get_tensor().set_names({"new_buffer_1"})
+    graph = ov.Model([out.output(0), other.output(0)], [x, b], "unpaired")
+    assert buffers_as_states(graph) == 0 and len(graph.inputs) == 2 and len(graph.outputs) == 2
+    tsn = OnlineRecognizer(_model("mobilenet_v2", shift=False))
+    path = export_online(tsn, tmp_path / "tsn.xml", format="openvino", size=SIZE)
+    frames = torch.randn(2, 3, SIZE, SIZE)
+    stream, got, fed = _stream_against_fed_buffers(path, frames)
+    assert stream.runtime.states == 0
+    torch.testing.assert_close(got, fed)
 
 
 @pytest.mark.slow

@@ -6,7 +6,9 @@ TSM with identical weights (`overhead.tsn_tsm_pair`) are run in each runtime: Py
 (f32 hint), plus ExecuTorch and OpenVINO int8 builds (``int8=True``; calibrated on random
 clips: latency only, the accuracy of int8 models is measured on trained ones, see
 docs/deploy.md). The online MobileNetV2 step (one frame through a causal TSM, the shift
-buffers as inputs and outputs) is timed in each runtime too, next to the TSN per-frame step.
+buffers as inputs and outputs) is timed in each runtime too, next to the TSN per-frame step: in
+PyTorch the step itself, in an exported runtime one `engine.runtimes.ExportedStream` update (what
+``tsm stream`` runs a frame: the buffers fed back, or in OpenVINO kept as states).
 
 Every exported graph is the one `engine.export` writes for a static batch of one clip (``tsm
 export --batch-size 1``: the latency measured is batch 1's; in OpenVINO, a residual-shift ResNet
@@ -189,7 +191,21 @@ class _Row:
             # the library's compiled inference: TSM-ResNet in its split form (`engine.split_form`)
             return {name: compile_for_inference(m) for name, m in models.items()}
         format = _FORMAT[self.runtime.partition("-")[0]]
+        if self.group == "online":  # a stream's update: the frame in, the buffers kept by the stream
+            return {name: _stream_step(self.path(name), format=format, threads=self.threads) for name in models}
         return {name: load_runtime(self.path(name), format=format, threads=self.threads) for name in models}
+
+
+def _stream_step(path: Path, *, format: str, threads: int) -> Callable[..., Any]:
+    """One `ExportedStream` update per call; called with the step's inputs, it takes the frame."""
+    from temporal_shift.engine.runtimes import ExportedStream
+
+    stream = ExportedStream(path, format=format, threads=threads)
+
+    def step(frame: torch.Tensor, *buffers: torch.Tensor) -> torch.Tensor:
+        return stream.update(frame)
+
+    return step
 
 
 def _serve(row: _Row, conn: Any) -> None:
