@@ -4,6 +4,7 @@ runtime (onnxruntime, ExecuTorch/XNNPACK, OpenVINO, PyTorch; TensorRT on a GPU),
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -223,6 +224,15 @@ def test_an_openvino_stream_keeps_its_buffers_as_states(tmp_path, online, quanti
     assert (got[1:] - got[0]).abs().max() > 0  # the frames differ: so do their logits
     stream.reset()
     torch.testing.assert_close(torch.stack([stream.update(f) for f in frames]), got, rtol=0, atol=0)
+    # a copy (`StreamModel.new_stream`: one per connection) has states of its own
+    stream.reset()
+    other = copy.copy(stream)
+    other.reset()
+    first = [stream.update(frames[0]), other.update(frames[5]), stream.update(frames[1])]
+    torch.testing.assert_close(first[0], got[0], rtol=0, atol=0)
+    torch.testing.assert_close(first[2], got[1], rtol=0, atol=0)  # the other stream's frame did not enter
+    other.reset()  # nor does its reset touch this stream
+    torch.testing.assert_close(stream.update(frames[2]), got[2], rtol=0, atol=0)
 
 
 def test_a_step_without_paired_buffers_keeps_its_inputs(tmp_path, model):

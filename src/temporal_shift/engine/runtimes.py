@@ -18,6 +18,7 @@ naming the extra that installs it (``deploy``).
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 from collections.abc import Sequence
@@ -176,6 +177,13 @@ class OpenVinoRuntime(Runtime):
     def reset_states(self) -> None:
         """Every state back to its initial value (zeros): a fresh stream."""
         self.request.reset_state()
+
+    def __copy__(self) -> OpenVinoRuntime:
+        """The same compiled model with an infer request of its own, and so states of its own."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.request = self.compiled.create_infer_request()
+        return clone
 
 
 def buffers_as_states(model: Any) -> int:
@@ -341,6 +349,16 @@ class ExportedStream:
         # an OpenVINO step keeps its buffers as states (`buffers_as_states`): it takes the frame alone
         self._states = getattr(self.runtime, "states", 0)
         self.reset()
+
+    def __copy__(self) -> ExportedStream:
+        """Another stream over the same loaded model, with buffers of its own (in OpenVINO, its
+        own infer request: the states live there); `apps.stream.StreamModel.new_stream` makes
+        one per connection this way."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        if self._states:
+            clone.runtime = copy.copy(self.runtime)
+        return clone
 
     @property
     def num_classes(self) -> int | None:
