@@ -236,8 +236,8 @@ def test_an_openvino_stream_keeps_its_buffers_as_states(tmp_path, online, quanti
 
 
 def test_a_step_without_paired_buffers_keeps_its_inputs(tmp_path, model):
-    """A TSN step (no buffers) and a graph whose names do not pair ``buffer_i`` with ``new_buffer_i``:
-    no state is made; the TSN step streams through its one input."""
+    """A TSN step (no buffers), a graph whose names do not pair ``buffer_i`` with ``new_buffer_i`` and
+    one whose buffer has a dynamic shape: no state is made; the TSN step streams through its one input."""
     ov = pytest.importorskip("openvino")
     from openvino import opset13 as ops
 
@@ -252,6 +252,11 @@ def test_a_step_without_paired_buffers_keeps_its_inputs(tmp_path, model):
     other.output(0).get_tensor().set_names({"new_buffer_1"})
     graph = ov.Model([out.output(0), other.output(0)], [x, b], "unpaired")
     assert buffers_as_states(graph) == 0 and len(graph.inputs) == 2 and len(graph.outputs) == 2
+    graph.outputs[1].get_tensor().set_names({"new_buffer_0"})  # paired now, but of a dynamic shape
+    graph.reshape({b.output(0): ov.PartialShape([-1, 2])})
+    assert buffers_as_states(graph) == 0 and len(graph.inputs) == 2 and len(graph.outputs) == 2
+    graph.reshape({b.output(0): ov.PartialShape([1, 2])})  # static: the pair becomes a state
+    assert buffers_as_states(graph) == 1 and len(graph.inputs) == 1 and len(graph.outputs) == 1
     tsn = OnlineRecognizer(_model("mobilenet_v2", shift=False))
     path = export_online(tsn, tmp_path / "tsn.xml", format="openvino", size=SIZE)
     frames = torch.randn(2, 3, SIZE, SIZE)

@@ -194,7 +194,8 @@ def buffers_as_states(model: Any) -> int:
     10 outputs a frame, which OpenVINO and its Python binding handle at a cost that matters next
     to one frame of MobileNetV2 (measured on its causal step, T=8, 224, 2 threads, 30 rounds of
     20 steps side by side: TSM/TSN 1.30 -> 1.17 in f32, 1.64 -> 1.29 in int8). Returns how many
-    buffers became states (0 for a model without them: a TSN step, or a file from elsewhere)."""
+    buffers became states (0, the model unchanged, for one without them: a TSN step, or a file
+    from elsewhere whose buffers do not pair up or are not static f32)."""
     import openvino as ov
     from openvino import opset6
     from openvino.op.util import Variable, VariableInfo
@@ -207,6 +208,9 @@ def buffers_as_states(model: Any) -> int:
     results = {i: r for r in model.get_results() if (i := named(r.output(0), "new_buffer_")) is not None}
     if not parameters or parameters.keys() != results.keys():
         return 0
+    for parameter in parameters.values():  # a state of this kind: static f32, as export_online writes
+        if not parameter.get_output_partial_shape(0).is_static or parameter.get_output_element_type(0) != ov.Type.f32:
+            return 0
     for i, parameter in parameters.items():
         shape = parameter.get_output_partial_shape(0)
         info = VariableInfo()
