@@ -9,7 +9,9 @@ in f32 and int8 (NNCF, calibrated on random frames), then times in one run of in
 - ``fed``: the TSM step with its buffers as inputs and outputs, fed back by Python each frame
   (`engine.runtimes.load_runtime` on the file: what `ExportedStream` did before);
 - ``states``: the TSM step with its buffers as OpenVINO states (`runtimes.buffers_as_states`,
-  what `ExportedStream` does now).
+  what `ExportedStream` does now);
+- int8 only, ``states, NNCF's cut``: the same without `engine.openvino_int8.quantize_new_buffers`
+  (NNCF's quantizers after the f32 cut of each shifted layer's features into buffer and rest).
 
 It prints the per-round TSM/TSN ratios (median and IQR) and checks that both TSM forms give the
 same logits and buffers over the frames streamed:
@@ -28,11 +30,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 from temporal_shift.apps.bench.overhead import tsn_tsm_pair
 from temporal_shift.apps.bench.runtimes import _causal_copy
+from temporal_shift.engine import export
 from temporal_shift.engine.export import export_online
 from temporal_shift.engine.runtimes import ExportedStream, load_runtime
 from temporal_shift.models.online import OnlineRecognizer
@@ -96,6 +100,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             fed, states = _Fed(paths["TSM"], args.threads), ExportedStream(paths["TSM"], threads=args.threads)
             assert getattr(states.runtime, "states", 0) == steps["TSM"].num_buffers
             runners[f"{precision}/fed"], runners[f"{precision}/states"] = fed.update, states.update
+            if quantize:
+                nncf_cut = Path(tmp) / "TSM-nncf-cut.xml"
+                with mock.patch.object(export, "quantize_new_buffers", lambda model: 0):
+                    export_online(
+                        steps["TSM"],
+                        nncf_cut,
+                        format="openvino",
+                        size=args.size,
+                        quantize=quantize,
+                        calibration=[frames[:4].transpose(0, 1)],
+                    )
+                runners[f"{precision}/states, NNCF's cut"] = ExportedStream(nncf_cut, threads=args.threads).update
             logits = [(states.update(f) - fed.update(f)).abs().max().item() for f in frames]
             print(
                 f"{precision}: states against fed buffers, max abs difference: "
@@ -113,8 +129,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     result = {}
     for precision in precisions:
         tsn_times = times[f"{precision}/TSN"]
-        for form in ("fed", "states"):
+        for form in ("fed", "states", "states, NNCF's cut"):
             name = f"{precision}/{form}"
+            if name not in times:
+                continue
             ratios = [a / b for a, b in zip(times[name], tsn_times, strict=True)]
             q1, _, q3 = statistics.quantiles(ratios, n=4)
             ms, tsn_ms = 1e3 * statistics.median(times[name]), 1e3 * statistics.median(tsn_times)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import calibrated_model
-from temporal_shift.engine.export import export_model, verify_export
+from temporal_shift.engine.export import export_model, verify_export, verify_online_export
 
 ov = pytest.importorskip("openvino")
 from openvino import opset13 as ops  # noqa: E402
@@ -181,3 +181,55 @@ def test_an_int8_resnet_tsm_of_one_static_clip_runs_no_more_layout_conversions_t
     assert reorders[True] <= reorders[False], reorders
     parity = verify_export(model, path, format="openvino", clips=clips[0])
     assert parity.top1_agreement is not None and parity.max_rel < 0.5, parity.line()
+
+
+def _first_step(path, frame: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of a streaming step's first frame (zero buffers), by name."""
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    buffers = [np.zeros(tuple(port.get_shape()), np.float32) for port in compiled.inputs[1:]]
+    results = compiled.create_infer_request().infer([frame, *buffers])
+    return {port.get_any_name(): np.array(results[port]) for port in compiled.outputs}
+
+
+@pytest.mark.slow  # two NNCF quantizations of the step: ~15 s
+def test_an_int8_streaming_step_cuts_its_new_buffers_in_int8_and_hands_on_the_quantized_buffer(tmp_path):
+    """NNCF leaves the step's cut of each shifted layer's features into the new buffer and the rest
+    in f32 (OpenVINO's execution graph: 10 f32 Splits); `quantize_new_buffers` quantizes before the
+    cut, so every Split runs in int8 and the new buffer is NNCF's quantized by the quantizer the next
+    step would apply to it (the same ranges), and the step streams as an int8 build does."""
+    pytest.importorskip("nncf")
+    from unittest import mock
+
+    from temporal_shift.engine import export
+    from temporal_shift.engine.openvino_int8 import _levels, _ranges, _source, quantize_new_buffers
+    from temporal_shift.models.online import OnlineRecognizer
+
+    step = OnlineRecognizer(
+        calibrated_model("mobilenet_v2", num_classes=5, n_segment=T, size=SIZE, calibration_seed=1, mode="causal")
+    )
+    frames = torch.randn(12, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+    options = {"format": "openvino", "size": SIZE, "quantize": "int8", "calibration": [frames[None, :8]]}
+    with mock.patch.object(export, "quantize_new_buffers", lambda model: 0):  # NNCF's model as it is
+        nncf_path = export.export_online(step, tmp_path / "nncf.xml", **options)
+    path = export.export_online(step, tmp_path / "q.xml", **options)
+    core = ov.Core()
+    assert quantize_new_buffers(core.read_model(str(nncf_path))) == step.num_buffers == 10
+    model = core.read_model(str(path))
+    assert quantize_new_buffers(model) == 0  # done at export: nothing left to do
+    config = {"INFERENCE_PRECISION_HINT": "f32"}
+    assert runtime_precisions(core.compile_model(str(nncf_path), "CPU", config), "Split") == {"f32": 10}
+    splits = runtime_precisions(core.compile_model(str(path), "CPU", config), "Split")
+    assert sum(splits.values()) == 10 and set(splits) <= {"u8", "i8"}, splits
+    # the first layer's new buffer: NNCF's, quantized (later layers differ by int8 rounding in between)
+    (result,) = [r for r in model.get_results() if "new_buffer_0" in r.output(0).get_names()]
+    quantizer = _source(_source(result))  # Result <- Slice <- FakeQuantize
+    low, high, out_low, out_high = (float(r.reshape(-1)[0]) for r in _ranges(quantizer))
+    steps = _levels(quantizer) - 1
+    nncf, ours = (_first_step(p, frames[:1].numpy())["new_buffer_0"] for p in (nncf_path, path))
+    expected = (
+        np.round((np.clip(nncf, low, high) - low) / (high - low) * steps) / steps * (out_high - out_low) + out_low
+    )
+    assert np.abs(nncf - expected).max() > 0  # the quantizer moves values: the check can tell
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-3 * (out_high - out_low) / steps)
+    parity = verify_online_export(step, path, frames=frames)
+    assert parity.top1_agreement is not None and parity.max_rel < 1.0, parity.line()

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from temporal_shift.engine.openvino_int8 import quantize_after_shift
+from temporal_shift.engine.openvino_int8 import quantize_after_shift, quantize_new_buffers
 from temporal_shift.engine.runtimes import (
     FORMATS,
     RUNTIMES,
@@ -405,6 +405,7 @@ def _to_openvino(
         samples = [[x.numpy() for x in sample] for sample in calibration]
         ov_model = nncf.quantize(ov_model, nncf.Dataset(samples), subset_size=len(samples))
         quantize_after_shift(ov_model)  # the convolutions after the shifts then run in int8
+        quantize_new_buffers(ov_model)  # a streaming step's cuts into new buffers then run in int8
     ov.save_model(ov_model, str(out), compress_to_fp16=False)
 
 

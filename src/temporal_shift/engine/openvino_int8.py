@@ -18,6 +18,19 @@ input it has in a TSN: FakeQuantize, (Reshape,) Convolution, which runs in int8.
 `quantize_after_shift(model)` rewrites an NNCF-quantized ``openvino.Model`` in place; the
 OpenVINO export (`engine.export`) applies it after ``nncf.quantize``. `runtime_precisions`
 reads what a compiled model's layers run in (how the problem was found).
+
+The streaming step (`engine.export.export_online`) has no zero frames: each shifted layer
+concatenates the buffer (an input) with channels ``[fold, C)`` of the current frame's features
+``x`` and hands ``x[:, :fold]`` on as the new buffer (an output). NNCF quantizes the two parts
+of the concatenation with one quantizer (a FakeQuantize on the buffer, one after the Slice of
+``x``), and the new buffer leaves unquantized: OpenVINO then cuts ``x`` in f32 (a VariadicSplit
+on its reference implementation) and runs each part's FakeQuantize on its own.
+`quantize_new_buffers(model)` puts that quantizer on ``x`` before the cut instead and takes the
+new buffer after it, so the cut runs on int8 data and the buffer leaves on the quantization grid,
+where the next step's FakeQuantize (the same ranges) leaves it unchanged: the same function (the
+values differ by where OpenVINO rounds in between, as between any two int8 builds). On
+MobileNetV2's causal step (224, 2 threads, buffers as states, 30 rounds of 20 frames side by
+side) TSM/TSN int8 1.245 -> 1.159.
 """
 
 from __future__ import annotations
@@ -134,6 +147,59 @@ def quantize_after_shift(model: Any) -> int:
         for quantizer in quantizers:  # each part now goes in unquantized
             for target in list(quantizer.output(0).get_target_inputs()):
                 target.replace_source_output(quantizer.input(0).get_source_output())
+        rewritten += 1
+    if rewritten:
+        model.validate_nodes_and_infer_types()
+    return rewritten
+
+
+def _new_buffer_cut(rest: Any) -> Any | None:
+    """The Slice of the same features as ``rest`` (a Slice) whose only reader is a ``new_buffer_i``
+    output of the step, if there is one."""
+    features = rest.input(0).get_source_output()
+    for target in features.get_target_inputs():
+        node = target.get_node()
+        if node is rest or node.get_type_name() != "Slice" or not _only_reader(node):
+            continue
+        (reader,) = node.output(0).get_target_inputs()
+        output = reader.get_node()
+        if output.get_type_name() == "Result" and any(
+            n.startswith("new_buffer_") for n in output.output(0).get_names()
+        ):
+            return node
+    return None
+
+
+def quantize_new_buffers(model: Any) -> int:
+    """In a streaming step quantized by NNCF, move each shifted layer's quantizer before the cut of
+    its features into the new buffer and the rest (see the module docstring); returns how many
+    layers were rewritten. Only where the concatenation is (FakeQuantize of an input, FakeQuantize
+    of a Slice) with one quantizer whose grid holds zero and the features' other Slice is a new
+    buffer output; anything else is left as NNCF made it."""
+    from openvino import opset13 as ops
+
+    rewritten = 0
+    for concat in model.get_ordered_ops():
+        if concat.get_type_name() != "Concat" or concat.get_input_size() != 2:
+            continue
+        buffer_q, rest_q = _source(concat, 0), _source(concat, 1)
+        if not all(q.get_type_name() == "FakeQuantize" and _only_reader(q) for q in (buffer_q, rest_q)):
+            continue
+        rest = _source(rest_q)
+        if (
+            _source(buffer_q).get_type_name() != "Parameter"
+            or rest.get_type_name() != "Slice"
+            or not _only_reader(rest)
+        ):
+            continue
+        cut = _new_buffer_cut(rest)
+        if cut is None or not _same_quantizer(buffer_q, rest_q) or not _keeps_zero(rest_q):
+            continue
+        features = rest.input(0).get_source_output()
+        quantized = ops.fake_quantize(features, *[ops.constant(r) for r in _ranges(rest_q)], _levels(rest_q))
+        rest.input(0).replace_source_output(quantized.output(0))
+        cut.input(0).replace_source_output(quantized.output(0))
+        concat.input(1).replace_source_output(rest.output(0))
         rewritten += 1
     if rewritten:
         model.validate_nodes_and_infer_types()
