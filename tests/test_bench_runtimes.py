@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from temporal_shift.apps.bench.runtimes import _interleaved, benchmark_runtimes
+from temporal_shift.apps.bench.runtimes import _interleaved, benchmark_runtimes, export_fingerprint
 from temporal_shift.cli import main
 
 TINY = ["--segments", "2", "--size", "32", "--threads", "1", "--repeats", "2", "--warmup", "0"]
@@ -67,7 +67,8 @@ def test_cli_times_eager_and_onnxruntime_side_by_side(tmp_path: Path, capsys: py
     assert main([*argv, *TINY, "--work-dir", str(tmp_path / "w"), "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert list(data["latency_ms"]) == ["resnet18/eager", "resnet18/onnxruntime"]
-    work = tmp_path / "w" / "t2-32-batch1"
+    (work,) = (tmp_path / "w").iterdir()  # named after the settings and the export's code
+    assert work.name == f"t2-32-batch1-{export_fingerprint()}"
     assert sorted(p.name for p in work.iterdir()) == ["resnet18-tsm.onnx", "resnet18-tsn.onnx"]
     for name in ("tsn", "tsm"):  # the latency of batch 1, as `tsm export --batch-size 1` writes it
         (clips,) = onnx.load(str(work / f"resnet18-{name}.onnx")).graph.input
@@ -99,7 +100,7 @@ def test_the_online_step_in_the_edge_runtimes_fp32_and_int8(tmp_path: Path) -> N
     )
     runtimes = ["eager", "executorch", "openvino", "executorch-int8", "openvino-int8"]
     assert list(result.latency_ms) == [f"online/{r}" for r in runtimes]
-    files = sorted(p.name for p in (tmp_path / "t2-32-batch1").iterdir())
+    files = sorted(p.name for p in (tmp_path / f"t2-32-batch1-{export_fingerprint()}").iterdir())
     assert "mobilenet_v2-online-tsm-int8.pte" in files and "mobilenet_v2-online-tsn-int8.xml" in files
     assert all(result.fps(f"online/{r}") > 0 for r in runtimes)
     assert set(result.speedups()) == {"online"} and "online/openvino-int8" in result.table()
@@ -120,3 +121,15 @@ def test_bad_inputs_are_one_line_errors(
     assert main(["bench", "runtimes", *args, "--work-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_the_export_fingerprint_follows_the_code_that_shapes_the_graphs(tmp_path: Path) -> None:
+    """The work folder's exports are reused only by the code that wrote them: a changed source file
+    changes the fingerprint (so a new export form is timed, not the stale files); the same does not."""
+    source = tmp_path / "export.py"
+    source.write_text("FORM = 1\n")
+    before = export_fingerprint([source])
+    assert export_fingerprint([source]) == before and len(before) == 10
+    source.write_text("FORM = 2\n")
+    assert export_fingerprint([source]) != before
+    assert export_fingerprint() == export_fingerprint()  # the package's own sources: stable

@@ -254,7 +254,8 @@ def _register_runtimes(bench: argparse._SubParsersAction) -> None:
         "--work-dir",
         type=Path,
         default=Path(options.default(benchmark_runtimes, "work_dir")),
-        help="where the exported models are kept (default %(default)s)",
+        help="where the exported models are kept, reused by a later run while the code that exports them "
+        "and the runtimes' versions are the same (default %(default)s)",
     )
     options.add_result_files(b)
     b.set_defaults(func=_cmd_runtimes)

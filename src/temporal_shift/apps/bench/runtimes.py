@@ -244,7 +244,8 @@ def benchmark_runtimes(
 ) -> RuntimesResult:
     """Batch-1 latency of TSN and TSM of each of ``archs`` in each of ``runtimes`` (and the int8
     builds with ``int8``), and of the online MobileNetV2 step (``online``); exported files are
-    kept in ``work_dir`` and reused by a later run with the same settings.
+    kept in ``work_dir`` and reused by a later run with the same settings, the same code that
+    shapes the exported graphs and the same runtime versions (`export_fingerprint`).
 
     Each row runs in a process of its own (spawned), so that no runtime's thread pool (PyTorch's
     OpenMP workers spin after each call, XNNPACK's and OpenVINO's have their own) competes with
@@ -260,7 +261,7 @@ def benchmark_runtimes(
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     torch.set_num_threads(threads)
-    work = Path(work_dir) / f"t{n_segment}-{size}-batch1"
+    work = Path(work_dir) / f"t{n_segment}-{size}-batch1-{export_fingerprint()}"
     work.mkdir(parents=True, exist_ok=True)
     all_runtimes = list(runtimes) + ([f"{r}-int8" for r in INT8_RUNTIMES if r in runtimes] if int8 else [])
     groups = list(archs) + (["online"] if online else [])
@@ -288,6 +289,37 @@ def benchmark_runtimes(
         export_seconds=seconds,
         notes=notes,
     )
+
+
+# what shapes an exported graph: the models, the shift, the export and its rewrites, this bench's pair
+_EXPORT_SOURCES = ("models", "ops", "engine/export.py", "engine/split_form.py", "engine/openvino_int8.py", "apps/bench")
+_EXPORT_PACKAGES = ("torch", "onnx", "onnxscript", "executorch", "openvino", "nncf")
+
+
+def export_fingerprint(sources: Sequence[Path] | None = None) -> str:
+    """A short hash of the source files that shape the exported graphs (``sources``, default: those
+    of ``_EXPORT_SOURCES`` in this package) and of the versions of the exporters, so that a work
+    folder's exports are reused only by the code and the runtimes that wrote them: a change to the
+    export (a rewrite, a new form of the shift) gets fresh files rather than the stale ones."""
+    import hashlib
+    from importlib import metadata
+
+    if sources is None:
+        package = Path(__file__).resolve().parents[2]
+        sources = []
+        for entry in _EXPORT_SOURCES:
+            path = package / entry
+            sources.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.read_bytes())
+    for name in _EXPORT_PACKAGES:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            version = "absent"
+        digest.update(f"{name}=={version};".encode())
+    return digest.hexdigest()[:10]
 
 
 def _export_rows(rows: Sequence[_Row], *, size: int, log: Callable[[str], None] | None) -> dict[str, float]:
