@@ -95,6 +95,7 @@ def test_the_online_step_in_the_edge_runtimes_fp32_and_int8(tmp_path: Path) -> N
         repeats=2,
         warmup=0,
         threads=1,
+        online_frames=3,
         work_dir=tmp_path,
         log=None,
     )
@@ -104,6 +105,7 @@ def test_the_online_step_in_the_edge_runtimes_fp32_and_int8(tmp_path: Path) -> N
     assert "mobilenet_v2-online-tsm-int8.pte" in files and "mobilenet_v2-online-tsn-int8.xml" in files
     assert all(result.fps(f"online/{r}") > 0 for r in runtimes)
     assert set(result.speedups()) == {"online"} and "online/openvino-int8" in result.table()
+    assert "online rows: 3 consecutive steps of one stream a timing, ms per step" in result.notes
 
 
 @pytest.mark.parametrize(

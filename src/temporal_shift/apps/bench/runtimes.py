@@ -8,7 +8,8 @@ clips: latency only, the accuracy of int8 models is measured on trained ones, se
 docs/deploy.md). The online MobileNetV2 step (one frame through a causal TSM, the shift
 buffers as inputs and outputs) is timed in each runtime too, next to the TSN per-frame step: in
 PyTorch the step itself, in an exported runtime one `engine.runtimes.ExportedStream` update (what
-``tsm stream`` runs a frame: the buffers fed back, or in OpenVINO kept as states).
+``tsm stream`` runs a frame: the buffers fed back, or in OpenVINO kept as states); each timing is
+20 consecutive frames of one stream (``online_frames``), reported per frame.
 
 Every exported graph is the one `engine.export` writes for a static batch of one clip (``tsm
 export --batch-size 1``: the latency measured is batch 1's; in OpenVINO, a residual-shift ResNet
@@ -147,6 +148,7 @@ class _Row:
     size: int
     threads: int
     work: str
+    calls: int = 1  # consecutive calls a timing (the online rows: frames of one stream)
 
     @property
     def name(self) -> str:
@@ -224,8 +226,9 @@ def _serve(row: _Row, conn: Any) -> None:
     with torch.inference_mode():
         while (name := conn.recv()) is not None:
             started = time.perf_counter()
-            runners[name](*inputs[name])
-            conn.send(("time", time.perf_counter() - started))
+            for _ in range(row.calls):
+                runners[name](*inputs[name])
+            conn.send(("time", (time.perf_counter() - started) / row.calls))
 
 
 def benchmark_runtimes(
@@ -239,13 +242,16 @@ def benchmark_runtimes(
     repeats: int = 12,
     warmup: int = 2,
     threads: int = 2,
+    online_frames: int = 20,
     work_dir: str | Path = "bench_runtimes",
     log: Callable[[str], None] | None = print,
 ) -> RuntimesResult:
     """Batch-1 latency of TSN and TSM of each of ``archs`` in each of ``runtimes`` (and the int8
     builds with ``int8``), and of the online MobileNetV2 step (``online``); exported files are
     kept in ``work_dir`` and reused by a later run with the same settings, the same code that
-    shapes the exported graphs and the same runtime versions (`export_fingerprint`).
+    shapes the exported graphs and the same runtime versions (`export_fingerprint`). An online
+    row's timing is ``online_frames`` consecutive steps of one stream (per-step time reported):
+    a single 2-8 ms step between other processes' steps varied by up to 50% from round to round.
 
     Each row runs in a process of its own (spawned), so that no runtime's thread pool (PyTorch's
     OpenMP workers spin after each call, XNNPACK's and OpenVINO's have their own) competes with
@@ -258,15 +264,25 @@ def benchmark_runtimes(
     unknown = [a for a in archs if a not in BACKBONES]
     if unknown:
         raise ValueError(f"unknown arch {unknown[0]!r}; expected some of {', '.join(sorted(BACKBONES))}")
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    if repeats < 1 or warmup < 0 or online_frames < 1:
+        raise ValueError(
+            f"need repeats >= 1, warmup >= 0 and online_frames >= 1, got {repeats}, {warmup} and {online_frames}"
+        )
     torch.set_num_threads(threads)
     work = Path(work_dir) / f"t{n_segment}-{size}-batch1-{export_fingerprint()}"
     work.mkdir(parents=True, exist_ok=True)
     all_runtimes = list(runtimes) + ([f"{r}-int8" for r in INT8_RUNTIMES if r in runtimes] if int8 else [])
     groups = list(archs) + (["online"] if online else [])
     rows = [
-        _Row(group=g, runtime=r, n_segment=n_segment, size=size, threads=threads, work=str(work))
+        _Row(
+            group=g,
+            runtime=r,
+            n_segment=n_segment,
+            size=size,
+            threads=threads,
+            work=str(work),
+            calls=online_frames if g == "online" else 1,
+        )
         for g in groups
         for r in all_runtimes
     ]
@@ -275,6 +291,8 @@ def benchmark_runtimes(
     latency = {row: {name: summarize([t * 1e3 for t in ts]) for name, ts in per.items()} for row, per in times.items()}
     ratio = {row: summarize([b / a for a, b in zip(per["TSN"], per["TSM"], strict=True)]) for row, per in times.items()}
     notes = ["each row in its own process"]
+    if online:
+        notes.append(f"online rows: {online_frames} consecutive steps of one stream a timing, ms per step")
     if int8:
         notes[0] += "; int8 builds calibrated on random clips (latency only)"
     return RuntimesResult(
@@ -291,8 +309,16 @@ def benchmark_runtimes(
     )
 
 
-# what shapes an exported graph: the models, the shift, the export and its rewrites, this bench's pair
-_EXPORT_SOURCES = ("models", "ops", "engine/export.py", "engine/split_form.py", "engine/openvino_int8.py", "apps/bench")
+# what shapes an exported graph: the models, the shift, the export and its rewrites, this bench's
+# pair of models (and, in `export_fingerprint`, the source of `_export` and `_causal_copy`)
+_EXPORT_SOURCES = (
+    "models",
+    "ops",
+    "engine/export.py",
+    "engine/split_form.py",
+    "engine/openvino_int8.py",
+    "apps/bench/overhead.py",
+)
 _EXPORT_PACKAGES = ("torch", "onnx", "onnxscript", "executorch", "openvino", "nncf")
 
 
@@ -302,15 +328,18 @@ def export_fingerprint(sources: Sequence[Path] | None = None) -> str:
     folder's exports are reused only by the code and the runtimes that wrote them: a change to the
     export (a rewrite, a new form of the shift) gets fresh files rather than the stale ones."""
     import hashlib
+    import inspect
     from importlib import metadata
 
+    digest = hashlib.sha256()
     if sources is None:
         package = Path(__file__).resolve().parents[2]
         sources = []
         for entry in _EXPORT_SOURCES:
             path = package / entry
             sources.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
-    digest = hashlib.sha256()
+        for function in (_export, _causal_copy):  # this module's part: not its timing code
+            digest.update(inspect.getsource(function).encode())
     for path in sources:
         digest.update(path.read_bytes())
     for name in _EXPORT_PACKAGES:
