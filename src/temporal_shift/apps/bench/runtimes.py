@@ -333,7 +333,9 @@ def export_fingerprint(sources: Sequence[Path] | None = None) -> str:
 
     digest = hashlib.sha256()
     if sources is None:
-        package = Path(__file__).resolve().parents[2]
+        import temporal_shift
+
+        package = Path(temporal_shift.__file__).resolve().parent
         sources = []
         for entry in _EXPORT_SOURCES:
             path = package / entry
