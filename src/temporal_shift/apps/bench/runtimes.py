@@ -333,9 +333,9 @@ def export_fingerprint(sources: Sequence[Path] | None = None) -> str:
 
     digest = hashlib.sha256()
     if sources is None:
-        import temporal_shift
+        from importlib import resources
 
-        package = Path(temporal_shift.__file__).resolve().parent
+        package = Path(str(resources.files("temporal_shift")))  # this package's source folder
         sources = []
         for entry in _EXPORT_SOURCES:
             path = package / entry
