@@ -73,6 +73,13 @@ def _keeps_zero(fake_quantize: Any) -> bool:
     return abs(level * step + out_low) <= 1e-3 * abs(step)
 
 
+def _quantizer_like(fake_quantize: Any, output: Any) -> Any:
+    """A FakeQuantize of ``output`` with ``fake_quantize``'s ranges and levels."""
+    from openvino import opset13 as ops
+
+    return ops.fake_quantize(output, *[ops.constant(r) for r in _ranges(fake_quantize)], _levels(fake_quantize))
+
+
 def _only_reader(node: Any) -> bool:
     return len(node.output(0).get_target_inputs()) == 1
 
@@ -128,7 +135,6 @@ def quantize_after_shift(model: Any) -> int:
     docstring) by one on its output; returns how many concatenations were rewritten. Nested
     concatenations (the static-batch form's zero frames) are rewritten from the inside out, so
     the outer one then sees quantized parts."""
-    from openvino import opset13 as ops
 
     rewritten, sunk = 0, set[str]()
     for concat in model.get_ordered_ops():
@@ -137,10 +143,8 @@ def quantize_after_shift(model: Any) -> int:
         quantizers = _sinkable(concat, sunk)
         if quantizers is None:
             continue
-        first = quantizers[0]
-        limits = [ops.constant(r) for r in _ranges(first)]
         readers = list(concat.output(0).get_target_inputs())
-        after = ops.fake_quantize(concat.output(0), *limits, _levels(first))
+        after = _quantizer_like(quantizers[0], concat.output(0))
         sunk.add(after.get_friendly_name())
         for target in readers:
             target.replace_source_output(after.output(0))
@@ -176,7 +180,6 @@ def quantize_new_buffers(model: Any) -> int:
     layers were rewritten. Only where the concatenation is (FakeQuantize of an input, FakeQuantize
     of a Slice) with one quantizer whose grid holds zero and the features' other Slice is a new
     buffer output; anything else is left as NNCF made it."""
-    from openvino import opset13 as ops
 
     rewritten = 0
     for concat in model.get_ordered_ops():
@@ -195,8 +198,7 @@ def quantize_new_buffers(model: Any) -> int:
         cut = _new_buffer_cut(rest)
         if cut is None or not _same_quantizer(buffer_q, rest_q) or not _keeps_zero(rest_q):
             continue
-        features = rest.input(0).get_source_output()
-        quantized = ops.fake_quantize(features, *[ops.constant(r) for r in _ranges(rest_q)], _levels(rest_q))
+        quantized = _quantizer_like(rest_q, rest.input(0).get_source_output())
         rest.input(0).replace_source_output(quantized.output(0))
         cut.input(0).replace_source_output(quantized.output(0))
         concat.input(1).replace_source_output(rest.output(0))

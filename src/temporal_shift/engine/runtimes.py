@@ -370,9 +370,9 @@ class ExportedStream:
         return self._num_classes
 
     def reset(self) -> None:
-        self._buffers = [torch.zeros(shape) for shape in self._buffer_shapes]
+        # with states the runtime keeps the buffers (zeroed here); else this stream feeds them
+        self._buffers = [] if self._states else [torch.zeros(shape) for shape in self._buffer_shapes]
         if self._states:
-            self._buffers = []
             self.runtime.reset_states()  # type: ignore[attr-defined]
         self.steps = 0
         if not hasattr(self, "_num_classes"):
