@@ -91,7 +91,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--segments", type=int, default=8, help="T, frames the model sees (default 8)")
     p.add_argument("--frames", type=int, default=8, help="frames per rendered clip (default 8)")
     p.add_argument("--size", type=int, default=32)
-    p.add_argument("--scene", choices=SCENES, default="single", help="one object per clip, or the hard scene")
+    p.add_argument("--scene", choices=SCENES, default="single", help="single (one object per clip), hard or camouflage")
     p.add_argument("--motion", type=float, default=1.0)
     p.add_argument("--spin", type=float, default=1.0)
     p.add_argument("--object-scale", type=float, default=1.0)

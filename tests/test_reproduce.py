@@ -422,26 +422,29 @@ def _fake_training(arm, *, out_dir, seed, **kwargs):
     }
 
 
-def test_the_hard_data_is_its_own_dataset_runs_and_results(tmp_path: Path, monkeypatch) -> None:
-    """``--data hard``: the hard scene's dataset, other run keys than the demo data's, results in
-    ``<experiment>-hard`` (the training itself is the recipe's, tested above: faked here)."""
-    from temporal_shift.data.synthetic import HARD_CLASSES
+@pytest.mark.parametrize("data", ["hard", "camouflage"])
+def test_the_hard_data_is_its_own_dataset_runs_and_results(tmp_path: Path, monkeypatch, data) -> None:
+    """``--data hard`` (or ``camouflage``): that scene's dataset, other run keys than the demo data's,
+    results in ``<experiment>-hard`` (the training itself is the recipe's, tested above: faked here)."""
+    from temporal_shift.data.synthetic import scene_classes
 
     monkeypatch.setattr(common, "train_arm", _fake_training)
     (result,) = rp.reproduce(  # jobs=1: in this process, where the fake is
-        "placement", budget=TINY, data="hard", out_dir=tmp_path, progress=False, log=lambda s: None, jobs=1
+        "placement", budget=TINY, data=data, out_dir=tmp_path, progress=False, log=lambda s: None, jobs=1
     )
-    assert result.out_dir == tmp_path / "placement-hard" and result.data == "hard"
+    assert result.out_dir == tmp_path / f"placement-{data}" and result.data == data
     saved = json.loads(result.files["json"].read_text())
-    assert saved["data"] == "hard" and saved["recipe"]["data"]["scene"] == "hard"
-    assert saved["command"] == f"tsm reproduce placement --budget tiny --seeds 2 --data hard --out {tmp_path}"
+    assert saved["data"] == data and saved["recipe"]["data"]["scene"] == data
+    assert saved["command"] == f"tsm reproduce placement --budget tiny --seeds 2 --data {data} --out {tmp_path}"
     assert f"Command: `{saved['command']}`" in result.files["markdown"].read_text()
-    meta = json.loads((tmp_path / "data" / "hard_24" / "meta.json").read_text())
-    assert meta["classes"] == list(HARD_CLASSES)
+    root = rp.data_folder(tmp_path, data, TINY)
+    meta = json.loads((root / "meta.json").read_text())
+    assert meta["classes"] == list(scene_classes(data))
+    assert meta["settings"]["pair_hues"] is (data == "camouflage")  # the camouflage dots' hue names the pair
     arm = placement.arms()[0]
     keys = {
-        rp.run_key(arm, data_root=tmp_path / "data" / folder, budget=TINY, seed=0, device="cpu")
-        for folder in ("hard_24", "synthetic_24")
+        rp.run_key(arm, data_root=folder, budget=TINY, seed=0, device="cpu")
+        for folder in (root, rp.data_folder(tmp_path, "demo", TINY))
     }
     assert len(keys) == 2  # the data's generator settings are part of a run's key
 

@@ -238,3 +238,17 @@ def test_synth_hard_scene(tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--pair-hues", "--out", str(tmp_path / "h2")]) == 2
     assert "the hard scene has neither" in capsys.readouterr().err
+
+
+def test_synth_camouflage_scene(tmp_path, capsys):
+    from temporal_shift.data.synthetic import CAMOUFLAGE_CLASSES
+
+    out = tmp_path / "camouflage"
+    argv = ["synth", "--out", str(out), "--num-videos", "24", "--size", "32", "--frames", "4", "--scene", "camouflage"]
+    assert main([*argv, "--plain", "--pair-hues", "--motion", "3", "--workers", "1"]) == 0
+    assert read_classes(out / "classes.txt") == list(CAMOUFLAGE_CLASSES)
+    settings = json.loads((out / "meta.json").read_text())["settings"]
+    assert settings["scene"] == "camouflage" and settings["pair_hues"] is True
+    capsys.readouterr()
+    assert main([*argv, "--spin", "2.5", "--out", str(tmp_path / "c2")]) == 2
+    assert "the camouflage scene has no rotation" in capsys.readouterr().err

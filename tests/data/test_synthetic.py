@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+import temporal_shift.data.synthetic as synthetic
 from temporal_shift.data.dataset import VideoDataset
 from temporal_shift.data.lists import FrameRecord, VideoRecord, read_classes, read_list
 from temporal_shift.data.sampling import TSNSampler
 from temporal_shift.data.synthetic import (
+    CAMOUFLAGE_CLASSES,
     CLASSES,
     CONTROL_PAIRS,
     HARD_CLASSES,
@@ -507,3 +509,105 @@ def test_the_demos_global_cues_are_gone_from_the_hard_scene():
     for pair in TEMPORAL_PAIRS:
         accuracy = _late_fusion_of_global_features(pair, HARD, clips_per_class=128)
         assert abs(accuracy - 0.5) < 0.15, (HARD_CLASSES[pair[0]], accuracy)
+
+
+# --- the camouflage scene: no frame shows the disc, only how regions move between frames ---
+
+CAMO = {"scene": "camouflage", "clutter": False, "motion": 3.0}
+CAMO_IDS = [f"{CAMOUFLAGE_CLASSES[a]}-vs-{CAMOUFLAGE_CLASSES[b]}" for a, b in TEMPORAL_PAIRS]
+_HEADINGS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
+
+
+def test_camouflage_pairs_are_each_other_backwards_and_the_dataset_names_its_classes(tmp_path):
+    for first, second in TEMPORAL_PAIRS:
+        a, pa = render_clip(first, rng=np.random.default_rng(9), size=32, frames=8, **CAMO)
+        b, pb = render_clip(second, rng=np.random.default_rng(9), size=32, frames=8, **CAMO)
+        np.testing.assert_array_equal(b, a[::-1])
+        np.testing.assert_array_equal(pb["cx"], pa["cx"][::-1])
+        np.testing.assert_array_equal(pb["background_dx"], pa["background_dx"][::-1])
+    out = tmp_path / "camouflage"
+    paths = generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, **CAMO)
+    assert read_classes(paths.classes) == list(CAMOUFLAGE_CLASSES)
+    meta = json.loads(paths.meta.read_text())
+    assert meta["classes"] == list(CAMOUFLAGE_CLASSES) and meta["settings"]["scene"] == "camouflage"
+    first = _digest(out)
+    generate_synthetic(out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, **CAMO)
+    assert _digest(out) == first
+    with pytest.raises(ValueError, match="other settings"):  # the hard scene's data is another dataset
+        generate_synthetic(
+            out, num_videos=24, size=32, frames=4, seed=1, workers=1, progress=False, **{**CAMO, "scene": "hard"}
+        )
+    with pytest.raises(ValueError, match="the camouflage scene has no rotation"):
+        render_clip(0, rng=np.random.default_rng(0), size=32, frames=4, **CAMO, spin=2.5)
+
+
+def _named_heading(name: str) -> np.ndarray:
+    """The direction (x, y; y down) a class's name says its disc or background moves."""
+    words = name.split("_moving_")[1].split("_behind")[0].split("_")
+    return np.sum([_HEADINGS[w] for w in words], axis=0)
+
+
+@pytest.mark.parametrize("label", range(10), ids=CAMOUFLAGE_CLASSES[:10])
+def test_camouflage_classes_move_what_their_names_say(label):
+    """From one frame to the next, the pixels well inside the disc are the last frame's moved by
+    the disc's step, those well outside are the background moved by its own step; the steps
+    go the named way, and the other region stands still."""
+    name = CAMOUFLAGE_CLASSES[label]
+    cell = synthetic._CAMO_CELL  # pixels a cell at 32x32
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE] + 0.5
+    for i in range(6):
+        clip, p = render_clip(label, rng=np.random.default_rng([4, i]), size=SIZE, frames=FRAMES, **CAMO)
+        frames = clip.astype(np.float32)
+        disc = np.rint(np.stack([_wrapped(np.diff(p["cx"])), _wrapped(np.diff(p["cy"]))], axis=1))
+        back = np.stack([np.diff(p["background_dx"]), np.diff(p["background_dy"])], axis=1)
+        moving, still = (back, disc) if name.startswith("background") else (disc, back)
+        assert (still == 0).all()
+        heading = _named_heading(name)
+        assert ((moving @ heading) > 0).sum() >= FRAMES // 2 and ((moving @ heading) >= 0).all(), moving
+        assert (np.abs(moving) @ (heading == 0) == 0).all(), moving  # no sideways step
+        radius = p["radius"][0]
+        for f in range(FRAMES - 1):
+            for inside, (dx, dy) in ((True, disc[f]), (False, back[f])):
+                # a pixel of frame f + 1 and where it came from in frame f, both well in the region
+                now = np.hypot(_wrapped(xs - p["cx"][f + 1]), _wrapped(ys - p["cy"][f + 1]))
+                then = np.hypot(_wrapped(xs - dx - p["cx"][f]), _wrapped(ys - dy - p["cy"][f]))
+                region = (now < radius - cell) & (then < radius - cell)
+                if not inside:
+                    region = (now > radius + cell) & (then > radius + cell)
+                moved = np.roll(frames[f], (int(dy), int(dx)), axis=(0, 1))
+                assert region.any() and np.abs(frames[f + 1] - moved)[region].mean() < 6, (name, i, f, inside)
+
+
+@pytest.mark.parametrize("pair", [*TEMPORAL_PAIRS, (0, 4), (2, 6)], ids=[*CAMO_IDS, "disc-vs-background", "axis"])
+def test_camouflage_per_frame_classifier_is_at_chance(pair):
+    """Every frame is the same random texture whatever the class: a per-frame classifier tells
+    neither a class from its partner nor one pair's frames from another's."""
+    logistic, centroid = _per_frame_accuracies(pair, clips_per_class=96, **CAMO)
+    assert abs(logistic - 0.5) < 0.15, logistic
+    assert abs(centroid - 0.5) < 0.15, centroid
+
+
+def test_camouflage_pair_hues_name_the_pair_in_every_frame_and_nothing_more():
+    """With ``pair_hues`` (as `tsm reproduce --data camouflage`) the dots' hue tells one pair's
+    frames from another's, as on the demo's data, and still not a class from its partner."""
+    hued = {**CAMO, "pair_hues": True}
+    logistic, centroid = _per_frame_accuracies((0, 4), **hued)
+    assert logistic > 0.9 and centroid > 0.9, (logistic, centroid)
+    logistic, centroid = _per_frame_accuracies((2, 3), clips_per_class=96, **hued)
+    assert abs(logistic - 0.5) < 0.15 and abs(centroid - 0.5) < 0.15, (logistic, centroid)
+
+
+def test_camouflage_control_pair_is_told_from_one_frame():
+    """The ring's colour: a linear classifier on global features reads it above chance among dots
+    of any hue, and clearly among the pair hues' (clear of red and blue), as the recipe draws them."""
+    (pair,) = CONTROL_PAIRS
+    logistic, centroid = _per_frame_accuracies(pair, **CAMO)
+    assert logistic > 0.65 and centroid > 0.7, (logistic, centroid)
+    logistic, centroid = _per_frame_accuracies(pair, **CAMO, pair_hues=True)
+    assert logistic > 0.8 and centroid > 0.9, (logistic, centroid)
+
+
+def test_late_fusion_of_global_features_is_at_chance_on_the_camouflage_scene():
+    for pair in TEMPORAL_PAIRS:
+        accuracy = _late_fusion_of_global_features(pair, CAMO, clips_per_class=128)
+        assert abs(accuracy - 0.5) < 0.15, (CAMOUFLAGE_CLASSES[pair[0]], accuracy)

@@ -55,7 +55,9 @@ def _register_synth(sub: argparse._SubParsersAction) -> None:
         default=options.default(generate, "scene"),
         help="single: one object per clip acts the class (the default); hard: a square and a circle act it "
         "(orbiting, chasing, launching, passing, side by side) among 3-5 look-alike moving distractors, so the order "
-        "is in a local relation (tsm reproduce --data hard)",
+        "is in a local relation (tsm reproduce --data hard); camouflage: a disc cut from a random-dot texture like "
+        "the background's moves (or the background behind it), seen only by how it moves: no frame tells a "
+        "temporal class (tsm reproduce --data camouflage)",
     )
     p.add_argument(
         "--plain",

@@ -109,8 +109,9 @@ def _register_reproduce(sub: argparse._SubParsersAction) -> None:
         choices=tuple(DATA_VARIANTS),
         default=options.default(reproduce, "data"),
         help="the synthetic data: demo (one object per clip, the demo's), hard (a square and a circle act "
-        "the class among look-alike moving distractors: the order cue is local) or hard64 (the same at 64x64, "
-        "for longer runs: --epochs); default %(default)s",
+        "the class among look-alike moving distractors: the order cue is local), hard64 (the same at 64x64, "
+        "for longer runs: --epochs) or camouflage (a disc of the background's random-dot texture, seen only by "
+        "how it moves: no frame tells a temporal class); default %(default)s",
     )
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the budget's)")
     p.add_argument(

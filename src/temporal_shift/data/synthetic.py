@@ -38,6 +38,15 @@ still red or blue ring. No frame's global features
 features across time (late fusion) has no easy way in; one that sees neighbouring frames at
 each place (TSM's shift, 3D convolutions) does.
 
+``scene="camouflage"`` (`CAMOUFLAGE_CLASSES`, `tsm reproduce --data camouflage`) keeps the pairs
+and the guarantee with a random-dot kinematogram: every frame is a texture of square dots, and a
+disc cut from a second texture drawn the same way moves right/left, down/up or along either
+diagonal, or stands still while the background moves right/left behind it; the control pair
+is a still red or blue ring. Everything moves by whole dots and the disc is made of whole dots,
+so within a pair, and across the pairs without ``pair_hues``, every frame is a sample of the
+same texture: no frame shows the disc, and only how regions move between frames tells the
+class. ``pair_hues`` gives each pair's dots its own hue, as the single scene's objects.
+
 Layout written by ``generate_synthetic(out_dir, ...)`` (names are the constants below)::
 
     out_dir/frames/<video_id>/img_00001.jpg ...   frame folders (JPEG)
@@ -97,7 +106,23 @@ HARD_CLASSES: tuple[str, ...] = (
     "red_ring",
     "blue_ring",
 )
-SCENES: tuple[str, ...] = ("single", "hard")
+# the camouflage scene's classes (`render_clip(scene="camouflage")`), in the same pairs: a disc cut
+# from a random-dot texture like its background's, seen only by how it moves ("disc" stands for it)
+CAMOUFLAGE_CLASSES: tuple[str, ...] = (
+    "disc_moving_right",
+    "disc_moving_left",
+    "disc_moving_down",
+    "disc_moving_up",
+    "background_moving_right_behind_a_still_disc",
+    "background_moving_left_behind_a_still_disc",
+    "disc_moving_down_left",
+    "disc_moving_up_right",
+    "disc_moving_down_right",
+    "disc_moving_up_left",
+    "red_ring",
+    "blue_ring",
+)
+SCENES: tuple[str, ...] = ("single", "hard", "camouflage")
 TEMPORAL_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
 CONTROL_PAIRS: tuple[tuple[int, int], ...] = ((10, 11),)
 
@@ -323,7 +348,9 @@ def render_clip(
     object's per-frame parameters (cx, cy, radius, angle, alpha; in display order).
     ``scene="hard"``: the hard scene's class (`HARD_CLASSES`: a square and a circle among
     look-alike moving distractors; ``pair_hues`` and ``spin`` do not apply), its parameters the
-    circle's cx, cy and the square's ref_cx, ref_cy.
+    circle's cx, cy and the square's ref_cx, ref_cy. ``scene="camouflage"``: the camouflage
+    scene's class (`CAMOUFLAGE_CLASSES`: a disc of random dots over random dots, seen only by how
+    it moves; ``spin`` does not apply), its parameters those of `_render_camouflage`.
     ``clutter=False``: plain background, no distractors. ``motion`` scales the speed of
     the moving classes (rotation has its own knob, ``spin``). ``pair_hues=True``: the main
     object's hue names its pair (`PAIR_HUES`), so one frame tells the pair and only the
@@ -342,6 +369,8 @@ def render_clip(
     knobs: _Knobs = {"rng": rng, "frames": frames, "height": height, "width": width, "clutter": clutter}
     if scene == "hard":
         clip, params = _render_hard(label, motion=motion, object_scale=object_scale, **knobs)
+    elif scene == "camouflage":
+        clip, params = _render_camouflage(label, motion=motion, object_scale=object_scale, pair_hues=pair_hues, **knobs)
     else:
         clip, params = _render_single(
             label, motion=motion, object_scale=object_scale, pair_hues=pair_hues, spin=spin, **knobs
@@ -607,6 +636,108 @@ def _render_hard(
     return clip, params
 
 
+# --- the camouflage scene ----------------------------------------------------------------
+# A random-dot kinematogram: every frame is a texture of square dots (cells), each cell one of
+# the clip's two colours at random, and a disc cut from a second texture drawn the same way.
+# Everything is rendered on the cell grid and scaled up, positions move by whole cells and the
+# disc is made of whole cells, so no frame shows an edge, a seam or a phase: each frame on its
+# own is a sample of the same texture whatever the class (with ``pair_hues``, whatever the class
+# within its pair), and only how regions move between frames shows the disc and its direction.
+# Pooled per-frame features (TSN, late fusion) have nothing to compare; a model that sees
+# neighbouring frames at each place has. The texture wraps at whole cells: a frame whose side is
+# not a multiple of the cell cuts the last one.
+
+_CAMO_CELL = 2  # pixels a cell at 32x32 (scaled with the frame)
+_CAMO_DENSITY = 0.5  # the odds of a dot in a cell
+_CAMO_RADIUS = (4.0, 6.0)  # the disc's radius in cells at 32x32, times object_scale
+# direction (dx, dy) of the first class of each temporal pair (y down); kind 2 moves the background
+_CAMO_DIRECTIONS = {0: (1, 0), 1: (0, 1), 2: (1, 0), 3: (-1, 1), 4: (1, 1)}
+
+
+def _dots(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """A random binary texture (rows, cols): each cell a dot (1) with odds `_CAMO_DENSITY`."""
+    return (rng.random((rows, cols)) < _CAMO_DENSITY).astype(np.int64)
+
+
+def _render_camouflage(
+    label: int,
+    *,
+    rng: np.random.Generator,
+    frames: int,
+    height: int,
+    width: int,
+    clutter: bool,
+    motion: float,
+    object_scale: float,
+    pair_hues: bool,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One clip of the camouflage scene's class ``label`` (forwards, `render_clip` reverses) and
+    its per-frame parameters in pixels: the disc's centre (cx, cy; the ring's for the control
+    pair) and radius (the cells whose centres it covers are the disc's), and how far the
+    background texture is rolled (background_dx, background_dy; whole cells). Speeds are
+    those of the single scene (1-2.5 px a frame at 64x64, times ``motion``), rounded to whole
+    cells; ``clutter`` adds stronger per-frame noise."""
+    cell = max(1, round(_CAMO_CELL * min(height, width) / 32))
+    rows, cols = -(-height // cell), -(-width // cell)
+    t = np.arange(frames, dtype=np.float64) - (frames - 1) / 2
+    kind = label // 2
+    hue = rng.uniform(0, 1)
+    if pair_hues:  # the dots' hue names the pair (the control pair's is any pair's)
+        band = kind if kind < 5 else int(rng.integers(len(PAIR_HUES)))
+        hue = PAIR_HUES[band] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD)
+    high = _hsv_to_rgb(hue % 1.0, rng.uniform(0.85, 1.0), rng.uniform(0.85, 1.0)) * 255
+    low = _hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.3, 0.9), rng.uniform(0.1, 0.3)) * 255
+    background, inside = _dots(rng, rows, cols), _dots(rng, rows, cols)
+    centre = np.array([rng.uniform(0, cols), rng.uniform(0, rows)])
+    radius = rng.uniform(*_CAMO_RADIUS) * min(rows, cols) / 16 * object_scale
+    speed = rng.uniform(1.0, 2.5) * motion * min(height, width) / 64 / cell  # cells a frame
+    disc_step = np.zeros((frames, 2), dtype=np.int64)
+    back_step = np.zeros((frames, 2), dtype=np.int64)
+    if kind < 5:
+        direction = np.array(_CAMO_DIRECTIONS[kind], dtype=np.float64)
+        # whole cells, from a random phase: even steps (no pause at mid-clip), the same when played backwards
+        travel = np.outer(t, direction / np.linalg.norm(direction)) * speed + rng.uniform(0, 1, size=2)
+        moved = np.floor(travel).astype(np.int64)
+        if kind == 2:
+            back_step = moved
+        else:
+            disc_step = moved
+    ys, xs = np.mgrid[0:rows, 0:cols] + 0.5
+    grid = np.empty((frames, rows, cols), dtype=np.int64)
+    for f in range(frames):
+        bx, by = back_step[f]
+        dx, dy = disc_step[f]
+        frame = np.roll(background, (by, bx), axis=(0, 1))
+        cx, cy = centre[0] + dx, centre[1] + dy
+        inside_disc = _wrap(xs - cx, cols) ** 2 + _wrap(ys - cy, rows) ** 2 <= radius**2
+        frame = np.where(inside_disc, np.roll(inside, (dy, dx), axis=(0, 1)), frame)
+        grid[f] = frame
+    colours = np.stack([low, high]).astype(np.float32)
+    canvas = colours[grid].repeat(cell, axis=1).repeat(cell, axis=2)[:, :height, :width]
+    sigma = np.float32(rng.uniform(4, 10) if clutter else 3)
+    canvas = canvas + rng.standard_normal(size=canvas.shape, dtype=np.float32) * sigma
+    cx = (centre[0] + disc_step[:, 0]) * cell % width
+    cy = (centre[1] + disc_step[:, 1]) * cell % height
+    if kind == 5:  # the control pair: a still ring, red or blue, over the still texture (where the disc is)
+        hue = rng.uniform(-0.04, 0.04) if label == 10 else rng.uniform(0.6, 0.68)
+        ring = _thing(
+            "ring",
+            np.array([cx, cy]),
+            radius * cell,  # the size of the disc it stands in for
+            0.0,
+            _hard_colour(rng, hue),
+        )
+        canvas = _paint(canvas, ring, shape="ring", colour=ring["colour"])
+    clip = np.clip(canvas, 0, 255).round().astype(np.uint8)
+    return clip, {
+        "cx": cx.astype(np.float64),
+        "cy": cy.astype(np.float64),
+        "radius": np.full(frames, radius * cell),
+        "background_dx": (back_step[:, 0] * cell).astype(np.float64),
+        "background_dy": (back_step[:, 1] * cell).astype(np.float64),
+    }
+
+
 # --- writing -------------------------------------------------------------------------
 
 
@@ -639,16 +770,20 @@ def _check_rates(*, motion: float, object_scale: float, spin: float) -> None:
 
 
 def scene_classes(scene: str = "single") -> tuple[str, ...]:
-    """The class names of a scene of `SCENES`: `CLASSES` (one object per clip) or `HARD_CLASSES`."""
+    """The class names of a scene of `SCENES`: `CLASSES` (one object per clip), `HARD_CLASSES` or
+    `CAMOUFLAGE_CLASSES`."""
     _check_scene(scene, pair_hues=False, spin=1.0)
-    return HARD_CLASSES if scene == "hard" else CLASSES
+    return {"hard": HARD_CLASSES, "camouflage": CAMOUFLAGE_CLASSES}.get(scene, CLASSES)
 
 
 def _check_scene(scene: str, *, pair_hues: bool, spin: float) -> None:
+    """A scene of `SCENES` and only its settings (``pair_hues`` and ``spin`` belong to some)."""
     if scene not in SCENES:
         raise ValueError(f"unknown scene {scene!r}; expected one of {', '.join(SCENES)}")
     if scene == "hard" and (pair_hues or spin != 1.0):
         raise ValueError("pair_hues and spin are settings of the single scene; the hard scene has neither")
+    if scene == "camouflage" and spin != 1.0:
+        raise ValueError("spin is a setting of the single scene; the camouflage scene has no rotation")
 
 
 def _make_one(job: tuple[Path, int, int, int, int, int, int, bool, float, bool, float, float, str]) -> int:
@@ -704,7 +839,8 @@ def generate_synthetic(
 
     ``size`` is the side of square frames or (height, width), even numbers (H.264).
     ``clutter``, ``motion``, ``pair_hues``, ``object_scale``, ``spin`` and ``scene`` (`SCENES`:
-    one object per clip, or the hard scene of `HARD_CLASSES`): see `render_clip`.
+    one object per clip, the hard scene of `HARD_CLASSES` or the camouflage scene of
+    `CAMOUFLAGE_CLASSES`): see `render_clip`.
     Re-running with the same arguments skips finished clips and gives identical files.
     """
     height, width = (size, size) if isinstance(size, int) else tuple(size)

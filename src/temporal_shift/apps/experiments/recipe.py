@@ -71,7 +71,25 @@ HARD_DATA: dict[str, Any] = {
 # actors alone, in about 2500 steps, and the hard scene itself needs more steps than 4320
 # (docs/reproduce.md): give it --epochs, on a GPU
 HARD64_DATA: dict[str, Any] = {**HARD_DATA, "size": 64, "object_scale": 1.5}
-DATA_VARIANTS: dict[str, dict[str, Any]] = {"demo": DEMO_DATA, "hard": HARD_DATA, "hard64": HARD64_DATA}
+# the camouflage scene (`tsm reproduce --data camouflage`): the same pairs' structure, a disc cut
+# from a random-dot texture like its background's, seen only by how it moves (`data.synthetic`'s
+# camouflage scene): within a pair no frame tells one class from the other, nor the disc from the
+# background; the dots' hue names the pair (``pair_hues``), as the demo's objects' does, so that an
+# order-blind model's ceiling is 50% on every temporal pair here too
+CAMOUFLAGE_DATA: dict[str, Any] = {
+    "scene": "camouflage",
+    "size": DEMO_SIZE,
+    "frames": DEMO_FRAMES,
+    "clutter": False,
+    "pair_hues": True,
+    "motion": 3.0,
+}
+DATA_VARIANTS: dict[str, dict[str, Any]] = {
+    "demo": DEMO_DATA,
+    "hard": HARD_DATA,
+    "hard64": HARD64_DATA,
+    "camouflage": CAMOUFLAGE_DATA,
+}
 DEMO_VIDEOS = 3600  # 2,880 training and 720 validation clips
 DEMO_EPOCHS = 8
 DEMO_EVAL_EVERY = 2  # validate every other epoch (and after the last)
@@ -122,8 +140,8 @@ def prepare_data(
     progress: bool = True,
 ):
     """Generate (or reuse) a synthetic dataset of `DATA_VARIANTS` (``demo``: `DEMO_DATA`, ``hard``:
-    `HARD_DATA`, ``hard64``: `HARD64_DATA`) in ``data_dir``. A folder holding a dataset made with
-    other settings (an older version's, say) is an error, never overwritten."""
+    `HARD_DATA`, ``hard64``: `HARD64_DATA`, ``camouflage``: `CAMOUFLAGE_DATA`) in ``data_dir``. A
+    folder holding a dataset made with other settings (an older version's, say) is an error, never overwritten."""
     from temporal_shift.data.synthetic import generate_synthetic
 
     if variant not in DATA_VARIANTS:

@@ -5,7 +5,8 @@ from scratch, T=4 of 8-frame 32x32 synthetic clips, AdamW, cosine schedule) and 
 data, budget, seed set and optimizer for every arm; only the model settings differ. The data
 is the demo's (``demo``: one object per clip) or the harder variant (``hard``: a square and a
 circle acting the class among look-alike moving distractors, so that the order cue is local;
-``hard64``: the same at 64x64, for runs longer than the budgets', ``epochs``).
+``hard64``: the same at 64x64, for runs longer than the budgets', ``epochs``; ``camouflage``: a
+disc of the background's random-dot texture, seen only by how it moves).
 Every arm goes through `train.train` and `evaluate.evaluate` like ``tsm train``/``tsm test``
 runs, and is scored with the recipe's metrics (top-1 overall, on the order-only temporal
 pairs, order accuracy). One module per experiment:
@@ -111,7 +112,7 @@ def reproduce(
 ) -> list[ExperimentResult]:
     """Run ``experiment`` (one of `EXPERIMENTS`, several, or ``"all"``) with ``budget`` (a name of
     `BUDGETS` or a `Budget`) and ``seeds`` seeds (default: the budget's) on the synthetic ``data``
-    (``demo``, ``hard`` or ``hard64``: `recipe.DATA_VARIANTS`), writing under ``out_dir``: the data
+    (``demo``, ``hard``, ``hard64`` or ``camouflage``: `recipe.DATA_VARIANTS`), writing under ``out_dir``: the data
     in ``out_dir/data``, every run in the run store ``out_dir/runs`` (`store`), each experiment's
     results in ``out_dir/<experiment>`` (``<experiment>-<data>`` on other data than the demo's). On
     a CPU the runs train side by side, ``jobs`` at a time (default: one per core; `side_by_side`).
