@@ -10,26 +10,39 @@ is timed in interleaved rounds over the runtimes on one clip.
 
     .venv/bin/python benchmarks/int8_accuracy.py --checkpoint runs/demo/tsm/last.pt \
         --root data/synthetic_demo --json int8.json
+
+``--online`` takes a causal checkpoint (``mode: causal``) and measures its streaming step instead,
+as ``tsm export --online`` writes it and ``tsm stream`` runs it (`runtimes.ExportedStream`; in
+OpenVINO the shift buffers kept as states): each validation clip's T frames one at a time, the
+clip scored by the running mean of the per-frame logits, against the PyTorch stream
+(`OnlineRecognizer`). OpenVINO int8 is measured twice: as exported (the buffers cut after one
+quantizer, `engine.openvino_int8.quantize_new_buffers`) and with NNCF's own cut. Latency is per
+frame, a clip's T frames a round.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 from temporal_shift.checkpoint.loading import load_checkpoint
 from temporal_shift.data.factory import build_dataset
 from temporal_shift.data.sampling import TSNSampler
-from temporal_shift.engine.export import calibration_clips, export_model
-from temporal_shift.engine.runtimes import load_runtime
+from temporal_shift.engine import export
+from temporal_shift.engine.export import calibration_clips, export_model, export_online
+from temporal_shift.engine.runtimes import ExportedStream, load_runtime
+from temporal_shift.models.online import OnlineRecognizer
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--root", type=Path, required=True, help="the demo's data folder")
@@ -40,11 +53,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=100, help="interleaved latency rounds")
     parser.add_argument("--out-dir", type=Path, default=Path("int8_accuracy"))
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    parser.add_argument("--online", action="store_true", help="a causal checkpoint's streaming step, frame by frame")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     loaded = load_checkpoint(args.checkpoint)
     model = loaded.model.eval()
+    if args.online:
+        try:
+            model = OnlineRecognizer(model)
+        except ValueError as exc:
+            parser.error(f"--online: {args.checkpoint}: {exc}")
     size = int(loaded.input_size or 224)
     t = model.config.n_segment
     scale = int(loaded.scale_size or round(size * 8 / 7))  # as the checkpoint was tested (the demo: 32, 32)
@@ -69,6 +88,10 @@ def main() -> None:
     )
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.online:
+        results = _online(model, clips, labels, calibration, size=size, args=args)
+        _report(results, args, clips=len(clips), size=size, calibration=sum(len(c) for c in calibration))
+        return results
     runners = {"pytorch": lambda x: model(x)}
     for fmt, suffix in (("executorch", ".pte"), ("openvino", ".xml")):
         for quantize in (None, "int8"):
@@ -108,31 +131,92 @@ def main() -> None:
                 runners[name](one)
                 if r >= 3:
                     times[name].append((time.perf_counter() - start) * 1e3)
-    for name in runners:
+    _add_latency(results, times)
+    _report(results, args, clips=len(clips), size=size, calibration=sum(len(c) for c in calibration))
+    return results
+
+
+def _online(
+    model: OnlineRecognizer,
+    clips: torch.Tensor,
+    labels: torch.Tensor,
+    calibration: list[torch.Tensor],
+    *,
+    size: int,
+    args: argparse.Namespace,
+) -> dict[str, dict[str, float]]:
+    """The streaming step in PyTorch and exported (fp32, int8; OpenVINO int8 also with NNCF's
+    cut), each clip streamed frame by frame and scored by the running mean of its logits."""
+    steps: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+    streams: dict[str, ExportedStream] = {}
+    builds = [(fmt, q, "") for fmt in ("executorch", "openvino") for q in (None, "int8")]
+    for fmt, quantize, variant in [*builds, ("openvino", "int8", "nncf-cut")]:
+        name = "-".join(part for part in (fmt, quantize or "fp32", variant) if part)
+        path = args.out_dir / f"online-{name}{'.pte' if fmt == 'executorch' else '.xml'}"
+        if not path.is_file():  # kept in --out-dir: a second run only measures
+            started = time.perf_counter()
+            nncf_cut = mock.patch.object(export, "quantize_new_buffers", lambda m: 0)
+            with nncf_cut if variant else contextlib.nullcontext():
+                export_online(model, path, format=fmt, size=size, quantize=quantize, calibration=calibration)
+            print(f"exported {path} in {time.perf_counter() - started:.0f} s", flush=True)
+        streams[name] = ExportedStream(path, threads=args.threads)
+        steps[name] = streams[name].update
+
+    def stream_clip(name: str, clip: torch.Tensor) -> torch.Tensor:
+        if name == "pytorch":
+            buffers = model.initial_buffers(size=(size, size))
+            total = 0
+            for frame in clip:
+                logits, *buffers = model(frame.unsqueeze(0), *buffers)
+                total = total + logits[0]
+        else:
+            streams[name].reset()
+            total = sum(steps[name](frame.unsqueeze(0)) for frame in clip)
+        return total / len(clip)
+
+    names = ["pytorch", *steps]
+    results: dict[str, dict[str, float]] = {}
+    with torch.inference_mode():
+        scores = {name: torch.stack([stream_clip(name, c) for c in clips]) for name in names}
+        for name in names:
+            results[name] = {
+                "top1": float((scores[name].argmax(1) == labels).float().mean()) * 100,
+                "agreement_with_pytorch": float((scores[name].argmax(1) == scores["pytorch"].argmax(1)).float().mean())
+                * 100,
+                "max_abs_logit_difference": float((scores[name] - scores["pytorch"]).abs().max()),
+            }
+            print(name, results[name], flush=True)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for r in range(args.repeats + 3):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                start = time.perf_counter()
+                stream_clip(name, clips[0])
+                if r >= 3:
+                    times[name].append((time.perf_counter() - start) * 1e3 / len(clips[0]))
+    _add_latency(results, times)
+    return results
+
+
+def _add_latency(results: dict[str, dict[str, float]], times: dict[str, list[float]]) -> None:
+    for name in results:
         results[name]["latency_ms_median"] = statistics.median(times[name])
         q = statistics.quantiles(times[name], n=4)
-        results[name]["latency_ms_iqr"] = [q[0], q[2]]
-    print(f"{'runtime':<20}{'top-1 %':>9}{'agree %':>9}{'max |dlogit|':>14}{'ms/clip':>10}  IQR")
+        results[name]["latency_ms_iqr"] = [q[0], q[2]]  # type: ignore[assignment]
+
+
+def _report(results: dict[str, dict[str, float]], args: argparse.Namespace, **about: int) -> None:
+    unit = "ms/frame" if args.online else "ms/clip"
+    print(f"{'runtime':<26}{'top-1 %':>9}{'agree %':>9}{'max |dlogit|':>14}{unit:>10}  IQR")
     for name, row in results.items():
+        low, high = row["latency_ms_iqr"]  # type: ignore[misc]
         print(
-            f"{name:<20}{row['top1']:>9.2f}{row['agreement_with_pytorch']:>9.2f}"
-            f"{row['max_abs_logit_difference']:>14.3g}{row['latency_ms_median']:>10.1f}"
-            f"  {row['latency_ms_iqr'][0]:.1f}-{row['latency_ms_iqr'][1]:.1f}"
+            f"{name:<26}{row['top1']:>9.2f}{row['agreement_with_pytorch']:>9.2f}"
+            f"{row['max_abs_logit_difference']:>14.3g}{row['latency_ms_median']:>10.2f}  {low:.2f}-{high:.2f}"
         )
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "checkpoint": str(args.checkpoint),
-                    "clips": len(clips),
-                    "size": size,
-                    "calibration_clips": sum(len(c) for c in calibration),
-                    "threads": args.threads,
-                    "results": results,
-                },
-                indent=2,
-            )
-        )
+        record = {"checkpoint": str(args.checkpoint), "online": args.online, "threads": args.threads}
+        about = {"clips": about["clips"], "size": about["size"], "calibration_clips": about["calibration"]}
+        args.json.write_text(json.dumps({**record, **about, "results": results}, indent=2))
 
 
 if __name__ == "__main__":
