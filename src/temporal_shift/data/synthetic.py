@@ -643,9 +643,10 @@ def _render_hard(
 # disc is made of whole cells, so no frame shows an edge, a seam or a phase: each frame on its
 # own is a sample of the same texture whatever the class (with ``pair_hues``, whatever the class
 # within its pair), and only how regions move between frames shows the disc and its direction.
-# Pooled per-frame features (TSN, late fusion) have nothing to compare; a model that sees
-# neighbouring frames at each place has. The texture wraps at whole cells: a frame whose side is
-# not a multiple of the cell cuts the last one.
+# A per-frame model (TSN) has no cue; a model that sees neighbouring frames at each place has.
+# Late fusion, comparing the frames' pooled features, read the background pair partly after 8640
+# steps (docs/reproduce.md), probably through the wrap: what leaves one edge enters the other.
+# The texture wraps at whole cells: a frame whose side is not a multiple of the cell cuts the last one.
 
 _CAMO_CELL = 2  # pixels a cell at 32x32 (scaled with the frame)
 _CAMO_DENSITY = 0.5  # the odds of a dot in a cell
