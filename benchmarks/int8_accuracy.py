@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.online:
         results = _online(model, clips, labels, calibration, size=size, args=args)
-        _report(results, args, clips=len(clips), size=size, calibration=sum(len(c) for c in calibration))
+        _report(results, args, clips=len(clips), size=size, calibration_clips=sum(len(c) for c in calibration))
         return results
     runners = {"pytorch": lambda x: model(x)}
     for fmt, suffix in (("executorch", ".pte"), ("openvino", ".xml")):
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                 if r >= 3:
                     times[name].append((time.perf_counter() - start) * 1e3)
     _add_latency(results, times)
-    _report(results, args, clips=len(clips), size=size, calibration=sum(len(c) for c in calibration))
+    _report(results, args, clips=len(clips), size=size, calibration_clips=sum(len(c) for c in calibration))
     return results
 
 
@@ -204,7 +204,9 @@ def _add_latency(results: dict[str, dict[str, float]], times: dict[str, list[flo
         results[name]["latency_ms_iqr"] = [q[0], q[2]]  # type: ignore[assignment]
 
 
-def _report(results: dict[str, dict[str, float]], args: argparse.Namespace, **about: int) -> None:
+def _report(
+    results: dict[str, dict[str, float]], args: argparse.Namespace, *, clips: int, size: int, calibration_clips: int
+) -> None:
     unit = "ms/frame" if args.online else "ms/clip"
     print(f"{'runtime':<26}{'top-1 %':>9}{'agree %':>9}{'max |dlogit|':>14}{unit:>10}  IQR")
     for name, row in results.items():
@@ -215,8 +217,8 @@ def _report(results: dict[str, dict[str, float]], args: argparse.Namespace, **ab
         )
     if args.json:
         record = {"checkpoint": str(args.checkpoint), "online": args.online, "threads": args.threads}
-        about = {"clips": about["clips"], "size": about["size"], "calibration_clips": about["calibration"]}
-        args.json.write_text(json.dumps({**record, **about, "results": results}, indent=2))
+        record |= {"clips": clips, "size": size, "calibration_clips": calibration_clips, "results": results}
+        args.json.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

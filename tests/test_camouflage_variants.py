@@ -14,8 +14,8 @@ def script():
     return benchmark_script("camouflage_variants")
 
 
-def _dots_and_colours(clip: np.ndarray) -> tuple[int, float]:
-    """The side of the clip's dots (the smallest run of one colour along a row) and the share of dots."""
+def _dot_side_and_share(clip: np.ndarray) -> tuple[int, float]:
+    """The side of the clip's dots (the shortest run of one colour along a row) and the share of bright cells."""
     bright = clip[0, :, :, :].mean(-1) > clip[0].mean()
     runs = [len(r) for row in bright for r in np.split(row, np.flatnonzero(np.diff(row)) + 1)]
     return min(runs), float(bright.mean())
@@ -28,7 +28,7 @@ def test_the_variant_is_what_renders_during_the_run_and_the_scene_is_restored_af
         seen["argv"] = argv
         rng = np.random.default_rng(0)
         clip, _ = synthetic.render_clip(0, rng=rng, size=32, frames=2, clutter=False, scene="camouflage")
-        seen["dots"] = _dots_and_colours(clip)
+        seen["dots"] = _dot_side_and_share(clip)
         return []
 
     monkeypatch.setattr(script.synthetic_learnability, "main", diagnosis)
