@@ -233,3 +233,32 @@ def test_an_int8_streaming_step_cuts_its_new_buffers_in_int8_and_hands_on_the_qu
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-3 * (out_high - out_low) / steps)
     parity = verify_online_export(step, path, frames=frames)
     assert parity.top1_agreement is not None and parity.max_rel < 1.0, parity.line()
+
+
+def test_a_streaming_steps_int8_ranges_are_the_extremes_over_all_its_calibration_frames(tmp_path):
+    """A streaming step is calibrated one frame a sample, and NNCF's default range (each sample's
+    extremes averaged over the samples) clipped what it streams (docs/deploy.md): the step's
+    quantizers take the extremes over all samples instead. Seen on the frame's quantizer."""
+    pytest.importorskip("nncf")
+    from temporal_shift.engine.export import export_online
+    from temporal_shift.engine.openvino_int8 import _ranges
+    from temporal_shift.models.online import OnlineRecognizer
+
+    step = OnlineRecognizer(
+        calibrated_model("mobilenet_v2", num_classes=5, n_segment=T, size=SIZE, calibration_seed=1, mode="causal")
+    )
+    # frames of different contrast: each one's extremes are far from all frames' extremes
+    scale = torch.linspace(0.5, 3, 8).view(8, 1, 1, 1)
+    frames = torch.randn(8, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4)) * scale
+    per_frame = frames.flatten(1).abs().max(1).values
+    assert per_frame.mean() < 0.7 * per_frame.max()  # the two ranges are told apart
+    path = export_online(
+        step, tmp_path / "q.xml", format="openvino", size=SIZE, quantize="int8", calibration=[frames[None]]
+    )
+    model = ov.Core().read_model(str(path))
+    (frame,) = [p for p in model.get_parameters() if "frame" in p.output(0).get_names()]
+    (quantizer,) = [t.get_node() for t in frame.output(0).get_target_inputs()]
+    assert quantizer.get_type_name() == "FakeQuantize"
+    low, high = (float(r.reshape(-1)[0]) for r in _ranges(quantizer)[:2])
+    assert high == pytest.approx(float(frames.max()), rel=1e-5)
+    assert low == pytest.approx(-high * 128 / 127, rel=1e-5)  # symmetric, 256 levels
