@@ -644,9 +644,12 @@ def _render_hard(
 # own is a sample of the same texture whatever the class (with ``pair_hues``, whatever the class
 # within its pair), and only how regions move between frames shows the disc and its direction.
 # A per-frame model (TSN) has no cue; a model that sees neighbouring frames at each place has.
-# Late fusion, comparing the frames' pooled features, read the background pair partly after 8640
-# steps (docs/reproduce.md), probably through the wrap: what leaves one edge enters the other.
-# The texture wraps at whole cells: a frame whose side is not a multiple of the cell cuts the last one.
+# Each frame is a window onto textures larger than the frame by the clip's largest step, so
+# nothing wraps: what leaves at one edge is gone and what enters at the other is new texture.
+# (A first version rolled the textures round the frame; late fusion, comparing the frames'
+# pooled features, then read the background pair partly after 8640 steps, docs/reproduce.md.)
+# The disc is not wrapped either: near an edge it is partly outside the frame. A frame whose
+# side is not a multiple of the cell cuts the last cell.
 
 _CAMO_CELL = 2  # pixels a cell at 32x32 (scaled with the frame)
 _CAMO_DENSITY = 0.5  # the odds of a dot in a cell
@@ -658,6 +661,12 @@ _CAMO_DIRECTIONS = {0: (1, 0), 1: (0, 1), 2: (1, 0), 3: (-1, 1), 4: (1, 1)}
 def _dots(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     """A random binary texture (rows, cols): each cell a dot (1) with odds `_CAMO_DENSITY`."""
     return (rng.random((rows, cols)) < _CAMO_DENSITY).astype(np.int64)
+
+
+def _window(texture: np.ndarray, top: int, left: int, rows: int, cols: int) -> np.ndarray:
+    """The (rows, cols) part of ``texture`` from (top, left): a texture moved by (dy, dx) cells is
+    the window from (margin - dy, margin - dx), its new cells at the edge it moves away from."""
+    return texture[top : top + rows, left : left + cols]
 
 
 def _render_camouflage(
@@ -674,8 +683,9 @@ def _render_camouflage(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One clip of the camouflage scene's class ``label`` (forwards, `render_clip` reverses) and
     its per-frame parameters in pixels: the disc's centre (cx, cy; the ring's for the control
-    pair) and radius (the cells whose centres it covers are the disc's), and how far the
-    background texture is rolled (background_dx, background_dy; whole cells). Speeds are
+    pair; it may lie outside the frame) and radius (the cells whose centres it covers are the
+    disc's), and how far the background texture has moved (background_dx, background_dy; whole
+    cells). Nothing wraps round the frame: each frame is a window onto larger textures. Speeds are
     those of the single scene (1-2.5 px a frame at 64x64, times ``motion``), rounded to whole
     cells; ``clutter`` adds stronger per-frame noise."""
     cell = max(1, round(_CAMO_CELL * min(height, width) / 32))
@@ -688,7 +698,6 @@ def _render_camouflage(
         hue = PAIR_HUES[band] + rng.uniform(-_PAIR_HUE_SPREAD, _PAIR_HUE_SPREAD)
     high = _hsv_to_rgb(hue % 1.0, rng.uniform(0.85, 1.0), rng.uniform(0.85, 1.0)) * 255
     low = _hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.3, 0.9), rng.uniform(0.1, 0.3)) * 255
-    background, inside = _dots(rng, rows, cols), _dots(rng, rows, cols)
     centre = np.array([rng.uniform(0, cols), rng.uniform(0, rows)])
     radius = rng.uniform(*_CAMO_RADIUS) * min(rows, cols) / 16 * object_scale
     speed = rng.uniform(1.0, 2.5) * motion * min(height, width) / 64 / cell  # cells a frame
@@ -703,22 +712,24 @@ def _render_camouflage(
             back_step = moved
         else:
             disc_step = moved
+    # each frame is a window onto textures `margin` cells wider on every side than the frame
+    margin = int(np.abs(np.concatenate([back_step, disc_step])).max())
+    background = _dots(rng, rows + 2 * margin, cols + 2 * margin)
+    inside = _dots(rng, rows + 2 * margin, cols + 2 * margin)
     ys, xs = np.mgrid[0:rows, 0:cols] + 0.5
     grid = np.empty((frames, rows, cols), dtype=np.int64)
     for f in range(frames):
         bx, by = back_step[f]
         dx, dy = disc_step[f]
-        frame = np.roll(background, (by, bx), axis=(0, 1))
-        cx, cy = centre[0] + dx, centre[1] + dy
-        inside_disc = _wrap(xs - cx, cols) ** 2 + _wrap(ys - cy, rows) ** 2 <= radius**2
-        frame = np.where(inside_disc, np.roll(inside, (dy, dx), axis=(0, 1)), frame)
-        grid[f] = frame
+        frame = _window(background, margin - by, margin - bx, rows, cols)
+        inside_disc = (xs - centre[0] - dx) ** 2 + (ys - centre[1] - dy) ** 2 <= radius**2
+        grid[f] = np.where(inside_disc, _window(inside, margin - dy, margin - dx, rows, cols), frame)
     colours = np.stack([low, high]).astype(np.float32)
     canvas = colours[grid].repeat(cell, axis=1).repeat(cell, axis=2)[:, :height, :width]
     sigma = np.float32(rng.uniform(4, 10) if clutter else 3)
     canvas = canvas + rng.standard_normal(size=canvas.shape, dtype=np.float32) * sigma
-    cx = (centre[0] + disc_step[:, 0]) * cell % width
-    cy = (centre[1] + disc_step[:, 1]) * cell % height
+    cx = (centre[0] + disc_step[:, 0]) * cell  # may lie outside the frame: the disc is partly out
+    cy = (centre[1] + disc_step[:, 1]) * cell
     if kind == 5:  # the control pair: a still ring, red or blue, over the still texture (where the disc is)
         hue = rng.uniform(-0.04, 0.04) if label == 10 else rng.uniform(0.6, 0.68)
         ring = _thing(
@@ -912,6 +923,9 @@ def _settings_of(
         "rotating_object": rotating_object(spin) if scene == "single" else None,
         # the single scene's settings (and meta.json) are as before scenes existed
         **({} if scene == "single" else {"scene": scene}),
+        # the camouflage scene's first version rolled its textures round the frame: its folders
+        # (and `tsm reproduce`'s runs on them) are another dataset
+        **({"texture_wraps": False} if scene == "camouflage" else {}),
     }
     return settings
 
