@@ -17,7 +17,10 @@ OpenVINO the shift buffers kept as states): each validation clip's T frames one 
 clip scored by the running mean of the per-frame logits, against the PyTorch stream
 (`OnlineRecognizer`). OpenVINO int8 is measured twice: as exported (the buffers cut after one
 quantizer, `engine.openvino_int8.quantize_new_buffers`) and with NNCF's own cut. Latency is per
-frame, a clip's T frames a round.
+frame, a clip's T frames a round. ``--nncf-settings`` adds OpenVINO int8 builds of the step
+with other NNCF settings (`NNCF_SETTINGS`: NNCF's default activation ranges, which the export
+replaced by the extremes over all samples, its histogram ranges, its mixed preset, bias
+correction in full or none), each named ``openvino-int8-<setting>``.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import contextlib
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import torch
@@ -40,6 +44,45 @@ from temporal_shift.engine import export
 from temporal_shift.engine.export import calibration_clips, export_model, export_online
 from temporal_shift.engine.runtimes import ExportedStream, load_runtime
 from temporal_shift.models.online import OnlineRecognizer
+
+# --nncf-settings: each an OpenVINO int8 build of the streaming step with these `nncf.quantize`
+# options instead of the export's (which sets only the activation ranges: the extremes over all
+# samples); functions, so that nncf is imported only when asked for
+NNCF_SETTINGS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "nncf-default": lambda nncf: {},  # the mean over samples of each sample's extremes
+    "histogram": lambda nncf: {
+        "advanced_parameters": nncf.AdvancedQuantizationParameters(
+            activations_range_estimator_params=_range_sets().HISTOGRAM
+        )
+    },
+    "mixed": lambda nncf: {"preset": nncf.QuantizationPreset.MIXED},
+    "bias-correction-full": lambda nncf: {"fast_bias_correction": False},
+    "no-bias-correction": lambda nncf: {
+        "advanced_parameters": nncf.AdvancedQuantizationParameters(disable_bias_correction=True)
+    },
+}
+
+
+def _range_sets() -> Any:
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    return RangeEstimatorParametersSet
+
+
+@contextlib.contextmanager
+def _nncf_options(setting: str) -> Iterator[None]:
+    """`nncf.quantize` called with the options of ``setting`` in place of the export's."""
+    import nncf
+
+    quantize = nncf.quantize
+    options = NNCF_SETTINGS[setting](nncf)
+
+    def patched(model: Any, dataset: Any, **kwargs: Any) -> Any:
+        kwargs.pop("advanced_parameters", None)
+        return quantize(model, dataset, **{**kwargs, **options})
+
+    with mock.patch.object(nncf, "quantize", patched):
+        yield
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
@@ -54,7 +97,14 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--out-dir", type=Path, default=Path("int8_accuracy"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--online", action="store_true", help="a causal checkpoint's streaming step, frame by frame")
+    parser.add_argument(
+        "--nncf-settings",
+        action="store_true",
+        help=f"with --online: OpenVINO int8 also with other NNCF settings ({', '.join(NNCF_SETTINGS)})",
+    )
     args = parser.parse_args(argv)
+    if args.nncf_settings and not args.online:
+        parser.error("--nncf-settings compares builds of the streaming step: add --online")
     torch.set_num_threads(args.threads)
 
     loaded = load_checkpoint(args.checkpoint)
@@ -120,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
                 "top1": float((logits.argmax(1) == labels).float().mean()) * 100,
                 "agreement_with_pytorch": float((logits.argmax(1) == reference.argmax(1)).float().mean()) * 100,
                 "max_abs_logit_difference": float((logits - reference).abs().max()),
+                "mean_abs_logit_difference": float((logits - reference).abs().mean()),
             }
             print(name, results[name], flush=True)
         one = clips[:1]
@@ -150,13 +201,20 @@ def _online(
     steps: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
     streams: dict[str, ExportedStream] = {}
     builds = [(fmt, q, "") for fmt in ("executorch", "openvino") for q in (None, "int8")]
-    for fmt, quantize, variant in [*builds, ("openvino", "int8", "nncf-cut")]:
+    builds.append(("openvino", "int8", "nncf-cut"))
+    builds += [("openvino", "int8", setting) for setting in (NNCF_SETTINGS if args.nncf_settings else ())]
+    for fmt, quantize, variant in builds:
         name = "-".join(part for part in (fmt, quantize or "fp32", variant) if part)
         path = args.out_dir / f"online-{name}{'.pte' if fmt == 'executorch' else '.xml'}"
         if not path.is_file():  # kept in --out-dir: a second run only measures
             started = time.perf_counter()
-            nncf_cut = mock.patch.object(export, "quantize_new_buffers", lambda m: 0)
-            with nncf_cut if variant else contextlib.nullcontext():
+            if variant == "nncf-cut":
+                options: contextlib.AbstractContextManager[Any] = mock.patch.object(
+                    export, "quantize_new_buffers", lambda m: 0
+                )
+            else:
+                options = _nncf_options(variant) if variant else contextlib.nullcontext()
+            with options:
                 export_online(model, path, format=fmt, size=size, quantize=quantize, calibration=calibration)
             print(f"exported {path} in {time.perf_counter() - started:.0f} s", flush=True)
         streams[name] = ExportedStream(path, threads=args.threads)
@@ -184,6 +242,7 @@ def _online(
                 "agreement_with_pytorch": float((scores[name].argmax(1) == scores["pytorch"].argmax(1)).float().mean())
                 * 100,
                 "max_abs_logit_difference": float((scores[name] - scores["pytorch"]).abs().max()),
+                "mean_abs_logit_difference": float((scores[name] - scores["pytorch"]).abs().mean()),
             }
             print(name, results[name], flush=True)
         times: dict[str, list[float]] = {name: [] for name in names}
@@ -208,12 +267,12 @@ def _report(
     results: dict[str, dict[str, float]], args: argparse.Namespace, *, clips: int, size: int, calibration_clips: int
 ) -> None:
     unit = "ms/frame" if args.online else "ms/clip"
-    print(f"{'runtime':<26}{'top-1 %':>9}{'agree %':>9}{'max |dlogit|':>14}{unit:>10}  IQR")
+    print(f"{'runtime':<36}{'top-1 %':>9}{'agree %':>9}{'mean |dlogit|':>15}{'max':>9}{unit:>10}  IQR")
     for name, row in results.items():
         low, high = row["latency_ms_iqr"]  # type: ignore[misc]
         print(
-            f"{name:<26}{row['top1']:>9.2f}{row['agreement_with_pytorch']:>9.2f}"
-            f"{row['max_abs_logit_difference']:>14.3g}{row['latency_ms_median']:>10.2f}  {low:.2f}-{high:.2f}"
+            f"{name:<36}{row['top1']:>9.2f}{row['agreement_with_pytorch']:>9.2f}{row['mean_abs_logit_difference']:>15.3g}"
+            f"{row['max_abs_logit_difference']:>9.3g}{row['latency_ms_median']:>10.2f}  {low:.2f}-{high:.2f}"
         )
     if args.json:
         record = {"checkpoint": str(args.checkpoint), "online": args.online, "threads": args.threads}

@@ -31,16 +31,21 @@ def _data(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.mark.slow  # five exports, three of them quantized: ~1 min on 2 cores
+@pytest.mark.slow  # ten exports, eight of them quantized: ~1.5 min on 2 cores
 def test_the_streaming_step_is_scored_frame_by_frame_in_every_build(script, tmp_path):
     pytest.importorskip("openvino")
     pytest.importorskip("executorch")
     checkpoint = _checkpoint(tmp_path / "causal.pt", shift=True, mode="causal")
     argv = ["--checkpoint", str(checkpoint), "--root", str(_data(tmp_path)), "--online", "--repeats", "3"]
-    argv += ["--calibration-clips", "2", "--threads", "1", "--out-dir", str(tmp_path / "out")]
+    argv += ["--calibration-clips", "2", "--threads", "1", "--out-dir", str(tmp_path / "out"), "--nncf-settings"]
     results = script.main([*argv, "--json", str(tmp_path / "online.json")])
+    settings = [f"openvino-int8-{setting}" for setting in script.NNCF_SETTINGS]
     builds = ["executorch-fp32", "executorch-int8", "openvino-fp32", "openvino-int8", "openvino-int8-nncf-cut"]
+    builds += settings
     assert list(results) == ["pytorch", *builds]
+    # each setting changes the quantized step (NNCF's default ranges are not the export's extremes)
+    rows = [results[name] for name in ("openvino-int8", *settings)]
+    assert len({row["mean_abs_logit_difference"] for row in rows}) == len(rows), rows
     for name in ("executorch-fp32", "openvino-fp32"):  # fp32 streams as PyTorch does
         assert results[name]["max_abs_logit_difference"] < 1e-3, results[name]
         assert results[name]["agreement_with_pytorch"] == 100.0
@@ -63,3 +68,10 @@ def test_online_needs_a_causal_checkpoint(script, tmp_path, capsys):
     assert exit_info.value.code == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"--online: {checkpoint}: a bidirectional TSM model cannot stream" in message
+
+
+def test_nncf_settings_need_the_streaming_step(script, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["--checkpoint", str(tmp_path / "x.pt"), "--root", str(tmp_path), "--nncf-settings"])
+    assert exit_info.value.code == 2
+    assert "--nncf-settings compares builds of the streaming step: add --online" in capsys.readouterr().err
