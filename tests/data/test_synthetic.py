@@ -560,6 +560,7 @@ def test_camouflage_classes_move_what_their_names_say(label):
     name = CAMOUFLAGE_CLASSES[label]
     cell = synthetic._CAMO_CELL  # pixels a cell at 32x32
     ys, xs = np.mgrid[0:SIZE, 0:SIZE] + 0.5
+    disc_checks = 0
     for i in range(6):
         clip, p = render_clip(label, rng=np.random.default_rng([4, i]), size=SIZE, frames=FRAMES, **CAMO)
         frames = clip.astype(np.float32)
@@ -584,6 +585,8 @@ def test_camouflage_classes_move_what_their_names_say(label):
                 if inside and not region.any():
                     continue  # the disc left the frame (it may, near an edge); the background never does
                 assert region.any() and np.abs(frames[f + 1] - moved)[region].mean() < 6, (name, i, f, inside)
+                disc_checks += inside
+    assert disc_checks >= 4 * (FRAMES - 1), disc_checks  # the disc is mostly in the frame
 
 
 @pytest.mark.parametrize("label", [0, 2, 4, 6])
