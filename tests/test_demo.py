@@ -104,6 +104,26 @@ def test_order_accuracy_by_hand() -> None:
     assert order_accuracy(same, np.arange(10), TEMPORAL_PAIRS) == 50.0
 
 
+def test_synthetic_metrics_give_each_pairs_order_accuracy() -> None:
+    """A run's record keeps each temporal pair's order accuracy (which pairs a model learned),
+    and the overall figure is their mean when the pairs have as many videos."""
+    from types import SimpleNamespace
+
+    from temporal_shift.apps.experiments.recipe import synthetic_metrics
+
+    labels = np.repeat(np.arange(12), 2)  # two videos a class
+    scores = np.zeros((len(labels), 12))
+    scores[np.arange(len(labels)), labels] = 1.0  # right everywhere ...
+    first, second = TEMPORAL_PAIRS[1]
+    scores[labels == second, first] = 2.0  # ... but the second pair's second class reads as its first
+    metrics = synthetic_metrics(SimpleNamespace(top1=0.0, scores=scores, labels=labels))
+    by_pair = metrics["order_acc_by_pair"]
+    assert list(by_pair) == [f"{a}-{b}" for a, b in TEMPORAL_PAIRS]
+    assert by_pair[f"{first}-{second}"] == 50.0
+    assert [v for k, v in by_pair.items() if k != f"{first}-{second}"] == [100.0] * (len(TEMPORAL_PAIRS) - 1)
+    assert metrics["order_acc"] == pytest.approx(np.mean(list(by_pair.values())))
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     """Mechanics only (tiny data, 1 epoch): both models train and are tested, table and PNG

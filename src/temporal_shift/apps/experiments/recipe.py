@@ -322,9 +322,10 @@ def _group_top1(result: EvalResult, classes: list[int]) -> float:
     return 100.0 * float(np.mean(result.scores[mask].argmax(1) == result.labels[mask]))
 
 
-def synthetic_metrics(result: EvalResult) -> dict[str, float]:
+def synthetic_metrics(result: EvalResult) -> dict[str, Any]:
     """Top-1 overall, on the temporal pairs and on the control pair, and order accuracy (%)
-    of a synthetic-data test result."""
+    of a synthetic-data test result, over all temporal pairs and (``order_acc_by_pair``) of
+    each, keyed ``"first-second"`` by the pair's class indices."""
     from temporal_shift.data.synthetic import CONTROL_PAIRS, TEMPORAL_PAIRS
 
     return {
@@ -332,6 +333,9 @@ def synthetic_metrics(result: EvalResult) -> dict[str, float]:
         "temporal_top1": _group_top1(result, [c for pair in TEMPORAL_PAIRS for c in pair]),
         "control_top1": _group_top1(result, [c for pair in CONTROL_PAIRS for c in pair]),
         "order_acc": order_accuracy(result.scores, result.labels, TEMPORAL_PAIRS),
+        "order_acc_by_pair": {
+            f"{a}-{b}": order_accuracy(result.scores, result.labels, [(a, b)]) for a, b in TEMPORAL_PAIRS
+        },
     }
 
 
