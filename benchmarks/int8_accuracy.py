@@ -52,7 +52,7 @@ NNCF_SETTINGS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "nncf-default": lambda nncf: {},  # the mean over samples of each sample's extremes
     "histogram": lambda nncf: {
         "advanced_parameters": nncf.AdvancedQuantizationParameters(
-            activations_range_estimator_params=_range_sets().HISTOGRAM
+            activations_range_estimator_params=nncf.quantization.range_estimator.RangeEstimatorParametersSet.HISTOGRAM
         )
     },
     "mixed": lambda nncf: {"preset": nncf.QuantizationPreset.MIXED},
@@ -61,12 +61,6 @@ NNCF_SETTINGS: dict[str, Callable[[Any], dict[str, Any]]] = {
         "advanced_parameters": nncf.AdvancedQuantizationParameters(disable_bias_correction=True)
     },
 }
-
-
-def _range_sets() -> Any:
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
-    return RangeEstimatorParametersSet
 
 
 @contextlib.contextmanager
