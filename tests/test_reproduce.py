@@ -98,6 +98,39 @@ def test_seed_statistics_and_spread_verdicts_by_hand() -> None:
     assert "| a | 82.0 ± 2.8 | 72.0 ± 2.8 | 92.0 ± 2.8 | 1.00 | 0.500 |" in table
 
 
+def test_order_accuracy_by_pair_over_seeds_and_its_table() -> None:
+    base = {"top1": 60.0, "temporal_top1": 50.0, "order_acc": 50.0, "params_m": 1.0, "gmacs": 0.5, "train_seconds": 1.0}
+    runs = [
+        {**base, "arm": "a", "order_acc_by_pair": {"0-1": 90.0, "2-3": 50.0}},
+        {**base, "arm": "a", "order_acc_by_pair": {"0-1": 94.0, "2-3": 60.0}},
+        {**base, "arm": "b", "order_acc_by_pair": {"0-1": 70.0, "2-3": 55.0}},
+        {**base, "arm": "b"},  # a run recorded before the pairs were: b's pairs are not over its seeds
+    ]
+    a, b = rp.summarize_runs(runs, [rp.Arm("a", {}), rp.Arm("b", {})])
+    assert a["order_acc_by_pair"]["0-1"] == {
+        "mean": 92.0,
+        "sd": pytest.approx(np.std([90, 94], ddof=1)),
+        "min": 90.0,
+        "max": 94.0,
+        "n": 2,
+    }
+    assert "order_acc_by_pair" not in b
+    table = common.pair_table([a, b], {"0-1": "right / left", "2-3": "down / up"})
+    assert table.splitlines() == [
+        "| arm | right / left | down / up |",
+        "|---|---|---|",
+        "| a | 92.0 ± 2.8 | 55.0 ± 7.1 |",
+    ]
+    assert common.pair_table([b], {}) == ""
+
+
+def test_pair_names_come_from_the_datas_classes(tmp_path: Path) -> None:
+    assert common.pair_names(tmp_path)["0-1"] == "0-1"  # no classes.txt: the bare keys
+    (tmp_path / "classes.txt").write_text("".join(f"class_{i}\n" for i in range(12)))
+    names = common.pair_names(tmp_path)
+    assert list(names) == ["0-1", "2-3", "4-5", "6-7", "8-9"] and names["8-9"] == "class_8"
+
+
 def test_zoo_takes_every_installed_family_and_names_those_it_cannot_run() -> None:
     families = zoo.families()
     assert "tsn" in families
@@ -234,6 +267,40 @@ def test_shift_proportion_end_to_end_tiny(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_run_recorded_before_its_pairs_were_is_tested_again_not_trained(
+    tmp_path: Path, tiny_data: Path, monkeypatch
+) -> None:
+    trained = _count_training(monkeypatch)
+    lines: list[str] = []
+    tsn = rp.Arm("TSN", {"shift": False}, "tsn")
+    (first,) = rp.run_arms([tsn], name="one", setup=_setup(tmp_path, tiny_data, lines=lines))
+    pairs = first["order_acc_by_pair"]
+    assert list(pairs) == ["0-1", "2-3", "4-5", "6-7", "8-9"]
+    path = tmp_path / "runs" / f"{rp.run_key(tsn, data_root=tiny_data, budget=TINY, seed=0, device='cpu')}.json"
+    old = json.loads(path.read_text())
+    del old["order_acc_by_pair"]  # as records were written before they kept the pairs
+    path.write_text(json.dumps(old))
+
+    (again,) = rp.run_arms([tsn], name="one", setup=_setup(tmp_path, tiny_data, lines=lines))
+    assert len(trained) == 1  # tested again, not trained
+    assert again["order_acc_by_pair"] == pairs and again["top1"] == first["top1"]
+    completed = json.loads(path.read_text())
+    assert completed["order_acc_by_pair"] == pairs and completed["finished_at"] == old["finished_at"]
+    assert "pairs_tested_again_at" in completed
+    assert any("1 finished run(s) from before" in line for line in lines)
+
+    # a test that does not give the record's figure again: the record is left as it was, said so
+    del old["order_acc_by_pair"]
+    path.write_text(json.dumps({**old, "order_acc": old["order_acc"] + 1.0}))
+    lines.clear()
+    (kept,) = rp.run_arms([tsn], name="one", setup=_setup(tmp_path, tiny_data, lines=lines))
+    assert "order_acc_by_pair" not in kept and "order_acc_by_pair" not in json.loads(path.read_text())
+    assert any(str(path) in line and "record left as it was" in line for line in lines)
+    assert len(trained) == 1
+    (row,) = rp.summarize_runs([kept], [tsn])
+    assert "order_acc_by_pair" not in row
+
+
 def test_placement_and_zoo_end_to_end_tiny(tmp_path: Path) -> None:
     results = rp.reproduce("placement", budget=TINY, seeds=1, out_dir=tmp_path, progress=False, log=lambda s: None)
     assert len(results[0].runs) == 6
@@ -241,6 +308,9 @@ def test_placement_and_zoo_end_to_end_tiny(tmp_path: Path) -> None:
     ran = {r["arm"] for r in zoo_result.runs}
     assert {"TSN", "TSM"} <= ran
     assert any("families ran" in n for n in zoo_result.notes) and zoo_result.files["png"].is_file()
+    markdown = zoo_result.files["markdown"].read_text()  # each pair's order accuracy, named by its classes
+    by_pair = markdown.split(common.PAIR_TABLE_TITLE)[1]
+    assert zoo_result.pair_names["0-1"] in by_pair.splitlines()[2] and "| TSM |" in by_pair
 
 
 def test_an_interrupted_arm_stops_the_experiment(tmp_path: Path, monkeypatch) -> None:

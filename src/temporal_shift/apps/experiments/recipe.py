@@ -339,6 +339,34 @@ def synthetic_metrics(result: EvalResult) -> dict[str, Any]:
     }
 
 
+def test_checkpoint(
+    checkpoint: str | Path,
+    *,
+    data_root: Path,
+    device: str = "auto",
+    workers: int = 0,
+    progress: bool = False,
+    out_dir: Path | None = None,
+) -> EvalResult:
+    """A trained arm's checkpoint tested as every arm is: `evaluate.evaluate` on the validation
+    split of ``data_root`` (one centre clip of T segments, centre crop, batch 32); score it with
+    `synthetic_metrics`."""
+    from temporal_shift.data.synthetic import VAL_FRAMES_LIST
+    from temporal_shift.engine.evaluate import evaluate
+
+    return evaluate(
+        [checkpoint],
+        list_file=VAL_FRAMES_LIST,
+        root=Path(data_root),
+        kind="frames",
+        batch_size=32,
+        workers=workers,
+        device=device,
+        progress=progress,
+        out_dir=out_dir,
+    )
+
+
 def train_and_test(
     arm: Arm,
     *,
@@ -360,8 +388,6 @@ def train_and_test(
     arms in processes side by side (`side_by_side`)."""
     from temporal_shift.apps.bench.overhead import count_flops, count_params
     from temporal_shift.checkpoint.loading import load_model
-    from temporal_shift.data.synthetic import VAL_FRAMES_LIST
-    from temporal_shift.engine.evaluate import evaluate
     from temporal_shift.engine.train import train
 
     config = arm_config(
@@ -379,14 +405,11 @@ def train_and_test(
     seconds = time.perf_counter() - started
     if result.interrupted:  # Ctrl-C/SIGTERM: the trainer saved last.pt; a half-trained arm is no result
         raise KeyboardInterrupt(f"{arm.label}, seed {seed}: training interrupted (resumable: {result.last_checkpoint})")
-    tested = evaluate(
-        [result.last_checkpoint],
-        list_file=VAL_FRAMES_LIST,
-        root=Path(data_root),
-        kind="frames",
-        batch_size=32,
-        workers=config.data.workers,
+    tested = test_checkpoint(
+        result.last_checkpoint,
+        data_root=data_root,
         device=device,
+        workers=config.data.workers,
         progress=progress,
         out_dir=test_dir,
     )

@@ -50,12 +50,14 @@ from temporal_shift.apps.experiments.reproduce import (
 from temporal_shift.apps.experiments.reproduce.common import (
     BUDGETS,
     METRICS,
+    PAIR_TABLE_TITLE,
     Budget,
     ExperimentResult,
     Setup,
     budget_named,
     compare,
     markdown_table,
+    pair_table,
     run_arms,
     seed_list,
     seed_stats,
@@ -86,6 +88,7 @@ __all__ = [
     "compare",
     "data_folder",
     "markdown_table",
+    "pair_table",
     "report",
     "reproduce",
     "run_arms",
@@ -189,6 +192,8 @@ def report(result: ExperimentResult) -> str:
         result.table,
         "",
     ]
+    if by_pair := pair_table(result.summary, result.pair_names):
+        lines += [f"{PAIR_TABLE_TITLE}:", "", by_pair, ""]
     lines += [f"- {note}" for note in result.notes]
     lines += [f"wrote {', '.join(str(p) for p in result.files.values())}"]
     return "\n".join(lines)

@@ -43,6 +43,9 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("temporal_top1", "temporal pairs %"),
     ("order_acc", "order acc. %"),
 )
+# each temporal pair's order accuracy in a run's record ({"a-b": %}, `recipe.synthetic_metrics`)
+BY_PAIR = "order_acc_by_pair"
+PAIR_TABLE_TITLE = "Order accuracy by temporal pair, % (each pair named by its first class; the second is it backwards)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +108,7 @@ class ExperimentResult:
     files: dict[str, Path] = dataclasses.field(default_factory=dict)
     data: str = "demo"  # the synthetic data variant (`recipe.DATA_VARIANTS`)
     command: str = ""  # the tsm reproduce command that gives these results
+    pair_names: dict[str, str] = dataclasses.field(default_factory=dict)  # "a-b": its classes' names
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +121,7 @@ class ExperimentResult:
             "recipe": recipe_settings(self.data),
             "seconds": self.seconds,
             "summary": self.summary,
+            "pair_names": self.pair_names,
             "notes": self.notes,
             "runs": self.runs,
             **self.extra,
@@ -149,8 +154,21 @@ class Setup:
             out_dir=self.out_dir,
             data=self.data,
             command=self.command,
+            pair_names=pair_names(self.data_root),
             **fields,
         )
+
+
+def pair_names(data_root: Path) -> dict[str, str]:
+    """Each temporal pair's key in a run's ``order_acc_by_pair`` ("a-b") and its name: its first
+    class's in the data's classes.txt (the second is that class played backwards); the bare
+    key where the data has no names."""
+    from temporal_shift.data.lists import read_classes
+    from temporal_shift.data.synthetic import CLASSES_FILE, TEMPORAL_PAIRS
+
+    path = Path(data_root) / CLASSES_FILE
+    names = read_classes(path) if path.is_file() else []
+    return {f"{a}-{b}": names[a] if max(a, b) < len(names) else f"{a}-{b}" for a, b in TEMPORAL_PAIRS}
 
 
 def machine() -> dict[str, Any]:
@@ -317,7 +335,8 @@ def seed_stats(values: Sequence[float]) -> dict[str, float]:
 
 
 def summarize_runs(runs: Sequence[dict[str, Any]], arms: Sequence[Arm]) -> list[dict[str, Any]]:
-    """Per arm (in ``arms`` order): mean, sd, min, max and n over seeds of every metric."""
+    """Per arm (in ``arms`` order): mean, sd, min, max and n over seeds of every metric, and of
+    each pair's order accuracy (``order_acc_by_pair``) where every run of the arm has them."""
     rows = []
     for arm in arms:
         mine = [r for r in runs if r["arm"] == arm.label]
@@ -326,6 +345,9 @@ def summarize_runs(runs: Sequence[dict[str, Any]], arms: Sequence[Arm]) -> list[
         row: dict[str, Any] = {"arm": arm.label, "group": arm.group, "model": arm.model}
         for key, _ in METRICS:
             row[key] = seed_stats([r[key] for r in mine])
+        by_pair: list[dict[str, float]] = [r[BY_PAIR] for r in mine if isinstance(r.get(BY_PAIR), dict)]
+        if len(by_pair) == len(mine) and all(p.keys() == by_pair[0].keys() for p in by_pair):  # else: runs from before
+            row[BY_PAIR] = {pair: seed_stats([p[pair] for p in by_pair]) for pair in by_pair[0]}
         row["params_m"] = mine[0]["params_m"]
         row["gmacs"] = mine[0]["gmacs"]
         row["train_seconds"] = seed_stats([r["train_seconds"] for r in mine])
@@ -370,6 +392,46 @@ def markdown_table(
     return "\n".join(lines)
 
 
+def pair_table(summary: Sequence[dict[str, Any]], names: dict[str, str]) -> str:
+    """Each arm's order accuracy by temporal pair (mean ± sd over seeds) as a markdown table,
+    the pairs named by ``names`` (`pair_names`); arms whose runs lack them are left out, and
+    with none that has them the table is empty."""
+    rows = [row for row in summary if BY_PAIR in row]
+    if not rows:
+        return ""
+    pairs = list(rows[0][BY_PAIR])
+    lines = ["| arm | " + " | ".join(names.get(p, p) for p in pairs) + " |", "|" + "---|" * (len(pairs) + 1)]
+    lines += ["| " + " | ".join([row["arm"]] + [format_stats(row[BY_PAIR][p]) for p in pairs]) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def with_pairs_tested(
+    record: dict[str, Any], *, key: str, store: RunStore, data_root: Path, device: str, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """A finished run's record, with its order accuracy by pair: a run finished before records
+    kept them has its last.pt tested again as the recipe tests it (`recipe.test_checkpoint`) and
+    the pairs added to its record in the store (``pairs_tested_again_at``), when the test gives
+    the record's order accuracy again (to 0.05 points); else the record stays as it was, and
+    the line logged says so."""
+    if BY_PAIR in record:
+        return record
+    from temporal_shift.apps.experiments.recipe import synthetic_metrics, test_checkpoint
+
+    with store.lock(key), heavy_run(f"run {key}: testing its last.pt again"):
+        current = store.finished(key)
+        if current is None or BY_PAIR in current:  # gone meanwhile, or another invocation tested it
+            return current or record
+        metrics = synthetic_metrics(test_checkpoint(current["checkpoint"], data_root=data_root, device=device))
+        if abs(metrics["order_acc"] - current["order_acc"]) > 0.05:
+            log(
+                f"{store.record_path(key)}: its last.pt tested again gives order accuracy "
+                f"{metrics['order_acc']:.2f}%, its record {current['order_acc']:.2f}%: record left as it was, "
+                "without its pairs' figures"
+            )
+            return current
+        return store.add_fields(key, {BY_PAIR: metrics[BY_PAIR], "pairs_tested_again_at": time.time()})
+
+
 def _arm_job(*, tolerate: bool = False, **kwargs: Any) -> dict[str, Any]:
     """`obtain_run` in a side-by-side process; with ``tolerate`` a RuntimeError or ValueError
     (a family that cannot take the recipe's input) comes back as ``{"error": reason}``."""
@@ -409,6 +471,20 @@ def run_arms(
     ]
     keys = [settings_key(s) for s in settings]
     found = {key: record for key in dict.fromkeys(keys) if (record := setup.store.finished(key)) is not None}
+    if untested := [key for key, record in found.items() if BY_PAIR not in record]:
+        setup.log(
+            f"[{name}] {len(untested)} finished run(s) from before run records kept the order accuracy by pair: "
+            "testing their last.pt again, as the recipe tests it"
+        )
+        for key in untested:
+            found[key] = with_pairs_tested(
+                found[key],
+                key=key,
+                store=setup.store,
+                data_root=setup.data_root,
+                device=setup.device,
+                log=setup.log,
+            )
     plan = {key: i for i, key in reversed(list(enumerate(keys))) if key not in found}  # first arm with each key
     plan = dict(sorted(plan.items(), key=lambda item: item[1]))
     slots = plan_slots(str(resolve_device(setup.device)), max(1, len(plan)), jobs=setup.jobs)
@@ -529,6 +605,8 @@ def write_result(result: ExperimentResult, plot: Callable[[Path], Path] | None) 
     json_path.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     md = [f"# {result.experiment} ({result.data} data, {result.budget.name} budget, seeds {result.seeds})"]
     md += ["", result.table, ""]
+    if by_pair := pair_table(result.summary, result.pair_names):
+        md += [f"{PAIR_TABLE_TITLE}:", "", by_pair, ""]
     md += [f"- {note}" for note in result.notes]
     m = machine()
     md += [""] + ([f"Command: `{result.command}`", ""] if result.command else [])

@@ -156,6 +156,13 @@ class RunStore:
         write_atomic(self.record_path(key), stored)
         return {**stored, "checkpoint": str(self.root / checkpoint)}
 
+    def add_fields(self, key: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Add ``fields`` to the finished run ``key``'s record, everything else (its finish time
+        too) as it was; the record as `finished` returns it."""
+        stored = {**json.loads(self.record_path(key).read_text()), **fields}
+        write_atomic(self.record_path(key), stored)
+        return {**stored, "checkpoint": str(self.root / stored["checkpoint"])}
+
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
         """Hold ``key``'s lock file: another process that trains the same run waits here (POSIX;
