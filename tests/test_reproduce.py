@@ -267,40 +267,6 @@ def test_shift_proportion_end_to_end_tiny(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_run_recorded_before_its_pairs_were_is_tested_again_not_trained(
-    tmp_path: Path, tiny_data: Path, monkeypatch
-) -> None:
-    trained = _count_training(monkeypatch)
-    lines: list[str] = []
-    tsn = rp.Arm("TSN", {"shift": False}, "tsn")
-    (first,) = rp.run_arms([tsn], name="one", setup=_setup(tmp_path, tiny_data, lines=lines))
-    pairs = first["order_acc_by_pair"]
-    assert list(pairs) == ["0-1", "2-3", "4-5", "6-7", "8-9"]
-    path = tmp_path / "runs" / f"{rp.run_key(tsn, data_root=tiny_data, budget=TINY, seed=0, device='cpu')}.json"
-    old = json.loads(path.read_text())
-    del old["order_acc_by_pair"]  # as records were written before they kept the pairs
-    path.write_text(json.dumps(old))
-
-    (again,) = rp.run_arms([tsn], name="one", setup=_setup(tmp_path, tiny_data, lines=lines))
-    assert len(trained) == 1  # tested again, not trained
-    assert again["order_acc_by_pair"] == pairs and again["top1"] == first["top1"]
-    completed = json.loads(path.read_text())
-    assert completed["order_acc_by_pair"] == pairs and completed["finished_at"] == old["finished_at"]
-    assert "pairs_tested_again_at" in completed
-    assert any("1 finished run(s) from before" in line for line in lines)
-
-    # a test that does not give the record's figure again: the record is left as it was, said so
-    del old["order_acc_by_pair"]
-    path.write_text(json.dumps({**old, "order_acc": old["order_acc"] + 1.0}))
-    lines.clear()
-    (kept,) = rp.run_arms([tsn], name="one", setup=_setup(tmp_path, tiny_data, lines=lines))
-    assert "order_acc_by_pair" not in kept and "order_acc_by_pair" not in json.loads(path.read_text())
-    assert any(str(path) in line and "record left as it was" in line for line in lines)
-    assert len(trained) == 1
-    (row,) = rp.summarize_runs([kept], [tsn])
-    assert "order_acc_by_pair" not in row
-
-
 def test_placement_and_zoo_end_to_end_tiny(tmp_path: Path) -> None:
     results = rp.reproduce("placement", budget=TINY, seeds=1, out_dir=tmp_path, progress=False, log=lambda s: None)
     assert len(results[0].runs) == 6
@@ -393,13 +359,20 @@ def _count_training(monkeypatch) -> list[dict]:
     return calls
 
 
-def test_a_run_is_kept_and_reused_by_another_experiment_and_a_later_invocation(
-    tmp_path: Path, tiny_data: Path, monkeypatch
-) -> None:
+def _a_first_run(tmp_path: Path, tiny_data: Path, monkeypatch) -> tuple[list[dict], list[str], rp.Arm, dict]:
+    """A TSN run of experiment "one" in a fresh store: the training calls counted from now on,
+    the lines logged, the arm and its record."""
     trained = _count_training(monkeypatch)
     lines: list[str] = []
     tsn = rp.Arm("TSN", {"shift": False}, "tsn")
     (first,) = rp.run_arms([tsn], name="one", setup=_setup(tmp_path, tiny_data, lines=lines))
+    return trained, lines, tsn, first
+
+
+def test_a_run_is_kept_and_reused_by_another_experiment_and_a_later_invocation(
+    tmp_path: Path, tiny_data: Path, monkeypatch
+) -> None:
+    trained, lines, _, first = _a_first_run(tmp_path, tiny_data, monkeypatch)
     assert trained == [{"arm": "TSN", "resume": False}] and "reused_from" not in first
     key = rp.run_key(rp.Arm("x", {"shift": False}), data_root=tiny_data, budget=TINY, seed=0, device="cpu")
     record = json.loads((tmp_path / "runs" / f"{key}.json").read_text())  # written next to its run folder
@@ -432,6 +405,36 @@ def test_a_run_is_kept_and_reused_by_another_experiment_and_a_later_invocation(
     (renewed,) = rp.run_arms([rp.Arm("TSN", {"shift": False}, "tsn")], name="one", setup=fresh)
     (reused,) = rp.run_arms([rp.Arm("TSN", {"shift": False}, "tsn")], name="two", setup=fresh)
     assert len(trained) == 3 and "reused_from" not in renewed and reused["reused_from"]["experiment"] == "one"
+
+
+def test_a_run_recorded_before_its_pairs_were_is_tested_again_not_trained(
+    tmp_path: Path, tiny_data: Path, monkeypatch
+) -> None:
+    trained, lines, tsn, first = _a_first_run(tmp_path, tiny_data, monkeypatch)
+    pairs = first["order_acc_by_pair"]
+    assert list(pairs) == ["0-1", "2-3", "4-5", "6-7", "8-9"]
+    path = tmp_path / "runs" / f"{rp.run_key(tsn, data_root=tiny_data, budget=TINY, seed=0, device='cpu')}.json"
+    old = json.loads(path.read_text())
+    del old["order_acc_by_pair"]  # as records were written before they kept the pairs
+    path.write_text(json.dumps(old))
+
+    (again,) = rp.run_arms([tsn], name="one", setup=_setup(tmp_path, tiny_data, lines=lines))
+    assert len(trained) == 1  # tested again, not trained
+    assert again["order_acc_by_pair"] == pairs and again["top1"] == first["top1"]
+    completed = json.loads(path.read_text())
+    assert completed["order_acc_by_pair"] == pairs and completed["finished_at"] == old["finished_at"]
+    assert "pairs_tested_again_at" in completed
+    assert any("1 finished run(s) from before" in line for line in lines)
+
+    # a test that does not give the record's figure again: the record is left as it was, said so
+    path.write_text(json.dumps({**old, "order_acc": old["order_acc"] + 1.0}))
+    lines.clear()
+    (kept,) = rp.run_arms([tsn], name="one", setup=_setup(tmp_path, tiny_data, lines=lines))
+    assert "order_acc_by_pair" not in kept and "order_acc_by_pair" not in json.loads(path.read_text())
+    assert any(str(path) in line and "record left as it was" in line for line in lines)
+    assert len(trained) == 1
+    (row,) = rp.summarize_runs([kept], [tsn])
+    assert "order_acc_by_pair" not in row
 
 
 def test_an_interrupted_invocation_keeps_the_finished_runs_and_resumes_the_interrupted_one(
