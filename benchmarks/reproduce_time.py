@@ -1,12 +1,13 @@
 """How long would `tsm reproduce` take on this machine? An estimate from timed training steps.
 
-Lists the distinct runs of benchmarks/reproduce_full.sh's two commands and of ``all`` (a run
-two experiments share is trained once), times a few training steps of each distinct model on
-in-memory clips as the recipe trains them (ResNet-18 trunk where the family takes one, T=4,
-32x32, batch 16, AdamW, one torch thread per run as when runs train side by side on a CPU),
-and prints the seconds a step of each model and the wall time of each command: the runs'
-steps plus an overhead guessed at 10% (loading JPEG batches, four validations and the test of
-720 clips), divided among the runs at once. Runs already in a run store (``--store``) are left out.
+Lists the distinct runs of benchmarks/reproduce_full.sh's two commands (the zoo's on the
+camouflage data, 48 epochs a run) and of ``all`` (a run two experiments share is trained
+once), times a few training steps of each distinct model on in-memory clips as the recipe
+trains them (ResNet-18 trunk where the family takes one, T=4, 32x32, batch 16, AdamW, one
+torch thread per run as when runs train side by side on a CPU), and prints the seconds a step
+of each model and the wall time of each command: the runs' steps plus an overhead guessed at
+10% (loading JPEG batches, the validations and the test of 720 clips), divided among the runs
+at once. Runs already in a run store (``--store``) are left out.
 
     python benchmarks/reproduce_time.py --json times.json     # reproduce_full.sh's two commands and all, 3 seeds
     python benchmarks/reproduce_time.py --seeds 5 --timings times.json --store runs/reproduce-full/runs
@@ -41,6 +42,7 @@ from temporal_shift.apps.experiments.reproduce.store import RunStore, run_settin
 from temporal_shift.models.factory import model_from_config
 
 OVERHEAD = 0.10  # of a run's training steps, guessed: JPEG loading, four validations and the test
+CAMOUFLAGE_EPOCHS = 48  # the camouflage zoo's (benchmarks/reproduce_full.sh): 8640 steps a run
 
 
 def experiment_arms(name: str) -> list[Arm]:
@@ -102,18 +104,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     budget = dataclasses.replace(BUDGETS[args.budget], seeds=args.seeds)
-    steps_per_run = budget.epochs * int(budget.num_videos * 0.8) // budget.batch_size
     store = RunStore.at(args.store) if args.store else None
     every = f"--budget {args.budget} --seeds {args.seeds}"
-    invocations = {  # benchmarks/reproduce_full.sh runs the first two
-        f"shift-proportion placement online {every}": (["shift-proportion", "placement", "online"], "demo"),
-        f"zoo {every} --data hard": (["zoo"], "hard"),
-        f"all {every}": ([*EXPERIMENTS], "demo"),
+    invocations = {  # benchmarks/reproduce_full.sh runs the first two: (experiments, data, epochs)
+        f"shift-proportion placement online {every}": (["shift-proportion", "placement", "online"], "demo", None),
+        f"zoo {every} --data camouflage --epochs {CAMOUFLAGE_EPOCHS}": (["zoo"], "camouflage", CAMOUFLAGE_EPOCHS),
+        f"all {every}": ([*EXPERIMENTS], "demo", None),
     }
     per_model: dict[str, float] = json.loads(args.timings.read_text())["seconds_per_step"] if args.timings else {}
-    report: dict[str, Any] = {"steps_per_run": steps_per_run, "jobs": args.jobs, "invocations": {}}
-    for label, invocation in invocations.items():
-        runs = planned_runs([invocation], budget=budget, seeds=args.seeds, store=store)
+    report: dict[str, Any] = {"jobs": args.jobs, "invocations": {}}
+    for label, (names, data, epochs) in invocations.items():
+        planned = dataclasses.replace(budget, epochs=epochs) if epochs else budget
+        steps_per_run = planned.epochs * int(planned.num_videos * 0.8) // planned.batch_size
+        runs = planned_runs([(names, data)], budget=planned, seeds=args.seeds, store=store)
         total = 0.0
         for run in runs:
             model = json.dumps(run["arm"].model, sort_keys=True)
@@ -122,7 +125,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"{run['first']:>40}: {per_model[model]:.3f} s a step", flush=True)
             total += per_model[model] * steps_per_run * (1 + OVERHEAD)
         hours = total / args.jobs / 3600
-        report["invocations"][label] = {"runs": len(runs), "run_seconds": total, "wall_hours": hours}
+        report["invocations"][label] = {
+            "runs": len(runs),
+            "steps_per_run": steps_per_run,
+            "run_seconds": total,
+            "wall_hours": hours,
+        }
         print(f"tsm reproduce {label}: {len(runs)} runs of {steps_per_run} steps, about {hours:.1f} h", flush=True)
     report["seconds_per_step"] = per_model
     if args.json:

@@ -534,11 +534,20 @@ def test_the_hard64_data_and_the_epochs_given_make_every_run_and_its_key(tmp_pat
 
     monkeypatch.setattr(common, "train_arm", fake)
     (result,) = rp.reproduce(
-        "placement", budget=TINY, data="hard64", epochs=3, out_dir=tmp_path, progress=False, log=lambda s: None, jobs=1
+        "placement",
+        budget=TINY,
+        data="hard64",
+        epochs=3,
+        out_dir=tmp_path,
+        progress=False,
+        log=lambda s: None,
+        jobs=1,
+        device="cpu",
     )
     assert result.out_dir == tmp_path / "placement-hard64"
     saved = json.loads(result.files["json"].read_text())
-    command = f"tsm reproduce placement --budget tiny --seeds 2 --data hard64 --out {tmp_path} --epochs 3"
+    # the device kind is part of every run's key: the command says which
+    command = f"tsm reproduce placement --budget tiny --seeds 2 --data hard64 --out {tmp_path} --epochs 3 --device cpu"
     assert saved["command"] == command
     root = rp.data_folder(tmp_path, "hard64", TINY)
     settings = json.loads((root / "meta.json").read_text())["settings"]
@@ -580,7 +589,8 @@ def test_the_full_budget_script_runs_commands_the_cli_takes() -> None:
         words = shlex.split(line.replace('"$seeds"', "3").replace('"$out"', "runs/x").replace(' "$@"', ""))
         args = build_parser().parse_args(words[words.index("reproduce") :])
         assert (args.budget, args.seeds) == ("full", 3)
-    assert "--data hard" in lines[1] and args.experiment == ["zoo"]
+    assert (args.experiment, args.data, args.epochs) == (["zoo"], "camouflage", 48)
+    assert "zoo-camouflage" in script  # where `reproduce` writes the zoo's results on that data
 
 
 def _damage(kind: str, path: Path, runs: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from conftest import benchmark_script
 
 
@@ -48,3 +50,23 @@ def test_runs_finished_in_a_store_are_left_out(tmp_path: Path) -> None:
     store.save(key, {**metrics, "settings": settings, "checkpoint": str(store.run_dir(key) / "last.pt")})
     left = script.planned_runs([(["online"], "demo")], budget=budget, seeds=1, store=store)
     assert [run["arm"].label for run in left] == [arm.label for arm in online.arms()[1:]]
+
+
+def test_the_camouflage_zoo_is_counted_at_its_48_epochs(tmp_path: Path) -> None:
+    """reproduce_full.sh's zoo runs on the camouflage data at 48 epochs: the estimate counts its
+    runs at 8640 steps each (step times from a --timings file, so nothing is timed here)."""
+    import json
+
+    from temporal_shift.apps.experiments.reproduce import EXPERIMENTS
+
+    script = _script()
+    models = {json.dumps(arm.model, sort_keys=True) for name in EXPERIMENTS for arm in script.experiment_arms(name)}
+    timings = tmp_path / "times.json"
+    timings.write_text(json.dumps({"seconds_per_step": dict.fromkeys(models, 0.5)}))
+    report = script.main(["--timings", str(timings), "--seeds", "3"])
+    (zoo_label,) = [label for label in report["invocations"] if label.startswith("zoo ")]
+    assert "--data camouflage --epochs 48" in zoo_label
+    zoo = report["invocations"][zoo_label]
+    assert zoo["steps_per_run"] == 8640 and zoo["runs"] == 3 * len(script.experiment_arms("zoo"))
+    assert zoo["run_seconds"] == pytest.approx(zoo["runs"] * 0.5 * 8640 * (1 + script.OVERHEAD))
+    assert report["invocations"]["all --budget full --seeds 3"]["steps_per_run"] == 1440

@@ -139,6 +139,7 @@ def reproduce(
     command = (
         f"tsm reproduce {' '.join(names)} --budget {plan.name} --seeds {len(seeds_run)} --data {data} --out {out}"
         + (f" --epochs {epochs}" if epochs is not None else "")
+        + (f" --device {device}" if device != "auto" else "")
         + (" --fresh" if fresh else "")
     )
     results = []
