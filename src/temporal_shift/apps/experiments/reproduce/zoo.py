@@ -95,32 +95,35 @@ def run(setup: common.Setup) -> common.ExperimentResult:
 
 
 def plot(summary: Sequence[dict[str, Any]], *, seeds: int, path: Path, size: int = DEMO_SIZE) -> Path:
-    """The zoo's accuracy vs GMACs bubbles (area: parameters) from its summary rows; TSM in
-    orange, TSN in grey, every other family a colour of its own; ``size``: the frames'."""
+    """The zoo's accuracy vs GMACs bubbles (area: parameters) from its summary rows, top-1 on the
+    left and order accuracy (the temporal pairs' order alone; 50% is blind to it) on the right;
+    TSM in orange, TSN in grey, every other family a colour of its own; ``size``: the frames'."""
     plt = common.pyplot()
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
     biggest = max(r["params_m"] for r in summary)
-    others = itertools.cycle(_COLOURS)
-    for row in summary:
-        colour = "tab:orange" if row["arm"] == "TSM" else ("tab:grey" if row["arm"] == "TSN" else next(others))
-        ax.scatter(
-            row["gmacs"],
-            row["top1"]["mean"],
-            s=60 + 1500 * row["params_m"] / biggest,
-            alpha=0.5,
-            color=colour,
-            edgecolors="k",
-        )
-        ax.errorbar(row["gmacs"], row["top1"]["mean"], yerr=row["top1"]["sd"], color="k", capsize=3, lw=0.8)
-        ax.annotate(
-            f"{row['arm']}\n{row['params_m']:.1f}M",
-            (row["gmacs"], row["top1"]["mean"]),
-            fontsize=7,
-            xytext=(6, 6),
-            textcoords="offset points",
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel(f"GMACs per clip (T={DEMO_SEGMENTS}, {size}x{size}; log scale)")
-    ax.set_ylabel(f"val top-1 % ({common.over_seeds(seeds)})")
-    ax.set_title("accuracy vs compute (bubble area: parameters)")
+    for ax, (key, label) in zip(axes, (("top1", "val top-1 %"), ("order_acc", "order accuracy %")), strict=True):
+        others = itertools.cycle(_COLOURS)
+        for row in summary:
+            colour = "tab:orange" if row["arm"] == "TSM" else ("tab:grey" if row["arm"] == "TSN" else next(others))
+            ax.scatter(
+                row["gmacs"],
+                row[key]["mean"],
+                s=60 + 1500 * row["params_m"] / biggest,
+                alpha=0.5,
+                color=colour,
+                edgecolors="k",
+            )
+            ax.errorbar(row["gmacs"], row[key]["mean"], yerr=row[key]["sd"], color="k", capsize=3, lw=0.8)
+            ax.annotate(
+                f"{row['arm']}\n{row['params_m']:.1f}M",
+                (row["gmacs"], row[key]["mean"]),
+                fontsize=7,
+                xytext=(6, 6),
+                textcoords="offset points",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel(f"GMACs per clip (T={DEMO_SEGMENTS}, {size}x{size}; log scale)")
+        ax.set_ylabel(f"{label} ({common.over_seeds(seeds)})")
+    axes[1].axhline(50.0, color="grey", lw=0.8, ls=":")
+    fig.suptitle("accuracy vs compute (bubble area: parameters)")
     return common.save_figure(fig, path)
