@@ -339,7 +339,7 @@ def synthetic_metrics(result: EvalResult) -> dict[str, Any]:
     }
 
 
-def test_checkpoint(
+def evaluate_on_val(
     checkpoint: str | Path,
     *,
     data_root: Path,
@@ -405,7 +405,7 @@ def train_and_test(
     seconds = time.perf_counter() - started
     if result.interrupted:  # Ctrl-C/SIGTERM: the trainer saved last.pt; a half-trained arm is no result
         raise KeyboardInterrupt(f"{arm.label}, seed {seed}: training interrupted (resumable: {result.last_checkpoint})")
-    tested = test_checkpoint(
+    tested = evaluate_on_val(
         result.last_checkpoint,
         data_root=data_root,
         device=device,

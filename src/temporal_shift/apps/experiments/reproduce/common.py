@@ -409,19 +409,19 @@ def with_pairs_tested(
     record: dict[str, Any], *, key: str, store: RunStore, data_root: Path, device: str, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """A finished run's record, with its order accuracy by pair: a run finished before records
-    kept them has its last.pt tested again as the recipe tests it (`recipe.test_checkpoint`) and
+    kept them has its last.pt tested again as the recipe tests it (`recipe.evaluate_on_val`) and
     the pairs added to its record in the store (``pairs_tested_again_at``), when the test gives
     the record's order accuracy again (to 0.05 points); else the record stays as it was, and
     the line logged says so."""
     if BY_PAIR in record:
         return record
-    from temporal_shift.apps.experiments.recipe import synthetic_metrics, test_checkpoint
+    from temporal_shift.apps.experiments.recipe import evaluate_on_val, synthetic_metrics
 
     with store.lock(key), heavy_run(f"run {key}: testing its last.pt again"):
         current = store.finished(key)
         if current is None or BY_PAIR in current:  # gone meanwhile, or another invocation tested it
             return current or record
-        metrics = synthetic_metrics(test_checkpoint(current["checkpoint"], data_root=data_root, device=device))
+        metrics = synthetic_metrics(evaluate_on_val(current["checkpoint"], data_root=data_root, device=device))
         if abs(metrics["order_acc"] - current["order_acc"]) > 0.05:
             log(
                 f"{store.record_path(key)}: its last.pt tested again gives order accuracy "
