@@ -41,7 +41,7 @@ from temporal_shift.apps.experiments.reproduce.common import Budget
 from temporal_shift.apps.experiments.reproduce.store import RunStore, run_settings, settings_key
 from temporal_shift.models.factory import model_from_config
 
-OVERHEAD = 0.10  # of a run's training steps, guessed: JPEG loading, four validations and the test
+OVERHEAD = 0.10  # of a run's training steps, guessed: JPEG loading, the validations (every other epoch) and the test
 CAMOUFLAGE_EPOCHS = 48  # the camouflage zoo's (benchmarks/reproduce_full.sh): 8640 steps a run
 
 
