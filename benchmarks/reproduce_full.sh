@@ -7,7 +7,7 @@
 # finished runs are kept in OUT/runs and not trained again, an interrupted one resumes from its last.pt.
 # Needs the package's dependencies (pip install -e .); the package is taken from src/.
 #
-#   benchmarks/reproduce_full.sh                          # 3 seeds: about 9 hours of a 2-core CPU (docs/reproduce.md)
+#   benchmarks/reproduce_full.sh                          # 3 seeds: about 8 hours of a 2-core CPU (docs/reproduce.md)
 #   SEEDS=5 benchmarks/reproduce_full.sh --device cuda    # on a GPU: 5 seeds
 #
 # OUT (default runs/reproduce-full), SEEDS (default 3), PYTHON (default python3); further arguments
